@@ -1,0 +1,25 @@
+"""fastconv: 2-D convolution, pooling and a LeNet-5 trainer on NumPy arrays, with C/OpenMP
+kernels.
+
+Quick tour::
+
+    import numpy as np, fastconv
+    x = np.random.rand(8, 3, 32, 32).astype(np.float32)
+    w = np.random.rand(6, 3, 5, 5).astype(np.float32)
+    y = fastconv.conv2d(x, w, padding=2)                       # (8, 6, 32, 32)
+    gx, gw, gb = fastconv.conv2d_backward(np.ones_like(y), x, w, padding=2)
+"""
+__version__ = "0.1.0"
+
+from . import config as _config
+from .config import get_num_threads, get_simd, set_num_threads, set_simd, show_config
+from .conv import conv2d, conv2d_backward
+from .sizing import conv_output_size, conv_params, dense_params
+
+_config._init_simd_from_env()
+
+__all__ = [
+    "conv2d", "conv2d_backward",
+    "conv_output_size", "conv_params", "dense_params",
+    "show_config", "set_num_threads", "get_num_threads", "set_simd", "get_simd",
+]

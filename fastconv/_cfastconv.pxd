@@ -1,0 +1,72 @@
+# C declarations of src/fastconv.h, shared by the Cython glue.
+from libc.stdint cimport int64_t
+
+cdef extern from "fastconv.h" nogil:
+    ctypedef enum fc_status:
+        FC_OK
+        FC_ERR_NOMEM
+        FC_ERR_INVALID
+
+    ctypedef struct fc_conv_problem:
+        int64_t N, C, H, W
+        int64_t K, R, S
+        int64_t stride_h, stride_w
+        int64_t pad_top, pad_bottom, pad_left, pad_right
+        int64_t dil_h, dil_w
+        int64_t groups
+        int64_t P, Q
+
+    ctypedef struct fc_pool_problem:
+        int64_t N, C, H, W
+        int64_t R, S
+        int64_t stride_h, stride_w
+        int64_t pad_h, pad_w
+        int64_t dil_h, dil_w
+        int64_t P, Q
+        int count_include_pad
+        int64_t divisor_override
+
+    int fc_have_openmp()
+    int fc_get_num_threads()
+    void fc_set_num_threads(int n)
+    int fc_simd_avx2()
+    void fc_simd_select(int use_avx2)
+    const char *fc_simd_name()
+    int fc_cpu_has_avx2_fma()
+
+    fc_status fc_gemm_f32(int64_t M, int64_t N, int64_t K,
+                          const float *A, int64_t rsa, int64_t csa,
+                          const float *B, int64_t rsb, int64_t csb,
+                          float beta, float *C, int64_t ldc, int nthreads)
+    fc_status fc_gemm_f64(int64_t M, int64_t N, int64_t K,
+                          const double *A, int64_t rsa, int64_t csa,
+                          const double *B, int64_t rsb, int64_t csb,
+                          double beta, double *C, int64_t ldc, int nthreads)
+
+    fc_status fc_conv_direct_forward_f32(float *y, const float *x, const float *w,
+                                         const float *bias, const fc_conv_problem *pb)
+    fc_status fc_conv_direct_backward_data_f32(float *dx, const float *dy, const float *w,
+                                               const fc_conv_problem *pb)
+    fc_status fc_conv_direct_backward_weight_f32(float *dw, const float *dy, const float *x,
+                                                 const fc_conv_problem *pb)
+    fc_status fc_conv_backward_bias_f32(float *db, const float *dy, const fc_conv_problem *pb)
+    fc_status fc_conv_im2col_forward_f32(float *y, const float *x, const float *w,
+                                         const float *bias, const fc_conv_problem *pb)
+    fc_status fc_conv_im2col_backward_data_f32(float *dx, const float *dy, const float *w,
+                                               const fc_conv_problem *pb)
+    fc_status fc_conv_im2col_backward_weight_f32(float *dw, const float *dy, const float *x,
+                                                 const fc_conv_problem *pb)
+
+    fc_status fc_conv_direct_forward_f64(double *y, const double *x, const double *w,
+                                         const double *bias, const fc_conv_problem *pb)
+    fc_status fc_conv_direct_backward_data_f64(double *dx, const double *dy, const double *w,
+                                               const fc_conv_problem *pb)
+    fc_status fc_conv_direct_backward_weight_f64(double *dw, const double *dy, const double *x,
+                                                 const fc_conv_problem *pb)
+    fc_status fc_conv_backward_bias_f64(double *db, const double *dy, const fc_conv_problem *pb)
+    fc_status fc_conv_im2col_forward_f64(double *y, const double *x, const double *w,
+                                         const double *bias, const fc_conv_problem *pb)
+    fc_status fc_conv_im2col_backward_data_f64(double *dx, const double *dy, const double *w,
+                                               const fc_conv_problem *pb)
+    fc_status fc_conv_im2col_backward_weight_f64(double *dw, const double *dy, const double *x,
+                                                 const fc_conv_problem *pb)

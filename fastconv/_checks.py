@@ -1,0 +1,164 @@
+"""Argument checking and normalisation, done once, in Python, before anything enters C.
+
+Every error names the function, the argument, what was given and what was expected.
+"""
+import operator
+from dataclasses import dataclass
+
+import numpy as np
+
+from .sizing import conv_output_size
+
+ALGORITHMS = ("auto", "direct", "im2col")
+
+
+def as_int_tuple(value, name, length, func, minimum):
+    """An int or a sequence of `length` ints, each >= minimum, as a tuple."""
+    if isinstance(value, (tuple, list)):
+        items = tuple(value)
+        if len(items) != length:
+            raise ValueError(f"{func}: {name} must be an int or a tuple of {length} ints, "
+                             f"got {value!r}")
+    else:
+        items = (value,) * length
+    out = []
+    for item in items:
+        if isinstance(item, (bool, np.bool_)):
+            raise TypeError(f"{func}: {name} must contain integers, got {value!r}")
+        try:
+            item = operator.index(item)
+        except TypeError:
+            raise TypeError(f"{func}: {name} must be an int or a tuple of {length} ints, "
+                            f"got {value!r}") from None
+        if item < minimum:
+            raise ValueError(f"{func}: {name} must be >= {minimum}, got {value!r}")
+        out.append(item)
+    return tuple(out)
+
+
+def result_dtype(func, **arrays):
+    """The dtype a call computes in: float32 if every float input is float32, else float64.
+
+    Integer and bool inputs compute in float64 (as NumPy's true division does); float16
+    computes in float32. Complex, object, string and other dtypes raise TypeError.
+    """
+    dtypes = []
+    for name, a in arrays.items():
+        if a is None:
+            continue
+        kind = a.dtype.kind
+        if kind == "f":
+            dtypes.append(np.float32 if a.dtype.itemsize <= 4 else np.float64)
+        elif kind in "biu":
+            dtypes.append(np.float64)
+        else:
+            raise TypeError(f"{func}: {name} must be a real (float, integer or bool) array, "
+                            f"got dtype {a.dtype}")
+    return np.dtype(np.float64 if np.float64 in dtypes else np.float32)
+
+
+def as_array(value, name, func, ndim=None):
+    """np.asarray without copying, with a clear error for ragged or wrong-rank input."""
+    try:
+        a = np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise TypeError(f"{func}: {name} must be an array-like of numbers ({exc})") from None
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(f"{func}: expected {name} to be a {ndim}-D array, got {a.ndim}-D "
+                         f"array of shape {a.shape}")
+    return a
+
+
+def as_kernel_input(a, dtype):
+    """A C-contiguous array of `dtype` for the C kernels; a copy only when needed.
+    The kernels never write to it, so the caller's array is never modified."""
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """Everything the C problem struct holds, derived once from the arguments."""
+    N: int
+    C: int
+    H: int
+    W: int
+    K: int
+    R: int
+    S: int
+    stride: tuple        # (h, w)
+    padding: tuple       # (top, bottom, left, right)
+    dilation: tuple      # (h, w)
+    groups: int
+    P: int
+    Q: int
+
+    @property
+    def output_shape(self):
+        return (self.N, self.K, self.P, self.Q)
+
+    @property
+    def weight_shape(self):
+        return (self.K, self.C // self.groups, self.R, self.S)
+
+    @property
+    def input_shape(self):
+        return (self.N, self.C, self.H, self.W)
+
+    def flops(self):
+        """Multiply-adds x 2 of the forward pass."""
+        return 2 * self.N * self.K * self.P * self.Q * (self.C // self.groups) * self.R * self.S
+
+
+def normalize_padding(padding, kernel, dilation, stride, func):
+    """(top, bottom, left, right) from an int, (h, w), (t, b, l, r), "valid" or "same"."""
+    if isinstance(padding, str):
+        word = padding.lower()
+        if word == "valid":
+            return (0, 0, 0, 0)
+        if word == "same":
+            if stride != (1, 1):
+                raise ValueError(f"{func}: padding='same' is not supported for strided "
+                                 f"convolutions (stride={stride}); give explicit padding")
+            pads = []
+            for k, d in zip(kernel, dilation):
+                total = d * (k - 1)
+                # As PyTorch: the odd pixel of an even kernel goes to the bottom/right.
+                pads += [total // 2, total - total // 2]
+            return tuple(pads)
+        raise ValueError(f"{func}: padding must be an int, a tuple, 'valid' or 'same', "
+                         f"got {padding!r}")
+    if isinstance(padding, (tuple, list)) and len(padding) == 4:
+        return as_int_tuple(padding, "padding", 4, func, 0)
+    ph, pw = as_int_tuple(padding, "padding", 2, func, 0)
+    return (ph, ph, pw, pw)
+
+
+def conv_geometry(x_shape, w_shape, stride, padding, dilation, groups, func):
+    """Check a conv2d call's shapes and hyper-parameters; return its ConvGeometry."""
+    N, C, H, W = x_shape
+    K, Cg, R, S = w_shape
+    stride = as_int_tuple(stride, "stride", 2, func, 1)
+    dilation = as_int_tuple(dilation, "dilation", 2, func, 1)
+    (groups,) = as_int_tuple(groups, "groups", 1, func, 1)
+    if C % groups != 0:
+        raise ValueError(f"{func}: groups={groups} must divide the input channels, "
+                         f"but x has {C} channels (x shape {tuple(x_shape)})")
+    if K % groups != 0:
+        raise ValueError(f"{func}: groups={groups} must divide the number of filters, "
+                         f"but weight has {K} (weight shape {tuple(w_shape)})")
+    if Cg * groups != C:
+        raise ValueError(f"{func}: expected weight of shape ({K}, {C // groups}, {R}, {S}) "
+                         f"for x with {C} channels and groups={groups}, got weight shape "
+                         f"{tuple(w_shape)} ({Cg * groups} input channels)")
+    if R < 1 or S < 1:
+        raise ValueError(f"{func}: the kernel must be at least 1x1, got weight shape "
+                         f"{tuple(w_shape)}")
+    padding = normalize_padding(padding, (R, S), dilation, stride, func)
+    P = conv_output_size(H, R, stride[0], padding[0:2], dilation[0])
+    Q = conv_output_size(W, S, stride[1], padding[2:4], dilation[1])
+    if P < 1 or Q < 1:
+        raise ValueError(
+            f"{func}: the kernel ({R}x{S}, dilation {dilation}) is larger than the padded "
+            f"input ({H + padding[0] + padding[1]}x{W + padding[2] + padding[3]} from input "
+            f"{H}x{W} and padding {padding}); expected a kernel that fits")
+    return ConvGeometry(N, C, H, W, K, R, S, stride, padding, dilation, groups, P, Q)

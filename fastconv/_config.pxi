@@ -1,0 +1,54 @@
+# Run-time configuration: threads and the SIMD path.
+
+cdef int _check(fc_status status, str what) except -1:
+    """Turn a C status into a Python exception (C never prints or exits)."""
+    if status == FC_OK:
+        return 0
+    if status == FC_ERR_NOMEM:
+        raise MemoryError(f"{what}: could not allocate the kernel's workspace")
+    raise RuntimeError(f"{what}: the C kernel rejected its problem description (status {status})")
+
+
+def have_openmp():
+    return bool(fc_have_openmp())
+
+
+def get_num_threads():
+    return fc_get_num_threads()
+
+
+def set_num_threads(int n):
+    fc_set_num_threads(n)
+
+
+def cpu_has_avx2_fma():
+    return bool(fc_cpu_has_avx2_fma())
+
+
+def simd_select(bint use_avx2):
+    fc_simd_select(use_avx2)
+
+
+def simd_name():
+    return fc_simd_name().decode()
+
+
+def compiler():
+    return COMPILER_VERSION
+
+
+cdef extern from *:
+    """
+    #if defined(__clang__)
+    #define FC_COMPILER "clang " __clang_version__
+    #elif defined(__GNUC__)
+    #define FC_COMPILER "gcc " __VERSION__
+    #elif defined(_MSC_VER)
+    #define FC_COMPILER "msvc"
+    #else
+    #define FC_COMPILER "unknown"
+    #endif
+    """
+    const char *FC_COMPILER
+
+COMPILER_VERSION = FC_COMPILER.decode()

@@ -1,0 +1,76 @@
+# Convolution kernels: the problem struct is filled here, in one place, from a
+# fastconv._checks.ConvGeometry.
+
+cdef fc_conv_problem _conv_problem(geom):
+    cdef fc_conv_problem pb
+    pb.N, pb.C, pb.H, pb.W = geom.N, geom.C, geom.H, geom.W
+    pb.K, pb.R, pb.S = geom.K, geom.R, geom.S
+    pb.stride_h, pb.stride_w = geom.stride
+    pb.pad_top, pb.pad_bottom, pb.pad_left, pb.pad_right = geom.padding
+    pb.dil_h, pb.dil_w = geom.dilation
+    pb.groups = geom.groups
+    pb.P, pb.Q = geom.P, geom.Q
+    return pb
+
+
+def conv_forward(floating[:, :, :, ::1] y, const floating[:, :, :, ::1] x,
+                 const floating[:, :, :, ::1] w, const floating[::1] bias, geom, str algorithm):
+    """y (N, K, P, Q) = conv(x (N, C, H, W), w (K, C/g, R, S)) + bias (K or None)."""
+    cdef fc_conv_problem pb = _conv_problem(geom)
+    cdef const floating *b = &bias[0] if bias is not None else NULL
+    cdef bint direct = algorithm == "direct"
+    cdef fc_status st
+    with nogil:
+        if floating is float:
+            if direct:
+                st = fc_conv_direct_forward_f32(&y[0, 0, 0, 0], &x[0, 0, 0, 0], &w[0, 0, 0, 0], b, &pb)
+            else:
+                st = fc_conv_im2col_forward_f32(&y[0, 0, 0, 0], &x[0, 0, 0, 0], &w[0, 0, 0, 0], b, &pb)
+        else:
+            if direct:
+                st = fc_conv_direct_forward_f64(&y[0, 0, 0, 0], &x[0, 0, 0, 0], &w[0, 0, 0, 0], b, &pb)
+            else:
+                st = fc_conv_im2col_forward_f64(&y[0, 0, 0, 0], &x[0, 0, 0, 0], &w[0, 0, 0, 0], b, &pb)
+    _check(st, "conv2d")
+
+
+def conv_backward(floating[:, :, :, ::1] dx, floating[:, :, :, ::1] dw, floating[::1] db,
+                  const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
+                  const floating[:, :, :, ::1] w, geom, str algorithm):
+    """dx (N, C, H, W), dw (K, C/g, R, S), db (K) from dy (N, K, P, Q); None skips one."""
+    cdef fc_conv_problem pb = _conv_problem(geom)
+    cdef bint direct = algorithm == "direct"
+    cdef fc_status st = FC_OK
+    with nogil:
+        if dx is not None:
+            if floating is float:
+                if direct:
+                    st = fc_conv_direct_backward_data_f32(&dx[0, 0, 0, 0], &dy[0, 0, 0, 0], &w[0, 0, 0, 0], &pb)
+                else:
+                    st = fc_conv_im2col_backward_data_f32(&dx[0, 0, 0, 0], &dy[0, 0, 0, 0], &w[0, 0, 0, 0], &pb)
+            else:
+                if direct:
+                    st = fc_conv_direct_backward_data_f64(&dx[0, 0, 0, 0], &dy[0, 0, 0, 0], &w[0, 0, 0, 0], &pb)
+                else:
+                    st = fc_conv_im2col_backward_data_f64(&dx[0, 0, 0, 0], &dy[0, 0, 0, 0], &w[0, 0, 0, 0], &pb)
+    _check(st, "conv2d_backward (input gradient)")
+    with nogil:
+        if dw is not None:
+            if floating is float:
+                if direct:
+                    st = fc_conv_direct_backward_weight_f32(&dw[0, 0, 0, 0], &dy[0, 0, 0, 0], &x[0, 0, 0, 0], &pb)
+                else:
+                    st = fc_conv_im2col_backward_weight_f32(&dw[0, 0, 0, 0], &dy[0, 0, 0, 0], &x[0, 0, 0, 0], &pb)
+            else:
+                if direct:
+                    st = fc_conv_direct_backward_weight_f64(&dw[0, 0, 0, 0], &dy[0, 0, 0, 0], &x[0, 0, 0, 0], &pb)
+                else:
+                    st = fc_conv_im2col_backward_weight_f64(&dw[0, 0, 0, 0], &dy[0, 0, 0, 0], &x[0, 0, 0, 0], &pb)
+    _check(st, "conv2d_backward (weight gradient)")
+    with nogil:
+        if db is not None:
+            if floating is float:
+                st = fc_conv_backward_bias_f32(&db[0], &dy[0, 0, 0, 0], &pb)
+            else:
+                st = fc_conv_backward_bias_f64(&db[0], &dy[0, 0, 0, 0], &pb)
+    _check(st, "conv2d_backward (bias gradient)")

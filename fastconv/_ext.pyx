@@ -1,0 +1,15 @@
+# cython: language_level=3
+"""fastconv._ext: the Cython glue between the checked Python API and the C kernels.
+
+Arguments arrive here already validated and contiguous (fastconv/_checks.py); this module
+only fills the C problem structs, releases the GIL around each kernel and turns a C status
+code into a Python exception. No algorithm lives here.
+"""
+from cython cimport floating
+from libc.stdint cimport int64_t
+
+from fastconv._cfastconv cimport *
+
+include "_config.pxi"
+include "_gemm.pxi"
+include "_conv.pxi"

@@ -1,0 +1,144 @@
+"""2-D convolution: :func:`conv2d` and its gradients :func:`conv2d_backward`.
+
+Names, argument order and semantics follow ``torch.nn.functional.conv2d``. Like PyTorch
+(and every deep-learning library) the default is *cross-correlation*: the filter slides
+over the image unflipped. ``flip=True`` gives true convolution (CONCEPTS.md section 2).
+"""
+import numpy as np
+
+from . import _ext
+from ._checks import (ALGORITHMS, as_array, as_kernel_input, conv_geometry, result_dtype)
+
+__all__ = ["conv2d", "conv2d_backward", "choose_algorithm"]
+
+
+def choose_algorithm(geom):
+    """The algorithm ``algorithm="auto"`` runs for a problem.
+
+    im2col + GEMM pays off when each output pixel is a long dot product (many input
+    channels x taps) shared by many filters: the GEMM then runs near the machine's peak.
+    Direct convolution wins when the product is short or the filters few (LeNet-5's
+    conv1: 1 channel, 6 filters; depthwise layers; edge filters), where im2col would
+    mostly copy memory.
+    """
+    taps = (geom.C // geom.groups) * geom.R * geom.S
+    filters = geom.K // geom.groups
+    if taps >= 64 and filters >= 16:
+        return "im2col"
+    return "direct"
+
+
+def _prepare(func, x, weight, stride, padding, dilation, groups, algorithm, flip, **others):
+    """Shared checks of conv2d and conv2d_backward: (geometry, dtype, algorithm, weight)."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"{func}: algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+    dtype = result_dtype(func, x=x, weight=weight, **others)
+    geom = conv_geometry(x.shape, weight.shape, stride, padding, dilation, groups, func)
+    if algorithm == "auto":
+        algorithm = choose_algorithm(geom)
+    if flip:
+        weight = weight[:, :, ::-1, ::-1]
+    return geom, dtype, algorithm, weight
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+           algorithm="auto", flip=False):
+    """2-D convolution (cross-correlation) of a batch of images with a bank of filters.
+
+    Parameters
+    ----------
+    x : array_like, shape (N, C, H, W)
+        Batch of N images with C channels.
+    weight : array_like, shape (K, C / groups, R, S)
+        K filters of size R x S; each spans C / groups channels (the filter depth equals
+        the input depth).
+    bias : array_like, shape (K,), optional
+        One bias per filter.
+    stride : int or (int, int)
+        Step between windows.
+    padding : int, (h, w), (top, bottom, left, right), "valid" or "same"
+        Zero padding. "same" keeps the size (stride 1 only); an even kernel puts the odd
+        pixel at the bottom/right, as PyTorch does.
+    dilation : int or (int, int)
+        Spacing between filter taps.
+    groups : int
+        Split channels and filters into groups convolved separately (groups = C is a
+        depthwise convolution).
+    algorithm : {"auto", "direct", "im2col"}
+        Kernel to run; "auto" picks per shape (see :func:`choose_algorithm`).
+    flip : bool
+        True convolution: flip each filter in both spatial axes first.
+
+    Returns
+    -------
+    ndarray, shape (N, K, P, Q)
+        P and Q from :func:`fastconv.conv_output_size`. float32 inputs give float32;
+        float64, mixed, integer or bool inputs give float64.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> img = np.array([[3, 0, 1, 2, 7, 4], [1, 5, 8, 9, 3, 1], [2, 7, 2, 5, 1, 3],
+    ...                 [0, 1, 3, 1, 7, 8], [4, 2, 1, 6, 2, 8], [2, 4, 5, 2, 3, 9]])
+    >>> edge = np.array([[1, 0, -1]] * 3)
+    >>> fastconv.conv2d(img[None, None], edge[None, None])[0, 0, 0]
+    array([-5., -4.,  0.,  8.])
+    """
+    func = "conv2d"
+    x = as_array(x, "x", func, ndim=4)
+    weight = as_array(weight, "weight", func, ndim=4)
+    if bias is not None:
+        bias = as_array(bias, "bias", func, ndim=1)
+    geom, dtype, algorithm, weight = _prepare(func, x, weight, stride, padding, dilation,
+                                              groups, algorithm, flip, bias=bias)
+    if bias is not None and bias.shape != (geom.K,):
+        raise ValueError(f"{func}: expected bias of shape ({geom.K},) (one per filter), "
+                         f"got shape {bias.shape}")
+    y = np.empty(geom.output_shape, dtype=dtype)
+    if y.size == 0 or x.size == 0:
+        y[...] = 0 if bias is None else bias.astype(dtype)[:, None, None]
+        return y
+    _ext.conv_forward(y, as_kernel_input(x, dtype), as_kernel_input(weight, dtype),
+                      None if bias is None else as_kernel_input(bias, dtype), geom, algorithm)
+    return y
+
+
+def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups=1, *,
+                    algorithm="auto", flip=False):
+    """Gradients of :func:`conv2d` with respect to its input, weight and bias.
+
+    Parameters
+    ----------
+    grad_out : array_like, shape (N, K, P, Q)
+        Gradient of the loss with respect to conv2d's output.
+    x, weight, stride, padding, dilation, groups, algorithm, flip
+        As given to :func:`conv2d`.
+
+    Returns
+    -------
+    (grad_x, grad_weight, grad_bias) : ndarrays of shapes (N, C, H, W), (K, C/groups, R, S)
+        and (K,), in the dtype conv2d would compute in.
+    """
+    func = "conv2d_backward"
+    grad_out = as_array(grad_out, "grad_out", func, ndim=4)
+    x = as_array(x, "x", func, ndim=4)
+    weight = as_array(weight, "weight", func, ndim=4)
+    geom, dtype, algorithm, w_used = _prepare(func, x, weight, stride, padding, dilation,
+                                              groups, algorithm, flip, grad_out=grad_out)
+    if grad_out.shape != geom.output_shape:
+        raise ValueError(f"{func}: expected grad_out of shape {geom.output_shape} (the "
+                         f"output of conv2d for x {geom.input_shape} and weight "
+                         f"{geom.weight_shape}), got shape {grad_out.shape}")
+    grad_x = np.empty(geom.input_shape, dtype=dtype)
+    grad_w = np.empty(geom.weight_shape, dtype=dtype)
+    grad_b = np.empty((geom.K,), dtype=dtype)
+    if grad_out.size == 0 or x.size == 0 or weight.size == 0:
+        grad_x[...] = 0
+        grad_w[...] = 0
+        grad_b[...] = 0
+        return grad_x, grad_w, grad_b
+    _ext.conv_backward(grad_x, grad_w, grad_b, as_kernel_input(grad_out, dtype),
+                       as_kernel_input(x, dtype), as_kernel_input(w_used, dtype), geom, algorithm)
+    if flip:
+        grad_w = np.ascontiguousarray(grad_w[:, :, ::-1, ::-1])
+    return grad_x, grad_w, grad_b

@@ -1,0 +1,106 @@
+"""Sizes and parameter counts: the one home of these formulas (CONCEPTS.md sections 1, 3, 4).
+
+Every kernel's shape code (convolution and pooling) gets its output size from
+:func:`conv_output_size`.
+"""
+import operator
+
+__all__ = ["conv_output_size", "conv_params", "dense_params"]
+
+
+def _int(value, name, minimum):
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def conv_output_size(n, kernel_size, stride=1, padding=0, dilation=1, ceil_mode=False):
+    """Output length along one axis of a convolution or pooling window.
+
+    ``floor((n + 2p - d*(f-1) - 1) / s) + 1``, which for dilation 1 is the lecture's
+    ``floor((n + 2p - f) / s) + 1``.
+
+    Parameters
+    ----------
+    n : int
+        Input length.
+    kernel_size : int
+        Filter (window) length f.
+    stride : int
+        Step s between windows.
+    padding : int or (int, int)
+        Zero padding p on each side, or (before, after) for asymmetric padding.
+    dilation : int
+        Spacing d between filter taps.
+    ceil_mode : bool
+        Round up instead of down (pooling), dropping a last window that would start in
+        the right/bottom padding, as PyTorch does.
+
+    Returns
+    -------
+    int
+        The output length; it may be <= 0 when the window does not fit.
+
+    Examples
+    --------
+    >>> conv_output_size(6, 3)
+    4
+    >>> conv_output_size(6, 3, padding=1)
+    6
+    >>> conv_output_size(37, 5, stride=2)
+    17
+    """
+    n = _int(n, "n", 0)
+    f = _int(kernel_size, "kernel_size", 1)
+    s = _int(stride, "stride", 1)
+    d = _int(dilation, "dilation", 1)
+    if isinstance(padding, (tuple, list)):
+        if len(padding) != 2:
+            raise ValueError(f"padding must be an int or (before, after), got {padding!r}")
+        before, after = (_int(p, "padding", 0) for p in padding)
+    else:
+        before = after = _int(padding, "padding", 0)
+    span = n + before + after - d * (f - 1) - 1   # last start position of a window
+    if span < 0 or not ceil_mode:
+        return span // s + 1
+    out = -(-span // s) + 1
+    # A window may overhang the right padding, but must start inside the input or the
+    # left padding (PyTorch's rule).
+    if (out - 1) * s >= n + before:
+        out -= 1
+    return out
+
+
+def conv_params(kernel_size, in_channels, out_channels, bias=True):
+    """Learnable parameters of a conv layer: ``(f*f*n_c + 1) * n_filters``.
+
+    kernel_size may be an int (square) or (height, width). The count does not depend on
+    the image size: this is parameter sharing.
+
+    >>> conv_params(3, 3, 10)
+    280
+    """
+    if isinstance(kernel_size, (tuple, list)):
+        if len(kernel_size) != 2:
+            raise ValueError(f"kernel_size must be an int or (height, width), got {kernel_size!r}")
+        kh, kw = (_int(k, "kernel_size", 1) for k in kernel_size)
+    else:
+        kh = kw = _int(kernel_size, "kernel_size", 1)
+    c = _int(in_channels, "in_channels", 1)
+    k = _int(out_channels, "out_channels", 1)
+    return (kh * kw * c + (1 if bias else 0)) * k
+
+
+def dense_params(n_in, n_out, bias=True):
+    """Learnable parameters of a fully connected layer: ``n_in * n_out (+ n_out)``.
+
+    >>> dense_params(64 * 64 * 3, 1000)
+    12289000
+    """
+    n_in = _int(n_in, "n_in", 1)
+    n_out = _int(n_out, "n_out", 1)
+    return n_in * n_out + (n_out if bias else 0)

@@ -1,0 +1,98 @@
+"""Build fastconv's one extension module from fastconv/_ext.pyx and src/*.c.
+
+OpenMP is used when a compile-and-link test with -fopenmp succeeds; otherwise the build
+goes on serially and says so (fastconv.show_config() reports it at run time too).
+Portable by default: no -march=native. The AVX2/FMA micro-kernels carry their own
+per-function target attributes and are chosen at run time.
+"""
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+OPENMP_TEST = r"""
+#include <omp.h>
+int main(void) {
+    int n = 0;
+    #pragma omp parallel reduction(+:n)
+    n += 1;
+    return n > 0 ? 0 : 1;
+}
+"""
+
+
+def compiler_command():
+    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
+    return cc.split()
+
+
+def openmp_flags():
+    """Return (compile_args, link_args) for OpenMP, or ([], []) when it does not work."""
+    if os.environ.get("FASTCONV_NO_OPENMP"):
+        print("fastconv: OpenMP disabled by FASTCONV_NO_OPENMP; building serially", file=sys.stderr)
+        return [], []
+    if sys.platform == "darwin":
+        candidates = [["-Xpreprocessor", "-fopenmp"], ["-fopenmp"]]
+        link = [["-lomp"], ["-fopenmp"]]
+    else:
+        candidates = [["-fopenmp"]]
+        link = [["-fopenmp"]]
+    tmp = tempfile.mkdtemp()
+    try:
+        src = os.path.join(tmp, "omp_test.c")
+        with open(src, "w") as f:
+            f.write(OPENMP_TEST)
+        for cflags, lflags in zip(candidates, link):
+            exe = os.path.join(tmp, "omp_test")
+            cmd = compiler_command() + cflags + [src, "-o", exe] + lflags
+            try:
+                ok = subprocess.run(cmd, capture_output=True).returncode == 0
+                ok = ok and subprocess.run([exe], capture_output=True).returncode == 0
+            except OSError:
+                ok = False
+            if ok:
+                print("fastconv: building with OpenMP (%s)" % " ".join(cflags), file=sys.stderr)
+                return cflags, lflags
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("fastconv: OpenMP not available with this compiler; building serially", file=sys.stderr)
+    return [], []
+
+
+def build_extensions():
+    omp_compile, omp_link = openmp_flags()
+    if sys.platform == "win32":
+        base = ["/O2"]
+    else:
+        # In extra_compile_args, after the user's CFLAGS, so a CFLAGS=-O0 cannot silently
+        # drop the optimisation level the kernels are designed for.
+        base = ["-O3", "-std=c11", "-fno-math-errno", "-Wall", "-Wno-unused-function"]
+    ext = Extension(
+        "fastconv._ext",
+        sources=["fastconv/_ext.pyx"] + sorted(glob.glob("src/*.c")),
+        include_dirs=["src", numpy.get_include()],
+        depends=sorted(glob.glob("src/*.h")) + sorted(glob.glob("fastconv/*.pxi"))
+        + sorted(glob.glob("fastconv/*.pxd")),
+        extra_compile_args=base + omp_compile,
+        extra_link_args=omp_link,
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    )
+    return cythonize(
+        [ext],
+        compiler_directives={
+            "language_level": 3,
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+        },
+    )
+
+
+setup(ext_modules=build_extensions())

@@ -1,0 +1,54 @@
+/* conv_im2col.c: convolution as im2col + GEMM (forward, data gradient, weight gradient),
+ * written once in conv_im2col_impl.h and instantiated for float and double. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "fastconv.h"
+#include "conv_index.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Each thread's column buffer holds at most this many bytes (or one output row's columns,
+ * if that is larger): the whole-batch im2col matrix is never built. */
+#define FC_IM2COL_WORKSPACE_BYTES ((int64_t)4 << 20)
+
+static int current_thread(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* A 1x1, stride-1, unpadded filter reads x itself: col would be a copy of x. */
+static int is_pointwise(const fc_conv_problem *pb)
+{
+    return pb->R == 1 && pb->S == 1 && pb->stride_h == 1 && pb->stride_w == 1
+        && pb->pad_top == 0 && pb->pad_bottom == 0 && pb->pad_left == 0 && pb->pad_right == 0;
+}
+
+/* Split: with at least as many (n, g) pairs as threads, each thread takes whole pairs and
+ * runs single-threaded GEMMs; otherwise pairs go one by one with a parallel GEMM. */
+static int pairs_in_parallel(const fc_conv_problem *pb, int nthreads)
+{
+    return nthreads > 1 && pb->N * pb->groups >= nthreads;
+}
+
+#define REAL float
+#define FN(name) name##_f32
+#define GEMM fc_gemm_f32
+#include "conv_im2col_impl.h"
+#undef REAL
+#undef FN
+#undef GEMM
+
+#define REAL double
+#define FN(name) name##_f64
+#define GEMM fc_gemm_f64
+#include "conv_im2col_impl.h"
+#undef REAL
+#undef FN
+#undef GEMM
