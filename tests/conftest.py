@@ -1,0 +1,41 @@
+"""Shared test helpers: error measures, the SIMD-path fixture and the data location."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastconv
+
+REPO = Path(__file__).resolve().parents[1]
+MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"
+
+
+def rel_err(actual, expected):
+    """max |actual - expected| / max(1, max |expected|): relative for large values,
+    absolute near zero."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    if expected.size == 0:
+        return 0.0
+    return float(np.max(np.abs(actual - expected)) / max(1.0, np.max(np.abs(expected))))
+
+
+SIMD_PATHS = ["generic"] + (["avx2"] if fastconv._ext.cpu_has_avx2_fma() else [])
+
+
+@pytest.fixture(params=SIMD_PATHS)
+def simd(request):
+    """Run a test once per micro-kernel path this CPU has, restoring the default after."""
+    before = fastconv.get_simd()
+    fastconv.set_simd(request.param)
+    yield request.param
+    fastconv.set_simd("generic" if before == "generic" else "auto")
+
+
+@pytest.fixture
+def threads():
+    """Lets a test change the thread count; restores it afterwards."""
+    before = fastconv.get_num_threads()
+    yield fastconv.set_num_threads
+    fastconv.set_num_threads(before)

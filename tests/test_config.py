@@ -1,0 +1,34 @@
+"""show_config, threads and the SIMD switch."""
+import io
+import os
+import subprocess
+import sys
+
+import fastconv
+
+
+def test_show_config_reports_the_build():
+    out = io.StringIO()
+    fastconv.show_config(file=out)
+    text = out.getvalue()
+    for word in ("fastconv 0.1.0", "compiler", "openmp", "threads", "simd"):
+        assert word in text
+    assert f"threads   {fastconv.get_num_threads()}" in text
+
+
+def run_python(code, **env):
+    full_env = dict(os.environ, **env)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=full_env, check=True).stdout.strip()
+
+
+def test_omp_num_threads_sets_the_default():
+    if not fastconv._ext.have_openmp():
+        return
+    assert run_python("import fastconv; print(fastconv.get_num_threads())",
+                      OMP_NUM_THREADS="3") == "3"
+
+
+def test_fastconv_simd_environment_forces_generic():
+    assert run_python("import fastconv; print(fastconv.get_simd())",
+                      FASTCONV_SIMD="generic") == "generic"
