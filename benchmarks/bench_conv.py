@@ -1,0 +1,99 @@
+"""Convolution forward and backward: naive loops, direct, im2col, auto, NumPy, PyTorch."""
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv import reference
+from fastconv._checks import conv_geometry
+from fastconv.conv import choose_algorithm
+
+from conftest import gflops, random
+
+# name: (N, C, H, W, K, R, stride, padding)
+SHAPES = {
+    "lenet5-conv1": (64, 1, 32, 32, 6, 5, 1, 0),
+    "lenet5-conv2": (64, 6, 14, 14, 16, 5, 1, 0),
+    "lecture-39x39x3-conv1": (32, 3, 39, 39, 10, 3, 1, 0),
+    "lecture-37x37x10-conv2": (32, 10, 37, 37, 20, 5, 2, 0),
+    "64x56x56-3x3": (8, 64, 56, 56, 64, 3, 1, 1),
+    "128x28x28-3x3": (8, 128, 28, 28, 128, 3, 1, 1),
+    "256x14x14-3x3": (8, 256, 14, 14, 256, 3, 1, 1),
+    "depthwise-64x56x56-3x3": (8, 64, 56, 56, 64, 3, 1, 1),
+}
+DEPTHWISE = {"depthwise-64x56x56-3x3"}
+CONTENDERS = ["direct", "im2col", "auto", "numpy", "torch", "naive"]
+
+
+def make_case(name):
+    N, C, H, W, K, R, stride, padding = SHAPES[name]
+    groups = C if name in DEPTHWISE else 1
+    x = random((N, C, H, W), 1)
+    w = random((K, C // groups, R, R), 2)
+    b = random((K,), 3)
+    geom = conv_geometry(x.shape, w.shape, stride, padding, 1, groups, "bench")
+    return x, w, b, dict(stride=stride, padding=padding, groups=groups), geom
+
+
+def numpy_conv(x, w, b, stride, padding, groups):
+    """conv2d with NumPy only: sliding_window_view + einsum (groups == 1)."""
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, w.shape[2:], axis=(2, 3))
+    win = win[:, :, ::stride, ::stride]
+    return np.einsum("nchwrs,kcrs->nkhw", win, w, optimize=True) + b[:, None, None]
+
+
+NAIVE_BATCH = 1   # the reference loops run on one image; the time is scaled to the batch
+
+
+@pytest.mark.parametrize("contender", CONTENDERS)
+@pytest.mark.parametrize("name", list(SHAPES))
+def test_conv_forward(benchmark, info, name, contender, request):
+    x, w, b, kw, geom = make_case(name)
+    benchmark.group = f"conv forward {name}"
+    scale = 1
+    if contender in ("direct", "im2col", "auto"):
+        run = lambda: fastconv.conv2d(x, w, b, algorithm=contender, **kw)  # noqa: E731
+    elif contender == "numpy":
+        if kw["groups"] != 1:
+            pytest.skip("the NumPy einsum baseline has no groups")
+        run = lambda: numpy_conv(x, w, b, kw["stride"], kw["padding"], 1)  # noqa: E731
+    elif contender == "torch":
+        torch = request.getfixturevalue("torch")
+        xt, wt, bt = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)
+        run = lambda: torch.nn.functional.conv2d(xt, wt, bt, **kw)  # noqa: E731
+    else:
+        norm = dict(stride=geom.stride, padding=geom.padding, dilation=geom.dilation,
+                    groups=geom.groups)
+        x1 = x[:NAIVE_BATCH]
+        if geom.flops() / geom.N > 2e8:
+            pytest.skip("naive loops would take minutes on this layer")
+        run = lambda: reference.conv2d_forward(x1, w, b, **norm)  # noqa: E731
+        scale = geom.N / NAIVE_BATCH
+        info(naive_batch=NAIVE_BATCH, note=f"time is for batch {NAIVE_BATCH}; x{scale:g} for the full batch")
+    benchmark(run)
+    rate = gflops(geom.flops() / scale, benchmark)
+    info(gflops=rate, auto_algorithm=choose_algorithm(geom))
+
+
+@pytest.mark.parametrize("contender", ["direct", "im2col", "auto", "torch"])
+@pytest.mark.parametrize("name", list(SHAPES))
+def test_conv_backward(benchmark, info, name, contender, request):
+    """grad_x + grad_weight + grad_bias."""
+    x, w, b, kw, geom = make_case(name)
+    dy = random(geom.output_shape, 4)
+    benchmark.group = f"conv backward {name}"
+    if contender == "torch":
+        torch = request.getfixturevalue("torch")
+        xt = torch.from_numpy(x).requires_grad_()
+        wt = torch.from_numpy(w).requires_grad_()
+        bt = torch.from_numpy(b).requires_grad_()
+        dyt = torch.from_numpy(dy)
+        yt = torch.nn.functional.conv2d(xt, wt, bt, **kw)
+
+        def run():
+            xt.grad = wt.grad = bt.grad = None
+            torch.autograd.backward(yt, dyt, retain_graph=True)
+    else:
+        run = lambda: fastconv.conv2d_backward(dy, x, w, algorithm=contender, **kw)  # noqa: E731
+    benchmark(run)
+    info(gflops=gflops(2 * geom.flops(), benchmark), auto_algorithm=choose_algorithm(geom))
