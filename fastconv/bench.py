@@ -1,0 +1,346 @@
+"""python -m fastconv.bench: the key benchmark cases side by side, in one process.
+
+Every contender runs on the same threads (default 2) in the same run; times are medians.
+Writes a Markdown table (time, speed-up vs PyTorch and vs naive loops, GFLOP/s or GB/s,
+% of the matrix-multiply ceiling), optionally JSON and a PNG chart, and can replace the
+table in README.md between the markers ``<!-- bench:start -->`` and ``<!-- bench:end -->``.
+
+    python -m fastconv.bench --quick                 # under 2 minutes on 2 cores
+    python -m fastconv.bench --full --json out.json --png chart.png --readme README.md
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+import fastconv
+from fastconv import reference
+from fastconv._checks import conv_geometry
+from fastconv.conv import choose_algorithm
+
+README_START = "<!-- bench:start -->"
+README_END = "<!-- bench:end -->"
+
+# name: (N, C, H, W, K, R, stride, padding)
+CONV_SHAPES = {
+    "LeNet-5 conv1 64x1x32x32 -> 6 @5x5": (64, 1, 32, 32, 6, 5, 1, 0),
+    "LeNet-5 conv2 64x6x14x14 -> 16 @5x5": (64, 6, 14, 14, 16, 5, 1, 0),
+    "lecture 32x3x39x39 -> 10 @3x3": (32, 3, 39, 39, 10, 3, 1, 0),
+    "lecture 32x10x37x37 -> 20 @5x5 s2": (32, 10, 37, 37, 20, 5, 2, 0),
+    "8x64x56x56 -> 64 @3x3 p1": (8, 64, 56, 56, 64, 3, 1, 1),
+    "8x128x28x28 -> 128 @3x3 p1": (8, 128, 28, 28, 128, 3, 1, 1),
+    "8x256x14x14 -> 256 @3x3 p1": (8, 256, 14, 14, 256, 3, 1, 1),
+}
+POOL_SHAPES = [(64, 6, 28, 28), (64, 16, 10, 10), (8, 64, 112, 112)]
+
+
+def median_time(fn, budget, min_reps=5, max_reps=200):
+    """Median wall time of fn() over repeats filling about `budget` seconds."""
+    fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < max_reps and (len(times) < min_reps or time.perf_counter() - start < budget):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def try_torch(threads):
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    return torch
+
+
+class Runner:
+    def __init__(self, threads, budget, naive):
+        self.threads = threads
+        self.budget = budget
+        self.naive = naive
+        self.torch = try_torch(threads)
+        self.rows = []
+        self.ceiling = None
+
+    def add(self, group, case, fastconv_s, torch_s=None, naive_s=None, work=None, unit="GFLOP/s",
+            note=""):
+        rate = work / fastconv_s / 1e9 if work else None
+        row = dict(group=group, case=case, fastconv_ms=fastconv_s * 1e3,
+                   torch_ms=None if torch_s is None else torch_s * 1e3,
+                   naive_ms=None if naive_s is None else naive_s * 1e3,
+                   vs_torch=None if torch_s is None else torch_s / fastconv_s,
+                   vs_naive=None if naive_s is None else naive_s / fastconv_s,
+                   rate=rate, unit=unit, note=note)
+        if unit == "GFLOP/s" and rate is not None and self.ceiling:
+            row["pct_ceiling"] = 100 * rate / self.ceiling
+        self.rows.append(row)
+        print(f"  {group:15s} {case:42s} {fastconv_s * 1e3:9.3f} ms"
+              + (f"  x{row['vs_torch']:.2f} vs torch" if torch_s else ""), flush=True)
+
+    # -- the matrix-multiply ceiling and our GEMM
+    def gemm(self, sizes):
+        from threadpoolctl import threadpool_limits
+        n = 2048
+        a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+        b = np.random.default_rng(1).standard_normal((n, n)).astype(np.float32)
+        with threadpool_limits(limits=self.threads, user_api="blas"):
+            t_np = median_time(lambda: a @ b, self.budget, min_reps=3)
+        self.ceiling = 2 * n ** 3 / t_np / 1e9
+        c = np.empty((n, n), np.float32)
+        t_fc = median_time(lambda: fastconv._ext.gemm(c, a, b, False), self.budget, min_reps=3)
+        self.add("GEMM", "2048^3 float32 (NumPy matmul = ceiling)", t_fc, work=2 * n ** 3,
+                 note=f"NumPy {t_np * 1e3:.2f} ms = {self.ceiling:.0f} GFLOP/s")
+        for m, k, nn in sizes:
+            a = np.random.default_rng(0).standard_normal((m, k)).astype(np.float32)
+            b = np.random.default_rng(1).standard_normal((k, nn)).astype(np.float32)
+            c = np.empty((m, nn), np.float32)
+            t_fc = median_time(lambda: fastconv._ext.gemm(c, a, b, False), self.budget)
+            t_t = None
+            if self.torch is not None:
+                at, bt = self.torch.from_numpy(a), self.torch.from_numpy(b)
+                t_t = median_time(lambda: at @ bt, self.budget)
+            self.add("GEMM", f"{m}x{k} @ {k}x{nn}", t_fc, t_t, work=2 * m * k * nn)
+
+    # -- convolution forward and backward
+    def conv(self, names):
+        for name in names:
+            N, C, H, W, K, R, s, p = CONV_SHAPES[name]
+            rng = np.random.default_rng(0)
+            x = rng.standard_normal((N, C, H, W)).astype(np.float32)
+            w = rng.standard_normal((K, C, R, R)).astype(np.float32)
+            b = rng.standard_normal(K).astype(np.float32)
+            geom = conv_geometry(x.shape, w.shape, s, p, 1, 1, "bench")
+            dy = rng.standard_normal(geom.output_shape).astype(np.float32)
+            algo = choose_algorithm(geom)
+            t_f = median_time(lambda: fastconv.conv2d(x, w, b, s, p), self.budget)
+            t_b = median_time(lambda: fastconv.conv2d_backward(dy, x, w, s, p), self.budget)
+            tt_f = tt_b = None
+            if self.torch is not None:
+                torch = self.torch
+                F = torch.nn.functional
+                xt, wt, bt = (torch.from_numpy(a) for a in (x, w, b))
+                tt_f = median_time(lambda: F.conv2d(xt, wt, bt, s, p), self.budget)
+                xg, wg, bg = (torch.from_numpy(a).requires_grad_() for a in (x, w, b))
+                yg = F.conv2d(xg, wg, bg, s, p)
+                dyt = torch.from_numpy(dy)
+
+                def torch_backward():
+                    xg.grad = wg.grad = bg.grad = None
+                    torch.autograd.backward(yg, dyt, retain_graph=True)
+                tt_b = median_time(torch_backward, self.budget)
+            naive_f = None
+            if self.naive:
+                # The loops run on one image; the time is scaled to the batch.
+                norm = dict(stride=geom.stride, padding=geom.padding, dilation=geom.dilation)
+                x1 = x[:1]
+                t1 = median_time(lambda: reference.conv2d_forward(x1, w, b, **norm), 0, min_reps=1,
+                                 max_reps=1)
+                naive_f = t1 * N
+            self.add("conv forward", name, t_f, tt_f, naive_f, work=geom.flops(),
+                     note=f"auto -> {algo}" + ("; naive: 1 image x N" if naive_f else ""))
+            self.add("conv backward", name, t_b, tt_b, work=2 * geom.flops(),
+                     note="grad_x + grad_w + grad_b")
+
+    # -- pooling, against a NumPy copy of the input (the bandwidth yardstick)
+    def pooling(self):
+        for shape in POOL_SHAPES:
+            x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+            moved = x.nbytes * 1.25   # read x, write y (a quarter of x)
+            t_copy = median_time(lambda: x.copy(), self.budget)
+            for kind in ("max", "avg"):
+                fwd = getattr(fastconv, f"{kind}_pool2d")
+                bwd = getattr(fastconv, f"{kind}_pool2d_backward")
+                y = fwd(x, 2)
+                dy = np.ones_like(y)
+                t_f = median_time(lambda: fwd(x, 2), self.budget)
+                t_b = median_time(lambda: bwd(dy, x, 2), self.budget)
+                tt_f = tt_b = None
+                if self.torch is not None:
+                    torch = self.torch
+                    tfun = getattr(torch.nn.functional, f"{kind}_pool2d")
+                    xt = torch.from_numpy(x)
+                    tt_f = median_time(lambda: tfun(xt, 2), self.budget)
+                    xg = torch.from_numpy(x).requires_grad_()
+                    yg = tfun(xg, 2)
+                    dyt = torch.from_numpy(dy)
+
+                    def torch_backward():
+                        xg.grad = None
+                        torch.autograd.backward(yg, dyt, retain_graph=True)
+                    tt_b = median_time(torch_backward, self.budget)
+                case = f"{kind} 2x2 {'x'.join(map(str, shape))}"
+                self.add("pool forward", case, t_f, tt_f, work=moved, unit="GB/s",
+                         note=f"NumPy copy {t_copy * 1e3:.3f} ms")
+                self.add("pool backward", case, t_b, tt_b, work=moved * 2, unit="GB/s")
+
+    # -- a LeNet-5 training step (forward, backward, SGD update), batch 64
+    def lenet(self):
+        from fastconv.models import LeNet5
+        from fastconv.losses import softmax_cross_entropy
+        from fastconv.optim import SGD
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((64, 1, 32, 32)).astype(np.float32)
+        y = rng.integers(0, 10, 64)
+        model = LeNet5(seed=0)
+        opt = SGD(model, lr=0.01, momentum=0.9)
+
+        def step():
+            logits = model.forward(x)
+            _, grad = softmax_cross_entropy(logits, y)
+            model.backward(grad)
+            opt.step()
+        t_fc = median_time(step, self.budget)
+        t_t = None
+        if self.torch is not None:
+            torch = self.torch
+            nn = torch.nn
+            net = nn.Sequential(nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5),
+                                nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400, 120),
+                                nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+            topt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+            xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+
+            def tstep():
+                topt.zero_grad()
+                loss = nn.functional.cross_entropy(net(xt), yt)
+                loss.backward()
+                topt.step()
+            t_t = median_time(tstep, self.budget)
+        self.add("LeNet-5", "training step, batch 64", t_fc, t_t,
+                 note=f"{64 / t_fc:,.0f} images/s" + (f" vs {64 / t_t:,.0f}" if t_t else ""))
+
+    # -- edge filter: Sobel along one axis on a 1024x1024 float32 image
+    def sobel(self):
+        img = np.random.default_rng(0).random((1024, 1024)).astype(np.float32)
+        t_fc = median_time(lambda: fastconv.filters.sobel(img, axis=1), self.budget)
+        t_t = None
+        if self.torch is not None:
+            torch = self.torch
+            k = torch.tensor([[[[1, 0, -1], [2, 0, -2], [1, 0, -1]]]], dtype=torch.float32)
+            it = torch.from_numpy(img)[None, None]
+            t_t = median_time(lambda: torch.nn.functional.conv2d(it, k, padding=1), self.budget)
+        note = ""
+        try:
+            import cv2
+            cv2.setNumThreads(self.threads)
+            t_cv = median_time(lambda: cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3), self.budget)
+            note = f"OpenCV {t_cv * 1e3:.3f} ms"
+        except ImportError:
+            pass
+        self.add("edge filter", "Sobel 1024x1024 float32", t_fc, t_t, work=2 * 9 * 1024 * 1024,
+                 note=note)
+
+
+def fmt(value, spec, empty="-"):
+    return empty if value is None else format(value, spec)
+
+
+def markdown(rows, meta):
+    lines = [f"Measured {meta['date']} on {meta['cpu']}, {meta['threads']} threads, "
+             f"fastconv {meta['version']} ({meta['simd']}), PyTorch {meta['torch']}, "
+             f"NumPy {meta['numpy']}; float32, medians. Matmul ceiling (NumPy float32 2048^3): "
+             f"{fmt(meta['ceiling'], '.0f')} GFLOP/s.",
+             "",
+             "| group | case | fastconv ms | PyTorch ms | vs PyTorch | vs naive | rate | % ceiling | note |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        rate = f"{r['rate']:.1f} {r['unit']}" if r["rate"] else "-"
+        lines.append(f"| {r['group']} | {r['case']} | {r['fastconv_ms']:.3f} | "
+                     f"{fmt(r['torch_ms'], '.3f')} | {fmt(r['vs_torch'], '.2f')}x | "
+                     f"{fmt(r['vs_naive'], ',.0f')}x | {rate} | "
+                     f"{fmt(r.get('pct_ceiling'), '.0f')}% | {r['note']} |")
+    return "\n".join(lines).replace("| -x |", "| - |").replace("| -% |", "| - |") + "\n"
+
+
+def chart(rows, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no chart", file=sys.stderr)
+        return
+    rows = [r for r in rows if r["vs_torch"]]
+    labels = [f"{r['group']}: {r['case']}" for r in rows]
+    fig, ax = plt.subplots(figsize=(10, 0.3 * len(rows) + 1.5))
+    ax.barh(range(len(rows)), [r["vs_torch"] for r in rows],
+            color=["tab:green" if r["vs_torch"] >= 1 else "tab:red" for r in rows])
+    ax.axvline(1.0, color="black", lw=0.8)
+    ax.set_yticks(range(len(rows)), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("speed-up over PyTorch (higher is better)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def update_readme(path, table):
+    with open(path) as f:
+        text = f.read()
+    if README_START not in text or README_END not in text:
+        raise SystemExit(f"{path} has no {README_START} ... {README_END} markers")
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    with open(path, "w") as f:
+        f.write(head + README_START + "\n" + table + README_END + tail)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m fastconv.bench", description=__doc__.split("\n")[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="short timing budget (default)")
+    mode.add_argument("--full", action="store_true", help="longer timing budget, naive loops too")
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("FASTCONV_BENCH_THREADS", 2)))
+    parser.add_argument("--markdown", metavar="PATH", help="write the table here (default: print)")
+    parser.add_argument("--json", metavar="PATH", help="write all rows and metadata as JSON")
+    parser.add_argument("--png", metavar="PATH", help="write a chart of the speed-ups (matplotlib)")
+    parser.add_argument("--readme", metavar="PATH", help="replace the table in this README")
+    args = parser.parse_args(argv)
+
+    fastconv.set_num_threads(args.threads)
+    runner = Runner(args.threads, budget=1.0 if args.full else 0.25, naive=True)
+    print(f"fastconv.bench: {'full' if args.full else 'quick'} run on {args.threads} threads", flush=True)
+    runner.gemm([(64, 576, 3136), (128, 1152, 784), (256, 2304, 196), (6, 25, 784)])
+    runner.conv(list(CONV_SHAPES))
+    runner.pooling()
+    runner.lenet()
+    runner.sobel()
+    meta = dict(date=datetime.date.today().isoformat(), cpu=cpu_model(), threads=args.threads,
+                version=fastconv.__version__, simd=fastconv.get_simd(), numpy=np.__version__,
+                torch=runner.torch.__version__ if runner.torch else "not installed",
+                ceiling=runner.ceiling)
+    table = markdown(runner.rows, meta)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(table)
+    else:
+        print(table)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(meta=meta, rows=runner.rows), f, indent=1)
+    if args.png:
+        chart(runner.rows, args.png)
+    if args.readme:
+        update_readme(args.readme, table)
+
+
+if __name__ == "__main__":
+    main()
