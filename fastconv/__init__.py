@@ -8,8 +8,8 @@ Quick tour::
     w = np.random.rand(6, 3, 5, 5).astype(np.float32)
     y = fastconv.conv2d(x, w, padding=2)                       # (8, 6, 32, 32)
     gx, gw, gb = fastconv.conv2d_backward(np.ones_like(y), x, w, padding=2)
-    edges = fastconv.filters.sobel(x[0, 0])                      # gradient magnitude
-    print(fastconv.compare_conv_dense((32, 32, 3), 6, 5))        # conv vs dense costs
+    edges = fastconv.filters.sobel(x[0, 0])                    # gradient magnitude
+    print(fastconv.compare_conv_dense((32, 32, 3), 6, 5))      # conv vs dense costs
 """
 __version__ = "0.1.0"
 
