@@ -153,7 +153,8 @@ def _planes(image, func, extra_dtype=None):
         raise ValueError(f"{func}: expected image of shape (H, W), (H, W, 3) RGB, (N, H, W) "
                          f"or (N, H, W, 3), got shape {a.shape}")
     gray = _luminance(a, dtype) if rgb else a
-    planes = np.ascontiguousarray(gray, dtype=dtype).reshape((-1,) + out_shape[-2:])
+    n_planes = out_shape[0] if len(out_shape) == 3 else 1
+    planes = np.ascontiguousarray(gray, dtype=dtype).reshape((n_planes,) + out_shape[-2:])
     return planes, out_shape, a.dtype
 
 
