@@ -31,15 +31,15 @@ Normalisation
     ``fastconv.filters.sobel(img, normalize=True) / sqrt(2)``, and for a uint8 image
     scikit-image first divides by 255.
 Borders (``mode``)
-    ==========  =========================  ===================  =========================
-    fastconv    pads ``a b c d`` as        scipy / scikit-image  OpenCV
-    ==========  =========================  ===================  =========================
-    constant    ``0 0 | a b c d | 0 0``    constant (cval=0)     BORDER_CONSTANT
-    reflect     ``b a | a b c d | d c``    reflect               BORDER_REFLECT
-    replicate   ``a a | a b c d | d d``    nearest               BORDER_REPLICATE
-    mirror      ``c b | a b c d | c b``    mirror                BORDER_REFLECT_101
-    wrap        ``c d | a b c d | a b``    wrap                  BORDER_WRAP
-    ==========  =========================  ===================  =========================
+    =========  =======================  ====================  ==================
+    fastconv   pads ``a b c d`` as      scipy / scikit-image  OpenCV
+    =========  =======================  ====================  ==================
+    constant   ``0 0 | a b c d | 0 0``  constant (cval=0)     BORDER_CONSTANT
+    reflect    ``b a | a b c d | d c``  reflect               BORDER_REFLECT
+    replicate  ``a a | a b c d | d d``  nearest               BORDER_REPLICATE
+    mirror     ``c b | a b c d | c b``  mirror                BORDER_REFLECT_101
+    wrap       ``c d | a b c d | a b``  wrap                  BORDER_WRAP
+    =========  =======================  ====================  ==================
 
     "nearest" is accepted for "replicate". The default "reflect" is scikit-image's; OpenCV's
     default (BORDER_DEFAULT) is "mirror". (``numpy.pad`` calls reflect "symmetric" and
