@@ -81,12 +81,11 @@ fc_status FN(fc_filter2d)(REAL *y, const REAL *x, const REAL *k, const fc_filter
     }
 #endif
     const int64_t n_rows = N * H;
-    const int parallel = n_rows > 1 && n_rows * W * R * S >= FC_FILTER_PARALLEL_MIN;
 
     /* Each thread owns whole output rows, so results do not depend on the thread count.
      * Rows are handed out in small chunks: a call lasts well under a millisecond, so a
      * thread that wakes up late must not hold up a fixed share of the image. */
-#pragma omp parallel for schedule(dynamic, 8) if (parallel)
+#pragma omp parallel for schedule(dynamic, 8) if (n_rows * W * R * S >= FC_FILTER_PARALLEL_MIN)
     for (int64_t nh = 0; nh < n_rows; nh++) {
         const int64_t n = nh / H, i = nh % H;
         const REAL *const *row_ptrs = rows + n * padded_rows + i;
