@@ -4,13 +4,18 @@
 BORDER_MODES = ("constant", "reflect", "replicate", "mirror", "wrap")
 
 
+cdef fc_filter_problem _filter_problem(x_shape, k_shape, int border):
+    cdef fc_filter_problem pb
+    pb.N, pb.H, pb.W = x_shape[0], x_shape[1], x_shape[2]
+    pb.R, pb.S = k_shape[0], k_shape[1]
+    pb.border = <fc_border>border
+    return pb
+
+
 def filter2d(floating[:, :, ::1] y, const floating[:, :, ::1] x, const floating[:, ::1] k,
              int border):
     """y (N, H, W) = x (N, H, W) correlated with k (R, S), borders by BORDER_MODES[border]."""
-    cdef fc_filter_problem pb
-    pb.N, pb.H, pb.W = x.shape[0], x.shape[1], x.shape[2]
-    pb.R, pb.S = k.shape[0], k.shape[1]
-    pb.border = <fc_border>border
+    cdef fc_filter_problem pb = _filter_problem(x.shape, k.shape, border)
     cdef fc_status st = FC_OK
     if pb.N == 0 or pb.H == 0 or pb.W == 0:
         return
@@ -20,6 +25,23 @@ def filter2d(floating[:, :, ::1] y, const floating[:, :, ::1] x, const floating[
         else:
             st = fc_filter2d_f64(&y[0, 0, 0], &x[0, 0, 0], &k[0, 0], &pb)
     _check(st, "filter2d")
+
+
+def filter2d_magnitude(floating[:, :, ::1] y, const floating[:, :, ::1] x,
+                       const floating[:, ::1] kx, const floating[:, ::1] ky, int border):
+    """y (N, H, W) = sqrt((x * kx)^2 + (x * ky)^2), kx and ky (R, S) of the same size."""
+    cdef fc_filter_problem pb = _filter_problem(x.shape, kx.shape, border)
+    cdef fc_status st = FC_OK
+    if ky.shape[0] != kx.shape[0] or ky.shape[1] != kx.shape[1]:
+        raise ValueError("filter2d_magnitude: kx and ky must have the same shape")
+    if pb.N == 0 or pb.H == 0 or pb.W == 0:
+        return
+    with nogil:
+        if floating is float:
+            st = fc_filter2d_magnitude_f32(&y[0, 0, 0], &x[0, 0, 0], &kx[0, 0], &ky[0, 0], &pb)
+        else:
+            st = fc_filter2d_magnitude_f64(&y[0, 0, 0], &x[0, 0, 0], &kx[0, 0], &ky[0, 0], &pb)
+    _check(st, "filter2d (gradient magnitude)")
 
 
 def canny_nms(uint8_t[:, :, ::1] classes, const floating[:, :, ::1] gx,

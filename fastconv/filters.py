@@ -306,8 +306,10 @@ def _edge_filter(image, operator, axis, mode, normalize, func):
     if axis is not None:
         (out,) = _derivatives(planes, operator, (axis,), border, normalize)
     else:
-        gy, gx = _derivatives(planes, operator, (0, 1), border, normalize)
-        out = _magnitude(gx, gy)
+        out = np.empty_like(planes)
+        kx, ky = (edge_kernel(operator, ax, normalize=normalize).astype(planes.dtype)
+                  for ax in (1, 0))
+        _ext.filter2d_magnitude(out, planes, kx, ky, border)
     return out.reshape(out_shape)
 
 

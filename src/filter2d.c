@@ -12,6 +12,10 @@
 
 #include "fastconv.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #define FC_FILTER_AVX2 1
 #include <immintrin.h>
@@ -21,6 +25,26 @@
 
 /* Below this many multiply-adds a call runs on one thread: fork/join would cost more. */
 #define FC_FILTER_PARALLEL_MIN ((int64_t)1 << 16)
+
+/* Threads a parallel loop may use, and the calling thread's number among them: they index
+ * the per-thread row buffers. */
+static int fc_filter_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+static int fc_filter_thread(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
 
 /* The index inside [0, n) that position i (any integer) reads under a border mode, or -1
  * for a zero of the constant mode. Periodic formulas, so kernels wider than the image
@@ -150,20 +174,24 @@ static void filter_row_avx2_f64(double *y, const double *const *rows, const doub
 
 #define REAL float
 #define FN(name) name##_f32
+#define SQRT sqrtf
 #if FC_FILTER_AVX2
 #define FILTER_ROW_AVX2 filter_row_avx2_f32
 #endif
 #include "filter2d_impl.h"
 #undef REAL
 #undef FN
+#undef SQRT
 #undef FILTER_ROW_AVX2
 
 #define REAL double
 #define FN(name) name##_f64
+#define SQRT sqrt
 #if FC_FILTER_AVX2
 #define FILTER_ROW_AVX2 filter_row_avx2_f64
 #endif
 #include "filter2d_impl.h"
 #undef REAL
 #undef FN
+#undef SQRT
 #undef FILTER_ROW_AVX2

@@ -155,6 +155,20 @@ def test_filter2d_matches_reference(simd_path, mode, dtype):
                                    err_msg=f"{(H, W, R, S)} mode={mode}")
 
 
+@pytest.mark.parametrize("mode", filters.BORDER_MODES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_magnitude_in_one_pass_matches_the_two_derivatives(simd_path, mode, dtype):
+    x = np.random.default_rng(5).standard_normal((2, 37, 29)).astype(dtype)
+    for op in ("sobel", "scharr", "prewitt"):
+        func = getattr(filters, op)
+        expected = np.hypot(func(x, 0, mode=mode).astype(np.float64),
+                            func(x, 1, mode=mode).astype(np.float64))
+        got = func(x, mode=mode)
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, expected, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                                   atol=1e-5, err_msg=op)
+
+
 def test_simd_paths_agree_and_threads_do_not_change_results(thread_count):
     x = np.random.default_rng(1).random((3, 130, 517)).astype(np.float32)
     results = {}
@@ -162,7 +176,7 @@ def test_simd_paths_agree_and_threads_do_not_change_results(thread_count):
         fastconv.set_simd(path)
         for n in (1, 2):
             thread_count(n)
-            results[path, n] = filters.sobel(x, axis=1)
+            results[path, n] = np.stack([filters.sobel(x, axis=1), filters.sobel(x)])
     fastconv.set_simd("auto")
     for path in SIMD_PATHS:
         np.testing.assert_array_equal(results[path, 1], results[path, 2])
