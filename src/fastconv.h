@@ -93,9 +93,11 @@ FC_DECLARE_CONV(f64, double)
 /* ---- single-plane 2-D filters (filter2d.c) and Canny's stages (canny.c) ---- */
 
 /* How a filter reads past the image border (names as scipy.ndimage; OpenCV in brackets):
- * constant: zeros [BORDER_CONSTANT]          reflect:   d c b a | a b c d | d c b a [BORDER_REFLECT]
- * replicate: a a a | a b c d | d d d [BORDER_REPLICATE]
- * mirror:   d c b | a b c d | c b a [BORDER_REFLECT_101]     wrap: a b c d | a b c d [BORDER_WRAP] */
+ *   constant   0 0 0 | a b c d | 0 0 0   [BORDER_CONSTANT]
+ *   reflect    c b a | a b c d | d c b   [BORDER_REFLECT]
+ *   replicate  a a a | a b c d | d d d   [BORDER_REPLICATE]
+ *   mirror     d c b | a b c d | c b a   [BORDER_REFLECT_101]
+ *   wrap       b c d | a b c d | a b c   [BORDER_WRAP] */
 typedef enum {
     FC_BORDER_CONSTANT = 0,
     FC_BORDER_REFLECT = 1,
@@ -112,8 +114,8 @@ typedef struct {
     fc_border border;
 } fc_filter_problem;
 
-/* y (N, H, W)[n, i, j] = sum over r, s of k (R, S)[r, s] * x (N, H, W)[n, i + r - R/2, j + s - S/2],
- * pixels outside the plane read as the border mode says. */
+/* y (N, H, W)[n, i, j] = sum over r, s of k (R, S)[r, s] * x (N, H, W)[n, i + r - R/2,
+ * j + s - S/2], pixels outside the plane read as the border mode says. */
 fc_status fc_filter2d_f32(float *y, const float *x, const float *k, const fc_filter_problem *pb);
 fc_status fc_filter2d_f64(double *y, const double *x, const double *k, const fc_filter_problem *pb);
 /* y (N, H, W) = sqrt(gx^2 + gy^2) where gx and gy are x filtered as above with kx and ky

@@ -24,7 +24,7 @@
 #endif
 
 /* Below this many multiply-adds a call runs on one thread: fork/join would cost more. */
-#define FC_FILTER_PARALLEL_MIN ((int64_t)1 << 16)
+#define FC_FILTER_MIN_WORK ((int64_t)1 << 16)
 
 /* Threads a parallel loop may use, and the calling thread's number among them: they index
  * the per-thread row buffers. */

@@ -121,7 +121,7 @@ fc_status FN(fc_filter2d)(REAL *y, const REAL *x, const REAL *k, const fc_filter
     /* Each thread owns whole output rows, so results do not depend on the thread count.
      * Rows are handed out in small chunks: a call lasts well under a millisecond, so a
      * thread that wakes up late must not hold up a fixed share of the image. */
-#pragma omp parallel for schedule(dynamic, 8) if (n_rows * W * pb->R * pb->S >= FC_FILTER_PARALLEL_MIN)
+#pragma omp parallel for schedule(dynamic, 8) if (n_rows * W * pb->R * pb->S >= FC_FILTER_MIN_WORK)
     for (int64_t nh = 0; nh < n_rows; nh++) {
         const REAL *const *row_ptrs = rows + (nh / H) * padded_rows + nh % H;
         FN(filter_row)(y + nh * W, row_ptrs, k, lo, hi, row_kernel, pb);
@@ -155,7 +155,7 @@ fc_status FN(fc_filter2d_magnitude)(REAL *y, const REAL *x, const REAL *kx, cons
         return FC_ERR_NOMEM;
     }
 
-#pragma omp parallel for schedule(dynamic, 8) if (n_rows * W * pb->R * pb->S >= FC_FILTER_PARALLEL_MIN)
+#pragma omp parallel for schedule(dynamic, 8) if (n_rows * W * pb->R * pb->S >= FC_FILTER_MIN_WORK)
     for (int64_t nh = 0; nh < n_rows; nh++) {
         const REAL *const *row_ptrs = rows + (nh / H) * padded_rows + nh % H;
         REAL *gx = y + nh * W;
