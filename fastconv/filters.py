@@ -136,14 +136,14 @@ def _real(value, name, func, minimum=None):
     return value
 
 
-def _planes(image, func, extra_dtype=None):
-    """The image as C-contiguous planes (N, H, W) in the compute dtype, the shape of one
-    output (H, W) or (N, H, W), and the input dtype."""
+def _planes(image, func, kernel=None):
+    """The image as C-contiguous planes (N, H, W) in the compute dtype (that of image and
+    kernel together), the output shape (H, W) or (N, H, W), and the input dtype."""
     a = as_array(image, "image", func)
     if a.dtype.kind not in "biuf":
         raise TypeError(f"{func}: image must be a real (float, integer or bool) array, "
                         f"got dtype {a.dtype}")
-    dtype = result_dtype(func, image=a, kernel=extra_dtype)
+    dtype = result_dtype(func, image=a, kernel=kernel)
     rgb = a.ndim in (3, 4) and a.shape[-1] == 3
     if a.ndim == 2 or (a.ndim == 3 and rgb):
         out_shape = a.shape[:2]
@@ -240,7 +240,7 @@ def filter2d(image, kernel, *, mode="reflect", flip=False):
         raise ValueError(f"{func}: expected kernel to be a non-empty 2-D array, got shape "
                          f"{k.shape}")
     border = _border(mode, func)
-    planes, out_shape, _ = _planes(image, func, extra_dtype=k)
+    planes, out_shape, _ = _planes(image, func, kernel=k)
     if flip:
         k = k[::-1, ::-1]
     return _correlate(planes, k, border).reshape(out_shape)
