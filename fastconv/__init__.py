@@ -8,6 +8,8 @@ Quick tour::
     w = np.random.rand(6, 3, 5, 5).astype(np.float32)
     y = fastconv.conv2d(x, w, padding=2)                       # (8, 6, 32, 32)
     gx, gw, gb = fastconv.conv2d_backward(np.ones_like(y), x, w, padding=2)
+    edges = fastconv.filters.sobel(x[0, 0])                    # gradient magnitude
+    print(fastconv.compare_conv_dense((32, 32, 3), 6, 5))      # conv vs dense costs
 """
 __version__ = "0.1.0"
 
@@ -15,11 +17,14 @@ from . import config as _config
 from .config import get_num_threads, get_simd, set_num_threads, set_simd, show_config
 from .conv import conv2d, conv2d_backward
 from .sizing import conv_output_size, conv_params, dense_params
+from .costs import compare_conv_dense
+from . import filters
 
 _config._init_simd_from_env()
 
 __all__ = [
     "conv2d", "conv2d_backward",
-    "conv_output_size", "conv_params", "dense_params",
+    "conv_output_size", "conv_params", "dense_params", "compare_conv_dense",
+    "filters",
     "show_config", "set_num_threads", "get_num_threads", "set_simd", "get_simd",
 ]

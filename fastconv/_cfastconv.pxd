@@ -1,5 +1,5 @@
 # C declarations of src/fastconv.h, shared by the Cython glue.
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint8_t
 
 cdef extern from "fastconv.h" nogil:
     ctypedef enum fc_status:
@@ -70,3 +70,32 @@ cdef extern from "fastconv.h" nogil:
                                                const fc_conv_problem *pb)
     fc_status fc_conv_im2col_backward_weight_f64(double *dw, const double *dy, const double *x,
                                                  const fc_conv_problem *pb)
+
+    ctypedef enum fc_border:
+        FC_BORDER_CONSTANT
+        FC_BORDER_REFLECT
+        FC_BORDER_REPLICATE
+        FC_BORDER_MIRROR
+        FC_BORDER_WRAP
+
+    ctypedef struct fc_filter_problem:
+        int64_t N, H, W
+        int64_t R, S
+        fc_border border
+
+    fc_status fc_filter2d_f32(float *y, const float *x, const float *k,
+                              const fc_filter_problem *pb)
+    fc_status fc_filter2d_f64(double *y, const double *x, const double *k,
+                              const fc_filter_problem *pb)
+    fc_status fc_filter2d_magnitude_f32(float *y, const float *x, const float *kx,
+                                        const float *ky, const fc_filter_problem *pb)
+    fc_status fc_filter2d_magnitude_f64(double *y, const double *x, const double *kx,
+                                        const double *ky, const fc_filter_problem *pb)
+    fc_status fc_canny_nms_f32(uint8_t *classes, const float *gx, const float *gy,
+                               const float *mag, int64_t N, int64_t H, int64_t W,
+                               double low, double high)
+    fc_status fc_canny_nms_f64(uint8_t *classes, const double *gx, const double *gy,
+                               const double *mag, int64_t N, int64_t H, int64_t W,
+                               double low, double high)
+    fc_status fc_canny_hysteresis(uint8_t *edges, const uint8_t *classes, int64_t N,
+                                  int64_t H, int64_t W)

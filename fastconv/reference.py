@@ -10,7 +10,7 @@ import numpy as np
 
 from .sizing import conv_output_size
 
-__all__ = ["conv2d_forward", "conv2d_backward", "pad_image"]
+__all__ = ["conv2d_forward", "conv2d_backward", "pad_image", "filter2d"]
 
 
 def pad_image(x, padding, value=0.0):
@@ -88,3 +88,25 @@ def conv2d_backward(dy, x, w, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 
     dx = dxp[:, :, top:top + H, left:left + W]
     db = dy.sum(axis=(0, 2, 3))
     return dx, dw, db
+
+
+# fastconv.filters border modes -> numpy.pad modes (numpy's names differ: see filters.py).
+_NUMPY_PAD_MODES = {"constant": "constant", "reflect": "symmetric", "replicate": "edge",
+                    "mirror": "reflect", "wrap": "wrap"}
+
+
+def filter2d(image, kernel, mode="reflect"):
+    """out[i, j] = sum over r, s of kernel[r, s] * padded[i + r, j + s]: the image (H, W)
+    padded by R//2 rows above, (R-1)//2 below, S//2 columns left and (S-1)//2 right as
+    the border mode says, then correlated with kernel (R, S) unflipped (same size out)."""
+    x = np.asarray(image, dtype=np.float64)
+    k = np.asarray(kernel, dtype=np.float64)
+    H, W = x.shape
+    R, S = k.shape
+    widths = ((R // 2, (R - 1) // 2), (S // 2, (S - 1) // 2))
+    xp = np.pad(x, widths, mode=_NUMPY_PAD_MODES[mode])
+    out = np.zeros((H, W))
+    for i in range(H):
+        for j in range(W):
+            out[i, j] = np.sum(xp[i:i + R, j:j + S] * k)
+    return out

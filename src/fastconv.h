@@ -90,4 +90,52 @@ FC_DECLARE_CONV(f32, float)
 FC_DECLARE_CONV(f64, double)
 #undef FC_DECLARE_CONV
 
+/* ---- single-plane 2-D filters (filter2d.c) and Canny's stages (canny.c) ---- */
+
+/* How a filter reads past the image border (names as scipy.ndimage; OpenCV in brackets):
+ *   constant   0 0 0 | a b c d | 0 0 0   [BORDER_CONSTANT]
+ *   reflect    c b a | a b c d | d c b   [BORDER_REFLECT]
+ *   replicate  a a a | a b c d | d d d   [BORDER_REPLICATE]
+ *   mirror     d c b | a b c d | c b a   [BORDER_REFLECT_101]
+ *   wrap       b c d | a b c d | a b c   [BORDER_WRAP] */
+typedef enum {
+    FC_BORDER_CONSTANT = 0,
+    FC_BORDER_REFLECT = 1,
+    FC_BORDER_REPLICATE = 2,
+    FC_BORDER_MIRROR = 3,
+    FC_BORDER_WRAP = 4
+} fc_border;
+
+/* N independent planes of H x W, each correlated with one R x S kernel anchored at
+ * (R / 2, S / 2); the output has the input's size. */
+typedef struct {
+    int64_t N, H, W;
+    int64_t R, S;
+    fc_border border;
+} fc_filter_problem;
+
+/* y (N, H, W)[n, i, j] = sum over r, s of k (R, S)[r, s] * x (N, H, W)[n, i + r - R/2,
+ * j + s - S/2], pixels outside the plane read as the border mode says. */
+fc_status fc_filter2d_f32(float *y, const float *x, const float *k, const fc_filter_problem *pb);
+fc_status fc_filter2d_f64(double *y, const double *x, const double *k, const fc_filter_problem *pb);
+/* y (N, H, W) = sqrt(gx^2 + gy^2) where gx and gy are x filtered as above with kx and ky
+ * (both R x S): a gradient magnitude in one pass. */
+fc_status fc_filter2d_magnitude_f32(float *y, const float *x, const float *kx, const float *ky,
+                                    const fc_filter_problem *pb);
+fc_status fc_filter2d_magnitude_f64(double *y, const double *x, const double *kx,
+                                    const double *ky, const fc_filter_problem *pb);
+
+/* Canny's non-maximum suppression and thresholds on N planes of H x W: classes[i] is
+ * 2 (strong: mag >= high), 1 (weak: low <= mag < high, mag > 0) or 0 (not an edge, or not
+ * a local maximum of mag along the gradient (gx, gy), or on the outermost pixel ring). */
+fc_status fc_canny_nms_f32(uint8_t *classes, const float *gx, const float *gy, const float *mag,
+                           int64_t N, int64_t H, int64_t W, double low, double high);
+fc_status fc_canny_nms_f64(uint8_t *classes, const double *gx, const double *gy,
+                           const double *mag, int64_t N, int64_t H, int64_t W,
+                           double low, double high);
+/* Hysteresis: edges (N, H, W) is 1 for strong pixels and for weak pixels 8-connected to a
+ * strong one through weak pixels, 0 elsewhere. */
+fc_status fc_canny_hysteresis(uint8_t *edges, const uint8_t *classes, int64_t N, int64_t H,
+                              int64_t W);
+
 #endif /* FASTCONV_H */

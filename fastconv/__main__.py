@@ -1,0 +1,41 @@
+"""Command line: ``python -m fastconv COMMAND [...]`` (also installed as ``fastconv``).
+
+Each command lives in its own module with two functions: ``add_arguments(parser)`` fills
+its argparse sub-parser and ``run(args)`` does the work and returns the exit status.
+Adding a command is one entry in COMMANDS.
+"""
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help)
+COMMANDS = {
+    "edges": ("fastconv.cli_edges", "write the edge image of a picture (or of a built-in "
+                                    "synthetic one)"),
+    "explain": ("fastconv.cli_explain", "walk through the lecture's examples, computed "
+                                        "live by fastconv"),
+}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="fastconv",
+        description="fastconv: 2-D convolution, pooling, edge filters and LeNet-5 on NumPy "
+                    "arrays, with C/OpenMP kernels.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        sub = commands.add_parser(name, help=help_text, description=module.__doc__)
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv=None):
+    """Parse argv (sys.argv[1:] when None), run the command, return its exit status."""
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

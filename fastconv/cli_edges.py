@@ -1,0 +1,116 @@
+"""Edge image of a picture: the Sobel, Scharr or Prewitt gradient magnitude (scaled so the
+strongest edge is white) or Canny's edge map. Without IMAGE a built-in synthetic test
+image is used. Reading and writing PNG/JPEG needs Pillow (pip install "fastconv[examples]");
+.npy input and .pgm/.npy output work without it."""
+import os
+import sys
+
+import numpy as np
+
+from . import filters
+
+METHODS = ("sobel", "scharr", "prewitt", "canny")
+
+
+def add_arguments(parser):
+    parser.add_argument("image", nargs="?", metavar="IMAGE",
+                        help="picture to read (any format Pillow reads, or .npy); default: "
+                             "the synthetic test image")
+    parser.add_argument("--method", choices=METHODS, default="sobel",
+                        help="edge detector (default: sobel)")
+    parser.add_argument("-o", "--output", metavar="OUT",
+                        help="file to write: .png and other Pillow formats, .pgm, or .npy "
+                             "for the raw float result (default: edges.png, or edges.pgm "
+                             "without Pillow)")
+    parser.add_argument("--mode", default="reflect", choices=filters.BORDER_MODES,
+                        help="border mode (default: reflect)")
+    parser.add_argument("--sigma", type=float, default=1.0,
+                        help="canny: Gaussian smoothing sigma (default: 1.0)")
+    parser.add_argument("--low", type=float, default=None,
+                        help="canny: low threshold (default: 0.1 x the value range)")
+    parser.add_argument("--high", type=float, default=None,
+                        help="canny: high threshold (default: 0.2 x the value range)")
+    parser.add_argument("--size", type=int, default=256,
+                        help="side of the synthetic image (default: 256)")
+
+
+def _pillow():
+    try:
+        from PIL import Image
+    except ImportError:
+        return None
+    return Image
+
+
+def read_image(path):
+    """A picture as an array: (H, W) for grayscale, (H, W, 3) for colour."""
+    if path.lower().endswith(".npy"):
+        return np.load(path)
+    Image = _pillow()
+    if Image is None:
+        raise RuntimeError(f"reading {path} needs Pillow: pip install 'fastconv[examples]' "
+                           f"(or give a .npy file)")
+    with Image.open(path) as img:
+        if img.mode not in ("L", "I", "I;16", "F", "RGB"):
+            img = img.convert("RGB")
+        return np.asarray(img)
+
+
+def to_uint8(edges):
+    """0..255: booleans as 0/255, magnitudes scaled so the largest is 255."""
+    if edges.dtype == np.bool_:
+        return edges.astype(np.uint8) * 255
+    top = float(edges.max()) if edges.size else 0.0
+    scaled = edges / top * 255 if top > 0 else np.zeros_like(edges)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def write_pgm(path, gray):
+    """Binary PGM (P5), 8-bit: readable by most image tools, no library needed."""
+    h, w = gray.shape
+    with open(path, "wb") as f:
+        f.write(f"P5\n{w} {h}\n255\n".encode("ascii"))
+        f.write(np.ascontiguousarray(gray, dtype=np.uint8).tobytes())
+
+
+def write_image(path, edges):
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".npy":
+        np.save(path, edges)
+    elif ext == ".pgm":
+        write_pgm(path, to_uint8(edges))
+    else:
+        Image = _pillow()
+        if Image is None:
+            raise RuntimeError(f"writing {path} needs Pillow: pip install "
+                               f"'fastconv[examples]' (or write a .pgm or .npy file)")
+        Image.fromarray(to_uint8(edges)).save(path)
+
+
+def edge_image(image, method="sobel", mode="reflect", sigma=1.0, low=None, high=None):
+    """The edge image of one picture: a float magnitude, or a bool map for canny."""
+    if method == "canny":
+        return filters.canny(image, sigma, low, high, mode=mode)
+    return getattr(filters, method)(image, mode=mode)
+
+
+def run(args):
+    try:
+        if args.image is None:
+            image = filters.synthetic_image(args.size)
+            source = f"synthetic {args.size}x{args.size} image"
+        else:
+            image, source = read_image(args.image), args.image
+            if not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] == 3)):
+                raise ValueError(f"expected one grayscale (H, W) or RGB (H, W, 3) picture, "
+                                 f"got an array of shape {image.shape}")
+        edges = edge_image(image, args.method, args.mode, args.sigma, args.low, args.high)
+        output = args.output or ("edges.png" if _pillow() is not None else "edges.pgm")
+        write_image(output, edges)
+    except (OSError, RuntimeError, ValueError, TypeError) as exc:
+        print(f"fastconv edges: error: {exc}", file=sys.stderr)
+        return 1
+    what = ("edge pixels: " + f"{int(edges.sum()):,}" if edges.dtype == np.bool_
+            else f"max magnitude {float(edges.max()):.4g}")
+    print(f"{source} -> {output} ({args.method}, {edges.shape[1]}x{edges.shape[0]}, {what})")
+    return 0

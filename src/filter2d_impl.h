@@ -1,0 +1,173 @@
+/* filter2d_impl.h: the single-plane 2-D filter for one element type.
+ * Included by filter2d.c with REAL (float or double), FN(name) (adds _f32/_f64) and, on
+ * x86 with GCC or Clang, FILTER_ROW_AVX2 (the AVX2+FMA micro-kernel for REAL). */
+
+/* y[j] = sum over r, s of k[r*S + s] * rows[r][j + s] for j in [0, n): the portable twin
+ * of the AVX2 micro-kernel. One pass per tap over the output row (it stays in L1): plain
+ * loops any compiler vectorises, with the taps summed in the same order r, s. */
+static void FN(filter_row_generic)(REAL *y, const REAL *const *rows, const REAL *k,
+                                   int64_t R, int64_t S, int64_t n)
+{
+    for (int64_t j = 0; j < n; j++) {
+        y[j] = 0;
+    }
+    for (int64_t r = 0; r < R; r++) {
+        for (int64_t s = 0; s < S; s++) {
+            const REAL wv = k[r * S + s];
+            const REAL *x = rows[r] + s;
+            for (int64_t j = 0; j < n; j++) {
+                y[j] += wv * x[j];
+            }
+        }
+    }
+}
+
+/* One border pixel: column q of the row whose R input rows are `rows`, every column index
+ * mapped through the border mode. */
+static REAL FN(filter_border_pixel)(const REAL *const *rows, const REAL *k, int64_t q,
+                                    const fc_filter_problem *pb)
+{
+    const int64_t aw = pb->S / 2;
+    REAL acc = 0;
+    for (int64_t r = 0; r < pb->R; r++) {
+        for (int64_t s = 0; s < pb->S; s++) {
+            const int64_t c = fc_border_index(q + s - aw, pb->W, pb->border);
+            if (c >= 0) {
+                acc += k[r * pb->S + s] * rows[r][c];
+            }
+        }
+    }
+    return acc;
+}
+
+typedef void (*FN(row_kernel_fn))(REAL *, const REAL *const *, const REAL *, int64_t, int64_t,
+                                  int64_t);
+
+/* One output row y_row (W) of kernel k (R, S) from the R input rows row_ptrs: the interior
+ * columns [lo, hi) by the micro-kernel, the others through the border map. */
+static void FN(filter_row)(REAL *y_row, const REAL *const *row_ptrs, const REAL *k,
+                           int64_t lo, int64_t hi, FN(row_kernel_fn) row_kernel,
+                           const fc_filter_problem *pb)
+{
+    if (hi > lo) {
+        /* output column q reads input columns q - S/2 .. q - S/2 + S - 1, from 0 at q = lo */
+        row_kernel(y_row + lo, row_ptrs, k, pb->R, pb->S, hi - lo);
+    }
+    for (int64_t q = 0; q < lo; q++) {
+        y_row[q] = FN(filter_border_pixel)(row_ptrs, k, q, pb);
+    }
+    for (int64_t q = hi; q < pb->W; q++) {
+        y_row[q] = FN(filter_border_pixel)(row_ptrs, k, q, pb);
+    }
+}
+
+/* Shared set-up of both entry points: checks, the row-pointer table, the interior column
+ * range and the micro-kernel. On FC_OK the caller frees *rows and *zero_row. */
+static fc_status FN(filter_setup)(const REAL ***rows, REAL **zero_row, int64_t *lo,
+                                  int64_t *hi, FN(row_kernel_fn) *row_kernel, const REAL *x,
+                                  const fc_filter_problem *pb)
+{
+    const int64_t N = pb->N, H = pb->H, W = pb->W, R = pb->R, S = pb->S;
+    if (N < 1 || H < 1 || W < 1 || R < 1 || S < 1
+        || pb->border < FC_BORDER_CONSTANT || pb->border > FC_BORDER_WRAP) {
+        return FC_ERR_INVALID;
+    }
+    const int64_t ah = R / 2, aw = S / 2;
+    const int64_t padded_rows = H + R - 1;   /* input rows i - ah .. i - ah + R - 1, all i */
+
+    /* (*rows)[n * padded_rows + i + r] points at the input row that output row i of plane n
+     * reads with kernel row r: the zero row in constant mode outside the plane. */
+    *rows = malloc((size_t)(N * padded_rows) * sizeof(**rows));
+    *zero_row = pb->border == FC_BORDER_CONSTANT ? calloc((size_t)W, sizeof(REAL)) : NULL;
+    if (*rows == NULL || (pb->border == FC_BORDER_CONSTANT && *zero_row == NULL)) {
+        free(*rows);
+        free(*zero_row);
+        return FC_ERR_NOMEM;
+    }
+    for (int64_t n = 0; n < N; n++) {
+        for (int64_t i = 0; i < padded_rows; i++) {
+            const int64_t src = fc_border_index(i - ah, H, pb->border);
+            (*rows)[n * padded_rows + i] = src >= 0 ? x + (n * H + src) * W : *zero_row;
+        }
+    }
+    /* Columns [lo, hi) read only inside the row; the rest go through the border map. */
+    *lo = aw < W ? aw : W;
+    *hi = W - (S - 1 - aw) > *lo ? W - (S - 1 - aw) : *lo;
+    *row_kernel = FN(filter_row_generic);
+#ifdef FILTER_ROW_AVX2
+    if (fc_simd_avx2()) {
+        *row_kernel = FILTER_ROW_AVX2;
+    }
+#endif
+    return FC_OK;
+}
+
+fc_status FN(fc_filter2d)(REAL *y, const REAL *x, const REAL *k, const fc_filter_problem *pb)
+{
+    /* y (N, H, W) = x (N, H, W) correlated with k (R, S) anchored at (R/2, S/2) */
+    const REAL **rows;
+    REAL *zero_row;
+    int64_t lo, hi;
+    FN(row_kernel_fn) row_kernel;
+    if (pb->N == 0) {
+        return FC_OK;
+    }
+    fc_status st = FN(filter_setup)(&rows, &zero_row, &lo, &hi, &row_kernel, x, pb);
+    if (st != FC_OK) {
+        return st;
+    }
+    const int64_t H = pb->H, W = pb->W, n_rows = pb->N * H, padded_rows = H + pb->R - 1;
+
+    /* Each thread owns whole output rows, so results do not depend on the thread count.
+     * Rows are handed out in small chunks: a call lasts well under a millisecond, so a
+     * thread that wakes up late must not hold up a fixed share of the image. */
+#pragma omp parallel for schedule(dynamic, 8) if (n_rows * W * pb->R * pb->S >= FC_FILTER_MIN_WORK)
+    for (int64_t nh = 0; nh < n_rows; nh++) {
+        const REAL *const *row_ptrs = rows + (nh / H) * padded_rows + nh % H;
+        FN(filter_row)(y + nh * W, row_ptrs, k, lo, hi, row_kernel, pb);
+    }
+    free(rows);
+    free(zero_row);
+    return FC_OK;
+}
+
+fc_status FN(fc_filter2d_magnitude)(REAL *y, const REAL *x, const REAL *kx, const REAL *ky,
+                                    const fc_filter_problem *pb)
+{
+    /* y (N, H, W) = sqrt(gx^2 + gy^2), gx and gy = x (N, H, W) correlated with kx and ky
+     * (R, S): one pass, gy's row in a per-thread buffer. */
+    const REAL **rows;
+    REAL *zero_row;
+    int64_t lo, hi;
+    FN(row_kernel_fn) row_kernel;
+    if (pb->N == 0) {
+        return FC_OK;
+    }
+    fc_status st = FN(filter_setup)(&rows, &zero_row, &lo, &hi, &row_kernel, x, pb);
+    if (st != FC_OK) {
+        return st;
+    }
+    const int64_t H = pb->H, W = pb->W, n_rows = pb->N * H, padded_rows = H + pb->R - 1;
+    REAL *gy_rows = malloc((size_t)(fc_filter_threads() * W) * sizeof(REAL));
+    if (gy_rows == NULL) {
+        free(rows);
+        free(zero_row);
+        return FC_ERR_NOMEM;
+    }
+
+#pragma omp parallel for schedule(dynamic, 8) if (n_rows * W * pb->R * pb->S >= FC_FILTER_MIN_WORK)
+    for (int64_t nh = 0; nh < n_rows; nh++) {
+        const REAL *const *row_ptrs = rows + (nh / H) * padded_rows + nh % H;
+        REAL *gx = y + nh * W;
+        REAL *gy = gy_rows + fc_filter_thread() * W;
+        FN(filter_row)(gx, row_ptrs, kx, lo, hi, row_kernel, pb);
+        FN(filter_row)(gy, row_ptrs, ky, lo, hi, row_kernel, pb);
+        for (int64_t q = 0; q < W; q++) {
+            gx[q] = SQRT(gx[q] * gx[q] + gy[q] * gy[q]);
+        }
+    }
+    free(gy_rows);
+    free(rows);
+    free(zero_row);
+    return FC_OK;
+}
