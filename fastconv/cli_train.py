@@ -33,7 +33,7 @@ def add_parser(subparsers):
     p.add_argument("--epochs", type=int, default=5, help="total epochs (default 5)")
     p.add_argument("--batch-size", type=int, default=64, help="default 64")
     p.add_argument("--lr", type=float, default=None,
-                   help="learning rate (default: 1e-3 for adam, 0.05 for sgd)")
+                   help="learning rate (default: 2e-3 for adam, 0.05 for sgd)")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam",
                    help="adam (default) or sgd (Nesterov momentum 0.9)")
     p.add_argument("--activation", choices=("relu", "tanh"), default="relu")

@@ -160,10 +160,12 @@ OPTIMIZERS = {"sgd": SGD, "adam": Adam}
 
 
 def make_optimizer(optimizer, model, lr=None):
-    """An optimizer from a name ("adam", "sgd"), an instance, or None (Adam, lr 1e-3).
+    """An optimizer from a name ("adam", "sgd"), an instance, or None (Adam).
 
-    "sgd" means SGD with Nesterov momentum 0.9 and lr 0.05, settings that train LeNet-5
-    without tuning; `lr` overrides the learning rate of a named optimizer.
+    The named optimizers carry settings that train LeNet-5 on MNIST-style digits without
+    tuning: "adam" is Adam with lr 2e-3 (twice PyTorch's default, which measurably helps
+    in a 5-epoch budget), "sgd" is SGD with Nesterov momentum 0.9 and lr 0.05. `lr`
+    overrides the learning rate.
     """
     if isinstance(optimizer, Optimizer):
         if lr is not None:
@@ -171,7 +173,7 @@ def make_optimizer(optimizer, model, lr=None):
         return optimizer
     name = "adam" if optimizer is None else str(optimizer).lower()
     if name == "adam":
-        return Adam(model, lr=1e-3 if lr is None else lr)
+        return Adam(model, lr=2e-3 if lr is None else lr)
     if name == "sgd":
         return SGD(model, lr=0.05 if lr is None else lr, momentum=0.9, nesterov=True)
     raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)} or an Optimizer, "

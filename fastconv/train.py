@@ -118,7 +118,7 @@ def fit(model, x, y, *, epochs=5, batch_size=64, optimizer=None, lr=None,
         checkpoint=None, resume=None, meta=None):
     """Train `model` on images `x` with labels `y` by mini-batch gradient descent.
 
-    The defaults (Adam, lr 1e-3, batch 64, He initialisation, inputs standardised with the
+    The defaults (Adam, lr 2e-3, batch 64, He initialisation, inputs standardised with the
     training images' statistics) train LeNet-5 on MNIST-style digits without tuning.
 
     Parameters
@@ -137,7 +137,7 @@ def fit(model, x, y, *, epochs=5, batch_size=64, optimizer=None, lr=None,
         Total number of epochs (a resumed run continues up to this number).
     batch_size : int
     optimizer : {"adam", "sgd"}, Optimizer or None
-        None is Adam (lr 1e-3); "sgd" is Nesterov momentum 0.9, lr 0.05.
+        None is Adam (lr 2e-3); "sgd" is Nesterov momentum 0.9, lr 0.05.
     lr : float, optional
         Learning rate, overriding the optimizer's default.
     validation_data : (images, labels), optional

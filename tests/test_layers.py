@@ -271,7 +271,7 @@ def test_optimizer_state_dict_mismatch_errors():
 
 def test_make_optimizer_and_argument_checks():
     net = Linear(2, 2, seed=0)
-    assert isinstance(make_optimizer(None, net), Adam) and make_optimizer(None, net).lr == 1e-3
+    assert isinstance(make_optimizer(None, net), Adam) and make_optimizer(None, net).lr == 2e-3
     sgd = make_optimizer("sgd", net, lr=0.2)
     assert isinstance(sgd, SGD) and sgd.lr == 0.2 and sgd.nesterov
     with pytest.raises(ValueError, match="optimizer must be one of"):
