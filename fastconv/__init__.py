@@ -15,6 +15,7 @@ from . import config as _config
 from .config import get_num_threads, get_simd, set_num_threads, set_simd, show_config
 from .conv import conv2d, conv2d_backward
 from .sizing import conv_output_size, conv_params, dense_params
+from . import datasets, layers, losses, models, optim, train  # noqa: E402  (LeNet-5 stack)
 
 _config._init_simd_from_env()
 
