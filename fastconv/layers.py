@@ -118,8 +118,9 @@ class Layer:
     def dtype(self):
         """The dtype the layer computes in (that of its parameters; float32 by default)."""
         params = self.params()
-        return next(iter(params.values())).dtype if params else getattr(self, "_dtype",
-                                                                            np.dtype(np.float32))
+        if params:
+            return next(iter(params.values())).dtype
+        return getattr(self, "_dtype", np.dtype(np.float32))
 
     def astype(self, dtype):
         """Convert parameters and gradients to `dtype` (e.g. float64 for gradient checks)."""

@@ -38,6 +38,9 @@ class LeNet5(Sequential):
     trainer applied.
     """
 
+    #: the shape of one input image (channels, height, width)
+    input_shape = (1, 32, 32)
+
     def __init__(self, seed=None, activation="relu", pool="max", dtype=np.float32):
         if activation not in ("relu", "tanh"):
             raise ValueError(f"LeNet5: activation must be 'relu' or 'tanh', got {activation!r}")
@@ -62,8 +65,6 @@ class LeNet5(Sequential):
             name="LeNet5",
         )
         self._buffers = {"input_mean": np.array(MNIST_MEAN), "input_std": np.array(MNIST_STD)}
-
-    input_shape = (1, 32, 32)
 
     def config(self):
         """What :func:`from_config` needs to rebuild this architecture."""
