@@ -13,7 +13,7 @@ import numpy as np
 
 from .checkpoint import load_checkpoint
 from .models import LeNet5, from_config
-from .train import HISTORY_KEYS, confusion_matrix, evaluate, fit
+from .train import HISTORY_KEYS, confusion_matrix, evaluate, fit, format_epoch
 
 CHECKPOINT_NAME = "checkpoint.npz"
 
@@ -128,13 +128,18 @@ def run_train(args):
     print(f"{settings['dataset']}: {len(images)} training and {len(val_images)} "
           f"validation images")
     model.summary()
+    callbacks = [lambda epoch, h: write_metrics(args.out, h)]
+    if args.no_progress:          # still one line per epoch
+        callbacks.append(lambda epoch, h: print(
+            f"epoch {epoch}/{args.epochs}  "
+            + format_epoch({k: h[k][-1] for k in HISTORY_KEYS}), flush=True))
     start = time.perf_counter()
     history = fit(model, images, labels, epochs=args.epochs,
                   batch_size=settings["batch_size"], optimizer=settings["optimizer"],
                   lr=settings["lr"], validation_data=(val_images, val_labels),
                   seed=settings["seed"], progress=not args.no_progress,
                   checkpoint=checkpoint, resume=resume, meta={"settings": settings},
-                  callbacks=[lambda epoch, h: write_metrics(args.out, h)])
+                  callbacks=callbacks)
     seconds = time.perf_counter() - start
     if history["epoch"]:
         print(f"validation accuracy {history['val_accuracy'][-1]:.2%} after "

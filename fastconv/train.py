@@ -106,7 +106,8 @@ class _Progress:
                   file=self.file, flush=True)
 
 
-def _format_epoch(row):
+def format_epoch(row):
+    """One line of an epoch's metrics (a row of the history)."""
     text = f"loss {row['loss']:.4f}  acc {row['accuracy']:6.2%}"
     if row.get("val_loss") is not None:
         text += f"  val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:6.2%}"
@@ -217,7 +218,7 @@ def fit(model, x, y, *, epochs=5, batch_size=64, optimizer=None, lr=None,
             row["val_loss"], row["val_accuracy"] = evaluate(model, *validation_data)
         for key in HISTORY_KEYS:
             history[key].append(row[key])
-        bar.close(_format_epoch(row))
+        bar.close(format_epoch(row))
         if checkpoint is not None:
             save_checkpoint(checkpoint, model, optimizer, rng, epoch + 1, history, meta)
         for callback in callbacks:

@@ -197,6 +197,7 @@ def test_cli_train_resume_and_evaluate(tmp_path, mnist_folder, capsys, monkeypat
     text = capsys.readouterr().out
     assert "mnist: 160 training and 64 validation images" in text
     assert "Total params: 61,706" in text and "validation accuracy" in text
+    assert "epoch 2/2  loss" in text and "val_acc" in text
     assert "matplotlib is not installed; skipping plots" in text
     assert sorted(os.listdir(out)) == ["checkpoint.npz", "metrics.csv", "metrics.json"]
     rows = read_csv(out / "metrics.csv")
