@@ -107,6 +107,13 @@ class MirrorHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+@pytest.fixture(autouse=True)
+def no_proxy_for_loopback(monkeypatch):
+    """Requests to the local test server must never go through a configured proxy."""
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.setenv(name, "127.0.0.1,localhost")
+
+
 @pytest.fixture
 def mirror():
     """A server on 127.0.0.1 (port chosen by the OS); yields its base URL and file table."""
