@@ -19,12 +19,13 @@ from .conv import conv2d, conv2d_backward
 from .sizing import conv_output_size, conv_params, dense_params
 from .costs import compare_conv_dense
 from . import filters
+from . import datasets, layers, losses, models, optim, train
 
 _config._init_simd_from_env()
 
 __all__ = [
     "conv2d", "conv2d_backward",
     "conv_output_size", "conv_params", "dense_params", "compare_conv_dense",
-    "filters",
+    "filters", "datasets", "layers", "losses", "models", "optim", "train",
     "show_config", "set_num_threads", "get_num_threads", "set_simd", "get_simd",
 ]

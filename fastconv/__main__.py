@@ -2,11 +2,14 @@
 
 Each command lives in its own module with two functions: ``add_arguments(parser)`` fills
 its argparse sub-parser and ``run(args)`` does the work and returns the exit status.
-Adding a command is one entry in COMMANDS.
+Adding a command is one entry in COMMANDS. ``train`` and ``evaluate`` share one module,
+which registers both sub-parsers itself (``cli_train.add_parser``).
 """
 import argparse
 import importlib
 import sys
+
+from . import cli_train
 
 # name -> (module, one-line help)
 COMMANDS = {
@@ -28,6 +31,7 @@ def build_parser():
         sub = commands.add_parser(name, help=help_text, description=module.__doc__)
         module.add_arguments(sub)
         sub.set_defaults(run=module.run)
+    cli_train.add_parser(commands)
     return parser
 
 

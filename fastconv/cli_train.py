@@ -1,0 +1,170 @@
+"""``python -m fastconv train`` and ``python -m fastconv evaluate``.
+
+train writes into ``--out DIR``: ``checkpoint.npz`` (every epoch, atomically),
+``metrics.csv`` and ``metrics.json`` (every epoch), and at the end ``curves.png``,
+``conv1_filters.png`` and ``confusion_matrix.png`` when matplotlib is installed.
+"""
+import csv
+import json
+import os
+import time
+
+import numpy as np
+
+from .checkpoint import load_checkpoint
+from .models import LeNet5, from_config
+from .train import HISTORY_KEYS, confusion_matrix, evaluate, fit, format_epoch
+
+CHECKPOINT_NAME = "checkpoint.npz"
+
+
+def add_parser(subparsers):
+    """Register the ``train`` and ``evaluate`` subcommands."""
+    p = subparsers.add_parser(
+        "train", help="train LeNet-5 on MNIST or scikit-learn's digits",
+        description="Train LeNet-5. Writes a checkpoint and metrics every epoch into --out, "
+                    "and plots at the end when matplotlib is installed.")
+    p.add_argument("--dataset", choices=("mnist", "digits"), default="mnist",
+                   help="mnist (downloaded once, cached) or digits (scikit-learn's bundled "
+                        "8x8 digits: offline; needs fastconv[examples])")
+    p.add_argument("--data-dir", default=None,
+                   help="folder with the MNIST files (default: $FASTCONV_DATA/mnist or "
+                        "~/.cache/fastconv/mnist)")
+    p.add_argument("--epochs", type=int, default=5, help="total epochs (default 5)")
+    p.add_argument("--batch-size", type=int, default=64, help="default 64")
+    p.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default: 2e-3 for adam, 0.05 for sgd)")
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam",
+                   help="adam (default) or sgd (Nesterov momentum 0.9)")
+    p.add_argument("--activation", choices=("relu", "tanh"), default="relu")
+    p.add_argument("--pool", choices=("max", "avg"), default="max")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds the initialisation and the shuffling (default 0)")
+    p.add_argument("--threads", type=int, default=None, help="OpenMP threads for the kernels")
+    p.add_argument("--limit", type=int, default=None,
+                   help="train on the first N training images only")
+    p.add_argument("--out", default=os.path.join("runs", "lenet"),
+                   help="output folder (default runs/lenet)")
+    p.add_argument("--resume", action="store_true",
+                   help=f"continue from OUT/{CHECKPOINT_NAME} up to --epochs, with the "
+                        f"settings stored in it; the result is bitwise identical to an "
+                        f"uninterrupted run")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=run_train)
+
+    e = subparsers.add_parser(
+        "evaluate", help="accuracy of a checkpoint on its dataset's test images",
+        description="Load a checkpoint written by 'train' and report loss, accuracy and the "
+                    "confusion matrix on the test split of the dataset it was trained on.")
+    e.add_argument("checkpoint", help=f"a {CHECKPOINT_NAME} written by 'train'")
+    e.add_argument("--dataset", choices=("mnist", "digits"), default=None,
+                   help="default: the checkpoint's")
+    e.add_argument("--data-dir", default=None, help="default: the checkpoint's")
+    e.add_argument("--threads", type=int, default=None)
+    e.set_defaults(run=run_evaluate)
+
+
+def load_split(dataset, data_dir, train):
+    """(images, labels) of a dataset's training or test split."""
+    if dataset == "digits":
+        from .datasets import load_digits
+        return load_digits(train=train)
+    from .datasets import load_mnist
+    return load_mnist(root=data_dir, train=train)
+
+
+def write_metrics(out, history):
+    """metrics.csv and metrics.json from the history so far."""
+    rows = [dict(zip(HISTORY_KEYS, values)) for values in zip(*(history[k] for k in HISTORY_KEYS))]
+    with open(os.path.join(out, "metrics.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=HISTORY_KEYS)
+        writer.writeheader()
+        writer.writerows(rows)
+    with open(os.path.join(out, "metrics.json"), "w") as f:
+        json.dump(rows, f, indent=1)
+
+
+def write_plots(out, model, history, val_images, val_labels):
+    """The three PNG figures, or a note when matplotlib is missing."""
+    from . import plots
+    if not plots.have_matplotlib():
+        print("note: matplotlib is not installed; skipping plots "
+              "(pip install 'fastconv[examples]')")
+        return
+    plots.plot_history(history, os.path.join(out, "curves.png"))
+    plots.plot_filters(model["conv1"].params()["weight"], os.path.join(out, "conv1_filters.png"))
+    counts = confusion_matrix(val_labels, model.predict(val_images))
+    plots.plot_confusion(counts, os.path.join(out, "confusion_matrix.png"))
+    print(f"plots: {out}/curves.png, conv1_filters.png, confusion_matrix.png")
+
+
+def _set_threads(threads):
+    if threads is not None:
+        from .config import set_num_threads
+        set_num_threads(threads)
+
+
+def run_train(args):
+    _set_threads(args.threads)
+    os.makedirs(args.out, exist_ok=True)
+    checkpoint = os.path.join(args.out, CHECKPOINT_NAME)
+    settings = {key: getattr(args, key) for key in
+                ("dataset", "data_dir", "batch_size", "lr", "optimizer", "activation", "pool",
+                 "seed", "limit")}
+    resume = None
+    if args.resume:
+        state = load_checkpoint(checkpoint)
+        settings.update(state["meta"].get("settings", {}))
+        model = from_config(state["model_config"])
+        resume = checkpoint
+        print(f"resuming from {checkpoint} (epoch {state['epoch']}) with its settings")
+    else:
+        model = LeNet5(seed=settings["seed"], activation=settings["activation"],
+                       pool=settings["pool"])
+    images, labels = load_split(settings["dataset"], settings["data_dir"], train=True)
+    if settings["limit"] is not None:
+        images, labels = images[:settings["limit"]], labels[:settings["limit"]]
+    val_images, val_labels = load_split(settings["dataset"], settings["data_dir"], train=False)
+    print(f"{settings['dataset']}: {len(images)} training and {len(val_images)} "
+          f"validation images")
+    model.summary()
+    callbacks = [lambda epoch, h: write_metrics(args.out, h)]
+    if args.no_progress:          # still one line per epoch
+        callbacks.append(lambda epoch, h: print(
+            f"epoch {epoch}/{args.epochs}  "
+            + format_epoch({k: h[k][-1] for k in HISTORY_KEYS}), flush=True))
+    start = time.perf_counter()
+    history = fit(model, images, labels, epochs=args.epochs,
+                  batch_size=settings["batch_size"], optimizer=settings["optimizer"],
+                  lr=settings["lr"], validation_data=(val_images, val_labels),
+                  seed=settings["seed"], progress=not args.no_progress,
+                  checkpoint=checkpoint, resume=resume, meta={"settings": settings},
+                  callbacks=callbacks)
+    seconds = time.perf_counter() - start
+    if history["epoch"]:
+        print(f"validation accuracy {history['val_accuracy'][-1]:.2%} after "
+              f"{history['epoch'][-1]} epochs ({seconds:.1f} s in this run, "
+              f"{np.mean(history['images_per_s']):,.0f} training images/s)")
+    print(f"checkpoint: {checkpoint}; metrics: {args.out}/metrics.csv, metrics.json")
+    write_plots(args.out, model, history, val_images, val_labels)
+    return 0
+
+
+def run_evaluate(args):
+    _set_threads(args.threads)
+    state = load_checkpoint(args.checkpoint)
+    settings = state["meta"].get("settings", {})
+    dataset = args.dataset or settings.get("dataset", "mnist")
+    data_dir = args.data_dir or settings.get("data_dir")
+    model = from_config(state["model_config"])
+    model.load_state_dict(state["model"])
+    images, labels = load_split(dataset, data_dir, train=False)
+    loss, accuracy = evaluate(model, images, labels)
+    counts = confusion_matrix(labels, model.predict(images))
+    print(f"{args.checkpoint} (epoch {state['epoch']}) on {dataset} test images "
+          f"({len(images)}): loss {loss:.4f}, accuracy {accuracy:.2%}")
+    print("confusion matrix (rows: true class, columns: predicted):")
+    print("      " + "".join(f"{j:>6}" for j in range(counts.shape[1])))
+    for i, row in enumerate(counts):
+        print(f"{i:>6}" + "".join(f"{c:>6}" for c in row))
+    return 0

@@ -1,0 +1,549 @@
+"""Layers with explicit forward and backward passes: NumPy arrays in, NumPy arrays out.
+
+Every layer follows one small contract, in the spirit of cs231n's layer pairs:
+
+- ``forward(x)`` computes the output and, in training mode, remembers what backward needs;
+- ``backward(grad_out)`` takes dLoss/dOutput, returns dLoss/dInput and *overwrites* the
+  layer's parameter gradients (there is no accumulation across calls);
+- ``params()`` / ``grads()`` return ``{name: array}`` dictionaries with the same keys; the
+  arrays are the layer's own, so an optimizer updates them in place;
+- ``train()`` / ``eval()`` switch modes; in eval mode forward keeps nothing for backward;
+- ``state_dict()`` / ``load_state_dict()`` save and restore parameters (and buffers),
+  checking names, shapes and dtypes.
+
+The heavy lifting happens in fastconv's C/OpenMP kernels (conv2d, pooling, and its own
+GEMM for Linear), so one OpenMP thread pool serves a whole forward/backward pass; NumPy is
+used only for elementwise work (ReLU, tanh, bias, reshapes).
+"""
+import math
+
+import numpy as np
+
+from . import _ext
+from .conv import conv2d, conv2d_backward
+from .sizing import conv_output_size
+
+try:
+    from .pooling import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
+except ImportError:  # until fastconv.pooling lands (issue 3)
+    from ._pool_fallback import (avg_pool2d, avg_pool2d_backward, max_pool2d,
+                                 max_pool2d_backward)
+
+__all__ = ["Layer", "Conv2D", "MaxPool2D", "AvgPool2D", "ReLU", "Tanh", "Flatten", "Linear",
+           "Sequential", "init_weight"]
+
+ACTIVATIONS = (None, "relu", "tanh")
+INITS = ("he", "glorot")
+
+
+def as_rng(seed):
+    """A numpy Generator from a seed (None, int) or an existing Generator (shared)."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    return np.random.default_rng(seed)
+
+
+def init_weight(shape, fan_in, fan_out, scheme, rng, dtype):
+    """Random initial weights.
+
+    "he" (Kaiming normal, for ReLU): N(0, 2 / fan_in) keeps the activations' variance
+    roughly constant through ReLU layers. "glorot" (Xavier uniform, for tanh and the
+    output layer): U(-a, a) with a = sqrt(6 / (fan_in + fan_out)).
+    """
+    if scheme == "he":
+        w = rng.normal(0.0, math.sqrt(2.0 / fan_in), size=shape)
+    elif scheme == "glorot":
+        limit = math.sqrt(6.0 / (fan_in + fan_out))
+        w = rng.uniform(-limit, limit, size=shape)
+    else:
+        raise ValueError(f"init must be one of {INITS}, got {scheme!r}")
+    return w.astype(dtype)
+
+
+def _check_choice(value, choices, name, layer):
+    if value not in choices:
+        raise ValueError(f"{layer}: {name} must be one of {choices}, got {value!r}")
+
+
+class Layer:
+    """Base class: a layer without parameters whose forward is the identity.
+
+    Subclasses keep their learnable arrays in ``self._params`` and the matching
+    gradients in ``self._grads`` (same keys), and non-learnable state that must be saved
+    in ``self._buffers``.
+    """
+
+    def __init__(self, name=None):
+        self.name = name
+        self.training = True
+        self._params = {}
+        self._grads = {}
+        self._buffers = {}
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    def forward(self, x):
+        return x
+
+    def backward(self, grad_out):
+        return grad_out
+
+    def output_shape(self, input_shape):
+        """The output shape for an input of `input_shape` (no computation)."""
+        return tuple(input_shape)
+
+    # -- parameters ---------------------------------------------------------------------
+    def params(self):
+        """``{name: array}`` of the learnable parameters (the layer's own arrays)."""
+        return dict(self._params)
+
+    def grads(self):
+        """``{name: array}`` of the gradients from the last backward, same keys as params."""
+        return dict(self._grads)
+
+    def buffers(self):
+        """``{name: array}`` of saved, non-learnable state."""
+        return dict(self._buffers)
+
+    def num_params(self):
+        """The number of learnable scalars."""
+        return sum(p.size for p in self.params().values())
+
+    def _new_param(self, name, value):
+        self._params[name] = value
+        self._grads[name] = np.zeros_like(value)
+
+    @property
+    def dtype(self):
+        """The dtype the layer computes in (that of its parameters; float32 by default)."""
+        params = self.params()
+        if params:
+            return next(iter(params.values())).dtype
+        return getattr(self, "_dtype", np.dtype(np.float32))
+
+    def astype(self, dtype):
+        """Convert parameters and gradients to `dtype` (e.g. float64 for gradient checks)."""
+        dtype = np.dtype(dtype)
+        self._dtype = dtype
+        for key in self._params:
+            self._params[key] = self._params[key].astype(dtype)
+            self._grads[key] = self._grads[key].astype(dtype)
+        return self
+
+    # -- modes --------------------------------------------------------------------------
+    def train(self, mode=True):
+        """Training mode: forward keeps what backward needs. Returns self."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        """Evaluation mode: forward keeps nothing, backward is unavailable. Returns self."""
+        return self.train(False)
+
+    def _saved(self, value):
+        """What forward stored for backward, or a clear error when there is none."""
+        if value is None:
+            raise RuntimeError(f"{self.describe()}: backward needs a forward pass in "
+                               f"training mode first (call .train() before forward)")
+        return value
+
+    # -- saving -------------------------------------------------------------------------
+    def state_dict(self):
+        """A copy of every parameter and buffer, ``{name: ndarray}``."""
+        state = {k: v.copy() for k, v in self.params().items()}
+        state.update({k: np.array(v, copy=True) for k, v in self.buffers().items()})
+        return state
+
+    def load_state_dict(self, state):
+        """Copy `state` (from :meth:`state_dict`) into this layer's arrays, in place.
+
+        Raises
+        ------
+        KeyError
+            If names are missing or unexpected.
+        ValueError
+            If a shape or dtype differs (convert the model with ``astype`` first).
+        """
+        own = {**self.params(), **self.buffers()}
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        if missing or unexpected:
+            raise KeyError(f"{self.describe()}: state_dict does not match: missing "
+                           f"{missing}, unexpected {unexpected}")
+        for key, target in own.items():
+            value = np.asarray(state[key])
+            if value.shape != target.shape:
+                raise ValueError(f"{self.describe()}: {key} has shape {value.shape} in the "
+                                 f"state_dict, expected {target.shape}")
+            if value.dtype != target.dtype:
+                raise ValueError(f"{self.describe()}: {key} has dtype {value.dtype} in the "
+                                 f"state_dict, expected {target.dtype} (convert the model "
+                                 f"with .astype() first)")
+        for key, target in own.items():
+            np.copyto(target, state[key])
+
+    def kind(self):
+        """The layer's type as summaries show it, e.g. "Linear" or "Conv2D+relu"."""
+        return type(self).__name__
+
+    def describe(self):
+        """Short text for messages: "name (kind)" or "kind"."""
+        return f"{self.name} ({self.kind()})" if self.name else self.kind()
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+    def extra_repr(self):
+        return ""
+
+
+def _activation_forward(y, activation):
+    """Apply the activation in place (y is a fresh array we own)."""
+    if activation == "relu":
+        np.maximum(y, 0, out=y)
+    elif activation == "tanh":
+        np.tanh(y, out=y)
+    return y
+
+
+def _activation_backward(grad_out, y, activation):
+    """dL/d(pre-activation) from dL/dy and the activation's output y."""
+    if activation == "relu":
+        return grad_out * (y > 0)
+    if activation == "tanh":
+        return grad_out * (1 - y * y)
+    return grad_out
+
+
+class Conv2D(Layer):
+    """A convolutional layer: conv2d + a bias per filter (+ an optional activation).
+
+    The lecture's conv layer is "convolution + bias + nonlinearity"; with
+    ``activation="relu"`` the three happen in one layer (the bias inside the conv kernel,
+    the ReLU in place on its output), and backward masks the gradient with the output.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Input depth n_c(l-1) and number of filters n_c(l).
+    kernel_size : int or (int, int)
+        Filter size f.
+    stride, padding : int
+        As in :func:`fastconv.conv2d`.
+    activation : {None, "relu", "tanh"}
+        Fused nonlinearity applied after the bias.
+    init : {"he", "glorot"}, optional
+        Weight initialisation; default "he" for ReLU, "glorot" otherwise. Biases start at 0.
+    seed : int, numpy.random.Generator or None
+        Seeds the initialisation (a shared Generator draws in construction order).
+    dtype : float32 or float64
+    name : str, optional
+
+    Shapes: x (N, C, H, W) -> y (N, K, P, Q); weight (K, C, f, f); bias (K,).
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 activation=None, init=None, seed=None, dtype=np.float32, name=None):
+        super().__init__(name)
+        _check_choice(activation, ACTIVATIONS, "activation", "Conv2D")
+        kh, kw = (kernel_size, kernel_size) if np.isscalar(kernel_size) else kernel_size
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.padding = (kh, kw), stride, padding
+        self.activation = activation
+        init = init or ("he" if activation == "relu" else "glorot")
+        fan_in, fan_out = in_channels * kh * kw, out_channels * kh * kw
+        rng = as_rng(seed)
+        self._new_param("weight", init_weight((out_channels, in_channels, kh, kw), fan_in,
+                                              fan_out, init, rng, dtype))
+        self._new_param("bias", np.zeros(out_channels, dtype=dtype))
+        self._x = self._y = None
+
+    def forward(self, x):
+        x = np.asarray(x, dtype=self.dtype)
+        y = conv2d(x, self._params["weight"], self._params["bias"], self.stride, self.padding)
+        y = _activation_forward(y, self.activation)
+        self._x, self._y = (x, y) if self.training else (None, None)
+        return y
+
+    def backward(self, grad_out):
+        x, y = self._saved(self._x), self._y
+        grad_pre = _activation_backward(np.asarray(grad_out, dtype=self.dtype), y,
+                                        self.activation)
+        grad_x, self._grads["weight"], self._grads["bias"] = conv2d_backward(
+            grad_pre, x, self._params["weight"], self.stride, self.padding)
+        return grad_x
+
+    def output_shape(self, input_shape):
+        N, C, H, W = input_shape
+        pad = self.padding
+        P = conv_output_size(H, self.kernel_size[0], self.stride, pad)
+        Q = conv_output_size(W, self.kernel_size[1], self.stride, pad)
+        return (N, self.out_channels, P, Q)
+
+    def kind(self):
+        return f"Conv2D+{self.activation}" if self.activation else "Conv2D"
+
+    def extra_repr(self):
+        act = f", activation={self.activation!r}" if self.activation else ""
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}{act}")
+
+
+class Linear(Layer):
+    """A fully connected layer: y = x @ W^T + b, computed with fastconv's own GEMM.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+    init : {"he", "glorot"}
+        Weight initialisation ("he" before a ReLU, "glorot" otherwise). Biases start at 0.
+    seed, dtype, name
+        As for :class:`Conv2D`.
+
+    Shapes: x (N, in) -> y (N, out); weight (out, in) as in PyTorch; bias (out,).
+    """
+
+    def __init__(self, in_features, out_features, init="glorot", seed=None,
+                 dtype=np.float32, name=None):
+        super().__init__(name)
+        self.in_features, self.out_features = in_features, out_features
+        self._new_param("weight", init_weight((out_features, in_features), in_features,
+                                              out_features, init, as_rng(seed), dtype))
+        self._new_param("bias", np.zeros(out_features, dtype=dtype))
+        self._x = None
+
+    def forward(self, x):
+        x = np.ascontiguousarray(x, dtype=self.dtype)
+        if x.ndim != 2 or x.shape[1] != self.in_features:
+            raise ValueError(f"{self.describe()}: expected input of shape (N, "
+                             f"{self.in_features}), got {x.shape}")
+        y = np.empty((x.shape[0], self.out_features), dtype=self.dtype)
+        _ext.gemm(y, x, self._params["weight"].T, False)      # (N, in) @ (in, out)
+        y += self._params["bias"]
+        self._x = x if self.training else None
+        return y
+
+    def backward(self, grad_out):
+        x = self._saved(self._x)
+        g = np.ascontiguousarray(grad_out, dtype=self.dtype)  # (N, out)
+        w = self._params["weight"]                            # (out, in)
+        grad_x = np.empty_like(x)
+        _ext.gemm(grad_x, g, w, False)                        # (N, out) @ (out, in)
+        _ext.gemm(self._grads["weight"], g.T, x, False)       # (out, N) @ (N, in)
+        self._grads["bias"] = g.sum(axis=0)
+        return grad_x
+
+    def output_shape(self, input_shape):
+        return (input_shape[0], self.out_features)
+
+    def extra_repr(self):
+        return f"{self.in_features}, {self.out_features}"
+
+
+class _Pool2D(Layer):
+    """Shared shape logic of the pooling layers (no parameters)."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, name=None):
+        super().__init__(name)
+        self.kernel_size = kernel_size
+        self.stride = kernel_size if stride is None else stride
+        self.padding = padding
+        self._x = None
+
+    def output_shape(self, input_shape):
+        N, C, H, W = input_shape
+        P = conv_output_size(H, self.kernel_size, self.stride, self.padding)
+        Q = conv_output_size(W, self.kernel_size, self.stride, self.padding)
+        return (N, C, P, Q)
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}"
+
+
+class MaxPool2D(_Pool2D):
+    """Max pooling: the largest value of each window; backward routes each gradient to
+    the position that won (via the indices saved by forward)."""
+
+    def forward(self, x):
+        y, indices = max_pool2d(x, self.kernel_size, self.stride, self.padding,
+                                return_indices=True)
+        self._x, self._indices = (x, indices) if self.training else (None, None)
+        return y
+
+    def backward(self, grad_out):
+        x = self._saved(self._x)
+        return max_pool2d_backward(np.asarray(grad_out, dtype=x.dtype), x, self.kernel_size,
+                                   self.stride, self.padding, indices=self._indices)
+
+
+class AvgPool2D(_Pool2D):
+    """Average pooling: the mean of each window; backward shares each gradient equally
+    among the window's inputs."""
+
+    def forward(self, x):
+        self._x = x if self.training else None
+        return avg_pool2d(x, self.kernel_size, self.stride, self.padding)
+
+    def backward(self, grad_out):
+        x = self._saved(self._x)
+        return avg_pool2d_backward(np.asarray(grad_out, dtype=x.dtype), x, self.kernel_size,
+                                   self.stride, self.padding)
+
+
+class ReLU(Layer):
+    """max(x, 0); the gradient passes where the output is positive."""
+
+    def __init__(self, name=None):
+        super().__init__(name)
+        self._y = None
+
+    def forward(self, x):
+        y = np.maximum(x, 0)
+        self._y = y if self.training else None
+        return y
+
+    def backward(self, grad_out):
+        return grad_out * (self._saved(self._y) > 0)
+
+
+class Tanh(Layer):
+    """tanh(x); its derivative is 1 - tanh(x)^2, computed from the saved output."""
+
+    def __init__(self, name=None):
+        super().__init__(name)
+        self._y = None
+
+    def forward(self, x):
+        y = np.tanh(x)
+        self._y = y if self.training else None
+        return y
+
+    def backward(self, grad_out):
+        y = self._saved(self._y)
+        return grad_out * (1 - y * y)
+
+
+class Flatten(Layer):
+    """(N, C, H, W) -> (N, C*H*W), the bridge from conv volumes to dense layers."""
+
+    def __init__(self, name=None):
+        super().__init__(name)
+        self._shape = None
+
+    def forward(self, x):
+        self._shape = x.shape if self.training else None
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, grad_out):
+        return grad_out.reshape(self._saved(self._shape))
+
+    def output_shape(self, input_shape):
+        return (input_shape[0], int(np.prod(input_shape[1:])))
+
+
+class Sequential(Layer):
+    """Layers applied in order; backward runs them in reverse.
+
+    Parameter names are ``"<layer name>.<param>"``, the layer name being the layer's
+    ``name`` or its position (``"0.weight"``), as in PyTorch.
+
+    >>> net = Sequential(Linear(4, 3, seed=0), ReLU(), Linear(3, 2, seed=1))
+    >>> sorted(net.params())
+    ['0.bias', '0.weight', '2.bias', '2.weight']
+    """
+
+    def __init__(self, *layers, name=None):
+        super().__init__(name)
+        self.layers = list(layers)
+        self._names = [layer.name or str(i) for i, layer in enumerate(self.layers)]
+        if len(set(self._names)) != len(self._names):
+            raise ValueError(f"Sequential: layer names must be unique, got {self._names}")
+
+    def __len__(self):
+        return len(self.layers)
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def __getitem__(self, index):
+        if isinstance(index, str):
+            return self.layers[self._names.index(index)]
+        return self.layers[index]
+
+    def named_layers(self):
+        """[(name, layer), ...] in order."""
+        return list(zip(self._names, self.layers))
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, grad_out):
+        for layer in reversed(self.layers):
+            grad_out = layer.backward(grad_out)
+        return grad_out
+
+    def _gather(self, method):
+        out = dict(getattr(super(), method)())
+        for name, layer in self.named_layers():
+            out.update({f"{name}.{k}": v for k, v in getattr(layer, method)().items()})
+        return out
+
+    def params(self):
+        return self._gather("params")
+
+    def grads(self):
+        return self._gather("grads")
+
+    def buffers(self):
+        return self._gather("buffers")
+
+    def astype(self, dtype):
+        super().astype(dtype)
+        for layer in self.layers:
+            layer.astype(dtype)
+        return self
+
+    def train(self, mode=True):
+        super().train(mode)
+        for layer in self.layers:
+            layer.train(mode)
+        return self
+
+    def output_shape(self, input_shape):
+        for layer in self.layers:
+            input_shape = layer.output_shape(input_shape)
+        return input_shape
+
+    def summary_table(self, input_shape):
+        """The rows of :meth:`summary`: [(layer, output shape, parameter count), ...]."""
+        rows, shape = [], tuple(input_shape)
+        for name, layer in self.named_layers():
+            shape = layer.output_shape(shape)
+            rows.append((f"{name} ({layer.kind()})", ("None",) + tuple(shape[1:]), layer.num_params()))
+        return rows
+
+    def summary(self, input_shape, file=None):
+        """Print a Keras-style table of layers, output shapes and parameter counts.
+
+        Parameters
+        ----------
+        input_shape : tuple
+            The shape of one batch, e.g. (1, 1, 32, 32); the batch size shows as None.
+        """
+        rows = self.summary_table(input_shape)
+        width = 64
+        lines = [f"Model: {self.name or type(self).__name__}", "_" * width,
+                 f"{'Layer (type)':<26}{'Output shape':<24}{'Param #':>14}", "=" * width]
+        for label, shape, count in rows:
+            shape_text = "(" + ", ".join(str(s) for s in shape) + ")"
+            lines.append(f"{label:<26}{shape_text:<24}{count:>14,}")
+        total = self.num_params()
+        lines += ["=" * width, f"Total params: {total:,}", f"Trainable params: {total:,}",
+                  "Non-trainable params: 0", "_" * width]
+        print("\n".join(lines), file=file)
+
+    def extra_repr(self):
+        return ", ".join(repr(layer) for layer in self.layers)

@@ -1,0 +1,226 @@
+"""Training: :func:`fit` (mini-batch gradient descent with metrics, progress, checkpoints
+and exact resume) and :func:`evaluate`.
+
+One training step is the whole story of backpropagation::
+
+    logits = model.forward(x_batch)                        # (B, 10)
+    loss, grad = softmax_cross_entropy(logits, y_batch)    # grad = dLoss/dlogits
+    model.backward(grad)                                   # fills every layer's grads()
+    optimizer.step()                                       # params -= f(grads)
+"""
+import math
+import sys
+import time
+
+import numpy as np
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .losses import softmax_cross_entropy
+from .optim import make_optimizer
+from .preprocessing import is_prepared
+
+__all__ = ["fit", "evaluate", "predict_logits", "confusion_matrix"]
+
+HISTORY_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "images_per_s",
+                "seconds")
+
+
+def _prepare(model, images):
+    """Network input for `images`: the model's own preprocessing when it has one."""
+    prepare = getattr(model, "prepare", None)
+    return prepare(images) if prepare is not None else np.asarray(images)
+
+
+def predict_logits(model, x, batch_size=500):
+    """The model's scores for prepared inputs `x`, in eval mode, in batches."""
+    was_training = model.training
+    model.eval()
+    try:
+        out = [model.forward(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+    finally:
+        model.train(was_training)
+    return np.concatenate(out)
+
+
+def evaluate(model, images, labels, batch_size=500):
+    """Mean cross-entropy loss and accuracy of `model` on raw or prepared images.
+
+    Returns
+    -------
+    (loss, accuracy) : (float, float)
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    logits = predict_logits(model, _prepare(model, images), batch_size)
+    loss, _ = softmax_cross_entropy(logits, labels)
+    return loss, float(np.mean(logits.argmax(axis=1) == labels))
+
+
+def confusion_matrix(true_labels, predicted, classes=10):
+    """counts[i, j] = number of images of class i predicted as class j."""
+    counts = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(counts, (np.asarray(true_labels, dtype=np.int64),
+                       np.asarray(predicted, dtype=np.int64)), 1)
+    return counts
+
+
+class _Progress:
+    """A progress bar over one epoch: tqdm when installed, else one plain text line
+    rewritten in place (at most twice a second)."""
+
+    def __init__(self, total, description, enabled, file=None):
+        self.enabled, self.total, self.description = enabled, total, description
+        self.file = file or sys.stderr
+        self.done, self.last_print = 0, 0.0
+        self.bar = None
+        if enabled:
+            try:
+                from tqdm.auto import tqdm
+                self.bar = tqdm(total=total, desc=description, unit="img", leave=True,
+                                file=self.file, dynamic_ncols=True)
+            except ImportError:
+                pass
+
+    def update(self, n, loss, accuracy, images_per_s):
+        self.done += n
+        if not self.enabled:
+            return
+        text = f"loss {loss:.4f}  acc {accuracy:6.2%}  {images_per_s:,.0f} img/s"
+        if self.bar is not None:
+            self.bar.update(n)
+            self.bar.set_postfix_str(text, refresh=False)
+            return
+        now = time.perf_counter()
+        if now - self.last_print >= 0.5 or self.done >= self.total:
+            self.last_print = now
+            print(f"\r{self.description}  {self.done:>{len(str(self.total))}}/{self.total}"
+                  f"  {text}", end="", file=self.file, flush=True)
+
+    def close(self, summary):
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.set_postfix_str(summary)
+            self.bar.close()
+        else:
+            print(f"\r{self.description}  {self.total}/{self.total}  {summary}",
+                  file=self.file, flush=True)
+
+
+def format_epoch(row):
+    """One line of an epoch's metrics (a row of the history)."""
+    text = f"loss {row['loss']:.4f}  acc {row['accuracy']:6.2%}"
+    if row.get("val_loss") is not None:
+        text += f"  val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:6.2%}"
+    return text + f"  {row['images_per_s']:,.0f} img/s"
+
+
+def fit(model, x, y, *, epochs=5, batch_size=64, optimizer=None, lr=None,
+        validation_data=None, seed=None, shuffle=True, callbacks=(), progress=True,
+        checkpoint=None, resume=None, meta=None):
+    """Train `model` on images `x` with labels `y` by mini-batch gradient descent.
+
+    The defaults (Adam, lr 2e-3, batch 64, He initialisation, inputs standardised with the
+    training images' statistics) train LeNet-5 on MNIST-style digits without tuning.
+
+    Parameters
+    ----------
+    model
+        A network with ``forward``/``backward``/``params``/``grads``/``train``/``eval``,
+        e.g. :class:`fastconv.models.LeNet5`.
+    x : ndarray
+        Raw images ((N, 28, 28) uint8 0..255, or any (N, H, W) digits up to 32x32) or
+        prepared network input ((N, 1, 32, 32) float). For raw images, a model with
+        ``fit_preprocessing`` learns the input standardisation from them and keeps it, so
+        ``model.predict`` later applies the same preprocessing.
+    y : array_like of int, shape (N,)
+        Labels 0..9.
+    epochs : int
+        Total number of epochs (a resumed run continues up to this number).
+    batch_size : int
+    optimizer : {"adam", "sgd"}, Optimizer or None
+        None is Adam (lr 2e-3); "sgd" is Nesterov momentum 0.9, lr 0.05.
+    lr : float, optional
+        Learning rate, overriding the optimizer's default.
+    validation_data : (images, labels), optional
+        Evaluated after every epoch (val_loss, val_accuracy).
+    seed : int, optional
+        Seeds the shuffling (the model's initialisation has its own seed).
+    shuffle : bool
+        Reshuffle the training set every epoch.
+    callbacks : sequence of callables
+        Each is called as ``callback(epoch, history)`` after every epoch.
+    progress : bool
+        Show a progress bar (tqdm if installed, else a text line) on stderr.
+    checkpoint : str, optional
+        Path of a ``.npz`` checkpoint rewritten (atomically) after every epoch.
+    resume : str, optional
+        Checkpoint to continue from: model, optimizer, shuffling state, epoch and history
+        are restored, so the result is bitwise identical to an uninterrupted run.
+    meta : dict, optional
+        JSON-serialisable information stored in the checkpoints.
+
+    Returns
+    -------
+    dict
+        The history: lists ``epoch``, ``loss``, ``accuracy`` (training, averaged over the
+        epoch), ``val_loss``, ``val_accuracy`` (None without validation data),
+        ``images_per_s`` (training throughput) and ``seconds`` per epoch.
+    """
+    if epochs < 0 or batch_size < 1:
+        raise ValueError(f"fit: need epochs >= 0 and batch_size >= 1, got {epochs} and "
+                         f"{batch_size}")
+    labels = np.asarray(y, dtype=np.int64)
+    if len(labels) != len(x):
+        raise ValueError(f"fit: {len(x)} images but {len(labels)} labels")
+    if not is_prepared(x) and hasattr(model, "fit_preprocessing"):
+        model.fit_preprocessing(x)
+    optimizer = make_optimizer(optimizer, model, lr)
+    rng = np.random.default_rng(seed)
+    history = {key: [] for key in HISTORY_KEYS}
+    start_epoch = 0
+    if resume is not None:
+        state = load_checkpoint(resume)
+        model.load_state_dict(state["model"])
+        if state["optimizer"]:
+            optimizer.load_state_dict(state["optimizer"])
+        if state["rng_state"]:
+            rng.bit_generator.state = state["rng_state"]
+        start_epoch = state["epoch"]
+        history.update({k: list(v) for k, v in state["history"].items() if k in history})
+
+    inputs = _prepare(model, x)
+    n = len(inputs)
+    steps = math.ceil(n / batch_size)
+    for epoch in range(start_epoch, epochs):
+        order = rng.permutation(n) if shuffle else np.arange(n)
+        model.train()
+        bar = _Progress(n, f"epoch {epoch + 1}/{epochs}", progress)
+        loss_sum = correct = seen = 0
+        start = time.perf_counter()
+        for step in range(steps):
+            batch = order[step * batch_size:(step + 1) * batch_size]
+            xb, yb = inputs[batch], labels[batch]
+            logits = model.forward(xb)
+            loss, grad = softmax_cross_entropy(logits, yb)
+            model.backward(grad)
+            optimizer.step()
+            loss_sum += loss * len(batch)
+            correct += int(np.sum(logits.argmax(axis=1) == yb))
+            seen += len(batch)
+            bar.update(len(batch), loss_sum / seen, correct / seen,
+                       seen / (time.perf_counter() - start))
+        seconds = time.perf_counter() - start
+        row = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1),
+               "accuracy": correct / max(seen, 1), "val_loss": None, "val_accuracy": None,
+               "images_per_s": seen / seconds if seconds > 0 else float("inf"),
+               "seconds": seconds}
+        if validation_data is not None:
+            row["val_loss"], row["val_accuracy"] = evaluate(model, *validation_data)
+        for key in HISTORY_KEYS:
+            history[key].append(row[key])
+        bar.close(format_epoch(row))
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, model, optimizer, rng, epoch + 1, history, meta)
+        for callback in callbacks:
+            callback(epoch + 1, history)
+    return history
