@@ -1,0 +1,41 @@
+/*
+ * gemm_kernels.h: the micro-kernel contract shared by the portable and the AVX2 GEMM kernels.
+ *
+ * A micro-kernel computes one MR x NR tile of C from a packed MR-row panel of A and an
+ * NR-column panel of B, with all MR x NR sums in registers:
+ *
+ *     C[i*ldc + j] = sum_{p < kc} a[p*MR + i] * b[p*ldb + j]  (+ beta * C[i*ldc + j])
+ *
+ * a: packed A panel, kc x MR, 64-byte aligned (see gemm.c).
+ * b: B panel, kc rows of NR contiguous values, row stride ldb: ldb == NR for a packed panel,
+ *    ldb == the row stride of a row-major B that small problems read in place (no packing).
+ * beta == 0: C is overwritten and never read (it may hold NaN); otherwise C is scaled and added.
+ * The tile is always full: gemm.c handles edge tiles through a small temporary.
+ */
+#ifndef FC_GEMM_KERNELS_H
+#define FC_GEMM_KERNELS_H
+
+#include <stdint.h>
+
+/* Both precisions use 6 rows so A panels are packed the same way; NR is two vector widths. */
+#define FC_GEMM_MR 6
+#define FC_GEMM_NR_F32 16
+#define FC_GEMM_NR_F64 8
+
+typedef void (*fc_gemm_kernel_f32)(int64_t kc, const float *a, const float *b, int64_t ldb,
+                                   float *c, int64_t ldc, float beta);
+typedef void (*fc_gemm_kernel_f64)(int64_t kc, const double *a, const double *b, int64_t ldb,
+                                   double *c, int64_t ldc, double beta);
+
+/* The AVX2+FMA kernels exist only where the compiler can target x86 AVX2 per function. */
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#define FC_GEMM_HAVE_AVX2 1
+void fc_gemm_kernel_avx2_6x16_f32(int64_t kc, const float *a, const float *b, int64_t ldb,
+                                  float *c, int64_t ldc, float beta);
+void fc_gemm_kernel_avx2_6x8_f64(int64_t kc, const double *a, const double *b, int64_t ldb,
+                                 double *c, int64_t ldc, double beta);
+#else
+#define FC_GEMM_HAVE_AVX2 0
+#endif
+
+#endif /* FC_GEMM_KERNELS_H */
