@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 from . import config as _config
 from .config import get_num_threads, get_simd, set_num_threads, set_simd, show_config
 from .conv import conv2d, conv2d_backward
+from .linalg import matmul
 from .sizing import conv_output_size, conv_params, dense_params
 from .costs import compare_conv_dense
 from . import filters
@@ -24,7 +25,7 @@ from . import datasets, layers, losses, models, optim, train
 _config._init_simd_from_env()
 
 __all__ = [
-    "conv2d", "conv2d_backward",
+    "conv2d", "conv2d_backward", "matmul",
     "conv_output_size", "conv_params", "dense_params", "compare_conv_dense",
     "filters", "datasets", "layers", "losses", "models", "optim", "train",
     "show_config", "set_num_threads", "get_num_threads", "set_simd", "get_simd",

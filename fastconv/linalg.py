@@ -1,0 +1,55 @@
+"""matmul on fastconv's own GEMM (packed panels, AVX2/FMA micro-kernel, OpenMP).
+
+fastconv does not call BLAS: NumPy's OpenBLAS runs its own thread pool, which would fight
+the OpenMP threads of the convolution kernels. One pool serves every kernel.
+"""
+import numpy as np
+
+from . import _ext
+from ._checks import as_array, result_dtype
+
+__all__ = ["matmul"]
+
+
+def matmul(a, b, out=None, *, accumulate=False):
+    """Matrix product ``a @ b`` of two 2-D arrays with fastconv's GEMM.
+
+    Parameters
+    ----------
+    a : array_like, shape (M, K)
+    b : array_like, shape (K, N)
+        Any strides (a transposed view costs nothing extra).
+    out : ndarray, shape (M, N), optional
+        C-contiguous array of the result dtype to write into.
+    accumulate : bool
+        Add the product to ``out`` instead of overwriting it (requires ``out``).
+
+    Returns
+    -------
+    ndarray, shape (M, N)
+        float32 when both inputs are float32, else float64.
+    """
+    func = "matmul"
+    a = as_array(a, "a", func, ndim=2)
+    b = as_array(b, "b", func, ndim=2)
+    dtype = result_dtype(func, a=a, b=b)
+    if a.shape[1] != b.shape[0]:
+        raise ValueError(f"{func}: a has shape {a.shape} and b has shape {b.shape}; expected "
+                         f"a's columns ({a.shape[1]}) to equal b's rows ({b.shape[0]})")
+    shape = (a.shape[0], b.shape[1])
+    if out is None:
+        if accumulate:
+            raise ValueError(f"{func}: accumulate=True needs an out array to add to")
+        out = np.empty(shape, dtype=dtype)
+    elif (not isinstance(out, np.ndarray) or out.shape != shape or out.dtype != dtype
+          or not out.flags.c_contiguous or not out.flags.writeable):
+        raise ValueError(f"{func}: expected out to be a writeable C-contiguous {dtype} array "
+                         f"of shape {shape}, got "
+                         f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
+    # The kernel reads any strides that are whole elements; anything else is copied.
+    a = a.astype(dtype, copy=False)
+    b = b.astype(dtype, copy=False)
+    if any(s % dtype.itemsize for s in a.strides + b.strides):
+        a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+    _ext.gemm(out, a, b, accumulate)
+    return out
