@@ -13,6 +13,14 @@ Quick tour::
 """
 __version__ = "0.1.0"
 
+try:
+    from . import _ext
+except ImportError as exc:  # pragma: no cover - only when the C extension is not built
+    raise ImportError(
+        "fastconv's compiled extension (fastconv._ext) is missing. Install the package with "
+        "'pip install .' and run Python from outside the source tree, or build it in place "
+        "with 'python setup.py build_ext --inplace'.") from exc
+
 from . import config as _config
 from .config import get_num_threads, get_simd, set_num_threads, set_simd, show_config
 from .conv import conv2d, conv2d_backward
