@@ -21,6 +21,15 @@ def rel_err(actual, expected):
     return float(np.max(np.abs(actual - expected)) / max(1.0, np.max(np.abs(expected))))
 
 
+def subprocess_env(**extra):
+    """Environment for a child Python that imports the same fastconv as this process
+    (installed, or built in place), whatever its working directory."""
+    import os
+    package_parent = str(Path(fastconv.__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p)
+    return dict(os.environ, PYTHONPATH=path, **extra)
+
+
 SIMD_PATHS = ["generic"] + (["avx2"] if fastconv._ext.cpu_has_avx2_fma() else [])
 
 

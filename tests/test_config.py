@@ -1,10 +1,12 @@
 """show_config, threads and the SIMD switch."""
 import io
-import os
 import subprocess
 import sys
+import tempfile
 
 import fastconv
+
+from conftest import subprocess_env
 
 
 def test_show_config_reports_the_build():
@@ -17,9 +19,10 @@ def test_show_config_reports_the_build():
 
 
 def run_python(code, **env):
-    full_env = dict(os.environ, **env)
+    """Run code in a child Python started outside the source tree."""
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=full_env, check=True).stdout.strip()
+                          env=subprocess_env(**env), cwd=tempfile.gettempdir(),
+                          check=True).stdout.strip()
 
 
 def test_omp_num_threads_sets_the_default():

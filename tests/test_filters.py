@@ -15,7 +15,8 @@ import fastconv
 from fastconv import filters, reference
 from fastconv.__main__ import main
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import subprocess_env
+
 
 IMAGE = np.array([[3, 0, 1, 2, 7, 4],
                   [1, 5, 8, 9, 3, 1],
@@ -423,9 +424,10 @@ def test_explain_one_section():
     assert status == 0 and "61,706" in text and "Edge detection" not in text
 
 
-def test_module_runs_as_a_program():
+def test_module_runs_as_a_program(tmp_path):
     done = subprocess.run([sys.executable, "-m", "fastconv", "explain", "--section", "sizes"],
-                          cwd=REPO, capture_output=True, text=True, timeout=60)
+                          cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True,
+                          timeout=60)
     assert done.returncode == 0, done.stderr
     assert "n=6   f=3 p=1 s=1 -> 6" in done.stdout
 
