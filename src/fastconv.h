@@ -33,16 +33,18 @@ typedef struct {
     int64_t P, Q;                 /* output height, width */
 } fc_conv_problem;
 
-/* One 2-D pooling problem (max or average). */
+/* One 2-D pooling problem (max, average or adaptive average), filled in one place
+ * (fastconv/_pool.pxi) from the checked Python arguments. P and Q come from
+ * fastconv.sizing.conv_output_size (adaptive pooling: the requested output size). */
 typedef struct {
     int64_t N, C, H, W;           /* input; N*C planes are pooled independently */
-    int64_t R, S;                 /* window height, width */
+    int64_t R, S;                 /* window height, width (unused by adaptive pooling) */
     int64_t stride_h, stride_w;
     int64_t pad_h, pad_w;         /* symmetric padding, at most half the window */
     int64_t dil_h, dil_w;         /* max pooling only; 1 for average pooling */
     int64_t P, Q;                 /* output height, width */
     int count_include_pad;        /* average pooling: divide by the padded window size */
-    int64_t divisor_override;     /* average pooling: > 0 replaces the divisor */
+    int64_t divisor_override;     /* average pooling: nonzero replaces the divisor */
 } fc_pool_problem;
 
 /* ---- runtime configuration (config.c) ---- */
@@ -89,5 +91,27 @@ fc_status fc_gemm_f64(int64_t M, int64_t N, int64_t K,
 FC_DECLARE_CONV(f32, float)
 FC_DECLARE_CONV(f64, double)
 #undef FC_DECLARE_CONV
+
+/* ---- pooling (pool.c) ----
+ * x, dx (N, C, H, W); y, dy (N, C, P, Q); indices (N, C, P, Q) or NULL: the flat position
+ * h*W + w of each window's maximum in its input plane, as PyTorch's return_indices.
+ * max_pool_backward recomputes each window's maximum from x; max_pool_backward_indices
+ * sends dy to the given indices instead (entries outside [0, H*W) are skipped). */
+#define FC_DECLARE_POOL(SUFFIX, T)                                                            \
+    fc_status fc_max_pool_forward_##SUFFIX(T *y, int64_t *indices, const T *x,                \
+                                           const fc_pool_problem *pb);                        \
+    fc_status fc_max_pool_backward_##SUFFIX(T *dx, const T *dy, const T *x,                   \
+                                            const fc_pool_problem *pb);                       \
+    fc_status fc_max_pool_backward_indices_##SUFFIX(T *dx, const T *dy, const int64_t *indices, \
+                                                    const fc_pool_problem *pb);               \
+    fc_status fc_avg_pool_forward_##SUFFIX(T *y, const T *x, const fc_pool_problem *pb);      \
+    fc_status fc_avg_pool_backward_##SUFFIX(T *dx, const T *dy, const fc_pool_problem *pb);   \
+    fc_status fc_adaptive_avg_pool_forward_##SUFFIX(T *y, const T *x,                         \
+                                                    const fc_pool_problem *pb);               \
+    fc_status fc_adaptive_avg_pool_backward_##SUFFIX(T *dx, const T *dy,                      \
+                                                     const fc_pool_problem *pb);
+FC_DECLARE_POOL(f32, float)
+FC_DECLARE_POOL(f64, double)
+#undef FC_DECLARE_POOL
 
 #endif /* FASTCONV_H */
