@@ -14,6 +14,9 @@ __version__ = "0.1.0"
 from . import config as _config
 from .config import get_num_threads, get_simd, set_num_threads, set_simd, show_config
 from .conv import conv2d, conv2d_backward
+from .pooling import (adaptive_avg_pool2d, adaptive_avg_pool2d_backward, avg_pool2d,
+                      avg_pool2d_backward, global_avg_pool2d, global_avg_pool2d_backward,
+                      max_pool2d, max_pool2d_backward)
 from .sizing import conv_output_size, conv_params, dense_params
 
 _config._init_simd_from_env()
@@ -22,4 +25,7 @@ __all__ = [
     "conv2d", "conv2d_backward",
     "conv_output_size", "conv_params", "dense_params",
     "show_config", "set_num_threads", "get_num_threads", "set_simd", "get_simd",
+    "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
+    "adaptive_avg_pool2d", "adaptive_avg_pool2d_backward",
+    "global_avg_pool2d", "global_avg_pool2d_backward",
 ]

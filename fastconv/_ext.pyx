@@ -13,3 +13,4 @@ from fastconv._cfastconv cimport *
 include "_config.pxi"
 include "_gemm.pxi"
 include "_conv.pxi"
+include "_pool.pxi"
