@@ -1,5 +1,5 @@
 # C declarations of src/fastconv.h, shared by the Cython glue.
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint8_t
 
 cdef extern from "fastconv.h" nogil:
     ctypedef enum fc_status:
@@ -71,10 +71,12 @@ cdef extern from "fastconv.h" nogil:
     fc_status fc_conv_im2col_backward_weight_f64(double *dw, const double *dy, const double *x,
                                                  const fc_conv_problem *pb)
 
-    fc_status fc_max_pool_forward_f32(float *y, int64_t *indices, const float *x,
+    fc_status fc_max_pool_forward_f32(float *y, uint8_t *argmax, int64_t *indices, const float *x,
                                       const fc_pool_problem *pb)
     fc_status fc_max_pool_backward_f32(float *dx, const float *dy, const float *x,
                                        const fc_pool_problem *pb)
+    fc_status fc_max_pool_backward_argmax_f32(float *dx, const float *dy, const uint8_t *argmax,
+                                              const fc_pool_problem *pb)
     fc_status fc_max_pool_backward_indices_f32(float *dx, const float *dy, const int64_t *indices,
                                                const fc_pool_problem *pb)
     fc_status fc_avg_pool_forward_f32(float *y, const float *x, const fc_pool_problem *pb)
@@ -83,10 +85,12 @@ cdef extern from "fastconv.h" nogil:
     fc_status fc_adaptive_avg_pool_backward_f32(float *dx, const float *dy,
                                                 const fc_pool_problem *pb)
 
-    fc_status fc_max_pool_forward_f64(double *y, int64_t *indices, const double *x,
+    fc_status fc_max_pool_forward_f64(double *y, uint8_t *argmax, int64_t *indices, const double *x,
                                       const fc_pool_problem *pb)
     fc_status fc_max_pool_backward_f64(double *dx, const double *dy, const double *x,
                                        const fc_pool_problem *pb)
+    fc_status fc_max_pool_backward_argmax_f64(double *dx, const double *dy, const uint8_t *argmax,
+                                              const fc_pool_problem *pb)
     fc_status fc_max_pool_backward_indices_f64(double *dx, const double *dy, const int64_t *indices,
                                                const fc_pool_problem *pb)
     fc_status fc_avg_pool_forward_f64(double *y, const double *x, const fc_pool_problem *pb)

@@ -14,6 +14,8 @@ ALGORITHMS = ("auto", "direct", "im2col")
 
 def as_int_tuple(value, name, length, func, minimum):
     """An int or a sequence of `length` ints, each >= minimum, as a tuple."""
+    if type(value) is int and value >= minimum:
+        return (value,) * length   # the common case, kept cheap for small per-layer calls
     if isinstance(value, (tuple, list)):
         items = tuple(value)
         if len(items) != length:

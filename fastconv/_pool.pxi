@@ -14,28 +14,38 @@ cdef fc_pool_problem _pool_problem(geom):
     return pb
 
 
-def max_pool_forward(floating[:, :, :, ::1] y, int64_t[:, :, :, ::1] indices,
-                     const floating[:, :, :, ::1] x, geom):
-    """y (N, C, P, Q) and, unless indices is None, indices (N, C, P, Q) from x (N, C, H, W)."""
+def max_pool_forward(floating[:, :, :, ::1] y, uint8_t[:, :, :, ::1] argmax,
+                     int64_t[:, :, :, ::1] indices, const floating[:, :, :, ::1] x, geom):
+    """y (N, C, P, Q) from x (N, C, H, W), and the positions of the maxima in argmax and/or
+    indices (N, C, P, Q) unless they are None."""
     cdef fc_pool_problem pb = _pool_problem(geom)
+    cdef uint8_t *am = &argmax[0, 0, 0, 0] if argmax is not None else NULL
     cdef int64_t *ind = &indices[0, 0, 0, 0] if indices is not None else NULL
     cdef fc_status st
     with nogil:
         if floating is float:
-            st = fc_max_pool_forward_f32(&y[0, 0, 0, 0], ind, &x[0, 0, 0, 0], &pb)
+            st = fc_max_pool_forward_f32(&y[0, 0, 0, 0], am, ind, &x[0, 0, 0, 0], &pb)
         else:
-            st = fc_max_pool_forward_f64(&y[0, 0, 0, 0], ind, &x[0, 0, 0, 0], &pb)
+            st = fc_max_pool_forward_f64(&y[0, 0, 0, 0], am, ind, &x[0, 0, 0, 0], &pb)
     _check(st, "max_pool2d")
 
 
 def max_pool_backward(floating[:, :, :, ::1] dx, const floating[:, :, :, ::1] dy,
-                      const floating[:, :, :, ::1] x, const int64_t[:, :, :, ::1] indices, geom):
-    """dx (N, C, H, W) from dy (N, C, P, Q) and either indices (N, C, P, Q) or, when indices
-    is None, x (N, C, H, W)."""
+                      const floating[:, :, :, ::1] x, const uint8_t[:, :, :, ::1] argmax,
+                      const int64_t[:, :, :, ::1] indices, geom):
+    """dx (N, C, H, W) from dy (N, C, P, Q) and, the first not None of them, argmax or indices
+    (N, C, P, Q), or x (N, C, H, W) to find the maxima again."""
     cdef fc_pool_problem pb = _pool_problem(geom)
     cdef fc_status st
     with nogil:
-        if indices is not None:
+        if argmax is not None:
+            if floating is float:
+                st = fc_max_pool_backward_argmax_f32(&dx[0, 0, 0, 0], &dy[0, 0, 0, 0],
+                                                     &argmax[0, 0, 0, 0], &pb)
+            else:
+                st = fc_max_pool_backward_argmax_f64(&dx[0, 0, 0, 0], &dy[0, 0, 0, 0],
+                                                     &argmax[0, 0, 0, 0], &pb)
+        elif indices is not None:
             if floating is float:
                 st = fc_max_pool_backward_indices_f32(&dx[0, 0, 0, 0], &dy[0, 0, 0, 0],
                                                       &indices[0, 0, 0, 0], &pb)

@@ -7,7 +7,7 @@ the same formula as convolutions. Pooling has no learnable parameters, so each b
 function returns only the gradient with respect to its input.
 """
 import operator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -22,9 +22,11 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class PoolGeometry:
-    """Everything the C problem struct holds, derived once from the arguments."""
+class PoolGeometry(NamedTuple):
+    """Everything the C problem struct holds, derived once from the arguments.
+
+    A NamedTuple rather than a frozen dataclass: it is built on every call, and pooling
+    calls are small enough (LeNet-5's) for microseconds of Python to show."""
     N: int
     C: int
     H: int
@@ -128,7 +130,7 @@ def _check_grad_shape(func, grad_out, geom, what):
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-               return_indices=False):
+               return_indices=False, *, return_argmax=False):
     """2-D max pooling: the largest value of each window, channel by channel.
 
     Parameters
@@ -147,7 +149,12 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
         Round the output size up instead of down; a last window that would start in the
         right/bottom padding is dropped (PyTorch's rule).
     return_indices : bool
-        Also return where each maximum was found.
+        Also return where each maximum was found, as PyTorch does.
+    return_argmax : bool
+        Also return the compact form of the same: each maximum's tap ``r * S + s`` inside its
+        R x S window, as uint8 (8 times smaller than indices; windows of at most 256 taps).
+        :func:`max_pool2d_backward` takes it as ``argmax`` and then need not read x at all:
+        the fastest way to train.
 
     Returns
     -------
@@ -156,31 +163,56 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
         float64, integer or bool input gives float64.
     indices : ndarray of int64, shape (N, C, P, Q)
         Only with ``return_indices``: the flat position ``h * W + w`` of each maximum in its
-        (unpadded) input plane, as PyTorch returns them. A NaN in a window is its maximum;
-        on ties the first maximum in row-major window order is reported.
+        (unpadded) input plane, as PyTorch returns them. A NaN in a window is its maximum
+        (the last NaN, as in PyTorch); on ties the first maximum in row-major window order
+        is reported; a window of -inf reports its first pixel.
+    argmax : ndarray of uint8, shape (N, C, P, Q)
+        Only with ``return_argmax`` (after indices when both are asked for).
 
     Examples
     --------
     >>> import numpy as np, fastconv
     >>> x = np.array([[1, 3, 2, 1], [2, 9, 1, 1], [1, 3, 2, 3], [5, 6, 1, 2]])
-    >>> fastconv.max_pool2d(x[None, None], 2)[0, 0]
+    >>> y, indices = fastconv.max_pool2d(x[None, None], 2, return_indices=True)
+    >>> y[0, 0]
     array([[9., 2.],
            [6., 3.]])
+    >>> indices[0, 0]
+    array([[ 5,  2],
+           [13, 11]])
     """
     func = "max_pool2d"
     x = _input(x, func)
     return_indices = as_bool(return_indices, "return_indices", func)
+    return_argmax = as_bool(return_argmax, "return_argmax", func)
     dtype = result_dtype(func, x=x)
     geom = pool_geometry(func, x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    taps = geom.kernel[0] * geom.kernel[1]
+    if return_argmax and taps > 256:
+        raise ValueError(f"{func}: return_argmax needs a window of at most 256 taps (uint8), "
+                         f"got kernel_size={geom.kernel} ({taps} taps); use return_indices")
     y = np.empty(geom.output_shape, dtype=dtype)
     indices = np.empty(geom.output_shape, dtype=np.int64) if return_indices else None
+    argmax = np.empty(geom.output_shape, dtype=np.uint8) if return_argmax else None
     if y.size > 0:
-        _ext.max_pool_forward(y, indices, as_kernel_input(x, dtype), geom)
-    return (y, indices) if return_indices else y
+        _ext.max_pool_forward(y, argmax, indices, as_kernel_input(x, dtype), geom)
+    outputs = (y,) + ((indices,) if return_indices else ()) + ((argmax,) if return_argmax else ())
+    return outputs if len(outputs) > 1 else y
+
+
+def _position_array(value, name, kinds, what, geom, func):
+    """indices or argmax for max_pool2d_backward: an integer array of grad_out's shape."""
+    value = as_array(value, name, func, ndim=4)
+    if value.dtype.kind not in kinds:
+        raise TypeError(f"{func}: {name} must be {what}, got dtype {value.dtype}")
+    if value.shape != geom.output_shape:
+        raise ValueError(f"{func}: expected {name} of shape {geom.output_shape} (the shape of "
+                         f"grad_out), got shape {value.shape}")
+    return value
 
 
 def max_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, dilation=1,
-                        ceil_mode=False, indices=None):
+                        ceil_mode=False, indices=None, *, argmax=None):
     """Gradient of :func:`max_pool2d` with respect to its input.
 
     Each window's gradient goes, whole, to the element that was its maximum; where windows
@@ -194,9 +226,13 @@ def max_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, dilati
         As given to :func:`max_pool2d`.
     indices : array_like of ints, shape (N, C, P, Q), optional
         The indices max_pool2d returned (or PyTorch's): the gradient goes where they point.
-        Without them, each window's maximum is found again in x, which costs about as much
-        as reading the indices. Entries outside the input plane, which only a window lying
-        wholly in the padding can produce, carry no gradient.
+        Entries outside the input plane, which only a window lying wholly in the padding can
+        produce, carry no gradient.
+    argmax : array_like of uint8, shape (N, C, P, Q), optional
+        The compact argmax max_pool2d returned with ``return_argmax``; x is then only used
+        for its shape and dtype. Taps outside the input or the window carry no gradient.
+
+    Without indices or argmax each window's maximum is found again in x.
 
     Returns
     -------
@@ -209,23 +245,25 @@ def max_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, dilati
     dtype = result_dtype(func, grad_out=grad_out, x=x)
     geom = pool_geometry(func, x.shape, kernel_size, stride, padding, dilation, ceil_mode)
     _check_grad_shape(func, grad_out, geom, "max_pool2d")
+    if indices is not None and argmax is not None:
+        raise ValueError(f"{func}: give indices or argmax, not both")
     if indices is not None:
-        indices = as_array(indices, "indices", func, ndim=4)
-        if indices.dtype.kind not in "iu":
-            raise TypeError(f"{func}: indices must be an integer array (as max_pool2d returns "
-                            f"with return_indices=True), got dtype {indices.dtype}")
-        if indices.shape != geom.output_shape:
-            raise ValueError(f"{func}: expected indices of shape {geom.output_shape} (the "
-                             f"shape of grad_out), got shape {indices.shape}")
+        indices = _position_array(indices, "indices", "iu", "an integer array (as max_pool2d "
+                                  "returns with return_indices=True)", geom, func)
+        indices = np.ascontiguousarray(indices, dtype=np.int64)
+    if argmax is not None:
+        argmax = _position_array(argmax, "argmax", "u", "a uint8 array (as max_pool2d returns "
+                                 "with return_argmax=True)", geom, func)
+        if argmax.dtype != np.uint8:
+            raise TypeError(f"{func}: argmax must be a uint8 array (as max_pool2d returns with "
+                            f"return_argmax=True), got dtype {argmax.dtype}")
+        argmax = np.ascontiguousarray(argmax)
     grad_x = np.empty(geom.input_shape, dtype=dtype)
     if grad_x.size == 0:
         return grad_x
     dy = as_kernel_input(grad_out, dtype)
-    if indices is not None:
-        _ext.max_pool_backward(grad_x, dy, None, np.ascontiguousarray(indices, dtype=np.int64),
-                               geom)
-    else:
-        _ext.max_pool_backward(grad_x, dy, as_kernel_input(x, dtype), None, geom)
+    x_used = as_kernel_input(x, dtype) if indices is None and argmax is None else None
+    _ext.max_pool_backward(grad_x, dy, x_used, argmax, indices, geom)
     return grad_x
 
 

@@ -93,15 +93,19 @@ FC_DECLARE_CONV(f64, double)
 #undef FC_DECLARE_CONV
 
 /* ---- pooling (pool.c) ----
- * x, dx (N, C, H, W); y, dy (N, C, P, Q); indices (N, C, P, Q) or NULL: the flat position
- * h*W + w of each window's maximum in its input plane, as PyTorch's return_indices.
- * max_pool_backward recomputes each window's maximum from x; max_pool_backward_indices
- * sends dy to the given indices instead (entries outside [0, H*W) are skipped). */
+ * x, dx (N, C, H, W); y, dy (N, C, P, Q). Where each window's maximum is, two ways, each
+ * (N, C, P, Q) and optional (NULL) in the forward pass:
+ *   argmax  uint8, the tap r*S + s inside the window (the compact form; needs R*S <= 256);
+ *   indices int64, the flat position h*W + w in the input plane, as PyTorch's return_indices.
+ * The max backward recomputes the maxima from x, or reads argmax (x unused), or sends dy to
+ * indices (entries outside [0, H*W), from windows wholly in the padding, are skipped). */
 #define FC_DECLARE_POOL(SUFFIX, T)                                                            \
-    fc_status fc_max_pool_forward_##SUFFIX(T *y, int64_t *indices, const T *x,                \
-                                           const fc_pool_problem *pb);                        \
+    fc_status fc_max_pool_forward_##SUFFIX(T *y, uint8_t *argmax, int64_t *indices,           \
+                                           const T *x, const fc_pool_problem *pb);            \
     fc_status fc_max_pool_backward_##SUFFIX(T *dx, const T *dy, const T *x,                   \
                                             const fc_pool_problem *pb);                       \
+    fc_status fc_max_pool_backward_argmax_##SUFFIX(T *dx, const T *dy, const uint8_t *argmax, \
+                                                   const fc_pool_problem *pb);                \
     fc_status fc_max_pool_backward_indices_##SUFFIX(T *dx, const T *dy, const int64_t *indices, \
                                                     const fc_pool_problem *pb);               \
     fc_status fc_avg_pool_forward_##SUFFIX(T *y, const T *x, const fc_pool_problem *pb);      \

@@ -15,8 +15,8 @@
 /* Below this many input elements one thread beats the OpenMP fork/join (PERF-NOTES). */
 #define POOL_PARALLEL_MIN 16384
 
-/* Outputs per micro-kernel call when a compact argmax buffer is needed (lives on the stack). */
-#define POOL_CHUNK 256
+/* Windows per micro-kernel call when a compact argmax buffer is needed (on the stack). */
+#define POOL_CHUNK 2048
 
 /* The taps of one window that fall inside the input: taps (r, s) with r in [r_lo, r_hi) and
  * s in [s_lo, s_hi). Tap (r, s) reads input pixel (h0 + r*dil_h, w0 + s*dil_w). */
@@ -39,6 +39,20 @@ static inline pool_window pool_window_at(const fc_pool_problem *pb, int64_t p, i
 static inline int pool_window_empty(const pool_window *win)
 {
     return win->r_lo >= win->r_hi || win->s_lo >= win->s_hi;
+}
+
+/* Tap t = r*S + s of a window: whether it reads the input (not the padding), and the flat
+ * position h*W + w it reads, which is what PyTorch's indices hold. */
+static inline int pool_tap_inside(const fc_pool_problem *pb, const pool_window *win, int64_t t)
+{
+    const int64_t r = t / pb->S, s = t % pb->S;
+    return r >= win->r_lo && r < win->r_hi && s >= win->s_lo && s < win->s_hi;
+}
+
+static inline int64_t pool_tap_index(const fc_pool_problem *pb, const pool_window *win,
+                                     int64_t t)
+{
+    return (win->h0 + (t / pb->S) * pb->dil_h) * pb->W + win->w0 + (t % pb->S) * pb->dil_w;
 }
 
 /* An average pooling window: input rows [h0, h1) and columns [w0, w1) (clipped to the input)
@@ -102,6 +116,87 @@ static inline void pool_interior(int64_t n_out, int64_t n, int64_t stride, int64
     if (*hi < *lo) {
         *hi = *lo;
     }
+}
+
+/* Where the micro-kernels work in every plane: output rows [p_lo, p_hi) x columns
+ * [q_lo, q_hi), the windows wholly inside the input; the rest touch the padding and go to the
+ * per-window code. Empty (all zero) when there is no micro-kernel (K == 0) or no such window. */
+typedef struct {
+    int K;
+    int64_t p_lo, p_hi, q_lo, q_hi;
+} pool_block;
+
+static inline pool_block pool_block_of(const fc_pool_problem *pb, int K)
+{
+    pool_block blk = {0, 0, 0, 0, 0};
+    if (K) {
+        pool_interior(pb->P, pb->H, 2, pb->pad_h, K, &blk.p_lo, &blk.p_hi);
+        pool_interior(pb->Q, pb->W, 2, pb->pad_w, K, &blk.q_lo, &blk.q_hi);
+        if (blk.p_lo < blk.p_hi && blk.q_lo < blk.q_hi) {
+            blk.K = K;
+            return blk;
+        }
+    }
+    blk.p_lo = blk.p_hi = blk.q_lo = blk.q_hi = 0;
+    return blk;
+}
+
+/* Row p's windows outside the block: [0, *left_end) and [*right_begin, Q). */
+static inline void pool_block_split(const pool_block *blk, int64_t p, int64_t Q,
+                                    int64_t *left_end, int64_t *right_begin)
+{
+    if (p >= blk->p_lo && p < blk->p_hi) {
+        *left_end = blk->q_lo;
+        *right_begin = blk->q_hi;
+    } else {
+        *left_end = Q;
+        *right_begin = Q;
+    }
+}
+
+/* The first row from p on with windows outside the block: rows the block covers from edge
+ * to edge are skipped, so LeNet's planes (all block) cost no per-row bookkeeping. */
+static inline int64_t pool_border_row(const pool_block *blk, int64_t p, int64_t Q)
+{
+    if (p >= blk->p_lo && p < blk->p_hi && blk->q_lo == 0 && blk->q_hi == Q) {
+        return blk->p_hi;
+    }
+    return p;
+}
+
+/* Flat input position of the top-left pixel of block window (p, q) (stride 2). */
+static inline int64_t pool_block_input(const fc_pool_problem *pb, int64_t p, int64_t q)
+{
+    return (2 * p - pb->pad_h) * pb->W + 2 * q - pb->pad_w;
+}
+
+/* PyTorch's flat indices (i_plane, (P, Q)) of block rows [p0, p0 + rows) x columns
+ * [q0, q0 + n) from the taps the micro-kernel found (pos, rows ldpos apart). */
+static void pool_block_indices(int64_t *i_plane, const uint8_t *pos, int64_t ldpos,
+                               const fc_pool_problem *pb, int K, int64_t p0, int64_t q0,
+                               int64_t n, int64_t rows)
+{
+    int64_t tap[9];   /* flat offset of tap r*K + s from its window's corner */
+    for (int r = 0; r < K; r++) {
+        for (int s = 0; s < K; s++) {
+            tap[r * K + s] = r * pb->W + s;
+        }
+    }
+    for (int64_t i = 0; i < rows; i++) {
+        int64_t *i_row = i_plane + (p0 + i) * pb->Q + q0;
+        const uint8_t *pos_row = pos + i * ldpos;
+        const int64_t corner = pool_block_input(pb, p0 + i, q0);
+        for (int64_t j = 0; j < n; j++) {
+            i_row[j] = corner + 2 * j + tap[pos_row[j]];
+        }
+    }
+}
+
+/* Whether a 2x2 block's windows cover every input pixel, so a gradient need not be cleared. */
+static inline int pool_block_tiles_plane(const fc_pool_problem *pb, const pool_block *blk)
+{
+    return blk->K == 2 && pb->pad_h == 0 && pb->pad_w == 0 && 2 * pb->P == pb->H
+           && 2 * pb->Q == pb->W;
 }
 
 static inline int pool_problem_ok(const fc_pool_problem *pb)

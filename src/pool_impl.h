@@ -2,7 +2,8 @@
  * Included by pool.c with REAL (float or double), FN(name) (adds _f32/_f64) and
  * POOL_USE_AVX2 (1 when the AVX2 micro-kernels of pool_avx2.c exist for this type).
  *
- * Layouts: x, dx (N, C, H, W); y, dy (N, C, P, Q); indices (N, C, P, Q) int64; C-contiguous.
+ * Layouts: x, dx (N, C, H, W); y, dy (N, C, P, Q); argmax (N, C, P, Q) uint8 taps r*S + s and
+ * indices (N, C, P, Q) int64 flat positions h*W + w of the maxima; all C-contiguous.
  * Every kernel is one OpenMP loop over the N*C planes: a thread owns each plane it writes, so
  * overlapping windows accumulate their gradients without races or atomics, and results do not
  * depend on the number of threads. Inside a plane the rows stream in order; the interior of a
@@ -18,7 +19,8 @@ static inline int FN(takes_over)(REAL v, REAL m)
     return v > m || isnan(v);
 }
 
-/* The maximum of the K x K window at x (rows ldx apart) and its position r*K + s. */
+/* The maximum of the K x K window at x (rows ldx apart) and its position r*K + s; selects
+ * rather than branches, as random data would mispredict every other comparison. */
 static inline REAL FN(window_max_s2)(const REAL *x, int64_t ldx, const int K, int *pos)
 {
     REAL m = x[0];
@@ -26,115 +28,153 @@ static inline REAL FN(window_max_s2)(const REAL *x, int64_t ldx, const int K, in
     for (int r = 0; r < K; r++) {
         for (int s = 0; s < K; s++) {
             const REAL v = x[r * ldx + s];
-            if (FN(takes_over)(v, m)) {
-                m = v;
-                best = r * K + s;
-            }
+            const int take = FN(takes_over)(v, m);
+            m = take ? v : m;
+            best = take ? r * K + s : best;
         }
     }
     *pos = best;
     return m;
 }
 
-static inline void FN(max_row_s2)(REAL *y, uint8_t *pos, const REAL *x, int64_t ldx, int64_t n,
-                                  const int K)
+static inline void FN(max_rows_s2)(REAL *y, int64_t ldy, uint8_t *pos, int64_t ldpos,
+                                   const REAL *x, int64_t ldx, int64_t n, int64_t rows,
+                                   const int K)
 {
-    for (int64_t q = 0; q < n; q++) {
-        int best;
-        y[q] = FN(window_max_s2)(x + 2 * q, ldx, K, &best);
-        if (pos) {
-            pos[q] = (uint8_t)best;
-        }
-    }
-}
-
-/* Sums run row by row from zero, in PyTorch's order, so float results match it bit for bit. */
-static inline void FN(avg_row_s2)(REAL *y, const REAL *x, int64_t ldx, int64_t n, REAL divisor,
-                                  const int K)
-{
-    for (int64_t q = 0; q < n; q++) {
-        const REAL *win = x + 2 * q;
-        REAL sum = 0;
-        for (int r = 0; r < K; r++) {
-            for (int s = 0; s < K; s++) {
-                sum += win[r * ldx + s];
+    for (int64_t i = 0; i < rows; i++) {
+        for (int64_t q = 0; q < n; q++) {
+            int best;
+            y[i * ldy + q] = FN(window_max_s2)(x + 2 * i * ldx + 2 * q, ldx, K, &best);
+            if (pos) {
+                pos[i * ldpos + q] = (uint8_t)best;
             }
         }
-        y[q] = sum / divisor;
     }
 }
 
-static void FN(max_row_k2s2)(REAL *y, uint8_t *pos, const REAL *x, int64_t ldx, int64_t n)
+/* Sums run row by row from zero, in PyTorch's order, so results match it bit for bit. */
+static inline void FN(avg_rows_s2)(REAL *y, int64_t ldy, const REAL *x, int64_t ldx, int64_t n,
+                                   int64_t rows, REAL divisor, const int K)
 {
-    FN(max_row_s2)(y, pos, x, ldx, n, 2);
-}
-
-static void FN(max_row_k3s2)(REAL *y, uint8_t *pos, const REAL *x, int64_t ldx, int64_t n)
-{
-    FN(max_row_s2)(y, pos, x, ldx, n, 3);
-}
-
-static void FN(avg_row_k2s2)(REAL *y, const REAL *x, int64_t ldx, int64_t n, REAL divisor)
-{
-    FN(avg_row_s2)(y, x, ldx, n, divisor, 2);
-}
-
-static void FN(avg_row_k3s2)(REAL *y, const REAL *x, int64_t ldx, int64_t n, REAL divisor)
-{
-    FN(avg_row_s2)(y, x, ldx, n, divisor, 3);
-}
-
-static void FN(max_grad_row_k2s2)(REAL *dx, int64_t ldx, const REAL *dy, const REAL *x,
-                                  int64_t n)
-{
-    for (int64_t q = 0; q < n; q++) {
-        int best;
-        FN(window_max_s2)(x + 2 * q, ldx, 2, &best);
-        REAL *d = dx + 2 * q;
-        d[0] = best == 0 ? dy[q] : 0;
-        d[1] = best == 1 ? dy[q] : 0;
-        d[ldx] = best == 2 ? dy[q] : 0;
-        d[ldx + 1] = best == 3 ? dy[q] : 0;
+    for (int64_t i = 0; i < rows; i++) {
+        for (int64_t q = 0; q < n; q++) {
+            const REAL *win = x + 2 * i * ldx + 2 * q;
+            REAL sum = 0;
+            for (int r = 0; r < K; r++) {
+                for (int s = 0; s < K; s++) {
+                    sum += win[r * ldx + s];
+                }
+            }
+            y[i * ldy + q] = sum / divisor;
+        }
     }
 }
 
-static void FN(avg_grad_row_k2s2)(REAL *dx, int64_t ldx, const REAL *dy, int64_t n,
-                                  REAL divisor)
+static void FN(max_rows_k2s2)(REAL *y, int64_t ldy, uint8_t *pos, int64_t ldpos, const REAL *x,
+                              int64_t ldx, int64_t n, int64_t rows)
 {
-    for (int64_t q = 0; q < n; q++) {
-        const REAL g = dy[q] / divisor;
-        REAL *d = dx + 2 * q;
-        d[0] = g;
-        d[1] = g;
-        d[ldx] = g;
-        d[ldx + 1] = g;
+    FN(max_rows_s2)(y, ldy, pos, ldpos, x, ldx, n, rows, 2);
+}
+
+static void FN(max_rows_k3s2)(REAL *y, int64_t ldy, uint8_t *pos, int64_t ldpos, const REAL *x,
+                              int64_t ldx, int64_t n, int64_t rows)
+{
+    FN(max_rows_s2)(y, ldy, pos, ldpos, x, ldx, n, rows, 3);
+}
+
+static void FN(avg_rows_k2s2)(REAL *y, int64_t ldy, const REAL *x, int64_t ldx, int64_t n,
+                              int64_t rows, REAL divisor)
+{
+    FN(avg_rows_s2)(y, ldy, x, ldx, n, rows, divisor, 2);
+}
+
+static void FN(avg_rows_k3s2)(REAL *y, int64_t ldy, const REAL *x, int64_t ldx, int64_t n,
+                              int64_t rows, REAL divisor)
+{
+    FN(avg_rows_s2)(y, ldy, x, ldx, n, rows, divisor, 3);
+}
+
+static void FN(max_grad_rows_k2s2)(REAL *dx, int64_t ldx, const REAL *dy, int64_t ldy,
+                                   const REAL *x, int64_t n, int64_t rows)
+{
+    for (int64_t i = 0; i < rows; i++) {
+        for (int64_t q = 0; q < n; q++) {
+            const int64_t at = 2 * i * ldx + 2 * q;
+            const REAL g = dy[i * ldy + q];
+            int best;
+            FN(window_max_s2)(x + at, ldx, 2, &best);
+            dx[at] = best == 0 ? g : 0;
+            dx[at + 1] = best == 1 ? g : 0;
+            dx[at + ldx] = best == 2 ? g : 0;
+            dx[at + ldx + 1] = best == 3 ? g : 0;
+        }
+    }
+}
+
+static void FN(max_grad_argmax_rows_k2s2)(REAL *dx, int64_t ldx, const REAL *dy, int64_t ldy,
+                                          const uint8_t *pos, int64_t ldpos, int64_t n,
+                                          int64_t rows)
+{
+    for (int64_t i = 0; i < rows; i++) {
+        for (int64_t q = 0; q < n; q++) {
+            const int64_t at = 2 * i * ldx + 2 * q;
+            const REAL g = dy[i * ldy + q];
+            const int best = pos[i * ldpos + q];
+            dx[at] = best == 0 ? g : 0;
+            dx[at + 1] = best == 1 ? g : 0;
+            dx[at + ldx] = best == 2 ? g : 0;
+            dx[at + ldx + 1] = best == 3 ? g : 0;
+        }
+    }
+}
+
+static void FN(avg_grad_rows_k2s2)(REAL *dx, int64_t ldx, const REAL *dy, int64_t ldy,
+                                   int64_t n, int64_t rows, REAL divisor)
+{
+    for (int64_t i = 0; i < rows; i++) {
+        for (int64_t q = 0; q < n; q++) {
+            const int64_t at = 2 * i * ldx + 2 * q;
+            const REAL g = dy[i * ldy + q] / divisor;
+            dx[at] = g;
+            dx[at + 1] = g;
+            dx[at + ldx] = g;
+            dx[at + ldx + 1] = g;
+        }
     }
 }
 
 /* The micro-kernels of one call, chosen once at its start: AVX2 or the portable twins. */
 typedef struct {
-    void (*max_row[2])(REAL *y, uint8_t *pos, const REAL *x, int64_t ldx, int64_t n); /* K=2,3 */
-    void (*avg_row[2])(REAL *y, const REAL *x, int64_t ldx, int64_t n, REAL divisor);
-    void (*max_grad_row_k2)(REAL *dx, int64_t ldx, const REAL *dy, const REAL *x, int64_t n);
-    void (*avg_grad_row_k2)(REAL *dx, int64_t ldx, const REAL *dy, int64_t n, REAL divisor);
+    void (*max_rows[2])(REAL *y, int64_t ldy, uint8_t *pos, int64_t ldpos, const REAL *x,
+                        int64_t ldx, int64_t n, int64_t rows);          /* [0]: 2x2, [1]: 3x3 */
+    void (*avg_rows[2])(REAL *y, int64_t ldy, const REAL *x, int64_t ldx, int64_t n,
+                        int64_t rows, REAL divisor);
+    void (*max_grad_rows_k2)(REAL *dx, int64_t ldx, const REAL *dy, int64_t ldy, const REAL *x,
+                             int64_t n, int64_t rows);
+    void (*max_grad_argmax_rows_k2)(REAL *dx, int64_t ldx, const REAL *dy, int64_t ldy,
+                                    const uint8_t *pos, int64_t ldpos, int64_t n, int64_t rows);
+    void (*avg_grad_rows_k2)(REAL *dx, int64_t ldx, const REAL *dy, int64_t ldy, int64_t n,
+                             int64_t rows, REAL divisor);
 } FN(pool_micro);
 
 static FN(pool_micro) FN(pool_micro_select)(void)
 {
     FN(pool_micro) mk = {
-        {FN(max_row_k2s2), FN(max_row_k3s2)},
-        {FN(avg_row_k2s2), FN(avg_row_k3s2)},
-        FN(max_grad_row_k2s2),
-        FN(avg_grad_row_k2s2),
+        {FN(max_rows_k2s2), FN(max_rows_k3s2)},
+        {FN(avg_rows_k2s2), FN(avg_rows_k3s2)},
+        FN(max_grad_rows_k2s2),
+        FN(max_grad_argmax_rows_k2s2),
+        FN(avg_grad_rows_k2s2),
     };
 #if POOL_USE_AVX2
     if (fc_simd_avx2()) {
-        mk.max_row[0] = fc_max_row_k2s2_avx2_f32;
-        mk.max_row[1] = fc_max_row_k3s2_avx2_f32;
-        mk.avg_row[0] = fc_avg_row_k2s2_avx2_f32;
-        mk.avg_row[1] = fc_avg_row_k3s2_avx2_f32;
-        mk.max_grad_row_k2 = fc_max_grad_row_k2s2_avx2_f32;
-        mk.avg_grad_row_k2 = fc_avg_grad_row_k2s2_avx2_f32;
+        mk.max_rows[0] = fc_max_rows_k2s2_avx2_f32;
+        mk.max_rows[1] = fc_max_rows_k3s2_avx2_f32;
+        mk.avg_rows[0] = fc_avg_rows_k2s2_avx2_f32;
+        mk.avg_rows[1] = fc_avg_rows_k3s2_avx2_f32;
+        mk.max_grad_rows_k2 = fc_max_grad_rows_k2s2_avx2_f32;
+        mk.max_grad_argmax_rows_k2 = fc_max_grad_argmax_rows_k2s2_avx2_f32;
+        mk.avg_grad_rows_k2 = fc_avg_grad_rows_k2s2_avx2_f32;
     }
 #endif
     return mk;
@@ -143,36 +183,40 @@ static FN(pool_micro) FN(pool_micro_select)(void)
 /* ---- per-window code: any window size, stride, padding, dilation ---- */
 
 /* PyTorch's max pooling of one window: start from -inf at the first tap inside the input
- * (which is also the index an all -inf window reports), then let greater values and NaNs
- * take over. */
+ * (which is also the tap an all -inf window, or one wholly in the padding, reports), then let
+ * greater values and NaNs take over. Returns the maximum; *tap receives its tap r*S + s. */
 static inline REAL FN(max_window)(const REAL *x_plane, const fc_pool_problem *pb,
-                                  const pool_window *win, int64_t *index)
+                                  const pool_window *win, int64_t *tap)
 {
     REAL m = -INFINITY;
-    int64_t best = (win->h0 + win->r_lo * pb->dil_h) * pb->W + win->w0 + win->s_lo * pb->dil_w;
+    int64_t best = win->r_lo * pb->S + win->s_lo;
     for (int64_t r = win->r_lo; r < win->r_hi; r++) {
-        const int64_t h = win->h0 + r * pb->dil_h;
+        const REAL *x_row = x_plane + (win->h0 + r * pb->dil_h) * pb->W + win->w0;
         for (int64_t s = win->s_lo; s < win->s_hi; s++) {
-            const int64_t i = h * pb->W + win->w0 + s * pb->dil_w;
-            if (FN(takes_over)(x_plane[i], m)) {
-                m = x_plane[i];
-                best = i;
+            const REAL v = x_row[s * pb->dil_w];
+            if (FN(takes_over)(v, m)) {
+                m = v;
+                best = r * pb->S + s;
             }
         }
     }
-    *index = best;
+    *tap = best;
     return m;
 }
 
-static void FN(max_windows)(REAL *y_row, int64_t *i_row, const REAL *x_plane,
+/* Windows [q_begin, q_end) of row p: y, and when asked their taps and PyTorch's indices. */
+static void FN(max_windows)(REAL *y_row, uint8_t *a_row, int64_t *i_row, const REAL *x_plane,
                             const fc_pool_problem *pb, int64_t p, int64_t q_begin, int64_t q_end)
 {
     for (int64_t q = q_begin; q < q_end; q++) {
         const pool_window win = pool_window_at(pb, p, q);
-        int64_t index;
-        y_row[q] = FN(max_window)(x_plane, pb, &win, &index);
+        int64_t tap;
+        y_row[q] = FN(max_window)(x_plane, pb, &win, &tap);
+        if (a_row) {
+            a_row[q] = (uint8_t)tap;
+        }
         if (i_row) {
-            i_row[q] = index;
+            i_row[q] = pool_tap_index(pb, &win, tap);
         }
     }
 }
@@ -185,9 +229,22 @@ static void FN(max_grad_windows)(REAL *dx_plane, const REAL *dy_row, const REAL 
     for (int64_t q = q_begin; q < q_end; q++) {
         const pool_window win = pool_window_at(pb, p, q);
         if (!pool_window_empty(&win)) {
-            int64_t index;
-            FN(max_window)(x_plane, pb, &win, &index);
-            dx_plane[index] += dy_row[q];
+            int64_t tap;
+            FN(max_window)(x_plane, pb, &win, &tap);
+            dx_plane[pool_tap_index(pb, &win, tap)] += dy_row[q];
+        }
+    }
+}
+
+/* The same from saved taps; a tap in the padding (or not in the window) sends nothing. */
+static void FN(max_grad_argmax_windows)(REAL *dx_plane, const REAL *dy_row, const uint8_t *a_row,
+                                        const fc_pool_problem *pb, int64_t p, int64_t q_begin,
+                                        int64_t q_end)
+{
+    for (int64_t q = q_begin; q < q_end; q++) {
+        const pool_window win = pool_window_at(pb, p, q);
+        if (a_row[q] < pb->R * pb->S && pool_tap_inside(pb, &win, a_row[q])) {
+            dx_plane[pool_tap_index(pb, &win, a_row[q])] += dy_row[q];
         }
     }
 }
@@ -226,64 +283,97 @@ static inline void FN(zero)(REAL *a, int64_t n)
     memset(a, 0, (size_t)n * sizeof(REAL));
 }
 
-/* The micro-kernel rows and columns of a problem: [*p_lo, *p_hi) x [*q_lo, *q_hi), empty
- * when the problem has no micro-kernel (K == 0). */
-static void FN(fast_region)(const fc_pool_problem *pb, int K, int64_t *p_lo, int64_t *p_hi,
-                            int64_t *q_lo, int64_t *q_hi)
+/* Max pooling of the micro-kernel block, with its taps written to a_plane and/or PyTorch's
+ * indices to i_plane when those are not NULL. Without a_plane, the taps go through a small
+ * buffer a chunk at a time and become indices while still in L1. */
+static void FN(max_block)(const FN(pool_micro) *mk, const pool_block *blk, REAL *y_plane,
+                          uint8_t *a_plane, int64_t *i_plane, const REAL *x_plane,
+                          const fc_pool_problem *pb)
 {
-    *p_lo = *p_hi = *q_lo = *q_hi = 0;
-    if (K) {
-        pool_interior(pb->P, pb->H, 2, pb->pad_h, K, p_lo, p_hi);
-        pool_interior(pb->Q, pb->W, 2, pb->pad_w, K, q_lo, q_hi);
+    const int64_t W = pb->W, Q = pb->Q, n = blk->q_hi - blk->q_lo, rows = blk->p_hi - blk->p_lo;
+    const int64_t corner = pool_block_input(pb, blk->p_lo, blk->q_lo);
+    const int64_t out = blk->p_lo * Q + blk->q_lo;
+    if (a_plane || !i_plane) {
+        mk->max_rows[blk->K - 2](y_plane + out, Q, a_plane ? a_plane + out : NULL, Q,
+                                 x_plane + corner, W, n, rows);
+        if (i_plane) {
+            pool_block_indices(i_plane, a_plane + out, Q, pb, blk->K, blk->p_lo, blk->q_lo, n,
+                               rows);
+        }
+        return;
+    }
+    uint8_t pos[POOL_CHUNK];
+    for (int64_t q = blk->q_lo; q < blk->q_hi; q += POOL_CHUNK) {
+        const int64_t nq = blk->q_hi - q < POOL_CHUNK ? blk->q_hi - q : POOL_CHUNK;
+        const int64_t rows_per_chunk = POOL_CHUNK / nq;
+        for (int64_t p = blk->p_lo; p < blk->p_hi; p += rows_per_chunk) {
+            const int64_t np = blk->p_hi - p < rows_per_chunk ? blk->p_hi - p : rows_per_chunk;
+            mk->max_rows[blk->K - 2](y_plane + p * Q + q, Q, pos, nq,
+                                     x_plane + pool_block_input(pb, p, q), W, nq, np);
+            pool_block_indices(i_plane, pos, nq, pb, blk->K, p, q, nq, np);
+        }
     }
 }
 
 /* ---- max pooling ---- */
 
-fc_status FN(fc_max_pool_forward)(REAL *y, int64_t *indices, const REAL *x,
+fc_status FN(fc_max_pool_forward)(REAL *y, uint8_t *argmax, int64_t *indices, const REAL *x,
                                   const fc_pool_problem *pb)
 {
-    /* y, indices (N, C, P, Q) = the maximum of each window of x (N, C, H, W) and its flat
-     * position h*W + w; indices may be NULL, and then no index is computed at all. */
-    if (!pool_problem_ok(pb)) {
+    /* y (N, C, P, Q) = the maximum of each window of x (N, C, H, W); argmax (N, C, P, Q) its
+     * tap r*S + s (needs R*S <= 256), indices (N, C, P, Q) its flat position h*W + w. Either
+     * may be NULL, and with neither no position is computed at all. */
+    if (!pool_problem_ok(pb) || (argmax && pb->R * pb->S > 256)) {
         return FC_ERR_INVALID;
     }
     const FN(pool_micro) mk = FN(pool_micro_select)();
-    const int K = pool_fast_window(pb);
+    const pool_block blk = pool_block_of(pb, pool_fast_window(pb));
     const int64_t H = pb->H, W = pb->W, P = pb->P, Q = pb->Q, planes = pb->N * pb->C;
-    int64_t p_lo, p_hi, q_lo, q_hi;
-    FN(fast_region)(pb, K, &p_lo, &p_hi, &q_lo, &q_hi);
 
 #pragma omp parallel for schedule(static) if (planes * H * W >= POOL_PARALLEL_MIN)
     for (int64_t nc = 0; nc < planes; nc++) {
         const REAL *x_plane = x + nc * H * W;
-        uint8_t pos[POOL_CHUNK];
-        for (int64_t p = 0; p < P; p++) {
-            REAL *y_row = y + (nc * P + p) * Q;
-            int64_t *i_row = indices ? indices + (nc * P + p) * Q : NULL;
-            if (p < p_lo || p >= p_hi) {
-                FN(max_windows)(y_row, i_row, x_plane, pb, p, 0, Q);
-                continue;
-            }
-            const int64_t h0 = 2 * p - pb->pad_h;
-            FN(max_windows)(y_row, i_row, x_plane, pb, p, 0, q_lo);
-            if (!i_row) {
-                mk.max_row[K - 2](y_row + q_lo, NULL, x_plane + h0 * W + 2 * q_lo - pb->pad_w, W,
-                                  q_hi - q_lo);
-            }
-            /* With indices, the compact argmax of a chunk becomes PyTorch's while still hot. */
-            for (int64_t q = q_lo; i_row && q < q_hi; q += POOL_CHUNK) {
-                const int64_t n = q_hi - q < POOL_CHUNK ? q_hi - q : POOL_CHUNK;
-                const int64_t w0 = 2 * q - pb->pad_w;
-                mk.max_row[K - 2](y_row + q, pos, x_plane + h0 * W + w0, W, n);
-                for (int64_t j = 0; j < n; j++) {
-                    i_row[q + j] = (h0 + pos[j] / K) * W + w0 + 2 * j + pos[j] % K;
-                }
-            }
-            FN(max_windows)(y_row, i_row, x_plane, pb, p, q_hi, Q);
+        REAL *y_plane = y + nc * P * Q;
+        uint8_t *a_plane = argmax ? argmax + nc * P * Q : NULL;
+        int64_t *i_plane = indices ? indices + nc * P * Q : NULL;
+        /* the windows that touch the padding */
+        for (int64_t p = pool_border_row(&blk, 0, Q); p < P; p = pool_border_row(&blk, p + 1, Q)) {
+            int64_t left_end, right_begin;
+            pool_block_split(&blk, p, Q, &left_end, &right_begin);
+            uint8_t *a_row = a_plane ? a_plane + p * Q : NULL;
+            int64_t *i_row = i_plane ? i_plane + p * Q : NULL;
+            FN(max_windows)(y_plane + p * Q, a_row, i_row, x_plane, pb, p, 0, left_end);
+            FN(max_windows)(y_plane + p * Q, a_row, i_row, x_plane, pb, p, right_begin, Q);
+        }
+        if (blk.K) {
+            FN(max_block)(&mk, &blk, y_plane, a_plane, i_plane, x_plane, pb);
         }
     }
     return FC_OK;
+}
+
+/* One row of overlapping 3x3 windows of the block: their taps from the micro-kernel, then each
+ * gradient added at its maximum, in window order. */
+static void FN(max_grad_block_row_k3)(const FN(pool_micro) *mk, const pool_block *blk,
+                                      REAL *dx_plane, const REAL *dy_row, const REAL *x_plane,
+                                      const fc_pool_problem *pb, int64_t p)
+{
+    uint8_t pos[POOL_CHUNK];
+    REAL y_scratch[POOL_CHUNK];
+    int64_t tap[9];
+    for (int r = 0; r < 3; r++) {
+        for (int s = 0; s < 3; s++) {
+            tap[r * 3 + s] = r * pb->W + s;
+        }
+    }
+    for (int64_t q = blk->q_lo; q < blk->q_hi; q += POOL_CHUNK) {
+        const int64_t n = blk->q_hi - q < POOL_CHUNK ? blk->q_hi - q : POOL_CHUNK;
+        const int64_t corner = pool_block_input(pb, p, q);
+        mk->max_rows[1](y_scratch, 0, pos, 0, x_plane + corner, pb->W, n, 1);
+        for (int64_t j = 0; j < n; j++) {
+            dx_plane[corner + 2 * j + tap[pos[j]]] += dy_row[q + j];
+        }
+    }
 }
 
 fc_status FN(fc_max_pool_backward)(REAL *dx, const REAL *dy, const REAL *x,
@@ -295,45 +385,75 @@ fc_status FN(fc_max_pool_backward)(REAL *dx, const REAL *dy, const REAL *x,
         return FC_ERR_INVALID;
     }
     const FN(pool_micro) mk = FN(pool_micro_select)();
-    const int K = pool_fast_window(pb);
+    const pool_block blk = pool_block_of(pb, pool_fast_window(pb));
     const int64_t H = pb->H, W = pb->W, P = pb->P, Q = pb->Q, planes = pb->N * pb->C;
-    int64_t p_lo, p_hi, q_lo, q_hi;
-    FN(fast_region)(pb, K, &p_lo, &p_hi, &q_lo, &q_hi);
-    /* 2x2 stride-2 windows do not overlap, so their micro-kernel writes their pixels outright;
-     * when they tile the plane exactly, no pixel is left to clear beforehand. */
-    const int tiled = K == 2 && pb->pad_h == 0 && pb->pad_w == 0 && 2 * P == H && 2 * Q == W;
+    const int tiled = pool_block_tiles_plane(pb, &blk);
+    /* 3x3 windows overlap: every row in turn, keeping PyTorch's window order so that the sums
+     * round alike; 2x2 ones are disjoint, so only the rows with border windows. */
+    const pool_block rows_to_skip = blk.K == 3 ? pool_block_of(pb, 0) : blk;
 
 #pragma omp parallel for schedule(static) if (planes * H * W >= POOL_PARALLEL_MIN)
     for (int64_t nc = 0; nc < planes; nc++) {
-        const REAL *x_plane = x + nc * H * W;
+        const REAL *x_plane = x + nc * H * W, *dy_plane = dy + nc * P * Q;
         REAL *dx_plane = dx + nc * H * W;
-        uint8_t pos[POOL_CHUNK];
-        REAL y_scratch[POOL_CHUNK];
         if (!tiled) {
             FN(zero)(dx_plane, H * W);
         }
-        for (int64_t p = 0; p < P; p++) {
-            const REAL *dy_row = dy + (nc * P + p) * Q;
-            if (p < p_lo || p >= p_hi) {
-                FN(max_grad_windows)(dx_plane, dy_row, x_plane, pb, p, 0, Q);
-                continue;
+        for (int64_t p = pool_border_row(&rows_to_skip, 0, Q); p < P;
+             p = pool_border_row(&rows_to_skip, p + 1, Q)) {
+            int64_t left_end, right_begin;
+            pool_block_split(&blk, p, Q, &left_end, &right_begin);
+            FN(max_grad_windows)(dx_plane, dy_plane + p * Q, x_plane, pb, p, 0, left_end);
+            if (blk.K == 3 && left_end < right_begin) {
+                FN(max_grad_block_row_k3)(&mk, &blk, dx_plane, dy_plane + p * Q, x_plane, pb, p);
             }
-            const int64_t h0 = 2 * p - pb->pad_h;
-            FN(max_grad_windows)(dx_plane, dy_row, x_plane, pb, p, 0, q_lo);
-            if (K == 2) {
-                const int64_t at = h0 * W + 2 * q_lo - pb->pad_w;
-                mk.max_grad_row_k2(dx_plane + at, W, dy_row + q_lo, x_plane + at, q_hi - q_lo);
-            }
-            /* 3x3 windows overlap: find the argmax of a chunk, then add in window order. */
-            for (int64_t q = q_lo; K == 3 && q < q_hi; q += POOL_CHUNK) {
-                const int64_t n = q_hi - q < POOL_CHUNK ? q_hi - q : POOL_CHUNK;
-                const int64_t w0 = 2 * q - pb->pad_w;
-                mk.max_row[1](y_scratch, pos, x_plane + h0 * W + w0, W, n);
-                for (int64_t j = 0; j < n; j++) {
-                    dx_plane[(h0 + pos[j] / 3) * W + w0 + 2 * j + pos[j] % 3] += dy_row[q + j];
-                }
-            }
-            FN(max_grad_windows)(dx_plane, dy_row, x_plane, pb, p, q_hi, Q);
+            FN(max_grad_windows)(dx_plane, dy_plane + p * Q, x_plane, pb, p, right_begin, Q);
+        }
+        /* 2x2 stride-2 windows are disjoint: the block's pixels are simply written. */
+        if (blk.K == 2) {
+            const int64_t corner = pool_block_input(pb, blk.p_lo, blk.q_lo);
+            mk.max_grad_rows_k2(dx_plane + corner, W, dy_plane + blk.p_lo * Q + blk.q_lo, Q,
+                                x_plane + corner, blk.q_hi - blk.q_lo, blk.p_hi - blk.p_lo);
+        }
+    }
+    return FC_OK;
+}
+
+fc_status FN(fc_max_pool_backward_argmax)(REAL *dx, const REAL *dy, const uint8_t *argmax,
+                                          const fc_pool_problem *pb)
+{
+    /* dx (N, C, H, W): each dy (N, C, P, Q) value goes to the tap argmax (N, C, P, Q) of its
+     * window that the forward pass found; x is not read at all. */
+    if (!pool_problem_ok(pb)) {
+        return FC_ERR_INVALID;
+    }
+    const FN(pool_micro) mk = FN(pool_micro_select)();
+    /* Only disjoint (2x2 stride-2) windows have a micro-kernel: it writes their pixels. */
+    const pool_block blk = pool_block_of(pb, pool_fast_window(pb) == 2 ? 2 : 0);
+    const int64_t H = pb->H, W = pb->W, P = pb->P, Q = pb->Q, planes = pb->N * pb->C;
+    const int tiled = pool_block_tiles_plane(pb, &blk);
+
+#pragma omp parallel for schedule(static) if (planes * H * W >= POOL_PARALLEL_MIN)
+    for (int64_t nc = 0; nc < planes; nc++) {
+        const REAL *dy_plane = dy + nc * P * Q;
+        const uint8_t *a_plane = argmax + nc * P * Q;
+        REAL *dx_plane = dx + nc * H * W;
+        if (!tiled) {
+            FN(zero)(dx_plane, H * W);
+        }
+        for (int64_t p = pool_border_row(&blk, 0, Q); p < P; p = pool_border_row(&blk, p + 1, Q)) {
+            int64_t left_end, right_begin;
+            pool_block_split(&blk, p, Q, &left_end, &right_begin);
+            FN(max_grad_argmax_windows)(dx_plane, dy_plane + p * Q, a_plane + p * Q, pb, p, 0,
+                                        left_end);
+            FN(max_grad_argmax_windows)(dx_plane, dy_plane + p * Q, a_plane + p * Q, pb, p,
+                                        right_begin, Q);
+        }
+        if (blk.K == 2) {
+            const int64_t out = blk.p_lo * Q + blk.q_lo;
+            mk.max_grad_argmax_rows_k2(dx_plane + pool_block_input(pb, blk.p_lo, blk.q_lo), W,
+                                       dy_plane + out, Q, a_plane + out, Q, blk.q_hi - blk.q_lo,
+                                       blk.p_hi - blk.p_lo);
         }
     }
     return FC_OK;
@@ -366,6 +486,12 @@ fc_status FN(fc_max_pool_backward_indices)(REAL *dx, const REAL *dy, const int64
 
 /* ---- average pooling ---- */
 
+/* The micro-kernels' windows are whole: padding or not, they divide by the window size. */
+static inline REAL FN(block_divisor)(const fc_pool_problem *pb)
+{
+    return (REAL)(pb->divisor_override ? pb->divisor_override : pb->R * pb->S);
+}
+
 fc_status FN(fc_avg_pool_forward)(REAL *y, const REAL *x, const fc_pool_problem *pb)
 {
     /* y (N, C, P, Q) = the sum of each window of x (N, C, H, W) / PyTorch's divisor */
@@ -373,27 +499,24 @@ fc_status FN(fc_avg_pool_forward)(REAL *y, const REAL *x, const fc_pool_problem 
         return FC_ERR_INVALID;
     }
     const FN(pool_micro) mk = FN(pool_micro_select)();
-    const int K = pool_fast_window(pb);
+    const pool_block blk = pool_block_of(pb, pool_fast_window(pb));
     const int64_t H = pb->H, W = pb->W, P = pb->P, Q = pb->Q, planes = pb->N * pb->C;
-    int64_t p_lo, p_hi, q_lo, q_hi;
-    FN(fast_region)(pb, K, &p_lo, &p_hi, &q_lo, &q_hi);
-    /* Interior windows are whole: padding or not, they divide by the window size. */
-    const REAL divisor = (REAL)(pb->divisor_override ? pb->divisor_override : pb->R * pb->S);
 
 #pragma omp parallel for schedule(static) if (planes * H * W >= POOL_PARALLEL_MIN)
     for (int64_t nc = 0; nc < planes; nc++) {
         const REAL *x_plane = x + nc * H * W;
-        for (int64_t p = 0; p < P; p++) {
-            REAL *y_row = y + (nc * P + p) * Q;
-            if (p < p_lo || p >= p_hi) {
-                FN(avg_windows)(y_row, x_plane, pb, p, 0, Q);
-                continue;
-            }
-            const int64_t h0 = 2 * p - pb->pad_h;
-            FN(avg_windows)(y_row, x_plane, pb, p, 0, q_lo);
-            mk.avg_row[K - 2](y_row + q_lo, x_plane + h0 * W + 2 * q_lo - pb->pad_w, W,
-                              q_hi - q_lo, divisor);
-            FN(avg_windows)(y_row, x_plane, pb, p, q_hi, Q);
+        REAL *y_plane = y + nc * P * Q;
+        for (int64_t p = pool_border_row(&blk, 0, Q); p < P; p = pool_border_row(&blk, p + 1, Q)) {
+            int64_t left_end, right_begin;
+            pool_block_split(&blk, p, Q, &left_end, &right_begin);
+            FN(avg_windows)(y_plane + p * Q, x_plane, pb, p, 0, left_end);
+            FN(avg_windows)(y_plane + p * Q, x_plane, pb, p, right_begin, Q);
+        }
+        if (blk.K) {
+            mk.avg_rows[blk.K - 2](y_plane + blk.p_lo * Q + blk.q_lo, Q,
+                                   x_plane + pool_block_input(pb, blk.p_lo, blk.q_lo), W,
+                                   blk.q_hi - blk.q_lo, blk.p_hi - blk.p_lo,
+                                   FN(block_divisor)(pb));
         }
     }
     return FC_OK;
@@ -407,30 +530,28 @@ fc_status FN(fc_avg_pool_backward)(REAL *dx, const REAL *dy, const fc_pool_probl
         return FC_ERR_INVALID;
     }
     const FN(pool_micro) mk = FN(pool_micro_select)();
-    const int K = pool_fast_window(pb) == 2 ? 2 : 0;   /* only 2x2 windows are disjoint */
+    /* Only disjoint (2x2 stride-2) windows have a micro-kernel: it writes their pixels. */
+    const pool_block blk = pool_block_of(pb, pool_fast_window(pb) == 2 ? 2 : 0);
     const int64_t H = pb->H, W = pb->W, P = pb->P, Q = pb->Q, planes = pb->N * pb->C;
-    int64_t p_lo, p_hi, q_lo, q_hi;
-    FN(fast_region)(pb, K, &p_lo, &p_hi, &q_lo, &q_hi);
-    const REAL divisor = (REAL)(pb->divisor_override ? pb->divisor_override : pb->R * pb->S);
-    const int tiled = K == 2 && pb->pad_h == 0 && pb->pad_w == 0 && 2 * P == H && 2 * Q == W;
+    const int tiled = pool_block_tiles_plane(pb, &blk);
 
 #pragma omp parallel for schedule(static) if (planes * H * W >= POOL_PARALLEL_MIN)
     for (int64_t nc = 0; nc < planes; nc++) {
+        const REAL *dy_plane = dy + nc * P * Q;
         REAL *dx_plane = dx + nc * H * W;
         if (!tiled) {
             FN(zero)(dx_plane, H * W);
         }
-        for (int64_t p = 0; p < P; p++) {
-            const REAL *dy_row = dy + (nc * P + p) * Q;
-            if (p < p_lo || p >= p_hi) {
-                FN(avg_grad_windows)(dx_plane, dy_row, pb, p, 0, Q);
-                continue;
-            }
-            const int64_t h0 = 2 * p - pb->pad_h;
-            FN(avg_grad_windows)(dx_plane, dy_row, pb, p, 0, q_lo);
-            mk.avg_grad_row_k2(dx_plane + h0 * W + 2 * q_lo - pb->pad_w, W, dy_row + q_lo,
-                               q_hi - q_lo, divisor);
-            FN(avg_grad_windows)(dx_plane, dy_row, pb, p, q_hi, Q);
+        for (int64_t p = pool_border_row(&blk, 0, Q); p < P; p = pool_border_row(&blk, p + 1, Q)) {
+            int64_t left_end, right_begin;
+            pool_block_split(&blk, p, Q, &left_end, &right_begin);
+            FN(avg_grad_windows)(dx_plane, dy_plane + p * Q, pb, p, 0, left_end);
+            FN(avg_grad_windows)(dx_plane, dy_plane + p * Q, pb, p, right_begin, Q);
+        }
+        if (blk.K) {
+            mk.avg_grad_rows_k2(dx_plane + pool_block_input(pb, blk.p_lo, blk.q_lo), W,
+                                dy_plane + blk.p_lo * Q + blk.q_lo, Q, blk.q_hi - blk.q_lo,
+                                blk.p_hi - blk.p_lo, FN(block_divisor)(pb));
         }
     }
     return FC_OK;
