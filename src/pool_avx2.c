@@ -17,6 +17,7 @@
 #if FC_POOL_HAVE_AVX2
 
 #include <immintrin.h>
+#include <string.h>
 
 #define FC_AVX2 __attribute__((target("avx2")))
 
@@ -151,9 +152,24 @@ FC_AVX2 static inline void store_positions(uint8_t *pos, __m256i best, int64_t c
         _mm_storel_epi64((__m128i *)pos, w8);
         return;
     }
-    const uint64_t bytes = (uint64_t)_mm_cvtsi128_si64(w8);
-    for (int64_t i = 0; i < count; i++) {
-        pos[i] = (uint8_t)(bytes >> (8 * i));
+    /* 4 + 2 + 1 byte stores, as store8 does for floats */
+    uint64_t bytes = (uint64_t)_mm_cvtsi128_si64(w8);
+    if (count >= 4) {
+        const uint32_t four = (uint32_t)bytes;
+        memcpy(pos, &four, 4);
+        bytes >>= 32;
+        pos += 4;
+        count -= 4;
+    }
+    if (count >= 2) {
+        const uint16_t two = (uint16_t)bytes;
+        memcpy(pos, &two, 2);
+        bytes >>= 16;
+        pos += 2;
+        count -= 2;
+    }
+    if (count >= 1) {
+        *pos = (uint8_t)bytes;
     }
 }
 
@@ -311,9 +327,27 @@ FC_AVX2 static inline __m256i load_positions(const uint8_t *pos, int64_t count)
     if (count >= 8) {
         bytes = _mm_loadl_epi64((const __m128i *)pos);
     } else {
+        /* 4 + 2 + 1 byte loads, so nothing past the last tap is read */
         uint64_t packed = 0;
-        for (int64_t i = 0; i < count; i++) {
-            packed |= (uint64_t)pos[i] << (8 * i);
+        int shift = 0;
+        if (count >= 4) {
+            uint32_t four;
+            memcpy(&four, pos, 4);
+            packed = four;
+            shift = 32;
+            pos += 4;
+            count -= 4;
+        }
+        if (count >= 2) {
+            uint16_t two;
+            memcpy(&two, pos, 2);
+            packed |= (uint64_t)two << shift;
+            shift += 16;
+            pos += 2;
+            count -= 2;
+        }
+        if (count >= 1) {
+            packed |= (uint64_t)*pos << shift;
         }
         bytes = _mm_cvtsi64_si128((long long)packed);
     }
