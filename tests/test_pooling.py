@@ -29,6 +29,17 @@ HAVE_AVX2 = _cpu_has_avx2()
 DTYPES = [np.float32, np.float64]
 
 
+@pytest.fixture(scope="module")
+def torch():
+    """PyTorch as the oracle, on one thread: its idle threads wake slowly on a busy machine,
+    and tiny oracle calls gain nothing from them."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield torch
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(params=["generic", "avx2"])
 def simd(request):
     """Run a test on the portable micro-kernels and on the AVX2 ones."""
@@ -121,9 +132,8 @@ def test_max_pool_matches_reference_sweep(simd):
                 np.testing.assert_allclose(dx, dx_ref, **tol, err_msg=f"{args} {how.keys()}")
 
 
-def test_max_pool_matches_torch_sweep(simd):
-    torch = pytest.importorskip("torch")
-    import torch.nn.functional as F
+def test_max_pool_matches_torch_sweep(simd, torch):
+    F = torch.nn.functional
     rng = np.random.default_rng(1)
     for dtype in DTYPES:
         for case_number, (h, w, ceil) in enumerate(MAX_SWEEP):
@@ -201,9 +211,8 @@ def test_max_pool_propagates_nan(simd, kernel, stride):
                         [np.isnan(y.reshape(3, -1))]).all()
 
 
-def test_max_pool_nan_matches_torch(simd):
-    torch = pytest.importorskip("torch")
-    import torch.nn.functional as F
+def test_max_pool_nan_matches_torch(simd, torch):
+    F = torch.nn.functional
     rng = np.random.default_rng(6)
     for dtype, (kernel, stride, padding) in itertools.product(DTYPES, [(2, 2, 0), (3, 2, 1),
                                                                         (3, 1, 1)]):
@@ -292,9 +301,8 @@ def test_max_pool_overlapping_windows_accumulate(simd):
             assert dx.sum() == dy.sum()
 
 
-def test_max_pool_3x3_stride_2_overlaps_like_torch(simd):
-    torch = pytest.importorskip("torch")
-    import torch.nn.functional as F
+def test_max_pool_3x3_stride_2_overlaps_like_torch(simd, torch):
+    F = torch.nn.functional
     rng = np.random.default_rng(8)
     x = _input(rng, (2, 3, 17, 29), np.float32, ties=True)
     xt = torch.from_numpy(x).requires_grad_()
@@ -329,9 +337,8 @@ def test_return_indices_round_trip(simd):
                 fastconv.max_pool2d_backward(dy, x, **args, argmax=argmax), recomputed)
 
 
-def test_return_indices_round_trip_with_torch():
-    torch = pytest.importorskip("torch")
-    import torch.nn.functional as F
+def test_return_indices_round_trip_with_torch(torch):
+    F = torch.nn.functional
     rng = np.random.default_rng(10)
     x = _input(rng, (2, 3, 16, 16), np.float32, ties=True)
     yt, it = F.max_pool2d(torch.from_numpy(x), 2, return_indices=True)
@@ -378,9 +385,8 @@ def test_avg_pool_matches_reference_sweep(simd):
             np.testing.assert_allclose(dx, dx_ref, **tol, err_msg=str(args))
 
 
-def test_avg_pool_matches_torch_sweep(simd):
-    torch = pytest.importorskip("torch")
-    import torch.nn.functional as F
+def test_avg_pool_matches_torch_sweep(simd, torch):
+    F = torch.nn.functional
     rng = np.random.default_rng(13)
     for dtype in DTYPES:
         tol = dict(rtol=1e-6, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12)
@@ -467,9 +473,8 @@ def test_adaptive_avg_pool_matches_reference(simd, H, W):
         np.testing.assert_allclose(y32, y, rtol=1e-5, atol=1e-6)
 
 
-def test_adaptive_avg_pool_matches_torch():
-    torch = pytest.importorskip("torch")
-    import torch.nn.functional as F
+def test_adaptive_avg_pool_matches_torch(torch):
+    F = torch.nn.functional
     rng = np.random.default_rng(17)
     for dtype in DTYPES:
         x = _input(rng, (2, 3, 11, 17), dtype)
