@@ -92,6 +92,34 @@ static inline void adaptive_range(int64_t o, int64_t n_out, int64_t n, int64_t *
     *hi = ((o + 1) * n + n_out - 1) / n_out;
 }
 
+/* The lowest and highest set bit of a nonzero mask. */
+static inline int pool_lowest_bit(unsigned mask)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    return __builtin_ctz(mask);
+#else
+    int bit = 0;
+    while (!(mask & 1u)) {
+        mask >>= 1;
+        bit++;
+    }
+    return bit;
+#endif
+}
+
+static inline int pool_highest_bit(unsigned mask)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    return 31 - __builtin_clz(mask);
+#else
+    int bit = 0;
+    while (mask >>= 1) {
+        bit++;
+    }
+    return bit;
+#endif
+}
+
 /* K (2 or 3) when the problem is K x K / stride 2 / no dilation, the shapes with
  * micro-kernels; 0 otherwise. */
 static inline int pool_fast_window(const fc_pool_problem *pb)

@@ -19,22 +19,41 @@ static inline int FN(takes_over)(REAL v, REAL m)
     return v > m || isnan(v);
 }
 
-/* The maximum of the K x K window at x (rows ldx apart) and its position r*K + s; selects
- * rather than branches, as random data would mispredict every other comparison. */
+/* The maximum of the K x K window at x (rows ldx apart) and its position r*K + s. The position
+ * is found after the value, with selects on comparison results rather than branches: on random
+ * data a branch per tap mispredicts every other window, several times the cost of the data. */
 static inline REAL FN(window_max_s2)(const REAL *x, int64_t ldx, const int K, int *pos)
 {
     REAL m = x[0];
-    int best = 0;
-    for (int r = 0; r < K; r++) {
-        for (int s = 0; s < K; s++) {
-            const REAL v = x[r * ldx + s];
-            const int take = FN(takes_over)(v, m);
-            m = take ? v : m;
-            best = take ? r * K + s : best;
+    for (int t = 1; t < K * K; t++) {
+        const REAL v = x[(t / K) * ldx + t % K];
+        m = v > m ? v : m;   /* a maxss: no branch */
+        if (isnan(v)) {      /* PyTorch's other half of takes_over; rare, so predicted */
+            m = v;
         }
     }
-    *pos = best;
+    if (pos) {
+        /* One bit per tap equal to the maximum: the first one is PyTorch's, or, when the
+         * maximum is NaN, the last NaN tap. */
+        unsigned equal = 0, nans = 0;
+        for (int t = 0; t < K * K; t++) {
+            const REAL v = x[(t / K) * ldx + t % K];
+            equal |= (unsigned)(v == m) << t;
+            nans |= (unsigned)(v != v) << t;
+        }
+        *pos = isnan(m) ? pool_highest_bit(nans) : pool_lowest_bit(equal);
+    }
     return m;
+}
+
+/* The gradient g of one 2x2 window to its tap `best`, zeros to the other three. */
+static inline void FN(grad_window_k2)(REAL *d, int64_t ldx, int best, REAL g)
+{
+    d[0] = 0;
+    d[1] = 0;
+    d[ldx] = 0;
+    d[ldx + 1] = 0;
+    d[(best >> 1) * ldx + (best & 1)] = g;
 }
 
 static inline void FN(max_rows_s2)(REAL *y, int64_t ldy, uint8_t *pos, int64_t ldpos,
@@ -44,7 +63,7 @@ static inline void FN(max_rows_s2)(REAL *y, int64_t ldy, uint8_t *pos, int64_t l
     for (int64_t i = 0; i < rows; i++) {
         for (int64_t q = 0; q < n; q++) {
             int best;
-            y[i * ldy + q] = FN(window_max_s2)(x + 2 * i * ldx + 2 * q, ldx, K, &best);
+            y[i * ldy + q] = FN(window_max_s2)(x + 2 * i * ldx + 2 * q, ldx, K, pos ? &best : NULL);
             if (pos) {
                 pos[i * ldpos + q] = (uint8_t)best;
             }
@@ -100,13 +119,9 @@ static void FN(max_grad_rows_k2s2)(REAL *dx, int64_t ldx, const REAL *dy, int64_
     for (int64_t i = 0; i < rows; i++) {
         for (int64_t q = 0; q < n; q++) {
             const int64_t at = 2 * i * ldx + 2 * q;
-            const REAL g = dy[i * ldy + q];
             int best;
             FN(window_max_s2)(x + at, ldx, 2, &best);
-            dx[at] = best == 0 ? g : 0;
-            dx[at + 1] = best == 1 ? g : 0;
-            dx[at + ldx] = best == 2 ? g : 0;
-            dx[at + ldx + 1] = best == 3 ? g : 0;
+            FN(grad_window_k2)(dx + at, ldx, best, dy[i * ldy + q]);
         }
     }
 }
@@ -117,13 +132,10 @@ static void FN(max_grad_argmax_rows_k2s2)(REAL *dx, int64_t ldx, const REAL *dy,
 {
     for (int64_t i = 0; i < rows; i++) {
         for (int64_t q = 0; q < n; q++) {
-            const int64_t at = 2 * i * ldx + 2 * q;
-            const REAL g = dy[i * ldy + q];
+            /* a tap past the window (a corrupt argmax) sends nothing, like the AVX2 twin */
             const int best = pos[i * ldpos + q];
-            dx[at] = best == 0 ? g : 0;
-            dx[at + 1] = best == 1 ? g : 0;
-            dx[at + ldx] = best == 2 ? g : 0;
-            dx[at + ldx + 1] = best == 3 ? g : 0;
+            FN(grad_window_k2)(dx + 2 * i * ldx + 2 * q, ldx, best & 3,
+                               best < 4 ? dy[i * ldy + q] : 0);
         }
     }
 }
