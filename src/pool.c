@@ -25,14 +25,31 @@ typedef struct {
     int64_t r_lo, r_hi, s_lo, s_hi;
 } pool_window;
 
+/* The taps t in [*lo, *hi) of `taps` (dil apart from start) that fall inside [0, n). */
+static inline void pool_taps_inside(int64_t start, int64_t dil, int64_t taps, int64_t n,
+                                    int64_t *lo, int64_t *hi)
+{
+    if (start >= 0 && start + (taps - 1) * dil < n) {
+        *lo = 0;   /* all of them: most windows, and no division */
+        *hi = taps;
+    } else if (dil == 1) {
+        *lo = start < 0 ? -start : 0;
+        *hi = n - start < taps ? n - start : taps;
+        *hi = *hi > *lo ? *hi : *lo;
+    } else {
+        /* The taps are a strided range of their own: fc_valid_range finds the ones inside
+         * (with divisions, slow enough to show in the border windows of big planes). */
+        fc_valid_range(taps, n, dil, start, lo, hi);
+    }
+}
+
 static inline pool_window pool_window_at(const fc_pool_problem *pb, int64_t p, int64_t q)
 {
     pool_window win;
     win.h0 = p * pb->stride_h - pb->pad_h;
     win.w0 = q * pb->stride_w - pb->pad_w;
-    /* The taps are a strided range of their own: fc_valid_range finds the ones inside. */
-    fc_valid_range(pb->R, pb->H, pb->dil_h, win.h0, &win.r_lo, &win.r_hi);
-    fc_valid_range(pb->S, pb->W, pb->dil_w, win.w0, &win.s_lo, &win.s_hi);
+    pool_taps_inside(win.h0, pb->dil_h, pb->R, pb->H, &win.r_lo, &win.r_hi);
+    pool_taps_inside(win.w0, pb->dil_w, pb->S, pb->W, &win.s_lo, &win.s_hi);
     return win;
 }
 

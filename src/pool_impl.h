@@ -194,25 +194,46 @@ static FN(pool_micro) FN(pool_micro_select)(void)
 
 /* ---- per-window code: any window size, stride, padding, dilation ---- */
 
-/* PyTorch's max pooling of one window: start from -inf at the first tap inside the input
- * (which is also the tap an all -inf window, or one wholly in the padding, reports), then let
- * greater values and NaNs take over. Returns the maximum; *tap receives its tap r*S + s. */
+/* PyTorch's max pooling of one window: start from -inf at the first tap inside the input, let
+ * greater values and NaNs take over. Returns the maximum; *tap receives its tap r*S + s: the
+ * first tap equal to it, or the last NaN tap when it is NaN, which is where PyTorch's running
+ * rule stops (an all -inf window reports its first tap inside the input, one wholly in the
+ * padding the tap at (r_lo, s_lo)). Value first, position second, as in window_max_s2: a
+ * branch per tap would mispredict on random data. */
 static inline REAL FN(max_window)(const REAL *x_plane, const fc_pool_problem *pb,
                                   const pool_window *win, int64_t *tap)
 {
+    const REAL *x0 = x_plane + win->h0 * pb->W + win->w0;
+    const int64_t row_step = pb->dil_h * pb->W, col_step = pb->dil_w;
     REAL m = -INFINITY;
-    int64_t best = win->r_lo * pb->S + win->s_lo;
     for (int64_t r = win->r_lo; r < win->r_hi; r++) {
-        const REAL *x_row = x_plane + (win->h0 + r * pb->dil_h) * pb->W + win->w0;
         for (int64_t s = win->s_lo; s < win->s_hi; s++) {
-            const REAL v = x_row[s * pb->dil_w];
-            if (FN(takes_over)(v, m)) {
+            const REAL v = x0[r * row_step + s * col_step];
+            m = v > m ? v : m;
+            if (isnan(v)) {
                 m = v;
-                best = r * pb->S + s;
             }
         }
     }
-    *tap = best;
+    *tap = win->r_lo * pb->S + win->s_lo;
+    if (isnan(m)) {
+        for (int64_t r = win->r_hi - 1; r >= win->r_lo; r--) {
+            for (int64_t s = win->s_hi - 1; s >= win->s_lo; s--) {
+                if (isnan(x0[r * row_step + s * col_step])) {
+                    *tap = r * pb->S + s;
+                    return m;
+                }
+            }
+        }
+    }
+    for (int64_t r = win->r_lo; r < win->r_hi; r++) {
+        for (int64_t s = win->s_lo; s < win->s_hi; s++) {
+            if (x0[r * row_step + s * col_step] == m) {
+                *tap = r * pb->S + s;
+                return m;
+            }
+        }
+    }
     return m;
 }
 
@@ -348,7 +369,12 @@ fc_status FN(fc_max_pool_forward)(REAL *y, uint8_t *argmax, int64_t *indices, co
         REAL *y_plane = y + nc * P * Q;
         uint8_t *a_plane = argmax ? argmax + nc * P * Q : NULL;
         int64_t *i_plane = indices ? indices + nc * P * Q : NULL;
-        /* the windows that touch the padding */
+        /* The block first: it streams the plane into cache, where the windows that touch
+         * the padding then find their pixels (read first, cold, a column of border windows
+         * cost as much as the whole block). */
+        if (blk.K) {
+            FN(max_block)(&mk, &blk, y_plane, a_plane, i_plane, x_plane, pb);
+        }
         for (int64_t p = pool_border_row(&blk, 0, Q); p < P; p = pool_border_row(&blk, p + 1, Q)) {
             int64_t left_end, right_begin;
             pool_block_split(&blk, p, Q, &left_end, &right_begin);
@@ -357,34 +383,42 @@ fc_status FN(fc_max_pool_forward)(REAL *y, uint8_t *argmax, int64_t *indices, co
             FN(max_windows)(y_plane + p * Q, a_row, i_row, x_plane, pb, p, 0, left_end);
             FN(max_windows)(y_plane + p * Q, a_row, i_row, x_plane, pb, p, right_begin, Q);
         }
-        if (blk.K) {
-            FN(max_block)(&mk, &blk, y_plane, a_plane, i_plane, x_plane, pb);
-        }
     }
     return FC_OK;
 }
 
-/* One row of overlapping 3x3 windows of the block: their taps from the micro-kernel, then each
- * gradient added at its maximum, in window order. */
+/* Block row p, windows [q0, q0 + n): each dy_row value added at its window's tap pos[j], in
+ * window order, so overlapping windows add up as in PyTorch. A tap past the window (only a
+ * corrupt argmax has one) sends nothing. */
+static void FN(scatter_block_row)(REAL *dx_plane, const REAL *dy_row, const uint8_t *pos,
+                                  const fc_pool_problem *pb, int K, int64_t p, int64_t q0,
+                                  int64_t n)
+{
+    int64_t tap[9];   /* flat offset of tap r*K + s from its window's corner */
+    for (int r = 0; r < K; r++) {
+        for (int s = 0; s < K; s++) {
+            tap[r * K + s] = r * pb->W + s;
+        }
+    }
+    REAL *corner = dx_plane + pool_block_input(pb, p, q0);
+    for (int64_t j = 0; j < n; j++) {
+        if (pos[j] < K * K) {
+            corner[2 * j + tap[pos[j]]] += dy_row[q0 + j];
+        }
+    }
+}
+
+/* Block row p of overlapping 3x3 windows: their taps from the micro-kernel, then scattered. */
 static void FN(max_grad_block_row_k3)(const FN(pool_micro) *mk, const pool_block *blk,
                                       REAL *dx_plane, const REAL *dy_row, const REAL *x_plane,
                                       const fc_pool_problem *pb, int64_t p)
 {
     uint8_t pos[POOL_CHUNK];
     REAL y_scratch[POOL_CHUNK];
-    int64_t tap[9];
-    for (int r = 0; r < 3; r++) {
-        for (int s = 0; s < 3; s++) {
-            tap[r * 3 + s] = r * pb->W + s;
-        }
-    }
     for (int64_t q = blk->q_lo; q < blk->q_hi; q += POOL_CHUNK) {
         const int64_t n = blk->q_hi - q < POOL_CHUNK ? blk->q_hi - q : POOL_CHUNK;
-        const int64_t corner = pool_block_input(pb, p, q);
-        mk->max_rows[1](y_scratch, 0, pos, 0, x_plane + corner, pb->W, n, 1);
-        for (int64_t j = 0; j < n; j++) {
-            dx_plane[corner + 2 * j + tap[pos[j]]] += dy_row[q + j];
-        }
+        mk->max_rows[1](y_scratch, 0, pos, 0, x_plane + pool_block_input(pb, p, q), pb->W, n, 1);
+        FN(scatter_block_row)(dx_plane, dy_row, pos, pb, 3, p, q, n);
     }
 }
 
@@ -411,6 +445,13 @@ fc_status FN(fc_max_pool_backward)(REAL *dx, const REAL *dy, const REAL *x,
         if (!tiled) {
             FN(zero)(dx_plane, H * W);
         }
+        /* 2x2 stride-2 windows are disjoint: the block's pixels are simply written, first, so
+         * the border windows find the plane in cache. */
+        if (blk.K == 2) {
+            const int64_t corner = pool_block_input(pb, blk.p_lo, blk.q_lo);
+            mk.max_grad_rows_k2(dx_plane + corner, W, dy_plane + blk.p_lo * Q + blk.q_lo, Q,
+                                x_plane + corner, blk.q_hi - blk.q_lo, blk.p_hi - blk.p_lo);
+        }
         for (int64_t p = pool_border_row(&rows_to_skip, 0, Q); p < P;
              p = pool_border_row(&rows_to_skip, p + 1, Q)) {
             int64_t left_end, right_begin;
@@ -420,12 +461,6 @@ fc_status FN(fc_max_pool_backward)(REAL *dx, const REAL *dy, const REAL *x,
                 FN(max_grad_block_row_k3)(&mk, &blk, dx_plane, dy_plane + p * Q, x_plane, pb, p);
             }
             FN(max_grad_windows)(dx_plane, dy_plane + p * Q, x_plane, pb, p, right_begin, Q);
-        }
-        /* 2x2 stride-2 windows are disjoint: the block's pixels are simply written. */
-        if (blk.K == 2) {
-            const int64_t corner = pool_block_input(pb, blk.p_lo, blk.q_lo);
-            mk.max_grad_rows_k2(dx_plane + corner, W, dy_plane + blk.p_lo * Q + blk.q_lo, Q,
-                                x_plane + corner, blk.q_hi - blk.q_lo, blk.p_hi - blk.p_lo);
         }
     }
     return FC_OK;
@@ -440,10 +475,11 @@ fc_status FN(fc_max_pool_backward_argmax)(REAL *dx, const REAL *dy, const uint8_
         return FC_ERR_INVALID;
     }
     const FN(pool_micro) mk = FN(pool_micro_select)();
-    /* Only disjoint (2x2 stride-2) windows have a micro-kernel: it writes their pixels. */
-    const pool_block blk = pool_block_of(pb, pool_fast_window(pb) == 2 ? 2 : 0);
+    const pool_block blk = pool_block_of(pb, pool_fast_window(pb));
     const int64_t H = pb->H, W = pb->W, P = pb->P, Q = pb->Q, planes = pb->N * pb->C;
     const int tiled = pool_block_tiles_plane(pb, &blk);
+    /* As in fc_max_pool_backward: overlapping 3x3 windows row by row, in window order. */
+    const pool_block rows_to_skip = blk.K == 3 ? pool_block_of(pb, 0) : blk;
 
 #pragma omp parallel for schedule(static) if (planes * H * W >= POOL_PARALLEL_MIN)
     for (int64_t nc = 0; nc < planes; nc++) {
@@ -453,19 +489,24 @@ fc_status FN(fc_max_pool_backward_argmax)(REAL *dx, const REAL *dy, const uint8_
         if (!tiled) {
             FN(zero)(dx_plane, H * W);
         }
-        for (int64_t p = pool_border_row(&blk, 0, Q); p < P; p = pool_border_row(&blk, p + 1, Q)) {
-            int64_t left_end, right_begin;
-            pool_block_split(&blk, p, Q, &left_end, &right_begin);
-            FN(max_grad_argmax_windows)(dx_plane, dy_plane + p * Q, a_plane + p * Q, pb, p, 0,
-                                        left_end);
-            FN(max_grad_argmax_windows)(dx_plane, dy_plane + p * Q, a_plane + p * Q, pb, p,
-                                        right_begin, Q);
-        }
         if (blk.K == 2) {
             const int64_t out = blk.p_lo * Q + blk.q_lo;
             mk.max_grad_argmax_rows_k2(dx_plane + pool_block_input(pb, blk.p_lo, blk.q_lo), W,
                                        dy_plane + out, Q, a_plane + out, Q, blk.q_hi - blk.q_lo,
                                        blk.p_hi - blk.p_lo);
+        }
+        for (int64_t p = pool_border_row(&rows_to_skip, 0, Q); p < P;
+             p = pool_border_row(&rows_to_skip, p + 1, Q)) {
+            const REAL *dy_row = dy_plane + p * Q;
+            const uint8_t *a_row = a_plane + p * Q;
+            int64_t left_end, right_begin;
+            pool_block_split(&blk, p, Q, &left_end, &right_begin);
+            FN(max_grad_argmax_windows)(dx_plane, dy_row, a_row, pb, p, 0, left_end);
+            if (blk.K == 3 && left_end < right_begin) {
+                FN(scatter_block_row)(dx_plane, dy_row, a_row + blk.q_lo, pb, 3, p, blk.q_lo,
+                                      blk.q_hi - blk.q_lo);
+            }
+            FN(max_grad_argmax_windows)(dx_plane, dy_row, a_row, pb, p, right_begin, Q);
         }
     }
     return FC_OK;
@@ -518,20 +559,38 @@ fc_status FN(fc_avg_pool_forward)(REAL *y, const REAL *x, const fc_pool_problem 
     for (int64_t nc = 0; nc < planes; nc++) {
         const REAL *x_plane = x + nc * H * W;
         REAL *y_plane = y + nc * P * Q;
-        for (int64_t p = pool_border_row(&blk, 0, Q); p < P; p = pool_border_row(&blk, p + 1, Q)) {
-            int64_t left_end, right_begin;
-            pool_block_split(&blk, p, Q, &left_end, &right_begin);
-            FN(avg_windows)(y_plane + p * Q, x_plane, pb, p, 0, left_end);
-            FN(avg_windows)(y_plane + p * Q, x_plane, pb, p, right_begin, Q);
-        }
         if (blk.K) {
             mk.avg_rows[blk.K - 2](y_plane + blk.p_lo * Q + blk.q_lo, Q,
                                    x_plane + pool_block_input(pb, blk.p_lo, blk.q_lo), W,
                                    blk.q_hi - blk.q_lo, blk.p_hi - blk.p_lo,
                                    FN(block_divisor)(pb));
         }
+        for (int64_t p = pool_border_row(&blk, 0, Q); p < P; p = pool_border_row(&blk, p + 1, Q)) {
+            int64_t left_end, right_begin;
+            pool_block_split(&blk, p, Q, &left_end, &right_begin);
+            FN(avg_windows)(y_plane + p * Q, x_plane, pb, p, 0, left_end);
+            FN(avg_windows)(y_plane + p * Q, x_plane, pb, p, right_begin, Q);
+        }
     }
     return FC_OK;
+}
+
+/* Block row p of overlapping 3x3 windows: dy / divisor added to each window's 9 pixels, in
+ * window order (PyTorch's, so the sums round alike). */
+static void FN(avg_grad_block_row_k3)(REAL *dx_plane, const REAL *dy_row,
+                                      const fc_pool_problem *pb, REAL divisor, int64_t p,
+                                      int64_t q0, int64_t n)
+{
+    REAL *corner = dx_plane + pool_block_input(pb, p, q0);
+    for (int64_t j = 0; j < n; j++) {
+        const REAL g = dy_row[q0 + j] / divisor;
+        for (int r = 0; r < 3; r++) {
+            REAL *d = corner + r * pb->W + 2 * j;
+            d[0] += g;
+            d[1] += g;
+            d[2] += g;
+        }
+    }
 }
 
 fc_status FN(fc_avg_pool_backward)(REAL *dx, const REAL *dy, const fc_pool_problem *pb)
@@ -542,10 +601,13 @@ fc_status FN(fc_avg_pool_backward)(REAL *dx, const REAL *dy, const fc_pool_probl
         return FC_ERR_INVALID;
     }
     const FN(pool_micro) mk = FN(pool_micro_select)();
-    /* Only disjoint (2x2 stride-2) windows have a micro-kernel: it writes their pixels. */
-    const pool_block blk = pool_block_of(pb, pool_fast_window(pb) == 2 ? 2 : 0);
+    const pool_block blk = pool_block_of(pb, pool_fast_window(pb));
     const int64_t H = pb->H, W = pb->W, P = pb->P, Q = pb->Q, planes = pb->N * pb->C;
     const int tiled = pool_block_tiles_plane(pb, &blk);
+    /* 2x2 windows are disjoint: a micro-kernel writes the block's pixels; 3x3 ones overlap:
+     * row by row, in window order. */
+    const pool_block rows_to_skip = blk.K == 3 ? pool_block_of(pb, 0) : blk;
+    const REAL divisor = FN(block_divisor)(pb);
 
 #pragma omp parallel for schedule(static) if (planes * H * W >= POOL_PARALLEL_MIN)
     for (int64_t nc = 0; nc < planes; nc++) {
@@ -554,16 +616,21 @@ fc_status FN(fc_avg_pool_backward)(REAL *dx, const REAL *dy, const fc_pool_probl
         if (!tiled) {
             FN(zero)(dx_plane, H * W);
         }
-        for (int64_t p = pool_border_row(&blk, 0, Q); p < P; p = pool_border_row(&blk, p + 1, Q)) {
+        if (blk.K == 2) {
+            mk.avg_grad_rows_k2(dx_plane + pool_block_input(pb, blk.p_lo, blk.q_lo), W,
+                                dy_plane + blk.p_lo * Q + blk.q_lo, Q, blk.q_hi - blk.q_lo,
+                                blk.p_hi - blk.p_lo, divisor);
+        }
+        for (int64_t p = pool_border_row(&rows_to_skip, 0, Q); p < P;
+             p = pool_border_row(&rows_to_skip, p + 1, Q)) {
             int64_t left_end, right_begin;
             pool_block_split(&blk, p, Q, &left_end, &right_begin);
             FN(avg_grad_windows)(dx_plane, dy_plane + p * Q, pb, p, 0, left_end);
+            if (blk.K == 3 && left_end < right_begin) {
+                FN(avg_grad_block_row_k3)(dx_plane, dy_plane + p * Q, pb, divisor, p, blk.q_lo,
+                                          blk.q_hi - blk.q_lo);
+            }
             FN(avg_grad_windows)(dx_plane, dy_plane + p * Q, pb, p, right_begin, Q);
-        }
-        if (blk.K) {
-            mk.avg_grad_rows_k2(dx_plane + pool_block_input(pb, blk.p_lo, blk.q_lo), W,
-                                dy_plane + blk.p_lo * Q + blk.q_lo, Q, blk.q_hi - blk.q_lo,
-                                blk.p_hi - blk.p_lo, FN(block_divisor)(pb));
         }
     }
     return FC_OK;
