@@ -24,24 +24,30 @@ static inline int FN(takes_over)(REAL v, REAL m)
  * data a branch per tap mispredicts every other window, several times the cost of the data. */
 static inline REAL FN(window_max_s2)(const REAL *x, int64_t ldx, const int K, int *pos)
 {
+    /* A maxss chain for the value and a bitmask of the NaN taps beside it: a NaN in the
+     * window (PyTorch's other half of takes_over) is then the last NaN tap. */
     REAL m = x[0];
+    unsigned nans = (unsigned)isnan(x[0]) != 0;
     for (int t = 1; t < K * K; t++) {
         const REAL v = x[(t / K) * ldx + t % K];
-        m = v > m ? v : m;   /* a maxss: no branch */
-        if (isnan(v)) {      /* PyTorch's other half of takes_over; rare, so predicted */
-            m = v;
+        m = v > m ? v : m;
+        nans |= (unsigned)(isnan(v) != 0) << t;
+    }
+    if (nans) {
+        const int last = pool_highest_bit(nans);
+        m = x[(last / K) * ldx + last % K];
+        if (pos) {
+            *pos = last;
         }
+        return m;
     }
     if (pos) {
-        /* One bit per tap equal to the maximum: the first one is PyTorch's, or, when the
-         * maximum is NaN, the last NaN tap. */
-        unsigned equal = 0, nans = 0;
+        /* the first tap equal to the maximum is PyTorch's */
+        unsigned equal = 0;
         for (int t = 0; t < K * K; t++) {
-            const REAL v = x[(t / K) * ldx + t % K];
-            equal |= (unsigned)(v == m) << t;
-            nans |= (unsigned)(v != v) << t;
+            equal |= (unsigned)(x[(t / K) * ldx + t % K] == m) << t;
         }
-        *pos = isnan(m) ? pool_highest_bit(nans) : pool_lowest_bit(equal);
+        *pos = pool_lowest_bit(equal);
     }
     return m;
 }
@@ -198,30 +204,41 @@ static FN(pool_micro) FN(pool_micro_select)(void)
  * greater values and NaNs take over. Returns the maximum; *tap receives its tap r*S + s: the
  * first tap equal to it, or the last NaN tap when it is NaN, which is where PyTorch's running
  * rule stops (an all -inf window reports its first tap inside the input, one wholly in the
- * padding the tap at (r_lo, s_lo)). Value first, position second, as in window_max_s2: a
- * branch per tap would mispredict on random data. */
+ * padding the tap at (r_lo, s_lo)); tap may be NULL. Value first, position second, as in
+ * window_max_s2: a branch per tap would mispredict on random data. */
 static inline REAL FN(max_window)(const REAL *x_plane, const fc_pool_problem *pb,
                                   const pool_window *win, int64_t *tap)
 {
     const REAL *x0 = x_plane + win->h0 * pb->W + win->w0;
     const int64_t row_step = pb->dil_h * pb->W, col_step = pb->dil_w;
     REAL m = -INFINITY;
+    int any_nan = 0;
     for (int64_t r = win->r_lo; r < win->r_hi; r++) {
         for (int64_t s = win->s_lo; s < win->s_hi; s++) {
             const REAL v = x0[r * row_step + s * col_step];
             m = v > m ? v : m;
-            if (isnan(v)) {
-                m = v;
-            }
+            any_nan |= isnan(v) != 0;
         }
     }
+    if (!tap) {
+        if (any_nan) {   /* the value of the last NaN, PyTorch's */
+            for (int64_t r = win->r_hi - 1; r >= win->r_lo; r--) {
+                for (int64_t s = win->s_hi - 1; s >= win->s_lo; s--) {
+                    if (isnan(x0[r * row_step + s * col_step])) {
+                        return x0[r * row_step + s * col_step];
+                    }
+                }
+            }
+        }
+        return m;
+    }
     *tap = win->r_lo * pb->S + win->s_lo;
-    if (isnan(m)) {
+    if (any_nan) {
         for (int64_t r = win->r_hi - 1; r >= win->r_lo; r--) {
             for (int64_t s = win->s_hi - 1; s >= win->s_lo; s--) {
                 if (isnan(x0[r * row_step + s * col_step])) {
                     *tap = r * pb->S + s;
-                    return m;
+                    return x0[r * row_step + s * col_step];
                 }
             }
         }
@@ -244,7 +261,7 @@ static void FN(max_windows)(REAL *y_row, uint8_t *a_row, int64_t *i_row, const R
     for (int64_t q = q_begin; q < q_end; q++) {
         const pool_window win = pool_window_at(pb, p, q);
         int64_t tap;
-        y_row[q] = FN(max_window)(x_plane, pb, &win, &tap);
+        y_row[q] = FN(max_window)(x_plane, pb, &win, a_row || i_row ? &tap : NULL);
         if (a_row) {
             a_row[q] = (uint8_t)tap;
         }
@@ -314,6 +331,25 @@ static void FN(avg_grad_windows)(REAL *dx_plane, const REAL *dy_row, const fc_po
 static inline void FN(zero)(REAL *a, int64_t n)
 {
     memset(a, 0, (size_t)n * sizeof(REAL));
+}
+
+/* Backward passes that go through the windows row by row clear each input row just before the
+ * first window reaches it, rows [*zeroed, end), rather than the whole plane up front: the rows
+ * are then still in cache when the gradients land. */
+static inline void FN(zero_rows)(REAL *dx_plane, const fc_pool_problem *pb, int64_t *zeroed,
+                                 int64_t end)
+{
+    end = end < pb->H ? end : pb->H;
+    if (end > *zeroed) {
+        FN(zero)(dx_plane + *zeroed * pb->W, (end - *zeroed) * pb->W);
+        *zeroed = end;
+    }
+}
+
+/* One past the last input row the windows of output row p reach. */
+static inline int64_t FN(rows_reached)(const fc_pool_problem *pb, int64_t p)
+{
+    return p * pb->stride_h - pb->pad_h + (pb->R - 1) * pb->dil_h + 1;
 }
 
 /* Max pooling of the micro-kernel block, with its taps written to a_plane and/or PyTorch's
@@ -442,7 +478,8 @@ fc_status FN(fc_max_pool_backward)(REAL *dx, const REAL *dy, const REAL *x,
     for (int64_t nc = 0; nc < planes; nc++) {
         const REAL *x_plane = x + nc * H * W, *dy_plane = dy + nc * P * Q;
         REAL *dx_plane = dx + nc * H * W;
-        if (!tiled) {
+        int64_t zeroed = 0;   /* rows of dx_plane cleared so far, when cleared row by row */
+        if (!tiled && blk.K == 2) {
             FN(zero)(dx_plane, H * W);
         }
         /* 2x2 stride-2 windows are disjoint: the block's pixels are simply written, first, so
@@ -456,11 +493,17 @@ fc_status FN(fc_max_pool_backward)(REAL *dx, const REAL *dy, const REAL *x,
              p = pool_border_row(&rows_to_skip, p + 1, Q)) {
             int64_t left_end, right_begin;
             pool_block_split(&blk, p, Q, &left_end, &right_begin);
+            if (blk.K != 2) {
+                FN(zero_rows)(dx_plane, pb, &zeroed, FN(rows_reached)(pb, p));
+            }
             FN(max_grad_windows)(dx_plane, dy_plane + p * Q, x_plane, pb, p, 0, left_end);
             if (blk.K == 3 && left_end < right_begin) {
                 FN(max_grad_block_row_k3)(&mk, &blk, dx_plane, dy_plane + p * Q, x_plane, pb, p);
             }
             FN(max_grad_windows)(dx_plane, dy_plane + p * Q, x_plane, pb, p, right_begin, Q);
+        }
+        if (blk.K != 2) {
+            FN(zero_rows)(dx_plane, pb, &zeroed, H);   /* rows no window reaches */
         }
     }
     return FC_OK;
@@ -486,7 +529,8 @@ fc_status FN(fc_max_pool_backward_argmax)(REAL *dx, const REAL *dy, const uint8_
         const REAL *dy_plane = dy + nc * P * Q;
         const uint8_t *a_plane = argmax + nc * P * Q;
         REAL *dx_plane = dx + nc * H * W;
-        if (!tiled) {
+        int64_t zeroed = 0;   /* rows of dx_plane cleared so far, when cleared row by row */
+        if (!tiled && blk.K == 2) {
             FN(zero)(dx_plane, H * W);
         }
         if (blk.K == 2) {
@@ -501,12 +545,18 @@ fc_status FN(fc_max_pool_backward_argmax)(REAL *dx, const REAL *dy, const uint8_
             const uint8_t *a_row = a_plane + p * Q;
             int64_t left_end, right_begin;
             pool_block_split(&blk, p, Q, &left_end, &right_begin);
+            if (blk.K != 2) {
+                FN(zero_rows)(dx_plane, pb, &zeroed, FN(rows_reached)(pb, p));
+            }
             FN(max_grad_argmax_windows)(dx_plane, dy_row, a_row, pb, p, 0, left_end);
             if (blk.K == 3 && left_end < right_begin) {
                 FN(scatter_block_row)(dx_plane, dy_row, a_row + blk.q_lo, pb, 3, p, blk.q_lo,
                                       blk.q_hi - blk.q_lo);
             }
             FN(max_grad_argmax_windows)(dx_plane, dy_row, a_row, pb, p, right_begin, Q);
+        }
+        if (blk.K != 2) {
+            FN(zero_rows)(dx_plane, pb, &zeroed, H);   /* rows no window reaches */
         }
     }
     return FC_OK;
@@ -613,7 +663,8 @@ fc_status FN(fc_avg_pool_backward)(REAL *dx, const REAL *dy, const fc_pool_probl
     for (int64_t nc = 0; nc < planes; nc++) {
         const REAL *dy_plane = dy + nc * P * Q;
         REAL *dx_plane = dx + nc * H * W;
-        if (!tiled) {
+        int64_t zeroed = 0;   /* rows of dx_plane cleared so far, when cleared row by row */
+        if (!tiled && blk.K == 2) {
             FN(zero)(dx_plane, H * W);
         }
         if (blk.K == 2) {
@@ -625,12 +676,18 @@ fc_status FN(fc_avg_pool_backward)(REAL *dx, const REAL *dy, const fc_pool_probl
              p = pool_border_row(&rows_to_skip, p + 1, Q)) {
             int64_t left_end, right_begin;
             pool_block_split(&blk, p, Q, &left_end, &right_begin);
+            if (blk.K != 2) {
+                FN(zero_rows)(dx_plane, pb, &zeroed, FN(rows_reached)(pb, p));
+            }
             FN(avg_grad_windows)(dx_plane, dy_plane + p * Q, pb, p, 0, left_end);
             if (blk.K == 3 && left_end < right_begin) {
                 FN(avg_grad_block_row_k3)(dx_plane, dy_plane + p * Q, pb, divisor, p, blk.q_lo,
                                           blk.q_hi - blk.q_lo);
             }
             FN(avg_grad_windows)(dx_plane, dy_plane + p * Q, pb, p, right_begin, Q);
+        }
+        if (blk.K != 2) {
+            FN(zero_rows)(dx_plane, pb, &zeroed, H);   /* rows no window reaches */
         }
     }
     return FC_OK;
