@@ -25,6 +25,9 @@ from . import config as _config
 from .config import get_num_threads, get_simd, set_num_threads, set_simd, show_config
 from .conv import conv2d, conv2d_backward
 from .linalg import matmul
+from .pooling import (adaptive_avg_pool2d, adaptive_avg_pool2d_backward, avg_pool2d,
+                      avg_pool2d_backward, global_avg_pool2d, global_avg_pool2d_backward,
+                      max_pool2d, max_pool2d_backward)
 from .sizing import conv_output_size, conv_params, dense_params
 from .costs import compare_conv_dense
 from . import filters
@@ -37,4 +40,7 @@ __all__ = [
     "conv_output_size", "conv_params", "dense_params", "compare_conv_dense",
     "filters", "datasets", "layers", "losses", "models", "optim", "train",
     "show_config", "set_num_threads", "get_num_threads", "set_simd", "get_simd",
+    "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
+    "adaptive_avg_pool2d", "adaptive_avg_pool2d_backward",
+    "global_avg_pool2d", "global_avg_pool2d_backward",
 ]

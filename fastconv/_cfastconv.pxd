@@ -99,3 +99,31 @@ cdef extern from "fastconv.h" nogil:
                                double low, double high)
     fc_status fc_canny_hysteresis(uint8_t *edges, const uint8_t *classes, int64_t N,
                                   int64_t H, int64_t W)
+
+    fc_status fc_max_pool_forward_f32(float *y, uint8_t *argmax, int64_t *indices, const float *x,
+                                      const fc_pool_problem *pb)
+    fc_status fc_max_pool_backward_f32(float *dx, const float *dy, const float *x,
+                                       const fc_pool_problem *pb)
+    fc_status fc_max_pool_backward_argmax_f32(float *dx, const float *dy, const uint8_t *argmax,
+                                              const fc_pool_problem *pb)
+    fc_status fc_max_pool_backward_indices_f32(float *dx, const float *dy, const int64_t *indices,
+                                               const fc_pool_problem *pb)
+    fc_status fc_avg_pool_forward_f32(float *y, const float *x, const fc_pool_problem *pb)
+    fc_status fc_avg_pool_backward_f32(float *dx, const float *dy, const fc_pool_problem *pb)
+    fc_status fc_adaptive_avg_pool_forward_f32(float *y, const float *x, const fc_pool_problem *pb)
+    fc_status fc_adaptive_avg_pool_backward_f32(float *dx, const float *dy,
+                                                const fc_pool_problem *pb)
+
+    fc_status fc_max_pool_forward_f64(double *y, uint8_t *argmax, int64_t *indices, const double *x,
+                                      const fc_pool_problem *pb)
+    fc_status fc_max_pool_backward_f64(double *dx, const double *dy, const double *x,
+                                       const fc_pool_problem *pb)
+    fc_status fc_max_pool_backward_argmax_f64(double *dx, const double *dy, const uint8_t *argmax,
+                                              const fc_pool_problem *pb)
+    fc_status fc_max_pool_backward_indices_f64(double *dx, const double *dy, const int64_t *indices,
+                                               const fc_pool_problem *pb)
+    fc_status fc_avg_pool_forward_f64(double *y, const double *x, const fc_pool_problem *pb)
+    fc_status fc_avg_pool_backward_f64(double *dx, const double *dy, const fc_pool_problem *pb)
+    fc_status fc_adaptive_avg_pool_forward_f64(double *y, const double *x, const fc_pool_problem *pb)
+    fc_status fc_adaptive_avg_pool_backward_f64(double *dx, const double *dy,
+                                                const fc_pool_problem *pb)

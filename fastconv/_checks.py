@@ -14,6 +14,8 @@ ALGORITHMS = ("auto", "direct", "im2col")
 
 def as_int_tuple(value, name, length, func, minimum):
     """An int or a sequence of `length` ints, each >= minimum, as a tuple."""
+    if type(value) is int and value >= minimum:
+        return (value,) * length   # the common case, kept cheap for small per-layer calls
     if isinstance(value, (tuple, list)):
         items = tuple(value)
         if len(items) != length:
@@ -162,3 +164,12 @@ def conv_geometry(x_shape, w_shape, stride, padding, dilation, groups, func):
             f"input ({H + padding[0] + padding[1]}x{W + padding[2] + padding[3]} from input "
             f"{H}x{W} and padding {padding}); expected a kernel that fits")
     return ConvGeometry(N, C, H, W, K, R, S, stride, padding, dilation, groups, P, Q)
+
+
+def as_bool(value, name, func):
+    """A flag given as a bool (NumPy's too) or the integers 0 and 1."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)) and value in (0, 1):
+        return bool(value)
+    raise TypeError(f"{func}: {name} must be a bool, got {type(value).__name__} {value!r}")

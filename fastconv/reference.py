@@ -10,7 +10,9 @@ import numpy as np
 
 from .sizing import conv_output_size
 
-__all__ = ["conv2d_forward", "conv2d_backward", "pad_image", "filter2d"]
+__all__ = ["conv2d_forward", "conv2d_backward", "pad_image", "filter2d",
+           "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward",
+           "avg_pool2d_backward", "adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward"]
 
 
 def pad_image(x, padding, value=0.0):
@@ -110,3 +112,177 @@ def filter2d(image, kernel, mode="reflect"):
         for j in range(W):
             out[i, j] = np.sum(xp[i:i + R, j:j + S] * k)
     return out
+
+def _pool_output_hw(x_shape, kernel_size, stride, padding, dilation, ceil_mode):
+    H, W = x_shape[2:]
+    P = conv_output_size(H, kernel_size[0], stride[0], padding[0], dilation[0], ceil_mode)
+    Q = conv_output_size(W, kernel_size[1], stride[1], padding[1], dilation[1], ceil_mode)
+    return P, Q
+
+
+def _max_window(plane, p, q, kernel_size, stride, padding, dilation):
+    """(maximum, flat index h*W + w) of one window of a plane, PyTorch's way.
+
+    Padding is -inf, so it never wins. A NaN is the maximum (the last NaN, when several);
+    on ties the first maximum in row-major order keeps the index; a window of -inf reports
+    its first pixel. A window lying wholly in the padding gives (-inf, None).
+    """
+    H, W = plane.shape
+    best_value, best_index = -np.inf, None
+    for r in range(kernel_size[0]):
+        for s in range(kernel_size[1]):
+            h = p * stride[0] - padding[0] + r * dilation[0]
+            w = q * stride[1] - padding[1] + s * dilation[1]
+            if not (0 <= h < H and 0 <= w < W):
+                continue
+            value = plane[h, w]
+            if best_index is None:
+                best_index = h * W + w
+            if value > best_value or np.isnan(value):
+                best_value, best_index = value, h * W + w
+    return best_value, best_index
+
+
+def _first_tap_at_or_after_zero(start, dilation):
+    """The input position of a window's first tap that is not in the before-padding."""
+    while start < 0:
+        start += dilation
+    return start
+
+
+def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), dilation=(1, 1),
+                       ceil_mode=False):
+    """(y, indices): y[n, c, p, q] is the maximum of window (p, q) of plane x[n, c] padded
+    with -inf, and indices[n, c, p, q] its flat position h*W + w in the unpadded plane.
+
+    A window lying wholly in the padding (possible only with dilation) gives -inf and the
+    index PyTorch reports for it: its first tap past the top and left padding, which is
+    outside the plane or not in the window.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    N, C, H, W = x.shape
+    P, Q = _pool_output_hw(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    y = np.empty((N, C, P, Q))
+    indices = np.empty((N, C, P, Q), dtype=np.int64)
+    for n in range(N):
+        for c in range(C):
+            for p in range(P):
+                for q in range(Q):
+                    value, index = _max_window(x[n, c], p, q, kernel_size, stride, padding,
+                                               dilation)
+                    if index is None:
+                        h = _first_tap_at_or_after_zero(p * stride[0] - padding[0], dilation[0])
+                        w = _first_tap_at_or_after_zero(q * stride[1] - padding[1], dilation[1])
+                        index = h * W + w
+                    y[n, c, p, q] = value
+                    indices[n, c, p, q] = index
+    return y, indices
+
+
+def max_pool2d_backward(dy, x, kernel_size, stride, padding=(0, 0), dilation=(1, 1),
+                        ceil_mode=False):
+    """dx: each window's gradient dy[n, c, p, q] goes, whole, to its maximum; overlapping
+    windows add up. A window wholly in the padding (constant -inf) sends nothing."""
+    dy = np.asarray(dy, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64)
+    N, C, H, W = x.shape
+    P, Q = dy.shape[2:]
+    dx = np.zeros((N, C, H * W))
+    for n in range(N):
+        for c in range(C):
+            for p in range(P):
+                for q in range(Q):
+                    _, index = _max_window(x[n, c], p, q, kernel_size, stride, padding,
+                                           dilation)
+                    if index is not None:
+                        dx[n, c, index] += dy[n, c, p, q]
+    return dx.reshape(N, C, H, W)
+
+
+def _avg_window(H, W, p, q, kernel_size, stride, padding, count_include_pad,
+                divisor_override):
+    """(rows, columns, divisor) of one average pooling window, PyTorch's way.
+
+    The window starts at (p*sh - ph, q*sw - pw) and is cut at the end of the padding (a
+    ceil_mode window may overhang it). Its divisor counts the padding it covers when
+    count_include_pad, but never the overhang; divisor_override replaces it.
+    """
+    h_start, w_start = p * stride[0] - padding[0], q * stride[1] - padding[1]
+    h_end = min(h_start + kernel_size[0], H + padding[0])
+    w_end = min(w_start + kernel_size[1], W + padding[1])
+    padded_size = (h_end - h_start) * (w_end - w_start)
+    rows = range(max(h_start, 0), min(h_end, H))
+    cols = range(max(w_start, 0), min(w_end, W))
+    if divisor_override:
+        divisor = divisor_override
+    elif count_include_pad:
+        divisor = padded_size
+    else:
+        divisor = len(rows) * len(cols)
+    return rows, cols, divisor
+
+
+def avg_pool2d_forward(x, kernel_size, stride, padding=(0, 0), ceil_mode=False,
+                       count_include_pad=True, divisor_override=None):
+    """y[n, c, p, q] = the sum of window (p, q) of x[n, c] (zero padding) / its divisor."""
+    x = np.asarray(x, dtype=np.float64)
+    N, C, H, W = x.shape
+    P, Q = _pool_output_hw(x.shape, kernel_size, stride, padding, (1, 1), ceil_mode)
+    y = np.zeros((N, C, P, Q))
+    for p in range(P):
+        for q in range(Q):
+            rows, cols, divisor = _avg_window(H, W, p, q, kernel_size, stride, padding,
+                                              count_include_pad, divisor_override)
+            if len(rows) and len(cols):
+                y[:, :, p, q] = x[:, :, rows.start:rows.stop, cols.start:cols.stop].sum(
+                    axis=(2, 3)) / divisor
+    return y
+
+
+def avg_pool2d_backward(dy, x, kernel_size, stride, padding=(0, 0), ceil_mode=False,
+                        count_include_pad=True, divisor_override=None):
+    """dx: dy[n, c, p, q] / divisor added to every input pixel of window (p, q)."""
+    dy = np.asarray(dy, dtype=np.float64)
+    N, C, H, W = np.shape(x)
+    P, Q = dy.shape[2:]
+    dx = np.zeros((N, C, H, W))
+    for p in range(P):
+        for q in range(Q):
+            rows, cols, divisor = _avg_window(H, W, p, q, kernel_size, stride, padding,
+                                              count_include_pad, divisor_override)
+            dx[:, :, rows.start:rows.stop, cols.start:cols.stop] += \
+                (dy[:, :, p, q] / divisor)[:, :, None, None]
+    return dx
+
+
+def _adaptive_range(i, n_out, n_in):
+    """Output i of n_out averages inputs [floor(i*n_in/n_out), ceil((i+1)*n_in/n_out))."""
+    return (i * n_in) // n_out, -(-((i + 1) * n_in) // n_out)
+
+
+def adaptive_avg_pool2d_forward(x, output_size):
+    """y[n, c, i, j] = the mean of x[n, c] over rows and columns _adaptive_range(i), (j)."""
+    x = np.asarray(x, dtype=np.float64)
+    N, C, H, W = x.shape
+    P, Q = output_size
+    y = np.zeros((N, C, P, Q))
+    for i in range(P):
+        h0, h1 = _adaptive_range(i, P, H)
+        for j in range(Q):
+            w0, w1 = _adaptive_range(j, Q, W)
+            y[:, :, i, j] = x[:, :, h0:h1, w0:w1].mean(axis=(2, 3))
+    return y
+
+
+def adaptive_avg_pool2d_backward(dy, x, output_size):
+    """dx: dy[n, c, i, j] spread evenly over the window it averaged."""
+    dy = np.asarray(dy, dtype=np.float64)
+    N, C, H, W = np.shape(x)
+    P, Q = output_size
+    dx = np.zeros((N, C, H, W))
+    for i in range(P):
+        h0, h1 = _adaptive_range(i, P, H)
+        for j in range(Q):
+            w0, w1 = _adaptive_range(j, Q, W)
+            dx[:, :, h0:h1, w0:w1] += (dy[:, :, i, j] / ((h1 - h0) * (w1 - w0)))[:, :, None, None]
+    return dx

@@ -65,8 +65,10 @@ def conv_output_size(n, kernel_size, stride=1, padding=0, dilation=1, ceil_mode=
     else:
         before = after = _int(padding, "padding", 0)
     span = n + before + after - d * (f - 1) - 1   # last start position of a window
-    if span < 0 or not ceil_mode:
+    if not ceil_mode:
         return span // s + 1
+    # Rounding up also when span < 0, as PyTorch does: a window longer than the padded
+    # input still gives one output (n=1, f=3, s=3 -> 1) if its stride could reach past it.
     out = -(-span // s) + 1
     # A window may overhang the right padding, but must start inside the input or the
     # left padding (PyTorch's rule).

@@ -33,16 +33,18 @@ typedef struct {
     int64_t P, Q;                 /* output height, width */
 } fc_conv_problem;
 
-/* One 2-D pooling problem (max or average). */
+/* One 2-D pooling problem (max, average or adaptive average), filled in one place
+ * (fastconv/_pool.pxi) from the checked Python arguments. P and Q come from
+ * fastconv.sizing.conv_output_size (adaptive pooling: the requested output size). */
 typedef struct {
     int64_t N, C, H, W;           /* input; N*C planes are pooled independently */
-    int64_t R, S;                 /* window height, width */
+    int64_t R, S;                 /* window height, width (unused by adaptive pooling) */
     int64_t stride_h, stride_w;
     int64_t pad_h, pad_w;         /* symmetric padding, at most half the window */
     int64_t dil_h, dil_w;         /* max pooling only; 1 for average pooling */
     int64_t P, Q;                 /* output height, width */
     int count_include_pad;        /* average pooling: divide by the padded window size */
-    int64_t divisor_override;     /* average pooling: > 0 replaces the divisor */
+    int64_t divisor_override;     /* average pooling: nonzero replaces the divisor */
 } fc_pool_problem;
 
 /* ---- runtime configuration (config.c) ---- */
@@ -137,5 +139,31 @@ fc_status fc_canny_nms_f64(uint8_t *classes, const double *gx, const double *gy,
  * strong one through weak pixels, 0 elsewhere. */
 fc_status fc_canny_hysteresis(uint8_t *edges, const uint8_t *classes, int64_t N, int64_t H,
                               int64_t W);
+
+/* ---- pooling (pool.c) ----
+ * x, dx (N, C, H, W); y, dy (N, C, P, Q). Where each window's maximum is, two ways, each
+ * (N, C, P, Q) and optional (NULL) in the forward pass:
+ *   argmax  uint8, the tap r*S + s inside the window (the compact form; needs R*S <= 256);
+ *   indices int64, the flat position h*W + w in the input plane, as PyTorch's return_indices.
+ * The max backward recomputes the maxima from x, or reads argmax (x unused), or sends dy to
+ * indices (entries outside [0, H*W), from windows wholly in the padding, are skipped). */
+#define FC_DECLARE_POOL(SUFFIX, T)                                                            \
+    fc_status fc_max_pool_forward_##SUFFIX(T *y, uint8_t *argmax, int64_t *indices,           \
+                                           const T *x, const fc_pool_problem *pb);            \
+    fc_status fc_max_pool_backward_##SUFFIX(T *dx, const T *dy, const T *x,                   \
+                                            const fc_pool_problem *pb);                       \
+    fc_status fc_max_pool_backward_argmax_##SUFFIX(T *dx, const T *dy, const uint8_t *argmax, \
+                                                   const fc_pool_problem *pb);                \
+    fc_status fc_max_pool_backward_indices_##SUFFIX(T *dx, const T *dy, const int64_t *indices, \
+                                                    const fc_pool_problem *pb);               \
+    fc_status fc_avg_pool_forward_##SUFFIX(T *y, const T *x, const fc_pool_problem *pb);      \
+    fc_status fc_avg_pool_backward_##SUFFIX(T *dx, const T *dy, const fc_pool_problem *pb);   \
+    fc_status fc_adaptive_avg_pool_forward_##SUFFIX(T *y, const T *x,                         \
+                                                    const fc_pool_problem *pb);               \
+    fc_status fc_adaptive_avg_pool_backward_##SUFFIX(T *dx, const T *dy,                      \
+                                                     const fc_pool_problem *pb);
+FC_DECLARE_POOL(f32, float)
+FC_DECLARE_POOL(f64, double)
+#undef FC_DECLARE_POOL
 
 #endif /* FASTCONV_H */
