@@ -23,11 +23,7 @@ from . import _ext
 from .conv import conv2d, conv2d_backward
 from .sizing import conv_output_size
 
-try:
-    from .pooling import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
-except ImportError:  # until fastconv.pooling lands (issue 3)
-    from ._pool_fallback import (avg_pool2d, avg_pool2d_backward, max_pool2d,
-                                 max_pool2d_backward)
+from .pooling import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
 
 __all__ = ["Layer", "Conv2D", "MaxPool2D", "AvgPool2D", "ReLU", "Tanh", "Flatten", "Linear",
            "Sequential", "init_weight"]
