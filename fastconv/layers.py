@@ -359,18 +359,21 @@ class _Pool2D(Layer):
 
 class MaxPool2D(_Pool2D):
     """Max pooling: the largest value of each window; backward routes each gradient to
-    the position that won (via the indices saved by forward)."""
+    the position that won (the compact uint8 argmax saved by forward; none in eval mode)."""
 
     def forward(self, x):
-        y, indices = max_pool2d(x, self.kernel_size, self.stride, self.padding,
-                                return_indices=True)
-        self._x, self._indices = (x, indices) if self.training else (None, None)
+        if not self.training:
+            self._x = self._argmax = None
+            return max_pool2d(x, self.kernel_size, self.stride, self.padding)
+        y, argmax = max_pool2d(x, self.kernel_size, self.stride, self.padding,
+                               return_argmax=True)
+        self._x, self._argmax = x, argmax
         return y
 
     def backward(self, grad_out):
         x = self._saved(self._x)
         return max_pool2d_backward(np.asarray(grad_out, dtype=x.dtype), x, self.kernel_size,
-                                   self.stride, self.padding, indices=self._indices)
+                                   self.stride, self.padding, argmax=self._argmax)
 
 
 class AvgPool2D(_Pool2D):
