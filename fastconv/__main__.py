@@ -17,6 +17,7 @@ COMMANDS = {
                                     "synthetic one)"),
     "explain": ("fastconv.cli_explain", "walk through the lecture's examples, computed "
                                         "live by fastconv"),
+    "bench": ("fastconv.bench", "time the key cases beside PyTorch and write the report"),
 }
 
 

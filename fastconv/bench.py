@@ -1,12 +1,14 @@
-"""python -m fastconv.bench: the key benchmark cases side by side, in one process.
+"""fastconv bench: the key benchmark cases side by side, in one process.
 
 Every contender runs on the same threads (default 2) in the same run; times are medians.
 Writes a Markdown table (time, speed-up vs PyTorch and vs naive loops, GFLOP/s or GB/s,
 % of the matrix-multiply ceiling), optionally JSON and a PNG chart, and can replace the
 table in README.md between the markers ``<!-- bench:start -->`` and ``<!-- bench:end -->``.
 
-    python -m fastconv.bench --quick                 # under 2 minutes on 2 cores
-    python -m fastconv.bench --full --json out.json --png chart.png --readme README.md
+    fastconv bench --quick                 # under 2 minutes on 2 cores
+    fastconv bench --full --json out.json --png chart.png --readme README.md
+
+(``fastconv bench`` is ``python -m fastconv.bench``.)
 """
 import argparse
 import contextlib
@@ -312,21 +314,23 @@ def update_readme(path, table):
         f.write(head + README_START + "\n" + table + README_END + tail)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m fastconv.bench", description=__doc__.split("\n")[0])
+def add_arguments(parser):
+    """The options of ``fastconv bench`` / ``python -m fastconv.bench``."""
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="short timing budget (default)")
-    mode.add_argument("--full", action="store_true", help="longer timing budget, naive loops too")
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("FASTCONV_BENCH_THREADS", 2)))
+    mode.add_argument("--full", action="store_true", help="longer timing budget per case")
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("FASTCONV_BENCH_THREADS", 2)),
+                        help="threads for every contender (default 2, or $FASTCONV_BENCH_THREADS)")
     parser.add_argument("--markdown", metavar="PATH", help="write the table here (default: print)")
     parser.add_argument("--json", metavar="PATH", help="write all rows and metadata as JSON")
     parser.add_argument("--png", metavar="PATH", help="write a chart of the speed-ups (matplotlib)")
     parser.add_argument("--readme", metavar="PATH", help="replace the table in this README")
-    args = parser.parse_args(argv)
 
+
+def run(args):
     fastconv.set_num_threads(args.threads)
     runner = Runner(args.threads, budget=1.0 if args.full else 0.25, naive=True)
-    print(f"fastconv.bench: {'full' if args.full else 'quick'} run on {args.threads} threads", flush=True)
+    print(f"fastconv bench: {'full' if args.full else 'quick'} run on {args.threads} threads", flush=True)
     runner.gemm([(64, 576, 3136), (128, 1152, 784), (256, 2304, 196), (6, 25, 784)])
     runner.conv(list(CONV_SHAPES))
     runner.pooling()
@@ -349,7 +353,15 @@ def main(argv=None):
         chart(runner.rows, args.png)
     if args.readme:
         update_readme(args.readme, table)
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m fastconv.bench",
+                                     description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
