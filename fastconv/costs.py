@@ -2,11 +2,11 @@
 against the dense layer mapping the same input volume to the same output volume
 (CONCEPTS.md section 1). The formulas themselves live in :mod:`fastconv.sizing`.
 """
-import operator
 from dataclasses import dataclass
 
 import numpy as np
 
+from ._checks import as_int_tuple
 from .sizing import conv_output_size, conv_params, dense_params
 
 __all__ = ["LayerCost", "ConvDenseComparison", "compare_conv_dense"]
@@ -108,22 +108,7 @@ def _bytes(n):
 
 def _ints(value, name, length, minimum):
     """An int (repeated) or a sequence of `length` ints, each >= minimum."""
-    func = "compare_conv_dense"
-    items = tuple(value) if isinstance(value, (tuple, list)) else (value,) * length
-    if len(items) != length:
-        raise ValueError(f"{func}: {name} must have {length} entries, got {value!r}")
-    out = []
-    for item in items:
-        if isinstance(item, (bool, np.bool_)):
-            raise TypeError(f"{func}: {name} must contain integers, got {value!r}")
-        try:
-            item = operator.index(item)
-        except TypeError:
-            raise TypeError(f"{func}: {name} must contain integers, got {value!r}") from None
-        if item < minimum:
-            raise ValueError(f"{func}: {name} entries must be >= {minimum}, got {value!r}")
-        out.append(item)
-    return tuple(out)
+    return as_int_tuple(value, name, length, "compare_conv_dense", minimum)
 
 
 def compare_conv_dense(input_shape, out_channels, kernel_size, stride=1, padding=0, *,

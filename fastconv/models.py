@@ -3,6 +3,7 @@ import numpy as np
 
 from .layers import (AvgPool2D, Conv2D, Flatten, Linear, MaxPool2D, ReLU, Sequential, Tanh,
                      as_rng)
+from .inference import predict_logits
 from .preprocessing import image_statistics, is_prepared, standardize
 
 __all__ = ["LeNet5", "from_config"]
@@ -94,14 +95,7 @@ class LeNet5(Sequential):
     # -- inference ------------------------------------------------------------------------
     def logits(self, images, batch_size=500):
         """Class scores (N, 10) for raw or prepared images, in eval mode, in batches."""
-        x = self.prepare(images)
-        was_training = self.training
-        self.eval()
-        try:
-            out = [self.forward(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
-        finally:
-            self.train(was_training)
-        return np.concatenate(out) if out else np.zeros((0, 10), dtype=self.dtype)
+        return predict_logits(self, self.prepare(images), batch_size)
 
     def predict(self, images, batch_size=500):
         """Predicted labels (N,) int64 for raw ((N, 28, 28) uint8) or prepared

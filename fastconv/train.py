@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from .checkpoint import load_checkpoint, save_checkpoint
+from .inference import predict_logits
 from .losses import softmax_cross_entropy
 from .optim import make_optimizer
 from .preprocessing import is_prepared
@@ -29,17 +30,6 @@ def _prepare(model, images):
     """Network input for `images`: the model's own preprocessing when it has one."""
     prepare = getattr(model, "prepare", None)
     return prepare(images) if prepare is not None else np.asarray(images)
-
-
-def predict_logits(model, x, batch_size=500):
-    """The model's scores for prepared inputs `x`, in eval mode, in batches."""
-    was_training = model.training
-    model.eval()
-    try:
-        out = [model.forward(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
-    finally:
-        model.train(was_training)
-    return np.concatenate(out)
 
 
 def evaluate(model, images, labels, batch_size=500):

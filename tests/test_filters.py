@@ -15,7 +15,7 @@ import fastconv
 from fastconv import filters, reference
 from fastconv.__main__ import main
 
-from conftest import subprocess_env
+from conftest import SIMD_PATHS, subprocess_env
 
 
 IMAGE = np.array([[3, 0, 1, 2, 7, 4],
@@ -28,25 +28,8 @@ IMAGE_VERTICAL_EDGES = [[-5, -4, 0, 8],
                         [-10, -2, 2, 3],
                         [0, -2, -4, -7],
                         [-3, -2, -3, -16]]
-SIMD_PATHS = ["generic"] + (["avx2"] if fastconv._ext.cpu_has_avx2_fma() else [])
 SCIPY_MODES = {"constant": "constant", "reflect": "reflect", "replicate": "nearest",
                "mirror": "mirror", "wrap": "wrap"}
-
-
-@pytest.fixture(params=SIMD_PATHS)
-def simd_path(request):
-    """Run a test once per micro-kernel path this CPU has, restoring the default after."""
-    before = fastconv.get_simd()
-    fastconv.set_simd(request.param)
-    yield request.param
-    fastconv.set_simd("generic" if before == "generic" else "auto")
-
-
-@pytest.fixture
-def thread_count():
-    before = fastconv.get_num_threads()
-    yield fastconv.set_num_threads
-    fastconv.set_num_threads(before)
 
 
 def valid(a):
@@ -142,7 +125,7 @@ def test_edge_kernel_normalisation_matches_scikit_image_weights():
 
 @pytest.mark.parametrize("mode", filters.BORDER_MODES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_filter2d_matches_reference(simd_path, mode, dtype):
+def test_filter2d_matches_reference(simd, mode, dtype):
     rng = np.random.default_rng(7)
     shapes = [(1, 1, 1, 1), (1, 1, 3, 3), (2, 3, 3, 3), (5, 1, 3, 2), (7, 19, 3, 3),
               (9, 33, 5, 4), (4, 6, 7, 9), (20, 41, 1, 5), (3, 40, 2, 2)]
@@ -158,7 +141,7 @@ def test_filter2d_matches_reference(simd_path, mode, dtype):
 
 @pytest.mark.parametrize("mode", filters.BORDER_MODES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_magnitude_in_one_pass_matches_the_two_derivatives(simd_path, mode, dtype):
+def test_magnitude_in_one_pass_matches_the_two_derivatives(simd, mode, dtype):
     x = np.random.default_rng(5).standard_normal((2, 37, 29)).astype(dtype)
     for op in ("sobel", "scharr", "prewitt"):
         func = getattr(filters, op)
@@ -170,13 +153,13 @@ def test_magnitude_in_one_pass_matches_the_two_derivatives(simd_path, mode, dtyp
                                    atol=1e-5, err_msg=op)
 
 
-def test_simd_paths_agree_and_threads_do_not_change_results(thread_count):
+def test_simds_agree_and_threads_do_not_change_results(threads):
     x = np.random.default_rng(1).random((3, 130, 517)).astype(np.float32)
     results = {}
     for path in SIMD_PATHS:
         fastconv.set_simd(path)
         for n in (1, 2):
-            thread_count(n)
+            threads(n)
             results[path, n] = np.stack([filters.sobel(x, axis=1), filters.sobel(x)])
     fastconv.set_simd("auto")
     for path in SIMD_PATHS:
