@@ -81,6 +81,21 @@ static int64_t FN(band_rows)(const fc_conv_problem *pb)
     return rows < pb->P ? rows : pb->P;
 }
 
+/* The column matrix of output rows [p0, p1) of x_group: built into col, or, for a
+ * pointwise filter, x_group itself (each column of x is already a tap). Its leading
+ * dimension goes to *ld. */
+static const REAL *FN(band_columns)(REAL *col, int64_t *ld, const REAL *x_group, int64_t Cg,
+                                    int64_t p0, int64_t p1, const fc_conv_problem *pb)
+{
+    if (col == NULL) {
+        *ld = pb->P * pb->Q;
+        return x_group + p0 * pb->Q;
+    }
+    FN(im2col)(col, x_group, Cg, p0, p1, pb);
+    *ld = (p1 - p0) * pb->Q;
+    return col;
+}
+
 fc_status FN(fc_conv_im2col_forward)(REAL *y, const REAL *x, const REAL *w, const REAL *bias,
                                      const fc_conv_problem *pb)
 {
@@ -112,13 +127,8 @@ fc_status FN(fc_conv_im2col_forward)(REAL *y, const REAL *x, const REAL *w, cons
             for (int64_t p0 = 0; p0 < pb->P; p0 += band) {
                 const int64_t p1 = p0 + band < pb->P ? p0 + band : pb->P;
                 const int64_t cols = (p1 - p0) * pb->Q;
-                const REAL *b_mat = x_group + p0 * pb->Q;  /* pointwise: x is col */
-                int64_t ldb = PQ;
-                if (!pointwise) {
-                    FN(im2col)(col, x_group, Cg, p0, p1, pb);
-                    b_mat = col;
-                    ldb = cols;
-                }
+                int64_t ldb;
+                const REAL *b_mat = FN(band_columns)(col, &ldb, x_group, Cg, p0, p1, pb);
                 if (GEMM(Kg, cols, crs, w_group, crs, 1, b_mat, ldb, 1,
                          0, y_group + p0 * pb->Q, PQ, gemm_threads) != FC_OK) {
                     failed = 1;
@@ -237,14 +247,11 @@ fc_status FN(fc_conv_im2col_backward_weight)(REAL *dw, const REAL *dy, const REA
             for (int64_t p0 = 0; p0 < pb->P; p0 += band) {
                 const int64_t p1 = p0 + band < pb->P ? p0 + band : pb->P;
                 const int64_t cols = (p1 - p0) * pb->Q;
-                const REAL *b_mat = x_group + p0 * pb->Q;  /* pointwise: x is col */
-                if (!pointwise) {
-                    FN(im2col)(col, x_group, Cg, p0, p1, pb);
-                    b_mat = col;
-                }
+                int64_t ldb;
+                const REAL *b_mat = FN(band_columns)(col, &ldb, x_group, Cg, p0, p1, pb);
                 /* my_dw[g] (Kg x crs) += dy band (Kg x cols) @ col^T (cols x crs) */
                 if (GEMM(Kg, crs, cols, dy_group + p0 * pb->Q, PQ, 1,
-                         b_mat, 1, pointwise ? PQ : cols,
+                         b_mat, 1, ldb,
                          1, my_dw + g * Kg * crs, crs, gemm_threads) != FC_OK) {
                     failed = 1;
                     break;
