@@ -75,7 +75,8 @@ def pool_geometry(func, x_shape, kernel_size, stride=None, padding=0, dilation=1
     kernel = as_int_tuple(kernel_size, "kernel_size", 2, func, 1)
     if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0):
         stride = kernel   # PyTorch: stride defaults to the window size
-    stride = as_int_tuple(stride, "stride", 2, func, 1)
+    else:
+        stride = as_int_tuple(stride, "stride", 2, func, 1)
     padding = as_int_tuple(padding, "padding", 2, func, 0)
     dilation = as_int_tuple(dilation, "dilation", 2, func, 1)
     ceil_mode = as_bool(ceil_mode, "ceil_mode", func)

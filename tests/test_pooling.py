@@ -568,6 +568,49 @@ def test_empty_batch_or_channels_give_empty_results():
     assert fastconv.max_pool2d_backward(np.ones((0, 3, 4, 4)), x, 2).shape == x.shape
 
 
+@pytest.mark.parametrize("H, W, args", [
+    (10, 10, dict(kernel_size=2)),
+    (9, 11, dict(kernel_size=2, padding=1, ceil_mode=True)),
+    (8, 13, dict(kernel_size=3, stride=2)),          # the last row and column: no window
+    (9, 9, dict(kernel_size=3, stride=2, padding=1)),
+    (12, 7, dict(kernel_size=(2, 3), stride=(3, 1), dilation=(2, 1))),
+    (5, 30, dict(kernel_size=2, stride=1)),
+])
+def test_kernels_overwrite_every_output_element(simd, H, W, args):
+    """The C kernels write every element of what they produce: outputs that start as NaN
+    garbage come out equal to the public API's (whose fresh buffers are often zero)."""
+    from fastconv import _ext
+    from fastconv.pooling import pool_geometry
+    rng = np.random.default_rng(21)
+    for dtype in DTYPES:
+        x = _input(rng, (2, 3, H, W), dtype)
+        y_api, i_api, a_api = fastconv.max_pool2d(x, **args, return_indices=True,
+                                                  return_argmax=True)
+        dy = _input(rng, y_api.shape, dtype)
+        geom = pool_geometry("test", x.shape, args["kernel_size"], args.get("stride"),
+                             args.get("padding", 0), args.get("dilation", 1),
+                             args.get("ceil_mode", False))
+        y = np.full_like(y_api, np.nan)
+        indices = np.full(y_api.shape, -7, np.int64)
+        argmax = np.full(y_api.shape, 77, np.uint8)
+        _ext.max_pool_forward(y, argmax, indices, x, geom)
+        np.testing.assert_array_equal(y, y_api)
+        np.testing.assert_array_equal(indices, i_api)
+        np.testing.assert_array_equal(argmax, a_api)
+        for saved in [(None, None), (a_api, None), (None, i_api)]:
+            dx = np.full_like(x, np.nan)
+            _ext.max_pool_backward(dx, dy, x, saved[0], saved[1], geom)
+            np.testing.assert_array_equal(dx, fastconv.max_pool2d_backward(dy, x, **args))
+        if "dilation" not in args:
+            avg_geom = geom._replace(dilation=(1, 1))
+            dx = np.full_like(x, np.nan)
+            _ext.avg_pool_backward(dx, dy, avg_geom)
+            np.testing.assert_array_equal(dx, fastconv.avg_pool2d_backward(dy, x, **args))
+            y = np.full_like(y_api, np.nan)
+            _ext.avg_pool_forward(y, x, avg_geom)
+            np.testing.assert_array_equal(y, fastconv.avg_pool2d(x, **args))
+
+
 # ---- CONCEPTS.md ----
 
 def test_concepts_pooling_example():
