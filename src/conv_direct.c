@@ -31,6 +31,12 @@
  * 1024 x 1024 image is cut into bands of ~60 rows. */
 #define FC_DIRECT_BAND_BYTES ((int64_t)256 << 10)
 
+/* The data gradient's scatter form (conv_direct_impl.h) holds a whole image: used up to
+ * this many bytes of workspace per thread, and for groups of at least this many filters
+ * (each tile sums over the filters before it adds to memory). */
+#define FC_DIRECT_IMAGE_BYTES ((int64_t)8 << 20)
+#define FC_DIRECT_SCATTER_MIN_K 1
+
 /* Elements after the last phase plane: a strip of up to FC_TILE_VW_MAX pixels that starts
  * in the band's last row reads up to that far past it. */
 #define FC_DIRECT_SLACK (2 * FC_TILE_VW_MAX)
@@ -53,6 +59,35 @@ typedef struct {
 typedef struct {
     int64_t image, channel, row, col;
 } fc_out_layout;
+
+/* Workspace aligned to a cache line (64 bytes), so the kernels' loads split cache lines the
+ * same way on every call; release with free_aligned. */
+static void *malloc_aligned(size_t bytes)
+{
+    unsigned char *raw = malloc(bytes + 64 + sizeof(void *));
+    if (raw == NULL) {
+        return NULL;
+    }
+    uintptr_t p = ((uintptr_t)(raw + sizeof(void *)) + 63) & ~(uintptr_t)63;
+    ((void **)p)[-1] = raw;
+    return (void *)p;
+}
+
+static void *calloc_aligned(size_t bytes)
+{
+    void *p = malloc_aligned(bytes);
+    if (p != NULL) {
+        memset(p, 0, bytes);
+    }
+    return p;
+}
+
+static void free_aligned(void *p)
+{
+    if (p != NULL) {
+        free(((void **)p)[-1]);
+    }
+}
 
 static int current_thread(void)
 {
@@ -78,24 +113,31 @@ static int64_t gcd64(int64_t a, int64_t b)
     return a;
 }
 
-/* Band height: the buffer fits FC_DIRECT_BAND_BYTES, and with fewer than 4 (image, group)
- * pairs per thread the images are cut further so that every thread gets work. */
-static void band_geom(fc_band_geom *gm, const fc_conv_problem *pb, int nthreads,
-                      int64_t elem_size)
+/* Output rows per band: the buffer fits FC_DIRECT_BAND_BYTES, and with fewer than 4
+ * (image, group) pairs per thread the images are cut further so every thread gets work. */
+static int64_t band_rows(const fc_conv_problem *pb, int nthreads, int64_t elem_size)
+{
+    const int64_t sh = pb->stride_h, sw = pb->stride_w;
+    const int64_t reach_rows = (pb->R - 1) * pb->dil_h / sh;
+    const int64_t pitch = pb->Q + (pb->S - 1) * pb->dil_w / sw;
+    const int64_t row_bytes = (pb->C / pb->groups) * sh * sw * pitch * elem_size;
+    int64_t band = FC_DIRECT_BAND_BYTES / row_bytes - reach_rows;
+    const int64_t pairs = pb->N * pb->groups;
+    if (nthreads > 1 && pairs < 4 * (int64_t)nthreads) {
+        const int64_t bands_per_pair = fc_ceil_div(4 * (int64_t)nthreads, pairs);
+        band = min64(band, fc_ceil_div(pb->P, bands_per_pair));
+    }
+    return band < 1 ? 1 : min64(band, pb->P);
+}
+
+/* The band buffer's geometry for bands of `band` output rows. */
+static void band_geom(fc_band_geom *gm, const fc_conv_problem *pb, int64_t band)
 {
     const int64_t sh = pb->stride_h, sw = pb->stride_w;
     gm->ch = pb->C / pb->groups;
     gm->taps = gm->ch * pb->R * pb->S;
     gm->reach_rows = (pb->R - 1) * pb->dil_h / sh;
     gm->pitch = pb->Q + (pb->S - 1) * pb->dil_w / sw;
-    const int64_t row_bytes = gm->ch * sh * sw * gm->pitch * elem_size;
-    int64_t band = FC_DIRECT_BAND_BYTES / row_bytes - gm->reach_rows;
-    const int64_t pairs = pb->N * pb->groups;
-    if (nthreads > 1 && pairs < 4 * (int64_t)nthreads) {
-        const int64_t bands_per_pair = fc_ceil_div(4 * (int64_t)nthreads, pairs);
-        band = min64(band, fc_ceil_div(pb->P, bands_per_pair));
-    }
-    band = band < 1 ? 1 : min64(band, pb->P);
     gm->band = band;
     gm->nbands = fc_ceil_div(pb->P, band);
     gm->plane = (band + gm->reach_rows) * gm->pitch;

@@ -11,9 +11,29 @@ static FN(fc_tile_kernel) FN(tile_kernel)(int kb)
     return fc_simd_avx2() ? FN(fc_tile_avx2)[kb] : FN(fc_tile_generic)[kb];
 }
 
+static FN(fc_tile_add_kernel) FN(tile_add_kernel)(int kb)
+{
+    return fc_simd_avx2() ? FN(fc_tile_add_avx2)[kb] : FN(fc_tile_add_generic)[kb];
+}
+
 static FN(fc_wgrad_kernel) FN(wgrad_kernel)(int kb)
 {
     return fc_simd_avx2() ? FN(fc_wgrad_avx2)[kb] : FN(fc_wgrad_generic)[kb];
+}
+
+static FN(fc_wgradk_kernel) FN(wgradk_kernel)(int nv)
+{
+    return fc_simd_avx2() ? FN(fc_wgradk_avx2)[nv] : FN(fc_wgradk_generic)[nv];
+}
+
+/* 1 if a[0..n) holds no inf and no NaN. */
+static int FN(all_finite)(const REAL *a, int64_t n)
+{
+    int bad = 0;
+    for (int64_t i = 0; i < n; i++) {
+        bad |= !(a[i] - a[i] == 0);
+    }
+    return !bad;
 }
 
 /* buf (Cg, sh, sw, rows + reach_rows, pitch) <- the zero-padded input rows that output rows
@@ -105,7 +125,7 @@ static fc_status FN(correlate)(REAL *y, const fc_out_layout *yl, const REAL *x, 
     const int64_t G = pb->groups, Kg = pb->K / G, P = pb->P, Q = pb->Q;
     const int nthreads = fc_get_num_threads();
     fc_band_geom gm;
-    band_geom(&gm, pb, nthreads, (int64_t)sizeof(REAL));
+    band_geom(&gm, pb, band_rows(pb, nthreads, (int64_t)sizeof(REAL)));
     const int64_t T = gm.taps, nblocks = filter_blocks(Kg, FC_TILE_KB_MAX);
     const int64_t items = pb->N * G * gm.nbands;
 
@@ -127,7 +147,7 @@ static fc_status FN(correlate)(REAL *y, const fc_out_layout *yl, const REAL *x, 
 
 #pragma omp parallel num_threads(nthreads) reduction(|| : failed)
     {
-        REAL *buf = calloc((size_t)gm.size, sizeof(REAL));
+        REAL *buf = calloc_aligned((size_t)gm.size * sizeof(REAL));
         _Alignas(32) REAL tile[FC_TILE_KB_MAX * FC_TILE_VW_MAX];
         fc_strip_map map;
         fc_strip_map tile_map = {.nseg = 1};  /* all lanes into `tile`, for scatter_tile */
@@ -167,7 +187,7 @@ static fc_status FN(correlate)(REAL *y, const fc_out_layout *yl, const REAL *x, 
                 }
             }
         }
-        free(buf);
+        free_aligned(buf);
     }
     free(off);
     free(wpack);
@@ -199,13 +219,195 @@ static void FN(zero_outputs)(REAL *y, const fc_out_layout *yl, int64_t N, int64_
     }
 }
 
-fc_status FN(fc_conv_direct_backward_data)(REAL *dx, const REAL *dy, const REAL *w,
+/* dyb (nk, ldd) <- rows [p0, p0 + rows) of nk planes of dy (each P x Q) in the band's pixel
+ * numbering v = (p - p0)*pitch + q, with 0 in the columns q >= Q and from v = rows*pitch
+ * up to ldd: those pixels add nothing to a sum over v. */
+static void FN(fill_dy_band)(REAL *dyb, int64_t ldd, const REAL *dy, int64_t nk, int64_t p0,
+                             int64_t rows, int64_t pitch, const fc_conv_problem *pb)
+{
+    const int64_t P = pb->P, Q = pb->Q;
+    for (int64_t k = 0; k < nk; k++) {
+        REAL *dst = dyb + k * ldd;
+        const REAL *src = dy + (k * P + p0) * Q;
+        for (int64_t i = 0; i < rows; i++) {
+            memcpy(dst + i * pitch, src + i * Q, (size_t)Q * sizeof(REAL));
+            memset(dst + i * pitch + Q, 0, (size_t)(pitch - Q) * sizeof(REAL));
+        }
+        memset(dst + rows * pitch, 0, (size_t)(ldd - rows * pitch) * sizeof(REAL));
+    }
+}
+
+/* dyt (rows*Q, ldv) <- rows [p0, p0 + rows) of nk planes of dy, filters contiguous:
+ * dyt[(i*Q + q)*ldv + k] = dy[k][p0 + i][q], and 0 for the filters nk..ldv-1. */
+static void FN(fill_dy_transposed)(REAL *dyt, int64_t ldv, const REAL *dy, int64_t nk,
+                                   int64_t p0, int64_t rows, const fc_conv_problem *pb)
+{
+    const int64_t npix = rows * pb->Q;
+    const REAL *src = dy + p0 * pb->Q;
+    for (int64_t v = 0; v < npix; v++) {
+        for (int64_t k = nk; k < ldv; k++) {
+            dyt[v * ldv + k] = 0;
+        }
+    }
+    for (int64_t k = 0; k < nk; k++) {
+        const REAL *plane = src + k * pb->P * pb->Q;
+        for (int64_t v = 0; v < npix; v++) {
+            dyt[v * ldv + k] = plane[v];
+        }
+    }
+}
+
+/* dx_group (Cg, H, W) <- the pixels of a whole-image band buffer that are not padding;
+ * pixels that no output reads get 0. The adjoint of fill_band. */
+static void FN(unfill_image)(REAL *dx_group, const REAL *buf, const fc_band_geom *gm,
+                             const fc_conv_problem *pb)
+{
+    const int64_t sh = pb->stride_h, sw = pb->stride_w, H = pb->H, W = pb->W;
+    const int64_t rows = gm->band + gm->reach_rows;
+    for (int64_t c = 0; c < gm->ch; c++) {
+        for (int64_t h = 0; h < H; h++) {
+            REAL *dst = dx_group + (c * H + h) * W;
+            memset(dst, 0, (size_t)W * sizeof(REAL));
+            const int64_t a = (h + pb->pad_top) % sh, i = (h + pb->pad_top) / sh;
+            if (i >= rows) {
+                continue;
+            }
+            for (int64_t b = 0; b < sw; b++) {
+                /* buffer column j holds dx column j*sw + b - pad_left */
+                const REAL *src = buf + ((c * sh + a) * sw + b) * gm->plane + i * gm->pitch;
+                const int64_t first = b - pb->pad_left;
+                int64_t lo, hi;
+                fc_valid_range(gm->pitch, W, sw, first, &lo, &hi);
+                if (sw == 1) {
+                    memcpy(dst + lo + first, src + lo, (size_t)(hi - lo) * sizeof(REAL));
+                } else {
+                    for (int64_t j = lo; j < hi; j++) {
+                        dst[j * sw + first] = src[j];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* The data gradient as the forward's exact adjoint: where the forward reads
+ * x_band[v + off[t]], this adds w[k][t] * dy[k][v] into the same place of a dx band
+ * buffer. One band is the whole image (bands would overlap on their halo rows), so this
+ * serves problems with enough (image, group) pairs for the threads.
+ * The taps of one tile are the same (r, s) of kb channels: their buffer rows lie a whole
+ * channel of the buffer apart, so a tile's rows never overlap. */
+static int FN(scatter_suits)(const fc_conv_problem *pb, const REAL *w, int nthreads)
+{
+    const int64_t Cg = pb->C / pb->groups, Kg = pb->K / pb->groups;
+    fc_band_geom gm;
+    band_geom(&gm, pb, pb->P);
+    const int64_t bytes = (gm.size + Kg * (pb->P * gm.pitch + FC_TILE_VW_MAX))
+                          * (int64_t)sizeof(REAL);
+    return pb->N * pb->groups >= nthreads
+        && Kg >= FC_DIRECT_SCATTER_MIN_K
+        && pb->stride_h * pb->stride_w * gm.plane >= FC_TILE_VW_MAX
+        && bytes <= FC_DIRECT_IMAGE_BYTES
+        /* an inf or NaN weight times the zeros past a row's end must not reach dx */
+        && FN(all_finite)(w, pb->K * Cg * pb->R * pb->S);
+}
+
+static fc_status FN(backward_data_scatter)(REAL *dx, const REAL *dy, const REAL *w,
                                            const fc_conv_problem *pb)
 {
-    /* dx (N, C, H, W) = the transposed convolution of dy (N, K, P, Q) with w (K, C/g, R, S),
-     * run as stride_h x stride_w stride-1 correlations of dy with flipped, transposed
-     * sub-filters (see phase_axis), each writing every stride-th pixel of dx. A stride-1
-     * layer is a single phase: one correlation writing all of dx. */
+    /* dx (N, C, H, W) from dy (N, K, P, Q) and w (K, C/g, R, S): per (image, group),
+     * dxb (Cg, sh, sw, rows, pitch) += w^T dy at the forward's tap offsets, then
+     * dx <- dxb without its padding. */
+    const int64_t G = pb->groups, Cg = pb->C / G, Kg = pb->K / G, P = pb->P, Q = pb->Q;
+    const int64_t RS = pb->R * pb->S;
+    const int nthreads = fc_get_num_threads();
+    fc_band_geom gm;
+    band_geom(&gm, pb, P);
+    const int64_t T = gm.taps, nblocks = filter_blocks(Cg, FC_TILE_KB_MAX);
+    const int64_t ldd = P * gm.pitch + FC_TILE_VW_MAX;  /* zeros for strips past the end */
+    const int64_t v_end = (P - 1) * gm.pitch + Q;
+
+    int64_t *off = malloc((size_t)T * sizeof(int64_t));
+    int64_t *dy_off = malloc((size_t)Kg * sizeof(int64_t));
+    REAL *wt = malloc((size_t)(pb->K * T) * sizeof(REAL));
+    if (off == NULL || dy_off == NULL || wt == NULL) {
+        free(off);
+        free(dy_off);
+        free(wt);
+        return FC_ERR_NOMEM;
+    }
+    tap_offsets(off, &gm, pb);
+    for (int64_t k = 0; k < Kg; k++) {
+        dy_off[k] = k * ldd;
+    }
+    /* wt: for group g, tap (r, s) and channel block (c0, kb), [k][i] = w[g*Kg + k][c0 + i][r][s]
+     * at wt + ((g*RS + rs)*Cg + c0)*Kg: the dy channels are the tile kernel's taps. */
+    for (int64_t g = 0; g < G; g++) {
+        for (int64_t rs = 0; rs < RS; rs++) {
+            for (int64_t b = 0; b < nblocks; b++) {
+                int64_t c0;
+                int kb;
+                filter_block(Cg, nblocks, b, &c0, &kb);
+                REAL *dst = wt + ((g * RS + rs) * Cg + c0) * Kg;
+                for (int64_t k = 0; k < Kg; k++) {
+                    for (int i = 0; i < kb; i++) {
+                        dst[k * kb + i] = w[((g * Kg + k) * Cg + c0 + i) * RS + rs];
+                    }
+                }
+            }
+        }
+    }
+    int failed = 0;
+
+#pragma omp parallel num_threads(nthreads) reduction(|| : failed)
+    {
+        REAL *dxb = malloc_aligned((size_t)gm.size * sizeof(REAL));
+        REAL *dyb = malloc_aligned((size_t)(Kg * ldd) * sizeof(REAL));
+        int64_t yoff[FC_TILE_KB_MAX];
+        if (dxb == NULL || dyb == NULL) {
+            failed = 1;
+        }
+#pragma omp for schedule(static)
+        for (int64_t ng = 0; ng < pb->N * G; ng++) {
+            if (failed) {
+                continue;
+            }
+            const int64_t n = ng / G, g = ng % G;
+            FN(fill_dy_band)(dyb, ldd, dy + (n * pb->K + g * Kg) * P * Q, Kg, 0, P, gm.pitch, pb);
+            memset(dxb, 0, (size_t)gm.size * sizeof(REAL));
+            for (int64_t rs = 0; rs < RS; rs++) {
+                for (int64_t b = 0; b < nblocks; b++) {
+                    int64_t c0;
+                    int kb;
+                    filter_block(Cg, nblocks, b, &c0, &kb);
+                    for (int i = 0; i < kb; i++) {
+                        yoff[i] = off[(c0 + i) * RS + rs];
+                    }
+                    const FN(fc_tile_add_kernel) kernel = FN(tile_add_kernel)(kb);
+                    const int vw = FC_TILE_VW(kb, sizeof(REAL));
+                    const REAL *wb = wt + ((g * RS + rs) * Cg + c0) * Kg;
+                    for (int64_t v = 0; v < v_end; v += vw) {
+                        kernel(dxb + v, yoff, dyb + v, dy_off, Kg, wb);
+                    }
+                }
+            }
+            FN(unfill_image)(dx + (n * pb->C + g * Cg) * pb->H * pb->W, dxb, &gm, pb);
+        }
+        free_aligned(dxb);
+        free_aligned(dyb);
+    }
+    free(off);
+    free(dy_off);
+    free(wt);
+    return failed ? FC_ERR_NOMEM : FC_OK;
+}
+
+/* The data gradient as stride_h x stride_w stride-1 correlations of dy with flipped,
+ * transposed sub-filters (see phase_axis), each writing every stride-th pixel of dx; a
+ * stride-1 layer is a single correlation writing all of dx. Works for any problem (dy is
+ * cut in bands like x in the forward); computes the zero padding's products too. */
+static fc_status FN(backward_data_gather)(REAL *dx, const REAL *dy, const REAL *w,
+                                          const fc_conv_problem *pb)
+{
     const int64_t G = pb->groups, Cg = pb->C / G, Kg = pb->K / G, H = pb->H, W = pb->W;
     const fc_out_layout yl = {pb->C * H * W, H * W, pb->stride_h * W, pb->stride_w};
     REAL *wsub = malloc((size_t)(pb->C * Kg * pb->R * pb->S) * sizeof(REAL));
@@ -262,22 +464,136 @@ fc_status FN(fc_conv_direct_backward_data)(REAL *dx, const REAL *dy, const REAL 
     return status;
 }
 
+fc_status FN(fc_conv_direct_backward_data)(REAL *dx, const REAL *dy, const REAL *w,
+                                           const fc_conv_problem *pb)
+{
+    /* dx (N, C, H, W) = the transposed convolution of dy (N, K, P, Q) with w (K, C/g, R, S) */
+    if (FN(scatter_suits)(pb, w, fc_get_num_threads())) {
+        return FN(backward_data_scatter)(dx, dy, w, pb);
+    }
+    return FN(backward_data_gather)(dx, dy, w, pb);
+}
+
+/* 1 if every value a band buffer of `rows` output rows holds is finite. */
+static int FN(band_finite)(const REAL *buf, int64_t rows, const fc_band_geom *gm,
+                           const fc_conv_problem *pb)
+{
+    const int64_t planes = gm->ch * pb->stride_h * pb->stride_w;
+    for (int64_t i = 0; i < planes; i++) {
+        if (!FN(all_finite)(buf + i * gm->plane, (rows + gm->reach_rows) * gm->pitch)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Weight gradient vectorised over filters (the kernel is wgradk), for groups whose filters
+ * fill whole vectors better than the output rows do: per work item, dy transposed to
+ * (pixels, filters), then TB taps x NV vectors of filters of dw^T in registers over the
+ * band's pixels. Each thread sums into its own dw^T (G, T, ldv); the copies are added in
+ * thread order while transposing back. */
+static int FN(wgrad_by_filters)(const fc_conv_problem *pb, const fc_band_geom *gm)
+{
+    const int64_t VL = 32 / (int64_t)sizeof(REAL), Kg = pb->K / pb->groups;
+    const double filter_lanes = (double)Kg / (double)(fc_ceil_div(Kg, VL) * VL);
+    const double pixel_lanes = (double)pb->Q / (double)gm->pitch;
+    return filter_lanes > pixel_lanes;
+}
+
+static fc_status FN(backward_weight_by_filters)(REAL *dw, const REAL *dy, const REAL *x,
+                                                const fc_conv_problem *pb,
+                                                const fc_band_geom *gm, int nthreads)
+{
+    const int64_t G = pb->groups, Kg = pb->K / G, P = pb->P, Q = pb->Q, T = gm->taps;
+    const int64_t VL = 32 / (int64_t)sizeof(REAL);
+    const int64_t ldv = fc_ceil_div(Kg, VL) * VL, dwt_size = G * T * ldv;
+    const int64_t nblocks = filter_blocks(ldv / VL, FC_WGRADK_NV_MAX);
+    const int64_t items = pb->N * G * gm->nbands;
+    const int team = items < nthreads ? (int)items : nthreads;
+
+    int64_t *off = malloc((size_t)(T + FC_WGRAD_TB_MAX) * sizeof(int64_t));
+    REAL *dwt = calloc((size_t)(team * dwt_size), sizeof(REAL));
+    if (off == NULL || dwt == NULL) {
+        free(off);
+        free(dwt);
+        return FC_ERR_NOMEM;
+    }
+    tap_offsets(off, gm, pb);
+    for (int64_t t = T; t < T + FC_WGRAD_TB_MAX; t++) {
+        off[t] = off[T - 1];
+    }
+    int failed = 0;
+
+#pragma omp parallel num_threads(team) reduction(|| : failed)
+    {
+        REAL *my_dwt = dwt + current_thread() * dwt_size;
+        REAL *buf = calloc_aligned((size_t)gm->size * sizeof(REAL));
+        REAL *dyt = malloc_aligned((size_t)(gm->band * Q * ldv) * sizeof(REAL));
+        if (buf == NULL || dyt == NULL) {
+            failed = 1;
+        }
+#pragma omp for schedule(static)
+        for (int64_t it = 0; it < items; it++) {
+            if (failed) {
+                continue;
+            }
+            const int64_t n = it / (G * gm->nbands), g = it / gm->nbands % G;
+            const int64_t p0 = it % gm->nbands * gm->band, rows = min64(gm->band, P - p0);
+            FN(fill_band)(buf, x + (n * pb->C + g * gm->ch) * pb->H * pb->W, p0, rows, gm, pb);
+            FN(fill_dy_transposed)(dyt, ldv, dy + (n * pb->K + g * Kg) * P * Q, Kg, p0, rows, pb);
+            for (int64_t b = 0; b < nblocks; b++) {
+                int64_t v0;
+                int nv;
+                filter_block(ldv / VL, nblocks, b, &v0, &nv);
+                const FN(fc_wgradk_kernel) kernel = FN(wgradk_kernel)(nv);
+                const int tb = FC_WGRADK_TB(nv);
+                for (int64_t t0 = 0; t0 < T; t0 += tb) {
+                    kernel(my_dwt + (g * T + t0) * ldv + v0 * VL, ldv, (int)min64(tb, T - t0),
+                           dyt + v0 * VL, ldv, buf, off + t0, gm->pitch, rows, Q);
+                }
+            }
+        }
+        free_aligned(buf);
+        free_aligned(dyt);
+    }
+    for (int64_t g = 0; g < G; g++) {
+        for (int64_t k = 0; k < Kg; k++) {
+            for (int64_t t = 0; t < T; t++) {
+                REAL sum = 0;
+                for (int th = 0; th < team; th++) {
+                    sum += dwt[th * dwt_size + (g * T + t) * ldv + k];
+                }
+                dw[(g * Kg + k) * T + t] = sum;
+            }
+        }
+    }
+    free(off);
+    free(dwt);
+    return failed ? FC_ERR_NOMEM : FC_OK;
+}
+
 fc_status FN(fc_conv_direct_backward_weight)(REAL *dw, const REAL *dy, const REAL *x,
                                              const fc_conv_problem *pb)
 {
     /* dw (K, C/g, R, S) = sum over n, p, q of dy (N, K, P, Q) * the x (N, C, H, W) pixel
      * each tap read. Per work item, the forward's band buffer, then KB filters x TB taps
-     * of dw summed in registers over the band. Each thread sums its items into its own
-     * copy of dw and the copies are added in thread order, so the result is bitwise
-     * reproducible at a given thread count. */
+     * of dw summed in registers over the band's pixels (numbered as in the forward, with
+     * dy copied into that numbering and 0 past each row's end; if the band holds an inf or
+     * NaN, row by row with masked ends instead, so it cannot meet those zeros). Each
+     * thread sums its items into its own copy of dw and the copies are added in thread
+     * order, so the result is bitwise reproducible at a given thread count. */
     const int64_t G = pb->groups, Kg = pb->K / G, P = pb->P, Q = pb->Q;
     const int nthreads = fc_get_num_threads();
     fc_band_geom gm;
-    band_geom(&gm, pb, nthreads, (int64_t)sizeof(REAL));
+    band_geom(&gm, pb, band_rows(pb, nthreads, (int64_t)sizeof(REAL)));
+    if (FN(wgrad_by_filters)(pb, &gm)) {
+        return FN(backward_weight_by_filters)(dw, dy, x, pb, &gm, nthreads);
+    }
     const int64_t T = gm.taps, dw_size = pb->K * T;
     const int64_t nblocks = filter_blocks(Kg, FC_WGRAD_KB_MAX);
     const int64_t items = pb->N * G * gm.nbands;
     const int team = items < nthreads ? (int)items : nthreads;
+    const int64_t ldd = gm.band * gm.pitch;
 
     /* The last tap block is padded with copies of the last tap: valid reads, sums dropped. */
     int64_t *off = malloc((size_t)(T + FC_WGRAD_TB_MAX) * sizeof(int64_t));
@@ -298,8 +614,9 @@ fc_status FN(fc_conv_direct_backward_weight)(REAL *dw, const REAL *dy, const REA
     {
         const int th = current_thread();
         REAL *my_dw = th == 0 ? dw : partials + (th - 1) * dw_size;
-        REAL *buf = calloc((size_t)gm.size, sizeof(REAL));
-        if (buf == NULL) {
+        REAL *buf = calloc_aligned((size_t)gm.size * sizeof(REAL));
+        REAL *dyb = malloc_aligned((size_t)(Kg * ldd) * sizeof(REAL));
+        if (buf == NULL || dyb == NULL) {
             failed = 1;
         }
 #pragma omp for schedule(static)
@@ -309,22 +626,35 @@ fc_status FN(fc_conv_direct_backward_weight)(REAL *dw, const REAL *dy, const REA
             }
             const int64_t n = it / (G * gm.nbands), g = it / gm.nbands % G;
             const int64_t p0 = it % gm.nbands * gm.band, rows = min64(gm.band, P - p0);
+            const REAL *dy_group = dy + (n * pb->K + g * Kg) * P * Q;
             FN(fill_band)(buf, x + (n * pb->C + g * gm.ch) * pb->H * pb->W, p0, rows, &gm, pb);
+            const int flat = FN(band_finite)(buf, rows, &gm, pb);
+            if (flat) {
+                FN(fill_dy_band)(dyb, ldd, dy_group, Kg, p0, rows, gm.pitch, pb);
+            }
+            const int64_t v_end = (rows - 1) * gm.pitch + Q;
             for (int64_t b = 0; b < nblocks; b++) {
                 int64_t k0;
                 int kb;
                 filter_block(Kg, nblocks, b, &k0, &kb);
                 const FN(fc_wgrad_kernel) kernel = FN(wgrad_kernel)(kb);
                 const int tb = FC_WGRAD_TB(kb);
-                const REAL *dy_block = dy + ((n * pb->K + g * Kg + k0) * P + p0) * Q;
                 REAL *dw_block = my_dw + (g * Kg + k0) * T;
                 for (int64_t t0 = 0; t0 < T; t0 += tb) {
-                    kernel(dw_block + t0, T, (int)min64(tb, T - t0), dy_block, P * Q, Q,
-                           buf, off + t0, gm.pitch, rows, Q);
+                    const int nt = (int)min64(tb, T - t0);
+                    if (flat) {
+                        /* one "row" of v_end pixels */
+                        kernel(dw_block + t0, T, nt, dyb + k0 * ldd, ldd, 0, buf, off + t0,
+                               0, 1, v_end);
+                    } else {
+                        kernel(dw_block + t0, T, nt, dy_group + (k0 * P + p0) * Q, P * Q, Q,
+                               buf, off + t0, gm.pitch, rows, Q);
+                    }
                 }
             }
         }
-        free(buf);
+        free_aligned(buf);
+        free_aligned(dyb);
     }
     for (int t = 1; t < team; t++) {
         const REAL *part = partials + (t - 1) * dw_size;
