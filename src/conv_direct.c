@@ -32,10 +32,8 @@
 #define FC_DIRECT_BAND_BYTES ((int64_t)256 << 10)
 
 /* The data gradient's scatter form (conv_direct_impl.h) holds a whole image: used up to
- * this many bytes of workspace per thread, and for groups of at least this many filters
- * (each tile sums over the filters before it adds to memory). */
+ * this many bytes of workspace per thread. */
 #define FC_DIRECT_IMAGE_BYTES ((int64_t)8 << 20)
-#define FC_DIRECT_SCATTER_MIN_K 1
 
 /* Elements after the last phase plane: a strip of up to FC_TILE_VW_MAX pixels that starts
  * in the band's last row reads up to that far past it. */
@@ -161,8 +159,28 @@ static void tap_offsets(int64_t *off, const fc_band_geom *gm, const fc_conv_prob
     }
 }
 
-/* Filters of one group are cut into nblocks blocks of at most kb_max, sizes differing by at
- * most one (16 filters in blocks of <= 6: 6, 5, 5), so that no kernel runs mostly empty. */
+/* Rows of a tile kernel (filters, or channels of the scatter form) are cut into blocks of
+ * 6, the last 8 or fewer as one block or two of 4 and 3-4: blocks of 6, 4 and 3 rows keep
+ * 12 accumulators busy (5 and 2 rows only 10). 10 filters: 6 + 4; 16: 6 + 6 + 4. */
+static int64_t tile_blocks(int64_t n)
+{
+    return n <= 8 ? (n <= FC_TILE_KB_MAX ? 1 : 2) : 1 + tile_blocks(n - FC_TILE_KB_MAX);
+}
+
+static void tile_block(int64_t n, int64_t b, int64_t *r0, int *kb)
+{
+    int64_t start = 0, left = n, size = 0;
+    for (int64_t i = 0; i <= b; i++) {
+        start += size;
+        left -= size;
+        size = left > 8 ? FC_TILE_KB_MAX : left > FC_TILE_KB_MAX ? left / 2 : left;
+    }
+    *r0 = start;
+    *kb = (int)size;
+}
+
+/* Filters cut into nblocks blocks of at most kb_max, sizes differing by at most one (the
+ * weight-gradient kernels). */
 static int64_t filter_blocks(int64_t Kg, int kb_max)
 {
     return fc_ceil_div(Kg, kb_max);

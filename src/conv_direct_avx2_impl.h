@@ -64,7 +64,10 @@ FC_AVX2_INLINE void FN(tile_taps)(const int KB, const int NV, VEC acc[12], const
     }
 }
 
-/* tile (KB filters, NV*VL pixels), from the bias, stored through the strip map. */
+/* tile (KB filters, NV*VL pixels), from the bias, stored through the strip map. The
+ * accumulators go through memory once, with constant indices: any run-time-dependent use
+ * of them (such as storing each straight through the map) makes GCC keep them all in
+ * memory, a store per FMA. */
 FC_AVX2_INLINE void FN(tile)(const int KB, const int NV, REAL *y, const fc_strip_map *map,
                              const REAL *x, const int64_t *off, int64_t ntaps, const REAL *w,
                              const REAL *bias)

@@ -43,26 +43,28 @@ static void FN(fill_band)(REAL *buf, const REAL *x_group, int64_t p0, int64_t ro
 {
     const int64_t sh = pb->stride_h, sw = pb->stride_w, H = pb->H, W = pb->W;
     const int64_t pitch = gm->pitch;
-    for (int64_t c = 0; c < gm->ch; c++) {
-        for (int64_t a = 0; a < sh; a++) {
-            for (int64_t i = 0; i < rows + gm->reach_rows; i++) {
-                const int64_t h = (p0 + i) * sh + a - pb->pad_top;
-                for (int64_t b = 0; b < sw; b++) {
-                    REAL *dst = buf + ((c * sh + a) * sw + b) * gm->plane + i * pitch;
+    for (int64_t b = 0; b < sw; b++) {
+        /* column j of phase b holds x column j*sw + first, inside the row for j in [lo, hi) */
+        const int64_t first = b - pb->pad_left;
+        int64_t lo, hi;
+        fc_valid_range(pitch, W, sw, first, &lo, &hi);
+        for (int64_t c = 0; c < gm->ch; c++) {
+            for (int64_t a = 0; a < sh; a++) {
+                REAL *dst = buf + ((c * sh + a) * sw + b) * gm->plane;
+                for (int64_t i = 0; i < rows + gm->reach_rows; i++, dst += pitch) {
+                    const int64_t h = (p0 + i) * sh + a - pb->pad_top;
                     if (h < 0 || h >= H) {
                         memset(dst, 0, (size_t)pitch * sizeof(REAL));
                         continue;
                     }
-                    /* dst[j] = x[c][h][j*sw + b - pad_left] where that is inside the row */
-                    const int64_t first = b - pb->pad_left;
                     const REAL *src = x_group + (c * H + h) * W;
-                    int64_t lo, hi;
-                    fc_valid_range(pitch, W, sw, first, &lo, &hi);
                     for (int64_t j = 0; j < lo; j++) {
                         dst[j] = 0;
                     }
                     if (sw == 1) {
-                        memcpy(dst + lo, src + lo + first, (size_t)(hi - lo) * sizeof(REAL));
+                        for (int64_t j = lo; j < hi; j++) {
+                            dst[j] = src[j + first];
+                        }
                     } else {
                         for (int64_t j = lo; j < hi; j++) {
                             dst[j] = src[j * sw + first];
@@ -81,12 +83,12 @@ static void FN(fill_band)(REAL *buf, const REAL *x_group, int64_t p0, int64_t ro
  * the tile kernel reads them; block (g, k0) starts at wp + (g*Kg + k0)*T. */
 static void FN(pack_filters)(REAL *wp, const REAL *w, int64_t Kg, int64_t groups, int64_t T)
 {
-    const int64_t nblocks = filter_blocks(Kg, FC_TILE_KB_MAX);
+    const int64_t nblocks = tile_blocks(Kg);
     for (int64_t g = 0; g < groups; g++) {
         for (int64_t b = 0; b < nblocks; b++) {
             int64_t k0;
             int kb;
-            filter_block(Kg, nblocks, b, &k0, &kb);
+            tile_block(Kg, b, &k0, &kb);
             const REAL *src = w + (g * Kg + k0) * T;
             REAL *dst = wp + (g * Kg + k0) * T;
             for (int64_t t = 0; t < T; t++) {
@@ -126,7 +128,7 @@ static fc_status FN(correlate)(REAL *y, const fc_out_layout *yl, const REAL *x, 
     const int nthreads = fc_get_num_threads();
     fc_band_geom gm;
     band_geom(&gm, pb, band_rows(pb, nthreads, (int64_t)sizeof(REAL)));
-    const int64_t T = gm.taps, nblocks = filter_blocks(Kg, FC_TILE_KB_MAX);
+    const int64_t T = gm.taps, nblocks = tile_blocks(Kg);
     const int64_t items = pb->N * G * gm.nbands;
 
     int64_t *off = malloc((size_t)T * sizeof(int64_t));
@@ -166,7 +168,7 @@ static fc_status FN(correlate)(REAL *y, const fc_out_layout *yl, const REAL *x, 
             for (int64_t b = 0; b < nblocks; b++) {
                 int64_t k0;
                 int kb;
-                filter_block(Kg, nblocks, b, &k0, &kb);
+                tile_block(Kg, b, &k0, &kb);
                 const FN(fc_tile_kernel) kernel = FN(tile_kernel)(kb);
                 const int vw = FC_TILE_VW(kb, sizeof(REAL));
                 const REAL *wb = wpack + (g * Kg + k0) * T, *bb = bpack + g * Kg + k0;
@@ -181,9 +183,9 @@ static fc_status FN(correlate)(REAL *y, const fc_out_layout *yl, const REAL *x, 
                         kernel(tile, &tile_map, buf + v, off, T, wb, bb);
                         FN(scatter_tile)(yb, tile, kb, vw, pl, q, rows, gm.pitch, Q, yl);
                     }
-                    q += vw;
-                    pl += q / gm.pitch;
-                    q %= gm.pitch;
+                    for (q += vw; q >= gm.pitch; q -= gm.pitch) {
+                        pl++;
+                    }
                 }
             }
         }
@@ -292,10 +294,15 @@ static void FN(unfill_image)(REAL *dx_group, const REAL *buf, const fc_band_geom
 
 /* The data gradient as the forward's exact adjoint: where the forward reads
  * x_band[v + off[t]], this adds w[k][t] * dy[k][v] into the same place of a dx band
- * buffer. One band is the whole image (bands would overlap on their halo rows), so this
- * serves problems with enough (image, group) pairs for the threads.
+ * buffer. It computes only the P x Q pixels of dy (the gather form below computes all
+ * H x W pixels of dx, over dy's zero padding) but adds each tile to memory after summing
+ * just the group's filters. One band is the whole image (bands would overlap on their
+ * halo rows), so it serves problems with enough (image, group) pairs for the threads.
  * The taps of one tile are the same (r, s) of kb channels: their buffer rows lie a whole
- * channel of the buffer apart, so a tile's rows never overlap. */
+ * channel of the buffer apart, so a tile's rows never overlap.
+ * Measured (AVX2, one thread): scatter wins on "valid" layers (LeNet-5: 0.39 vs 0.52 ms and
+ * 0.62 vs 1.05 ms) and strided ones (stride phases make the gather form scatter pixel by
+ * pixel), gather on "same" layers and single filters. */
 static int FN(scatter_suits)(const fc_conv_problem *pb, const REAL *w, int nthreads)
 {
     const int64_t Cg = pb->C / pb->groups, Kg = pb->K / pb->groups;
@@ -303,8 +310,12 @@ static int FN(scatter_suits)(const fc_conv_problem *pb, const REAL *w, int nthre
     band_geom(&gm, pb, pb->P);
     const int64_t bytes = (gm.size + Kg * (pb->P * gm.pitch + FC_TILE_VW_MAX))
                           * (int64_t)sizeof(REAL);
+    const int strided = pb->stride_h > 1 || pb->stride_w > 1;
+    /* pixels x taps computed, relative to the gather form's (stride 1) */
+    const double work = (double)(pb->P * gm.pitch)
+                        / (double)(pb->H * (pb->W + (pb->S - 1) * pb->dil_w));
     return pb->N * pb->groups >= nthreads
-        && Kg >= FC_DIRECT_SCATTER_MIN_K
+        && (strided || (Kg >= 2 && work <= 0.95))
         && pb->stride_h * pb->stride_w * gm.plane >= FC_TILE_VW_MAX
         && bytes <= FC_DIRECT_IMAGE_BYTES
         /* an inf or NaN weight times the zeros past a row's end must not reach dx */
@@ -322,7 +333,7 @@ static fc_status FN(backward_data_scatter)(REAL *dx, const REAL *dy, const REAL 
     const int nthreads = fc_get_num_threads();
     fc_band_geom gm;
     band_geom(&gm, pb, P);
-    const int64_t T = gm.taps, nblocks = filter_blocks(Cg, FC_TILE_KB_MAX);
+    const int64_t T = gm.taps, nblocks = tile_blocks(Cg);
     const int64_t ldd = P * gm.pitch + FC_TILE_VW_MAX;  /* zeros for strips past the end */
     const int64_t v_end = (P - 1) * gm.pitch + Q;
 
@@ -346,7 +357,7 @@ static fc_status FN(backward_data_scatter)(REAL *dx, const REAL *dy, const REAL 
             for (int64_t b = 0; b < nblocks; b++) {
                 int64_t c0;
                 int kb;
-                filter_block(Cg, nblocks, b, &c0, &kb);
+                tile_block(Cg, b, &c0, &kb);
                 REAL *dst = wt + ((g * RS + rs) * Cg + c0) * Kg;
                 for (int64_t k = 0; k < Kg; k++) {
                     for (int i = 0; i < kb; i++) {
@@ -378,7 +389,7 @@ static fc_status FN(backward_data_scatter)(REAL *dx, const REAL *dy, const REAL 
                 for (int64_t b = 0; b < nblocks; b++) {
                     int64_t c0;
                     int kb;
-                    filter_block(Cg, nblocks, b, &c0, &kb);
+                    tile_block(Cg, b, &c0, &kb);
                     for (int i = 0; i < kb; i++) {
                         yoff[i] = off[(c0 + i) * RS + rs];
                     }
@@ -487,17 +498,31 @@ static int FN(band_finite)(const REAL *buf, int64_t rows, const fc_band_geom *gm
     return 1;
 }
 
-/* Weight gradient vectorised over filters (the kernel is wgradk), for groups whose filters
- * fill whole vectors better than the output rows do: per work item, dy transposed to
- * (pixels, filters), then TB taps x NV vectors of filters of dw^T in registers over the
- * band's pixels. Each thread sums into its own dw^T (G, T, ldv); the copies are added in
- * thread order while transposing back. */
+/* Weight gradient vectorised over filters (the kernel is wgradk): per work item, dy
+ * transposed to (pixels, filters), then TB taps x NV vectors of filters of dw^T in
+ * registers over the band's pixels. Each thread sums into its own dw^T (G, T, ldv); the
+ * copies are added in thread order while transposing back.
+ * The choice against the pixel form is a cost model: lanes used x share of the last tap
+ * block used x sum length / (sum length + ~10 vectors for the call and its reduction).
+ * Measured (AVX2, one thread): LeNet-5 conv2 (16 filters, 10 x 10 outputs) 0.41 vs 0.83 ms
+ * by filters; lecture net 2 (20 filters, 17 x 17) 1.65 vs 1.99 ms by filters; LeNet-5
+ * conv1 (6 filters) and lecture net 1 (10 filters) 0.31 vs 0.59 and 0.54 vs 1.23 ms by
+ * pixels. */
 static int FN(wgrad_by_filters)(const fc_conv_problem *pb, const fc_band_geom *gm)
 {
-    const int64_t VL = 32 / (int64_t)sizeof(REAL), Kg = pb->K / pb->groups;
-    const double filter_lanes = (double)Kg / (double)(fc_ceil_div(Kg, VL) * VL);
-    const double pixel_lanes = (double)pb->Q / (double)gm->pitch;
-    return filter_lanes > pixel_lanes;
+    const int64_t VL = 32 / (int64_t)sizeof(REAL), Kg = pb->K / pb->groups, T = gm->taps;
+    const int64_t ldv = fc_ceil_div(Kg, VL) * VL;
+    const int64_t nv = ldv / VL < FC_WGRADK_NV_MAX ? ldv / VL : FC_WGRADK_NV_MAX;
+    const int64_t tb_f = FC_WGRADK_TB(nv), tb_p = FC_WGRAD_TB(Kg < 3 ? Kg : 3);
+    const double len_f = (double)(gm->band * pb->Q);
+    const double len_p = (double)((gm->band - 1) * gm->pitch + pb->Q) / (double)VL;
+    const double by_filters = (double)Kg / (double)ldv
+                              * (double)T / (double)(fc_ceil_div(T, tb_f) * tb_f)
+                              * len_f / (len_f + 10);
+    const double by_pixels = (double)pb->Q / (double)gm->pitch
+                             * (double)T / (double)(fc_ceil_div(T, tb_p) * tb_p)
+                             * len_p / (len_p + 10);
+    return by_filters > by_pixels;
 }
 
 static fc_status FN(backward_weight_by_filters)(REAL *dw, const REAL *dy, const REAL *x,
