@@ -101,6 +101,11 @@ static int64_t min64(int64_t a, int64_t b)
     return a < b ? a : b;
 }
 
+static int64_t round_up(int64_t a, int64_t b)
+{
+    return fc_ceil_div(a, b) * b;
+}
+
 static int64_t gcd64(int64_t a, int64_t b)
 {
     while (b != 0) {

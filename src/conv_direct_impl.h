@@ -6,24 +6,34 @@
  * conv_direct.c. Work items (image, group, band of output rows) are split statically over
  * the threads; each thread owns its band buffer and the outputs of its items. */
 
+/* The micro-kernel set in use (see conv_direct_kernels.h) and its vector length. */
+static int64_t FN(simd_lanes)(void)
+{
+    return (fc_simd_avx512() ? 64 : 32) / (int64_t)sizeof(REAL);
+}
+
 static FN(fc_tile_kernel) FN(tile_kernel)(int kb)
 {
-    return fc_simd_avx2() ? FN(fc_tile_avx2)[kb] : FN(fc_tile_generic)[kb];
+    return fc_simd_avx512() ? FN(fc_tile_avx512)[kb]
+         : fc_simd_avx2() ? FN(fc_tile_avx2)[kb] : FN(fc_tile_generic)[kb];
 }
 
 static FN(fc_tile_add_kernel) FN(tile_add_kernel)(int kb)
 {
-    return fc_simd_avx2() ? FN(fc_tile_add_avx2)[kb] : FN(fc_tile_add_generic)[kb];
+    return fc_simd_avx512() ? FN(fc_tile_add_avx512)[kb]
+         : fc_simd_avx2() ? FN(fc_tile_add_avx2)[kb] : FN(fc_tile_add_generic)[kb];
 }
 
 static FN(fc_wgrad_kernel) FN(wgrad_kernel)(int kb)
 {
-    return fc_simd_avx2() ? FN(fc_wgrad_avx2)[kb] : FN(fc_wgrad_generic)[kb];
+    return fc_simd_avx512() ? FN(fc_wgrad_avx512)[kb]
+         : fc_simd_avx2() ? FN(fc_wgrad_avx2)[kb] : FN(fc_wgrad_generic)[kb];
 }
 
 static FN(fc_wgradk_kernel) FN(wgradk_kernel)(int nv)
 {
-    return fc_simd_avx2() ? FN(fc_wgradk_avx2)[nv] : FN(fc_wgradk_generic)[nv];
+    return fc_simd_avx512() ? FN(fc_wgradk_avx512)[nv]
+         : fc_simd_avx2() ? FN(fc_wgradk_avx2)[nv] : FN(fc_wgradk_generic)[nv];
 }
 
 /* 1 if a[0..n) holds no inf and no NaN. */
@@ -150,7 +160,7 @@ static fc_status FN(correlate)(REAL *y, const fc_out_layout *yl, const REAL *x, 
 #pragma omp parallel num_threads(nthreads) reduction(|| : failed)
     {
         REAL *buf = calloc_aligned((size_t)gm.size * sizeof(REAL));
-        _Alignas(32) REAL tile[FC_TILE_KB_MAX * FC_TILE_VW_MAX];
+        _Alignas(64) REAL tile[FC_TILE_KB_MAX * FC_TILE_VW_MAX];
         fc_strip_map map;
         fc_strip_map tile_map = {.nseg = 1};  /* all lanes into `tile`, for scatter_tile */
         if (buf == NULL) {
@@ -170,7 +180,7 @@ static fc_status FN(correlate)(REAL *y, const fc_out_layout *yl, const REAL *x, 
                 int kb;
                 tile_block(Kg, b, &k0, &kb);
                 const FN(fc_tile_kernel) kernel = FN(tile_kernel)(kb);
-                const int vw = FC_TILE_VW(kb, sizeof(REAL));
+                const int vw = FC_TILE_VW(kb, FN(simd_lanes)());
                 const REAL *wb = wpack + (g * Kg + k0) * T, *bb = bpack + g * Kg + k0;
                 REAL *yb = y + n * yl->image + (g * Kg + k0) * yl->channel + p0 * yl->row;
                 int64_t pl = 0, q = 0;  /* band row and column of pixel number v */
@@ -300,9 +310,11 @@ static void FN(unfill_image)(REAL *dx_group, const REAL *buf, const fc_band_geom
  * halo rows), so it serves problems with enough (image, group) pairs for the threads.
  * The taps of one tile are the same (r, s) of kb channels: their buffer rows lie a whole
  * channel of the buffer apart, so a tile's rows never overlap.
- * Measured (AVX2, one thread): scatter wins on "valid" layers (LeNet-5: 0.39 vs 0.52 ms and
- * 0.62 vs 1.05 ms) and strided ones (stride phases make the gather form scatter pixel by
- * pixel), gather on "same" layers and single filters. */
+ * Measured (one thread, AVX-512 / AVX2): scatter wins when it computes well under the
+ * gather form's pixels (LeNet-5 conv1 0.28 vs 0.44 / 0.40 vs 0.55 ms, conv2 0.41 vs 0.61 /
+ * 0.60 vs 1.05 ms) and on strided layers (lecture net 2: 1.18 vs 1.72 ms; stride phases
+ * make the gather form store pixel by pixel); gather on "same" layers, on lecture net 1
+ * (90% of the pixels: 0.38 vs 0.44 / 0.51 vs 0.55 ms) and for single filters. */
 static int FN(scatter_suits)(const fc_conv_problem *pb, const REAL *w, int nthreads)
 {
     const int64_t Cg = pb->C / pb->groups, Kg = pb->K / pb->groups;
@@ -315,7 +327,7 @@ static int FN(scatter_suits)(const fc_conv_problem *pb, const REAL *w, int nthre
     const double work = (double)(pb->P * gm.pitch)
                         / (double)(pb->H * (pb->W + (pb->S - 1) * pb->dil_w));
     return pb->N * pb->groups >= nthreads
-        && (strided || (Kg >= 2 && work <= 0.95))
+        && (strided || (Kg >= 2 && work <= 0.85))
         && pb->stride_h * pb->stride_w * gm.plane >= FC_TILE_VW_MAX
         && bytes <= FC_DIRECT_IMAGE_BYTES
         /* an inf or NaN weight times the zeros past a row's end must not reach dx */
@@ -334,7 +346,9 @@ static fc_status FN(backward_data_scatter)(REAL *dx, const REAL *dy, const REAL 
     fc_band_geom gm;
     band_geom(&gm, pb, P);
     const int64_t T = gm.taps, nblocks = tile_blocks(Cg);
-    const int64_t ldd = P * gm.pitch + FC_TILE_VW_MAX;  /* zeros for strips past the end */
+    /* dy rows: zeros for strips past the end; 64-byte multiples, so that the kernel's loads
+     * of dy are aligned (an unaligned 64-byte load always splits two cache lines) */
+    const int64_t ldd = round_up(P * gm.pitch + FC_TILE_VW_MAX, 64 / (int64_t)sizeof(REAL));
     const int64_t v_end = (P - 1) * gm.pitch + Q;
 
     int64_t *off = malloc((size_t)T * sizeof(int64_t));
@@ -394,7 +408,7 @@ static fc_status FN(backward_data_scatter)(REAL *dx, const REAL *dy, const REAL 
                         yoff[i] = off[(c0 + i) * RS + rs];
                     }
                     const FN(fc_tile_add_kernel) kernel = FN(tile_add_kernel)(kb);
-                    const int vw = FC_TILE_VW(kb, sizeof(REAL));
+                    const int vw = FC_TILE_VW(kb, FN(simd_lanes)());
                     const REAL *wb = wt + ((g * RS + rs) * Cg + c0) * Kg;
                     for (int64_t v = 0; v < v_end; v += vw) {
                         kernel(dxb + v, yoff, dyb + v, dy_off, Kg, wb);
@@ -504,13 +518,13 @@ static int FN(band_finite)(const REAL *buf, int64_t rows, const fc_band_geom *gm
  * copies are added in thread order while transposing back.
  * The choice against the pixel form is a cost model: lanes used x share of the last tap
  * block used x sum length / (sum length + ~10 vectors for the call and its reduction).
- * Measured (AVX2, one thread): LeNet-5 conv2 (16 filters, 10 x 10 outputs) 0.41 vs 0.83 ms
- * by filters; lecture net 2 (20 filters, 17 x 17) 1.65 vs 1.99 ms by filters; LeNet-5
- * conv1 (6 filters) and lecture net 1 (10 filters) 0.31 vs 0.59 and 0.54 vs 1.23 ms by
- * pixels. */
+ * Measured (one thread, AVX-512 / AVX2): LeNet-5 conv2 (16 filters, 10 x 10 outputs) by
+ * filters 0.32 vs 0.71 / 0.41 vs 0.83 ms; lecture net 2 (20 filters, 17 x 17) by filters
+ * 1.25 vs 1.45 / 1.65 vs 1.99 ms; LeNet-5 conv1 (6 filters) and lecture net 1 (10 filters)
+ * by pixels 0.22 vs 0.80 / 0.31 vs 0.59 and 0.39 vs 1.06 / 0.54 vs 1.23 ms. */
 static int FN(wgrad_by_filters)(const fc_conv_problem *pb, const fc_band_geom *gm)
 {
-    const int64_t VL = 32 / (int64_t)sizeof(REAL), Kg = pb->K / pb->groups, T = gm->taps;
+    const int64_t VL = FN(simd_lanes)(), Kg = pb->K / pb->groups, T = gm->taps;
     const int64_t ldv = fc_ceil_div(Kg, VL) * VL;
     const int64_t nv = ldv / VL < FC_WGRADK_NV_MAX ? ldv / VL : FC_WGRADK_NV_MAX;
     const int64_t tb_f = FC_WGRADK_TB(nv), tb_p = FC_WGRAD_TB(Kg < 3 ? Kg : 3);
@@ -519,7 +533,8 @@ static int FN(wgrad_by_filters)(const fc_conv_problem *pb, const fc_band_geom *g
     const double by_filters = (double)Kg / (double)ldv
                               * (double)T / (double)(fc_ceil_div(T, tb_f) * tb_f)
                               * len_f / (len_f + 10);
-    const double by_pixels = (double)pb->Q / (double)gm->pitch
+    /* 0.85: the pixel form's loads of x are unaligned (they split cache lines) */
+    const double by_pixels = 0.85 * (double)pb->Q / (double)gm->pitch
                              * (double)T / (double)(fc_ceil_div(T, tb_p) * tb_p)
                              * len_p / (len_p + 10);
     return by_filters > by_pixels;
@@ -530,7 +545,7 @@ static fc_status FN(backward_weight_by_filters)(REAL *dw, const REAL *dy, const 
                                                 const fc_band_geom *gm, int nthreads)
 {
     const int64_t G = pb->groups, Kg = pb->K / G, P = pb->P, Q = pb->Q, T = gm->taps;
-    const int64_t VL = 32 / (int64_t)sizeof(REAL);
+    const int64_t VL = FN(simd_lanes)();
     const int64_t ldv = fc_ceil_div(Kg, VL) * VL, dwt_size = G * T * ldv;
     const int64_t nblocks = filter_blocks(ldv / VL, FC_WGRADK_NV_MAX);
     const int64_t items = pb->N * G * gm->nbands;
@@ -618,7 +633,7 @@ fc_status FN(fc_conv_direct_backward_weight)(REAL *dw, const REAL *dy, const REA
     const int64_t nblocks = filter_blocks(Kg, FC_WGRAD_KB_MAX);
     const int64_t items = pb->N * G * gm.nbands;
     const int team = items < nthreads ? (int)items : nthreads;
-    const int64_t ldd = gm.band * gm.pitch;
+    const int64_t ldd = round_up(gm.band * gm.pitch, 64 / (int64_t)sizeof(REAL));  /* aligned rows */
 
     /* The last tap block is padded with copies of the last tap: valid reads, sums dropped. */
     int64_t *off = malloc((size_t)(T + FC_WGRAD_TB_MAX) * sizeof(int64_t));

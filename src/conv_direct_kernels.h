@@ -1,9 +1,10 @@
 /* conv_direct_kernels.h: the micro-kernels of the direct convolution (conv_direct.c).
  *
- * Only these functions know SIMD. Each exists as a portable C twin (conv_direct_generic.c)
- * and an AVX2+FMA version (conv_direct_avx2.c) with the same contract; conv_direct.c picks
- * one per call with fc_simd_avx2(). A "vector" is 32 bytes (8 floats or 4 doubles) on
- * both paths, so both cut the work the same way.
+ * Only these functions know SIMD. Each exists as a portable C twin (conv_direct_generic.c),
+ * an AVX2+FMA version (conv_direct_avx2.c) and an AVX-512 one (conv_direct_avx512.c), all
+ * with the same contract; conv_direct.c picks one set per call with fc_simd_avx512() and
+ * fc_simd_avx2(). A "vector" is 32 bytes (8 floats or 4 doubles) for the portable and
+ * AVX2 kernels, 64 bytes for AVX-512: the block shapes below count vectors.
  *
  * All kernels read an input buffer through a table of tap offsets: filter tap t (one
  * (channel, row, column) of the filter) of the output pixel numbered v reads x[v + off[t]].
@@ -34,9 +35,9 @@
  * cycles), few enough to leave registers for the broadcast weight and the inputs. */
 #define FC_TILE_KB_MAX 6
 #define FC_TILE_NV(kb) ((kb) == 1 ? 8 : (kb) == 2 ? 5 : (kb) == 3 ? 4 : (kb) == 4 ? 3 : 2)
-/* Pixels per strip of a tile of kb rows, for an element type of `size` bytes. */
-#define FC_TILE_VW(kb, size) (FC_TILE_NV(kb) * (int)(32 / (size)))
-#define FC_TILE_VW_MAX 64
+/* Pixels per strip of a tile of kb rows, with vectors of `lanes` elements. */
+#define FC_TILE_VW(kb, lanes) (FC_TILE_NV(kb) * (int)(lanes))
+#define FC_TILE_VW_MAX 128  /* one row of 8 vectors of 16 floats (AVX-512) */
 
 /* wgrad exists for KB = 1..3 filters, with FC_WGRAD_TB(kb) taps: 8 to 12 accumulators. */
 #define FC_WGRAD_KB_MAX 3
@@ -79,7 +80,11 @@ typedef struct {
     extern const fc_wgrad_kernel_##SUFFIX fc_wgrad_generic_##SUFFIX[FC_WGRAD_KB_MAX + 1];     \
     extern const fc_wgrad_kernel_##SUFFIX fc_wgrad_avx2_##SUFFIX[FC_WGRAD_KB_MAX + 1];        \
     extern const fc_wgradk_kernel_##SUFFIX fc_wgradk_generic_##SUFFIX[FC_WGRADK_NV_MAX + 1];  \
-    extern const fc_wgradk_kernel_##SUFFIX fc_wgradk_avx2_##SUFFIX[FC_WGRADK_NV_MAX + 1];
+    extern const fc_wgradk_kernel_##SUFFIX fc_wgradk_avx2_##SUFFIX[FC_WGRADK_NV_MAX + 1];    \
+    extern const fc_tile_kernel_##SUFFIX fc_tile_avx512_##SUFFIX[FC_TILE_KB_MAX + 1];         \
+    extern const fc_tile_add_kernel_##SUFFIX fc_tile_add_avx512_##SUFFIX[FC_TILE_KB_MAX + 1]; \
+    extern const fc_wgrad_kernel_##SUFFIX fc_wgrad_avx512_##SUFFIX[FC_WGRAD_KB_MAX + 1];      \
+    extern const fc_wgradk_kernel_##SUFFIX fc_wgradk_avx512_##SUFFIX[FC_WGRADK_NV_MAX + 1];
 FC_DECLARE_DIRECT_KERNELS(f32, float)
 FC_DECLARE_DIRECT_KERNELS(f64, double)
 #undef FC_DECLARE_DIRECT_KERNELS

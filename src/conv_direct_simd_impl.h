@@ -1,19 +1,21 @@
-/* conv_direct_avx2_impl.h: the AVX2+FMA micro-kernels for one element type. Included by
- * conv_direct_avx2.c with REAL, FN(name), the lane count VL, the vector type VEC and the
- * V_* intrinsics defined. Contracts in conv_direct_kernels.h.
+/* conv_direct_simd_impl.h: the SIMD micro-kernels for one element type and one instruction
+ * set. Included by conv_direct_avx2.c and conv_direct_avx512.c with REAL, FN(name), ISA(name)
+ * (the tables' suffix), the target attributes FC_TARGET and FC_TARGET_INLINE, the lane count
+ * VL, the vector and mask types VEC and MASK and the V_* operations defined. Contracts in
+ * conv_direct_kernels.h.
  *
  * Accumulators are arrays of exactly 12 vectors (block sizes keep KB*NV <= 12), which the
  * compiler keeps in registers; a larger, partly used array would stay in memory. */
 
 /* y <- tile (kb, vw) through the strip map: whole vectors stored plainly, the ends of a
  * segment with a masked store (masked lanes are never touched, so they cannot fault). */
-static FC_AVX2 void FN(store_map)(REAL *y, const fc_strip_map *map, const REAL *tile, int kb,
+static FC_TARGET void FN(store_map)(REAL *y, const fc_strip_map *map, const REAL *tile, int kb,
                                   int vw)
 {
     for (int s = 0; s < map->nseg; s++) {
         const int lo = map->lo[s], hi = map->hi[s];
         for (int j = lo - lo % VL; j < hi; j += VL) {
-            const __m256i mask = V_LANES(lo - j, hi - j);
+            const MASK mask = V_LANES(lo - j, hi - j);
             const int whole = j >= lo && j + VL <= hi;
             for (int k = 0; k < kb; k++) {
                 REAL *dst = y + map->base[s] + k * map->ldk + j;
@@ -30,7 +32,7 @@ static FC_AVX2 void FN(store_map)(REAL *y, const fc_strip_map *map, const REAL *
 
 /* acc (KB rows, NV vectors) += sum over taps of w[t*KB + k] * x[off[t] + lanes]: per tap,
  * NV loads of x, KB broadcast weights, KB*NV FMAs. The loop of tile and tile_add. */
-FC_AVX2_INLINE void FN(tile_taps)(const int KB, const int NV, VEC acc[12], const REAL *x,
+FC_TARGET_INLINE void FN(tile_taps)(const int KB, const int NV, VEC acc[12], const REAL *x,
                                   const int64_t *off, int64_t ntaps, const REAL *w)
 {
     for (int64_t t = 0; t < ntaps; t++) {
@@ -44,7 +46,8 @@ FC_AVX2_INLINE void FN(tile_taps)(const int KB, const int NV, VEC acc[12], const
                 wk[k] = V_BCAST(wt + k);
             }
             for (int v = 0; v < NV; v++) {
-                const VEC xv = V_LOADU(xt + VL * v);
+                VEC xv = V_LOADU(xt + VL * v);
+                FC_IN_REGISTER(xv);
                 for (int k = 0; k < KB; k++) {
                     acc[k * NV + v] = V_FMA(wk[k], xv, acc[k * NV + v]);
                 }
@@ -68,7 +71,7 @@ FC_AVX2_INLINE void FN(tile_taps)(const int KB, const int NV, VEC acc[12], const
  * accumulators go through memory once, with constant indices: any run-time-dependent use
  * of them (such as storing each straight through the map) makes GCC keep them all in
  * memory, a store per FMA. */
-FC_AVX2_INLINE void FN(tile)(const int KB, const int NV, REAL *y, const fc_strip_map *map,
+FC_TARGET_INLINE void FN(tile)(const int KB, const int NV, REAL *y, const fc_strip_map *map,
                              const REAL *x, const int64_t *off, int64_t ntaps, const REAL *w,
                              const REAL *bias)
 {
@@ -79,7 +82,7 @@ FC_AVX2_INLINE void FN(tile)(const int KB, const int NV, REAL *y, const fc_strip
         }
     }
     FN(tile_taps)(KB, NV, acc, x, off, ntaps, w);
-    _Alignas(32) REAL tile[FC_TILE_KB_MAX * FC_TILE_VW_MAX];
+    _Alignas(64) REAL tile[FC_TILE_KB_MAX * FC_TILE_VW_MAX];
     FC_UNROLL
     for (int i = 0; i < KB * NV; i++) {
         V_STORE(tile + VL * i, acc[i]);
@@ -88,7 +91,7 @@ FC_AVX2_INLINE void FN(tile)(const int KB, const int NV, REAL *y, const fc_strip
 }
 
 /* rows y + yoff[i] (KB of them, NV*VL lanes each) += the tile's sums. */
-FC_AVX2_INLINE void FN(tile_add)(const int KB, const int NV, REAL *y, const int64_t *yoff,
+FC_TARGET_INLINE void FN(tile_add)(const int KB, const int NV, REAL *y, const int64_t *yoff,
                                  const REAL *x, const int64_t *off, int64_t ntaps,
                                  const REAL *w)
 {
@@ -107,7 +110,7 @@ FC_AVX2_INLINE void FN(tile_add)(const int KB, const int NV, REAL *y, const int6
 /* dw (KB filters, TB taps) += dy . x over a band: per VL pixels, KB loads of dy, TB loads of
  * x, KB*TB FMAs; the last Q % VL pixels of a row through masked loads (masked lanes read
  * as 0 and are never read from memory). */
-FC_AVX2_INLINE void FN(wgrad)(const int KB, const int TB, REAL *dw, int64_t ldw, int nt,
+FC_TARGET_INLINE void FN(wgrad)(const int KB, const int TB, REAL *dw, int64_t ldw, int nt,
                               const REAL *dy, int64_t ldk, int64_t ldy, const REAL *x,
                               const int64_t *off, int64_t pitch, int64_t rows, int64_t Q)
 {
@@ -117,7 +120,7 @@ FC_AVX2_INLINE void FN(wgrad)(const int KB, const int TB, REAL *dw, int64_t ldw,
         acc[i] = V_ZERO();
     }
     const int64_t q_full = Q - Q % VL;
-    const __m256i tail = V_LANES(0, (int)(Q % VL));
+    const MASK tail = V_LANES(0, (int)(Q % VL));
     for (int64_t i = 0; i < rows; i++) {
         const REAL *dy_row = dy + i * ldy;
         const REAL *x_tap[FC_WGRAD_TB_MAX];
@@ -130,7 +133,8 @@ FC_AVX2_INLINE void FN(wgrad)(const int KB, const int TB, REAL *dw, int64_t ldw,
                 d[k] = V_LOADU(dy_row + k * ldk + q);
             }
             for (int t = 0; t < TB; t++) {
-                const VEC xv = V_LOADU(x_tap[t] + q);
+                VEC xv = V_LOADU(x_tap[t] + q);
+                FC_IN_REGISTER(xv);
                 for (int k = 0; k < KB; k++) {
                     acc[k * TB + t] = V_FMA(d[k], xv, acc[k * TB + t]);
                 }
@@ -142,7 +146,8 @@ FC_AVX2_INLINE void FN(wgrad)(const int KB, const int TB, REAL *dw, int64_t ldw,
                 d[k] = V_MASKLOAD(dy_row + k * ldk + q_full, tail);
             }
             for (int t = 0; t < TB; t++) {
-                const VEC xv = V_MASKLOAD(x_tap[t] + q_full, tail);
+                VEC xv = V_MASKLOAD(x_tap[t] + q_full, tail);
+                FC_IN_REGISTER(xv);
                 for (int k = 0; k < KB; k++) {
                     acc[k * TB + t] = V_FMA(d[k], xv, acc[k * TB + t]);
                 }
@@ -150,7 +155,7 @@ FC_AVX2_INLINE void FN(wgrad)(const int KB, const int TB, REAL *dw, int64_t ldw,
         }
     }
     /* via memory with constant indices: a run-time bound on acc keeps it out of registers */
-    _Alignas(32) REAL sums[12 * VL];
+    _Alignas(64) REAL sums[12 * VL];
     FC_UNROLL
     for (int i = 0; i < KB * TB; i++) {
         V_STORE(sums + VL * i, acc[i]);
@@ -164,7 +169,7 @@ FC_AVX2_INLINE void FN(wgrad)(const int KB, const int TB, REAL *dw, int64_t ldw,
 
 /* dwt (TB taps, NV vectors of filters) += x (broadcast per tap) * dyt (NV vectors) over a
  * band, pixel by pixel: per pixel, NV loads of dyt, TB broadcasts of x, TB*NV FMAs. */
-FC_AVX2_INLINE void FN(wgradk)(const int NV, const int TB, REAL *dwt, int64_t ldt, int nt,
+FC_TARGET_INLINE void FN(wgradk)(const int NV, const int TB, REAL *dwt, int64_t ldt, int nt,
                                const REAL *dyt, int64_t ldv, const REAL *x, const int64_t *off,
                                int64_t pitch, int64_t rows, int64_t Q)
 {
@@ -192,7 +197,7 @@ FC_AVX2_INLINE void FN(wgradk)(const int NV, const int TB, REAL *dwt, int64_t ld
             }
         }
     }
-    _Alignas(32) REAL sums[12 * VL];
+    _Alignas(64) REAL sums[12 * VL];
     FC_UNROLL
     for (int i = 0; i < TB * NV; i++) {
         V_STORE(sums + VL * i, acc[i]);
@@ -208,13 +213,13 @@ FC_AVX2_INLINE void FN(wgradk)(const int NV, const int TB, REAL *dwt, int64_t ld
 /* One function per block size (KB, or NV for wgradk): the sizes become constants, so the loops above unroll and
  * the accumulators live in registers. */
 #define FC_TILE(KB)                                                                         \
-    static FC_AVX2 void FN(tile##KB)(REAL *y, const fc_strip_map *map, const REAL *x,       \
+    static FC_TARGET void FN(tile##KB)(REAL *y, const fc_strip_map *map, const REAL *x,       \
                                      const int64_t *off, int64_t ntaps, const REAL *w,      \
                                      const REAL *bias)                                      \
     {                                                                                       \
         FN(tile)(KB, FC_TILE_NV(KB), y, map, x, off, ntaps, w, bias);                       \
     }                                                                                       \
-    static FC_AVX2 void FN(tile_add##KB)(REAL *y, const int64_t *yoff, const REAL *x,       \
+    static FC_TARGET void FN(tile_add##KB)(REAL *y, const int64_t *yoff, const REAL *x,       \
                                          const int64_t *off, int64_t ntaps, const REAL *w)  \
     {                                                                                       \
         FN(tile_add)(KB, FC_TILE_NV(KB), y, yoff, x, off, ntaps, w);                        \
@@ -228,14 +233,14 @@ FC_TILE(6)
 #undef FC_TILE
 
 #define FC_WGRAD(N)                                                                        \
-    static FC_AVX2 void FN(wgrad##N)(REAL *dw, int64_t ldw, int nt, const REAL *dy,        \
+    static FC_TARGET void FN(wgrad##N)(REAL *dw, int64_t ldw, int nt, const REAL *dy,        \
                                       int64_t ldk, int64_t ldy, const REAL *x,              \
                                       const int64_t *off, int64_t pitch, int64_t rows,      \
                                       int64_t Q)                                            \
     {                                                                                       \
         FN(wgrad)(N, FC_WGRAD_TB(N), dw, ldw, nt, dy, ldk, ldy, x, off, pitch, rows, Q);  \
     }                                                                                       \
-    static FC_AVX2 void FN(wgradk##N)(REAL *dwt, int64_t ldt, int nt, const REAL *dyt,     \
+    static FC_TARGET void FN(wgradk##N)(REAL *dwt, int64_t ldt, int nt, const REAL *dyt,     \
                                        int64_t ldv, const REAL *x, const int64_t *off,      \
                                        int64_t pitch, int64_t rows, int64_t Q)              \
     {                                                                                       \
@@ -246,16 +251,16 @@ FC_WGRAD(2)
 FC_WGRAD(3)
 #undef FC_WGRAD
 
-const FN(fc_tile_kernel) FN(fc_tile_avx2)[FC_TILE_KB_MAX + 1] = {
+const FN(fc_tile_kernel) FN(ISA(fc_tile))[FC_TILE_KB_MAX + 1] = {
     NULL, FN(tile1), FN(tile2), FN(tile3), FN(tile4), FN(tile5), FN(tile6)
 };
-const FN(fc_tile_add_kernel) FN(fc_tile_add_avx2)[FC_TILE_KB_MAX + 1] = {
+const FN(fc_tile_add_kernel) FN(ISA(fc_tile_add))[FC_TILE_KB_MAX + 1] = {
     NULL, FN(tile_add1), FN(tile_add2), FN(tile_add3), FN(tile_add4), FN(tile_add5),
     FN(tile_add6)
 };
-const FN(fc_wgrad_kernel) FN(fc_wgrad_avx2)[FC_WGRAD_KB_MAX + 1] = {
+const FN(fc_wgrad_kernel) FN(ISA(fc_wgrad))[FC_WGRAD_KB_MAX + 1] = {
     NULL, FN(wgrad1), FN(wgrad2), FN(wgrad3)
 };
-const FN(fc_wgradk_kernel) FN(fc_wgradk_avx2)[FC_WGRADK_NV_MAX + 1] = {
+const FN(fc_wgradk_kernel) FN(ISA(fc_wgradk))[FC_WGRADK_NV_MAX + 1] = {
     NULL, FN(wgradk1), FN(wgradk2), FN(wgradk3)
 };
