@@ -3,8 +3,10 @@
  *
  * Layouts: x (N, C, H, W); w (K, C/groups, R, S); y and dy (N, K, P, Q); all C-contiguous.
  * The band buffer, its tap offsets and the pixel numbering v are described at the top of
- * conv_direct.c. Work items (image, group, band of output rows) are split statically over
- * the threads; each thread owns its band buffer and the outputs of its items. */
+ * conv_direct.c. Work items (image, group, band of output rows) are shared out among the
+ * threads; each thread owns its band buffer and the outputs of its items. Where items
+ * add into one result (the weight gradient), the split is static and each thread keeps
+ * its own partial sums, added in thread order. */
 
 /* The micro-kernel set in use (see conv_direct_kernels.h) and its vector length. */
 static int64_t FN(simd_lanes)(void)
@@ -166,7 +168,9 @@ static fc_status FN(correlate)(REAL *y, const fc_out_layout *yl, const REAL *x, 
         if (buf == NULL) {
             failed = 1;
         }
-#pragma omp for schedule(static)
+        /* dynamic: every item writes its own outputs, so the results do not depend on
+         * which thread runs it, and a thread the OS pauses does not hold up the call */
+#pragma omp for schedule(dynamic)
         for (int64_t it = 0; it < items; it++) {
             if (failed) {
                 continue;
@@ -315,9 +319,9 @@ static void FN(unfill_image)(REAL *dx_group, const REAL *buf, const fc_band_geom
  * 0.60 vs 1.05 ms) and on strided layers (lecture net 2: 1.18 vs 1.72 ms; stride phases
  * make the gather form store pixel by pixel); gather on "same" layers, on lecture net 1
  * (90% of the pixels: 0.38 vs 0.44 / 0.51 vs 0.55 ms) and for single filters. */
-static int FN(scatter_suits)(const fc_conv_problem *pb, const REAL *w, int nthreads)
+static int FN(scatter_suits)(const fc_conv_problem *pb, int nthreads)
 {
-    const int64_t Cg = pb->C / pb->groups, Kg = pb->K / pb->groups;
+    const int64_t Kg = pb->K / pb->groups;
     fc_band_geom gm;
     band_geom(&gm, pb, pb->P);
     const int64_t bytes = (gm.size + Kg * (pb->P * gm.pitch + FC_TILE_VW_MAX))
@@ -329,9 +333,7 @@ static int FN(scatter_suits)(const fc_conv_problem *pb, const REAL *w, int nthre
     return pb->N * pb->groups >= nthreads
         && (strided || (Kg >= 2 && work <= 0.85))
         && pb->stride_h * pb->stride_w * gm.plane >= FC_TILE_VW_MAX
-        && bytes <= FC_DIRECT_IMAGE_BYTES
-        /* an inf or NaN weight times the zeros past a row's end must not reach dx */
-        && FN(all_finite)(w, pb->K * Cg * pb->R * pb->S);
+        && bytes <= FC_DIRECT_IMAGE_BYTES;
 }
 
 static fc_status FN(backward_data_scatter)(REAL *dx, const REAL *dy, const REAL *w,
@@ -391,7 +393,7 @@ static fc_status FN(backward_data_scatter)(REAL *dx, const REAL *dy, const REAL 
         if (dxb == NULL || dyb == NULL) {
             failed = 1;
         }
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic)  /* each item writes its own dx, as in correlate */
         for (int64_t ng = 0; ng < pb->N * G; ng++) {
             if (failed) {
                 continue;
@@ -489,11 +491,51 @@ static fc_status FN(backward_data_gather)(REAL *dx, const REAL *dy, const REAL *
     return status;
 }
 
+/* The data gradient as plain loops over the products its definition has: for weights
+ * holding an inf or NaN, which the fast forms would multiply by zeros (dy's padding, or the
+ * numbers past a row's end), giving NaN where the gradient is finite or inf. */
+static fc_status FN(backward_data_loops)(REAL *dx, const REAL *dy, const REAL *w,
+                                         const fc_conv_problem *pb)
+{
+    const int64_t Cg = pb->C / pb->groups, Kg = pb->K / pb->groups;
+    const int64_t P = pb->P, Q = pb->Q, H = pb->H, W = pb->W;
+
+#pragma omp parallel for schedule(static)
+    for (int64_t nc = 0; nc < pb->N * pb->C; nc++) {
+        const int64_t n = nc / pb->C, c = nc % pb->C, g = c / Cg;
+        REAL *dx_plane = dx + nc * H * W;
+        memset(dx_plane, 0, (size_t)(H * W) * sizeof(REAL));
+        for (int64_t k = g * Kg; k < (g + 1) * Kg; k++) {
+            const REAL *dy_plane = dy + (n * pb->K + k) * P * Q;
+            const REAL *w_cs = w + (k * Cg + c % Cg) * pb->R * pb->S;
+            for (int64_t r = 0; r < pb->R; r++) {
+                int64_t p_lo, p_hi;
+                fc_valid_range(P, H, pb->stride_h, fc_offset_h(pb, r), &p_lo, &p_hi);
+                for (int64_t s = 0; s < pb->S; s++) {
+                    int64_t q_lo, q_hi;
+                    fc_valid_range(Q, W, pb->stride_w, fc_offset_w(pb, s), &q_lo, &q_hi);
+                    for (int64_t p = p_lo; p < p_hi; p++) {
+                        REAL *dx_row = dx_plane + (p * pb->stride_h + fc_offset_h(pb, r)) * W;
+                        for (int64_t q = q_lo; q < q_hi; q++) {
+                            dx_row[q * pb->stride_w + fc_offset_w(pb, s)]
+                                += w_cs[r * pb->S + s] * dy_plane[p * Q + q];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return FC_OK;
+}
+
 fc_status FN(fc_conv_direct_backward_data)(REAL *dx, const REAL *dy, const REAL *w,
                                            const fc_conv_problem *pb)
 {
     /* dx (N, C, H, W) = the transposed convolution of dy (N, K, P, Q) with w (K, C/g, R, S) */
-    if (FN(scatter_suits)(pb, w, fc_get_num_threads())) {
+    if (!FN(all_finite)(w, pb->K * (pb->C / pb->groups) * pb->R * pb->S)) {
+        return FN(backward_data_loops)(dx, dy, w, pb);
+    }
+    if (FN(scatter_suits)(pb, fc_get_num_threads())) {
         return FN(backward_data_scatter)(dx, dy, w, pb);
     }
     return FN(backward_data_gather)(dx, dy, w, pb);

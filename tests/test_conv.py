@@ -65,7 +65,7 @@ CASES = [random_case(np.random.default_rng(seed)) for seed in range(220)]
 
 
 @pytest.mark.parametrize("case", range(len(CASES)))
-def test_matches_reference_float64(case):
+def test_matches_reference_float64(case, simd):
     x, w, b, kwargs = CASES[case]
     norm = normalized(x, w, kwargs)
     y_ref = reference.conv2d_forward(x, w, b, **norm)
