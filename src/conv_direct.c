@@ -48,7 +48,9 @@ typedef struct {
     int64_t reach_rows;  /* rows of a phase plane past the band's own: (R-1)*dh / sh */
     int64_t pitch;       /* elements per row of a phase plane: Q + (S-1)*dw / sw */
     int64_t plane;       /* elements per phase plane: (band + reach_rows) * pitch */
-    int64_t size;        /* elements of the whole buffer, slack included */
+    int64_t row;         /* offset of a scratch row of pitch * stride_w elements, past the
+                          * planes and their slack, used while a strided row is split */
+    int64_t size;        /* elements of the whole buffer */
 } fc_band_geom;
 
 /* Where a kernel's output goes: element (n, k, p, q) at
@@ -144,7 +146,8 @@ static void band_geom(fc_band_geom *gm, const fc_conv_problem *pb, int64_t band)
     gm->band = band;
     gm->nbands = fc_ceil_div(pb->P, band);
     gm->plane = (band + gm->reach_rows) * gm->pitch;
-    gm->size = gm->ch * sh * sw * gm->plane + FC_DIRECT_SLACK;
+    gm->row = gm->ch * sh * sw * gm->plane + FC_DIRECT_SLACK;
+    gm->size = gm->row + gm->pitch * sw;
 }
 
 /* off[t] for every tap t = (c, r, s), in the order of the weights (K, C/g, R, S). */

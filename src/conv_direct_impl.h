@@ -48,6 +48,85 @@ static int FN(all_finite)(const REAL *a, int64_t n)
     return !bad;
 }
 
+/* The padded columns [0, n*sw) of one input row (padded column jj is input column
+ * jj - pad_left, 0 outside [0, W)) into `row`. */
+static void FN(pad_row)(REAL *row, const REAL *src, int64_t len, int64_t pad_left, int64_t W)
+{
+    int64_t lo = pad_left < 0 ? 0 : pad_left, hi = W + pad_left;
+    lo = min64(lo, len);
+    hi = hi < lo ? lo : min64(hi, len);
+    memset(row, 0, (size_t)lo * sizeof(REAL));
+    memcpy(row + lo, src + lo - pad_left, (size_t)(hi - lo) * sizeof(REAL));
+    memset(row + hi, 0, (size_t)(len - hi) * sizeof(REAL));
+}
+
+/* dst + b*phase_stride (b < sw) <- columns b, b + sw, ... of row (n of each). Stride 2, the
+ * common case, is one interleaved loop the compiler turns into shuffles. */
+static void FN(split_row)(REAL *dst, int64_t phase_stride, const REAL *row, int64_t n,
+                          int64_t sw)
+{
+    if (sw == 2) {
+        REAL *even = dst, *odd = dst + phase_stride;
+        for (int64_t j = 0; j < n; j++) {
+            even[j] = row[2 * j];
+            odd[j] = row[2 * j + 1];
+        }
+        return;
+    }
+    for (int64_t b = 0; b < sw; b++) {
+        for (int64_t j = 0; j < n; j++) {
+            dst[b * phase_stride + j] = row[j * sw + b];
+        }
+    }
+}
+
+/* row <- the phases src + b*phase_stride interleaved back: the inverse of split_row. */
+static void FN(merge_row)(REAL *row, const REAL *src, int64_t phase_stride, int64_t n,
+                          int64_t sw)
+{
+    if (sw == 2) {
+        const REAL *even = src, *odd = src + phase_stride;
+        for (int64_t j = 0; j < n; j++) {
+            row[2 * j] = even[j];
+            row[2 * j + 1] = odd[j];
+        }
+        return;
+    }
+    for (int64_t b = 0; b < sw; b++) {
+        for (int64_t j = 0; j < n; j++) {
+            row[j * sw + b] = src[b * phase_stride + j];
+        }
+    }
+}
+
+/* even[j] = src[2j + first], odd[j] = src[2j + 1 + first] for j < n, 0 outside [0, W):
+ * split_row of a padded row, for stride 2 straight from the input row. */
+static void FN(split_row2)(REAL *even, REAL *odd, const REAL *src, int64_t n, int64_t first,
+                           int64_t W)
+{
+    /* [lo, hi): the j whose two columns are both inside the row */
+    int64_t lo = first >= 0 ? 0 : fc_ceil_div(-first, 2);
+    int64_t hi = W - 2 - first < 0 ? 0 : (W - 2 - first) / 2 + 1;
+    lo = min64(lo, n);
+    hi = hi < lo ? lo : min64(hi, n);
+    for (int64_t j = lo; j < hi; j++) {
+        even[j] = src[2 * j + first];
+        odd[j] = src[2 * j + 1 + first];
+    }
+    /* the few columns at the two ends, where the padding is */
+    for (int64_t j = 0; j < n; j++) {
+        if (j == lo) {
+            j = hi;
+            if (j == n) {
+                break;
+            }
+        }
+        const int64_t col = 2 * j + first;
+        even[j] = col >= 0 && col < W ? src[col] : 0;
+        odd[j] = col + 1 >= 0 && col + 1 < W ? src[col + 1] : 0;
+    }
+}
+
 /* buf (Cg, sh, sw, rows + reach_rows, pitch) <- the zero-padded input rows that output rows
  * [p0, p0 + rows) read from x_group (Cg, H, W), split into stride phases. */
 static void FN(fill_band)(REAL *buf, const REAL *x_group, int64_t p0, int64_t rows,
@@ -55,36 +134,24 @@ static void FN(fill_band)(REAL *buf, const REAL *x_group, int64_t p0, int64_t ro
 {
     const int64_t sh = pb->stride_h, sw = pb->stride_w, H = pb->H, W = pb->W;
     const int64_t pitch = gm->pitch;
-    for (int64_t b = 0; b < sw; b++) {
-        /* column j of phase b holds x column j*sw + first, inside the row for j in [lo, hi) */
-        const int64_t first = b - pb->pad_left;
-        int64_t lo, hi;
-        fc_valid_range(pitch, W, sw, first, &lo, &hi);
-        for (int64_t c = 0; c < gm->ch; c++) {
-            for (int64_t a = 0; a < sh; a++) {
-                REAL *dst = buf + ((c * sh + a) * sw + b) * gm->plane;
-                for (int64_t i = 0; i < rows + gm->reach_rows; i++, dst += pitch) {
-                    const int64_t h = (p0 + i) * sh + a - pb->pad_top;
-                    if (h < 0 || h >= H) {
-                        memset(dst, 0, (size_t)pitch * sizeof(REAL));
-                        continue;
+    for (int64_t c = 0; c < gm->ch; c++) {
+        for (int64_t a = 0; a < sh; a++) {
+            REAL *dst = buf + (c * sh + a) * sw * gm->plane;
+            for (int64_t i = 0; i < rows + gm->reach_rows; i++, dst += pitch) {
+                const int64_t h = (p0 + i) * sh + a - pb->pad_top;
+                if (h < 0 || h >= H) {
+                    for (int64_t b = 0; b < sw; b++) {
+                        memset(dst + b * gm->plane, 0, (size_t)pitch * sizeof(REAL));
                     }
-                    const REAL *src = x_group + (c * H + h) * W;
-                    for (int64_t j = 0; j < lo; j++) {
-                        dst[j] = 0;
-                    }
-                    if (sw == 1) {
-                        for (int64_t j = lo; j < hi; j++) {
-                            dst[j] = src[j + first];
-                        }
-                    } else {
-                        for (int64_t j = lo; j < hi; j++) {
-                            dst[j] = src[j * sw + first];
-                        }
-                    }
-                    for (int64_t j = hi; j < pitch; j++) {
-                        dst[j] = 0;
-                    }
+                } else if (sw == 1) {
+                    FN(pad_row)(dst, x_group + (c * H + h) * W, pitch, pb->pad_left, W);
+                } else if (sw == 2) {
+                    FN(split_row2)(dst, dst + gm->plane, x_group + (c * H + h) * W, pitch,
+                                   -pb->pad_left, W);
+                } else {
+                    REAL *row = buf + gm->row;
+                    FN(pad_row)(row, x_group + (c * H + h) * W, pitch * sw, pb->pad_left, W);
+                    FN(split_row)(dst, gm->plane, row, pitch, sw);
                 }
             }
         }
@@ -274,33 +341,33 @@ static void FN(fill_dy_transposed)(REAL *dyt, int64_t ldv, const REAL *dy, int64
 }
 
 /* dx_group (Cg, H, W) <- the pixels of a whole-image band buffer that are not padding;
- * pixels that no output reads get 0. The adjoint of fill_band. */
-static void FN(unfill_image)(REAL *dx_group, const REAL *buf, const fc_band_geom *gm,
+ * pixels that no output reads get 0. The adjoint of fill_band. buf's scratch row is used. */
+static void FN(unfill_image)(REAL *dx_group, REAL *buf, const fc_band_geom *gm,
                              const fc_conv_problem *pb)
 {
     const int64_t sh = pb->stride_h, sw = pb->stride_w, H = pb->H, W = pb->W;
-    const int64_t rows = gm->band + gm->reach_rows;
+    const int64_t rows = gm->band + gm->reach_rows, len = gm->pitch * sw;
+    /* dx column w is padded column w + pad_left, held for w in [0, hi) */
+    const int64_t hi = min64(W, len - pb->pad_left);
     for (int64_t c = 0; c < gm->ch; c++) {
+        /* padded row h + pad_top is row i of row phase a */
+        int64_t a = pb->pad_top % sh, i = pb->pad_top / sh;
         for (int64_t h = 0; h < H; h++) {
             REAL *dst = dx_group + (c * H + h) * W;
-            memset(dst, 0, (size_t)W * sizeof(REAL));
-            const int64_t a = (h + pb->pad_top) % sh, i = (h + pb->pad_top) / sh;
-            if (i >= rows) {
-                continue;
-            }
-            for (int64_t b = 0; b < sw; b++) {
-                /* buffer column j holds dx column j*sw + b - pad_left */
-                const REAL *src = buf + ((c * sh + a) * sw + b) * gm->plane + i * gm->pitch;
-                const int64_t first = b - pb->pad_left;
-                int64_t lo, hi;
-                fc_valid_range(gm->pitch, W, sw, first, &lo, &hi);
-                if (sw == 1) {
-                    memcpy(dst + lo + first, src + lo, (size_t)(hi - lo) * sizeof(REAL));
-                } else {
-                    for (int64_t j = lo; j < hi; j++) {
-                        dst[j * sw + first] = src[j];
-                    }
+            if (i >= rows || hi <= 0) {
+                memset(dst, 0, (size_t)W * sizeof(REAL));
+            } else {
+                const REAL *src = buf + (c * sh + a) * sw * gm->plane + i * gm->pitch;
+                if (sw > 1) {
+                    FN(merge_row)(buf + gm->row, src, gm->plane, gm->pitch, sw);
+                    src = buf + gm->row;
                 }
+                memcpy(dst, src + pb->pad_left, (size_t)hi * sizeof(REAL));
+                memset(dst + hi, 0, (size_t)(W - hi) * sizeof(REAL));
+            }
+            if (++a == sh) {
+                a = 0;
+                i++;
             }
         }
     }
