@@ -325,17 +325,22 @@ static void FN(fill_dy_band)(REAL *dyb, int64_t ldd, const REAL *dy, int64_t nk,
 static void FN(fill_dy_transposed)(REAL *dyt, int64_t ldv, const REAL *dy, int64_t nk,
                                    int64_t p0, int64_t rows, const fc_conv_problem *pb)
 {
-    const int64_t npix = rows * pb->Q;
+    const int64_t npix = rows * pb->Q, PQ = pb->P * pb->Q;
     const REAL *src = dy + p0 * pb->Q;
-    for (int64_t v = 0; v < npix; v++) {
-        for (int64_t k = nk; k < ldv; k++) {
-            dyt[v * ldv + k] = 0;
+    /* blocks of 8 pixels: the 8 values of a filter are one contiguous load, and the
+     * block's ldv-wide rows of dyt stay in the L1 cache while they fill */
+    for (int64_t v0 = 0; v0 < npix; v0 += 8) {
+        const int64_t nb = min64(8, npix - v0);
+        for (int64_t k = 0; k < nk; k++) {
+            const REAL *plane = src + k * PQ + v0;
+            for (int64_t v = 0; v < nb; v++) {
+                dyt[(v0 + v) * ldv + k] = plane[v];
+            }
         }
-    }
-    for (int64_t k = 0; k < nk; k++) {
-        const REAL *plane = src + k * pb->P * pb->Q;
-        for (int64_t v = 0; v < npix; v++) {
-            dyt[v * ldv + k] = plane[v];
+        for (int64_t v = 0; v < nb; v++) {
+            for (int64_t k = nk; k < ldv; k++) {
+                dyt[(v0 + v) * ldv + k] = 0;
+            }
         }
     }
 }
