@@ -35,6 +35,10 @@
  * this many bytes of workspace per thread. */
 #define FC_DIRECT_IMAGE_BYTES ((int64_t)8 << 20)
 
+/* The weight gradient sums rows narrower than this as one run of pixels (see
+ * fc_conv_direct_backward_weight), wider ones row by row. */
+#define FC_DIRECT_FLAT_ROWS 128
+
 /* Elements after the last phase plane: a strip of up to FC_TILE_VW_MAX pixels that starts
  * in the band's last row reads up to that far past it. */
 #define FC_DIRECT_SLACK (2 * FC_TILE_VW_MAX)

@@ -731,9 +731,10 @@ fc_status FN(fc_conv_direct_backward_weight)(REAL *dw, const REAL *dy, const REA
 {
     /* dw (K, C/g, R, S) = sum over n, p, q of dy (N, K, P, Q) * the x (N, C, H, W) pixel
      * each tap read. Per work item, the forward's band buffer, then KB filters x TB taps
-     * of dw summed in registers over the band's pixels (numbered as in the forward, with
-     * dy copied into that numbering and 0 past each row's end; if the band holds an inf or
-     * NaN, row by row with masked ends instead, so it cannot meet those zeros). Each
+     * of dw summed in registers over the band's pixels: rows narrower than
+     * FC_DIRECT_FLAT_ROWS as one run of pixels numbered as in the forward, with dy copied
+     * into that numbering and 0 past each row's end (unless the band holds an inf or NaN,
+     * which must not meet those zeros), else row by row with masked row ends. Each
      * thread sums its items into its own copy of dw and the copies are added in thread
      * order, so the result is bitwise reproducible at a given thread count. */
     const int64_t G = pb->groups, Kg = pb->K / G, P = pb->P, Q = pb->Q;
@@ -769,8 +770,9 @@ fc_status FN(fc_conv_direct_backward_weight)(REAL *dw, const REAL *dy, const REA
         const int th = current_thread();
         REAL *my_dw = th == 0 ? dw : partials + (th - 1) * dw_size;
         REAL *buf = calloc_aligned((size_t)gm.size * sizeof(REAL));
-        REAL *dyb = malloc_aligned((size_t)(Kg * ldd) * sizeof(REAL));
-        if (buf == NULL || dyb == NULL) {
+        REAL *dyb = Q < FC_DIRECT_FLAT_ROWS ? malloc_aligned((size_t)(Kg * ldd) * sizeof(REAL))
+                                            : NULL;
+        if (buf == NULL || (Q < FC_DIRECT_FLAT_ROWS && dyb == NULL)) {
             failed = 1;
         }
 #pragma omp for schedule(static)
@@ -782,7 +784,9 @@ fc_status FN(fc_conv_direct_backward_weight)(REAL *dw, const REAL *dy, const REA
             const int64_t p0 = it % gm.nbands * gm.band, rows = min64(gm.band, P - p0);
             const REAL *dy_group = dy + (n * pb->K + g * Kg) * P * Q;
             FN(fill_band)(buf, x + (n * pb->C + g * gm.ch) * pb->H * pb->W, p0, rows, &gm, pb);
-            const int flat = FN(band_finite)(buf, rows, &gm, pb);
+            /* long rows: summed row by row from dy itself (the copy would cost more than
+             * the masked row ends) */
+            const int flat = Q < FC_DIRECT_FLAT_ROWS && FN(band_finite)(buf, rows, &gm, pb);
             if (flat) {
                 FN(fill_dy_band)(dyb, ldd, dy_group, Kg, p0, rows, gm.pitch, pb);
             }
