@@ -14,7 +14,16 @@
  * pixels of the band numbered v = (p - p0) * pitch + q, pixel v reads buf[v + off[t]]: one
  * offset per tap, contiguous memory along q, whatever the stride, dilation and padding.
  * A row's last pitch - Q numbers are not pixels; the tile kernel computes them anyway
- * (so its strips run across rows without a branch) and never stores them. */
+ * (so its strips run across rows without a branch) and never stores them.
+ *
+ * The gradients (conv_direct_impl.h) reuse this layout:
+ *   - data gradient, scatter form: the forward's adjoint, dx_band[v + off[t]] += w . dy[v],
+ *     into a band buffer holding the whole image, then copied out without the padding;
+ *     gather form: stride_h x stride_w stride-1 correlations of dy with flipped sub-filters,
+ *     run by the forward's code. A cost model picks one (backward_data_scatter's comment).
+ *   - weight gradient: dw[k][t] = sum over the band's pixels of dy[k][v] * x_band[v + off[t]],
+ *     vectorised over pixels or over filters (a cost model again), per-thread partial sums
+ *     added in thread order. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -172,8 +181,8 @@ static void tap_offsets(int64_t *off, const fc_band_geom *gm, const fc_conv_prob
 }
 
 /* Rows of a tile kernel (filters, or channels of the scatter form) are cut into blocks of
- * 6, the last 8 or fewer as one block or two of 4 and 3-4: blocks of 6, 4 and 3 rows keep
- * 12 accumulators busy (5 and 2 rows only 10). 10 filters: 6 + 4; 16: 6 + 6 + 4. */
+ * 6; 7 or 8 rows left become 3 + 4 or 4 + 4. Blocks of 6, 4 and 3 rows keep 12 accumulators
+ * busy (5 and 2 rows only 10): 10 filters are 6 + 4, 16 are 6 + 6 + 4, 20 are 6 + 6 + 4 + 4. */
 static int64_t tile_blocks(int64_t n)
 {
     return n <= 8 ? (n <= FC_TILE_KB_MAX ? 1 : 2) : 1 + tile_blocks(n - FC_TILE_KB_MAX);

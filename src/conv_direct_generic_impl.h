@@ -138,12 +138,12 @@ static inline void FN(wgradk)(const int NV, const int TB, REAL *dwt, int64_t ldt
                              const int64_t *off, int64_t ntaps, const REAL *w,              \
                              const REAL *bias)                                              \
     {                                                                                       \
-        FN(tile)(KB, FC_TILE_VW(KB, FN(VL)), y, map, x, off, ntaps, w, bias);         \
+        FN(tile)(KB, FC_TILE_VW(KB, FN(VL)), y, map, x, off, ntaps, w, bias);               \
     }                                                                                       \
     static void FN(tile_add##KB)(REAL *y, const int64_t *yoff, const REAL *x,               \
                                  const int64_t *off, int64_t ntaps, const REAL *w)          \
     {                                                                                       \
-        FN(tile_add)(KB, FC_TILE_VW(KB, FN(VL)), y, yoff, x, off, ntaps, w);          \
+        FN(tile_add)(KB, FC_TILE_VW(KB, FN(VL)), y, yoff, x, off, ntaps, w);                \
     }
 FC_GENERIC_TILE(1)
 FC_GENERIC_TILE(2)

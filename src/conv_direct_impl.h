@@ -748,7 +748,8 @@ fc_status FN(fc_conv_direct_backward_weight)(REAL *dw, const REAL *dy, const REA
     const int64_t nblocks = filter_blocks(Kg, FC_WGRAD_KB_MAX);
     const int64_t items = pb->N * G * gm.nbands;
     const int team = items < nthreads ? (int)items : nthreads;
-    const int64_t ldd = round_up(gm.band * gm.pitch, 64 / (int64_t)sizeof(REAL));  /* aligned rows */
+    /* dy rows of the flat form, 64-byte multiples so the kernel's loads of dy are aligned */
+    const int64_t ldd = round_up(gm.band * gm.pitch, 64 / (int64_t)sizeof(REAL));
 
     /* The last tap block is padded with copies of the last tap: valid reads, sums dropped. */
     int64_t *off = malloc((size_t)(T + FC_WGRAD_TB_MAX) * sizeof(int64_t));
@@ -839,7 +840,8 @@ static inline REAL FN(sum8)(const REAL *a, int64_t n)
     for (; i < n; i++) {
         part[0] += a[i];
     }
-    return ((part[0] + part[4]) + (part[1] + part[5])) + ((part[2] + part[6]) + (part[3] + part[7]));
+    return ((part[0] + part[4]) + (part[1] + part[5]))
+         + ((part[2] + part[6]) + (part[3] + part[7]));
 }
 
 fc_status FN(fc_conv_backward_bias)(REAL *db, const REAL *dy, const fc_conv_problem *pb)

@@ -22,7 +22,8 @@
  *     past Q are masked, never multiplied by zero, so an inf or NaN that the convolution
  *     never reads cannot leak into dw.
  * wgradk (weight gradient, vectorised over filters): TB taps x NV vectors of filters,
- *     dwt[t*ldt + k] += sum over i < rows, q < Q of x[off[t] + i*pitch + q] * dyt[(i*Q + q)*ldv + k]
+ *     dwt[t*ldt + k] += sum over i < rows, q < Q of
+ *                       x[off[t] + i*pitch + q] * dyt[(i*Q + q)*ldv + k]
  *     for t < nt, k < NV * (lanes per vector); dwt and dyt hold filters contiguously.
  */
 #ifndef FASTCONV_CONV_DIRECT_KERNELS_H
@@ -58,32 +59,32 @@ typedef struct {
     int64_t ldk;
 } fc_strip_map;
 
-#define FC_DECLARE_DIRECT_KERNELS(SUFFIX, T)                                                  \
-    typedef void (*fc_tile_kernel_##SUFFIX)(T *y, const fc_strip_map *map, const T *x,        \
-                                            const int64_t *off, int64_t ntaps, const T *w,    \
-                                            const T *bias);                                   \
-    typedef void (*fc_tile_add_kernel_##SUFFIX)(T *y, const int64_t *yoff, const T *x,        \
-                                                const int64_t *off, int64_t ntaps,            \
-                                                const T *w);                                  \
-    typedef void (*fc_wgrad_kernel_##SUFFIX)(T *dw, int64_t ldw, int nt, const T *dy,         \
-                                             int64_t ldk, int64_t ldy, const T *x,            \
-                                             const int64_t *off, int64_t pitch, int64_t rows, \
-                                             int64_t Q);                                      \
-    typedef void (*fc_wgradk_kernel_##SUFFIX)(T *dwt, int64_t ldt, int nt, const T *dyt,      \
-                                              int64_t ldv, const T *x, const int64_t *off,    \
-                                              int64_t pitch, int64_t rows, int64_t Q);        \
-    /* each table is indexed by its block size (KB, or NV for wgradk); entry 0 is unused */  \
-    extern const fc_tile_kernel_##SUFFIX fc_tile_generic_##SUFFIX[FC_TILE_KB_MAX + 1];        \
-    extern const fc_tile_kernel_##SUFFIX fc_tile_avx2_##SUFFIX[FC_TILE_KB_MAX + 1];           \
+#define FC_DECLARE_DIRECT_KERNELS(SUFFIX, T)                                                   \
+    typedef void (*fc_tile_kernel_##SUFFIX)(T *y, const fc_strip_map *map, const T *x,         \
+                                            const int64_t *off, int64_t ntaps, const T *w,     \
+                                            const T *bias);                                    \
+    typedef void (*fc_tile_add_kernel_##SUFFIX)(T *y, const int64_t *yoff, const T *x,         \
+                                                const int64_t *off, int64_t ntaps,             \
+                                                const T *w);                                   \
+    typedef void (*fc_wgrad_kernel_##SUFFIX)(T *dw, int64_t ldw, int nt, const T *dy,          \
+                                             int64_t ldk, int64_t ldy, const T *x,             \
+                                             const int64_t *off, int64_t pitch, int64_t rows,  \
+                                             int64_t Q);                                       \
+    typedef void (*fc_wgradk_kernel_##SUFFIX)(T *dwt, int64_t ldt, int nt, const T *dyt,       \
+                                              int64_t ldv, const T *x, const int64_t *off,     \
+                                              int64_t pitch, int64_t rows, int64_t Q);         \
+    /* each table is indexed by its block size (KB, or NV for wgradk); entry 0 is unused */    \
+    extern const fc_tile_kernel_##SUFFIX fc_tile_generic_##SUFFIX[FC_TILE_KB_MAX + 1];         \
+    extern const fc_tile_kernel_##SUFFIX fc_tile_avx2_##SUFFIX[FC_TILE_KB_MAX + 1];            \
     extern const fc_tile_add_kernel_##SUFFIX fc_tile_add_generic_##SUFFIX[FC_TILE_KB_MAX + 1]; \
-    extern const fc_tile_add_kernel_##SUFFIX fc_tile_add_avx2_##SUFFIX[FC_TILE_KB_MAX + 1];   \
-    extern const fc_wgrad_kernel_##SUFFIX fc_wgrad_generic_##SUFFIX[FC_WGRAD_KB_MAX + 1];     \
-    extern const fc_wgrad_kernel_##SUFFIX fc_wgrad_avx2_##SUFFIX[FC_WGRAD_KB_MAX + 1];        \
-    extern const fc_wgradk_kernel_##SUFFIX fc_wgradk_generic_##SUFFIX[FC_WGRADK_NV_MAX + 1];  \
-    extern const fc_wgradk_kernel_##SUFFIX fc_wgradk_avx2_##SUFFIX[FC_WGRADK_NV_MAX + 1];    \
-    extern const fc_tile_kernel_##SUFFIX fc_tile_avx512_##SUFFIX[FC_TILE_KB_MAX + 1];         \
-    extern const fc_tile_add_kernel_##SUFFIX fc_tile_add_avx512_##SUFFIX[FC_TILE_KB_MAX + 1]; \
-    extern const fc_wgrad_kernel_##SUFFIX fc_wgrad_avx512_##SUFFIX[FC_WGRAD_KB_MAX + 1];      \
+    extern const fc_tile_add_kernel_##SUFFIX fc_tile_add_avx2_##SUFFIX[FC_TILE_KB_MAX + 1];    \
+    extern const fc_wgrad_kernel_##SUFFIX fc_wgrad_generic_##SUFFIX[FC_WGRAD_KB_MAX + 1];      \
+    extern const fc_wgrad_kernel_##SUFFIX fc_wgrad_avx2_##SUFFIX[FC_WGRAD_KB_MAX + 1];         \
+    extern const fc_wgradk_kernel_##SUFFIX fc_wgradk_generic_##SUFFIX[FC_WGRADK_NV_MAX + 1];   \
+    extern const fc_wgradk_kernel_##SUFFIX fc_wgradk_avx2_##SUFFIX[FC_WGRADK_NV_MAX + 1];      \
+    extern const fc_tile_kernel_##SUFFIX fc_tile_avx512_##SUFFIX[FC_TILE_KB_MAX + 1];          \
+    extern const fc_tile_add_kernel_##SUFFIX fc_tile_add_avx512_##SUFFIX[FC_TILE_KB_MAX + 1];  \
+    extern const fc_wgrad_kernel_##SUFFIX fc_wgrad_avx512_##SUFFIX[FC_WGRAD_KB_MAX + 1];       \
     extern const fc_wgradk_kernel_##SUFFIX fc_wgradk_avx512_##SUFFIX[FC_WGRADK_NV_MAX + 1];
 FC_DECLARE_DIRECT_KERNELS(f32, float)
 FC_DECLARE_DIRECT_KERNELS(f64, double)

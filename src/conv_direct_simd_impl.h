@@ -10,7 +10,7 @@
 /* y <- tile (kb, vw) through the strip map: whole vectors stored plainly, the ends of a
  * segment with a masked store (masked lanes are never touched, so they cannot fault). */
 static FC_TARGET void FN(store_map)(REAL *y, const fc_strip_map *map, const REAL *tile, int kb,
-                                  int vw)
+                                    int vw)
 {
     for (int s = 0; s < map->nseg; s++) {
         const int lo = map->lo[s], hi = map->hi[s];
@@ -33,7 +33,7 @@ static FC_TARGET void FN(store_map)(REAL *y, const fc_strip_map *map, const REAL
 /* acc (KB rows, NV vectors) += sum over taps of w[t*KB + k] * x[off[t] + lanes]: per tap,
  * NV loads of x, KB broadcast weights, KB*NV FMAs. The loop of tile and tile_add. */
 FC_TARGET_INLINE void FN(tile_taps)(const int KB, const int NV, VEC acc[12], const REAL *x,
-                                  const int64_t *off, int64_t ntaps, const REAL *w)
+                                    const int64_t *off, int64_t ntaps, const REAL *w)
 {
     for (int64_t t = 0; t < ntaps; t++) {
         const REAL *xt = x + off[t];
@@ -72,8 +72,8 @@ FC_TARGET_INLINE void FN(tile_taps)(const int KB, const int NV, VEC acc[12], con
  * of them (such as storing each straight through the map) makes GCC keep them all in
  * memory, a store per FMA. */
 FC_TARGET_INLINE void FN(tile)(const int KB, const int NV, REAL *y, const fc_strip_map *map,
-                             const REAL *x, const int64_t *off, int64_t ntaps, const REAL *w,
-                             const REAL *bias)
+                               const REAL *x, const int64_t *off, int64_t ntaps, const REAL *w,
+                               const REAL *bias)
 {
     VEC acc[12];
     for (int k = 0; k < KB; k++) {
@@ -92,8 +92,8 @@ FC_TARGET_INLINE void FN(tile)(const int KB, const int NV, REAL *y, const fc_str
 
 /* rows y + yoff[i] (KB of them, NV*VL lanes each) += the tile's sums. */
 FC_TARGET_INLINE void FN(tile_add)(const int KB, const int NV, REAL *y, const int64_t *yoff,
-                                 const REAL *x, const int64_t *off, int64_t ntaps,
-                                 const REAL *w)
+                                   const REAL *x, const int64_t *off, int64_t ntaps,
+                                   const REAL *w)
 {
     VEC acc[12];
     FC_UNROLL
@@ -111,8 +111,8 @@ FC_TARGET_INLINE void FN(tile_add)(const int KB, const int NV, REAL *y, const in
  * x, KB*TB FMAs; the last Q % VL pixels of a row through masked loads (masked lanes read
  * as 0 and are never read from memory). */
 FC_TARGET_INLINE void FN(wgrad)(const int KB, const int TB, REAL *dw, int64_t ldw, int nt,
-                              const REAL *dy, int64_t ldk, int64_t ldy, const REAL *x,
-                              const int64_t *off, int64_t pitch, int64_t rows, int64_t Q)
+                                const REAL *dy, int64_t ldk, int64_t ldy, const REAL *x,
+                                const int64_t *off, int64_t pitch, int64_t rows, int64_t Q)
 {
     VEC acc[12];  /* acc[k*TB + t] */
     FC_UNROLL
@@ -170,8 +170,8 @@ FC_TARGET_INLINE void FN(wgrad)(const int KB, const int TB, REAL *dw, int64_t ld
 /* dwt (TB taps, NV vectors of filters) += x (broadcast per tap) * dyt (NV vectors) over a
  * band, pixel by pixel: per pixel, NV loads of dyt, TB broadcasts of x, TB*NV FMAs. */
 FC_TARGET_INLINE void FN(wgradk)(const int NV, const int TB, REAL *dwt, int64_t ldt, int nt,
-                               const REAL *dyt, int64_t ldv, const REAL *x, const int64_t *off,
-                               int64_t pitch, int64_t rows, int64_t Q)
+                                 const REAL *dyt, int64_t ldv, const REAL *x, const int64_t *off,
+                                 int64_t pitch, int64_t rows, int64_t Q)
 {
     VEC acc[12];  /* acc[t*NV + v] */
     FC_UNROLL
@@ -210,17 +210,17 @@ FC_TARGET_INLINE void FN(wgradk)(const int NV, const int TB, REAL *dwt, int64_t 
     }
 }
 
-/* One function per block size (KB, or NV for wgradk): the sizes become constants, so the loops above unroll and
- * the accumulators live in registers. */
+/* One function per block size (KB, or NV for wgradk): the sizes become constants, so the
+ * loops above unroll and the accumulators live in registers. */
 #define FC_TILE(KB)                                                                         \
-    static FC_TARGET void FN(tile##KB)(REAL *y, const fc_strip_map *map, const REAL *x,       \
-                                     const int64_t *off, int64_t ntaps, const REAL *w,      \
-                                     const REAL *bias)                                      \
+    static FC_TARGET void FN(tile##KB)(REAL *y, const fc_strip_map *map, const REAL *x,     \
+                                       const int64_t *off, int64_t ntaps, const REAL *w,    \
+                                       const REAL *bias)                                    \
     {                                                                                       \
         FN(tile)(KB, FC_TILE_NV(KB), y, map, x, off, ntaps, w, bias);                       \
     }                                                                                       \
-    static FC_TARGET void FN(tile_add##KB)(REAL *y, const int64_t *yoff, const REAL *x,       \
-                                         const int64_t *off, int64_t ntaps, const REAL *w)  \
+    static FC_TARGET void FN(tile_add##KB)(REAL *y, const int64_t *yoff, const REAL *x,     \
+                                           const int64_t *off, int64_t ntaps, const REAL *w) \
     {                                                                                       \
         FN(tile_add)(KB, FC_TILE_NV(KB), y, yoff, x, off, ntaps, w);                        \
     }
@@ -232,19 +232,19 @@ FC_TILE(5)
 FC_TILE(6)
 #undef FC_TILE
 
-#define FC_WGRAD(N)                                                                        \
-    static FC_TARGET void FN(wgrad##N)(REAL *dw, int64_t ldw, int nt, const REAL *dy,        \
-                                      int64_t ldk, int64_t ldy, const REAL *x,              \
-                                      const int64_t *off, int64_t pitch, int64_t rows,      \
-                                      int64_t Q)                                            \
+#define FC_WGRAD(N)                                                                         \
+    static FC_TARGET void FN(wgrad##N)(REAL *dw, int64_t ldw, int nt, const REAL *dy,       \
+                                       int64_t ldk, int64_t ldy, const REAL *x,             \
+                                       const int64_t *off, int64_t pitch, int64_t rows,     \
+                                       int64_t Q)                                           \
     {                                                                                       \
-        FN(wgrad)(N, FC_WGRAD_TB(N), dw, ldw, nt, dy, ldk, ldy, x, off, pitch, rows, Q);  \
+        FN(wgrad)(N, FC_WGRAD_TB(N), dw, ldw, nt, dy, ldk, ldy, x, off, pitch, rows, Q);    \
     }                                                                                       \
-    static FC_TARGET void FN(wgradk##N)(REAL *dwt, int64_t ldt, int nt, const REAL *dyt,     \
-                                       int64_t ldv, const REAL *x, const int64_t *off,      \
-                                       int64_t pitch, int64_t rows, int64_t Q)              \
+    static FC_TARGET void FN(wgradk##N)(REAL *dwt, int64_t ldt, int nt, const REAL *dyt,    \
+                                        int64_t ldv, const REAL *x, const int64_t *off,     \
+                                        int64_t pitch, int64_t rows, int64_t Q)             \
     {                                                                                       \
-        FN(wgradk)(N, FC_WGRADK_TB(N), dwt, ldt, nt, dyt, ldv, x, off, pitch, rows, Q);   \
+        FN(wgradk)(N, FC_WGRADK_TB(N), dwt, ldt, nt, dyt, ldv, x, off, pitch, rows, Q);     \
     }
 FC_WGRAD(1)
 FC_WGRAD(2)
