@@ -30,9 +30,11 @@ cdef extern from "fastconv.h" nogil:
     int fc_get_num_threads()
     void fc_set_num_threads(int n)
     int fc_simd_avx2()
-    void fc_simd_select(int use_avx2)
+    int fc_simd_avx512()
+    void fc_simd_select(int level)
     const char *fc_simd_name()
     int fc_cpu_has_avx2_fma()
+    int fc_cpu_has_avx512()
 
     fc_status fc_gemm_f32(int64_t M, int64_t N, int64_t K,
                           const float *A, int64_t rsa, int64_t csa,

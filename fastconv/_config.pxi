@@ -25,8 +25,13 @@ def cpu_has_avx2_fma():
     return bool(fc_cpu_has_avx2_fma())
 
 
-def simd_select(bint use_avx2):
-    fc_simd_select(use_avx2)
+def cpu_has_avx512():
+    return bool(fc_cpu_has_avx512())
+
+
+def simd_select(int level):
+    """0: generic, 1: AVX2+FMA, 2: AVX-512 (each capped by what the CPU has)."""
+    fc_simd_select(level)
 
 
 def simd_name():

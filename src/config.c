@@ -44,21 +44,43 @@ int fc_cpu_has_avx2_fma(void)
 #endif
 }
 
+int fc_cpu_has_avx512(void)
+{
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    return fc_cpu_has_avx2_fma() && __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}
+
 /* Chosen once at import (fastconv/config.py reads FASTCONV_SIMD) and on request by the
  * tests; kernels read it at the start of each call. */
-static int use_avx2 = 0;
+static int simd_level = FC_SIMD_GENERIC;
 
-void fc_simd_select(int want_avx2)
+void fc_simd_select(int level)
 {
-    use_avx2 = want_avx2 && fc_cpu_has_avx2_fma();
+    if (level >= FC_SIMD_AVX512 && fc_cpu_has_avx512()) {
+        simd_level = FC_SIMD_AVX512;
+    } else if (level >= FC_SIMD_AVX2 && fc_cpu_has_avx2_fma()) {
+        simd_level = FC_SIMD_AVX2;
+    } else {
+        simd_level = FC_SIMD_GENERIC;
+    }
 }
 
 int fc_simd_avx2(void)
 {
-    return use_avx2;
+    return simd_level >= FC_SIMD_AVX2;
+}
+
+int fc_simd_avx512(void)
+{
+    return simd_level >= FC_SIMD_AVX512;
 }
 
 const char *fc_simd_name(void)
 {
-    return use_avx2 ? "avx2+fma" : "generic";
+    return simd_level == FC_SIMD_AVX512 ? "avx512" : simd_level == FC_SIMD_AVX2 ? "avx2+fma"
+                                                                                 : "generic";
 }

@@ -2,47 +2,832 @@
  * Included by conv_direct.c with REAL (float or double) and FN(name) (adds _f32/_f64).
  *
  * Layouts: x (N, C, H, W); w (K, C/groups, R, S); y and dy (N, K, P, Q); all C-contiguous.
- * Parallel loops are split so that each thread owns what it writes: forward over output
- * planes (n, k), data gradient over input planes (n, c), weight gradient over filter
- * slices (k, c). No atomics and no reductions across threads, so every result is bitwise
- * identical whatever the number of threads. */
+ * The band buffer, its tap offsets and the pixel numbering v are described at the top of
+ * conv_direct.c. Work items (image, group, band of output rows) are shared out among the
+ * threads; each thread owns its band buffer and the outputs of its items. Where items
+ * add into one result (the weight gradient), the split is static and each thread keeps
+ * its own partial sums, added in thread order. */
 
-/* y_row[q] += wv * x_row[q * stride] for q in [lo, hi): the inner loop of every kernel. */
-static inline void FN(axpy_strided)(REAL *y_row, const REAL *x_row, REAL wv,
-                                    int64_t lo, int64_t hi, int64_t stride)
+/* The micro-kernel set in use (see conv_direct_kernels.h) and its vector length. */
+static int64_t FN(simd_lanes)(void)
 {
-    if (stride == 1) {
-        for (int64_t q = lo; q < hi; q++) {
-            y_row[q] += wv * x_row[q];
+    return (fc_simd_avx512() ? 64 : 32) / (int64_t)sizeof(REAL);
+}
+
+static FN(fc_tile_kernel) FN(tile_kernel)(int kb)
+{
+    return fc_simd_avx512() ? FN(fc_tile_avx512)[kb]
+         : fc_simd_avx2() ? FN(fc_tile_avx2)[kb] : FN(fc_tile_generic)[kb];
+}
+
+static FN(fc_tile_add_kernel) FN(tile_add_kernel)(int kb)
+{
+    return fc_simd_avx512() ? FN(fc_tile_add_avx512)[kb]
+         : fc_simd_avx2() ? FN(fc_tile_add_avx2)[kb] : FN(fc_tile_add_generic)[kb];
+}
+
+static FN(fc_wgrad_kernel) FN(wgrad_kernel)(int kb)
+{
+    return fc_simd_avx512() ? FN(fc_wgrad_avx512)[kb]
+         : fc_simd_avx2() ? FN(fc_wgrad_avx2)[kb] : FN(fc_wgrad_generic)[kb];
+}
+
+static FN(fc_wgradk_kernel) FN(wgradk_kernel)(int nv)
+{
+    return fc_simd_avx512() ? FN(fc_wgradk_avx512)[nv]
+         : fc_simd_avx2() ? FN(fc_wgradk_avx2)[nv] : FN(fc_wgradk_generic)[nv];
+}
+
+/* 1 if a[0..n) holds no inf and no NaN. */
+static int FN(all_finite)(const REAL *a, int64_t n)
+{
+    int bad = 0;
+    for (int64_t i = 0; i < n; i++) {
+        bad |= !(a[i] - a[i] == 0);
+    }
+    return !bad;
+}
+
+/* The padded columns [0, n*sw) of one input row (padded column jj is input column
+ * jj - pad_left, 0 outside [0, W)) into `row`. */
+static void FN(pad_row)(REAL *row, const REAL *src, int64_t len, int64_t pad_left, int64_t W)
+{
+    int64_t lo = pad_left < 0 ? 0 : pad_left, hi = W + pad_left;
+    lo = min64(lo, len);
+    hi = hi < lo ? lo : min64(hi, len);
+    memset(row, 0, (size_t)lo * sizeof(REAL));
+    memcpy(row + lo, src + lo - pad_left, (size_t)(hi - lo) * sizeof(REAL));
+    memset(row + hi, 0, (size_t)(len - hi) * sizeof(REAL));
+}
+
+/* dst + b*phase_stride (b < sw) <- columns b, b + sw, ... of row (n of each). Stride 2, the
+ * common case, is one interleaved loop the compiler turns into shuffles. */
+static void FN(split_row)(REAL *dst, int64_t phase_stride, const REAL *row, int64_t n,
+                          int64_t sw)
+{
+    if (sw == 2) {
+        REAL *even = dst, *odd = dst + phase_stride;
+        for (int64_t j = 0; j < n; j++) {
+            even[j] = row[2 * j];
+            odd[j] = row[2 * j + 1];
         }
-    } else {
-        for (int64_t q = lo; q < hi; q++) {
-            y_row[q] += wv * x_row[q * stride];
+        return;
+    }
+    for (int64_t b = 0; b < sw; b++) {
+        for (int64_t j = 0; j < n; j++) {
+            dst[b * phase_stride + j] = row[j * sw + b];
         }
     }
 }
 
-/* sum over q in [lo, hi) of a[q] * b[q * stride], with 8 partial sums in a fixed order so
- * the compiler can vectorise it while the result stays deterministic. */
-static inline REAL FN(dot_strided)(const REAL *a, const REAL *b, int64_t lo, int64_t hi,
-                                   int64_t stride)
+/* row <- the phases src + b*phase_stride interleaved back: the inverse of split_row. */
+static void FN(merge_row)(REAL *row, const REAL *src, int64_t phase_stride, int64_t n,
+                          int64_t sw)
 {
-    REAL part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int64_t q = lo;
-    if (stride == 1) {
-        for (; q + 8 <= hi; q += 8) {
-            for (int j = 0; j < 8; j++) {
-                part[j] += a[q + j] * b[q + j];
+    if (sw == 2) {
+        const REAL *even = src, *odd = src + phase_stride;
+        for (int64_t j = 0; j < n; j++) {
+            row[2 * j] = even[j];
+            row[2 * j + 1] = odd[j];
+        }
+        return;
+    }
+    for (int64_t b = 0; b < sw; b++) {
+        for (int64_t j = 0; j < n; j++) {
+            row[j * sw + b] = src[b * phase_stride + j];
+        }
+    }
+}
+
+/* even[j] = src[2j + first], odd[j] = src[2j + 1 + first] for j < n, 0 outside [0, W):
+ * split_row of a padded row, for stride 2 straight from the input row. */
+static void FN(split_row2)(REAL *even, REAL *odd, const REAL *src, int64_t n, int64_t first,
+                           int64_t W)
+{
+    /* [lo, hi): the j whose two columns are both inside the row */
+    int64_t lo = first >= 0 ? 0 : fc_ceil_div(-first, 2);
+    int64_t hi = W - 2 - first < 0 ? 0 : (W - 2 - first) / 2 + 1;
+    lo = min64(lo, n);
+    hi = hi < lo ? lo : min64(hi, n);
+    for (int64_t j = lo; j < hi; j++) {
+        even[j] = src[2 * j + first];
+        odd[j] = src[2 * j + 1 + first];
+    }
+    /* the few columns at the two ends, where the padding is */
+    for (int64_t j = 0; j < n; j++) {
+        if (j == lo) {
+            j = hi;
+            if (j == n) {
+                break;
+            }
+        }
+        const int64_t col = 2 * j + first;
+        even[j] = col >= 0 && col < W ? src[col] : 0;
+        odd[j] = col + 1 >= 0 && col + 1 < W ? src[col + 1] : 0;
+    }
+}
+
+/* buf (Cg, sh, sw, rows + reach_rows, pitch) <- the zero-padded input rows that output rows
+ * [p0, p0 + rows) read from x_group (Cg, H, W), split into stride phases. */
+static void FN(fill_band)(REAL *buf, const REAL *x_group, int64_t p0, int64_t rows,
+                          const fc_band_geom *gm, const fc_conv_problem *pb)
+{
+    const int64_t sh = pb->stride_h, sw = pb->stride_w, H = pb->H, W = pb->W;
+    const int64_t pitch = gm->pitch;
+    for (int64_t c = 0; c < gm->ch; c++) {
+        for (int64_t a = 0; a < sh; a++) {
+            REAL *dst = buf + (c * sh + a) * sw * gm->plane;
+            for (int64_t i = 0; i < rows + gm->reach_rows; i++, dst += pitch) {
+                const int64_t h = (p0 + i) * sh + a - pb->pad_top;
+                if (h < 0 || h >= H) {
+                    for (int64_t b = 0; b < sw; b++) {
+                        memset(dst + b * gm->plane, 0, (size_t)pitch * sizeof(REAL));
+                    }
+                } else if (sw == 1) {
+                    FN(pad_row)(dst, x_group + (c * H + h) * W, pitch, pb->pad_left, W);
+                } else if (sw == 2) {
+                    FN(split_row2)(dst, dst + gm->plane, x_group + (c * H + h) * W, pitch,
+                                   -pb->pad_left, W);
+                } else {
+                    REAL *row = buf + gm->row;
+                    FN(pad_row)(row, x_group + (c * H + h) * W, pitch * sw, pb->pad_left, W);
+                    FN(split_row)(dst, gm->plane, row, pitch, sw);
+                }
             }
         }
     }
-    for (; q < hi; q++) {
-        part[0] += a[q] * b[q * stride];
-    }
-    return ((part[0] + part[4]) + (part[1] + part[5])) + ((part[2] + part[6]) + (part[3] + part[7]));
 }
 
-/* sum of a[0..n) with 8 partial sums, for the same reason as dot_strided. */
+/* wp (K, T) <- w (K, T) with each filter block's taps interleaved, [t][kb], in the order
+ * the tile kernel reads them; block (g, k0) starts at wp + (g*Kg + k0)*T. */
+static void FN(pack_filters)(REAL *wp, const REAL *w, int64_t Kg, int64_t groups, int64_t T)
+{
+    const int64_t nblocks = tile_blocks(Kg);
+    for (int64_t g = 0; g < groups; g++) {
+        for (int64_t b = 0; b < nblocks; b++) {
+            int64_t k0;
+            int kb;
+            tile_block(Kg, b, &k0, &kb);
+            const REAL *src = w + (g * Kg + k0) * T;
+            REAL *dst = wp + (g * Kg + k0) * T;
+            for (int64_t t = 0; t < T; t++) {
+                for (int k = 0; k < kb; k++) {
+                    dst[t * kb + k] = src[k * T + t];
+                }
+            }
+        }
+    }
+}
+
+/* y <- the pixels of tile (kb, vw) whose strip starts at band row pl, column q, one by
+ * one: for what a strip map cannot describe (outputs narrower than a strip, or every
+ * stride-th column of dx). */
+static void FN(scatter_tile)(REAL *y, const REAL *tile, int kb, int vw, int64_t pl, int64_t q,
+                             int64_t rows, int64_t pitch, int64_t Q, const fc_out_layout *yl)
+{
+    for (int j = 0; j < vw && pl < rows; j++) {
+        if (q < Q) {
+            for (int k = 0; k < kb; k++) {
+                y[k * yl->channel + pl * yl->row + q * yl->col] = tile[k * vw + j];
+            }
+        }
+        if (++q == pitch) {
+            q = 0;
+            pl++;
+        }
+    }
+}
+
+static fc_status FN(correlate)(REAL *y, const fc_out_layout *yl, const REAL *x, const REAL *w,
+                               const REAL *bias, const fc_conv_problem *pb)
+{
+    /* y (N, K, P, Q), placed by yl, = sum over c, r, s of x (N, C, H, W) * w (K, C/g, R, S)
+     * + bias (K) or 0: the forward convolution, and each phase of the data gradient. */
+    const int64_t G = pb->groups, Kg = pb->K / G, P = pb->P, Q = pb->Q;
+    const int nthreads = fc_get_num_threads();
+    fc_band_geom gm;
+    band_geom(&gm, pb, band_rows(pb, nthreads, (int64_t)sizeof(REAL)));
+    const int64_t T = gm.taps, nblocks = tile_blocks(Kg);
+    const int64_t items = pb->N * G * gm.nbands;
+
+    int64_t *off = malloc((size_t)T * sizeof(int64_t));
+    REAL *wpack = malloc((size_t)(pb->K * T) * sizeof(REAL));
+    REAL *bpack = malloc((size_t)pb->K * sizeof(REAL));
+    if (off == NULL || wpack == NULL || bpack == NULL) {
+        free(off);
+        free(wpack);
+        free(bpack);
+        return FC_ERR_NOMEM;
+    }
+    tap_offsets(off, &gm, pb);
+    FN(pack_filters)(wpack, w, Kg, G, T);
+    for (int64_t k = 0; k < pb->K; k++) {
+        bpack[k] = bias != NULL ? bias[k] : (REAL)0;
+    }
+    int failed = 0;
+
+#pragma omp parallel num_threads(nthreads) reduction(|| : failed)
+    {
+        REAL *buf = calloc_aligned((size_t)gm.size * sizeof(REAL));
+        _Alignas(64) REAL tile[FC_TILE_KB_MAX * FC_TILE_VW_MAX];
+        fc_strip_map map;
+        fc_strip_map tile_map = {.nseg = 1};  /* all lanes into `tile`, for scatter_tile */
+        if (buf == NULL) {
+            failed = 1;
+        }
+        /* dynamic: every item writes its own outputs, so the results do not depend on
+         * which thread runs it, and a thread the OS pauses does not hold up the call */
+#pragma omp for schedule(dynamic)
+        for (int64_t it = 0; it < items; it++) {
+            if (failed) {
+                continue;
+            }
+            const int64_t n = it / (G * gm.nbands), g = it / gm.nbands % G;
+            const int64_t p0 = it % gm.nbands * gm.band, rows = min64(gm.band, P - p0);
+            FN(fill_band)(buf, x + (n * pb->C + g * gm.ch) * pb->H * pb->W, p0, rows, &gm, pb);
+            const int64_t v_end = (rows - 1) * gm.pitch + Q;  /* past the band's last pixel */
+            for (int64_t b = 0; b < nblocks; b++) {
+                int64_t k0;
+                int kb;
+                tile_block(Kg, b, &k0, &kb);
+                const FN(fc_tile_kernel) kernel = FN(tile_kernel)(kb);
+                const int vw = FC_TILE_VW(kb, FN(simd_lanes)());
+                const REAL *wb = wpack + (g * Kg + k0) * T, *bb = bpack + g * Kg + k0;
+                REAL *yb = y + n * yl->image + (g * Kg + k0) * yl->channel + p0 * yl->row;
+                int64_t pl = 0, q = 0;  /* band row and column of pixel number v */
+                for (int64_t v = 0; v < v_end; v += vw) {
+                    if (strip_map(&map, pl, q, vw, rows, gm.pitch, Q, yl)) {
+                        kernel(yb, &map, buf + v, off, T, wb, bb);
+                    } else {
+                        tile_map.hi[0] = vw;
+                        tile_map.ldk = vw;
+                        kernel(tile, &tile_map, buf + v, off, T, wb, bb);
+                        FN(scatter_tile)(yb, tile, kb, vw, pl, q, rows, gm.pitch, Q, yl);
+                    }
+                    for (q += vw; q >= gm.pitch; q -= gm.pitch) {
+                        pl++;
+                    }
+                }
+            }
+        }
+        free_aligned(buf);
+    }
+    free(off);
+    free(wpack);
+    free(bpack);
+    return failed ? FC_ERR_NOMEM : FC_OK;
+}
+
+fc_status FN(fc_conv_direct_forward)(REAL *y, const REAL *x, const REAL *w, const REAL *bias,
+                                     const fc_conv_problem *pb)
+{
+    /* y (N, K, P, Q) = sum over c, r, s of x (N, C, H, W) * w (K, C/g, R, S), + bias (K) */
+    const fc_out_layout yl = {pb->K * pb->P * pb->Q, pb->P * pb->Q, pb->Q, 1};
+    return FN(correlate)(y, &yl, x, w, bias, pb);
+}
+
+/* y (N, K, P, Q) placed by yl <- 0. */
+static void FN(zero_outputs)(REAL *y, const fc_out_layout *yl, int64_t N, int64_t K,
+                             int64_t P, int64_t Q)
+{
+    for (int64_t n = 0; n < N; n++) {
+        for (int64_t k = 0; k < K; k++) {
+            for (int64_t p = 0; p < P; p++) {
+                REAL *row = y + n * yl->image + k * yl->channel + p * yl->row;
+                for (int64_t q = 0; q < Q; q++) {
+                    row[q * yl->col] = 0;
+                }
+            }
+        }
+    }
+}
+
+/* dyb (nk, ldd) <- rows [p0, p0 + rows) of nk planes of dy (each P x Q) in the band's pixel
+ * numbering v = (p - p0)*pitch + q, with 0 in the columns q >= Q and from v = rows*pitch
+ * up to ldd: those pixels add nothing to a sum over v. */
+static void FN(fill_dy_band)(REAL *dyb, int64_t ldd, const REAL *dy, int64_t nk, int64_t p0,
+                             int64_t rows, int64_t pitch, const fc_conv_problem *pb)
+{
+    const int64_t P = pb->P, Q = pb->Q;
+    for (int64_t k = 0; k < nk; k++) {
+        REAL *dst = dyb + k * ldd;
+        const REAL *src = dy + (k * P + p0) * Q;
+        for (int64_t i = 0; i < rows; i++) {
+            memcpy(dst + i * pitch, src + i * Q, (size_t)Q * sizeof(REAL));
+            memset(dst + i * pitch + Q, 0, (size_t)(pitch - Q) * sizeof(REAL));
+        }
+        memset(dst + rows * pitch, 0, (size_t)(ldd - rows * pitch) * sizeof(REAL));
+    }
+}
+
+/* dyt (rows*Q, ldv) <- rows [p0, p0 + rows) of nk planes of dy, filters contiguous:
+ * dyt[(i*Q + q)*ldv + k] = dy[k][p0 + i][q], and 0 for the filters nk..ldv-1. */
+static void FN(fill_dy_transposed)(REAL *dyt, int64_t ldv, const REAL *dy, int64_t nk,
+                                   int64_t p0, int64_t rows, const fc_conv_problem *pb)
+{
+    const int64_t npix = rows * pb->Q, PQ = pb->P * pb->Q;
+    const REAL *src = dy + p0 * pb->Q;
+    /* blocks of 8 pixels: the 8 values of a filter are one contiguous load, and the
+     * block's ldv-wide rows of dyt stay in the L1 cache while they fill */
+    for (int64_t v0 = 0; v0 < npix; v0 += 8) {
+        const int64_t nb = min64(8, npix - v0);
+        for (int64_t k = 0; k < nk; k++) {
+            const REAL *plane = src + k * PQ + v0;
+            for (int64_t v = 0; v < nb; v++) {
+                dyt[(v0 + v) * ldv + k] = plane[v];
+            }
+        }
+        for (int64_t v = 0; v < nb; v++) {
+            for (int64_t k = nk; k < ldv; k++) {
+                dyt[(v0 + v) * ldv + k] = 0;
+            }
+        }
+    }
+}
+
+/* dx_group (Cg, H, W) <- the pixels of a whole-image band buffer that are not padding;
+ * pixels that no output reads get 0. The adjoint of fill_band. buf's scratch row is used. */
+static void FN(unfill_image)(REAL *dx_group, REAL *buf, const fc_band_geom *gm,
+                             const fc_conv_problem *pb)
+{
+    const int64_t sh = pb->stride_h, sw = pb->stride_w, H = pb->H, W = pb->W;
+    const int64_t rows = gm->band + gm->reach_rows, len = gm->pitch * sw;
+    /* dx column w is padded column w + pad_left, held for w in [0, hi) */
+    const int64_t hi = min64(W, len - pb->pad_left);
+    for (int64_t c = 0; c < gm->ch; c++) {
+        /* padded row h + pad_top is row i of row phase a */
+        int64_t a = pb->pad_top % sh, i = pb->pad_top / sh;
+        for (int64_t h = 0; h < H; h++) {
+            REAL *dst = dx_group + (c * H + h) * W;
+            if (i >= rows || hi <= 0) {
+                memset(dst, 0, (size_t)W * sizeof(REAL));
+            } else {
+                const REAL *src = buf + (c * sh + a) * sw * gm->plane + i * gm->pitch;
+                if (sw > 1) {
+                    FN(merge_row)(buf + gm->row, src, gm->plane, gm->pitch, sw);
+                    src = buf + gm->row;
+                }
+                memcpy(dst, src + pb->pad_left, (size_t)hi * sizeof(REAL));
+                memset(dst + hi, 0, (size_t)(W - hi) * sizeof(REAL));
+            }
+            if (++a == sh) {
+                a = 0;
+                i++;
+            }
+        }
+    }
+}
+
+/* The data gradient as the forward's exact adjoint: where the forward reads
+ * x_band[v + off[t]], this adds w[k][t] * dy[k][v] into the same place of a dx band
+ * buffer. It computes only the P x Q pixels of dy (the gather form below computes all
+ * H x W pixels of dx, over dy's zero padding) but adds each tile to memory after summing
+ * just the group's filters. One band is the whole image (bands would overlap on their
+ * halo rows), so it serves problems with enough (image, group) pairs for the threads.
+ * The taps of one tile are the same (r, s) of kb channels: their buffer rows lie a whole
+ * channel of the buffer apart, so a tile's rows never overlap.
+ * Measured (one thread, AVX-512 / AVX2): scatter wins when it computes well under the
+ * gather form's pixels (LeNet-5 conv1 0.28 vs 0.44 / 0.40 vs 0.55 ms, conv2 0.41 vs 0.61 /
+ * 0.60 vs 1.05 ms) and on strided layers (lecture net 2: 1.18 vs 1.72 ms; stride phases
+ * make the gather form store pixel by pixel); gather on "same" layers, on lecture net 1
+ * (90% of the pixels: 0.38 vs 0.44 / 0.51 vs 0.55 ms) and for single filters. */
+static int FN(scatter_suits)(const fc_conv_problem *pb, int nthreads)
+{
+    const int64_t Kg = pb->K / pb->groups;
+    fc_band_geom gm;
+    band_geom(&gm, pb, pb->P);
+    const int64_t bytes = (gm.size + Kg * (pb->P * gm.pitch + FC_TILE_VW_MAX))
+                          * (int64_t)sizeof(REAL);
+    const int strided = pb->stride_h > 1 || pb->stride_w > 1;
+    /* pixels x taps computed, relative to the gather form's (stride 1) */
+    const double work = (double)(pb->P * gm.pitch)
+                        / (double)(pb->H * (pb->W + (pb->S - 1) * pb->dil_w));
+    return pb->N * pb->groups >= nthreads
+        && (strided || (Kg >= 2 && work <= 0.85))
+        && pb->stride_h * pb->stride_w * gm.plane >= FC_TILE_VW_MAX
+        && bytes <= FC_DIRECT_IMAGE_BYTES;
+}
+
+static fc_status FN(backward_data_scatter)(REAL *dx, const REAL *dy, const REAL *w,
+                                           const fc_conv_problem *pb)
+{
+    /* dx (N, C, H, W) from dy (N, K, P, Q) and w (K, C/g, R, S): per (image, group),
+     * dxb (Cg, sh, sw, rows, pitch) += w^T dy at the forward's tap offsets, then
+     * dx <- dxb without its padding. */
+    const int64_t G = pb->groups, Cg = pb->C / G, Kg = pb->K / G, P = pb->P, Q = pb->Q;
+    const int64_t RS = pb->R * pb->S;
+    const int nthreads = fc_get_num_threads();
+    fc_band_geom gm;
+    band_geom(&gm, pb, P);
+    const int64_t T = gm.taps, nblocks = tile_blocks(Cg);
+    /* dy rows: zeros for strips past the end; 64-byte multiples, so that the kernel's loads
+     * of dy are aligned (an unaligned 64-byte load always splits two cache lines) */
+    const int64_t ldd = round_up(P * gm.pitch + FC_TILE_VW_MAX, 64 / (int64_t)sizeof(REAL));
+    const int64_t v_end = (P - 1) * gm.pitch + Q;
+
+    int64_t *off = malloc((size_t)T * sizeof(int64_t));
+    int64_t *dy_off = malloc((size_t)Kg * sizeof(int64_t));
+    REAL *wt = malloc((size_t)(pb->K * T) * sizeof(REAL));
+    if (off == NULL || dy_off == NULL || wt == NULL) {
+        free(off);
+        free(dy_off);
+        free(wt);
+        return FC_ERR_NOMEM;
+    }
+    tap_offsets(off, &gm, pb);
+    for (int64_t k = 0; k < Kg; k++) {
+        dy_off[k] = k * ldd;
+    }
+    /* wt: for group g, tap (r, s) and channel block (c0, kb), [k][i] = w[g*Kg + k][c0 + i][r][s]
+     * at wt + ((g*RS + rs)*Cg + c0)*Kg: the dy channels are the tile kernel's taps. */
+    for (int64_t g = 0; g < G; g++) {
+        for (int64_t rs = 0; rs < RS; rs++) {
+            for (int64_t b = 0; b < nblocks; b++) {
+                int64_t c0;
+                int kb;
+                tile_block(Cg, b, &c0, &kb);
+                REAL *dst = wt + ((g * RS + rs) * Cg + c0) * Kg;
+                for (int64_t k = 0; k < Kg; k++) {
+                    for (int i = 0; i < kb; i++) {
+                        dst[k * kb + i] = w[((g * Kg + k) * Cg + c0 + i) * RS + rs];
+                    }
+                }
+            }
+        }
+    }
+    int failed = 0;
+
+#pragma omp parallel num_threads(nthreads) reduction(|| : failed)
+    {
+        REAL *dxb = malloc_aligned((size_t)gm.size * sizeof(REAL));
+        REAL *dyb = malloc_aligned((size_t)(Kg * ldd) * sizeof(REAL));
+        int64_t yoff[FC_TILE_KB_MAX];
+        if (dxb == NULL || dyb == NULL) {
+            failed = 1;
+        }
+#pragma omp for schedule(dynamic)  /* each item writes its own dx, as in correlate */
+        for (int64_t ng = 0; ng < pb->N * G; ng++) {
+            if (failed) {
+                continue;
+            }
+            const int64_t n = ng / G, g = ng % G;
+            FN(fill_dy_band)(dyb, ldd, dy + (n * pb->K + g * Kg) * P * Q, Kg, 0, P, gm.pitch, pb);
+            memset(dxb, 0, (size_t)gm.size * sizeof(REAL));
+            for (int64_t rs = 0; rs < RS; rs++) {
+                for (int64_t b = 0; b < nblocks; b++) {
+                    int64_t c0;
+                    int kb;
+                    tile_block(Cg, b, &c0, &kb);
+                    for (int i = 0; i < kb; i++) {
+                        yoff[i] = off[(c0 + i) * RS + rs];
+                    }
+                    const FN(fc_tile_add_kernel) kernel = FN(tile_add_kernel)(kb);
+                    const int vw = FC_TILE_VW(kb, FN(simd_lanes)());
+                    const REAL *wb = wt + ((g * RS + rs) * Cg + c0) * Kg;
+                    for (int64_t v = 0; v < v_end; v += vw) {
+                        kernel(dxb + v, yoff, dyb + v, dy_off, Kg, wb);
+                    }
+                }
+            }
+            FN(unfill_image)(dx + (n * pb->C + g * Cg) * pb->H * pb->W, dxb, &gm, pb);
+        }
+        free_aligned(dxb);
+        free_aligned(dyb);
+    }
+    free(off);
+    free(dy_off);
+    free(wt);
+    return failed ? FC_ERR_NOMEM : FC_OK;
+}
+
+/* The data gradient as stride_h x stride_w stride-1 correlations of dy with flipped,
+ * transposed sub-filters (see phase_axis), each writing every stride-th pixel of dx; a
+ * stride-1 layer is a single correlation writing all of dx. Works for any problem (dy is
+ * cut in bands like x in the forward); computes the zero padding's products too. */
+static fc_status FN(backward_data_gather)(REAL *dx, const REAL *dy, const REAL *w,
+                                          const fc_conv_problem *pb)
+{
+    const int64_t G = pb->groups, Cg = pb->C / G, Kg = pb->K / G, H = pb->H, W = pb->W;
+    const fc_out_layout yl = {pb->C * H * W, H * W, pb->stride_h * W, pb->stride_w};
+    REAL *wsub = malloc((size_t)(pb->C * Kg * pb->R * pb->S) * sizeof(REAL));
+    if (wsub == NULL) {
+        return FC_ERR_NOMEM;
+    }
+    fc_status status = FC_OK;
+    for (int64_t a = 0; a < pb->stride_h && status == FC_OK; a++) {
+        fc_phase_axis ah;
+        phase_axis(&ah, H, pb->R, pb->stride_h, pb->dil_h, pb->pad_top, a);
+        for (int64_t b = 0; b < pb->stride_w && status == FC_OK; b++) {
+            fc_phase_axis aw;
+            phase_axis(&aw, W, pb->S, pb->stride_w, pb->dil_w, pb->pad_left, b);
+            if (ah.nout == 0 || aw.nout == 0) {
+                continue;
+            }
+            REAL *dx_phase = dx + ah.out0 * W + aw.out0;
+            if (ah.ntaps == 0 || aw.ntaps == 0) {
+                /* no filter tap reaches these pixels of dx */
+                FN(zero_outputs)(dx_phase, &yl, pb->N, pb->C, ah.nout, aw.nout);
+                continue;
+            }
+            /* wsub (C, Kg, R', S'): wsub[g*Cg + c][k][i][j] = w[g*Kg + k][c][r][s] with
+             * r = first_h + (R'-1-i)*step_h, s = first_w + (S'-1-j)*step_w (flipped). */
+            const int64_t Rs = ah.ntaps, Ss = aw.ntaps;
+            for (int64_t g = 0; g < G; g++) {
+                for (int64_t c = 0; c < Cg; c++) {
+                    for (int64_t k = 0; k < Kg; k++) {
+                        const REAL *wk = w + ((g * Kg + k) * Cg + c) * pb->R * pb->S;
+                        REAL *dst = wsub + ((g * Cg + c) * Kg + k) * Rs * Ss;
+                        for (int64_t i = 0; i < Rs; i++) {
+                            const int64_t r = ah.first + (Rs - 1 - i) * ah.tap_step;
+                            for (int64_t j = 0; j < Ss; j++) {
+                                const int64_t s = aw.first + (Ss - 1 - j) * aw.tap_step;
+                                dst[i * Ss + j] = wk[r * pb->S + s];
+                            }
+                        }
+                    }
+                }
+            }
+            /* dy is the input (K channels, P x Q); pad_bottom/right are not read by correlate */
+            const fc_conv_problem sub = {
+                .N = pb->N, .C = pb->K, .H = pb->P, .W = pb->Q,
+                .K = pb->C, .R = Rs, .S = Ss,
+                .stride_h = 1, .stride_w = 1,
+                .pad_top = ah.pad, .pad_bottom = 0, .pad_left = aw.pad, .pad_right = 0,
+                .dil_h = ah.dil, .dil_w = aw.dil,
+                .groups = G, .P = ah.nout, .Q = aw.nout,
+            };
+            status = FN(correlate)(dx_phase, &yl, dy, wsub, NULL, &sub);
+        }
+    }
+    free(wsub);
+    return status;
+}
+
+/* The data gradient as plain loops over the products its definition has: for weights
+ * holding an inf or NaN, which the fast forms would multiply by zeros (dy's padding, or the
+ * numbers past a row's end), giving NaN where the gradient is finite or inf. */
+static fc_status FN(backward_data_loops)(REAL *dx, const REAL *dy, const REAL *w,
+                                         const fc_conv_problem *pb)
+{
+    const int64_t Cg = pb->C / pb->groups, Kg = pb->K / pb->groups;
+    const int64_t P = pb->P, Q = pb->Q, H = pb->H, W = pb->W;
+
+#pragma omp parallel for schedule(static)
+    for (int64_t nc = 0; nc < pb->N * pb->C; nc++) {
+        const int64_t n = nc / pb->C, c = nc % pb->C, g = c / Cg;
+        REAL *dx_plane = dx + nc * H * W;
+        memset(dx_plane, 0, (size_t)(H * W) * sizeof(REAL));
+        for (int64_t k = g * Kg; k < (g + 1) * Kg; k++) {
+            const REAL *dy_plane = dy + (n * pb->K + k) * P * Q;
+            const REAL *w_cs = w + (k * Cg + c % Cg) * pb->R * pb->S;
+            for (int64_t r = 0; r < pb->R; r++) {
+                int64_t p_lo, p_hi;
+                fc_valid_range(P, H, pb->stride_h, fc_offset_h(pb, r), &p_lo, &p_hi);
+                for (int64_t s = 0; s < pb->S; s++) {
+                    int64_t q_lo, q_hi;
+                    fc_valid_range(Q, W, pb->stride_w, fc_offset_w(pb, s), &q_lo, &q_hi);
+                    for (int64_t p = p_lo; p < p_hi; p++) {
+                        REAL *dx_row = dx_plane + (p * pb->stride_h + fc_offset_h(pb, r)) * W;
+                        for (int64_t q = q_lo; q < q_hi; q++) {
+                            dx_row[q * pb->stride_w + fc_offset_w(pb, s)]
+                                += w_cs[r * pb->S + s] * dy_plane[p * Q + q];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return FC_OK;
+}
+
+fc_status FN(fc_conv_direct_backward_data)(REAL *dx, const REAL *dy, const REAL *w,
+                                           const fc_conv_problem *pb)
+{
+    /* dx (N, C, H, W) = the transposed convolution of dy (N, K, P, Q) with w (K, C/g, R, S) */
+    if (!FN(all_finite)(w, pb->K * (pb->C / pb->groups) * pb->R * pb->S)) {
+        return FN(backward_data_loops)(dx, dy, w, pb);
+    }
+    if (FN(scatter_suits)(pb, fc_get_num_threads())) {
+        return FN(backward_data_scatter)(dx, dy, w, pb);
+    }
+    return FN(backward_data_gather)(dx, dy, w, pb);
+}
+
+/* 1 if every value a band buffer of `rows` output rows holds is finite. */
+static int FN(band_finite)(const REAL *buf, int64_t rows, const fc_band_geom *gm,
+                           const fc_conv_problem *pb)
+{
+    const int64_t planes = gm->ch * pb->stride_h * pb->stride_w;
+    for (int64_t i = 0; i < planes; i++) {
+        if (!FN(all_finite)(buf + i * gm->plane, (rows + gm->reach_rows) * gm->pitch)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Weight gradient vectorised over filters (the kernel is wgradk): per work item, dy
+ * transposed to (pixels, filters), then TB taps x NV vectors of filters of dw^T in
+ * registers over the band's pixels. Each thread sums into its own dw^T (G, T, ldv); the
+ * copies are added in thread order while transposing back.
+ * The choice against the pixel form is a cost model: lanes used x share of the last tap
+ * block used x sum length / (sum length + ~10 vectors for the call and its reduction).
+ * Measured (one thread, AVX-512 / AVX2): LeNet-5 conv2 (16 filters, 10 x 10 outputs) by
+ * filters 0.32 vs 0.71 / 0.41 vs 0.83 ms; lecture net 2 (20 filters, 17 x 17) by filters
+ * 1.25 vs 1.45 / 1.65 vs 1.99 ms; LeNet-5 conv1 (6 filters) and lecture net 1 (10 filters)
+ * by pixels 0.22 vs 0.80 / 0.31 vs 0.59 and 0.39 vs 1.06 / 0.54 vs 1.23 ms. */
+static int FN(wgrad_by_filters)(const fc_conv_problem *pb, const fc_band_geom *gm)
+{
+    const int64_t VL = FN(simd_lanes)(), Kg = pb->K / pb->groups, T = gm->taps;
+    const int64_t ldv = fc_ceil_div(Kg, VL) * VL;
+    const int64_t nv = ldv / VL < FC_WGRADK_NV_MAX ? ldv / VL : FC_WGRADK_NV_MAX;
+    const int64_t tb_f = FC_WGRADK_TB(nv), tb_p = FC_WGRAD_TB(Kg < 3 ? Kg : 3);
+    const double len_f = (double)(gm->band * pb->Q);
+    const double len_p = (double)((gm->band - 1) * gm->pitch + pb->Q) / (double)VL;
+    const double by_filters = (double)Kg / (double)ldv
+                              * (double)T / (double)(fc_ceil_div(T, tb_f) * tb_f)
+                              * len_f / (len_f + 10);
+    /* 0.85: the pixel form's loads of x are unaligned (they split cache lines) */
+    const double by_pixels = 0.85 * (double)pb->Q / (double)gm->pitch
+                             * (double)T / (double)(fc_ceil_div(T, tb_p) * tb_p)
+                             * len_p / (len_p + 10);
+    return by_filters > by_pixels;
+}
+
+static fc_status FN(backward_weight_by_filters)(REAL *dw, const REAL *dy, const REAL *x,
+                                                const fc_conv_problem *pb,
+                                                const fc_band_geom *gm, int nthreads)
+{
+    const int64_t G = pb->groups, Kg = pb->K / G, P = pb->P, Q = pb->Q, T = gm->taps;
+    const int64_t VL = FN(simd_lanes)();
+    const int64_t ldv = fc_ceil_div(Kg, VL) * VL, dwt_size = G * T * ldv;
+    const int64_t nblocks = filter_blocks(ldv / VL, FC_WGRADK_NV_MAX);
+    const int64_t items = pb->N * G * gm->nbands;
+    const int team = items < nthreads ? (int)items : nthreads;
+
+    int64_t *off = malloc((size_t)(T + FC_WGRAD_TB_MAX) * sizeof(int64_t));
+    REAL *dwt = calloc((size_t)(team * dwt_size), sizeof(REAL));
+    if (off == NULL || dwt == NULL) {
+        free(off);
+        free(dwt);
+        return FC_ERR_NOMEM;
+    }
+    tap_offsets(off, gm, pb);
+    for (int64_t t = T; t < T + FC_WGRAD_TB_MAX; t++) {
+        off[t] = off[T - 1];
+    }
+    int failed = 0;
+
+#pragma omp parallel num_threads(team) reduction(|| : failed)
+    {
+        REAL *my_dwt = dwt + current_thread() * dwt_size;
+        REAL *buf = calloc_aligned((size_t)gm->size * sizeof(REAL));
+        REAL *dyt = malloc_aligned((size_t)(gm->band * Q * ldv) * sizeof(REAL));
+        if (buf == NULL || dyt == NULL) {
+            failed = 1;
+        }
+#pragma omp for schedule(static)
+        for (int64_t it = 0; it < items; it++) {
+            if (failed) {
+                continue;
+            }
+            const int64_t n = it / (G * gm->nbands), g = it / gm->nbands % G;
+            const int64_t p0 = it % gm->nbands * gm->band, rows = min64(gm->band, P - p0);
+            FN(fill_band)(buf, x + (n * pb->C + g * gm->ch) * pb->H * pb->W, p0, rows, gm, pb);
+            FN(fill_dy_transposed)(dyt, ldv, dy + (n * pb->K + g * Kg) * P * Q, Kg, p0, rows, pb);
+            for (int64_t b = 0; b < nblocks; b++) {
+                int64_t v0;
+                int nv;
+                filter_block(ldv / VL, nblocks, b, &v0, &nv);
+                const FN(fc_wgradk_kernel) kernel = FN(wgradk_kernel)(nv);
+                const int tb = FC_WGRADK_TB(nv);
+                for (int64_t t0 = 0; t0 < T; t0 += tb) {
+                    kernel(my_dwt + (g * T + t0) * ldv + v0 * VL, ldv, (int)min64(tb, T - t0),
+                           dyt + v0 * VL, ldv, buf, off + t0, gm->pitch, rows, Q);
+                }
+            }
+        }
+        free_aligned(buf);
+        free_aligned(dyt);
+    }
+    for (int64_t g = 0; g < G; g++) {
+        for (int64_t k = 0; k < Kg; k++) {
+            for (int64_t t = 0; t < T; t++) {
+                REAL sum = 0;
+                for (int th = 0; th < team; th++) {
+                    sum += dwt[th * dwt_size + (g * T + t) * ldv + k];
+                }
+                dw[(g * Kg + k) * T + t] = sum;
+            }
+        }
+    }
+    free(off);
+    free(dwt);
+    return failed ? FC_ERR_NOMEM : FC_OK;
+}
+
+fc_status FN(fc_conv_direct_backward_weight)(REAL *dw, const REAL *dy, const REAL *x,
+                                             const fc_conv_problem *pb)
+{
+    /* dw (K, C/g, R, S) = sum over n, p, q of dy (N, K, P, Q) * the x (N, C, H, W) pixel
+     * each tap read. Per work item, the forward's band buffer, then KB filters x TB taps
+     * of dw summed in registers over the band's pixels: rows narrower than
+     * FC_DIRECT_FLAT_ROWS as one run of pixels numbered as in the forward, with dy copied
+     * into that numbering and 0 past each row's end (unless the band holds an inf or NaN,
+     * which must not meet those zeros), else row by row with masked row ends. Each
+     * thread sums its items into its own copy of dw and the copies are added in thread
+     * order, so the result is bitwise reproducible at a given thread count. */
+    const int64_t G = pb->groups, Kg = pb->K / G, P = pb->P, Q = pb->Q;
+    const int nthreads = fc_get_num_threads();
+    fc_band_geom gm;
+    band_geom(&gm, pb, band_rows(pb, nthreads, (int64_t)sizeof(REAL)));
+    if (FN(wgrad_by_filters)(pb, &gm)) {
+        return FN(backward_weight_by_filters)(dw, dy, x, pb, &gm, nthreads);
+    }
+    const int64_t T = gm.taps, dw_size = pb->K * T;
+    const int64_t nblocks = filter_blocks(Kg, FC_WGRAD_KB_MAX);
+    const int64_t items = pb->N * G * gm.nbands;
+    const int team = items < nthreads ? (int)items : nthreads;
+    /* dy rows of the flat form, 64-byte multiples so the kernel's loads of dy are aligned */
+    const int64_t ldd = round_up(gm.band * gm.pitch, 64 / (int64_t)sizeof(REAL));
+
+    /* The last tap block is padded with copies of the last tap: valid reads, sums dropped. */
+    int64_t *off = malloc((size_t)(T + FC_WGRAD_TB_MAX) * sizeof(int64_t));
+    REAL *partials = team > 1 ? calloc((size_t)((team - 1) * dw_size), sizeof(REAL)) : NULL;
+    if (off == NULL || (team > 1 && partials == NULL)) {
+        free(off);
+        free(partials);
+        return FC_ERR_NOMEM;
+    }
+    tap_offsets(off, &gm, pb);
+    for (int64_t t = T; t < T + FC_WGRAD_TB_MAX; t++) {
+        off[t] = off[T - 1];
+    }
+    memset(dw, 0, (size_t)dw_size * sizeof(REAL));
+    int failed = 0;
+
+#pragma omp parallel num_threads(team) reduction(|| : failed)
+    {
+        const int th = current_thread();
+        REAL *my_dw = th == 0 ? dw : partials + (th - 1) * dw_size;
+        REAL *buf = calloc_aligned((size_t)gm.size * sizeof(REAL));
+        REAL *dyb = Q < FC_DIRECT_FLAT_ROWS ? malloc_aligned((size_t)(Kg * ldd) * sizeof(REAL))
+                                            : NULL;
+        if (buf == NULL || (Q < FC_DIRECT_FLAT_ROWS && dyb == NULL)) {
+            failed = 1;
+        }
+#pragma omp for schedule(static)
+        for (int64_t it = 0; it < items; it++) {
+            if (failed) {
+                continue;
+            }
+            const int64_t n = it / (G * gm.nbands), g = it / gm.nbands % G;
+            const int64_t p0 = it % gm.nbands * gm.band, rows = min64(gm.band, P - p0);
+            const REAL *dy_group = dy + (n * pb->K + g * Kg) * P * Q;
+            FN(fill_band)(buf, x + (n * pb->C + g * gm.ch) * pb->H * pb->W, p0, rows, &gm, pb);
+            /* long rows: summed row by row from dy itself (the copy would cost more than
+             * the masked row ends) */
+            const int flat = Q < FC_DIRECT_FLAT_ROWS && FN(band_finite)(buf, rows, &gm, pb);
+            if (flat) {
+                FN(fill_dy_band)(dyb, ldd, dy_group, Kg, p0, rows, gm.pitch, pb);
+            }
+            const int64_t v_end = (rows - 1) * gm.pitch + Q;
+            for (int64_t b = 0; b < nblocks; b++) {
+                int64_t k0;
+                int kb;
+                filter_block(Kg, nblocks, b, &k0, &kb);
+                const FN(fc_wgrad_kernel) kernel = FN(wgrad_kernel)(kb);
+                const int tb = FC_WGRAD_TB(kb);
+                REAL *dw_block = my_dw + (g * Kg + k0) * T;
+                for (int64_t t0 = 0; t0 < T; t0 += tb) {
+                    const int nt = (int)min64(tb, T - t0);
+                    if (flat) {
+                        /* one "row" of v_end pixels */
+                        kernel(dw_block + t0, T, nt, dyb + k0 * ldd, ldd, 0, buf, off + t0,
+                               0, 1, v_end);
+                    } else {
+                        kernel(dw_block + t0, T, nt, dy_group + (k0 * P + p0) * Q, P * Q, Q,
+                               buf, off + t0, gm.pitch, rows, Q);
+                    }
+                }
+            }
+        }
+        free_aligned(buf);
+        free_aligned(dyb);
+    }
+    for (int t = 1; t < team; t++) {
+        const REAL *part = partials + (t - 1) * dw_size;
+        for (int64_t i = 0; i < dw_size; i++) {
+            dw[i] += part[i];
+        }
+    }
+    free(partials);
+    free(off);
+    return failed ? FC_ERR_NOMEM : FC_OK;
+}
+
+/* sum of a[0..n) with 8 partial sums in a fixed order, so the compiler can vectorise it
+ * while the result stays deterministic. */
 static inline REAL FN(sum8)(const REAL *a, int64_t n)
 {
     REAL part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -55,130 +840,8 @@ static inline REAL FN(sum8)(const REAL *a, int64_t n)
     for (; i < n; i++) {
         part[0] += a[i];
     }
-    return ((part[0] + part[4]) + (part[1] + part[5])) + ((part[2] + part[6]) + (part[3] + part[7]));
-}
-
-fc_status FN(fc_conv_direct_forward)(REAL *y, const REAL *x, const REAL *w, const REAL *bias,
-                                     const fc_conv_problem *pb)
-{
-    /* y (N, K, P, Q) = sum over c, r, s of x (N, C, H, W) * w (K, C/g, R, S), + bias (K) */
-    const int64_t Cg = pb->C / pb->groups, Kg = pb->K / pb->groups;
-    const int64_t P = pb->P, Q = pb->Q, H = pb->H, W = pb->W;
-    const int64_t planes = pb->N * pb->K;
-
-#pragma omp parallel for schedule(static)
-    for (int64_t nk = 0; nk < planes; nk++) {
-        const int64_t n = nk / pb->K, k = nk % pb->K, g = k / Kg;
-        REAL *y_plane = y + nk * P * Q;
-        const REAL b = bias ? bias[k] : (REAL)0;
-        for (int64_t i = 0; i < P * Q; i++) {
-            y_plane[i] = b;
-        }
-        for (int64_t c = 0; c < Cg; c++) {
-            const REAL *x_plane = x + (n * pb->C + g * Cg + c) * H * W;
-            const REAL *w_cs = w + (k * Cg + c) * pb->R * pb->S;
-            for (int64_t r = 0; r < pb->R; r++) {
-                int64_t p_lo, p_hi;
-                fc_valid_range(P, H, pb->stride_h, fc_offset_h(pb, r), &p_lo, &p_hi);
-                for (int64_t s = 0; s < pb->S; s++) {
-                    const REAL wv = w_cs[r * pb->S + s];
-                    const int64_t off_w = fc_offset_w(pb, s);
-                    int64_t q_lo, q_hi;
-                    fc_valid_range(Q, W, pb->stride_w, off_w, &q_lo, &q_hi);
-                    for (int64_t p = p_lo; p < p_hi; p++) {
-                        const int64_t h = p * pb->stride_h + fc_offset_h(pb, r);
-                        FN(axpy_strided)(y_plane + p * Q, x_plane + h * W + off_w, wv,
-                                         q_lo, q_hi, pb->stride_w);
-                    }
-                }
-            }
-        }
-    }
-    return FC_OK;
-}
-
-fc_status FN(fc_conv_direct_backward_data)(REAL *dx, const REAL *dy, const REAL *w,
-                                           const fc_conv_problem *pb)
-{
-    /* dx (N, C, H, W) = the adjoint of the forward: each dy (N, K, P, Q) value scattered
-     * back through w (K, C/g, R, S) onto the input pixels it read. */
-    const int64_t Cg = pb->C / pb->groups, Kg = pb->K / pb->groups;
-    const int64_t P = pb->P, Q = pb->Q, H = pb->H, W = pb->W;
-    const int64_t planes = pb->N * pb->C;
-
-#pragma omp parallel for schedule(static)
-    for (int64_t nc = 0; nc < planes; nc++) {
-        const int64_t n = nc / pb->C, c = nc % pb->C, g = c / Cg, c_in_group = c % Cg;
-        REAL *dx_plane = dx + nc * H * W;
-        for (int64_t i = 0; i < H * W; i++) {
-            dx_plane[i] = 0;
-        }
-        for (int64_t k = g * Kg; k < (g + 1) * Kg; k++) {
-            const REAL *dy_plane = dy + (n * pb->K + k) * P * Q;
-            const REAL *w_cs = w + (k * Cg + c_in_group) * pb->R * pb->S;
-            for (int64_t r = 0; r < pb->R; r++) {
-                int64_t p_lo, p_hi;
-                fc_valid_range(P, H, pb->stride_h, fc_offset_h(pb, r), &p_lo, &p_hi);
-                for (int64_t s = 0; s < pb->S; s++) {
-                    const REAL wv = w_cs[r * pb->S + s];
-                    const int64_t off_w = fc_offset_w(pb, s);
-                    int64_t q_lo, q_hi;
-                    fc_valid_range(Q, W, pb->stride_w, off_w, &q_lo, &q_hi);
-                    for (int64_t p = p_lo; p < p_hi; p++) {
-                        const int64_t h = p * pb->stride_h + fc_offset_h(pb, r);
-                        REAL *dx_row = dx_plane + h * W + off_w;
-                        const REAL *dy_row = dy_plane + p * Q;
-                        if (pb->stride_w == 1) {
-                            for (int64_t q = q_lo; q < q_hi; q++) {
-                                dx_row[q] += wv * dy_row[q];
-                            }
-                        } else {
-                            for (int64_t q = q_lo; q < q_hi; q++) {
-                                dx_row[q * pb->stride_w] += wv * dy_row[q];
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-    return FC_OK;
-}
-
-fc_status FN(fc_conv_direct_backward_weight)(REAL *dw, const REAL *dy, const REAL *x,
-                                             const fc_conv_problem *pb)
-{
-    /* dw (K, C/g, R, S) = sum over n, p, q of dy (N, K, P, Q) * the x (N, C, H, W) pixel
-     * each tap read. One thread per (k, c) slice, summing the batch in order. */
-    const int64_t Cg = pb->C / pb->groups, Kg = pb->K / pb->groups;
-    const int64_t P = pb->P, Q = pb->Q, H = pb->H, W = pb->W;
-    const int64_t slices = pb->K * Cg;
-
-#pragma omp parallel for schedule(static)
-    for (int64_t kc = 0; kc < slices; kc++) {
-        const int64_t k = kc / Cg, c_in_group = kc % Cg, c = (k / Kg) * Cg + c_in_group;
-        for (int64_t r = 0; r < pb->R; r++) {
-            int64_t p_lo, p_hi;
-            fc_valid_range(P, H, pb->stride_h, fc_offset_h(pb, r), &p_lo, &p_hi);
-            for (int64_t s = 0; s < pb->S; s++) {
-                const int64_t off_w = fc_offset_w(pb, s);
-                int64_t q_lo, q_hi;
-                fc_valid_range(Q, W, pb->stride_w, off_w, &q_lo, &q_hi);
-                REAL acc = 0;
-                for (int64_t n = 0; n < pb->N; n++) {
-                    const REAL *dy_plane = dy + (n * pb->K + k) * P * Q;
-                    const REAL *x_plane = x + (n * pb->C + c) * H * W;
-                    for (int64_t p = p_lo; p < p_hi; p++) {
-                        const int64_t h = p * pb->stride_h + fc_offset_h(pb, r);
-                        acc += FN(dot_strided)(dy_plane + p * Q, x_plane + h * W + off_w,
-                                               q_lo, q_hi, pb->stride_w);
-                    }
-                }
-                dw[kc * pb->R * pb->S + r * pb->S + s] = acc;
-            }
-        }
-    }
-    return FC_OK;
+    return ((part[0] + part[4]) + (part[1] + part[5]))
+         + ((part[2] + part[6]) + (part[3] + part[7]));
 }
 
 fc_status FN(fc_conv_backward_bias)(REAL *db, const REAL *dy, const fc_conv_problem *pb)

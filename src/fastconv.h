@@ -51,12 +51,19 @@ typedef struct {
 int fc_have_openmp(void);
 int fc_get_num_threads(void);
 void fc_set_num_threads(int n);
-/* 1 when the AVX2+FMA micro-kernels are in use, 0 for the portable C path. */
+/* SIMD levels of the micro-kernels. AVX-512 kernels exist for the direct convolution;
+ * at that level every other kernel uses its AVX2+FMA version. */
+enum { FC_SIMD_GENERIC = 0, FC_SIMD_AVX2 = 1, FC_SIMD_AVX512 = 2 };
+/* 1 when the AVX2+FMA micro-kernels are in use (level AVX2 or AVX-512), 0 for the portable
+ * C path. */
 int fc_simd_avx2(void);
-/* Force the portable path (use_avx2 = 0) or the best the CPU has (use_avx2 = 1). */
-void fc_simd_select(int use_avx2);
+/* 1 when the AVX-512 micro-kernels are in use. */
+int fc_simd_avx512(void);
+/* Use the highest level <= `level` the CPU has: FC_SIMD_GENERIC forces the portable path. */
+void fc_simd_select(int level);
 const char *fc_simd_name(void);
 int fc_cpu_has_avx2_fma(void);
+int fc_cpu_has_avx512(void);
 
 /* ---- GEMM (gemm.c): C = A B + beta C, general strides ----
  * A is M x K with element (i, p) at A[i*rsa + p*csa]; B is K x N with (p, j) at B[p*rsb + j*csb];

@@ -30,7 +30,8 @@ def subprocess_env(**extra):
     return dict(os.environ, PYTHONPATH=path, **extra)
 
 
-SIMD_PATHS = ["generic"] + (["avx2"] if fastconv._ext.cpu_has_avx2_fma() else [])
+SIMD_PATHS = (["generic"] + (["avx2"] if fastconv._ext.cpu_has_avx2_fma() else [])
+              + (["avx512"] if fastconv._ext.cpu_has_avx512() else []))
 
 
 @pytest.fixture(params=SIMD_PATHS)
@@ -39,7 +40,7 @@ def simd(request):
     before = fastconv.get_simd()
     fastconv.set_simd(request.param)
     yield request.param
-    fastconv.set_simd("generic" if before == "generic" else "auto")
+    fastconv.set_simd({"avx2+fma": "avx2"}.get(before, before))
 
 
 @pytest.fixture

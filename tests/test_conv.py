@@ -65,7 +65,7 @@ CASES = [random_case(np.random.default_rng(seed)) for seed in range(220)]
 
 
 @pytest.mark.parametrize("case", range(len(CASES)))
-def test_matches_reference_float64(case):
+def test_matches_reference_float64(case, simd):
     x, w, b, kwargs = CASES[case]
     norm = normalized(x, w, kwargs)
     y_ref = reference.conv2d_forward(x, w, b, **norm)
@@ -339,6 +339,10 @@ def test_empty_batch_returns_empty_result():
 def test_auto_chooses_per_shape():
     from fastconv.conv import choose_algorithm
     lenet1 = conv_geometry((64, 1, 32, 32), (6, 1, 5, 5), 1, 0, 1, 1, "t")
+    lenet2 = conv_geometry((64, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1, 1, "t")
+    lecture2 = conv_geometry((32, 10, 37, 37), (20, 10, 5, 5), 2, 0, 1, 1, "t")
     deep = conv_geometry((8, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1, 1, "t")
     assert choose_algorithm(lenet1) == "direct"
+    assert choose_algorithm(lenet2) == "direct"
+    assert choose_algorithm(lecture2) == "direct"
     assert choose_algorithm(deep) == "im2col"

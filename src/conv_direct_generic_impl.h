@@ -1,0 +1,186 @@
+/* conv_direct_generic_impl.h: the portable micro-kernels for one element type. Included
+ * by conv_direct_generic.c with REAL and FN(name) defined. Contracts in
+ * conv_direct_kernels.h; VL mirrors the AVX2 lane count. The block sizes are constants
+ * in every caller, so the loops unroll and vectorise for whatever the build targets. */
+
+enum { FN(VL) = 32 / sizeof(REAL) };
+
+/* y <- tile (kb, vw) through the strip map. */
+static void FN(store_map)(REAL *y, const fc_strip_map *map, const REAL *tile, int kb, int vw)
+{
+    for (int s = 0; s < map->nseg; s++) {
+        for (int k = 0; k < kb; k++) {
+            REAL *dst = y + map->base[s] + k * map->ldk;
+            for (int j = map->lo[s]; j < map->hi[s]; j++) {
+                dst[j] = tile[k * vw + j];
+            }
+        }
+    }
+}
+
+/* acc (KB, VW) += sum over taps of w[t*KB + k] * x[off[t] + j] */
+static inline void FN(tile_taps)(const int KB, const int VW, REAL *acc, const REAL *x,
+                                 const int64_t *off, int64_t ntaps, const REAL *w)
+{
+    for (int64_t t = 0; t < ntaps; t++) {
+        const REAL *xt = x + off[t];
+        const REAL *wt = w + t * KB;
+        for (int k = 0; k < KB; k++) {
+            for (int j = 0; j < VW; j++) {
+                acc[k * VW + j] += wt[k] * xt[j];
+            }
+        }
+    }
+}
+
+static inline void FN(tile)(const int KB, const int VW, REAL *y, const fc_strip_map *map,
+                            const REAL *x, const int64_t *off, int64_t ntaps, const REAL *w,
+                            const REAL *bias)
+{
+    REAL acc[FC_TILE_KB_MAX * FC_TILE_VW_MAX];
+    for (int k = 0; k < KB; k++) {
+        for (int j = 0; j < VW; j++) {
+            acc[k * VW + j] = bias[k];
+        }
+    }
+    FN(tile_taps)(KB, VW, acc, x, off, ntaps, w);
+    FN(store_map)(y, map, acc, KB, VW);
+}
+
+static inline void FN(tile_add)(const int KB, const int VW, REAL *y, const int64_t *yoff,
+                                const REAL *x, const int64_t *off, int64_t ntaps,
+                                const REAL *w)
+{
+    REAL acc[FC_TILE_KB_MAX * FC_TILE_VW_MAX];
+    for (int k = 0; k < KB; k++) {
+        for (int j = 0; j < VW; j++) {
+            acc[k * VW + j] = y[yoff[k] + j];
+        }
+    }
+    FN(tile_taps)(KB, VW, acc, x, off, ntaps, w);
+    for (int k = 0; k < KB; k++) {
+        for (int j = 0; j < VW; j++) {
+            y[yoff[k] + j] = acc[k * VW + j];
+        }
+    }
+}
+
+/* dw (KB filters, TB taps) += dy . x over a band, VL partial sums per accumulator, the
+ * last Q % VL columns of a row one by one. */
+static inline void FN(wgrad)(const int KB, const int TB, REAL *dw, int64_t ldw, int nt,
+                             const REAL *dy, int64_t ldk, int64_t ldy, const REAL *x,
+                             const int64_t *off, int64_t pitch, int64_t rows, int64_t Q)
+{
+    REAL acc[FC_WGRAD_KB_MAX][FC_WGRAD_TB_MAX][FN(VL)] = {{{0}}};
+    const int64_t q_full = Q - Q % FN(VL);
+    for (int64_t i = 0; i < rows; i++) {
+        const REAL *dy_row = dy + i * ldy;
+        const REAL *x_row = x + i * pitch;
+        for (int64_t q = 0; q < q_full; q += FN(VL)) {
+            for (int k = 0; k < KB; k++) {
+                for (int t = 0; t < TB; t++) {
+                    for (int l = 0; l < FN(VL); l++) {
+                        acc[k][t][l] += dy_row[k * ldk + q + l] * x_row[off[t] + q + l];
+                    }
+                }
+            }
+        }
+        for (int64_t q = q_full; q < Q; q++) {
+            for (int k = 0; k < KB; k++) {
+                for (int t = 0; t < TB; t++) {
+                    acc[k][t][q - q_full] += dy_row[k * ldk + q] * x_row[off[t] + q];
+                }
+            }
+        }
+    }
+    for (int k = 0; k < KB; k++) {
+        for (int t = 0; t < TB && t < nt; t++) {
+            REAL sum = 0;
+            for (int l = 0; l < FN(VL); l++) {
+                sum += acc[k][t][l];
+            }
+            dw[k * ldw + t] += sum;
+        }
+    }
+}
+
+/* dwt (TB taps, NV*VL filters) += x (one value per tap) * dyt (NV*VL filters), pixel by
+ * pixel. */
+static inline void FN(wgradk)(const int NV, const int TB, REAL *dwt, int64_t ldt, int nt,
+                              const REAL *dyt, int64_t ldv, const REAL *x, const int64_t *off,
+                              int64_t pitch, int64_t rows, int64_t Q)
+{
+    enum { KW = FC_WGRADK_NV_MAX * FN(VL) };
+    const int nk = NV * FN(VL);
+    REAL acc[FC_WGRAD_TB_MAX][KW] = {{0}};
+    for (int64_t i = 0; i < rows; i++) {
+        const REAL *dy_row = dyt + i * Q * ldv;
+        const REAL *x_row = x + i * pitch;
+        for (int64_t q = 0; q < Q; q++) {
+            for (int t = 0; t < TB; t++) {
+                const REAL xv = x_row[off[t] + q];
+                for (int k = 0; k < nk; k++) {
+                    acc[t][k] += xv * dy_row[q * ldv + k];
+                }
+            }
+        }
+    }
+    for (int t = 0; t < TB && t < nt; t++) {
+        for (int k = 0; k < nk; k++) {
+            dwt[t * ldt + k] += acc[t][k];
+        }
+    }
+}
+
+/* One function per block size (KB, or NV for wgradk), so the sizes are constants. */
+#define FC_GENERIC_TILE(KB)                                                                 \
+    static void FN(tile##KB)(REAL *y, const fc_strip_map *map, const REAL *x,               \
+                             const int64_t *off, int64_t ntaps, const REAL *w,              \
+                             const REAL *bias)                                              \
+    {                                                                                       \
+        FN(tile)(KB, FC_TILE_VW(KB, FN(VL)), y, map, x, off, ntaps, w, bias);               \
+    }                                                                                       \
+    static void FN(tile_add##KB)(REAL *y, const int64_t *yoff, const REAL *x,               \
+                                 const int64_t *off, int64_t ntaps, const REAL *w)          \
+    {                                                                                       \
+        FN(tile_add)(KB, FC_TILE_VW(KB, FN(VL)), y, yoff, x, off, ntaps, w);                \
+    }
+FC_GENERIC_TILE(1)
+FC_GENERIC_TILE(2)
+FC_GENERIC_TILE(3)
+FC_GENERIC_TILE(4)
+FC_GENERIC_TILE(5)
+FC_GENERIC_TILE(6)
+#undef FC_GENERIC_TILE
+
+#define FC_GENERIC_WGRAD(N)                                                                 \
+    static void FN(wgrad##N)(REAL *dw, int64_t ldw, int nt, const REAL *dy, int64_t ldk,    \
+                             int64_t ldy, const REAL *x, const int64_t *off, int64_t pitch, \
+                             int64_t rows, int64_t Q)                                       \
+    {                                                                                       \
+        FN(wgrad)(N, FC_WGRAD_TB(N), dw, ldw, nt, dy, ldk, ldy, x, off, pitch, rows, Q);    \
+    }                                                                                       \
+    static void FN(wgradk##N)(REAL *dwt, int64_t ldt, int nt, const REAL *dyt, int64_t ldv, \
+                              const REAL *x, const int64_t *off, int64_t pitch,             \
+                              int64_t rows, int64_t Q)                                      \
+    {                                                                                       \
+        FN(wgradk)(N, FC_WGRADK_TB(N), dwt, ldt, nt, dyt, ldv, x, off, pitch, rows, Q);     \
+    }
+FC_GENERIC_WGRAD(1)
+FC_GENERIC_WGRAD(2)
+FC_GENERIC_WGRAD(3)
+#undef FC_GENERIC_WGRAD
+
+const FN(fc_tile_kernel) FN(fc_tile_generic)[FC_TILE_KB_MAX + 1] = {
+    NULL, FN(tile1), FN(tile2), FN(tile3), FN(tile4), FN(tile5), FN(tile6)
+};
+const FN(fc_tile_add_kernel) FN(fc_tile_add_generic)[FC_TILE_KB_MAX + 1] = {
+    NULL, FN(tile_add1), FN(tile_add2), FN(tile_add3), FN(tile_add4), FN(tile_add5),
+    FN(tile_add6)
+};
+const FN(fc_wgrad_kernel) FN(fc_wgrad_generic)[FC_WGRAD_KB_MAX + 1] = {
+    NULL, FN(wgrad1), FN(wgrad2), FN(wgrad3)
+};
+const FN(fc_wgradk_kernel) FN(fc_wgradk_generic)[FC_WGRADK_NV_MAX + 1] = {
+    NULL, FN(wgradk1), FN(wgradk2), FN(wgradk3)
+};

@@ -1,0 +1,93 @@
+/* conv_direct_kernels.h: the micro-kernels of the direct convolution (conv_direct.c).
+ *
+ * Only these functions know SIMD. Each exists as a portable C twin (conv_direct_generic.c),
+ * an AVX2+FMA version (conv_direct_avx2.c) and an AVX-512 one (conv_direct_avx512.c), all
+ * with the same contract; conv_direct.c picks one set per call with fc_simd_avx512() and
+ * fc_simd_avx2(). A "vector" is 32 bytes (8 floats or 4 doubles) for the portable and
+ * AVX2 kernels, 64 bytes for AVX-512: the block shapes below count vectors.
+ *
+ * All kernels read an input buffer through a table of tap offsets: filter tap t (one
+ * (channel, row, column) of the filter) of the output pixel numbered v reads x[v + off[t]].
+ * conv_direct.c lays the buffer out so that this holds for any stride, dilation and
+ * padding, so the kernels never branch on geometry.
+ *
+ * tile (forward, and the data gradient as a correlation): KB filters x VW pixels,
+ *     tile[k][j] = bias[k] + sum over t < ntaps of w[t*KB + k] * x[off[t] + j],
+ *     every accumulator in registers over all the taps, stored through a strip map.
+ * tile_add (the data gradient as the forward's adjoint): the same sums added to KB rows,
+ *     y[yoff[i] + j] += sum over t < ntaps of w[t*KB + i] * x[off[t] + j],  j < VW.
+ * wgrad (weight gradient, vectorised over pixels): KB filters x TB taps,
+ *     dw[k*ldw + t] += sum over i < rows, q < Q of dy[k*ldk + i*ldy + q] * x[off[t] + i*pitch + q]
+ *     for t < nt (off holds TB entries; the extra taps are computed and dropped). Lanes
+ *     past Q are masked, never multiplied by zero, so an inf or NaN that the convolution
+ *     never reads cannot leak into dw.
+ * wgradk (weight gradient, vectorised over filters): TB taps x NV vectors of filters,
+ *     dwt[t*ldt + k] += sum over i < rows, q < Q of
+ *                       x[off[t] + i*pitch + q] * dyt[(i*Q + q)*ldv + k]
+ *     for t < nt, k < NV * (lanes per vector); dwt and dyt hold filters contiguously.
+ */
+#ifndef FASTCONV_CONV_DIRECT_KERNELS_H
+#define FASTCONV_CONV_DIRECT_KERNELS_H
+
+#include <stdint.h>
+
+/* tile and tile_add exist for KB = 1..6 rows. FC_TILE_NV(kb) vectors per row make 8 to 12
+ * accumulators: enough independent FMA chains to hide the FMA latency (2 pipes x 4
+ * cycles), few enough to leave registers for the broadcast weight and the inputs. */
+#define FC_TILE_KB_MAX 6
+#define FC_TILE_NV(kb) ((kb) == 1 ? 8 : (kb) == 2 ? 5 : (kb) == 3 ? 4 : (kb) == 4 ? 3 : 2)
+/* Pixels per strip of a tile of kb rows, with vectors of `lanes` elements. */
+#define FC_TILE_VW(kb, lanes) (FC_TILE_NV(kb) * (int)(lanes))
+#define FC_TILE_VW_MAX 128  /* one row of 8 vectors of 16 floats (AVX-512) */
+
+/* wgrad exists for KB = 1..3 filters, with FC_WGRAD_TB(kb) taps: 8 to 12 accumulators. */
+#define FC_WGRAD_KB_MAX 3
+#define FC_WGRAD_TB(kb) ((kb) == 1 ? 8 : (kb) == 2 ? 6 : 4)
+#define FC_WGRAD_TB_MAX 8
+
+/* wgradk exists for NV = 1..3 vectors of filters, with FC_WGRADK_TB(nv) taps. */
+#define FC_WGRADK_NV_MAX 3
+#define FC_WGRADK_TB(nv) ((nv) == 1 ? 8 : (nv) == 2 ? 6 : 4)
+
+/* Where a strip's lanes are stored: lanes [lo[i], hi[i]) of filter k go to
+ * y[base[i] + k*ldk + lane], one segment per output row the strip touches. */
+#define FC_STRIP_MAX_SEG 8
+typedef struct {
+    int nseg;
+    int lo[FC_STRIP_MAX_SEG], hi[FC_STRIP_MAX_SEG];
+    int64_t base[FC_STRIP_MAX_SEG];
+    int64_t ldk;
+} fc_strip_map;
+
+#define FC_DECLARE_DIRECT_KERNELS(SUFFIX, T)                                                   \
+    typedef void (*fc_tile_kernel_##SUFFIX)(T *y, const fc_strip_map *map, const T *x,         \
+                                            const int64_t *off, int64_t ntaps, const T *w,     \
+                                            const T *bias);                                    \
+    typedef void (*fc_tile_add_kernel_##SUFFIX)(T *y, const int64_t *yoff, const T *x,         \
+                                                const int64_t *off, int64_t ntaps,             \
+                                                const T *w);                                   \
+    typedef void (*fc_wgrad_kernel_##SUFFIX)(T *dw, int64_t ldw, int nt, const T *dy,          \
+                                             int64_t ldk, int64_t ldy, const T *x,             \
+                                             const int64_t *off, int64_t pitch, int64_t rows,  \
+                                             int64_t Q);                                       \
+    typedef void (*fc_wgradk_kernel_##SUFFIX)(T *dwt, int64_t ldt, int nt, const T *dyt,       \
+                                              int64_t ldv, const T *x, const int64_t *off,     \
+                                              int64_t pitch, int64_t rows, int64_t Q);         \
+    /* each table is indexed by its block size (KB, or NV for wgradk); entry 0 is unused */    \
+    extern const fc_tile_kernel_##SUFFIX fc_tile_generic_##SUFFIX[FC_TILE_KB_MAX + 1];         \
+    extern const fc_tile_kernel_##SUFFIX fc_tile_avx2_##SUFFIX[FC_TILE_KB_MAX + 1];            \
+    extern const fc_tile_add_kernel_##SUFFIX fc_tile_add_generic_##SUFFIX[FC_TILE_KB_MAX + 1]; \
+    extern const fc_tile_add_kernel_##SUFFIX fc_tile_add_avx2_##SUFFIX[FC_TILE_KB_MAX + 1];    \
+    extern const fc_wgrad_kernel_##SUFFIX fc_wgrad_generic_##SUFFIX[FC_WGRAD_KB_MAX + 1];      \
+    extern const fc_wgrad_kernel_##SUFFIX fc_wgrad_avx2_##SUFFIX[FC_WGRAD_KB_MAX + 1];         \
+    extern const fc_wgradk_kernel_##SUFFIX fc_wgradk_generic_##SUFFIX[FC_WGRADK_NV_MAX + 1];   \
+    extern const fc_wgradk_kernel_##SUFFIX fc_wgradk_avx2_##SUFFIX[FC_WGRADK_NV_MAX + 1];      \
+    extern const fc_tile_kernel_##SUFFIX fc_tile_avx512_##SUFFIX[FC_TILE_KB_MAX + 1];          \
+    extern const fc_tile_add_kernel_##SUFFIX fc_tile_add_avx512_##SUFFIX[FC_TILE_KB_MAX + 1];  \
+    extern const fc_wgrad_kernel_##SUFFIX fc_wgrad_avx512_##SUFFIX[FC_WGRAD_KB_MAX + 1];       \
+    extern const fc_wgradk_kernel_##SUFFIX fc_wgradk_avx512_##SUFFIX[FC_WGRADK_NV_MAX + 1];
+FC_DECLARE_DIRECT_KERNELS(f32, float)
+FC_DECLARE_DIRECT_KERNELS(f64, double)
+#undef FC_DECLARE_DIRECT_KERNELS
+
+#endif /* FASTCONV_CONV_DIRECT_KERNELS_H */

@@ -1,0 +1,168 @@
+"""The direct convolution's own paths (src/conv_direct*): filter blocks, strips, bands,
+the data gradient's scatter and gather forms, the weight gradient by pixels and by
+filters, non-finite values, on every SIMD path and with 1 and 2 threads."""
+import functools
+
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv import reference
+from fastconv._checks import conv_geometry
+
+from conftest import rel_err
+
+# (N, C, H, W, K, R, S, stride, padding, dilation, groups): what each one exercises
+SHAPES = {
+    "filters_7_blocks_4_3": (2, 3, 12, 11, 7, 3, 3, 1, 1, 1, 1),
+    "filters_13_blocks_6_4_3": (2, 2, 10, 9, 13, 3, 2, 1, 0, 1, 1),
+    "output_narrower_than_a_strip": (3, 2, 20, 5, 5, 3, 3, 1, 0, 1, 1),
+    "stride_2_dilation_2_padding": (2, 3, 21, 19, 6, 3, 3, 2, 2, 2, 1),
+    "stride_3x2_dilation_1x3_asymmetric": (2, 2, 17, 23, 4, 3, 3, (3, 2), (1, 2, 0, 3), (1, 3), 1),
+    "groups_strided": (2, 6, 15, 15, 6, 3, 3, 2, 1, 1, 3),
+    "batch_1_many_rows_in_bands": (1, 2, 60, 13, 3, 3, 3, 1, 1, 1, 1),
+    "filters_16_narrow_rows": (4, 3, 9, 9, 16, 3, 3, 1, 0, 1, 1),
+    "filters_20_padded_vector": (2, 3, 8, 8, 20, 3, 3, 1, 0, 1, 1),
+    "row_wider_than_a_strip": (1, 1, 6, 300, 2, 3, 3, 1, 1, 1, 1),
+    "valid_layer_scatter_gradient": (3, 4, 14, 12, 8, 5, 5, 1, 0, 1, 1),
+}
+
+
+def kwargs_of(shape):
+    stride, padding, dilation, groups = shape[7:]
+    return dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+@functools.lru_cache(maxsize=None)
+def case(name):
+    """Arrays of a shape and the reference loops' forward and gradients (float64)."""
+    N, C, H, W, K, R, S = SHAPES[name][:7]
+    kw = kwargs_of(SHAPES[name])
+    rng = np.random.default_rng(len(name))
+    x = rng.standard_normal((N, C, H, W))
+    w = rng.standard_normal((K, C // kw["groups"], R, S))
+    b = rng.standard_normal(K)
+    g = conv_geometry(x.shape, w.shape, kw["stride"], kw["padding"], kw["dilation"],
+                      kw["groups"], "t")
+    norm = dict(stride=g.stride, padding=g.padding, dilation=g.dilation, groups=g.groups)
+    y = reference.conv2d_forward(x, w, b, **norm)
+    dy = rng.standard_normal(y.shape)
+    return x, w, b, dy, y, reference.conv2d_backward(dy, x, w, **norm)
+
+
+@pytest.mark.parametrize("nthreads", [1, 2])
+@pytest.mark.parametrize("name", sorted(SHAPES))
+def test_direct_matches_reference_float64(name, nthreads, simd, threads):
+    threads(nthreads)
+    x, w, b, dy, y_ref, grads_ref = case(name)
+    kw = kwargs_of(SHAPES[name])
+    y = fastconv.conv2d(x, w, b, algorithm="direct", **kw)
+    assert rel_err(y, y_ref) < 1e-12
+    grads = fastconv.conv2d_backward(dy, x, w, algorithm="direct", **kw)
+    for got, want in zip(grads, grads_ref):
+        assert rel_err(got, want) < 1e-12
+
+
+@pytest.mark.parametrize("name", sorted(SHAPES))
+def test_direct_matches_reference_float32(name, simd):
+    x, w, b, dy, y_ref, grads_ref = case(name)
+    kw = kwargs_of(SHAPES[name])
+    f = np.float32
+    y = fastconv.conv2d(x.astype(f), w.astype(f), b.astype(f), algorithm="direct", **kw)
+    assert y.dtype == f and rel_err(y, y_ref) < 1e-5
+    grads = fastconv.conv2d_backward(dy.astype(f), x.astype(f), w.astype(f),
+                                     algorithm="direct", **kw)
+    for got, want in zip(grads, grads_ref):
+        assert got.dtype == f and rel_err(got, want) < 1e-5
+
+
+def test_direct_simd_paths_agree():
+    """generic, AVX2 and AVX-512 kernels give the same results up to rounding."""
+    rng = np.random.default_rng(20)
+    x = rng.standard_normal((4, 6, 16, 15)).astype(np.float32)
+    w = rng.standard_normal((16, 6, 5, 5)).astype(np.float32)
+    dy = rng.standard_normal((4, 16, 12, 11)).astype(np.float32)
+    from conftest import SIMD_PATHS
+    before = fastconv.get_simd()
+    results = []
+    try:
+        for path in SIMD_PATHS:
+            fastconv.set_simd(path)
+            results.append((fastconv.conv2d(x, w, algorithm="direct"),)
+                           + fastconv.conv2d_backward(dy, x, w, algorithm="direct"))
+    finally:
+        fastconv.set_simd({"avx2+fma": "avx2"}.get(before, before))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert rel_err(a, b) < 1e-5
+
+
+def shifted_sum(a, w, P, Q):
+    """sum over (r, s) of w[r, s] * a[r:r+P, s:s+Q]: a 2-D correlation in NumPy."""
+    R, S = w.shape
+    return sum(w[r, s] * a[r:r + P, s:s + Q] for r in range(R) for s in range(S))
+
+
+@pytest.mark.parametrize("nthreads", [1, 2])
+def test_single_channel_1024x1024_edge_filter(nthreads, simd, threads):
+    """One image, one channel, one 3x3 filter: bands of rows split over the threads."""
+    threads(nthreads)
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((1, 1, 1024, 1024))
+    w = np.array([[[[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]]]])
+    xp = np.pad(x[0, 0], 1)
+    y = fastconv.conv2d(x, w, padding=1, algorithm="direct")
+    assert rel_err(y[0, 0], shifted_sum(xp, w[0, 0], 1024, 1024)) < 1e-12
+    dy = rng.standard_normal(y.shape)
+    dx, dw, db = fastconv.conv2d_backward(dy, x, w, padding=1, algorithm="direct")
+    # dx: dy correlated with the flipped filter, over dy padded by 1
+    dx_want = shifted_sum(np.pad(dy[0, 0], 1), w[0, 0, ::-1, ::-1], 1024, 1024)
+    dw_want = np.array([[np.sum(dy[0, 0] * xp[r:r + 1024, s:s + 1024]) for s in range(3)]
+                        for r in range(3)])
+    assert rel_err(dx[0, 0], dx_want) < 1e-12
+    assert rel_err(dw[0, 0], dw_want) < 1e-12
+    assert rel_err(db, [dy.sum()]) < 1e-12
+
+
+@pytest.mark.parametrize("K", [2, 16])
+def test_weight_gradient_ignores_inf_that_a_tap_never_reads(K, simd, threads):
+    """x's last column is read only by the filters' last column (a 'valid' 3-wide filter):
+    dw's other columns stay finite and exact, whatever the path sums over."""
+    threads(1)
+    rng = np.random.default_rng(22)
+    x = rng.standard_normal((2, 2, 12, 9))
+    x[:, :, 5, -1] = np.inf
+    w = rng.standard_normal((K, 2, 2, 3))
+    dy = rng.standard_normal((2, K, 11, 7))
+    _, dw, _ = fastconv.conv2d_backward(dy, x, w, algorithm="direct")
+    _, dw_ref, _ = reference.conv2d_backward(dy, x, w)
+    assert np.all(np.isfinite(dw[..., :2]))
+    np.testing.assert_allclose(dw, dw_ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_data_gradient_with_inf_weight_matches_reference(stride, simd):
+    """An inf weight makes inf exactly where the definition's products put it, never NaN
+    from the zero padding."""
+    rng = np.random.default_rng(23)
+    x = rng.standard_normal((2, 3, 9, 9))
+    w = np.abs(rng.standard_normal((4, 3, 3, 3)))
+    w[1, 2, 1, 1] = np.inf
+    y = fastconv.conv2d(x, np.nan_to_num(w), stride=stride)
+    dy = np.abs(rng.standard_normal(y.shape))
+    dx, _, _ = fastconv.conv2d_backward(dy, x, w, stride=stride, algorithm="direct")
+    dx_ref, _, _ = reference.conv2d_backward(dy, x, w, stride=(stride, stride))
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["filters_16_narrow_rows", "valid_layer_scatter_gradient",
+                                  "batch_1_many_rows_in_bands"])
+def test_direct_gradients_bitwise_reproducible_with_2_threads(name, threads):
+    threads(2)
+    x, w, b, dy, _, _ = case(name)
+    kw = kwargs_of(SHAPES[name])
+    args = [a.astype(np.float32) for a in (dy, x, w)]
+    first = fastconv.conv2d_backward(*args, algorithm="direct", **kw)
+    for _ in range(3):
+        for a, b_ in zip(first, fastconv.conv2d_backward(*args, algorithm="direct", **kw)):
+            assert np.array_equal(a, b_)
