@@ -29,6 +29,8 @@ cdef extern from "fastconv.h" nogil:
     int fc_have_openmp()
     int fc_get_num_threads()
     void fc_set_num_threads(int n)
+    void fc_sync_num_threads()
+    int fc_openmp_started()
     int fc_simd_avx2()
     void fc_simd_select(int use_avx2)
     const char *fc_simd_name()

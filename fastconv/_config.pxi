@@ -14,11 +14,16 @@ def have_openmp():
 
 
 def get_num_threads():
+    fc_sync_num_threads()
     return fc_get_num_threads()
 
 
 def set_num_threads(int n):
     fc_set_num_threads(n)
+
+
+def openmp_started():
+    return bool(fc_openmp_started())
 
 
 def cpu_has_avx2_fma():

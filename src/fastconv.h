@@ -48,7 +48,12 @@ typedef struct {
 /* ---- runtime configuration (config.c) ---- */
 int fc_have_openmp(void);
 int fc_get_num_threads(void);
+/* Process-wide: applied to each calling thread by fc_sync_num_threads (config.c says why). */
 void fc_set_num_threads(int n);
+/* Call before every kernel, with the GIL held: gives this thread the set_num_threads count. */
+void fc_sync_num_threads(void);
+/* 1 once a kernel ran with more than one thread allowed (so a forked child must not). */
+int fc_openmp_started(void);
 /* 1 when the AVX2+FMA micro-kernels are in use, 0 for the portable C path. */
 int fc_simd_avx2(void);
 /* Force the portable path (use_avx2 = 0) or the best the CPU has (use_avx2 = 1). */
