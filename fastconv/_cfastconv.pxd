@@ -6,6 +6,9 @@ cdef extern from "fastconv.h" nogil:
         FC_OK
         FC_ERR_NOMEM
         FC_ERR_INVALID
+        FC_ERR_TOO_LARGE
+
+    enum: FC_IM2COL_MAX_ROW_BYTES
 
     ctypedef struct fc_conv_problem:
         int64_t N, C, H, W
