@@ -27,7 +27,7 @@ typedef enum {
  * refused with FC_ERR_TOO_LARGE instead of allocated; fastconv's algorithm="auto" then
  * runs the direct kernels, which need no workspace. So im2col never holds more than
  * 64 MiB of columns per thread, plus (threads - 1) private copies of dw in the weight
- * gradient and the GEMM's packing buffers (under 1 MiB per thread). */
+ * gradient and the GEMM's packing buffers (at most 6.6 MiB per thread). */
 #define FC_IM2COL_MAX_ROW_BYTES ((int64_t)64 << 20)
 
 /* One 2-D convolution problem, filled in one place (fastconv/_ext.pyx) from the checked
