@@ -18,7 +18,10 @@
 # libstdc++ is preloaded too: without it ASan cannot intercept C++ exceptions thrown by
 # libraries loaded later (matplotlib's ft2font, PyTorch) and aborts in __cxa_throw.
 # FASTCONV_NO_TORCH=1 (set it before calling this script) makes the tests that compare
-# against PyTorch skip (tests/conftest.py), should a PyTorch build still crash under ASan.
+# against PyTorch skip (tests/conftest.py): CI does this to save a minute.
+#
+# Measured on 2 cores: 642 tests in 95 s (with PyTorch), 617 in 60 s (without), plus about
+# 35 s to build; 0 reports either way.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
