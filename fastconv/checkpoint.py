@@ -29,7 +29,6 @@ import hashlib
 import json
 import os
 import tempfile
-import zipfile
 
 import numpy as np
 
@@ -141,7 +140,10 @@ def load_checkpoint(path):
             raise ValueError(f"a single {type(loaded).__name__}, not an archive")
         with loaded as npz:
             entries = {key: npz[key] for key in npz.files}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
+    except Exception as exc:
+        # Whatever a damaged archive makes zipfile or NumPy raise (BadZipFile, EOFError,
+        # ValueError, zlib.error, NotImplementedError for unknown flags, RuntimeError for
+        # "encrypted" members, ...) means one thing here.
         raise CheckpointError(f"{path} is not a readable checkpoint: the file is "
                               f"corrupted, truncated or not a .npz archive ({exc})") from None
     if "format" not in entries or str(entries["format"]) != FORMAT:

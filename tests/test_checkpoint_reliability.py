@@ -193,6 +193,18 @@ def test_flipped_bytes_in_any_entry_raise_a_checkpoint_error(saved):
             load_checkpoint(saved)
 
 
+@pytest.mark.parametrize("flag, what", [(0x0001, "encrypted"), (0x0020, "patched data"),
+                                        (0x0040, "strong encryption")])
+def test_zip_flags_zipfile_cannot_read_raise_checkpoint_errors(saved, flag, what):
+    """zipfile raises RuntimeError or NotImplementedError for these: still a CheckpointError."""
+    data = bytearray(saved.read_bytes())
+    central = data.index(b"PK\x01\x02")            # the first central directory entry
+    data[central + 8] |= flag                       # its general purpose flags
+    saved.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(saved)
+
+
 def fix_checksum(entries):
     entries.pop("checksum", None)
     entries["checksum"] = np.array(ckpt._checksum(entries))
