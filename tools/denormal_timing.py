@@ -5,11 +5,17 @@ them. The README's Reliability section quotes this table.
 
     python tools/denormal_timing.py
 """
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-import fastconv
+try:
+    import fastconv
+except ImportError:             # not installed: the source tree, built in place
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import fastconv
 
 
 def best_of(f, repeats=5):
