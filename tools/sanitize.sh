@@ -32,6 +32,13 @@ if [ ! -e "$LIBASAN" ]; then
     exit 2
 fi
 
+# The scratch copy is not next to ../shared: point the tests at the real MNIST files.
+for d in ../shared/data/mnist ../../shared/data/mnist; do
+    if [ -z "${FASTCONV_SHARED_MNIST:-}" ] && [ -d "$d" ]; then
+        export FASTCONV_SHARED_MNIST=$(cd "$d" && pwd)
+    fi
+done
+
 scratch=${SANITIZE_DIR:-$(mktemp -d /tmp/fastconv-sanitize.XXXXXX)}
 [ -n "${SANITIZE_DIR:-}" ] || trap 'rm -rf "$scratch"' EXIT
 mkdir -p "$scratch/src"
