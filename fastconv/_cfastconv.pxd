@@ -6,6 +6,9 @@ cdef extern from "fastconv.h" nogil:
         FC_OK
         FC_ERR_NOMEM
         FC_ERR_INVALID
+        FC_ERR_TOO_LARGE
+
+    enum: FC_IM2COL_MAX_ROW_BYTES
 
     ctypedef struct fc_conv_problem:
         int64_t N, C, H, W
@@ -29,6 +32,8 @@ cdef extern from "fastconv.h" nogil:
     int fc_have_openmp()
     int fc_get_num_threads()
     void fc_set_num_threads(int n)
+    void fc_sync_num_threads()
+    int fc_openmp_started()
     int fc_simd_avx2()
     int fc_simd_avx512()
     void fc_simd_select(int level)

@@ -11,10 +11,15 @@ from .sizing import conv_output_size
 
 ALGORITHMS = ("auto", "direct", "im2col")
 
+# Largest stride, padding, dilation or group count accepted. No image is that large, and
+# the bound keeps every product of the kernels' int64 index math far from overflow (a
+# stride of 2**70 would not even fit the C struct).
+MAX_HYPERPARAMETER = 2**31 - 1
 
-def as_int_tuple(value, name, length, func, minimum):
-    """An int or a sequence of `length` ints, each >= minimum, as a tuple."""
-    if type(value) is int and value >= minimum:
+
+def as_int_tuple(value, name, length, func, minimum, maximum=MAX_HYPERPARAMETER):
+    """An int or a sequence of `length` ints, each in [minimum, maximum], as a tuple."""
+    if type(value) is int and minimum <= value <= maximum:
         return (value,) * length   # the common case, kept cheap for small per-layer calls
     if isinstance(value, (tuple, list)):
         items = tuple(value)
@@ -34,6 +39,8 @@ def as_int_tuple(value, name, length, func, minimum):
                             f"got {value!r}") from None
         if item < minimum:
             raise ValueError(f"{func}: {name} must be >= {minimum}, got {value!r}")
+        if item > maximum:
+            raise ValueError(f"{func}: {name} must be <= {maximum}, got {value!r}")
         out.append(item)
     return tuple(out)
 
@@ -72,9 +79,11 @@ def as_array(value, name, func, ndim=None):
 
 
 def as_kernel_input(a, dtype):
-    """A C-contiguous array of `dtype` for the C kernels; a copy only when needed.
-    The kernels never write to it, so the caller's array is never modified."""
-    return np.ascontiguousarray(a, dtype=dtype)
+    """A C-contiguous, aligned array of `dtype` for the C kernels; a copy only when needed.
+    The kernels never write to it, so the caller's array is never modified. Alignment
+    matters: a float* that is not a multiple of 4 bytes is undefined behaviour in C (and
+    np.ascontiguousarray passes an unaligned buffer through)."""
+    return np.require(a, dtype=dtype, requirements=("C_CONTIGUOUS", "ALIGNED"))
 
 
 @dataclass(frozen=True)

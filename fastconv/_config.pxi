@@ -6,7 +6,15 @@ cdef int _check(fc_status status, str what) except -1:
         return 0
     if status == FC_ERR_NOMEM:
         raise MemoryError(f"{what}: could not allocate the kernel's workspace")
+    if status == FC_ERR_TOO_LARGE:
+        raise MemoryError(f"{what}: one output row's im2col columns exceed the workspace "
+                          f"limit of {FC_IM2COL_MAX_ROW_BYTES >> 20} MiB per thread; "
+                          f"algorithm='direct' needs no workspace")
     raise RuntimeError(f"{what}: the C kernel rejected its problem description (status {status})")
+
+
+# Bytes of one output row's im2col columns above which im2col refuses (src/fastconv.h).
+IM2COL_MAX_ROW_BYTES = FC_IM2COL_MAX_ROW_BYTES
 
 
 def have_openmp():
@@ -14,11 +22,16 @@ def have_openmp():
 
 
 def get_num_threads():
+    fc_sync_num_threads()
     return fc_get_num_threads()
 
 
 def set_num_threads(int n):
     fc_set_num_threads(n)
+
+
+def openmp_started():
+    return bool(fc_openmp_started())
 
 
 def cpu_has_avx2_fma():

@@ -16,6 +16,7 @@ cdef fc_conv_problem _conv_problem(geom):
 def conv_forward(floating[:, :, :, ::1] y, const floating[:, :, :, ::1] x,
                  const floating[:, :, :, ::1] w, const floating[::1] bias, geom, str algorithm):
     """y (N, K, P, Q) = conv(x (N, C, H, W), w (K, C/g, R, S)) + bias (K or None)."""
+    fc_sync_num_threads()      # set_num_threads applies to every thread
     cdef fc_conv_problem pb = _conv_problem(geom)
     cdef const floating *b = &bias[0] if bias is not None else NULL
     cdef bint direct = algorithm == "direct"
@@ -38,6 +39,7 @@ def conv_backward(floating[:, :, :, ::1] dx, floating[:, :, :, ::1] dw, floating
                   const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
                   const floating[:, :, :, ::1] w, geom, str algorithm):
     """dx (N, C, H, W), dw (K, C/g, R, S), db (K) from dy (N, K, P, Q); None skips one."""
+    fc_sync_num_threads()      # set_num_threads applies to every thread
     cdef fc_conv_problem pb = _conv_problem(geom)
     cdef bint direct = algorithm == "direct"
     cdef fc_status st = FC_OK

@@ -15,6 +15,7 @@ cdef fc_filter_problem _filter_problem(x_shape, k_shape, int border):
 def filter2d(floating[:, :, ::1] y, const floating[:, :, ::1] x, const floating[:, ::1] k,
              int border):
     """y (N, H, W) = x (N, H, W) correlated with k (R, S), borders by BORDER_MODES[border]."""
+    fc_sync_num_threads()      # set_num_threads applies to every thread
     cdef fc_filter_problem pb = _filter_problem(x.shape, k.shape, border)
     cdef fc_status st = FC_OK
     if pb.N == 0 or pb.H == 0 or pb.W == 0:
@@ -30,6 +31,7 @@ def filter2d(floating[:, :, ::1] y, const floating[:, :, ::1] x, const floating[
 def filter2d_magnitude(floating[:, :, ::1] y, const floating[:, :, ::1] x,
                        const floating[:, ::1] kx, const floating[:, ::1] ky, int border):
     """y (N, H, W) = sqrt((x * kx)^2 + (x * ky)^2), kx and ky (R, S) of the same size."""
+    fc_sync_num_threads()      # set_num_threads applies to every thread
     cdef fc_filter_problem pb = _filter_problem(x.shape, kx.shape, border)
     cdef fc_status st = FC_OK
     if ky.shape[0] != kx.shape[0] or ky.shape[1] != kx.shape[1]:
@@ -48,6 +50,7 @@ def canny_nms(uint8_t[:, :, ::1] classes, const floating[:, :, ::1] gx,
               const floating[:, :, ::1] gy, const floating[:, :, ::1] mag,
               double low, double high):
     """classes (N, H, W): 2 strong, 1 weak, 0 suppressed, from gx, gy, mag (N, H, W)."""
+    fc_sync_num_threads()      # set_num_threads applies to every thread
     cdef int64_t N = gx.shape[0], H = gx.shape[1], W = gx.shape[2]
     cdef fc_status st = FC_OK
     if N == 0 or H == 0 or W == 0:

@@ -3,6 +3,7 @@
 def gemm(floating[:, ::1] c, const floating[:, :] a, const floating[:, :] b, bint accumulate):
     """c (M, N) = a (M, K) @ b (K, N) (+ c when accumulate). a and b may be any strided
     views (a transpose is just swapped strides); c must be C-contiguous."""
+    fc_sync_num_threads()      # set_num_threads applies to every thread
     cdef int64_t M = a.shape[0], K = a.shape[1], N = b.shape[1]
     cdef int64_t item = sizeof(floating)
     cdef int nthreads = fc_get_num_threads()

@@ -18,6 +18,7 @@ def max_pool_forward(floating[:, :, :, ::1] y, uint8_t[:, :, :, ::1] argmax,
                      int64_t[:, :, :, ::1] indices, const floating[:, :, :, ::1] x, geom):
     """y (N, C, P, Q) from x (N, C, H, W), and the positions of the maxima in argmax and/or
     indices (N, C, P, Q) unless they are None."""
+    fc_sync_num_threads()      # set_num_threads applies to every thread
     cdef fc_pool_problem pb = _pool_problem(geom)
     cdef uint8_t *am = &argmax[0, 0, 0, 0] if argmax is not None else NULL
     cdef int64_t *ind = &indices[0, 0, 0, 0] if indices is not None else NULL
@@ -35,6 +36,7 @@ def max_pool_backward(floating[:, :, :, ::1] dx, const floating[:, :, :, ::1] dy
                       const int64_t[:, :, :, ::1] indices, geom):
     """dx (N, C, H, W) from dy (N, C, P, Q) and, the first not None of them, argmax or indices
     (N, C, P, Q), or x (N, C, H, W) to find the maxima again."""
+    fc_sync_num_threads()      # set_num_threads applies to every thread
     cdef fc_pool_problem pb = _pool_problem(geom)
     cdef fc_status st
     with nogil:
@@ -62,6 +64,7 @@ def max_pool_backward(floating[:, :, :, ::1] dx, const floating[:, :, :, ::1] dy
 
 def avg_pool_forward(floating[:, :, :, ::1] y, const floating[:, :, :, ::1] x, geom):
     """y (N, C, P, Q) from x (N, C, H, W); geom.adaptive selects adaptive windows."""
+    fc_sync_num_threads()      # set_num_threads applies to every thread
     cdef fc_pool_problem pb = _pool_problem(geom)
     cdef bint adaptive = geom.adaptive
     cdef fc_status st
@@ -81,6 +84,7 @@ def avg_pool_forward(floating[:, :, :, ::1] y, const floating[:, :, :, ::1] x, g
 
 def avg_pool_backward(floating[:, :, :, ::1] dx, const floating[:, :, :, ::1] dy, geom):
     """dx (N, C, H, W) from dy (N, C, P, Q); geom.adaptive selects adaptive windows."""
+    fc_sync_num_threads()      # set_num_threads applies to every thread
     cdef fc_pool_problem pb = _pool_problem(geom)
     cdef bint adaptive = geom.adaptive
     cdef fc_status st

@@ -2,6 +2,7 @@
 import os
 import platform
 import sys
+import warnings
 
 from . import _ext
 
@@ -11,19 +12,46 @@ SIMD_CHOICES = ("auto", "avx512", "avx2", "generic")
 # simd_select levels; "auto" asks for the highest and gets the best the CPU has
 _SIMD_LEVELS = {"generic": 0, "avx2": 1, "avx512": 2, "auto": 2}
 
+# True in a child forked after fastconv's kernels ran with several OpenMP threads: GNU
+# OpenMP's thread pool does not survive fork, and the child's first parallel region with
+# more than one thread hangs (measured: multiprocessing's "fork" pool, libgomp of GCC 12).
+# Such a child runs fastconv single-threaded.
+_serial_after_fork = False
+
 
 def set_num_threads(n):
     """Use n OpenMP threads in fastconv's kernels (like torch.set_num_threads).
 
-    OMP_NUM_THREADS sets the initial value, and threadpoolctl's ``threadpool_limits``
-    works too: fastconv uses the OpenMP runtime's own setting. Without OpenMP the kernels
-    always run on one thread.
+    The setting is process-wide: it applies to calls from every Python thread, including
+    threads started earlier. OMP_NUM_THREADS sets the initial value, and threadpoolctl's
+    ``threadpool_limits`` works too (for the thread that uses it, until the next
+    set_num_threads). Without OpenMP the kernels always run on one thread.
+
+    In a process forked (``multiprocessing`` with the "fork" start method) after fastconv
+    ran on several threads, kernels run on one thread and n > 1 warns: GNU OpenMP cannot
+    start threads again after fork. Use the "spawn" or "forkserver" start method for
+    parallel kernels in child processes.
     """
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__} {n!r}")
     if n < 1:
         raise ValueError(f"set_num_threads: n must be >= 1, got {n}")
+    if _serial_after_fork and n > 1:
+        warnings.warn("fastconv: this process was forked after fastconv used OpenMP threads; "
+                      "its kernels stay on 1 thread (GNU OpenMP cannot start threads again "
+                      "after fork). Use the 'spawn' or 'forkserver' start method for "
+                      "parallel kernels in child processes.", RuntimeWarning, stacklevel=2)
+        n = 1
     _ext.set_num_threads(n)
+
+
+def _after_fork_in_child():
+    """os.register_at_fork hook: a child of a process whose kernels ran on several OpenMP
+    threads goes single-threaded instead of hanging in its first parallel region."""
+    global _serial_after_fork
+    if _ext.openmp_started():
+        _serial_after_fork = True
+        _ext.set_num_threads(1)
 
 
 def get_num_threads():
@@ -47,6 +75,10 @@ def set_simd(path):
 def get_simd():
     """The micro-kernel path in use: "avx512", "avx2+fma" or "generic"."""
     return _ext.simd_name()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _init_simd_from_env():

@@ -32,6 +32,12 @@ def choose_algorithm(geom):
     return "direct"
 
 
+def _im2col_row_bytes(geom, dtype):
+    """Bytes of one output row's im2col columns: the least workspace im2col needs per
+    thread (it refuses above _ext.IM2COL_MAX_ROW_BYTES, src/fastconv.h)."""
+    return (geom.C // geom.groups) * geom.R * geom.S * geom.Q * np.dtype(dtype).itemsize
+
+
 def _prepare(func, x, weight, stride, padding, dilation, groups, algorithm, flip, **others):
     """Shared checks of conv2d and conv2d_backward: (geometry, dtype, algorithm, weight)."""
     if algorithm not in ALGORITHMS:
@@ -40,6 +46,8 @@ def _prepare(func, x, weight, stride, padding, dilation, groups, algorithm, flip
     geom = conv_geometry(x.shape, weight.shape, stride, padding, dilation, groups, func)
     if algorithm == "auto":
         algorithm = choose_algorithm(geom)
+        if algorithm == "im2col" and _im2col_row_bytes(geom, dtype) > _ext.IM2COL_MAX_ROW_BYTES:
+            algorithm = "direct"      # im2col would refuse: its workspace is bounded
     if flip:
         weight = weight[:, :, ::-1, ::-1]
     return geom, dtype, algorithm, weight

@@ -8,6 +8,7 @@ input.
 import gzip
 import hashlib
 import http.client
+import math
 import os
 import tempfile
 import urllib.request
@@ -99,7 +100,8 @@ def read_idx(path):
     if any(d < 0 for d in shape):
         raise ValueError(f"{path}: invalid IDX dimensions {shape}")
     dtype = np.dtype(IDX_DTYPES[data[2]])
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    # Python ints: up to 255 dimensions of 2**31 - 1 would wrap around in int64.
+    expected = math.prod(shape) * dtype.itemsize
     found = len(data) - header
     if found != expected:
         problem = "truncated" if found < expected else "has trailing bytes"

@@ -53,7 +53,7 @@ import numbers
 import numpy as np
 
 from . import _ext
-from ._checks import as_array, result_dtype
+from ._checks import as_array, as_kernel_input, result_dtype
 
 __all__ = [
     "VERTICAL_EDGE", "HORIZONTAL_EDGE",
@@ -154,7 +154,7 @@ def _planes(image, func, kernel=None):
                          f"or (N, H, W, 3), got shape {a.shape}")
     gray = _luminance(a, dtype) if rgb else a
     n_planes = out_shape[0] if len(out_shape) == 3 else 1
-    planes = np.ascontiguousarray(gray, dtype=dtype).reshape((n_planes,) + out_shape[-2:])
+    planes = as_kernel_input(gray, dtype).reshape((n_planes,) + out_shape[-2:])
     return planes, out_shape, a.dtype
 
 
@@ -171,7 +171,7 @@ def _value_range(dtype):
 def _correlate(planes, kernel, border):
     """planes (N, H, W) correlated with a 2-D kernel, in the planes' dtype."""
     out = np.empty_like(planes)
-    _ext.filter2d(out, planes, np.ascontiguousarray(kernel, dtype=planes.dtype), border)
+    _ext.filter2d(out, planes, as_kernel_input(kernel, planes.dtype), border)
     return out
 
 

@@ -20,6 +20,7 @@ import math
 import numpy as np
 
 from . import _ext
+from ._checks import as_kernel_input
 from .conv import conv2d, conv2d_backward
 from .sizing import conv_output_size
 
@@ -310,7 +311,7 @@ class Linear(Layer):
         self._x = None
 
     def forward(self, x):
-        x = np.ascontiguousarray(x, dtype=self.dtype)
+        x = as_kernel_input(x, self.dtype)                    # aligned, C-contiguous
         if x.ndim != 2 or x.shape[1] != self.in_features:
             raise ValueError(f"{self.describe()}: expected input of shape (N, "
                              f"{self.in_features}), got {x.shape}")
@@ -322,7 +323,7 @@ class Linear(Layer):
 
     def backward(self, grad_out):
         x = self._saved(self._x)
-        g = np.ascontiguousarray(grad_out, dtype=self.dtype)  # (N, out)
+        g = as_kernel_input(grad_out, self.dtype)             # (N, out)
         w = self._params["weight"]                            # (out, in)
         grad_x = np.empty_like(x)
         _ext.gemm(grad_x, g, w, False)                        # (N, out) @ (out, in)

@@ -6,7 +6,7 @@ the OpenMP threads of the convolution kernels. One pool serves every kernel.
 import numpy as np
 
 from . import _ext
-from ._checks import as_array, result_dtype
+from ._checks import as_array, as_kernel_input, result_dtype
 
 __all__ = ["matmul"]
 
@@ -42,14 +42,17 @@ def matmul(a, b, out=None, *, accumulate=False):
             raise ValueError(f"{func}: accumulate=True needs an out array to add to")
         out = np.empty(shape, dtype=dtype)
     elif (not isinstance(out, np.ndarray) or out.shape != shape or out.dtype != dtype
-          or not out.flags.c_contiguous or not out.flags.writeable):
-        raise ValueError(f"{func}: expected out to be a writeable C-contiguous {dtype} array "
+          or not out.flags.c_contiguous or not out.flags.writeable or not out.flags.aligned):
+        raise ValueError(f"{func}: expected out to be a writeable, aligned, C-contiguous "
+                         f"{dtype} array "
                          f"of shape {shape}, got "
                          f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
-    # The kernel reads any strides that are whole elements; anything else is copied.
+    # The kernel reads any strides that are whole elements from an aligned buffer;
+    # anything else is copied.
     a = a.astype(dtype, copy=False)
     b = b.astype(dtype, copy=False)
-    if any(s % dtype.itemsize for s in a.strides + b.strides):
-        a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+    if (any(s % dtype.itemsize for s in a.strides + b.strides)
+            or not (a.flags.aligned and b.flags.aligned)):
+        a, b = as_kernel_input(a, dtype), as_kernel_input(b, dtype)
     _ext.gemm(out, a, b, accumulate)
     return out

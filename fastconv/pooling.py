@@ -251,14 +251,14 @@ def max_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, dilati
     if indices is not None:
         indices = _position_array(indices, "indices", "iu", "an integer array (as max_pool2d "
                                   "returns with return_indices=True)", geom, func)
-        indices = np.ascontiguousarray(indices, dtype=np.int64)
+        indices = as_kernel_input(indices, np.int64)
     if argmax is not None:
         argmax = _position_array(argmax, "argmax", "u", "a uint8 array (as max_pool2d returns "
                                  "with return_argmax=True)", geom, func)
         if argmax.dtype != np.uint8:
             raise TypeError(f"{func}: argmax must be a uint8 array (as max_pool2d returns with "
                             f"return_argmax=True), got dtype {argmax.dtype}")
-        argmax = np.ascontiguousarray(argmax)
+        argmax = as_kernel_input(argmax, np.uint8)
     grad_x = np.empty(geom.input_shape, dtype=dtype)
     if grad_x.size == 0:
         return grad_x

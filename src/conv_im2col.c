@@ -11,7 +11,8 @@
 #endif
 
 /* Each thread's column buffer holds at most this many bytes (or one output row's columns,
- * if that is larger): the whole-batch im2col matrix is never built. */
+ * if that is larger, up to FC_IM2COL_MAX_ROW_BYTES of fastconv.h): the whole-batch im2col
+ * matrix is never built. */
 #define FC_IM2COL_WORKSPACE_BYTES ((int64_t)4 << 20)
 
 static int current_thread(void)
@@ -28,6 +29,16 @@ static int is_pointwise(const fc_conv_problem *pb)
 {
     return pb->R == 1 && pb->S == 1 && pb->stride_h == 1 && pb->stride_w == 1
         && pb->pad_top == 0 && pb->pad_bottom == 0 && pb->pad_left == 0 && pb->pad_right == 0;
+}
+
+/* One output row's columns (Cg*R*S x Q elements of elem_size bytes) exceed the hard limit:
+ * the kernels then refuse (FC_ERR_TOO_LARGE) rather than allocate it. In double, as the
+ * product of two int64 may not fit one. */
+static int row_too_large(const fc_conv_problem *pb, size_t elem_size)
+{
+    const double row = (double)(pb->C / pb->groups) * (double)pb->R * (double)pb->S
+                       * (double)pb->Q * (double)elem_size;
+    return !is_pointwise(pb) && row > (double)FC_IM2COL_MAX_ROW_BYTES;
 }
 
 /* Split: with at least as many (n, g) pairs as threads, each thread takes whole pairs and

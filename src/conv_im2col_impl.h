@@ -108,6 +108,9 @@ fc_status FN(fc_conv_im2col_forward)(REAL *y, const REAL *x, const REAL *w, cons
     const int outer = pairs_in_parallel(pb, nthreads);
     const int gemm_threads = outer ? 1 : nthreads;
     int failed = 0;
+    if (row_too_large(pb, sizeof(REAL))) {
+        return FC_ERR_TOO_LARGE;
+    }
 
 #pragma omp parallel num_threads(outer ? nthreads : 1) reduction(|| : failed)
     {
@@ -161,6 +164,9 @@ fc_status FN(fc_conv_im2col_backward_data)(REAL *dx, const REAL *dy, const REAL 
     const int outer = pairs_in_parallel(pb, nthreads);
     const int gemm_threads = outer ? 1 : nthreads;
     int failed = 0;
+    if (row_too_large(pb, sizeof(REAL))) {
+        return FC_ERR_TOO_LARGE;
+    }
 
 #pragma omp parallel num_threads(outer ? nthreads : 1) reduction(|| : failed)
     {
@@ -218,6 +224,9 @@ fc_status FN(fc_conv_im2col_backward_weight)(REAL *dw, const REAL *dy, const REA
     const int gemm_threads = outer ? 1 : nthreads;
     int failed = 0;
 
+    if (row_too_large(pb, sizeof(REAL))) {
+        return FC_ERR_TOO_LARGE;
+    }
     /* partial[t] is thread t's dw; thread 0 writes straight into dw. */
     REAL *partials = NULL;
     if (team > 1) {

@@ -18,8 +18,17 @@
 typedef enum {
     FC_OK = 0,
     FC_ERR_NOMEM = 1,   /* a workspace could not be allocated */
-    FC_ERR_INVALID = 2  /* the problem descriptor is inconsistent (a bug in the caller) */
+    FC_ERR_INVALID = 2, /* the problem descriptor is inconsistent (a bug in the caller) */
+    FC_ERR_TOO_LARGE = 3 /* a workspace would exceed its documented limit */
 } fc_status;
+
+/* im2col workspace: each thread builds the columns of a band of output rows, at most 4 MiB
+ * or one output row (Cg*R*S x Q elements) if that is larger. One row above this limit is
+ * refused with FC_ERR_TOO_LARGE instead of allocated; fastconv's algorithm="auto" then
+ * runs the direct kernels, which need no workspace. So im2col never holds more than
+ * 64 MiB of columns per thread, plus (threads - 1) private copies of dw in the weight
+ * gradient and the GEMM's packing buffers (at most 6.6 MiB per thread). */
+#define FC_IM2COL_MAX_ROW_BYTES ((int64_t)64 << 20)
 
 /* One 2-D convolution problem, filled in one place (fastconv/_ext.pyx) from the checked
  * Python arguments. P and Q come from fastconv.sizing.conv_output_size. */
@@ -50,7 +59,12 @@ typedef struct {
 /* ---- runtime configuration (config.c) ---- */
 int fc_have_openmp(void);
 int fc_get_num_threads(void);
+/* Process-wide: applied to each calling thread by fc_sync_num_threads (config.c says why). */
 void fc_set_num_threads(int n);
+/* Call before every kernel, with the GIL held: gives this thread the set_num_threads count. */
+void fc_sync_num_threads(void);
+/* 1 once a kernel ran with more than one thread allowed (so a forked child must not). */
+int fc_openmp_started(void);
 /* SIMD levels of the micro-kernels. AVX-512 kernels exist for the direct convolution;
  * at that level every other kernel uses its AVX2+FMA version. */
 enum { FC_SIMD_GENERIC = 0, FC_SIMD_AVX2 = 1, FC_SIMD_AVX512 = 2 };

@@ -49,3 +49,39 @@ def threads():
     before = fastconv.get_num_threads()
     yield fastconv.set_num_threads
     fastconv.set_num_threads(before)
+
+
+# -- reliability (issue 8): run modes shared by the fuzz, thread and sanitizer runs --------
+import os
+import sys
+
+# FASTCONV_NO_TORCH=1 hides PyTorch, so the tests that compare against it skip: CI's
+# sanitizer run (tools/sanitize.sh) uses it to stay within its time budget.
+if os.environ.get("FASTCONV_NO_TORCH"):
+    class _HideTorch:
+        """`import torch` raises ModuleNotFoundError, as if it were not installed
+        (sys.modules["torch"] = None would confuse libraries that look for an already
+        imported torch, such as SciPy)."""
+
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "torch":
+                raise ModuleNotFoundError(f"{name} is hidden by FASTCONV_NO_TORCH")
+            return None
+
+    sys.meta_path.insert(0, _HideTorch())
+
+# Hypothesis profiles, chosen by FASTCONV_HYPOTHESIS_PROFILE: "ci" (the default: 25
+# examples per fuzzed function, a few hundred in all, derandomized so CI is reproducible)
+# and "thorough" (2,000 examples per function, random; see README, Reliability).
+try:
+    from hypothesis import HealthCheck, settings as _hypothesis_settings
+except ImportError:          # hypothesis is a test extra; only the fuzz tests need it
+    pass
+else:
+    _hypothesis_settings.register_profile(
+        "ci", max_examples=25, deadline=None, derandomize=True, print_blob=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    _hypothesis_settings.register_profile(
+        "thorough", max_examples=2000, deadline=None, print_blob=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    _hypothesis_settings.load_profile(os.environ.get("FASTCONV_HYPOTHESIS_PROFILE", "ci"))

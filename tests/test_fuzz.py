@@ -1,0 +1,743 @@
+"""Property-based fuzzing of every public array function (hypothesis).
+
+Each entry of FUZZ_TABLE draws arguments for one public function: shapes, strides,
+paddings, dilations, groups, dtypes, memory layouts (transposed, sliced, negative strides,
+Fortran order, unaligned, byte-swapped, broadcast, read-only) and values (NaN, inf,
+denormals, huge). The property, for every call:
+
+* it either matches the float64 reference (``fastconv.reference``, NumPy) within a
+  rounding bound, or raises ValueError/TypeError; valid arguments never raise;
+* it never crashes, and never modifies its inputs (bitwise).
+
+The rounding bound of a linear result is ``c * eps * (terms + 2) * B`` where B is the same
+operation applied to the absolute values (the sum of |products|); where B could overflow
+the dtype, any value is accepted (only "no crash" is checked there). Non-finite values are
+put into the image-like argument only (x, grad_out's x, a, image): padding multiplies
+weights by zeros, and 0 * inf is NaN in a reference that materialises the padding but not
+in kernels that skip it, so non-finite weights have no single right answer.
+
+Run modes (tests/conftest.py): the "ci" profile (default) runs a few dozen examples per
+function; ``FASTCONV_HYPOTHESIS_PROFILE=thorough`` runs 2,000 per function. Add
+``--hypothesis-show-statistics`` to see the counts. Pooling entries run once
+``fastconv.max_pool2d`` exists (merged from the pooling branch).
+
+Damaged files get the same treatment at the end: random bytes and mutations (flipped,
+cut, inserted bytes) of IDX dataset files and checkpoints raise only the documented
+errors (ValueError naming the file; CheckpointError), or load unchanged.
+"""
+import contextlib
+import gzip
+import math
+import os
+import tempfile
+
+import numpy as np
+import pytest
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import event, given, note, strategies as st  # noqa: E402
+import hypothesis.extra.numpy as hnp  # noqa: E402
+
+import fastconv  # noqa: E402
+from fastconv import filters, reference  # noqa: E402
+from fastconv.checkpoint import CheckpointError, load_checkpoint, save_checkpoint  # noqa: E402
+from fastconv.datasets import read_idx  # noqa: E402
+from fastconv.models import LeNet5  # noqa: E402
+
+from conftest import SIMD_PATHS  # noqa: E402
+from train_helpers import idx_bytes  # noqa: E402
+
+HUGE_INTS = (2**31, 2**40, 2**63, 2**70)
+
+
+# -- values and layouts ---------------------------------------------------------------------
+def value_strategy(dtype, nonfinite):
+    """Mostly small numbers, plus the special values of the dtype's kind."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "b":
+        return st.booleans()
+    if dtype.kind in "iu":
+        low = 0 if dtype.kind == "u" else -50
+        return st.integers(low, 50)
+    info = np.finfo(dtype)
+    width = 8 * dtype.itemsize
+    specials = [0.0, -0.0, info.smallest_subnormal, -info.smallest_subnormal, info.tiny,
+                info.tiny / 4, math.sqrt(info.max) / 4, -math.sqrt(info.max) / 4,
+                info.max / 8, -info.max]
+    if nonfinite:
+        specials += [math.nan, math.inf, -math.inf]
+    # Rounded to the dtype: hypothesis only accepts exactly representable elements.
+    specials = [float(np.array(v).astype(dtype.newbyteorder("="))) for v in specials]
+    return st.one_of(st.floats(-4, 4, width=width), st.sampled_from(specials))
+
+
+LAYOUTS = ("C", "F", "transposed", "sliced", "negative", "unaligned", "byteswapped",
+           "broadcast", "readonly")
+
+
+def with_layout(a, layout, draw):
+    """An array equal to `a` (or, for "broadcast", to `a` with one axis repeated) laid out
+    in memory as `layout` says."""
+    if a.ndim == 0 or a.size == 0 or layout == "C":
+        return a.copy()
+    if layout == "F":
+        return np.asfortranarray(a)
+    if layout == "transposed":
+        order = draw(st.permutations(range(a.ndim)))
+        return np.ascontiguousarray(a.transpose(order)).transpose(np.argsort(order))
+    if layout == "sliced":
+        big = np.zeros(tuple(2 * n + 1 for n in a.shape), dtype=a.dtype)
+        view = big[tuple(slice(1, None, 2) for _ in a.shape)]
+        view[...] = a
+        return view
+    if layout == "negative":
+        flip = tuple(slice(None, None, -1) for _ in a.shape)
+        return np.ascontiguousarray(a[flip])[flip]
+    if layout == "unaligned":
+        buf = np.zeros(a.nbytes + 1, dtype=np.uint8)
+        view = np.frombuffer(buf.data, dtype=a.dtype, count=a.size, offset=1)
+        view = view.reshape(a.shape)
+        view[...] = a
+        return view
+    if layout == "byteswapped":
+        return a.astype(a.dtype.newbyteorder())
+    if layout == "broadcast":
+        axis = draw(st.integers(0, a.ndim - 1))
+        one = a.take([0], axis=axis) if a.shape[axis] else a
+        return np.broadcast_to(one, a.shape)
+    if layout == "readonly":
+        b = a.copy()
+        b.flags.writeable = False
+        return b
+    raise AssertionError(layout)
+
+
+@st.composite
+def arrays(draw, shape, dtype, nonfinite=False):
+    a = draw(hnp.arrays(np.dtype(dtype), shape, elements=value_strategy(dtype, nonfinite)))
+    return with_layout(a, draw(st.sampled_from(LAYOUTS)), draw)
+
+
+# float32 and float64 most of the time; the others exercise the dtype rules.
+REAL_DTYPES = ["float32", "float64"] * 4 + ["float16", "int32", "uint8", "bool"]
+BAD_DTYPES = ["complex128", "object"]
+
+
+@st.composite
+def dtypes(draw, bad_allowed=True):
+    if bad_allowed and draw(st.integers(0, 19)) == 0:
+        return draw(st.sampled_from(BAD_DTYPES))
+    return draw(st.sampled_from(REAL_DTYPES))
+
+
+@st.composite
+def input_arrays(draw, shape, dtype, nonfinite=False):
+    """An array for a public function; an object or complex dtype gets simple values."""
+    if dtype in BAD_DTYPES:
+        return np.zeros(shape, dtype=dtype)
+    return draw(arrays(shape, dtype, nonfinite))
+
+
+def compute_dtype(*dtypes_):
+    """The dtype fastconv computes in (fastconv._checks.result_dtype's documented rule)."""
+    kinds = [np.dtype(d) for d in dtypes_ if d is not None]
+    if any(d.kind not in "biuf" for d in kinds):
+        return None
+    if any(d.kind in "biu" or (d.kind == "f" and d.itemsize > 4) for d in kinds):
+        return np.dtype(np.float64)
+    return np.dtype(np.float32)
+
+
+# -- the checks -----------------------------------------------------------------------------
+def finite_part(a):
+    """|a| in float64 with non-finite values replaced by 0: input to the rounding bound."""
+    a = np.abs(np.asarray(a, dtype=np.float64))
+    return np.where(np.isfinite(a), a, 0.0)
+
+
+def assert_matches(actual, expected, bound, dtype, terms, what, atol=0.0):
+    """actual (computed in dtype) against expected (float64 reference of the same
+    operation), bound = the operation on the absolute values of the finite inputs."""
+    assert actual.dtype == dtype, (what, actual.dtype, dtype)
+    assert actual.shape == expected.shape, (what, actual.shape, expected.shape)
+    info = np.finfo(dtype)
+    got = actual.astype(np.float64)
+    # Where the sum of |products| may overflow the dtype, any partial sum may be inf.
+    safe = bound <= float(info.max) / 4
+    nan = np.isnan(expected) & safe
+    assert np.all(np.isnan(got[nan])), f"{what}: NaN expected"
+    inf = np.isinf(expected) & safe
+    assert np.array_equal(got[inf], expected[inf]), f"{what}: infinities differ"
+    fin = np.isfinite(expected) & safe
+    tol = (4 * float(info.eps) * (terms + 2) * bound
+           + (terms + 2) * float(info.smallest_subnormal) + atol)
+    err = np.abs(got - expected)
+    bad = fin & ~(err <= tol)
+    assert not bad.any(), (f"{what}: {bad.sum()} values off, worst error "
+                           f"{err[bad].max()} vs tolerance {tol[bad].min()}")
+
+
+def snapshot(*arrays_):
+    """Bitwise copies of the array inputs, to prove they are never modified."""
+    return [(a, a.tobytes()) for a in arrays_ if isinstance(a, np.ndarray)]
+
+
+def assert_unmodified(snap):
+    for a, data in snap:
+        assert a.tobytes() == data, "an input array was modified"
+
+
+@contextlib.contextmanager
+def simd_path(path):
+    before = fastconv.get_simd()
+    fastconv.set_simd(path)
+    try:
+        yield
+    finally:
+        fastconv.set_simd("generic" if before == "generic" else "auto")
+
+
+def call_checked(valid, func, *args, **kwargs):
+    """func(*args, **kwargs): must succeed when `valid`, else raise ValueError/TypeError."""
+    event("valid call" if valid else "rejected call")
+    if valid:
+        return func(*args, **kwargs)
+    with pytest.raises((ValueError, TypeError)):
+        func(*args, **kwargs)
+    return None
+
+
+# -- convolution ----------------------------------------------------------------------------
+def out_size(n, k, s, before, after, d):
+    return (n + before + after - d * (k - 1) - 1) // s + 1
+
+
+@st.composite
+def conv_cases(draw):
+    """Arguments of conv2d / conv2d_backward, mostly valid, with the independent verdict
+    and the normalised geometry the reference takes."""
+    groups = draw(st.integers(1, 3))
+    N = draw(st.integers(0, 2))
+    C = groups * draw(st.integers(1, 3))
+    K = groups * draw(st.integers(1, 3))
+    R, S = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    H, W = draw(st.integers(1, 10)), draw(st.integers(1, 10))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = tuple(draw(st.sampled_from([1, 1, 2, 3])) for _ in range(2))
+    pads = tuple(draw(st.integers(0, 2)) for _ in range(4))
+    form = draw(st.sampled_from(["int", "pair", "quad", "same", "valid"]))
+    cg = C // groups                  # the weight's channels
+    valid = True
+    bad = draw(st.sampled_from([None] * 12 + ["groups", "channels", "huge", "same_strided"]))
+    if bad == "groups":               # a group count that may not divide C and K
+        groups = draw(st.integers(2, 5))
+        valid = C % groups == 0 and K % groups == 0 and cg * groups == C
+    elif bad == "channels":
+        cg += 1
+        valid = False
+    if form == "int":
+        padding, pads = pads[0], (pads[0],) * 4
+    elif form == "pair":
+        padding, pads = (pads[0], pads[2]), (pads[0], pads[0], pads[2], pads[2])
+    elif form == "quad":
+        padding = pads
+    elif form == "valid":
+        padding, pads = "valid", (0, 0, 0, 0)
+    else:
+        padding = "same"
+        if bad == "same_strided":
+            stride = (2, draw(st.integers(1, 3)))
+            valid = False
+        else:
+            stride = (1, 1)
+        th, tw = dilation[0] * (R - 1), dilation[1] * (S - 1)
+        pads = (th // 2, th - th // 2, tw // 2, tw - tw // 2)
+    if bad == "huge":
+        stride = (draw(st.sampled_from(HUGE_INTS)), stride[1])
+        valid = False
+    P = out_size(H, R, stride[0], pads[0], pads[1], dilation[0])
+    Q = out_size(W, S, stride[1], pads[2], pads[3], dilation[1])
+    valid = valid and P >= 1 and Q >= 1
+    x_dtype, w_dtype = draw(dtypes()), draw(dtypes())
+    b_dtype = draw(st.sampled_from([None, "float32", "float64"]))
+    dtype = compute_dtype(x_dtype, w_dtype, b_dtype)
+    valid = valid and dtype is not None
+    x = draw(input_arrays((N, C, H, W), x_dtype, nonfinite=True))
+    w = draw(input_arrays((K, cg, R, S), w_dtype))
+    b = None if b_dtype is None else draw(input_arrays((K,), b_dtype))
+    dy = draw(input_arrays((N, K, max(P, 1), max(Q, 1)), draw(dtypes(bad_allowed=False))))
+    return dict(x=x, w=w, b=b, dy=dy, valid=valid, dtype=dtype,
+                kwargs=dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
+                            algorithm=draw(st.sampled_from(["auto", "direct", "im2col"])),
+                            flip=draw(st.booleans())),
+                norm=dict(stride=stride, padding=pads, dilation=dilation, groups=groups))
+
+
+def reference_weight(w, flip):
+    w = np.asarray(w, dtype=np.float64)
+    return w[:, :, ::-1, ::-1] if flip else w
+
+
+def check_conv2d(data):
+    case = data.draw(conv_cases())
+    x, w, b, kw = case["x"], case["w"], case["b"], case["kwargs"]
+    snap = snapshot(x, w, b)
+    y = call_checked(case["valid"], fastconv.conv2d, x, w, b, **kw)
+    assert_unmodified(snap)
+    if y is None:
+        return
+    wr = reference_weight(w, kw["flip"])
+    bias = None if b is None else np.asarray(b, dtype=np.float64)
+    expected = reference.conv2d_forward(np.asarray(x, dtype=np.float64), wr, bias, **case["norm"])
+    bound = reference.conv2d_forward(finite_part(x), np.abs(wr),
+                                     None if b is None else finite_part(b), **case["norm"])
+    terms = (x.shape[1] // case["norm"]["groups"]) * w.shape[2] * w.shape[3] + 1
+    assert_matches(y, expected, bound, case["dtype"], terms, "conv2d")
+
+
+def check_conv2d_backward(data):
+    case = data.draw(conv_cases())
+    x, w, dy, kw = case["x"], case["w"], case["dy"], case["kwargs"]
+    dtype = compute_dtype(x.dtype, w.dtype, dy.dtype)
+    valid = case["valid"] and dtype is not None
+    snap = snapshot(x, w, dy)
+    grads = call_checked(valid, fastconv.conv2d_backward, dy, x, w, **kw)
+    assert_unmodified(snap)
+    if grads is None:
+        return
+    wr = reference_weight(w, kw["flip"])
+    dy64 = np.asarray(dy, dtype=np.float64)
+    expected = reference.conv2d_backward(dy64, np.asarray(x, dtype=np.float64), wr, **case["norm"])
+    bound = reference.conv2d_backward(finite_part(dy), finite_part(x), np.abs(wr), **case["norm"])
+    if kw["flip"]:                  # the gradient of the flipped weight, flipped back
+        expected = (expected[0], expected[1][:, :, ::-1, ::-1], expected[2])
+        bound = (bound[0], bound[1][:, :, ::-1, ::-1], bound[2])
+    N, K, P, Q = dy.shape
+    R, S = w.shape[2:]
+    terms = {"grad_x": K * R * S, "grad_weight": N * P * Q, "grad_bias": N * P * Q}
+    for got, want, limit, name in zip(grads, expected, bound, terms):
+        assert_matches(got, want, limit, dtype, terms[name], f"conv2d_backward {name}")
+
+
+# -- matmul ---------------------------------------------------------------------------------
+def check_matmul(data):
+    M, K, N = (data.draw(st.integers(0, 40)) for _ in range(3))
+    K2 = K if data.draw(st.integers(0, 9)) else K + 1           # 10%: mismatched inner size
+    a_dtype, b_dtype = data.draw(dtypes()), data.draw(dtypes())
+    a = data.draw(input_arrays((M, K), a_dtype, nonfinite=True))
+    b = data.draw(input_arrays((K2, N), b_dtype))
+    dtype = compute_dtype(a_dtype, b_dtype)
+    valid = dtype is not None and K2 == K
+    out_kind = data.draw(st.sampled_from(["none", "none", "nan", "accumulate", "wrong"]))
+    kwargs = {}
+    if out_kind != "none" and valid:
+        out_dtype = dtype if out_kind != "wrong" else np.dtype(np.float16)
+        if out_kind == "nan":           # beta = 0 must never read out, even NaN
+            kwargs["out"] = np.full((M, N), np.nan, dtype=out_dtype)
+        else:
+            start = data.draw(hnp.arrays(out_dtype, (M, N), elements=st.floats(-4, 4, width=16)))
+            kwargs["out"], kwargs["accumulate"] = start, True
+        valid = out_kind != "wrong"
+    c0 = kwargs["out"].astype(np.float64) if kwargs.get("accumulate") else 0.0
+    snap = snapshot(a, b)
+    c = call_checked(valid, fastconv.matmul, a, b, **kwargs)
+    assert_unmodified(snap)
+    if c is None:
+        return
+    with np.errstate(all="ignore"):
+        expected = np.asarray(a, dtype=np.float64) @ np.asarray(b, dtype=np.float64) + c0
+        bound = finite_part(a) @ finite_part(b) + np.abs(c0)
+    assert_matches(c, expected, bound, dtype, K + 1, "matmul")
+
+
+# -- filters --------------------------------------------------------------------------------
+BORDERS = ("constant", "reflect", "replicate", "mirror", "wrap", "nearest")
+_REFERENCE_MODE = {"nearest": "replicate"}
+
+
+@st.composite
+def images(draw):
+    """(image, valid, dtype, planes float64 (N, H, W), |planes| bound input, out shape)."""
+    H, W = draw(st.integers(1, 12)), draw(st.integers(1, 12))
+    form = draw(st.sampled_from(["gray", "gray", "batch", "rgb", "rgb_batch", "bad_rank"]))
+    if form == "batch" and W == 3:
+        W = 4                         # (N, H, 3) is one RGB image by the documented rule
+    N = draw(st.integers(0, 2))
+    shape = {"gray": (H, W), "batch": (N, H, W), "rgb": (H, W, 3), "rgb_batch": (N, H, W, 3),
+             "bad_rank": (W,)}[form]
+    dtype = draw(dtypes())
+    image = draw(input_arrays(shape, dtype, nonfinite=True))
+    compute = compute_dtype(dtype)
+    valid = compute is not None and form != "bad_rank"
+    if not valid:
+        return image, False, compute, None, None, None
+    a = np.asarray(image, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        if form.startswith("rgb"):
+            weights = np.array([0.299, 0.587, 0.114])
+            planes, absolute = a @ weights, finite_part(a) @ weights
+            out_shape = shape[:-1]
+        else:
+            planes, absolute, out_shape = a, finite_part(a), shape
+    planes = planes.reshape((-1, H, W))
+    return image, True, compute, planes, absolute.reshape((-1, H, W)), out_shape
+
+
+def rgb_atol(image, dtype, kernel_abs_sum):
+    """An RGB image's luminance is rounded to the compute dtype: an absolute error of up to
+    half a denormal step per pixel, which a large kernel amplifies."""
+    if image.ndim >= 3 and image.shape[-1] == 3:
+        return float(np.finfo(dtype).smallest_subnormal) * kernel_abs_sum
+    return 0.0
+
+
+def filter_planes(planes, kernel, mode):
+    """reference.filter2d on each (H, W) plane of (N, H, W)."""
+    mode = _REFERENCE_MODE.get(mode, mode)
+    with np.errstate(all="ignore"):
+        out = [reference.filter2d(p, kernel, mode) for p in planes]
+    return np.array(out).reshape(planes.shape)
+
+
+def check_filter2d(data):
+    image, valid, dtype, planes, absolute, out_shape = data.draw(images())
+    k_dtype = data.draw(dtypes())
+    kshape = data.draw(st.sampled_from([(1, 1), (3, 3), (1, 5), (4, 2), (5, 5), (2,), (0, 3)]))
+    kernel = data.draw(input_arrays(kshape, k_dtype))
+    mode = data.draw(st.sampled_from(BORDERS + ("bogus",)))
+    flip = data.draw(st.booleans())
+    valid = (valid and len(kshape) == 2 and 0 not in kshape and mode != "bogus"
+             and compute_dtype(k_dtype) is not None)
+    if valid:
+        dtype = compute_dtype(image.dtype, k_dtype)
+    snap = snapshot(image, kernel)
+    with simd_path(data.draw(st.sampled_from(SIMD_PATHS))):
+        out = call_checked(valid, filters.filter2d, image, kernel, mode=mode, flip=flip)
+    assert_unmodified(snap)
+    if out is None:
+        return
+    k = np.asarray(kernel, dtype=np.float64)
+    k = k[::-1, ::-1] if flip else k
+    expected = filter_planes(planes, k, mode).reshape(out_shape)
+    bound = filter_planes(absolute, np.abs(k), mode).reshape(out_shape)
+    assert_matches(out, expected, bound, dtype, k.size + 3, "filter2d",
+                   atol=rgb_atol(image, dtype, np.abs(k).sum()))
+
+
+def gaussian_kernel(sigma, truncate):
+    """The sampled, normalised Gaussian of scipy.ndimage (and fastconv's docstring)."""
+    radius = int(truncate * sigma + 0.5)
+    t = np.arange(-radius, radius + 1, dtype=np.float64)
+    g = np.exp(-0.5 * (t / sigma) ** 2)
+    return g / g.sum()
+
+
+def check_gaussian(data):
+    image, valid, dtype, planes, absolute, out_shape = data.draw(images())
+    sigma = data.draw(st.sampled_from([0.0, 0.5, 1.0, 1.7, -1.0, math.nan]))
+    truncate = data.draw(st.sampled_from([4.0, 1.0, 2.5]))
+    mode = data.draw(st.sampled_from(BORDERS))
+    valid = valid and sigma >= 0
+    snap = snapshot(image)
+    out = call_checked(valid, filters.gaussian, image, sigma, mode=mode, truncate=truncate)
+    assert_unmodified(snap)
+    if out is None:
+        return
+    if sigma == 0:
+        expected, bound, terms = planes, absolute, 1
+    else:
+        g = gaussian_kernel(sigma, truncate)
+        expected = filter_planes(filter_planes(planes, g[:, None], mode), g[None, :], mode)
+        bound = filter_planes(filter_planes(absolute, g[:, None], mode), g[None, :], mode)
+        terms = 2 * g.size
+    assert_matches(out, expected.reshape(out_shape), bound.reshape(out_shape), dtype, terms,
+                   "gaussian", atol=rgb_atol(image, dtype, 1.0))
+
+
+def edge_check(operator):
+    def check(data):
+        image, valid, dtype, planes, absolute, out_shape = data.draw(images())
+        axis = data.draw(st.sampled_from([None, 0, 1, -1, 2]))
+        mode = data.draw(st.sampled_from(BORDERS))
+        normalize = data.draw(st.booleans())
+        valid = valid and axis != 2
+        snap = snapshot(image)
+        func = getattr(filters, operator)
+        with simd_path(data.draw(st.sampled_from(SIMD_PATHS))):
+            out = call_checked(valid, func, image, axis, mode=mode, normalize=normalize)
+        assert_unmodified(snap)
+        if out is None:
+            return
+        derivs, bounds = [], []
+        for ax in ((axis % 2,) if axis is not None else (1, 0)):
+            k = filters.edge_kernel(operator, ax, normalize=normalize)
+            derivs.append(filter_planes(planes, k, mode))
+            bounds.append(filter_planes(absolute, np.abs(k), mode))
+        if axis is not None:
+            assert_matches(out, derivs[0].reshape(out_shape), bounds[0].reshape(out_shape),
+                           dtype, 11, operator, atol=rgb_atol(image, dtype, 32))
+            return
+        assert_magnitude(out, derivs, bounds, dtype, out_shape, operator, image)
+    check.__name__ = f"check_{operator}"
+    return check
+
+
+def assert_magnitude(out, derivs, bounds, dtype, out_shape, what, image):
+    """sqrt(gx^2 + gy^2) against the reference: the error of each derivative plus the
+    rounding of the squares and the root; squares may overflow where the bound is large,
+    and underflow (to 0) below sqrt(tiny): the documented cost of not using np.hypot."""
+    with np.errstate(all="ignore"):
+        gx, gy = derivs
+        expected = np.sqrt(gx * gx + gy * gy).reshape(out_shape)
+        bx, by = bounds
+        limit = (bx + by).reshape(out_shape)
+        # Treat the magnitude as a sum of `limit`-sized terms, and flag where squaring may
+        # overflow the dtype.
+        overflow = (bx * bx + by * by).reshape(out_shape) > float(np.finfo(dtype).max) / 4
+    limit = np.where(overflow, np.inf, limit)
+    underflow = 2 * math.sqrt(float(np.finfo(dtype).tiny))
+    assert_matches(out, expected, limit, dtype, 16, f"{what} magnitude",
+                   atol=underflow + rgb_atol(image, dtype, 32))
+
+
+def check_gradient(data):
+    image, valid, dtype, planes, absolute, out_shape = data.draw(images())
+    operator = data.draw(st.sampled_from(["sobel", "scharr", "prewitt", "roberts"]))
+    mode = data.draw(st.sampled_from(BORDERS))
+    valid = valid and operator != "roberts"
+    snap = snapshot(image)
+    result = call_checked(valid, filters.gradient, image, operator, mode=mode)
+    assert_unmodified(snap)
+    if result is None:
+        return
+    magnitude, direction = result
+    derivs = [filter_planes(planes, filters.edge_kernel(operator, ax), mode) for ax in (1, 0)]
+    bounds = [filter_planes(absolute, np.abs(filters.edge_kernel(operator, ax)), mode)
+              for ax in (1, 0)]
+    assert_magnitude(magnitude, derivs, bounds, dtype, out_shape, "gradient", image)
+    assert direction.shape == magnitude.shape and direction.dtype == dtype
+    finite = np.isfinite(direction)
+    assert np.all(np.abs(direction[finite]) <= np.pi + 1e-6)
+
+
+def check_canny(data):
+    """No reference: Canny's thresholds and ties make exact agreement fragile, so its
+    properties are checked instead (shape, bool, outer ring empty, deterministic, and a
+    lower low threshold gives a superset of edges)."""
+    image, valid, dtype, planes, absolute, out_shape = data.draw(images())
+    sigma = data.draw(st.sampled_from([0.0, 0.8, 1.5]))
+    low = data.draw(st.sampled_from([None, 0.0, 0.1, 1.0, 50.0]))
+    high = data.draw(st.sampled_from([None, 0.2, 2.0, 100.0]))
+    mode = data.draw(st.sampled_from(BORDERS))
+    scale = float(np.iinfo(image.dtype).max) if image.dtype.kind in "iu" else 1.0
+    lo = 0.1 * scale if low is None else low
+    hi = 0.2 * scale if high is None else high
+    valid = valid and lo <= hi
+    snap = snapshot(image)
+    edges = call_checked(valid, filters.canny, image, sigma, low, high, mode=mode)
+    assert_unmodified(snap)
+    if edges is None:
+        return
+    assert edges.dtype == np.bool_ and edges.shape == tuple(out_shape)
+    planes_out = edges.reshape((-1,) + edges.shape[-2:])
+    if planes_out.size:
+        for ring in (planes_out[:, 0], planes_out[:, -1], planes_out[:, :, 0], planes_out[:, :, -1]):
+            assert not ring.any(), "an edge on the outermost pixel ring"
+    again = filters.canny(image, sigma, low, high, mode=mode)
+    assert np.array_equal(edges, again), "canny is not deterministic"
+    more = filters.canny(image, sigma, lo / 2, hi, mode=mode)
+    assert not (edges & ~more).any(), "a lower low threshold lost edges"
+
+
+# -- pooling (runs once the pooling branch is merged) -----------------------------------------
+def needs_pooling():
+    if not hasattr(fastconv, "max_pool2d"):
+        pytest.skip("pooling is not merged yet")
+
+
+@st.composite
+def pool_cases(draw, dilation_allowed):
+    N, C = draw(st.integers(0, 2)), draw(st.integers(1, 3))
+    H, W = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    stride = draw(st.sampled_from([None, 1, 2, (1, 3)]))
+    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2))) if dilation_allowed else (1, 1)
+    ceil_mode = draw(st.booleans())
+    dtype = draw(dtypes())
+    x = draw(input_arrays((N, C, H, W), dtype, nonfinite=True))
+    s = kernel if stride is None else ((stride, stride) if isinstance(stride, int) else stride)
+    return x, dict(kernel_size=kernel, stride=stride, padding=padding, ceil_mode=ceil_mode), \
+        dict(kernel_size=kernel, stride=s, padding=padding, ceil_mode=ceil_mode), dilation
+
+
+def check_pool(data, func_name, reference_name, dilation_allowed):
+    """Pooling: valid calls match the reference (float64 sums, exact maxima)."""
+    needs_pooling()
+    ref = getattr(reference, reference_name, None)
+    x, kwargs, norm, dilation = data.draw(pool_cases(dilation_allowed))
+    if dilation_allowed:
+        kwargs["dilation"] = norm["dilation"] = dilation
+    snap = snapshot(x)
+    try:
+        y = getattr(fastconv, func_name)(x, **kwargs)
+    except (ValueError, TypeError):
+        assert_unmodified(snap)
+        return
+    assert_unmodified(snap)
+    if ref is None:
+        return
+    expected = ref(np.asarray(x, dtype=np.float64), **norm)
+    if isinstance(expected, tuple):
+        expected = expected[0]
+    window = norm["kernel_size"][0] * norm["kernel_size"][1]
+    with np.errstate(all="ignore"):
+        bound = ref(finite_part(x), **norm)
+    bound = bound[0] if isinstance(bound, tuple) else bound
+    if func_name.startswith("avg"):
+        bound = bound * window      # the kernel sums the window before dividing
+    assert_matches(y, expected, np.abs(bound), y.dtype, window + 1, func_name)
+
+
+def check_max_pool2d(data):
+    check_pool(data, "max_pool2d", "max_pool2d_forward", dilation_allowed=True)
+
+
+def check_avg_pool2d(data):
+    check_pool(data, "avg_pool2d", "avg_pool2d_forward", dilation_allowed=False)
+
+
+def check_global_avg_pool2d(data):
+    needs_pooling()
+    x = data.draw(input_arrays((data.draw(st.integers(0, 2)), 2, data.draw(st.integers(1, 6)),
+                                data.draw(st.integers(1, 6))), data.draw(dtypes()), True))
+    snap = snapshot(x)
+    try:
+        y = fastconv.global_avg_pool2d(x)
+    except (ValueError, TypeError):
+        assert_unmodified(snap)
+        return
+    assert_unmodified(snap)
+    with np.errstate(all="ignore"):
+        expected = np.asarray(x, dtype=np.float64).mean(axis=(2, 3), keepdims=True)
+        bound = finite_part(x).sum(axis=(2, 3), keepdims=True)    # sum, then divide
+    assert_matches(y.reshape(expected.shape), expected, bound, y.dtype,
+                   x.shape[2] * x.shape[3] + 1, "global_avg_pool2d")
+
+
+def check_adaptive_avg_pool2d(data):
+    needs_pooling()
+    x = data.draw(input_arrays((data.draw(st.integers(0, 2)), 2, data.draw(st.integers(1, 8)),
+                                data.draw(st.integers(1, 8))), data.draw(dtypes()), True))
+    size = (data.draw(st.integers(1, 5)), data.draw(st.integers(1, 5)))
+    snap = snapshot(x)
+    try:
+        y = fastconv.adaptive_avg_pool2d(x, size)
+    except (ValueError, TypeError):
+        assert_unmodified(snap)
+        return
+    assert_unmodified(snap)
+    ref = getattr(reference, "adaptive_avg_pool2d_forward", None)
+    if ref is None:
+        return
+    with np.errstate(all="ignore"):
+        expected = ref(np.asarray(x, dtype=np.float64), size)
+        bound = ref(finite_part(x), size) * x.shape[2] * x.shape[3]   # sum, then divide
+    assert_matches(y, expected, bound, y.dtype, x.shape[2] * x.shape[3] + 1,
+                   "adaptive_avg_pool2d")
+
+
+# -- the table: adding a function is adding a line ------------------------------------------
+FUZZ_TABLE = {
+    "conv2d": check_conv2d,
+    "conv2d_backward": check_conv2d_backward,
+    "matmul": check_matmul,
+    "filters.filter2d": check_filter2d,
+    "filters.gaussian": check_gaussian,
+    "filters.sobel": edge_check("sobel"),
+    "filters.scharr": edge_check("scharr"),
+    "filters.prewitt": edge_check("prewitt"),
+    "filters.gradient": check_gradient,
+    "filters.canny": check_canny,
+    "max_pool2d": check_max_pool2d,
+    "avg_pool2d": check_avg_pool2d,
+    "global_avg_pool2d": check_global_avg_pool2d,
+    "adaptive_avg_pool2d": check_adaptive_avg_pool2d,
+}
+
+
+@pytest.mark.parametrize("name", list(FUZZ_TABLE))
+@given(data=st.data())
+def test_every_call_matches_the_reference_or_raises_and_never_modifies_inputs(name, data):
+    note(f"function: {name}")
+    with np.errstate(all="ignore"):     # NaN and inf inputs are expected to warn in NumPy
+        FUZZ_TABLE[name](data)
+
+
+# -- damaged files: IDX datasets and checkpoints -------------------------------------------------------
+
+
+def mutate(data, draw_ops):
+    """Apply (kind, position, value) edits: flip a byte, cut the tail, insert a byte."""
+    data = bytearray(data)
+    for kind, where, value in draw_ops:
+        if not data:
+            break
+        i = where % len(data)
+        if kind == "flip":
+            data[i] ^= value or 1
+        elif kind == "cut":
+            del data[i:]
+        else:
+            data[i:i] = bytes([value])
+    return bytes(data)
+
+
+EDITS = st.lists(st.tuples(st.sampled_from(["flip", "cut", "insert"]),
+                           st.integers(0, 2**31), st.integers(0, 255)), min_size=1, max_size=4)
+
+
+def write_temp(data, suffix):
+    fd, name = tempfile.mkstemp(suffix=suffix)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return name
+
+
+@given(edits=EDITS, compress=st.booleans(), raw=st.binary(max_size=64), use_raw=st.booleans())
+def test_read_idx_on_corrupted_files_returns_the_header_shape_or_raises_value_error(
+        edits, compress, raw, use_raw):
+    good = idx_bytes(np.arange(60, dtype=np.uint8).reshape(3, 4, 5))
+    data = raw if use_raw else mutate(gzip.compress(good) if compress else good, edits)
+    name = write_temp(data, ".idx")
+    try:
+        array = read_idx(name)
+    except ValueError as exc:
+        assert name in str(exc)
+    else:
+        assert isinstance(array, np.ndarray)
+    finally:
+        os.unlink(name)
+
+
+@pytest.fixture(scope="module")
+def checkpoint_bytes(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "c.npz"
+    save_checkpoint(path, LeNet5(seed=0), epoch=1)
+    return path.read_bytes(), load_checkpoint(path)
+
+
+@given(edits=EDITS)
+def test_a_mutated_checkpoint_raises_checkpoint_error_or_loads_unchanged(edits, checkpoint_bytes):
+    data, original = checkpoint_bytes
+    name = write_temp(mutate(data, edits), ".npz")
+    try:
+        state = load_checkpoint(name)
+    except CheckpointError:
+        pass
+    else:       # an edit in zip metadata the format does not rely on: content intact
+        assert state["epoch"] == original["epoch"]
+        assert state["model"].keys() == original["model"].keys()
+        assert all(np.array_equal(state["model"][k], v) for k, v in original["model"].items())
+    finally:
+        os.unlink(name)
