@@ -28,9 +28,10 @@ non-finite parameters, so a diverged run never overwrites its last good checkpoi
 import hashlib
 import json
 import os
-import tempfile
 
 import numpy as np
+
+from .datasets import write_atomic
 
 __all__ = ["save_checkpoint", "load_checkpoint", "CheckpointError", "FORMAT", "VERSION"]
 
@@ -84,18 +85,7 @@ def save_checkpoint(path, model, optimizer=None, rng=None, epoch=0, history=None
     entries["checksum"] = np.array(_checksum(entries))
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
-                               suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **entries)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, lambda f: np.savez(f, **entries))
     _remove_stale_parts(folder, os.path.basename(path))
     return path
 
