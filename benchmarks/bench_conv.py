@@ -5,22 +5,14 @@ import pytest
 import fastconv
 from fastconv import reference
 from fastconv._checks import conv_geometry
+from fastconv.bench import CONV_SHAPES
 from fastconv.conv import choose_algorithm
 
 from conftest import gflops, random
 
-# name: (N, C, H, W, K, R, stride, padding)
-SHAPES = {
-    "lenet5-conv1": (64, 1, 32, 32, 6, 5, 1, 0),
-    "lenet5-conv2": (64, 6, 14, 14, 16, 5, 1, 0),
-    "lecture-39x39x3-conv1": (32, 3, 39, 39, 10, 3, 1, 0),
-    "lecture-37x37x10-conv2": (32, 10, 37, 37, 20, 5, 2, 0),
-    "64x56x56-3x3": (8, 64, 56, 56, 64, 3, 1, 1),
-    "128x28x28-3x3": (8, 128, 28, 28, 128, 3, 1, 1),
-    "256x14x14-3x3": (8, 256, 14, 14, 256, 3, 1, 1),
-    "depthwise-64x56x56-3x3": (8, 64, 56, 56, 64, 3, 1, 1),
-}
-DEPTHWISE = {"depthwise-64x56x56-3x3"}
+# The report's layers (name: (N, C, H, W, K, R, stride, padding)) and a depthwise one.
+DEPTHWISE = {"depthwise 8x64x56x56 @3x3 p1": (8, 64, 56, 56, 64, 3, 1, 1)}
+SHAPES = {**CONV_SHAPES, **DEPTHWISE}
 CONTENDERS = ["direct", "im2col", "auto", "numpy", "torch", "naive"]
 
 

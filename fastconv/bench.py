@@ -141,8 +141,16 @@ class Runner:
             geom = conv_geometry(x.shape, w.shape, s, p, 1, 1, "bench")
             dy = rng.standard_normal(geom.output_shape).astype(np.float32)
             algo = choose_algorithm(geom)
-            t_f = median_time(lambda: fastconv.conv2d(x, w, b, s, p), self.budget)
-            t_b = median_time(lambda: fastconv.conv2d_backward(dy, x, w, s, p), self.budget)
+            other = "im2col" if algo == "direct" else "direct"
+            # Both algorithms are timed: auto's choice is the fastconv column, the other goes
+            # in the note, so the table shows whether the choice was right.
+            fwd, bwd = {}, {}
+            for a in (algo, other):
+                fwd[a] = median_time(lambda: fastconv.conv2d(x, w, b, s, p, algorithm=a),
+                                     self.budget)
+                bwd[a] = median_time(lambda: fastconv.conv2d_backward(dy, x, w, s, p, algorithm=a),
+                                     self.budget)
+            t_f, t_b = fwd[algo], bwd[algo]
             tt_f = tt_b = None
             if self.torch is not None:
                 torch = self.torch
@@ -166,9 +174,30 @@ class Runner:
                                  max_reps=1)
                 naive_f = t1 * N
             self.add("conv forward", name, t_f, tt_f, naive_f, work=geom.flops(),
-                     note=f"auto -> {algo}" + ("; naive: 1 image x N" if naive_f else ""))
+                     note=f"auto -> {algo}; {other} {fwd[other] * 1e3:.3f} ms"
+                     + ("; naive: 1 image x N" if naive_f else ""))
             self.add("conv backward", name, t_b, tt_b, work=2 * geom.flops(),
-                     note="grad_x + grad_w + grad_b")
+                     note=f"grad_x + grad_w + grad_b; auto -> {algo}; "
+                     f"{other} {bwd[other] * 1e3:.3f} ms")
+
+    # -- how the large layers scale from one thread to all of them
+    def thread_scaling(self, names):
+        if self.threads < 2:
+            return
+        for name in names:
+            N, C, H, W, K, R, s, p = CONV_SHAPES[name]
+            rng = np.random.default_rng(0)
+            x = rng.standard_normal((N, C, H, W)).astype(np.float32)
+            w = rng.standard_normal((K, C, R, R)).astype(np.float32)
+            geom = conv_geometry(x.shape, w.shape, s, p, 1, 1, "bench")
+            t_n = median_time(lambda: fastconv.conv2d(x, w, None, s, p), self.budget)
+            fastconv.set_num_threads(1)
+            try:
+                t_1 = median_time(lambda: fastconv.conv2d(x, w, None, s, p), self.budget)
+            finally:
+                fastconv.set_num_threads(self.threads)
+            self.add("threads", f"{name} forward", t_n, work=geom.flops(),
+                     note=f"1 thread {t_1 * 1e3:.3f} ms: {t_1 / t_n:.2f}x on {self.threads} threads")
 
     # -- pooling, against a NumPy copy of the input (the bandwidth yardstick)
     def pooling(self):
@@ -248,14 +277,27 @@ class Runner:
             k = torch.tensor([[[[1, 0, -1], [2, 0, -2], [1, 0, -1]]]], dtype=torch.float32)
             it = torch.from_numpy(img)[None, None]
             t_t = median_time(lambda: torch.nn.functional.conv2d(it, k, padding=1), self.budget)
-        note = ""
+        others = []
         try:
             import cv2
             cv2.setNumThreads(self.threads)
             t_cv = median_time(lambda: cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3), self.budget)
-            note = f"OpenCV {t_cv * 1e3:.3f} ms"
+            others.append(f"OpenCV {t_cv * 1e3:.3f} ms")
         except ImportError:
             pass
+        try:
+            from skimage.filters import sobel_v
+            t_sk = median_time(lambda: sobel_v(img), self.budget)
+            others.append(f"scikit-image {t_sk * 1e3:.3f} ms")
+        except ImportError:
+            pass
+        try:
+            from scipy.ndimage import sobel as scipy_sobel
+            t_sp = median_time(lambda: scipy_sobel(img, axis=1), self.budget)
+            others.append(f"SciPy {t_sp * 1e3:.3f} ms")
+        except ImportError:
+            pass
+        note = "; ".join(others)
         self.add("edge filter", "Sobel 1024x1024 float32", t_fc, t_t, work=2 * 9 * 1024 * 1024,
                  note=note)
 
@@ -333,6 +375,7 @@ def run(args):
     print(f"fastconv bench: {'full' if args.full else 'quick'} run on {args.threads} threads", flush=True)
     runner.gemm([(64, 576, 3136), (128, 1152, 784), (256, 2304, 196), (6, 25, 784)])
     runner.conv(list(CONV_SHAPES))
+    runner.thread_scaling([name for name in CONV_SHAPES if CONV_SHAPES[name][1] >= 64])
     runner.pooling()
     runner.lenet()
     runner.sobel()

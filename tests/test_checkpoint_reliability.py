@@ -109,21 +109,23 @@ def assert_same_run(a, b):
 def test_sigkill_5_times_then_resume_finishes_the_same_run(tmp_path):
     killed = tmp_path / "killed"
     killed.mkdir()
-    final, _, reached = kill_resume_and_finish(killed, kills=5, epochs=100, seed=5)
-    assert final["epoch"] == 100 and len(final["history"]["epoch"]) == 100
-    assert_same_run(final, uninterrupted(tmp_path / "straight", 100))
+    # 400 epochs take ~3 s; the 5 kills come at most 0.3 s into each run, so the run can
+    # never finish before its last kill.
+    final, _, reached = kill_resume_and_finish(killed, kills=5, epochs=400, seed=5)
+    assert final["epoch"] == 400 and len(final["history"]["epoch"]) == 400
+    assert_same_run(final, uninterrupted(tmp_path / "straight", 400))
 
 
 @pytest.mark.slow
 def test_sigkill_50_times_then_resume_finishes_the_same_run(tmp_path):
     killed = tmp_path / "killed"
     killed.mkdir()
-    final, during_write, reached = kill_resume_and_finish(killed, kills=50, epochs=1000,
+    final, during_write, reached = kill_resume_and_finish(killed, kills=50, epochs=5000,
                                                           seed=50)
     print(f"50 kills: {during_write} inside a checkpoint write; epochs at the kills: "
           f"{reached}")
-    assert final["epoch"] == 1000
-    assert_same_run(final, uninterrupted(tmp_path / "straight", 1000))
+    assert final["epoch"] == 5000
+    assert_same_run(final, uninterrupted(tmp_path / "straight", 5000))
 
 
 # -- validation ----------------------------------------------------------------------------------
