@@ -9,6 +9,7 @@ workspace per thread (im2col: a band of columns of at most 4 MiB and the GEMM's 
 buffers of at most 6.6 MiB; direct: band buffers of ~256 KiB).
 """
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -59,6 +60,8 @@ def can_reset_peak_rss():
     (1, 1, 2048, 2048, 8, 3, 1, "auto"),       # a 128 MiB output from one image
 ], ids=lambda c: "x".join(map(str, c[:4])) + f"-{c[4]}@{c[5]}-{c[7]}")
 @pytest.mark.skipif(not can_reset_peak_rss(), reason="needs Linux /proc/self/clear_refs")
+@pytest.mark.skipif("libasan" in os.environ.get("LD_PRELOAD", ""),
+                    reason="AddressSanitizer's shadow memory and quarantine inflate the RSS")
 def test_forward_workspace_is_bounded_and_does_not_grow_with_the_batch(case):
     proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(case)], capture_output=True,
                           text=True, timeout=300, cwd="/",
