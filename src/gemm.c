@@ -97,15 +97,6 @@ static void gemm_grid(int64_t M, int64_t N, int64_t K, int mr, int nr, int nthre
 #define KERNEL_T fc_gemm_kernel_f32
 #define GENERIC_KERNEL
 #include "gemm_impl.h"
-#undef REAL
-#undef SUFFIX
-#undef MR
-#undef NR
-#undef MC
-#undef KC
-#undef NC
-#undef KERNEL_T
-#undef GENERIC_KERNEL
 
 /* float64: 6 x 8 tiles; the same bytes per panel as float32, so the same KC, half the MC. */
 #define REAL double
@@ -118,15 +109,6 @@ static void gemm_grid(int64_t M, int64_t N, int64_t K, int mr, int nr, int nthre
 #define KERNEL_T fc_gemm_kernel_f64
 #define GENERIC_KERNEL
 #include "gemm_impl.h"
-#undef REAL
-#undef SUFFIX
-#undef MR
-#undef NR
-#undef MC
-#undef KC
-#undef NC
-#undef KERNEL_T
-#undef GENERIC_KERNEL
 
 #if FC_GEMM_HAVE_AVX512
 /* float32 for AVX-512: 12 x 32 tiles. KC x NR of B (48 KiB) is all of L1d, yet KC 384 measured
@@ -140,15 +122,6 @@ static void gemm_grid(int64_t M, int64_t N, int64_t K, int mr, int nr, int nthre
 #define NC 4096
 #define KERNEL_T fc_gemm_kernel_f32
 #include "gemm_impl.h"
-#undef REAL
-#undef SUFFIX
-#undef MR
-#undef NR
-#undef MC
-#undef KC
-#undef NC
-#undef KERNEL_T
-#undef GENERIC_KERNEL
 
 /* float64 for AVX-512: 12 x 16 tiles, the same bytes per panel as float32. */
 #define REAL double
@@ -160,15 +133,6 @@ static void gemm_grid(int64_t M, int64_t N, int64_t K, int mr, int nr, int nthre
 #define NC 2048
 #define KERNEL_T fc_gemm_kernel_f64
 #include "gemm_impl.h"
-#undef REAL
-#undef SUFFIX
-#undef MR
-#undef NR
-#undef MC
-#undef KC
-#undef NC
-#undef KERNEL_T
-#undef GENERIC_KERNEL
 #endif
 
 /* The public entry points: the AVX-512 instance at that level, else the 6-row one with the

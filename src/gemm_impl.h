@@ -5,7 +5,8 @@
  * The includer defines: REAL (float or double), SUFFIX (names this instance), MR and NR
  * (tile rows and columns), MC, KC, NC (cache blocks), KERNEL_T (the micro-kernel pointer
  * type) and, for the 6-row geometry the portable path uses, GENERIC_KERNEL. FN(), the
- * allocator and gemm_grid() come from gemm.c, which also picks the micro-kernel.
+ * allocator and gemm_grid() come from gemm.c, which also picks the micro-kernel. The end of
+ * this file undefines the includer's macros, ready for the next instance.
  */
 
 _Static_assert(MC % MR == 0 && NC % NR == 0, "blocks hold whole micro-panels");
@@ -226,3 +227,13 @@ static fc_status FN(gemm)(int64_t M, int64_t N, int64_t K, const REAL *A, int64_
     fc_aligned_free(buf);
     return FC_OK;
 }
+
+#undef REAL
+#undef SUFFIX
+#undef MR
+#undef NR
+#undef MC
+#undef KC
+#undef NC
+#undef KERNEL_T
+#undef GENERIC_KERNEL
