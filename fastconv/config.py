@@ -60,8 +60,8 @@ def get_num_threads():
 
 
 def set_simd(path):
-    """Select the micro-kernels: "avx512" (AVX-512 for the direct convolution, AVX2+FMA
-    elsewhere), "avx2" (AVX2+FMA), "generic" (portable C) or "auto" (the best this CPU
+    """Select the micro-kernels: "avx512" (AVX-512 for the direct convolution and the
+    GEMM, AVX2+FMA elsewhere), "avx2" (AVX2+FMA), "generic" (portable C) or "auto" (the best this CPU
     has). The environment variable FASTCONV_SIMD sets it at import."""
     if path not in SIMD_CHOICES:
         raise ValueError(f"set_simd: path must be one of {SIMD_CHOICES}, got {path!r}")

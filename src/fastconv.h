@@ -28,7 +28,7 @@ typedef enum {
  * runs the direct kernels, whose band buffers are ~256 KiB per thread (at least one output
  * row's inputs; conv_direct.c, FC_DIRECT_BAND_BYTES). So im2col never holds more than
  * 64 MiB of columns per thread, plus (threads - 1) private copies of dw in the weight
- * gradient and the GEMM's packing buffers (at most 6.6 MiB per thread). */
+ * gradient and the GEMM's packing buffers (at most 6.4 MiB per thread). */
 #define FC_IM2COL_MAX_ROW_BYTES ((int64_t)64 << 20)
 
 /* One 2-D convolution problem, filled in one place (fastconv/_ext.pyx) from the checked
@@ -66,8 +66,8 @@ void fc_set_num_threads(int n);
 void fc_sync_num_threads(void);
 /* 1 once a kernel ran with more than one thread allowed (so a forked child must not). */
 int fc_openmp_started(void);
-/* SIMD levels of the micro-kernels. AVX-512 kernels exist for the direct convolution;
- * at that level every other kernel uses its AVX2+FMA version. */
+/* SIMD levels of the micro-kernels. AVX-512 kernels exist for the direct convolution and
+ * the GEMM; at that level every other kernel uses its AVX2+FMA version. */
 enum { FC_SIMD_GENERIC = 0, FC_SIMD_AVX2 = 1, FC_SIMD_AVX512 = 2 };
 /* 1 when the AVX2+FMA micro-kernels are in use (level AVX2 or AVX-512), 0 for the portable
  * C path. */

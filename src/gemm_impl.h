@@ -1,13 +1,18 @@
 /*
- * gemm_impl.h: the GEMM algorithm, written once and included by gemm.c for each precision.
+ * gemm_impl.h: the GEMM algorithm, written once and included by gemm.c for each precision
+ * and tile geometry.
  *
- * The includer defines: REAL (float or double), SUFFIX (f32 or f64), NR (tile columns),
- * MC, KC, NC (cache blocks), KERNEL_T (the micro-kernel pointer type) and, when the AVX2
- * kernel exists, AVX2_KERNEL. MR, FN(), the allocator and gemm_grid() come from gemm.c.
+ * The includer defines: REAL (float or double), SUFFIX (names this instance), MR and NR
+ * (tile rows and columns), MC, KC, NC (cache blocks), KERNEL_T (the micro-kernel pointer
+ * type) and, for the 6-row geometry the portable path uses, GENERIC_KERNEL. FN(), the
+ * allocator and gemm_grid() come from gemm.c, which also picks the micro-kernel. The end of
+ * this file undefines the includer's macros, ready for the next instance.
  */
 
-_Static_assert(MR == 6, "kernel_generic spells out six rows");
 _Static_assert(MC % MR == 0 && NC % NR == 0, "blocks hold whole micro-panels");
+
+#ifdef GENERIC_KERNEL
+_Static_assert(MR == 6, "kernel_generic spells out six rows");
 
 /* c (MR x NR, row stride ldc) = a (kc x MR packed) * b (kc x NR, row stride ldb) + beta c */
 static void FN(kernel_generic)(int64_t kc, const REAL *restrict a, const REAL *restrict b,
@@ -36,6 +41,8 @@ static void FN(kernel_generic)(int64_t kc, const REAL *restrict a, const REAL *r
         }
     }
 }
+
+#endif /* GENERIC_KERNEL */
 
 /* dst (ceil(mc/MR) panels, each kc x MR) <- A (mc x kc, element (i, p) at a[i*rsa + p*csa]) */
 static void FN(pack_a)(REAL *restrict dst, const REAL *a, int64_t rsa, int64_t csa,
@@ -138,7 +145,7 @@ static void FN(gemm_serial)(REAL *c, int64_t ldc, const REAL *a, int64_t rsa, in
                             const REAL *b, int64_t rsb, int64_t csb, int64_t M, int64_t N,
                             int64_t K, REAL beta, REAL *abuf, REAL *bbuf, KERNEL_T kernel)
 {
-    int in_place = b_in_place(M, rsb, csb, sizeof(REAL));
+    int in_place = b_in_place(M, MR, rsb, csb, sizeof(REAL));
     for (int64_t jc = 0; jc < N; jc += NC) {
         int64_t nc = N - jc < NC ? N - jc : NC;
         for (int64_t pc = 0; pc < K; pc += KC) {
@@ -156,10 +163,11 @@ static void FN(gemm_serial)(REAL *c, int64_t ldc, const REAL *a, int64_t rsa, in
     }
 }
 
-/* C (M x N, row stride ldc) = A (M x K, strides rsa, csa) B (K x N, strides rsb, csb) + beta C */
-fc_status FN(fc_gemm)(int64_t M, int64_t N, int64_t K, const REAL *A, int64_t rsa, int64_t csa,
-                      const REAL *B, int64_t rsb, int64_t csb, REAL beta, REAL *C, int64_t ldc,
-                      int nthreads)
+/* C (M x N, row stride ldc) = A (M x K, strides rsa, csa) B (K x N, strides rsb, csb) + beta C
+ * with the MR x NR micro-kernel `kernel` */
+static fc_status FN(gemm)(int64_t M, int64_t N, int64_t K, const REAL *A, int64_t rsa,
+                          int64_t csa, const REAL *B, int64_t rsb, int64_t csb, REAL beta,
+                          REAL *C, int64_t ldc, int nthreads, KERNEL_T kernel)
 {
     if (M < 0 || N < 0 || K < 0 || (M > 1 && ldc < N)) {
         return FC_ERR_INVALID;
@@ -175,13 +183,6 @@ fc_status FN(fc_gemm)(int64_t M, int64_t N, int64_t K, const REAL *A, int64_t rs
         }
         return FC_OK;
     }
-
-    KERNEL_T kernel = FN(kernel_generic);
-#ifdef AVX2_KERNEL
-    if (fc_simd_avx2()) {
-        kernel = AVX2_KERNEL;
-    }
-#endif
 
     /* Each thread owns one rectangle of C (whole MR x NR tiles) and runs the serial algorithm
      * on it with its own buffers: no barriers, and every C element is summed in the same order
@@ -226,3 +227,13 @@ fc_status FN(fc_gemm)(int64_t M, int64_t N, int64_t K, const REAL *A, int64_t rs
     fc_aligned_free(buf);
     return FC_OK;
 }
+
+#undef REAL
+#undef SUFFIX
+#undef MR
+#undef NR
+#undef MC
+#undef KC
+#undef NC
+#undef KERNEL_T
+#undef GENERIC_KERNEL

@@ -1,5 +1,5 @@
 /*
- * gemm_kernels.h: the micro-kernel contract shared by the portable and the AVX2 GEMM kernels.
+ * gemm_kernels.h: the micro-kernel contract shared by the portable, AVX2 and AVX-512 GEMM kernels.
  *
  * A micro-kernel computes one MR x NR tile of C from a packed MR-row panel of A and an
  * NR-column panel of B, with all MR x NR sums in registers:
@@ -17,10 +17,16 @@
 
 #include <stdint.h>
 
-/* Both precisions use 6 rows so A panels are packed the same way; NR is two vector widths. */
+/* Portable and AVX2 tiles: both precisions use 6 rows so A panels are packed the same way;
+ * NR is two AVX2 vector widths. */
 #define FC_GEMM_MR 6
 #define FC_GEMM_NR_F32 16
 #define FC_GEMM_NR_F64 8
+
+/* AVX-512 tiles (gemm_avx512.c says why they are larger): MR rows, two ZMM vectors wide. */
+#define FC_GEMM_MR_AVX512 12
+#define FC_GEMM_NR_AVX512_F32 32
+#define FC_GEMM_NR_AVX512_F64 16
 
 typedef void (*fc_gemm_kernel_f32)(int64_t kc, const float *a, const float *b, int64_t ldb,
                                    float *c, int64_t ldc, float beta);
@@ -36,6 +42,17 @@ void fc_gemm_kernel_avx2_6x8_f64(int64_t kc, const double *a, const double *b, i
                                  double *c, int64_t ldc, double beta);
 #else
 #define FC_GEMM_HAVE_AVX2 0
+#endif
+
+/* The AVX-512 kernels likewise, where GCC or Clang can target avx512f per function. */
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#define FC_GEMM_HAVE_AVX512 1
+void fc_gemm_kernel_avx512_f32(int64_t kc, const float *a, const float *b, int64_t ldb,
+                               float *c, int64_t ldc, float beta);
+void fc_gemm_kernel_avx512_f64(int64_t kc, const double *a, const double *b, int64_t ldb,
+                               double *c, int64_t ldc, double beta);
+#else
+#define FC_GEMM_HAVE_AVX512 0
 #endif
 
 #endif /* FC_GEMM_KERNELS_H */

@@ -6,7 +6,7 @@ to the current one (Linux: /proc/self/clear_refs), makes one conv2d call and rep
 far the peak (VmHWM) rose above that, minus the output.
 The bound checked is the documented one (src/fastconv.h): 10% of the output plus a fixed
 workspace per thread (im2col: a band of columns of at most 4 MiB and the GEMM's packing
-buffers of at most 6.6 MiB; direct: band buffers of ~256 KiB).
+buffers of at most 6.4 MiB; direct: band buffers of ~256 KiB).
 """
 import json
 import os
