@@ -88,4 +88,5 @@ def test_conv_backward(benchmark, info, name, contender, request):
     else:
         run = lambda: fastconv.conv2d_backward(dy, x, w, algorithm=contender, **kw)  # noqa: E731
     benchmark(run)
-    info(gflops=gflops(2 * geom.flops(), benchmark), auto_algorithm=choose_algorithm(geom))
+    info(gflops=gflops(2 * geom.flops(), benchmark),
+         auto_algorithm=choose_algorithm(geom, backward=True))

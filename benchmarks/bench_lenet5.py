@@ -39,7 +39,7 @@ def fastconv_setup():
 def fastconv_step(model, optimizer, x, y):
     logits = model.forward(x)
     loss, grad = softmax_cross_entropy(logits, y)
-    model.backward(grad)
+    model.backward(grad, input_grad=False)
     optimizer.step()
     return loss
 

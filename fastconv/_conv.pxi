@@ -35,10 +35,11 @@ def conv_forward(floating[:, :, :, ::1] y, const floating[:, :, :, ::1] x,
     _check(st, "conv2d")
 
 
-def conv_backward(floating[:, :, :, ::1] dx, floating[:, :, :, ::1] dw, floating[::1] db,
-                  const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
-                  const floating[:, :, :, ::1] w, geom, str algorithm):
-    """dx (N, C, H, W), dw (K, C/g, R, S), db (K) from dy (N, K, P, Q); None skips one."""
+def conv_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
+                  const floating[:, :, :, ::1] w, floating[:, :, :, ::1] dx,
+                  floating[:, :, :, ::1] dw, floating[::1] db, geom, str algorithm):
+    """dx (N, C, H, W), dw (K, C/g, R, S), db (K) from dy (N, K, P, Q); None skips one.
+    (dy comes first: Cython picks float or double from the first fused argument.)"""
     fc_sync_num_threads()      # set_num_threads applies to every thread
     cdef fc_conv_problem pb = _conv_problem(geom)
     cdef bint direct = algorithm == "direct"

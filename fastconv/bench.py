@@ -140,17 +140,18 @@ class Runner:
             b = rng.standard_normal(K).astype(np.float32)
             geom = conv_geometry(x.shape, w.shape, s, p, 1, 1, "bench")
             dy = rng.standard_normal(geom.output_shape).astype(np.float32)
-            algo = choose_algorithm(geom)
-            other = "im2col" if algo == "direct" else "direct"
+            algo, algo_b = choose_algorithm(geom), choose_algorithm(geom, backward=True)
             # Both algorithms are timed: auto's choice is the fastconv column, the other goes
             # in the note, so the table shows whether the choice was right.
             fwd, bwd = {}, {}
-            for a in (algo, other):
+            for a in ("direct", "im2col"):
                 fwd[a] = median_time(lambda: fastconv.conv2d(x, w, b, s, p, algorithm=a),
                                      self.budget)
                 bwd[a] = median_time(lambda: fastconv.conv2d_backward(dy, x, w, s, p, algorithm=a),
                                      self.budget)
-            t_f, t_b = fwd[algo], bwd[algo]
+            t_f, t_b = fwd[algo], bwd[algo_b]
+            other = "im2col" if algo == "direct" else "direct"
+            other_b = "im2col" if algo_b == "direct" else "direct"
             tt_f = tt_b = None
             if self.torch is not None:
                 torch = self.torch
@@ -177,8 +178,8 @@ class Runner:
                      note=f"auto -> {algo}; {other} {fwd[other] * 1e3:.3f} ms"
                      + ("; naive: 1 image x N" if naive_f else ""))
             self.add("conv backward", name, t_b, tt_b, work=2 * geom.flops(),
-                     note=f"grad_x + grad_w + grad_b; auto -> {algo}; "
-                     f"{other} {bwd[other] * 1e3:.3f} ms")
+                     note=f"grad_x + grad_w + grad_b; auto -> {algo_b}; "
+                     f"{other_b} {bwd[other_b] * 1e3:.3f} ms")
 
     # -- how the large layers scale from one thread to all of them
     def thread_scaling(self, names):
@@ -245,7 +246,7 @@ class Runner:
         def step():
             logits = model.forward(x)
             _, grad = softmax_cross_entropy(logits, y)
-            model.backward(grad)
+            model.backward(grad, input_grad=False)
             opt.step()
         t_fc = median_time(step, self.budget)
         t_t = None

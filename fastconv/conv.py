@@ -7,27 +7,32 @@ over the image unflipped. ``flip=True`` gives true convolution (CONCEPTS.md sect
 import numpy as np
 
 from . import _ext
-from ._checks import (ALGORITHMS, as_array, as_kernel_input, conv_geometry, result_dtype)
+from ._checks import ALGORITHMS, as_array, as_bool, as_kernel_input, conv_geometry, result_dtype
 
 __all__ = ["conv2d", "conv2d_backward", "choose_algorithm"]
 
 
-def choose_algorithm(geom):
-    """The algorithm ``algorithm="auto"`` runs for a problem.
+def choose_algorithm(geom, backward=False):
+    """The algorithm ``algorithm="auto"`` runs for a problem, forward or backward.
 
-    im2col + GEMM pays off when each output pixel is a long dot product (many input
-    channels x taps) shared by many filters: the GEMM then runs near the machine's peak.
-    Direct convolution wins when the product is short or the filters few (LeNet-5's
-    conv1: 1 channel, 6 filters; depthwise layers; edge filters), where im2col would
-    mostly copy memory, and up to a few dozen filters: measured (2 threads, float32, vs
-    PyTorch 2.13 in the same process) direct runs LeNet-5's conv2 (150 taps, 16 filters)
-    and the lecture net's 10 -> 20 5x5 layer (250 taps) at 1.0-1.6x PyTorch's forward and
-    1.4-2.0x its backward, but deep 3x3 layers (64-256 channels and filters) at 0.75-0.9x
-    with AVX-512 and 0.5-0.6x with AVX2 (140-150 GFLOP/s): there a packed GEMM belongs.
+    Direct convolution keeps a band of input rows in L2 and the filters' sums in registers,
+    with no copy of the input per tap; im2col + GEMM copies every input pixel R x S times
+    into columns and then runs near the GEMM's peak. Measured (2026-11-29, 2 threads,
+    float32, AVX-512 and AVX2, each algorithm on the same shape), direct wins the forward
+    pass everywhere except where the GEMM needs no copy or the images are tiny: few
+    channels or filters (LeNet-5, the lecture net: 1.4-3x), 3x3 layers of 32-256 channels
+    (8x64x56x56: 7.7 vs 10.3 ms; 8x256x14x14: 7.2 vs 9.0 ms). im2col wins 1x1 filters
+    (its columns are x itself: 1.8 vs 2.4 ms) and 7x7 images of 512 channels (3.2 vs
+    5.7 ms). Backward, im2col also wins from ~2,000 taps per output pixel (8x256x14x14:
+    17.8 vs 21.0 ms) and for 7x7 filters (8x3x224x224 -> 64: 109 vs 139 ms).
     """
     taps = (geom.C // geom.groups) * geom.R * geom.S
     filters = geom.K // geom.groups
-    if taps >= 64 and filters >= 32:
+    if taps < 64 or filters < 32:
+        return "direct"
+    if geom.R * geom.S == 1 or geom.P * geom.Q <= 64:
+        return "im2col"
+    if backward and (taps >= 2048 or geom.R * geom.S >= 49):
         return "im2col"
     return "direct"
 
@@ -40,12 +45,13 @@ def _im2col_row_bytes(geom, dtype):
 
 def _prepare(func, x, weight, stride, padding, dilation, groups, algorithm, flip, **others):
     """Shared checks of conv2d and conv2d_backward: (geometry, dtype, algorithm, weight)."""
+    backward = func == "conv2d_backward"      # auto's choice differs by pass
     if algorithm not in ALGORITHMS:
         raise ValueError(f"{func}: algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
     dtype = result_dtype(func, x=x, weight=weight, **others)
     geom = conv_geometry(x.shape, weight.shape, stride, padding, dilation, groups, func)
     if algorithm == "auto":
-        algorithm = choose_algorithm(geom)
+        algorithm = choose_algorithm(geom, backward)
         if algorithm == "im2col" and _im2col_row_bytes(geom, dtype) > _ext.IM2COL_MAX_ROW_BYTES:
             algorithm = "direct"      # im2col would refuse: its workspace is bounded
     if flip:
@@ -116,7 +122,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
 
 
 def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups=1, *,
-                    algorithm="auto", flip=False):
+                    algorithm="auto", flip=False, input_grad=True):
     """Gradients of :func:`conv2d` with respect to its input, weight and bias.
 
     Parameters
@@ -125,6 +131,9 @@ def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups
         Gradient of the loss with respect to conv2d's output.
     x, weight, stride, padding, dilation, groups, algorithm, flip
         As given to :func:`conv2d`.
+    input_grad : bool
+        False skips grad_x (returned as None): a network's first layer needs only the
+        weight and bias gradients, and grad_x is often the larger part of the work.
 
     Returns
     -------
@@ -141,16 +150,18 @@ def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups
         raise ValueError(f"{func}: expected grad_out of shape {geom.output_shape} (the "
                          f"output of conv2d for x {geom.input_shape} and weight "
                          f"{geom.weight_shape}), got shape {grad_out.shape}")
-    grad_x = np.empty(geom.input_shape, dtype=dtype)
+    input_grad = as_bool(input_grad, "input_grad", func)
+    grad_x = np.empty(geom.input_shape, dtype=dtype) if input_grad else None
     grad_w = np.empty(geom.weight_shape, dtype=dtype)
     grad_b = np.empty((geom.K,), dtype=dtype)
     if grad_out.size == 0 or x.size == 0 or weight.size == 0:
-        grad_x[...] = 0
+        if input_grad:
+            grad_x[...] = 0
         grad_w[...] = 0
         grad_b[...] = 0
         return grad_x, grad_w, grad_b
-    _ext.conv_backward(grad_x, grad_w, grad_b, as_kernel_input(grad_out, dtype),
-                       as_kernel_input(x, dtype), as_kernel_input(w_used, dtype), geom, algorithm)
+    _ext.conv_backward(as_kernel_input(grad_out, dtype), as_kernel_input(x, dtype),
+                       as_kernel_input(w_used, dtype), grad_x, grad_w, grad_b, geom, algorithm)
     if flip:
         grad_w = np.ascontiguousarray(grad_w[:, :, ::-1, ::-1])
     return grad_x, grad_w, grad_b

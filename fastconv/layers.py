@@ -83,7 +83,10 @@ class Layer:
     def forward(self, x):
         return x
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
+        """dL/dx from dL/dy (the last forward's output), filling grads(). With
+        input_grad=False the caller does not need dL/dx (a network's first layer): a layer
+        with parameters then skips computing it and returns None."""
         return grad_out
 
     def output_shape(self, input_shape):
@@ -263,12 +266,13 @@ class Conv2D(Layer):
         self._x, self._y = (x, y) if self.training else (None, None)
         return y
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
         x, y = self._saved(self._x), self._y
         grad_pre = _activation_backward(np.asarray(grad_out, dtype=self.dtype), y,
                                         self.activation)
         grad_x, self._grads["weight"], self._grads["bias"] = conv2d_backward(
-            grad_pre, x, self._params["weight"], self.stride, self.padding)
+            grad_pre, x, self._params["weight"], self.stride, self.padding,
+            input_grad=input_grad)
         return grad_x
 
     def output_shape(self, input_shape):
@@ -321,14 +325,16 @@ class Linear(Layer):
         self._x = x if self.training else None
         return y
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
         x = self._saved(self._x)
         g = as_kernel_input(grad_out, self.dtype)             # (N, out)
         w = self._params["weight"]                            # (out, in)
-        grad_x = np.empty_like(x)
-        _ext.gemm(grad_x, g, w, False)                        # (N, out) @ (out, in)
         _ext.gemm(self._grads["weight"], g.T, x, False)       # (out, N) @ (N, in)
         self._grads["bias"] = g.sum(axis=0)
+        if not input_grad:
+            return None
+        grad_x = np.empty_like(x)
+        _ext.gemm(grad_x, g, w, False)                        # (N, out) @ (out, in)
         return grad_x
 
     def output_shape(self, input_shape):
@@ -371,7 +377,7 @@ class MaxPool2D(_Pool2D):
         self._x, self._argmax = x, argmax
         return y
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
         x = self._saved(self._x)
         return max_pool2d_backward(np.asarray(grad_out, dtype=x.dtype), x, self.kernel_size,
                                    self.stride, self.padding, argmax=self._argmax)
@@ -385,7 +391,7 @@ class AvgPool2D(_Pool2D):
         self._x = x if self.training else None
         return avg_pool2d(x, self.kernel_size, self.stride, self.padding)
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
         x = self._saved(self._x)
         return avg_pool2d_backward(np.asarray(grad_out, dtype=x.dtype), x, self.kernel_size,
                                    self.stride, self.padding)
@@ -403,7 +409,7 @@ class ReLU(Layer):
         self._y = y if self.training else None
         return y
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
         return grad_out * (self._saved(self._y) > 0)
 
 
@@ -419,7 +425,7 @@ class Tanh(Layer):
         self._y = y if self.training else None
         return y
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
         y = self._saved(self._y)
         return grad_out * (1 - y * y)
 
@@ -435,7 +441,7 @@ class Flatten(Layer):
         self._shape = x.shape if self.training else None
         return x.reshape(x.shape[0], -1)
 
-    def backward(self, grad_out):
+    def backward(self, grad_out, input_grad=True):
         return grad_out.reshape(self._saved(self._shape))
 
     def output_shape(self, input_shape):
@@ -480,10 +486,10 @@ class Sequential(Layer):
             x = layer.forward(x)
         return x
 
-    def backward(self, grad_out):
-        for layer in reversed(self.layers):
-            grad_out = layer.backward(grad_out)
-        return grad_out
+    def backward(self, grad_out, input_grad=True):
+        for i in range(len(self.layers) - 1, -1, -1):
+            grad_out = self.layers[i].backward(grad_out, input_grad=input_grad or i > 0)
+        return grad_out if input_grad else None
 
     def _gather(self, method):
         out = dict(getattr(super(), method)())

@@ -5,7 +5,7 @@ One training step is the whole story of backpropagation::
 
     logits = model.forward(x_batch)                        # (B, 10)
     loss, grad = softmax_cross_entropy(logits, y_batch)    # grad = dLoss/dlogits
-    model.backward(grad)                                   # fills every layer's grads()
+    model.backward(grad, input_grad=False)                 # fills every layer's grads()
     optimizer.step()                                       # params -= f(grads)
 """
 import math
@@ -192,7 +192,7 @@ def fit(model, x, y, *, epochs=5, batch_size=64, optimizer=None, lr=None,
             xb, yb = inputs[batch], labels[batch]
             logits = model.forward(xb)
             loss, grad = softmax_cross_entropy(logits, yb)
-            model.backward(grad)
+            model.backward(grad, input_grad=False)          # no use for dL/d(images)
             optimizer.step()
             loss_sum += loss * len(batch)
             correct += int(np.sum(logits.argmax(axis=1) == yb))

@@ -342,7 +342,31 @@ def test_auto_chooses_per_shape():
     lenet2 = conv_geometry((64, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1, 1, "t")
     lecture2 = conv_geometry((32, 10, 37, 37), (20, 10, 5, 5), 2, 0, 1, 1, "t")
     deep = conv_geometry((8, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1, 1, "t")
-    assert choose_algorithm(lenet1) == "direct"
-    assert choose_algorithm(lenet2) == "direct"
-    assert choose_algorithm(lecture2) == "direct"
-    assert choose_algorithm(deep) == "im2col"
+    deeper = conv_geometry((8, 256, 14, 14), (256, 256, 3, 3), 1, 1, 1, 1, "t")
+    pointwise = conv_geometry((8, 64, 56, 56), (128, 64, 1, 1), 1, 0, 1, 1, "t")
+    tiny_image = conv_geometry((1, 512, 7, 7), (512, 512, 3, 3), 1, 1, 1, 1, "t")
+    for geom in (lenet1, lenet2, lecture2, deep):
+        assert choose_algorithm(geom) == choose_algorithm(geom, backward=True) == "direct"
+    assert choose_algorithm(deeper) == "direct"
+    assert choose_algorithm(deeper, backward=True) == "im2col"
+    for geom in (pointwise, tiny_image):
+        assert choose_algorithm(geom) == choose_algorithm(geom, backward=True) == "im2col"
+
+
+@pytest.mark.parametrize("algorithm", ["direct", "im2col"])
+def test_backward_without_input_grad_gives_the_same_weight_and_bias_gradients(algorithm):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 4, 9, 8))
+    w = rng.standard_normal((6, 4, 3, 3))
+    dy = rng.standard_normal((3, 6, 5, 4))             # (9 + 2 - 3) // 2 + 1 = 5 rows
+    full = fastconv.conv2d_backward(dy, x, w, stride=2, padding=1, algorithm=algorithm)
+    gx, gw, gb = fastconv.conv2d_backward(dy, x, w, stride=2, padding=1, algorithm=algorithm,
+                                          input_grad=False)
+    assert gx is None
+    np.testing.assert_array_equal(gw, full[1])
+    np.testing.assert_array_equal(gb, full[2])
+    gx, gw, _ = fastconv.conv2d_backward(dy[:0], x[:0], w, stride=2, padding=1,
+                                         input_grad=False)
+    assert gx is None and np.all(gw == 0)
+    with pytest.raises(TypeError, match="input_grad must be a bool"):
+        fastconv.conv2d_backward(dy, x, w, stride=2, padding=1, input_grad="no")

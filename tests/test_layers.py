@@ -170,6 +170,22 @@ def test_whole_network_gradients_match_finite_differences():
         assert abs((plus - minus) / (2 * eps) - grad_x[index]) < 1e-6
 
 
+
+def test_backward_without_input_grad_fills_the_same_parameter_gradients():
+    """What the trainer does: the images need no gradient, so the first layer skips it."""
+    net = small_network()
+    x = np.random.default_rng(8).standard_normal((3, 1, 10, 10))
+    _, grad = softmax_cross_entropy(net.forward(x), np.array([1, 4, 9]))
+    assert net.backward(grad).shape == x.shape
+    expected = {k: v.copy() for k, v in net.grads().items()}
+    assert net.backward(grad, input_grad=False) is None
+    for name, value in net.grads().items():
+        np.testing.assert_array_equal(value, expected[name], err_msg=name)
+    linear = Linear(4, 3, seed=0, dtype=np.float64)
+    linear.forward(np.ones((2, 4)))
+    assert linear.backward(np.ones((2, 3)), input_grad=False) is None
+    assert linear.grads()["weight"].shape == (3, 4)
+
 # -- loss ------------------------------------------------------------------------------------
 @needs_torch
 def test_softmax_cross_entropy_matches_torch():
