@@ -134,3 +134,8 @@ cdef extern from "fastconv.h" nogil:
     fc_status fc_adaptive_avg_pool_forward_f64(double *y, const double *x, const fc_pool_problem *pb)
     fc_status fc_adaptive_avg_pool_backward_f64(double *dx, const double *dy,
                                                 const fc_pool_problem *pb)
+
+    void fc_relu_forward_f32(float *y, int64_t n)
+    void fc_relu_forward_f64(double *y, int64_t n)
+    void fc_relu_backward_f32(float *dx, const float *dy, const float *y, int64_t n)
+    void fc_relu_backward_f64(double *dx, const double *dy, const double *y, int64_t n)

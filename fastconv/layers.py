@@ -199,9 +199,9 @@ class Layer:
 
 
 def _activation_forward(y, activation):
-    """Apply the activation in place (y is a fresh array we own)."""
+    """Apply the activation in place (y is a fresh C-contiguous array we own)."""
     if activation == "relu":
-        np.maximum(y, 0, out=y)
+        _ext.relu_forward(y.reshape(-1))
     elif activation == "tanh":
         np.tanh(y, out=y)
     return y
@@ -209,8 +209,14 @@ def _activation_forward(y, activation):
 
 def _activation_backward(grad_out, y, activation):
     """dL/d(pre-activation) from dL/dy and the activation's output y."""
+    if grad_out.shape != y.shape:
+        raise ValueError(f"backward: expected grad_out of shape {y.shape} (the output of "
+                         f"the last forward), got shape {grad_out.shape}")
     if activation == "relu":
-        return grad_out * (y > 0)
+        grad_out = as_kernel_input(grad_out, y.dtype)
+        grad_pre = np.empty_like(y)
+        _ext.relu_backward(grad_out.reshape(-1), y.reshape(-1), grad_pre.reshape(-1))
+        return grad_pre
     if activation == "tanh":
         return grad_out * (1 - y * y)
     return grad_out

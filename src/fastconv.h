@@ -188,4 +188,10 @@ FC_DECLARE_POOL(f32, float)
 FC_DECLARE_POOL(f64, double)
 #undef FC_DECLARE_POOL
 
+/* ---- ReLU (activation.c): y in place; dx may not overlap dy or y. n elements each. ---- */
+void fc_relu_forward_f32(float *y, int64_t n);
+void fc_relu_forward_f64(double *y, int64_t n);
+void fc_relu_backward_f32(float *dx, const float *dy, const float *y, int64_t n);
+void fc_relu_backward_f64(double *dx, const double *dy, const double *y, int64_t n);
+
 #endif /* FASTCONV_H */

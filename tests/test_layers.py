@@ -375,3 +375,26 @@ def test_sequential_names_and_indexing():
         Sequential(ReLU(name="a"), ReLU(name="a"))
     with pytest.raises(ValueError, match="activation must be one of"):
         Conv2D(1, 1, 3, activation="sigmoid")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [0, 1, 7, 100_003])        # below and above the parallel cut
+def test_fused_relu_kernels_match_numpy(dtype, size):
+    from fastconv.layers import _activation_backward, _activation_forward
+    rng = np.random.default_rng(size)
+    y = rng.standard_normal(size).astype(dtype)
+    y[::11] = np.nan
+    y[5::13] = -np.inf
+    y[3::17] = 0.0
+    expected = np.maximum(y, 0)
+    out = _activation_forward(y.copy(), "relu")
+    np.testing.assert_array_equal(out, expected)
+    grad = rng.standard_normal(size).astype(dtype)
+    grad[1::7] = np.inf
+    grad_view = grad[::-1]                                   # negative strides are copied
+    before = grad_view.copy()
+    got = _activation_backward(grad_view, out, "relu")
+    np.testing.assert_array_equal(got, np.where(out > 0, grad_view, 0))
+    np.testing.assert_array_equal(grad_view, before)         # input untouched
+    with pytest.raises(ValueError, match="expected grad_out of shape"):
+        _activation_backward(np.ones(size + 1, dtype), out, "relu")
