@@ -303,8 +303,9 @@ class Runner:
                  note=note)
 
 
-def fmt(value, spec, empty="-"):
-    return empty if value is None else format(value, spec)
+def fmt(value, spec, suffix=""):
+    """A table cell: the value formatted, or "-" when there is none."""
+    return "-" if value is None else format(value, spec) + suffix
 
 
 def markdown(rows, meta):
@@ -318,10 +319,10 @@ def markdown(rows, meta):
     for r in rows:
         rate = f"{r['rate']:.1f} {r['unit']}" if r["rate"] else "-"
         lines.append(f"| {r['group']} | {r['case']} | {r['fastconv_ms']:.3f} | "
-                     f"{fmt(r['torch_ms'], '.3f')} | {fmt(r['vs_torch'], '.2f')}x | "
-                     f"{fmt(r['vs_naive'], ',.0f')}x | {rate} | "
-                     f"{fmt(r.get('pct_ceiling'), '.0f')}% | {r['note']} |")
-    return "\n".join(lines).replace("| -x |", "| - |").replace("| -% |", "| - |") + "\n"
+                     f"{fmt(r['torch_ms'], '.3f')} | {fmt(r['vs_torch'], '.2f', 'x')} | "
+                     f"{fmt(r['vs_naive'], ',.0f', 'x')} | {rate} | "
+                     f"{fmt(r.get('pct_ceiling'), '.0f', '%')} | {r['note']} |")
+    return "\n".join(lines) + "\n"
 
 
 def chart(rows, path):
