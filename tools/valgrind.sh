@@ -30,11 +30,14 @@ if [ $# -eq 0 ]; then
         "tests/test_filters.py" tests/test_conv_direct.py \
         "tests/test_layers.py::test_fused_relu_kernels_match_numpy" -k "not pause and not gil"
 fi
+# valgrind must run the interpreter itself: a launcher script (a pyenv shim) would run
+# under valgrind instead and start Python natively, checking nothing.
+PYEXE=$("$PYTHON" -c 'import sys; print(sys.executable)')
 logs=$(mktemp -d /tmp/fastconv-valgrind.XXXXXX)
 set +e
 PYTHONMALLOC=malloc FASTCONV_NO_TORCH=1 valgrind --tool=memcheck --leak-check=no \
     --track-origins=yes --num-callers=30 --log-file="$logs/memcheck.%p.log" \
-    "$PYTHON" -m pytest -q -p no:cacheprovider --benchmark-skip "$@"
+    "$PYEXE" -m pytest -q -p no:cacheprovider --benchmark-skip "$@"
 status=$?
 set -e
 echo "valgrind.sh: pytest exit status $status (logs: $logs)"
