@@ -612,6 +612,55 @@ def check_avg_pool2d(data):
     check_pool(data, "avg_pool2d", "avg_pool2d_forward", dilation_allowed=False)
 
 
+def scatter_by_indices(dy, indices, x_shape):
+    """dx: dy[n, c, p, q] added at flat position indices[n, c, p, q] of plane (n, c);
+    positions outside the plane are skipped."""
+    N, C, H, W = x_shape
+    dx = np.zeros((N * C, H * W))
+    flat = indices.reshape(N * C, indices.shape[2] * indices.shape[3])
+    where = np.asarray(dy, dtype=np.float64).reshape(flat.shape)
+    for plane in range(N * C):
+        inside = (flat[plane] >= 0) & (flat[plane] < H * W)
+        np.add.at(dx[plane], flat[plane][inside], where[plane][inside])
+    return dx.reshape(x_shape)
+
+
+def check_pool_backward(data, kind):
+    """max_pool2d_backward (maxima found again from x, or read from the forward's indices)
+    and avg_pool2d_backward: the reference's routing of grad_out, within rounding."""
+    needs_pooling()
+    x, kwargs, norm, dilation = data.draw(pool_cases(dilation_allowed=kind == "max"))
+    if kind == "max":
+        kwargs["dilation"] = norm["dilation"] = dilation
+    forward = getattr(fastconv, f"{kind}_pool2d")
+    try:
+        y = forward(x, **kwargs)
+    except (ValueError, TypeError):
+        return                             # the forward fuzz checks the rejected calls
+    dy = data.draw(input_arrays(y.shape, data.draw(dtypes()), nonfinite=True))
+    if kind == "max" and data.draw(st.booleans()):
+        kwargs["indices"] = forward(x, **kwargs, return_indices=True)[1]
+    snap = snapshot(x, dy, kwargs.get("indices"))
+    try:
+        dx = getattr(fastconv, f"{kind}_pool2d_backward")(dy, x, **kwargs)
+    except (ValueError, TypeError):
+        assert_unmodified(snap)
+        assert dy.dtype in BAD_DTYPES, "a valid backward call was rejected"
+        return
+    assert_unmodified(snap)
+    if "indices" in kwargs:
+        # Each gradient goes where the forward's index says (PyTorch's rule, which for a
+        # dilated window wholly in the padding can name a real pixel), else nowhere.
+        ref = lambda g, _x, **_: scatter_by_indices(g, kwargs["indices"], x.shape)  # noqa: E731
+    else:
+        ref = getattr(reference, f"{kind}_pool2d_backward")
+    with np.errstate(all="ignore"):
+        expected = ref(np.asarray(dy, dtype=np.float64), np.asarray(x, dtype=np.float64), **norm)
+        bound = ref(finite_part(dy), np.asarray(x, dtype=np.float64), **norm)
+    window = norm["kernel_size"][0] * norm["kernel_size"][1]
+    assert_matches(dx, expected, bound, dx.dtype, window + 1, f"{kind}_pool2d_backward")
+
+
 def check_global_avg_pool2d(data):
     needs_pooling()
     x = data.draw(input_arrays((data.draw(st.integers(0, 2)), 2, data.draw(st.integers(1, 6)),
@@ -652,6 +701,31 @@ def check_adaptive_avg_pool2d(data):
                    "adaptive_avg_pool2d")
 
 
+def check_adaptive_avg_pool2d_backward(data):
+    """adaptive_avg_pool2d_backward, and global_avg_pool2d_backward for output size 1."""
+    needs_pooling()
+    x = data.draw(input_arrays((data.draw(st.integers(0, 2)), 2, data.draw(st.integers(1, 8)),
+                                data.draw(st.integers(1, 8))), data.draw(dtypes(False)), True))
+    size = data.draw(st.sampled_from([(1, 1), (2, 3), (3, 1), (5, 5)]))
+    dy = data.draw(input_arrays(x.shape[:2] + size, data.draw(dtypes()), nonfinite=True))
+    use_global = size == (1, 1) and data.draw(st.booleans())
+    snap = snapshot(x, dy)
+    try:
+        if use_global:
+            dx = fastconv.global_avg_pool2d_backward(dy, x)
+        else:
+            dx = fastconv.adaptive_avg_pool2d_backward(dy, x, size)
+    except (ValueError, TypeError):
+        assert_unmodified(snap)
+        assert dy.dtype in BAD_DTYPES, "a valid backward call was rejected"
+        return
+    assert_unmodified(snap)
+    with np.errstate(all="ignore"):
+        expected = reference.adaptive_avg_pool2d_backward(np.asarray(dy, dtype=np.float64), x, size)
+        bound = reference.adaptive_avg_pool2d_backward(finite_part(dy), x, size)
+    assert_matches(dx, expected, bound, dx.dtype, 4, "adaptive_avg_pool2d_backward")
+
+
 # -- the table: adding a function is adding a line ------------------------------------------
 FUZZ_TABLE = {
     "conv2d": check_conv2d,
@@ -665,9 +739,12 @@ FUZZ_TABLE = {
     "filters.gradient": check_gradient,
     "filters.canny": check_canny,
     "max_pool2d": check_max_pool2d,
+    "max_pool2d_backward": lambda data: check_pool_backward(data, "max"),
     "avg_pool2d": check_avg_pool2d,
+    "avg_pool2d_backward": lambda data: check_pool_backward(data, "avg"),
     "global_avg_pool2d": check_global_avg_pool2d,
     "adaptive_avg_pool2d": check_adaptive_avg_pool2d,
+    "adaptive_avg_pool2d_backward": check_adaptive_avg_pool2d_backward,
 }
 
 
