@@ -1,4 +1,6 @@
-"""Shared benchmark setup: the same thread count for every contender, and extra_info.
+"""Shared benchmark setup: the same thread count for every contender, and extra_info
+(threads, SIMD path, GFLOP/s and its % of the matrix-multiply ceiling: NumPy's float32
+2048^3 matmul on the same threads, measured once in the same session).
 
 FASTCONV_BENCH_THREADS (default 2) sets the threads of fastconv, PyTorch and OpenCV.
 Run:  pytest benchmarks --benchmark-only            (timed)
@@ -10,8 +12,17 @@ import numpy as np
 import pytest
 
 import fastconv
+from fastconv.bench import matmul_ceiling
 
 THREADS = int(os.environ.get("FASTCONV_BENCH_THREADS", "2"))
+_ceiling = {}
+
+
+def ceiling_gflops():
+    """NumPy's float32 2048^3 matmul on THREADS threads, measured once per session."""
+    if "gflops" not in _ceiling:
+        _ceiling["gflops"] = matmul_ceiling(THREADS, budget=1.0)[0]
+    return _ceiling["gflops"]
 
 
 def pytest_configure(config):
@@ -36,6 +47,9 @@ def info(benchmark):
 
     def add(**kv):
         benchmark.extra_info.update(kv)
+        if kv.get("gflops") is not None:        # timed runs: % of the matmul ceiling too
+            benchmark.extra_info["ceiling_gflops"] = ceiling_gflops()
+            benchmark.extra_info["pct_ceiling"] = 100 * kv["gflops"] / ceiling_gflops()
     return add
 
 

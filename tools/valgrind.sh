@@ -20,7 +20,9 @@ if [ $# -eq 0 ]; then
     # Every kernel (conv both algorithms forward and backward, GEMM, filters, Canny) on
     # small shapes, plus the fuzzing and thread tests; the slow oracle comparisons are
     # left out, as valgrind runs 20-50x slower, and so are the timing-based GIL checks.
-    # valgrind has no AVX-512: under it the CPU reports AVX2 at most, so those paths run.
+    # valgrind 3.19 has no AVX-512: under it the CPU reports AVX2 at most, so the AVX-512
+    # kernels are left to tools/sanitize.sh. Measured 2026-11-29: 391 tests in 13 minutes
+    # on 2 cores (beside other work), 0 errors in fastconv.
     set -- tests/test_gemm.py tests/test_conv_errors.py tests/test_huge_shapes.py \
         tests/test_fuzz.py tests/test_threads.py \
         "tests/test_conv.py::test_adjoint_identity" \
