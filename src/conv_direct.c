@@ -29,6 +29,7 @@
 
 #include "fastconv.h"
 #include "conv_index.h"
+#include "conv_threads.h"
 #include "conv_direct_kernels.h"
 
 #ifdef _OPENMP
@@ -100,15 +101,6 @@ static void free_aligned(void *p)
     if (p != NULL) {
         free(((void **)p)[-1]);
     }
-}
-
-static int current_thread(void)
-{
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
 }
 
 static int64_t min64(int64_t a, int64_t b)

@@ -680,7 +680,7 @@ static fc_status FN(backward_weight_by_filters)(REAL *dw, const REAL *dy, const 
 
 #pragma omp parallel num_threads(team) reduction(|| : failed)
     {
-        REAL *my_dwt = dwt + current_thread() * dwt_size;
+        REAL *my_dwt = dwt + fc_thread_num() * dwt_size;
         REAL *buf = calloc_aligned((size_t)gm->size * sizeof(REAL));
         REAL *dyt = malloc_aligned((size_t)(gm->band * Q * ldv) * sizeof(REAL));
         if (buf == NULL || dyt == NULL) {
@@ -768,7 +768,7 @@ fc_status FN(fc_conv_direct_backward_weight)(REAL *dw, const REAL *dy, const REA
 
 #pragma omp parallel num_threads(team) reduction(|| : failed)
     {
-        const int th = current_thread();
+        const int th = fc_thread_num();
         REAL *my_dw = th == 0 ? dw : partials + (th - 1) * dw_size;
         REAL *buf = calloc_aligned((size_t)gm.size * sizeof(REAL));
         REAL *dyb = Q < FC_DIRECT_FLAT_ROWS ? malloc_aligned((size_t)(Kg * ldd) * sizeof(REAL))
@@ -815,12 +815,7 @@ fc_status FN(fc_conv_direct_backward_weight)(REAL *dw, const REAL *dy, const REA
         free_aligned(buf);
         free_aligned(dyb);
     }
-    for (int t = 1; t < team; t++) {
-        const REAL *part = partials + (t - 1) * dw_size;
-        for (int64_t i = 0; i < dw_size; i++) {
-            dw[i] += part[i];
-        }
-    }
+    FN(fc_add_partials)(dw, partials, team, dw_size);
     free(partials);
     free(off);
     return failed ? FC_ERR_NOMEM : FC_OK;

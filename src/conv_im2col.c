@@ -5,6 +5,7 @@
 
 #include "fastconv.h"
 #include "conv_index.h"
+#include "conv_threads.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -14,15 +15,6 @@
  * if that is larger, up to FC_IM2COL_MAX_ROW_BYTES of fastconv.h): the whole-batch im2col
  * matrix is never built. */
 #define FC_IM2COL_WORKSPACE_BYTES ((int64_t)4 << 20)
-
-static int current_thread(void)
-{
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
 
 /* A 1x1, stride-1, unpadded filter reads x itself: col would be a copy of x. */
 static int is_pointwise(const fc_conv_problem *pb)

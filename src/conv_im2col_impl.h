@@ -239,7 +239,7 @@ fc_status FN(fc_conv_im2col_backward_weight)(REAL *dw, const REAL *dy, const REA
 
 #pragma omp parallel num_threads(team) reduction(|| : failed)
     {
-        const int t = current_thread();
+        const int t = fc_thread_num();
         REAL *my_dw = t == 0 ? dw : partials + (t - 1) * dw_size;
         REAL *col = pointwise ? NULL : malloc((size_t)(crs * band * pb->Q) * sizeof(REAL));
         if (!pointwise && col == NULL) {
@@ -269,12 +269,7 @@ fc_status FN(fc_conv_im2col_backward_weight)(REAL *dw, const REAL *dy, const REA
         }
         free(col);
     }
-    for (int t = 1; t < team; t++) {
-        const REAL *part = partials + (t - 1) * dw_size;
-        for (int64_t i = 0; i < dw_size; i++) {
-            dw[i] += part[i];
-        }
-    }
+    FN(fc_add_partials)(dw, partials, team, dw_size);
     free(partials);
     return failed ? FC_ERR_NOMEM : FC_OK;
 }
