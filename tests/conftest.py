@@ -9,6 +9,19 @@ import fastconv
 REPO = Path(__file__).resolve().parents[1]
 MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"
 
+# CONCEPTS.md section 2: the lecture's 6x6 image and what its vertical edge filter gives
+# (written out here, not taken from the package, so the tests check the package).
+LECTURE_IMAGE = np.array([[3, 0, 1, 2, 7, 4],
+                          [1, 5, 8, 9, 3, 1],
+                          [2, 7, 2, 5, 1, 3],
+                          [0, 1, 3, 1, 7, 8],
+                          [4, 2, 1, 6, 2, 8],
+                          [2, 4, 5, 2, 3, 9]])
+LECTURE_VERTICAL_EDGES = np.array([[-5, -4, 0, 8],
+                                   [-10, -2, 2, 3],
+                                   [0, -2, -4, -7],
+                                   [-3, -2, -3, -16]])
+
 
 def rel_err(actual, expected):
     """max |actual - expected| / max(1, max |expected|): relative for large values,

@@ -4,12 +4,8 @@ import pytest
 
 import fastconv
 
-IMAGE = np.array([[3, 0, 1, 2, 7, 4],
-                  [1, 5, 8, 9, 3, 1],
-                  [2, 7, 2, 5, 1, 3],
-                  [0, 1, 3, 1, 7, 8],
-                  [4, 2, 1, 6, 2, 8],
-                  [2, 4, 5, 2, 3, 9]])
+from conftest import LECTURE_IMAGE as IMAGE, LECTURE_VERTICAL_EDGES
+
 VERTICAL = np.array([[1, 0, -1]] * 3)
 HORIZONTAL = np.array([[1, 1, 1], [0, 0, 0], [-1, -1, -1]])
 
@@ -21,10 +17,7 @@ def conv_single(image, kernel, **kw):
 @pytest.mark.parametrize("algorithm", ["direct", "im2col", "auto"])
 def test_lecture_6x6_vertical_edge_example(algorithm):
     out = conv_single(IMAGE, VERTICAL, algorithm=algorithm)
-    np.testing.assert_array_equal(out, [[-5, -4, 0, 8],
-                                        [-10, -2, 2, 3],
-                                        [0, -2, -4, -7],
-                                        [-3, -2, -3, -16]])
+    np.testing.assert_array_equal(out, LECTURE_VERTICAL_EDGES)
 
 
 def test_bright_left_half_gives_positive_edge_in_the_middle():

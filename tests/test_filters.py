@@ -15,19 +15,9 @@ import fastconv
 from fastconv import filters, reference
 from fastconv.__main__ import main
 
-from conftest import SIMD_PATHS, subprocess_env
+from conftest import LECTURE_IMAGE as IMAGE, LECTURE_VERTICAL_EDGES, SIMD_PATHS, subprocess_env
 
 
-IMAGE = np.array([[3, 0, 1, 2, 7, 4],
-                  [1, 5, 8, 9, 3, 1],
-                  [2, 7, 2, 5, 1, 3],
-                  [0, 1, 3, 1, 7, 8],
-                  [4, 2, 1, 6, 2, 8],
-                  [2, 4, 5, 2, 3, 9]])
-IMAGE_VERTICAL_EDGES = [[-5, -4, 0, 8],
-                        [-10, -2, 2, 3],
-                        [0, -2, -4, -7],
-                        [-3, -2, -3, -16]]
 SCIPY_MODES = {"constant": "constant", "reflect": "reflect", "replicate": "nearest",
                "mirror": "mirror", "wrap": "wrap"}
 
@@ -50,7 +40,7 @@ def test_lecture_6x6_vertical_edge_example(how):
         out = valid(filters.filter2d(IMAGE, filters.VERTICAL_EDGE))
     else:
         out = fastconv.conv2d(IMAGE[None, None], filters.VERTICAL_EDGE[None, None])[0, 0]
-    np.testing.assert_array_equal(out, IMAGE_VERTICAL_EDGES)
+    np.testing.assert_array_equal(out, LECTURE_VERTICAL_EDGES)
 
 
 def test_bright_left_half_gives_bright_edge_in_the_middle():
@@ -88,7 +78,7 @@ def test_lecture_kernels_have_the_lecture_values():
 
 def test_true_convolution_flips_the_kernel():
     flipped = valid(filters.filter2d(IMAGE, filters.VERTICAL_EDGE, flip=True))
-    np.testing.assert_array_equal(flipped, -np.array(IMAGE_VERTICAL_EDGES))
+    np.testing.assert_array_equal(flipped, -np.array(LECTURE_VERTICAL_EDGES))
 
 
 def test_derivatives_are_the_negated_lecture_filters():
