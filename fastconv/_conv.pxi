@@ -37,12 +37,21 @@ def conv_forward(floating[:, :, :, ::1] y, const floating[:, :, :, ::1] x,
 
 def conv_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
                   const floating[:, :, :, ::1] w, floating[:, :, :, ::1] dx,
-                  floating[:, :, :, ::1] dw, floating[::1] db, geom, str algorithm):
+                  floating[:, :, :, ::1] dw, floating[::1] db, geom, str algorithm,
+                  str weight_algorithm=None):
     """dx (N, C, H, W), dw (K, C/g, R, S), db (K) from dy (N, K, P, Q); None skips one.
+    dw comes from weight_algorithm ("direct", "im2col" or "winograd"; None: algorithm).
     (dy comes first: Cython picks float or double from the first fused argument.)"""
     fc_sync_num_threads()      # set_num_threads applies to every thread
     cdef fc_conv_problem pb = _conv_problem(geom)
     cdef bint direct = algorithm == "direct"
+    if weight_algorithm is None:
+        weight_algorithm = algorithm
+    cdef bint winograd_w = weight_algorithm == "winograd"
+    cdef bint direct_w = weight_algorithm == "direct"
+    if winograd_w and not fc_conv_winograd_weight_supported(&pb):
+        raise ValueError("conv_backward: the winograd weight gradient needs 3x3 filters, "
+                         f"stride 1, dilation 1 and one group, got {geom}")
     cdef fc_status st = FC_OK
     with nogil:
         if dx is not None:
@@ -60,12 +69,16 @@ def conv_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] 
     with nogil:
         if dw is not None:
             if floating is float:
-                if direct:
+                if winograd_w:
+                    st = fc_conv_winograd_backward_weight_f32(&dw[0, 0, 0, 0], &dy[0, 0, 0, 0], &x[0, 0, 0, 0], &pb)
+                elif direct_w:
                     st = fc_conv_direct_backward_weight_f32(&dw[0, 0, 0, 0], &dy[0, 0, 0, 0], &x[0, 0, 0, 0], &pb)
                 else:
                     st = fc_conv_im2col_backward_weight_f32(&dw[0, 0, 0, 0], &dy[0, 0, 0, 0], &x[0, 0, 0, 0], &pb)
             else:
-                if direct:
+                if winograd_w:
+                    st = fc_conv_winograd_backward_weight_f64(&dw[0, 0, 0, 0], &dy[0, 0, 0, 0], &x[0, 0, 0, 0], &pb)
+                elif direct_w:
                     st = fc_conv_direct_backward_weight_f64(&dw[0, 0, 0, 0], &dy[0, 0, 0, 0], &x[0, 0, 0, 0], &pb)
                 else:
                     st = fc_conv_im2col_backward_weight_f64(&dw[0, 0, 0, 0], &dy[0, 0, 0, 0], &x[0, 0, 0, 0], &pb)

@@ -114,6 +114,17 @@ FC_DECLARE_CONV(f32, float)
 FC_DECLARE_CONV(f64, double)
 #undef FC_DECLARE_CONV
 
+/* ---- Winograd F(2x2, 3x3) weight gradient (conv_winograd.c) ----
+ * For 3x3 filters, stride 1, dilation 1, one group (any padding): 1 when supported, else
+ * the kernels return FC_ERR_INVALID. Workspace per thread: 16*C*K elements of transformed
+ * gradient, 16*256*(C + K) of transformed tiles (more if one tile row of the output is
+ * wider than 256 tiles) and the GEMM's packing buffers. */
+int fc_conv_winograd_weight_supported(const fc_conv_problem *pb);
+fc_status fc_conv_winograd_backward_weight_f32(float *dw, const float *dy, const float *x,
+                                               const fc_conv_problem *pb);
+fc_status fc_conv_winograd_backward_weight_f64(double *dw, const double *dy, const double *x,
+                                               const fc_conv_problem *pb);
+
 /* ---- single-plane 2-D filters (filter2d.c) and Canny's stages (canny.c) ---- */
 
 /* How a filter reads past the image border (names as scipy.ndimage; OpenCV in brackets):

@@ -51,7 +51,14 @@ static void FN(pack_a)(REAL *restrict dst, const REAL *a, int64_t rsa, int64_t c
     for (int64_t i0 = 0; i0 < mc; i0 += MR) {
         const REAL *src = a + i0 * rsa;
         int64_t mr = mc - i0 < MR ? mc - i0 : MR;
-        if (mr == MR) {
+        if (mr == MR && rsa == 1) {
+            /* Column-major A (a transposed operand): each panel row is one contiguous copy. */
+            for (int64_t p = 0; p < kc; p++) {
+                for (int i = 0; i < MR; i++) {
+                    dst[p * MR + i] = src[p * csa + i];
+                }
+            }
+        } else if (mr == MR) {
             for (int64_t p = 0; p < kc; p++) {
                 for (int i = 0; i < MR; i++) {
                     dst[p * MR + i] = src[i * rsa + p * csa];
