@@ -9,6 +9,7 @@ cdef extern from "fastconv.h" nogil:
         FC_ERR_TOO_LARGE
 
     enum: FC_IM2COL_MAX_ROW_BYTES
+    enum: FC_WINOGRAD_MAX_SUMS_BYTES
 
     ctypedef struct fc_conv_problem:
         int64_t N, C, H, W

@@ -52,6 +52,10 @@ def conv_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] 
     if winograd_w and not fc_conv_winograd_weight_supported(&pb):
         raise ValueError("conv_backward: the winograd weight gradient needs 3x3 filters, "
                          f"stride 1, dilation 1 and one group, got {geom}")
+    if winograd_w and 16 * pb.C * pb.K * <int64_t>sizeof(floating) > FC_WINOGRAD_MAX_SUMS_BYTES:
+        raise MemoryError(f"conv_backward: the winograd weight gradient's sums (16 x {pb.C} "
+                          f"channels x {pb.K} filters) exceed the workspace limit of "
+                          f"{FC_WINOGRAD_MAX_SUMS_BYTES >> 20} MiB per thread")
     cdef fc_status st = FC_OK
     with nogil:
         if dx is not None:

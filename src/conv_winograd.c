@@ -8,7 +8,7 @@
  *     dg (3x3) = G^T [(A dy A^T) . (B^T d B)] G        (. the elementwise product)
  * and the sum over all tiles of all images is linear, so it runs in the transformed
  * domain: for each of the 16 positions t of the 4x4 tile, one matrix product
- *     M_t (C x K) += U_t (C x tiles) V_t (tiles x K),
+ *     M_t (K x C) += V_t^T (K x tiles) U_t (tiles x C),
  * U_t = (B^T d B)_t of every channel and tile, V_t = (A dy A^T)_t of every filter and tile;
  * dw is G^T M G once at the end. 2.25x fewer multiplications than the direct sum (16
  * products per tile and filter-channel pair instead of 36), all in fc_gemm (whose

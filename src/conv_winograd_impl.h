@@ -9,31 +9,28 @@
  * transforms run along contiguous channels (vectorised) and the GEMM's packing of A reads
  * whole runs of channels. */
 
-/* dw (K, C, 3, 3) for channels [c0, c1) <- G^T M G of every (k, c), M (16, C, K) the sum of
+/* dw (K, C, 3, 3) for filters [k0, k1) <- G^T M G of every (k, c), M (16, K, C) the sum of
  * the team's partial Ms (m, one after the other), added into the first in thread order. */
-static void FN(winograd_filter_gradient)(REAL *dw, REAL *m, int team, int64_t c0,
-                                         int64_t c1, const fc_conv_problem *pb)
+static void FN(winograd_filter_gradient)(REAL *dw, REAL *m, int team, int64_t k0,
+                                         int64_t k1, const fc_conv_problem *pb)
 {
-    const int64_t C = pb->C, K = pb->K, CK = C * K, msize = 16 * CK;
-    for (int64_t c = c0; c < c1; c++) {
-        REAL *restrict total = m + c * K;
+    const int64_t C = pb->C, K = pb->K, KC = K * C, msize = 16 * KC;
+    for (int64_t k = k0; k < k1; k++) {
+        REAL *restrict total = m + k * C;
         for (int i = 1; i < team; i++) {
-            const REAL *restrict mi = m + i * msize + c * K;
+            const REAL *restrict mi = m + i * msize + k * C;
             for (int t = 0; t < 16; t++) {
-                for (int64_t k = 0; k < K; k++) {
-                    total[t * CK + k] += mi[t * CK + k];
+                for (int64_t c = 0; c < C; c++) {
+                    total[t * KC + c] += mi[t * KC + c];
                 }
             }
         }
-        for (int64_t k = 0; k < K; k++) {
-            REAL mt[16];
-            for (int t = 0; t < 16; t++) {
-                mt[t] = total[t * CK + k];
-            }
+        for (int64_t c = 0; c < C; c++) {
             /* G^T = [[1, 1/2, 1/2, 0], [0, 1/2, -1/2, 0], [0, 1/2, 1/2, 1]] on both sides */
             REAL s[3][4];
             for (int b = 0; b < 4; b++) {
-                const REAL m0 = mt[b], m1 = mt[4 + b], m2 = mt[8 + b], m3 = mt[12 + b];
+                const REAL m0 = total[b * KC + c], m1 = total[(4 + b) * KC + c];
+                const REAL m2 = total[(8 + b) * KC + c], m3 = total[(12 + b) * KC + c];
                 s[0][b] = m0 + (REAL)0.5 * (m1 + m2);
                 s[1][b] = (REAL)0.5 * (m1 - m2);
                 s[2][b] = (REAL)0.5 * (m1 + m2) + m3;
@@ -54,6 +51,9 @@ fc_status FN(fc_conv_winograd_backward_weight)(REAL *dw, const REAL *dy, const R
     /* dw (K, C, 3, 3) = sum over n and tiles of G^T [(A dy A^T) . (B^T x B)] G */
     if (!fc_conv_winograd_weight_supported(pb)) {
         return FC_ERR_INVALID;
+    }
+    if (16.0 * (double)pb->C * (double)pb->K * sizeof(REAL) > (double)FC_WINOGRAD_MAX_SUMS_BYTES) {
+        return FC_ERR_TOO_LARGE;
     }
     const int64_t C = pb->C, K = pb->K, P = pb->P, Q = pb->Q;
     const int64_t msize = 16 * C * K;
@@ -110,9 +110,9 @@ fc_status FN(fc_conv_winograd_backward_weight)(REAL *dw, const REAL *dy, const R
             const int64_t tiles = (row1 - row0) * tiles_w;
             chunk_tiles_fn(u, v, xband, dband, x, dy, row0, row1, pb);
             for (int t = 0; t < 16 && !my_failed; t++) {
-                /* my_m[t] (C x K) += u[t]^T (C x tiles) @ v[t] (tiles x K) */
-                if (GEMM(C, K, tiles, u + t * tiles * C, 1, C, v + t * tiles * K, K, 1,
-                         1, my_m + t * C * K, K, 1) != FC_OK) {
+                /* my_m[t] (K x C) += v[t]^T (K x tiles) @ u[t] (tiles x C) */
+                if (GEMM(K, C, tiles, v + t * tiles * K, 1, K, u + t * tiles * C, C, 1,
+                         1, my_m + t * K * C, C, 1) != FC_OK) {
                     my_failed = 1;
                 }
             }
@@ -129,8 +129,8 @@ fc_status FN(fc_conv_winograd_backward_weight)(REAL *dw, const REAL *dy, const R
         any_failed = failed;
         if (!any_failed) {
 #pragma omp for schedule(static)
-            for (int64_t c = 0; c < C; c++) {
-                FN(winograd_filter_gradient)(dw, m, team, c, c + 1, pb);
+            for (int64_t k = 0; k < K; k++) {
+                FN(winograd_filter_gradient)(dw, m, team, k, k + 1, pb);
             }
         }
         free(u);
