@@ -18,7 +18,8 @@
  * thread sums its chunks into its own M, and the Ms are added in thread order: bitwise
  * reproducible at a given thread count.
  * Workspace per thread: M (16*C*K elements), the chunk's U and V (16*tiles*(C + K)
- * elements, tiles <= FC_WINOGRAD_CHUNK_TILES or one tile row) and fc_gemm's packing buffers.
+ * elements, tiles <= FC_WINOGRAD_CHUNK_TILES or one tile row), the input and gradient rows
+ * they come from, and fc_gemm's packing buffers.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -27,8 +28,11 @@
 #include "conv_threads.h"
 
 /* Tiles per chunk: the depth of each chunk's 16 matrix products (deep enough that updating
- * M, 16*C*K elements, is cheap beside them) and the size of U and V. */
-#define FC_WINOGRAD_CHUNK_TILES 256
+ * M, 16*C*K elements, is cheap beside them) and the size of U and V, which the GEMMs read
+ * back right after the transforms wrote them: 128 keeps them in L2 for 64 channels and
+ * filters and measured a little faster than 64 or 256 for 128 and 256 too (float32,
+ * 8x64x56x56, 8x128x28x28, 8x256x14x14). */
+#define FC_WINOGRAD_CHUNK_TILES 128
 
 int fc_conv_winograd_weight_supported(const fc_conv_problem *pb)
 {

@@ -118,8 +118,8 @@ FC_DECLARE_CONV(f64, double)
  * For 3x3 filters, stride 1, dilation 1, one group (any padding): 1 when supported, else
  * the kernels return FC_ERR_INVALID. Workspace per thread: the transformed gradient's sums,
  * 16*C*K elements (16/9 of dw; above FC_WINOGRAD_MAX_SUMS_BYTES the kernels refuse with
- * FC_ERR_TOO_LARGE), one chunk's transformed tiles, 16*256*(C + K) elements (more only if
- * one row of 2x2 output tiles is wider than 256 tiles), their source rows, about 1/3 of
+ * FC_ERR_TOO_LARGE), one chunk's transformed tiles, 16*128*(C + K) elements (more only if
+ * one row of 2x2 output tiles is wider than 128 tiles), their source rows, about 1/3 of
  * that, and the GEMM's packing buffers. */
 #define FC_WINOGRAD_MAX_SUMS_BYTES ((int64_t)64 << 20)
 int fc_conv_winograd_weight_supported(const fc_conv_problem *pb);
