@@ -6,7 +6,7 @@ import fastconv
 from fastconv import reference
 from fastconv._checks import conv_geometry
 from fastconv.bench import CONV_SHAPES
-from fastconv.conv import choose_algorithm
+from fastconv.conv import choose_algorithm, choose_weight_algorithm
 
 from conftest import gflops, random
 
@@ -88,5 +88,6 @@ def test_conv_backward(benchmark, info, name, contender, request):
     else:
         run = lambda: fastconv.conv2d_backward(dy, x, w, algorithm=contender, **kw)  # noqa: E731
     benchmark(run)
-    info(gflops=gflops(2 * geom.flops(), benchmark),
-         auto_algorithm=choose_algorithm(geom, backward=True))
+    algorithm = choose_algorithm(geom, backward=True)
+    info(gflops=gflops(2 * geom.flops(), benchmark), auto_algorithm=algorithm,
+         auto_weight_algorithm=choose_weight_algorithm(geom, algorithm))
