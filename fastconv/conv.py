@@ -41,20 +41,20 @@ def choose_weight_algorithm(geom, algorithm):
     """The kernel ``algorithm="auto"`` runs for the weight gradient, given the algorithm
     :func:`choose_algorithm` picked for the backward pass.
 
-    3x3 filters at stride 1, undilated, ungrouped, with at least 64 channels and 64 filters
-    and at least 128 output tiles of 2x2 in the batch run Winograd's F(2x2, 3x3)
+    3x3 filters at stride 1, undilated, ungrouped, with at least 128 channels and 128
+    filters and at least 128 output tiles of 2x2 in the batch run Winograd's F(2x2, 3x3)
     (src/conv_winograd.c): 2.25x fewer multiplications, in GEMMs over tiles, whose
     transforms and per-thread sums are worth it only when the GEMMs are large. Measured
-    (2026-11-29, float32, AVX-512, the weight gradient alone, one thread on a busy machine):
-    8x64x56x56 -> 64: winograd 13.3 ms, direct 13.7; 8x256x14x14 -> 256: 9.5 vs 16.1 (im2col
-    ~13); 8x512x7x7 -> 512: 13.7 vs im2col 17.1; but 8x32x56x56 -> 64: 7.9 vs direct 7.0,
-    and 1x512x7x7 -> 512 (16 tiles): 5.2 vs im2col 3.8. Everything else keeps the backward
-    pass's algorithm, as do layers whose per-thread sums (16 x C x K float64) would exceed
-    ``_ext.WINOGRAD_MAX_SUMS_BYTES``.
+    (2026-11-29, float32, AVX-512, 2 threads, the weight gradient alone): 8x128x28x28 ->
+    128: winograd 6.0 ms vs direct 7.8; 8x256x14x14 -> 256: 7.4 vs im2col 13.8; but
+    8x64x56x56 -> 64: 8.0 vs direct 7.2. On one thread 8x512x7x7 -> 512: 13.7 vs im2col
+    17.1, 8x32x56x56 -> 64: 7.9 vs direct 7.0, 1x512x7x7 -> 512 (16 tiles): 5.2 vs im2col
+    3.8. Everything else keeps the backward pass's algorithm, as do layers whose per-thread
+    sums (16 x C x K float64) would exceed ``_ext.WINOGRAD_MAX_SUMS_BYTES``.
     """
     tiles = geom.N * ((geom.P + 1) // 2) * ((geom.Q + 1) // 2)
     if (geom.R == geom.S == 3 and geom.stride == (1, 1) and geom.dilation == (1, 1)
-            and geom.groups == 1 and geom.C >= 64 and geom.K >= 64 and tiles >= 128
+            and geom.groups == 1 and geom.C >= 128 and geom.K >= 128 and tiles >= 128
             and 16 * geom.C * geom.K * 8 <= _ext.WINOGRAD_MAX_SUMS_BYTES):
         return "winograd"
     return algorithm

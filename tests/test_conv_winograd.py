@@ -162,13 +162,13 @@ def test_sums_above_the_workspace_limit_are_refused():
 
 
 def test_auto_chooses_winograd_for_deep_3x3_layers():
-    deep = conv_geometry((8, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1, 1, "t")
+    deep = conv_geometry((8, 128, 28, 28), (128, 128, 3, 3), 1, 1, 1, 1, "t")
     deeper = conv_geometry((8, 256, 14, 14), (256, 256, 3, 3), 1, 1, 1, 1, "t")
     for geom in (deep, deeper):
         assert choose_weight_algorithm(geom, "direct") == "winograd"
-    shallow = conv_geometry((8, 32, 56, 56), (64, 32, 3, 3), 1, 1, 1, 1, "t")
-    strided = conv_geometry((8, 64, 56, 56), (64, 64, 3, 3), 2, 1, 1, 1, "t")
-    five = conv_geometry((8, 64, 56, 56), (64, 64, 5, 5), 1, 2, 1, 1, "t")
+    shallow = conv_geometry((8, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1, 1, "t")
+    strided = conv_geometry((8, 128, 56, 56), (128, 128, 3, 3), 2, 1, 1, 1, "t")
+    five = conv_geometry((8, 128, 28, 28), (128, 128, 5, 5), 1, 2, 1, 1, "t")
     few_tiles = conv_geometry((1, 512, 7, 7), (512, 512, 3, 3), 1, 1, 1, 1, "t")
     for geom, algorithm in ((shallow, "direct"), (strided, "direct"), (five, "direct"),
                             (few_tiles, "im2col")):
@@ -178,7 +178,8 @@ def test_auto_chooses_winograd_for_deep_3x3_layers():
 def test_auto_backward_uses_winograd_for_grad_w_only():
     """conv2d_backward(auto) on a deep layer: grad_w bitwise equal to the Winograd kernel's,
     grad_x and grad_b to the backward algorithm's; an explicit algorithm is obeyed."""
-    x, w, dy, geom = case(np.random.default_rng(8), 2, 64, 16, 16, 64, 1, np.float32)
+    x, w, dy, geom = case(np.random.default_rng(8), 4, 128, 16, 16, 128, 1, np.float32)
+    assert choose_weight_algorithm(geom, "direct") == "winograd"
     gx, gw, gb = fastconv.conv2d_backward(dy, x, w, padding=1)
     assert np.array_equal(gw, winograd_grad_w(dy, x, w))
     algorithm = fastconv.conv.choose_algorithm(geom, backward=True)
