@@ -1,7 +1,7 @@
 /* conv_winograd_transforms.h: the data movement and transforms of the F(2x2, 3x3) weight
  * gradient (conv_winograd_impl.h), included by conv_winograd.c once per element type and
  * instruction set with REAL, FN_ISA(name) and ISA_TARGET (a target attribute or nothing)
- * defined. Only adds, subtracts and copies: every instruction set gives the same bits; the
+ * defined, and optionally TRANSPOSE16(out, ldo, in, ldi), a 16 x 16 block transpose. Only adds, subtracts and copies: every instruction set gives the same bits; the
  * wider ones only vectorise the channel loops better. */
 
 /* band (rows, width, planes) <- rows [row, row + rows) and columns [col, col + width) of
@@ -38,7 +38,14 @@ static ISA_TARGET void FN_ISA(winograd_band)(REAL *restrict band, const REAL *sr
         for (int64_t a = a_lo; a < a_hi; a++) {
             const REAL *in = src + (p0 * H + row + a) * W + col;
             REAL *out = band + a * width * planes;
-            for (int64_t j = j_lo; j < j_hi; j++) {
+            int64_t j = j_lo;
+#ifdef TRANSPOSE16
+            /* Whole 16 x 16 blocks in registers (TRANSPOSE16, where the includer has one). */
+            for (; p1 - p0 == 16 && j + 16 <= j_hi; j += 16) {
+                TRANSPOSE16(out + j * planes + p0, planes, in + j, H * W);
+            }
+#endif
+            for (; j < j_hi; j++) {
                 for (int64_t p = p0; p < p1; p++) {
                     out[j * planes + p] = in[(p - p0) * H * W + j];
                 }
