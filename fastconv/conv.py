@@ -24,7 +24,8 @@ def choose_algorithm(geom, backward=False):
     (8x64x56x56: 7.7 vs 10.3 ms; 8x256x14x14: 7.2 vs 9.0 ms). im2col wins 1x1 filters
     (its columns are x itself: 1.8 vs 2.4 ms) and 7x7 images of 512 channels (3.2 vs
     5.7 ms). Backward, im2col also wins from ~2,000 taps per output pixel (8x256x14x14:
-    17.8 vs 21.0 ms) and for 7x7 filters (8x3x224x224 -> 64: 109 vs 139 ms).
+    17.8 vs 21.0 ms) and for 7x7 filters (8x3x224x224 -> 64: 109 vs 139 ms). auto's
+    weight gradient of deep 3x3 layers may come from Winograd (:func:`choose_weight_algorithm`).
     """
     taps = (geom.C // geom.groups) * geom.R * geom.S
     filters = geom.K // geom.groups
@@ -41,20 +42,23 @@ def choose_weight_algorithm(geom, algorithm):
     """The kernel ``algorithm="auto"`` runs for the weight gradient, given the algorithm
     :func:`choose_algorithm` picked for the backward pass.
 
-    3x3 filters at stride 1, undilated, ungrouped, with at least 128 channels and 128
-    filters and at least 128 output tiles of 2x2 in the batch run Winograd's F(2x2, 3x3)
-    (src/conv_winograd.c): 2.25x fewer multiplications, in GEMMs over tiles, whose
-    transforms and per-thread sums are worth it only when the GEMMs are large. Measured
-    (2026-11-29, float32, AVX-512, 2 threads, the weight gradient alone): 8x128x28x28 ->
-    128: winograd 6.0 ms vs direct 7.8; 8x256x14x14 -> 256: 7.4 vs im2col 13.8; but
-    8x64x56x56 -> 64: 8.0 vs direct 7.2. On one thread 8x512x7x7 -> 512: 13.7 vs im2col
-    17.1, 8x32x56x56 -> 64: 7.9 vs direct 7.0, 1x512x7x7 -> 512 (16 tiles): 5.2 vs im2col
-    3.8. Everything else keeps the backward pass's algorithm, as do layers whose per-thread
-    sums (16 x C x K float64) would exceed ``_ext.WINOGRAD_MAX_SUMS_BYTES``.
+    3x3 filters at stride 1, undilated, ungrouped, with at least 64 channels and 64
+    filters, 128 of one of them, and at least 128 output tiles of 2x2 in the batch run
+    Winograd's F(2x2, 3x3) (src/conv_winograd.c): 2.25x fewer multiplications, in GEMMs
+    over tiles, whose transforms and per-thread sums pay off only when the GEMMs are large.
+    Measured (2026-11-29, float32, AVX-512, 2 threads, the weight gradient alone, medians
+    on a shared machine): 8x128x28x28 -> 128: winograd 5.7-6.6 ms vs direct 7.9-8.8;
+    8x256x14x14 -> 256: 5.9-7.0 vs im2col 9.7-13.1; 8x64x28x28 -> 128: 4.1 vs direct 5.0;
+    8x128x56x56 -> 64: 16.5 vs 20.7; a tie at 64 and 64 (8x64x56x56 -> 64: 9.5 vs direct
+    9.0, 11.0 vs 10.3, 9.5 vs 10.3), where direct stays. On one thread 8x32x56x56 -> 64:
+    7.9 vs direct 7.0 and 1x512x7x7 -> 512 (16 tiles): 5.2 vs im2col 3.8. Everything else
+    keeps the backward pass's algorithm, as do layers whose per-thread sums (16 x C x K
+    float64) would exceed ``_ext.WINOGRAD_MAX_SUMS_BYTES``.
     """
     tiles = geom.N * ((geom.P + 1) // 2) * ((geom.Q + 1) // 2)
     if (geom.R == geom.S == 3 and geom.stride == (1, 1) and geom.dilation == (1, 1)
-            and geom.groups == 1 and geom.C >= 128 and geom.K >= 128 and tiles >= 128
+            and geom.groups == 1 and min(geom.C, geom.K) >= 64 and max(geom.C, geom.K) >= 128
+            and tiles >= 128
             and 16 * geom.C * geom.K * 8 <= _ext.WINOGRAD_MAX_SUMS_BYTES):
         return "winograd"
     return algorithm

@@ -164,9 +164,10 @@ def test_sums_above_the_workspace_limit_are_refused():
 def test_auto_chooses_winograd_for_deep_3x3_layers():
     deep = conv_geometry((8, 128, 28, 28), (128, 128, 3, 3), 1, 1, 1, 1, "t")
     deeper = conv_geometry((8, 256, 14, 14), (256, 256, 3, 3), 1, 1, 1, 1, "t")
-    for geom in (deep, deeper):
+    wider = conv_geometry((8, 64, 28, 28), (128, 64, 3, 3), 1, 1, 1, 1, "t")
+    for geom in (deep, deeper, wider):
         assert choose_weight_algorithm(geom, "direct") == "winograd"
-    shallow = conv_geometry((8, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1, 1, "t")
+    shallow = conv_geometry((8, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1, 1, "t")     # a tie
     strided = conv_geometry((8, 128, 56, 56), (128, 128, 3, 3), 2, 1, 1, 1, "t")
     five = conv_geometry((8, 128, 28, 28), (128, 128, 5, 5), 1, 2, 1, 1, "t")
     few_tiles = conv_geometry((1, 512, 7, 7), (512, 512, 3, 3), 1, 1, 1, 1, "t")
