@@ -91,3 +91,31 @@ def test_conv_backward(benchmark, info, name, contender, request):
     algorithm = choose_algorithm(geom, backward=True)
     info(gflops=gflops(2 * geom.flops(), benchmark), auto_algorithm=algorithm,
          auto_weight_algorithm=choose_weight_algorithm(geom, algorithm))
+
+
+DEEP_3X3 = [name for name, shape in CONV_SHAPES.items() if shape[5] == 3 and shape[1] >= 64]
+
+
+@pytest.mark.parametrize("contender", ["direct", "im2col", "winograd", "auto", "torch"])
+@pytest.mark.parametrize("name", DEEP_3X3)
+def test_conv_weight_gradient(benchmark, info, name, contender, request):
+    """grad_weight alone (PyTorch: grad_weight + grad_bias, output_mask [False, True, True])."""
+    from fastconv import _ext
+    x, w, b, kw, geom = make_case(name)
+    dy = random(geom.output_shape, 4)
+    benchmark.group = f"conv weight gradient {name}"
+    algorithm = choose_algorithm(geom, backward=True)
+    if contender == "torch":
+        torch = request.getfixturevalue("torch")
+        xt, wt, dyt = (torch.from_numpy(a) for a in (x, w, dy))
+        s, p = kw["stride"], kw["padding"]
+        run = lambda: torch.ops.aten.convolution_backward(  # noqa: E731
+            dyt, xt, wt, [w.shape[0]], [s, s], [p, p], [1, 1], False, [0, 0], 1,
+            [False, True, True])
+    else:
+        kernel = choose_weight_algorithm(geom, algorithm) if contender == "auto" else contender
+        dw = np.empty(w.shape, w.dtype)
+        run = lambda: _ext.conv_backward(dy, x, w, None, dw, None, geom, algorithm, kernel)  # noqa: E731
+    benchmark(run)
+    info(gflops=gflops(geom.flops(), benchmark),
+         auto_weight_algorithm=choose_weight_algorithm(geom, algorithm))
