@@ -44,7 +44,7 @@ def choose_weight_algorithm(geom, algorithm):
 
     3x3 filters at stride 1, undilated, ungrouped, with at least 64 channels and 64
     filters, 128 of one of them, and at least 128 output tiles of 2x2 in the batch run
-    Winograd's F(2x2, 3x3) (src/conv_winograd.c): 2.25x fewer multiplications, in GEMMs
+    Winograd's F(2x2, 3x3) (src/conv_winograd_weight.c): 2.25x fewer multiplications, in GEMMs
     over tiles, whose transforms and per-thread sums pay off only when the GEMMs are large.
     Measured (2026-11-29, float32, AVX-512, 2 threads, the weight gradient alone, medians
     on a shared machine): 8x128x28x28 -> 128: winograd 5.7-6.6 ms vs direct 7.9-8.8;

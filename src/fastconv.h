@@ -114,7 +114,7 @@ FC_DECLARE_CONV(f32, float)
 FC_DECLARE_CONV(f64, double)
 #undef FC_DECLARE_CONV
 
-/* ---- Winograd F(2x2, 3x3) weight gradient (conv_winograd.c) ----
+/* ---- Winograd F(2x2, 3x3) weight gradient (conv_winograd_weight.c) ----
  * For 3x3 filters, stride 1, dilation 1, one group (any padding): 1 when supported, else
  * the kernels return FC_ERR_INVALID. Workspace per thread: the transformed gradient's sums,
  * 16*C*K elements (16/9 of dw; above FC_WINOGRAD_MAX_SUMS_BYTES the kernels refuse with

@@ -1,4 +1,4 @@
-"""The Winograd F(2x2, 3x3) weight gradient (src/conv_winograd.c) against the reference
+"""The Winograd F(2x2, 3x3) weight gradient (src/conv_winograd_weight.c) against the reference
 loops, the direct kernel, PyTorch and finite differences, on every SIMD path and in both
 dtypes; its determinism; and auto's choice of it."""
 import numpy as np

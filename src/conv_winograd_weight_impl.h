@@ -1,5 +1,5 @@
-/* conv_winograd_impl.h: the F(2x2, 3x3) weight gradient (conv_winograd.c says how it works)
- * for one element type. Included by conv_winograd.c with REAL, FN(name) and GEMM defined.
+/* conv_winograd_weight_impl.h: the F(2x2, 3x3) weight gradient (conv_winograd_weight.c says how it works)
+ * for one element type. Included by conv_winograd_weight.c with REAL, FN(name) and GEMM defined.
  *
  * Tiles: output tile (th, tw) covers output rows 2th, 2th+1 and columns 2tw, 2tw+1 (dy
  * past P or Q counts as 0) and reads the 4x4 input patch from row 2th - pad_top and column

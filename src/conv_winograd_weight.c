@@ -1,5 +1,5 @@
 /*
- * conv_winograd.c: the weight gradient of a 3x3, stride-1 convolution by Winograd's
+ * conv_winograd_weight.c: the weight gradient of a 3x3, stride-1 convolution by Winograd's
  * minimal filtering F(2x2, 3x3) (Lavin & Gray, CVPR 2016), transposed.
  *
  * The forward F(2x2, 3x3) computes a 2x2 output tile y = A^T [(G g G^T) . (B^T d B)] A from
@@ -90,19 +90,19 @@ static inline __attribute__((target("avx512f"))) void transpose16_f32_avx512(
 #define REAL float
 #define FN_ISA(name) name##_f32_generic
 #define ISA_TARGET
-#include "conv_winograd_transforms.h"
+#include "conv_winograd_weight_transforms.h"
 #undef FN_ISA
 #undef ISA_TARGET
 #if FC_WINOGRAD_HAVE_X86
 #define FN_ISA(name) name##_f32_avx2
 #define ISA_TARGET __attribute__((target("avx2")))
-#include "conv_winograd_transforms.h"
+#include "conv_winograd_weight_transforms.h"
 #undef FN_ISA
 #undef ISA_TARGET
 #define FN_ISA(name) name##_f32_avx512
 #define ISA_TARGET __attribute__((target("avx512f")))
 #define TRANSPOSE16 transpose16_f32_avx512
-#include "conv_winograd_transforms.h"
+#include "conv_winograd_weight_transforms.h"
 #undef FN_ISA
 #undef ISA_TARGET
 #undef TRANSPOSE16
@@ -110,7 +110,7 @@ static inline __attribute__((target("avx512f"))) void transpose16_f32_avx512(
 #define FN(name) name##_f32
 #define FN_X86(name, isa) name##_f32_##isa
 #define GEMM fc_gemm_f32
-#include "conv_winograd_impl.h"
+#include "conv_winograd_weight_impl.h"
 #undef REAL
 #undef FN
 #undef FN_X86
@@ -119,25 +119,25 @@ static inline __attribute__((target("avx512f"))) void transpose16_f32_avx512(
 #define REAL double
 #define FN_ISA(name) name##_f64_generic
 #define ISA_TARGET
-#include "conv_winograd_transforms.h"
+#include "conv_winograd_weight_transforms.h"
 #undef FN_ISA
 #undef ISA_TARGET
 #if FC_WINOGRAD_HAVE_X86
 #define FN_ISA(name) name##_f64_avx2
 #define ISA_TARGET __attribute__((target("avx2")))
-#include "conv_winograd_transforms.h"
+#include "conv_winograd_weight_transforms.h"
 #undef FN_ISA
 #undef ISA_TARGET
 #define FN_ISA(name) name##_f64_avx512
 #define ISA_TARGET __attribute__((target("avx512f")))
-#include "conv_winograd_transforms.h"
+#include "conv_winograd_weight_transforms.h"
 #undef FN_ISA
 #undef ISA_TARGET
 #endif
 #define FN(name) name##_f64
 #define FN_X86(name, isa) name##_f64_##isa
 #define GEMM fc_gemm_f64
-#include "conv_winograd_impl.h"
+#include "conv_winograd_weight_impl.h"
 #undef REAL
 #undef FN
 #undef FN_X86
