@@ -78,6 +78,15 @@ cdef extern from "fastconv.h" nogil:
     fc_status fc_conv_im2col_backward_weight_f64(double *dw, const double *dy, const double *x,
                                                  const fc_conv_problem *pb)
 
+    fc_status fc_conv_winograd_forward_f32(float *y, const float *x, const float *w,
+                                           const float *bias, const fc_conv_problem *pb)
+    fc_status fc_conv_winograd_backward_data_f32(float *dx, const float *dy, const float *w,
+                                                 const fc_conv_problem *pb)
+    fc_status fc_conv_winograd_forward_f64(double *y, const double *x, const double *w,
+                                           const double *bias, const fc_conv_problem *pb)
+    fc_status fc_conv_winograd_backward_data_f64(double *dx, const double *dy, const double *w,
+                                                 const fc_conv_problem *pb)
+
     ctypedef enum fc_border:
         FC_BORDER_CONSTANT
         FC_BORDER_REFLECT

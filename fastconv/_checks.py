@@ -9,7 +9,7 @@ import numpy as np
 
 from .sizing import conv_output_size
 
-ALGORITHMS = ("auto", "direct", "im2col")
+ALGORITHMS = ("auto", "direct", "im2col", "winograd")
 
 # Largest stride, padding, dilation or group count accepted. No image is that large, and
 # the bound keeps every product of the kernels' int64 index math far from overflow (a

@@ -26,6 +26,11 @@ def choose_algorithm(geom, backward=False):
     5.7 ms). Backward, im2col also wins from ~2,000 taps per output pixel (8x256x14x14:
     17.8 vs 21.0 ms) and for 7x7 filters (8x3x224x224 -> 64: 109 vs 139 ms).
     """
+    return _choose_direct_or_im2col(geom, backward)
+
+
+def _choose_direct_or_im2col(geom, backward):
+    """auto's choice between the two general algorithms (choose_algorithm says why)."""
     taps = (geom.C // geom.groups) * geom.R * geom.S
     filters = geom.K // geom.groups
     if taps < 64 or filters < 32:
@@ -35,6 +40,20 @@ def choose_algorithm(geom, backward=False):
     if backward and (taps >= 2048 or geom.R * geom.S >= 49):
         return "im2col"
     return "direct"
+
+
+def winograd_supports(geom):
+    """True where algorithm="winograd" applies: 3x3 filters, stride 1, dilation 1, groups 1."""
+    return ((geom.R, geom.S) == (3, 3) and tuple(geom.stride) == (1, 1)
+            and tuple(geom.dilation) == (1, 1) and geom.groups == 1)
+
+
+def _runnable(algorithm, geom, dtype):
+    """algorithm, or "direct" where im2col would refuse the problem (its workspace is
+    bounded)."""
+    if algorithm == "im2col" and _im2col_row_bytes(geom, dtype) > _ext.IM2COL_MAX_ROW_BYTES:
+        return "direct"
+    return algorithm
 
 
 def _im2col_row_bytes(geom, dtype):
@@ -50,10 +69,12 @@ def _prepare(func, x, weight, stride, padding, dilation, groups, algorithm, flip
         raise ValueError(f"{func}: algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
     dtype = result_dtype(func, x=x, weight=weight, **others)
     geom = conv_geometry(x.shape, weight.shape, stride, padding, dilation, groups, func)
+    if algorithm == "winograd" and not winograd_supports(geom):
+        raise ValueError(f"{func}: algorithm='winograd' needs 3x3 filters, stride 1, "
+                         f"dilation 1 and groups 1, got filters {geom.R}x{geom.S}, stride "
+                         f"{geom.stride}, dilation {geom.dilation}, groups {geom.groups}")
     if algorithm == "auto":
-        algorithm = choose_algorithm(geom, backward)
-        if algorithm == "im2col" and _im2col_row_bytes(geom, dtype) > _ext.IM2COL_MAX_ROW_BYTES:
-            algorithm = "direct"      # im2col would refuse: its workspace is bounded
+        algorithm = _runnable(choose_algorithm(geom, backward), geom, dtype)
     if flip:
         weight = weight[:, :, ::-1, ::-1]
     return geom, dtype, algorithm, weight
@@ -160,8 +181,14 @@ def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups
         grad_w[...] = 0
         grad_b[...] = 0
         return grad_x, grad_w, grad_b
+    # Winograd computes the input gradient only; the weight gradient runs direct or
+    # im2col, as "auto" would choose without Winograd.
+    weight_algorithm = algorithm
+    if algorithm == "winograd":
+        weight_algorithm = _runnable(_choose_direct_or_im2col(geom, True), geom, dtype)
     _ext.conv_backward(as_kernel_input(grad_out, dtype), as_kernel_input(x, dtype),
-                       as_kernel_input(w_used, dtype), grad_x, grad_w, grad_b, geom, algorithm)
+                       as_kernel_input(w_used, dtype), grad_x, grad_w, grad_b, geom, algorithm,
+                       weight_algorithm)
     if flip:
         grad_w = np.ascontiguousarray(grad_w[:, :, ::-1, ::-1])
     return grad_x, grad_w, grad_b

@@ -114,6 +114,23 @@ FC_DECLARE_CONV(f32, float)
 FC_DECLARE_CONV(f64, double)
 #undef FC_DECLARE_CONV
 
+/* ---- Winograd F(4x4, 3x3) convolution (conv_winograd.c) ----
+ * Only 3 x 3 filters, stride 1, dilation 1, groups 1, any padding (fc_winograd_supports;
+ * other problems return FC_ERR_INVALID); the same arrays as the direct convolution. The forward pass and the input
+ * gradient (a correlation of dy with the filters rotated 180 degrees) share one code path.
+ * Memory: the transformed filters, 36 x ceil(K / mr) * mr x C elements (about 4x the
+ * weights; mr = 6, or 12 with AVX-512), plus per thread one block's transformed inputs and
+ * GEMM outputs, about 1 MiB and at most 3.5 MiB (conv_winograd.c, WG_BLOCK_BYTES). */
+int fc_winograd_supports(const fc_conv_problem *pb);
+#define FC_DECLARE_WINOGRAD(SUFFIX, T)                                                       \
+    fc_status fc_conv_winograd_forward_##SUFFIX(T *y, const T *x, const T *w, const T *bias, \
+                                                const fc_conv_problem *pb);                  \
+    fc_status fc_conv_winograd_backward_data_##SUFFIX(T *dx, const T *dy, const T *w,        \
+                                                      const fc_conv_problem *pb);
+FC_DECLARE_WINOGRAD(f32, float)
+FC_DECLARE_WINOGRAD(f64, double)
+#undef FC_DECLARE_WINOGRAD
+
 /* ---- single-plane 2-D filters (filter2d.c) and Canny's stages (canny.c) ---- */
 
 /* How a filter reads past the image border (names as scipy.ndimage; OpenCV in brackets):

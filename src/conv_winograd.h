@@ -1,0 +1,132 @@
+/*
+ * conv_winograd.h: Winograd minimal filtering F(m x m, 3 x 3) (Lavin & Gray, "Fast
+ * Algorithms for Convolutional Neural Networks", CVPR 2016): what the driver
+ * (conv_winograd_impl.h) and the per-ISA tile blocks (conv_winograd_block_impl.h) share.
+ *
+ * An m x m tile of outputs of a 3 x 3 correlation reads an ALPHA x ALPHA patch d of the
+ * input, ALPHA = m + 2, and is
+ *     Y = A^T [ (G g G^T) (.) (B^T d B) ] A
+ * where (.) is the element-wise product. Summed over input channels, the element-wise
+ * products at each of the ALPHA^2 positions xi form one GEMM per position:
+ *     M[xi] (K x tiles) = U[xi] (K x C) * V[xi] (C x tiles),
+ * U = G g G^T the transformed filters, V = B^T d B the transformed input tiles. The GEMMs
+ * do ALPHA^2 / (9 m^2) of the direct convolution's multiplications: 1/2.25 for m = 2,
+ * 1/4 for m = 4.
+ *
+ * Which m (measured 2026-11-29, float32, 2 threads, AVX-512; max |error| / max |y| against
+ * the float64 reference, inputs and weights standard normal):
+ * see WG_M below.
+ */
+#ifndef FC_CONV_WINOGRAD_H
+#define FC_CONV_WINOGRAD_H
+
+#include <stdint.h>
+
+#ifndef WG_M
+#define WG_M 4
+#endif
+#define WG_ALPHA (WG_M + 2)
+#define WG_POSITIONS (WG_ALPHA * WG_ALPHA)
+
+/* The three transforms along one axis, each in one place; the 2-D transforms apply them to
+ * the rows, then the columns. o[] and u[] hold ALPHA values, y[] holds m. Points 0, +-1,
+ * +-2 (m = 4) and 0, +-1 (m = 2), as Lavin & Gray's F(4x4, 3x3) and F(2x2, 3x3). */
+#if WG_M == 4
+/* o = B^T d */
+#define WG_INPUT_1D(o, d)                                    \
+    do {                                                     \
+        (o)[0] = 4 * (d)[0] - 5 * (d)[2] + (d)[4];           \
+        (o)[1] = ((d)[3] + (d)[4]) - 4 * ((d)[1] + (d)[2]);  \
+        (o)[2] = ((d)[4] - (d)[3]) + 4 * ((d)[1] - (d)[2]);  \
+        (o)[3] = ((d)[4] - (d)[2]) + 2 * ((d)[3] - (d)[1]);  \
+        (o)[4] = ((d)[4] - (d)[2]) - 2 * ((d)[3] - (d)[1]);  \
+        (o)[5] = 4 * (d)[1] - 5 * (d)[3] + (d)[5];           \
+    } while (0)
+/* u = G g (computed in double: the filters are transformed once per call) */
+#define WG_FILTER_1D(u, g)                                             \
+    do {                                                               \
+        (u)[0] = (g)[0] / 4;                                           \
+        (u)[1] = -((g)[0] + (g)[1] + (g)[2]) / 6;                      \
+        (u)[2] = -((g)[0] - (g)[1] + (g)[2]) / 6;                      \
+        (u)[3] = (g)[0] / 24 + (g)[1] / 12 + (g)[2] / 6;               \
+        (u)[4] = (g)[0] / 24 - (g)[1] / 12 + (g)[2] / 6;               \
+        (u)[5] = (g)[2];                                               \
+    } while (0)
+/* y = A^T m */
+#define WG_OUTPUT_1D(y, m)                                                \
+    do {                                                                  \
+        (y)[0] = (m)[0] + ((m)[1] + (m)[2]) + ((m)[3] + (m)[4]);          \
+        (y)[1] = ((m)[1] - (m)[2]) + 2 * ((m)[3] - (m)[4]);               \
+        (y)[2] = ((m)[1] + (m)[2]) + 4 * ((m)[3] + (m)[4]);               \
+        (y)[3] = ((m)[1] - (m)[2]) + 8 * ((m)[3] - (m)[4]) + (m)[5];      \
+    } while (0)
+#elif WG_M == 2
+#define WG_INPUT_1D(o, d)                \
+    do {                                 \
+        (o)[0] = (d)[0] - (d)[2];        \
+        (o)[1] = (d)[1] + (d)[2];        \
+        (o)[2] = (d)[2] - (d)[1];        \
+        (o)[3] = (d)[1] - (d)[3];        \
+    } while (0)
+#define WG_FILTER_1D(u, g)                              \
+    do {                                                \
+        (u)[0] = (g)[0];                                \
+        (u)[1] = ((g)[0] + (g)[1] + (g)[2]) / 2;        \
+        (u)[2] = ((g)[0] - (g)[1] + (g)[2]) / 2;        \
+        (u)[3] = (g)[2];                                \
+    } while (0)
+#define WG_OUTPUT_1D(y, m)                              \
+    do {                                                \
+        (y)[0] = (m)[0] + (m)[1] + (m)[2];              \
+        (y)[1] = (m)[1] - (m)[2] - (m)[3];              \
+    } while (0)
+#else
+#error "WG_M must be 2 or 4"
+#endif
+
+/* One stride-1 3 x 3 correlation as the tile blocks see it: the forward pass, or the input
+ * gradient (dy correlated with the filters rotated 180 degrees, K and C swapped). */
+typedef struct {
+    int64_t N, C, H, W;        /* input: x, or dy for the input gradient */
+    int64_t K, P, Q;           /* output: channels, height, width */
+    int64_t pad_top, pad_left; /* output pixel (p, q) reads input rows p - pad_top + r;
+                                * negative for an input gradient of a padding above 2 */
+    int64_t tiles_h, tiles_w;  /* ceil(P / m), ceil(Q / m) */
+    int64_t tiles;             /* N * tiles_h * tiles_w, numbered (n, th, tw) row-major */
+    int64_t mr, nr;            /* the GEMM micro-kernel's tile */
+    int64_t kpanels;           /* ceil(K / mr): U holds K rounded up to whole panels */
+    int64_t block;             /* tiles per work item, a multiple of nr */
+    int64_t kc;                /* input channels per GEMM pass */
+    int64_t kb;                /* output channels per pass, a multiple of mr */
+} wg_plan;
+
+/* The packed transformed filters: U[xi][panel][c][i] = (G g G^T)[xi] of filter
+ * panel * mr + i (zero past K) and input channel c: each (xi, panel) is the kc x mr A panel
+ * of gemm_kernels.h over all C channels. */
+static inline int64_t wg_filter_index(const wg_plan *pl, int64_t xi, int64_t k, int64_t c)
+{
+    return ((xi * pl->kpanels + k / pl->mr) * pl->C + c) * pl->mr + k % pl->mr;
+}
+
+/* Elements of one thread's workspace: V (ALPHA^2 x kc x block), M (ALPHA^2 x kb x block)
+ * and two ALPHA^2 x nr scratch patches. */
+static inline int64_t wg_workspace(const wg_plan *pl)
+{
+    return WG_POSITIONS * (pl->kc + pl->kb) * pl->block + 2 * WG_POSITIONS * pl->nr;
+}
+
+/* y (N, K, P, Q) for the tiles [t0, t0 + block) of the plan (fewer in the last block):
+ * transform the input tiles, run the ALPHA^2 GEMMs, transform the outputs back and add
+ * bias (or NULL). work: wg_workspace(pl) elements, 64-byte aligned. */
+#define WG_DECLARE_BLOCK(SUFFIX, T)                                                      \
+    void wg_block_##SUFFIX(T *y, const T *x, const T *u, const T *bias, const wg_plan *pl, \
+                           int64_t t0, T *work);
+WG_DECLARE_BLOCK(f32_generic, float)
+WG_DECLARE_BLOCK(f64_generic, double)
+WG_DECLARE_BLOCK(f32_avx2, float)
+WG_DECLARE_BLOCK(f64_avx2, double)
+WG_DECLARE_BLOCK(f32_avx512, float)
+WG_DECLARE_BLOCK(f64_avx512, double)
+#undef WG_DECLARE_BLOCK
+
+#endif /* FC_CONV_WINOGRAD_H */

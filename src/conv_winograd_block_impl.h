@@ -1,0 +1,197 @@
+/*
+ * conv_winograd_block_impl.h: one block of Winograd tiles (wg_block_*, conv_winograd.h),
+ * written once and included by conv_winograd.c (portable) and the per-ISA files for each
+ * precision. The transforms are plain C loops along nr tiles at once, which the compiler
+ * vectorises at the includer's target; the GEMMs run the micro-kernels of gemm_kernels.h.
+ *
+ * The includer defines: REAL, SUFFIX (wg_block_SUFFIX is defined), MR, NR (the kernel's
+ * tile, compile-time so the tile loops vectorise), KERNEL (the micro-kernel) and WG_TARGET
+ * (a target attribute, or nothing). The end of this file undefines them.
+ *
+ * Layout of one block of T = pl->block tiles, in panels of NR tiles:
+ *   V[xi][panel][c][j]  transformed input (kc channels of this pass): each (xi, panel) is a
+ *                       kc x NR B panel for the micro-kernel;
+ *   M[xi][k][t]         GEMM outputs (kb filters of this pass), row stride T.
+ */
+#define WG_GLUE_(a, b) a##_##b
+#define WG_GLUE(a, b) WG_GLUE_(a, b)
+#define WG_FN(name) WG_GLUE(name, SUFFIX)
+#define WG_STATIC static inline WG_TARGET
+
+/* Where the nr tiles of a panel read and write: image, top-left input pixel, top-left
+ * output pixel; tiles past the last one (the last block's tail) are flagged absent. */
+typedef struct {
+    int64_t n[NR], ih[NR], iw[NR], op[NR], oq[NR];
+    int present[NR], interior[NR];
+} WG_FN(panel_geometry);
+
+WG_STATIC void WG_FN(locate)(WG_FN(panel_geometry) *g, const wg_plan *pl, int64_t t)
+{
+    for (int j = 0; j < NR; j++, t++) {
+        int64_t per_image = pl->tiles_h * pl->tiles_w;
+        g->present[j] = t < pl->tiles;
+        int64_t n = t / per_image, r = t % per_image;
+        g->n[j] = n;
+        g->op[j] = r / pl->tiles_w * WG_M;
+        g->oq[j] = r % pl->tiles_w * WG_M;
+        g->ih[j] = g->op[j] - pl->pad_top;
+        g->iw[j] = g->oq[j] - pl->pad_left;
+        g->interior[j] = g->present[j] && g->ih[j] >= 0 && g->ih[j] + WG_ALPHA <= pl->H
+                         && g->iw[j] >= 0 && g->iw[j] + WG_ALPHA <= pl->W;
+    }
+}
+
+/* d[a][b][j] <- the ALPHA x ALPHA input patch of tile j in channel c (zero outside). */
+WG_STATIC void WG_FN(gather)(REAL *restrict d, const REAL *x, const WG_FN(panel_geometry) *g,
+                             const wg_plan *pl, int64_t c)
+{
+    for (int j = 0; j < NR; j++) {
+        const REAL *plane = x + (g->n[j] * pl->C + c) * pl->H * pl->W;
+        if (g->interior[j]) {
+            const REAL *src = plane + g->ih[j] * pl->W + g->iw[j];
+            for (int a = 0; a < WG_ALPHA; a++) {
+                for (int b = 0; b < WG_ALPHA; b++) {
+                    d[(a * WG_ALPHA + b) * NR + j] = src[a * pl->W + b];
+                }
+            }
+        } else {
+            for (int a = 0; a < WG_ALPHA; a++) {
+                int64_t ih = g->ih[j] + a;
+                int row_in = g->present[j] && ih >= 0 && ih < pl->H;
+                for (int b = 0; b < WG_ALPHA; b++) {
+                    int64_t iw = g->iw[j] + b;
+                    d[(a * WG_ALPHA + b) * NR + j] =
+                        row_in && iw >= 0 && iw < pl->W ? plane[ih * pl->W + iw] : 0;
+                }
+            }
+        }
+    }
+}
+
+/* out[(a*ALPHA + b) * os + j] <- (B^T d B)[a][b] for each tile j of d (clobbered). */
+WG_STATIC void WG_FN(input_2d)(REAL *restrict out, int64_t os, REAL *restrict d)
+{
+    for (int b = 0; b < WG_ALPHA; b++) {          /* columns: d <- B^T d */
+        for (int j = 0; j < NR; j++) {
+            REAL col[WG_ALPHA], o[WG_ALPHA];
+            for (int a = 0; a < WG_ALPHA; a++) {
+                col[a] = d[(a * WG_ALPHA + b) * NR + j];
+            }
+            WG_INPUT_1D(o, col);
+            for (int a = 0; a < WG_ALPHA; a++) {
+                d[(a * WG_ALPHA + b) * NR + j] = o[a];
+            }
+        }
+    }
+    for (int a = 0; a < WG_ALPHA; a++) {          /* rows: out <- d B */
+        for (int j = 0; j < NR; j++) {
+            REAL row[WG_ALPHA], o[WG_ALPHA];
+            for (int b = 0; b < WG_ALPHA; b++) {
+                row[b] = d[(a * WG_ALPHA + b) * NR + j];
+            }
+            WG_INPUT_1D(o, row);
+            for (int b = 0; b < WG_ALPHA; b++) {
+                out[(a * WG_ALPHA + b) * os + j] = o[b];
+            }
+        }
+    }
+}
+
+/* y[i][i2][j] (m x m x NR) <- (A^T m A) for each tile j of m[xi][j] (read at stride ms). */
+WG_STATIC void WG_FN(output_2d)(REAL *restrict y, const REAL *restrict m, int64_t ms,
+                                REAL *restrict tmp)
+{
+    for (int b = 0; b < WG_ALPHA; b++) {          /* columns: tmp (m x ALPHA) <- A^T m */
+        for (int j = 0; j < NR; j++) {
+            REAL col[WG_ALPHA], o[WG_M];
+            for (int a = 0; a < WG_ALPHA; a++) {
+                col[a] = m[(a * WG_ALPHA + b) * ms + j];
+            }
+            WG_OUTPUT_1D(o, col);
+            for (int i = 0; i < WG_M; i++) {
+                tmp[(i * WG_ALPHA + b) * NR + j] = o[i];
+            }
+        }
+    }
+    for (int i = 0; i < WG_M; i++) {              /* rows: y <- tmp A */
+        for (int j = 0; j < NR; j++) {
+            REAL row[WG_ALPHA], o[WG_M];
+            for (int b = 0; b < WG_ALPHA; b++) {
+                row[b] = tmp[(i * WG_ALPHA + b) * NR + j];
+            }
+            WG_OUTPUT_1D(o, row);
+            for (int i2 = 0; i2 < WG_M; i2++) {
+                y[(i * WG_M + i2) * NR + j] = o[i2];
+            }
+        }
+    }
+}
+
+WG_TARGET void WG_FN(wg_block)(REAL *y, const REAL *x, const REAL *u, const REAL *bias,
+                               const wg_plan *pl, int64_t t0, REAL *work)
+{
+    const int64_t T = pl->block, C = pl->C, K = pl->K;
+    const int64_t ntiles = pl->tiles - t0 < T ? pl->tiles - t0 : T;
+    const int64_t panels = (ntiles + NR - 1) / NR;
+    REAL *v = work;
+    REAL *m = v + WG_POSITIONS * pl->kc * T;
+    REAL *patch = m + WG_POSITIONS * pl->kb * T;     /* WG_POSITIONS x NR */
+    REAL *tmp = patch + WG_POSITIONS * NR;           /* WG_POSITIONS x NR */
+
+    for (int64_t k0 = 0; k0 < pl->kpanels * MR; k0 += pl->kb) {
+        const int64_t kb = pl->kpanels * MR - k0 < pl->kb ? pl->kpanels * MR - k0 : pl->kb;
+        for (int64_t c0 = 0; c0 < C; c0 += pl->kc) {
+            const int64_t kc = C - c0 < pl->kc ? C - c0 : pl->kc;
+            /* V: each (xi, panel) a kc x NR B panel. */
+            for (int64_t p = 0; p < panels; p++) {
+                WG_FN(panel_geometry) g;
+                WG_FN(locate)(&g, pl, t0 + p * NR);
+                for (int64_t c = 0; c < kc; c++) {
+                    WG_FN(gather)(patch, x, &g, pl, c0 + c);
+                    WG_FN(input_2d)(v + (p * kc + c) * NR, panels * kc * NR, patch);
+                }
+            }
+            /* M[xi] (+)= U[xi] V[xi], one MR x NR tile at a time; the A panel stays in L1
+             * across the block's B panels. */
+            for (int64_t xi = 0; xi < WG_POSITIONS; xi++) {
+                const REAL *vx = v + xi * panels * kc * NR;
+                for (int64_t k = 0; k < kb; k += MR) {
+                    const REAL *a = u + wg_filter_index(pl, xi, k0 + k, c0);
+                    REAL *mk = m + (xi * pl->kb + k) * T;
+                    for (int64_t p = 0; p < panels; p++) {
+                        KERNEL(kc, a, vx + p * kc * NR, NR, mk + p * NR, T, c0 == 0 ? 0 : 1);
+                    }
+                }
+            }
+        }
+        /* y <- A^T M A + bias for the real filters of this pass. */
+        for (int64_t k = k0; k < k0 + kb && k < K; k++) {
+            const REAL bk = bias ? bias[k] : 0;
+            for (int64_t p = 0; p < panels; p++) {
+                WG_FN(output_2d)(patch, m + (k - k0) * T + p * NR, pl->kb * T, tmp);
+                WG_FN(panel_geometry) g;
+                WG_FN(locate)(&g, pl, t0 + p * NR);
+                for (int j = 0; j < NR && g.present[j]; j++) {
+                    REAL *plane = y + (g.n[j] * K + k) * pl->P * pl->Q;
+                    for (int i = 0; i < WG_M && g.op[j] + i < pl->P; i++) {
+                        for (int i2 = 0; i2 < WG_M && g.oq[j] + i2 < pl->Q; i2++) {
+                            plane[(g.op[j] + i) * pl->Q + g.oq[j] + i2] =
+                                patch[(i * WG_M + i2) * NR + j] + bk;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#undef WG_GLUE_
+#undef WG_GLUE
+#undef WG_FN
+#undef WG_STATIC
+#undef REAL
+#undef SUFFIX
+#undef MR
+#undef NR
+#undef KERNEL
+#undef WG_TARGET
