@@ -68,6 +68,7 @@ static void wg_plan_problem(wg_plan *pl, int64_t N, int64_t C, int64_t H, int64_
 static void wg_plan_blocks(wg_plan *pl, int64_t elem_bytes, int nthreads)
 {
     pl->kpanels = (pl->K + pl->mr - 1) / pl->mr;
+    pl->u_position = pl->kpanels * pl->mr * pl->C + WG_STRIDE_PAD;
     pl->kc = pl->C < WG_KC_MAX ? pl->C : WG_KC_MAX;
     const int64_t kb_max = WG_KB_MAX / pl->mr * pl->mr;
     pl->kb = pl->kpanels * pl->mr < kb_max ? pl->kpanels * pl->mr : kb_max;
@@ -97,18 +98,18 @@ static void wg_plan_blocks(wg_plan *pl, int64_t elem_bytes, int nthreads)
 
 #define REAL float
 #define SUFFIX f32
-#define BLOCK_GENERIC wg_block_f32_generic
-#define BLOCK_AVX2 wg_block_f32_avx2
-#define BLOCK_AVX512 wg_block_f32_avx512
+#define ISA_GENERIC f32_generic
+#define ISA_AVX2 f32_avx2
+#define ISA_AVX512 f32_avx512
 #define NR_6ROW FC_GEMM_NR_F32
 #define NR_AVX512 FC_GEMM_NR_AVX512_F32
 #include "conv_winograd_impl.h"
 
 #define REAL double
 #define SUFFIX f64
-#define BLOCK_GENERIC wg_block_f64_generic
-#define BLOCK_AVX2 wg_block_f64_avx2
-#define BLOCK_AVX512 wg_block_f64_avx512
+#define ISA_GENERIC f64_generic
+#define ISA_AVX2 f64_avx2
+#define ISA_AVX512 f64_avx512
 #define NR_6ROW FC_GEMM_NR_F64
 #define NR_AVX512 FC_GEMM_NR_AVX512_F64
 #include "conv_winograd_impl.h"

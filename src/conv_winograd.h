@@ -42,15 +42,16 @@
         (o)[4] = ((d)[4] - (d)[2]) - 2 * ((d)[3] - (d)[1]);  \
         (o)[5] = 4 * (d)[1] - 5 * (d)[3] + (d)[5];           \
     } while (0)
-/* u = G g (computed in double: the filters are transformed once per call) */
-#define WG_FILTER_1D(u, g)                                             \
-    do {                                                               \
-        (u)[0] = (g)[0] / 4;                                           \
-        (u)[1] = -((g)[0] + (g)[1] + (g)[2]) / 6;                      \
-        (u)[2] = -((g)[0] - (g)[1] + (g)[2]) / 6;                      \
-        (u)[3] = (g)[0] / 24 + (g)[1] / 12 + (g)[2] / 6;               \
-        (u)[4] = (g)[0] / 24 - (g)[1] / 12 + (g)[2] / 6;               \
-        (u)[5] = (g)[2];                                               \
+/* u = G g (in double: the filters are transformed once per call; products with the
+ * reciprocals, as divisions cost ~10x more and dominated the call for 256 x 256 filters) */
+#define WG_FILTER_1D(u, g)                                                     \
+    do {                                                                       \
+        (u)[0] = (g)[0] * 0.25;                                                \
+        (u)[1] = ((g)[0] + (g)[1] + (g)[2]) * (-1.0 / 6);                      \
+        (u)[2] = ((g)[0] - (g)[1] + (g)[2]) * (-1.0 / 6);                      \
+        (u)[3] = (g)[0] * (1.0 / 24) + (g)[1] * (1.0 / 12) + (g)[2] * (1.0 / 6); \
+        (u)[4] = (g)[0] * (1.0 / 24) - (g)[1] * (1.0 / 12) + (g)[2] * (1.0 / 6); \
+        (u)[5] = (g)[2];                                                       \
     } while (0)
 /* y = A^T m */
 #define WG_OUTPUT_1D(y, m)                                                \
@@ -71,8 +72,8 @@
 #define WG_FILTER_1D(u, g)                              \
     do {                                                \
         (u)[0] = (g)[0];                                \
-        (u)[1] = ((g)[0] + (g)[1] + (g)[2]) / 2;        \
-        (u)[2] = ((g)[0] - (g)[1] + (g)[2]) / 2;        \
+        (u)[1] = ((g)[0] + (g)[1] + (g)[2]) * 0.5;      \
+        (u)[2] = ((g)[0] - (g)[1] + (g)[2]) * 0.5;      \
         (u)[3] = (g)[2];                                \
     } while (0)
 #define WG_OUTPUT_1D(y, m)                              \
@@ -98,27 +99,39 @@ typedef struct {
     int64_t block;             /* tiles per work item, a multiple of nr */
     int64_t kc;                /* input channels per GEMM pass */
     int64_t kb;                /* output channels per pass, a multiple of mr */
+    int64_t u_position;        /* elements from one position xi of U to the next */
 } wg_plan;
+
+/* Elements added to the stride between the positions xi of U, V and M. Each transform
+ * reads or writes ALPHA^2 streams, one per position; with a stride that is a multiple of
+ * 4 KiB they all fall into one set of the L1 cache and evict each other on every access
+ * (this made the filter transform of 256 x 256 filters 5x slower than all the GEMMs). */
+#define WG_STRIDE_PAD 32
 
 /* The packed transformed filters: U[xi][panel][c][i] = (G g G^T)[xi] of filter
  * panel * mr + i (zero past K) and input channel c: each (xi, panel) is the kc x mr A panel
- * of gemm_kernels.h over all C channels. */
+ * of gemm_kernels.h over all C channels; positions u_position elements apart. */
 static inline int64_t wg_filter_index(const wg_plan *pl, int64_t xi, int64_t k, int64_t c)
 {
-    return ((xi * pl->kpanels + k / pl->mr) * pl->C + c) * pl->mr + k % pl->mr;
+    return xi * pl->u_position + (k / pl->mr * pl->C + c) * pl->mr + k % pl->mr;
 }
 
-/* Elements of one thread's workspace: V (ALPHA^2 x kc x block), M (ALPHA^2 x kb x block)
- * and two ALPHA^2 x nr scratch patches. */
+/* Elements of one thread's workspace: V (ALPHA^2 x kc x block), M (ALPHA^2 x kb x block),
+ * their stride pads and two ALPHA^2 x nr scratch patches. */
 static inline int64_t wg_workspace(const wg_plan *pl)
 {
-    return WG_POSITIONS * (pl->kc + pl->kb) * pl->block + 2 * WG_POSITIONS * pl->nr;
+    return WG_POSITIONS * ((pl->kc + pl->kb) * pl->block + 2 * WG_STRIDE_PAD + 2 * pl->nr);
 }
 
-/* y (N, K, P, Q) for the tiles [t0, t0 + block) of the plan (fewer in the last block):
- * transform the input tiles, run the ALPHA^2 GEMMs, transform the outputs back and add
- * bias (or NULL). work: wg_workspace(pl) elements, 64-byte aligned. */
-#define WG_DECLARE_BLOCK(SUFFIX, T)                                                      \
+/* wg_filters: the filter panel kp of U (wg_filter_index layout): G g G^T for output channels
+ * kp * mr .. + mr (zero past K) and every input channel c, where
+ * g[r][s] = w[k*s_out + c*s_in + r*s_r + s*s_s]. Computed in double, rounded once.
+ * wg_block: y (N, K, P, Q) for the tiles [t0, t0 + block) of the plan (fewer in the last
+ * block): transform the input tiles, run the ALPHA^2 GEMMs, transform the outputs back and
+ * add bias (or NULL). work: wg_workspace(pl) elements, 64-byte aligned. */
+#define WG_DECLARE_BLOCK(SUFFIX, T)                                                        \
+    void wg_filters_##SUFFIX(T *u, const T *w, int64_t s_out, int64_t s_in, int64_t s_r,   \
+                             int64_t s_s, const wg_plan *pl, int64_t kp);                  \
     void wg_block_##SUFFIX(T *y, const T *x, const T *u, const T *bias, const wg_plan *pl, \
                            int64_t t0, T *work);
 WG_DECLARE_BLOCK(f32_generic, float)

@@ -1,10 +1,11 @@
 /*
- * conv_winograd_block_impl.h: one block of Winograd tiles (wg_block_*, conv_winograd.h),
+ * conv_winograd_block_impl.h: the filter transform (wg_filters_*) and one block of Winograd
+ * tiles (wg_block_*, conv_winograd.h),
  * written once and included by conv_winograd.c (portable) and the per-ISA files for each
  * precision. The transforms are plain C loops along nr tiles at once, which the compiler
  * vectorises at the includer's target; the GEMMs run the micro-kernels of gemm_kernels.h.
  *
- * The includer defines: REAL, SUFFIX (wg_block_SUFFIX is defined), MR, NR (the kernel's
+ * The includer defines: REAL, SUFFIX (wg_filters_SUFFIX and wg_block_SUFFIX are defined), MR, NR (the kernel's
  * tile, compile-time so the tile loops vectorise), KERNEL (the micro-kernel) and WG_TARGET
  * (a target attribute, or nothing). The end of this file undefines them.
  *
@@ -127,37 +128,81 @@ WG_STATIC void WG_FN(output_2d)(REAL *restrict y, const REAL *restrict m, int64_
     }
 }
 
+WG_TARGET void WG_FN(wg_filters)(REAL *u, const REAL *w, int64_t s_out, int64_t s_in,
+                                 int64_t s_r, int64_t s_s, const wg_plan *pl, int64_t kp)
+{
+    /* Along the MR filters of the panel at once, so the compiler vectorises. */
+    for (int64_t c = 0; c < pl->C; c++) {
+        double g[9][MR], gt[WG_ALPHA * 3][MR];
+        for (int i = 0; i < MR; i++) {
+            const int64_t k = kp * MR + i;
+            for (int t = 0; t < 9; t++) {
+                g[t][i] = k < pl->K ? (double)w[k * s_out + c * s_in + t / 3 * s_r + t % 3 * s_s]
+                                    : 0;
+            }
+        }
+        for (int s = 0; s < 3; s++) {               /* columns: G g */
+            for (int i = 0; i < MR; i++) {
+                double col[3] = {g[s][i], g[3 + s][i], g[6 + s][i]}, o[WG_ALPHA];
+                WG_FILTER_1D(o, col);
+                for (int a = 0; a < WG_ALPHA; a++) {
+                    gt[a * 3 + s][i] = o[a];
+                }
+            }
+        }
+        REAL *dst = u + wg_filter_index(pl, 0, kp * MR, c);
+        for (int a = 0; a < WG_ALPHA; a++) {        /* rows: (G g) G^T */
+            double ut[WG_ALPHA][MR];
+            for (int i = 0; i < MR; i++) {
+                double row[3] = {gt[a * 3][i], gt[a * 3 + 1][i], gt[a * 3 + 2][i]}, o[WG_ALPHA];
+                WG_FILTER_1D(o, row);
+                for (int b = 0; b < WG_ALPHA; b++) {
+                    ut[b][i] = o[b];
+                }
+            }
+            for (int b = 0; b < WG_ALPHA; b++) {    /* MR contiguous values per position */
+                REAL *restrict out = dst + (a * WG_ALPHA + b) * pl->u_position;
+                for (int i = 0; i < MR; i++) {
+                    out[i] = (REAL)ut[b][i];
+                }
+            }
+        }
+    }
+}
+
 WG_TARGET void WG_FN(wg_block)(REAL *y, const REAL *x, const REAL *u, const REAL *bias,
                                const wg_plan *pl, int64_t t0, REAL *work)
 {
     const int64_t T = pl->block, C = pl->C, K = pl->K;
     const int64_t ntiles = pl->tiles - t0 < T ? pl->tiles - t0 : T;
     const int64_t panels = (ntiles + NR - 1) / NR;
+    const int64_t m_position = pl->kb * T + WG_STRIDE_PAD;   /* M[xi] to M[xi + 1] */
     REAL *v = work;
-    REAL *m = v + WG_POSITIONS * pl->kc * T;
-    REAL *patch = m + WG_POSITIONS * pl->kb * T;     /* WG_POSITIONS x NR */
+    REAL *m = v + WG_POSITIONS * (pl->kc * T + WG_STRIDE_PAD);
+    REAL *patch = m + WG_POSITIONS * m_position;     /* WG_POSITIONS x NR */
     REAL *tmp = patch + WG_POSITIONS * NR;           /* WG_POSITIONS x NR */
 
     for (int64_t k0 = 0; k0 < pl->kpanels * MR; k0 += pl->kb) {
         const int64_t kb = pl->kpanels * MR - k0 < pl->kb ? pl->kpanels * MR - k0 : pl->kb;
         for (int64_t c0 = 0; c0 < C; c0 += pl->kc) {
             const int64_t kc = C - c0 < pl->kc ? C - c0 : pl->kc;
+            const int64_t v_position = panels * kc * NR + WG_STRIDE_PAD;
             /* V: each (xi, panel) a kc x NR B panel. */
             for (int64_t p = 0; p < panels; p++) {
                 WG_FN(panel_geometry) g;
                 WG_FN(locate)(&g, pl, t0 + p * NR);
                 for (int64_t c = 0; c < kc; c++) {
                     WG_FN(gather)(patch, x, &g, pl, c0 + c);
-                    WG_FN(input_2d)(v + (p * kc + c) * NR, panels * kc * NR, patch);
+                    WG_FN(input_2d)(v + (p * kc + c) * NR, v_position, patch);
                 }
             }
             /* M[xi] (+)= U[xi] V[xi], one MR x NR tile at a time; the A panel stays in L1
              * across the block's B panels. */
             for (int64_t xi = 0; xi < WG_POSITIONS; xi++) {
-                const REAL *vx = v + xi * panels * kc * NR;
+                const REAL *vx = v + xi * v_position;
                 for (int64_t k = 0; k < kb; k += MR) {
                     const REAL *a = u + wg_filter_index(pl, xi, k0 + k, c0);
-                    REAL *mk = m + (xi * pl->kb + k) * T;
+                    REAL *mk = m + xi * m_position + k * T;
                     for (int64_t p = 0; p < panels; p++) {
                         KERNEL(kc, a, vx + p * kc * NR, NR, mk + p * NR, T, c0 == 0 ? 0 : 1);
                     }
@@ -168,7 +213,7 @@ WG_TARGET void WG_FN(wg_block)(REAL *y, const REAL *x, const REAL *u, const REAL
         for (int64_t k = k0; k < k0 + kb && k < K; k++) {
             const REAL bk = bias ? bias[k] : 0;
             for (int64_t p = 0; p < panels; p++) {
-                WG_FN(output_2d)(patch, m + (k - k0) * T + p * NR, pl->kb * T, tmp);
+                WG_FN(output_2d)(patch, m + (k - k0) * T + p * NR, m_position, tmp);
                 WG_FN(panel_geometry) g;
                 WG_FN(locate)(&g, pl, t0 + p * NR);
                 for (int j = 0; j < NR && g.present[j]; j++) {
