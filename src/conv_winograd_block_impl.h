@@ -19,25 +19,28 @@
 #define WG_FN(name) WG_GLUE(name, SUFFIX)
 #define WG_STATIC static inline WG_TARGET
 
-/* Where the nr tiles of a panel read and write: image, top-left input pixel, top-left
- * output pixel; tiles past the last one (the last block's tail) are flagged absent. */
+/* Where the NR tiles of a panel read and write: the image, the top-left input pixel, the
+ * offset of the top-left output pixel in channel 0 of y, and how many of the tile's m x m
+ * outputs lie inside the image (0 rows for tiles past the last, in the last block). */
 typedef struct {
-    int64_t n[NR], ih[NR], iw[NR], op[NR], oq[NR];
-    int present[NR], interior[NR];
+    int64_t n[NR], ih[NR], iw[NR], y_off[NR];
+    int rows[NR], cols[NR], interior[NR];
 } WG_FN(panel_geometry);
 
 WG_STATIC void WG_FN(locate)(WG_FN(panel_geometry) *g, const wg_plan *pl, int64_t t)
 {
+    const int64_t per_image = pl->tiles_h * pl->tiles_w;
     for (int j = 0; j < NR; j++, t++) {
-        int64_t per_image = pl->tiles_h * pl->tiles_w;
-        g->present[j] = t < pl->tiles;
-        int64_t n = t / per_image, r = t % per_image;
+        const int64_t n = t / per_image, r = t % per_image;
+        const int64_t op = r / pl->tiles_w * WG_M, oq = r % pl->tiles_w * WG_M;
+        const int present = t < pl->tiles;
         g->n[j] = n;
-        g->op[j] = r / pl->tiles_w * WG_M;
-        g->oq[j] = r % pl->tiles_w * WG_M;
-        g->ih[j] = g->op[j] - pl->pad_top;
-        g->iw[j] = g->oq[j] - pl->pad_left;
-        g->interior[j] = g->present[j] && g->ih[j] >= 0 && g->ih[j] + WG_ALPHA <= pl->H
+        g->ih[j] = op - pl->pad_top;
+        g->iw[j] = oq - pl->pad_left;
+        g->y_off[j] = n * pl->K * pl->P * pl->Q + op * pl->Q + oq;
+        g->rows[j] = !present ? 0 : pl->P - op < WG_M ? (int)(pl->P - op) : WG_M;
+        g->cols[j] = pl->Q - oq < WG_M ? (int)(pl->Q - oq) : WG_M;
+        g->interior[j] = present && g->ih[j] >= 0 && g->ih[j] + WG_ALPHA <= pl->H
                          && g->iw[j] >= 0 && g->iw[j] + WG_ALPHA <= pl->W;
     }
 }
@@ -46,33 +49,41 @@ WG_STATIC void WG_FN(locate)(WG_FN(panel_geometry) *g, const wg_plan *pl, int64_
 WG_STATIC void WG_FN(gather)(REAL *restrict d, const REAL *x, const WG_FN(panel_geometry) *g,
                              const wg_plan *pl, int64_t c)
 {
+    const int64_t W = pl->W;
     for (int j = 0; j < NR; j++) {
-        const REAL *plane = x + (g->n[j] * pl->C + c) * pl->H * pl->W;
+        const REAL *plane = x + (g->n[j] * pl->C + c) * pl->H * W;
         if (g->interior[j]) {
-            const REAL *src = plane + g->ih[j] * pl->W + g->iw[j];
+            const REAL *src = plane + g->ih[j] * W + g->iw[j];
             for (int a = 0; a < WG_ALPHA; a++) {
                 for (int b = 0; b < WG_ALPHA; b++) {
-                    d[(a * WG_ALPHA + b) * NR + j] = src[a * pl->W + b];
+                    d[(a * WG_ALPHA + b) * NR + j] = src[a * W + b];
                 }
             }
-        } else {
-            for (int a = 0; a < WG_ALPHA; a++) {
-                int64_t ih = g->ih[j] + a;
-                int row_in = g->present[j] && ih >= 0 && ih < pl->H;
-                for (int b = 0; b < WG_ALPHA; b++) {
-                    int64_t iw = g->iw[j] + b;
-                    d[(a * WG_ALPHA + b) * NR + j] =
-                        row_in && iw >= 0 && iw < pl->W ? plane[ih * pl->W + iw] : 0;
-                }
+            continue;
+        }
+        /* A border tile (or one past the last): the columns [lo, hi) of the patch that lie
+         * inside the image, in the rows that do. */
+        const int64_t iw = g->iw[j];
+        const int lo = iw < 0 ? (int)(iw < -WG_ALPHA ? WG_ALPHA : -iw) : 0;
+        const int hi = W - iw < WG_ALPHA ? (int)(W - iw < 0 ? 0 : W - iw) : WG_ALPHA;
+        for (int a = 0; a < WG_ALPHA; a++) {
+            const int64_t ih = g->ih[j] + a;
+            const int row_in = g->rows[j] > 0 && ih >= 0 && ih < pl->H;
+            for (int b = 0; b < WG_ALPHA; b++) {
+                d[(a * WG_ALPHA + b) * NR + j] =
+                    row_in && b >= lo && b < hi ? plane[ih * W + iw + b] : 0;
             }
         }
     }
 }
 
-/* out[(a*ALPHA + b) * os + j] <- (B^T d B)[a][b] for each tile j of d (clobbered). */
-WG_STATIC void WG_FN(input_2d)(REAL *restrict out, int64_t os, REAL *restrict d)
+/* out[(a*ALPHA + b) * os + j] <- (B^T d B)[a][b] for each tile j of d; tmp: scratch of
+ * d's size. (Each pass is a loop along j alone: GCC vectorises those, not a store at the
+ * run-time stride os inside the transform.) */
+WG_STATIC void WG_FN(input_2d)(REAL *restrict out, int64_t os, const REAL *restrict d,
+                               REAL *restrict tmp)
 {
-    for (int b = 0; b < WG_ALPHA; b++) {          /* columns: d <- B^T d */
+    for (int b = 0; b < WG_ALPHA; b++) {          /* columns: tmp <- B^T d */
         for (int j = 0; j < NR; j++) {
             REAL col[WG_ALPHA], o[WG_ALPHA];
             for (int a = 0; a < WG_ALPHA; a++) {
@@ -80,19 +91,26 @@ WG_STATIC void WG_FN(input_2d)(REAL *restrict out, int64_t os, REAL *restrict d)
             }
             WG_INPUT_1D(o, col);
             for (int a = 0; a < WG_ALPHA; a++) {
-                d[(a * WG_ALPHA + b) * NR + j] = o[a];
+                tmp[(a * WG_ALPHA + b) * NR + j] = o[a];
             }
         }
     }
-    for (int a = 0; a < WG_ALPHA; a++) {          /* rows: out <- d B */
+    for (int a = 0; a < WG_ALPHA; a++) {          /* rows: out <- tmp B */
+        REAL rows[WG_ALPHA][NR];
         for (int j = 0; j < NR; j++) {
             REAL row[WG_ALPHA], o[WG_ALPHA];
             for (int b = 0; b < WG_ALPHA; b++) {
-                row[b] = d[(a * WG_ALPHA + b) * NR + j];
+                row[b] = tmp[(a * WG_ALPHA + b) * NR + j];
             }
             WG_INPUT_1D(o, row);
             for (int b = 0; b < WG_ALPHA; b++) {
-                out[(a * WG_ALPHA + b) * os + j] = o[b];
+                rows[b][j] = o[b];
+            }
+        }
+        for (int b = 0; b < WG_ALPHA; b++) {
+            REAL *restrict dst = out + (a * WG_ALPHA + b) * os;
+            for (int j = 0; j < NR; j++) {
+                dst[j] = rows[b][j];
             }
         }
     }
@@ -193,7 +211,7 @@ WG_TARGET void WG_FN(wg_block)(REAL *y, const REAL *x, const REAL *u, const REAL
                 WG_FN(locate)(&g, pl, t0 + p * NR);
                 for (int64_t c = 0; c < kc; c++) {
                     WG_FN(gather)(patch, x, &g, pl, c0 + c);
-                    WG_FN(input_2d)(v + (p * kc + c) * NR, v_position, patch);
+                    WG_FN(input_2d)(v + (p * kc + c) * NR, v_position, patch, tmp);
                 }
             }
             /* M[xi] (+)= U[xi] V[xi], one MR x NR tile at a time; the A panel stays in L1
@@ -210,18 +228,26 @@ WG_TARGET void WG_FN(wg_block)(REAL *y, const REAL *x, const REAL *u, const REAL
             }
         }
         /* y <- A^T M A + bias for the real filters of this pass. */
-        for (int64_t k = k0; k < k0 + kb && k < K; k++) {
-            const REAL bk = bias ? bias[k] : 0;
-            for (int64_t p = 0; p < panels; p++) {
+        const int64_t k_end = k0 + kb < K ? k0 + kb : K, plane = pl->P * pl->Q, Q = pl->Q;
+        for (int64_t p = 0; p < panels; p++) {
+            WG_FN(panel_geometry) g;
+            WG_FN(locate)(&g, pl, t0 + p * NR);
+            for (int64_t k = k0; k < k_end; k++) {
+                const REAL bk = bias ? bias[k] : 0;
                 WG_FN(output_2d)(patch, m + (k - k0) * T + p * NR, m_position, tmp);
-                WG_FN(panel_geometry) g;
-                WG_FN(locate)(&g, pl, t0 + p * NR);
-                for (int j = 0; j < NR && g.present[j]; j++) {
-                    REAL *plane = y + (g.n[j] * K + k) * pl->P * pl->Q;
-                    for (int i = 0; i < WG_M && g.op[j] + i < pl->P; i++) {
-                        for (int i2 = 0; i2 < WG_M && g.oq[j] + i2 < pl->Q; i2++) {
-                            plane[(g.op[j] + i) * pl->Q + g.oq[j] + i2] =
-                                patch[(i * WG_M + i2) * NR + j] + bk;
+                for (int j = 0; j < NR; j++) {
+                    REAL *dst = y + g.y_off[j] + k * plane;
+                    if (g.rows[j] == WG_M && g.cols[j] == WG_M) {
+                        for (int i = 0; i < WG_M; i++) {
+                            for (int i2 = 0; i2 < WG_M; i2++) {
+                                dst[i * Q + i2] = patch[(i * WG_M + i2) * NR + j] + bk;
+                            }
+                        }
+                    } else {                        /* a tile on the bottom or right edge */
+                        for (int i = 0; i < g.rows[j]; i++) {
+                            for (int i2 = 0; i2 < g.cols[j]; i2++) {
+                                dst[i * Q + i2] = patch[(i * WG_M + i2) * NR + j] + bk;
+                            }
                         }
                     }
                 }
