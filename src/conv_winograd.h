@@ -13,9 +13,19 @@
  * do ALPHA^2 / (9 m^2) of the direct convolution's multiplications: 1/2.25 for m = 2,
  * 1/4 for m = 4.
  *
- * Which m (measured 2026-11-29, float32, 2 threads, AVX-512; max |error| / max |y| against
- * the float64 reference, inputs and weights standard normal):
- * see WG_M below.
+ * Which m. Measured 2026-11-29, float32, AVX-512, one thread (CPU time, median; the
+ * machine was too busy for stable 2-thread timings), forward, ms, m = 4 vs m = 2 vs direct:
+ *     8x64x56x56 -> 64     8.1 vs 12.5 vs 15.8
+ *     8x128x28x28 -> 128   6.1-8.1 vs 9.1-9.7 vs 15.3
+ *     8x256x14x14 -> 256   7.4-7.7 vs 8.2-9.3 vs 13.8 (14 = 3.5 tiles of 4: m = 4 wastes 24%)
+ * and max |error| / max |y| against float64 (x standard normal, w scaled by 1/sqrt(9C)),
+ * forward and input gradient, m = 4 vs m = 2 vs direct:
+ *     8x64x56x56 -> 64     7.7e-6, 7.3e-6 vs 4.0e-7, 3.6e-7 vs 1.1e-6
+ *     8x128x28x28 -> 128   1.1e-5, 1.5e-5 vs 5.1e-7, 5.1e-7 vs 1.4e-6
+ *     8x256x14x14 -> 256   1.4e-5, 1.4e-5 vs 6.4e-7, 7.5e-7 vs 1.7e-6
+ * m = 4 is 1.1-1.6x faster; its error, ~10x the direct sum's, is ~1e-5 of the output's
+ * range, far below what training in float32 notices. So WG_M = 4 (oneDNN and cuDNN also
+ * use F(4x4, 3x3)); -DWG_M=2 builds the more accurate F(2x2, 3x3) (tests pass with both).
  */
 #ifndef FC_CONV_WINOGRAD_H
 #define FC_CONV_WINOGRAD_H
