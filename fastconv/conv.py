@@ -37,7 +37,9 @@ def choose_algorithm(geom, backward=False):
     16: 5.4 vs 4.4; C = K = 32 about even) and where few tiles share the transformed
     filters (8x512x7x7 -> 512, 32 tiles: 31 vs 18 ms). So auto runs it (forward and input
     gradient; the weight gradient keeps direct or im2col) where both C and K are at least
-    32, C x K at least 2048 and the output has at least 64 tiles of 4x4.
+    32, C x K at least 2048 and the output has at least 64 tiles of 4x4, and keeps its
+    transformed filter bank (36 x C x K values) under 64 MiB in float32 (C = K = 1024
+    would need 144 MiB; direct and im2col need no copy of the weights).
     """
     if winograd_supports(geom) and winograd_pays(geom, backward):
         return "winograd"
@@ -49,7 +51,9 @@ def winograd_pays(geom, backward=False):
     gradient is a Winograd convolution of grad_out (K channels) to C channels on H x W."""
     height, width = (geom.H, geom.W) if backward else (geom.P, geom.Q)
     tiles = geom.N * -(-height // 4) * -(-width // 4)
-    return min(geom.C, geom.K) >= 32 and geom.C * geom.K >= 2048 and tiles >= 64
+    filter_bank_bytes = 36 * geom.C * geom.K * 4
+    return (min(geom.C, geom.K) >= 32 and geom.C * geom.K >= 2048 and tiles >= 64
+            and filter_bank_bytes <= 64 << 20)
 
 
 def _choose_direct_or_im2col(geom, backward):

@@ -351,6 +351,8 @@ def test_auto_chooses_per_shape():
         assert choose_algorithm(geom) == choose_algorithm(geom, backward=True) == "direct"
     for geom in (deep, deeper):   # Winograd: grad_x only; the weight gradient keeps its own
         assert choose_algorithm(geom) == choose_algorithm(geom, backward=True) == "winograd"
+    huge_filter_bank = conv_geometry((8, 1024, 28, 28), (1024, 1024, 3, 3), 1, 1, 1, 1, "t")
+    assert choose_algorithm(huge_filter_bank) == "direct"
     for geom in (pointwise, tiny_image):
         assert choose_algorithm(geom) == choose_algorithm(geom, backward=True) == "im2col"
 
