@@ -28,14 +28,15 @@ def choose_algorithm(geom, backward=False):
 
     Winograd F(4x4, 3x3) (3x3, stride 1, undilated, ungrouped layers only) does a quarter
     of the multiplications in GEMMs, but transforms every input tile (cost ~ C per tile),
-    output tile (~ K) and filter (~ C x K per call). Measured (same day, float32, AVX-512,
-    one thread, CPU time, forward / input gradient, ms): it wins from 32 channels and 32
-    filters up, by more as C x K grows: 8x32x28x28 -> 64: 1.46 vs direct 1.73 / 1.68 vs
-    1.85; 8x64x56x56 -> 64: 10.1 vs 15.5 / 10.7 vs 15.7; 8x128x28x28 -> 128: 7.7 vs 15.0;
-    8x256x14x14 -> 256: 9.3 vs 13.5; 8x256x28x28 -> 256: 22.9 vs 57.6 / 27.4 vs 47.5.
-    It loses with fewer channels or filters (8x16x56x56 -> 16: 1.62 vs 0.99; 8x64x56x56 ->
-    16: 5.4 vs 4.4; C = K = 32 about even) and where few tiles share the transformed
-    filters (8x512x7x7 -> 512, 32 tiles: 31 vs 18 ms). So auto runs it (forward and input
+    output tile (~ K) and filter (~ C x K per call). Measured (same day, float32, AVX-512;
+    one thread, CPU time, as the shared machine gave no stable 2-thread wall times;
+    Winograd vs direct, forward / input gradient, ms): 8x64x56x56 -> 64: 8.1 vs 15.8 /
+    9.9 vs 17.5; 8x128x28x28 -> 128: 6.1-8.1 vs 15.3 / 6.1 vs 15.8; 8x256x14x14 -> 256:
+    7.4-7.7 vs 13.8 / 10.6 vs 12.7 (im2col 18.1); 8x32x28x28 -> 64: 1.46 vs 1.73 / 1.68
+    vs 1.85; 8x256x28x28 -> 256: 22.9 vs 57.6 / 27.4 vs 47.5. It loses with fewer
+    channels or filters (8x16x56x56 -> 16: 1.62 vs 0.99; 8x64x56x56 -> 16: 5.4 vs 4.4;
+    C = K = 32 about even) and where few tiles share the transformed filters (8x512x7x7
+    -> 512, 32 tiles: 31 vs 18 ms). So auto runs it (forward and input
     gradient; the weight gradient keeps direct or im2col) where both C and K are at least
     32, C x K at least 2048 and the output has at least 64 tiles of 4x4, and keeps its
     transformed filter bank (36 x C x K values) under 64 MiB in float32 (C = K = 1024
