@@ -53,8 +53,8 @@ static fc_status FN(winograd)(REAL *y, const REAL *x, const REAL *w, int64_t s_o
     if (u == NULL) {
         return FC_ERR_NOMEM;
     }
-#pragma omp parallel for schedule(static)
-    for (int64_t kp = 0; kp < pl->kpanels; kp++) {
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (int64_t kp = 0; kp < pl->kpanels; kp++) {      /* each panel writes its own U */
         isa.filters(u, w, s_out, s_in, s_r, s_s, pl, kp);
     }
     int failed = 0;
