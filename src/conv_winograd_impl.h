@@ -47,9 +47,9 @@ static fc_status FN(winograd)(REAL *y, const REAL *x, const REAL *w, int64_t s_o
     const int nthreads = fc_get_num_threads();
     wg_plan_blocks(pl, (int64_t)sizeof(REAL), nthreads);
     const int64_t nblocks = (pl->tiles + pl->block - 1) / pl->block;
-    const size_t u_bytes = fc_round64((size_t)(WG_POSITIONS * pl->u_position) * sizeof(REAL));
-    const size_t work_bytes = fc_round64((size_t)wg_workspace(pl) * sizeof(REAL));
-    REAL *u = aligned_alloc(64, u_bytes);
+    const size_t u_bytes = (size_t)(WG_POSITIONS * pl->u_position) * sizeof(REAL);
+    const size_t work_bytes = (size_t)wg_workspace(pl) * sizeof(REAL);
+    REAL *u = wg_alloc(u_bytes);
     if (u == NULL) {
         return FC_ERR_NOMEM;
     }
@@ -61,7 +61,7 @@ static fc_status FN(winograd)(REAL *y, const REAL *x, const REAL *w, int64_t s_o
 
 #pragma omp parallel num_threads(nthreads) reduction(|| : failed)
     {
-        REAL *work = aligned_alloc(64, work_bytes);
+        REAL *work = wg_alloc(work_bytes);
         if (work == NULL) {
             failed = 1;
         }

@@ -120,7 +120,7 @@ FC_DECLARE_CONV(f64, double)
  * gradient (a correlation of dy with the filters rotated 180 degrees) share one code path.
  * Memory: the transformed filters, 36 x ceil(K / mr) * mr x C elements (about 4x the
  * weights; mr = 6, or 12 with AVX-512), plus per thread one block's transformed inputs and
- * GEMM outputs, about 1 MiB and at most 3.5 MiB (conv_winograd.c, WG_BLOCK_BYTES). */
+ * GEMM outputs, about 1 MiB and at most 4 MiB (conv_winograd.c, WG_BLOCK_BYTES). */
 int fc_winograd_supports(const fc_conv_problem *pb);
 #define FC_DECLARE_WINOGRAD(SUFFIX, T)                                                       \
     fc_status fc_conv_winograd_forward_##SUFFIX(T *y, const T *x, const T *w, const T *bias, \

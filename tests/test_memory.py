@@ -7,7 +7,7 @@ far the peak (VmHWM) rose above that, minus the output.
 The bound checked is the documented one (src/fastconv.h): 10% of the output plus a fixed
 workspace per thread (im2col: a band of columns of at most 4 MiB and the GEMM's packing
 buffers of at most 6.4 MiB; direct: band buffers of ~256 KiB; Winograd: one block of
-transformed tiles, ~1 MiB and at most 3.5 MiB), plus, for Winograd, its transformed filter
+transformed tiles, ~1 MiB and at most 4 MiB), plus, for Winograd, its transformed filter
 bank: 36/9 of the weights, filters rounded up to the micro-kernel's 6 or 12 rows.
 """
 import json
