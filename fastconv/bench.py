@@ -193,7 +193,8 @@ class Runner:
                      note=f"auto -> {algo}; " + other_times(fwd, algo)
                      + ("; naive: 1 image x N" if naive_f else ""))
             self.add("conv backward", name, t_b, tt_b, work=2 * geom.flops(),
-                     note=f"grad_x + grad_w + grad_b; auto -> {algo_b}; " + other_times(bwd, algo_b))
+                     note=f"grad_x + grad_w + grad_b; auto -> {algo_b}; "
+                     + other_times(bwd, algo_b))
 
     # -- how the large layers scale from one thread to all of them
     def thread_scaling(self, names):

@@ -37,8 +37,8 @@
  * cache (2 MiB) between the input transform, the GEMMs and the output transform. A block
  * is at least one B panel of tiles: with the pass limits above a thread's workspace is at
  * most ALPHA^2 x (256 + 516) x 32 x 4 bytes = 3.5 MiB (float32 on AVX-512; float64 the same
- * bytes), 4 MiB in whole 2 MiB pages (wg_alloc). Larger blocks measured slower (5 MiB: 8x64x56x56 -> 64 12.8 vs 8-10 ms, one
- * thread), as V and M then leave the L2 cache. */
+ * bytes), 4 MiB in whole 2 MiB pages (wg_alloc). Larger blocks measured slower (5 MiB:
+ * 8x64x56x56 -> 64 in 12.8 vs 8-10 ms, one thread), as V and M then leave the L2 cache. */
 #define WG_BLOCK_BYTES ((int64_t)1 << 20)
 
 /* size (bytes) -> rounded up to a multiple of 64, as aligned_alloc wants */

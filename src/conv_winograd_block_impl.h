@@ -1,13 +1,13 @@
 /*
  * conv_winograd_block_impl.h: the filter transform (wg_filters_*) and one block of Winograd
- * tiles (wg_block_*, conv_winograd.h),
- * written once and included by conv_winograd.c (portable) and the per-ISA files for each
- * precision. The transforms are plain C loops along nr tiles at once, which the compiler
- * vectorises at the includer's target; the GEMMs run the micro-kernels of gemm_kernels.h.
+ * tiles (wg_block_*), declared in conv_winograd.h, written once and included by
+ * conv_winograd.c (portable) and the per-ISA files for each precision. The transforms are
+ * plain C loops along NR tiles (or MR filters) at once, which the compiler vectorises at
+ * the includer's target; the GEMMs run the micro-kernels of gemm_kernels.h.
  *
- * The includer defines: REAL, SUFFIX (wg_filters_SUFFIX and wg_block_SUFFIX are defined), MR, NR (the kernel's
- * tile, compile-time so the tile loops vectorise), KERNEL (the micro-kernel) and WG_TARGET
- * (a target attribute, or nothing). The end of this file undefines them.
+ * The includer defines: REAL, SUFFIX (names the instance), MR, NR (the kernel's tile,
+ * compile-time so the loops vectorise), KERNEL (the micro-kernel) and WG_TARGET (a target
+ * attribute, or nothing). The end of this file undefines them.
  *
  * Layout of one block of T = pl->block tiles, in panels of NR tiles:
  *   V[xi][panel][c][j]  transformed input (kc channels of this pass): each (xi, panel) is a
