@@ -32,6 +32,18 @@ static FN(fc_wgrad_kernel) FN(wgrad_kernel)(int kb)
          : fc_simd_avx2() ? FN(fc_wgrad_avx2)[kb] : FN(fc_wgrad_generic)[kb];
 }
 
+static FN(fc_tilek_kernel) FN(tilek_kernel)(int nv, int pb)
+{
+    return fc_simd_avx512() ? FN(fc_tilek_avx512)[nv][pb]
+         : fc_simd_avx2() ? FN(fc_tilek_avx2)[nv][pb] : FN(fc_tilek_generic)[nv][pb];
+}
+
+/* The most pixels a tilek call of nv vectors of filters takes (conv_direct_kernels.h). */
+static int FN(tilek_pb_max)(int nv)
+{
+    return FC_TILEK_PB(nv, fc_simd_avx512() ? 32 : 16);
+}
+
 static FN(fc_wgradk_kernel) FN(wgradk_kernel)(int nv)
 {
     return fc_simd_avx512() ? FN(fc_wgradk_avx512)[nv]
@@ -198,6 +210,113 @@ static void FN(scatter_tile)(REAL *y, const REAL *tile, int kb, int vw, int64_t 
     }
 }
 
+/* The forward vectorised over filters (tilek) instead of over pixel numbers (tile): each
+ * accumulator is one output pixel's NV vectors of filters, a tile is a run of up to
+ * tilek_pb_max pixels of one output row, so no lane computes a number past a row's end.
+ * Chosen by a cost model, the share of the lanes computed that are outputs: by pixels,
+ * the strips of tile_blocks over the band's pixel numbers (LeNet-5 conv2, 16 filters on
+ * 10 x 10 outputs in rows of 14 numbers: 64%), by filters Kg / (vectors of filters),
+ * less for runs with too few accumulators to hide the FMA latency (8). Only for at most
+ * FC_TILEK_NV_MAX vectors of filters (the small layers) and contiguous output rows.
+ * Measured (AVX-512, 2 threads): LeNet-5 conv2 0.205 -> see the commit message. */
+static int FN(correlate_by_filters_suits)(const fc_conv_problem *pb, const fc_band_geom *gm,
+                                          const fc_out_layout *yl)
+{
+    const int64_t VL = FN(simd_lanes)(), Kg = pb->K / pb->groups, Q = pb->Q;
+    const int64_t nv = fc_ceil_div(Kg, VL);
+    if (yl->col != 1 || nv > FC_TILEK_NV_MAX) {
+        return 0;
+    }
+    const int64_t runs = fc_ceil_div(Q, FN(tilek_pb_max)((int)nv));
+    const double run = (double)Q / (double)runs;
+    const double acc = (double)nv * run;
+    const double by_filters = (double)Kg / (double)(nv * VL) * (acc < 8 ? acc / 8 : 1);
+    const int64_t v_end = (gm->band - 1) * gm->pitch + Q;
+    double lanes = 0;
+    for (int64_t b = 0; b < tile_blocks(Kg); b++) {
+        int64_t k0;
+        int kb;
+        tile_block(Kg, b, &k0, &kb);
+        const int64_t vw = FC_TILE_VW(kb, VL);
+        lanes += (double)(kb * fc_ceil_div(v_end, vw) * vw);
+    }
+    const double by_pixels = (double)(Kg * gm->band * Q) / lanes;
+    return by_filters > 1.15 * by_pixels;
+}
+
+/* correlate (below) vectorised over filters: the same work items and band buffers, the
+ * weights packed as wk (G, T, ldv), filters contiguous and zero past Kg. */
+static fc_status FN(correlate_by_filters)(REAL *y, const fc_out_layout *yl, const REAL *x,
+                                          const REAL *w, const REAL *bias,
+                                          const fc_conv_problem *pb, const fc_band_geom *gm,
+                                          int nthreads)
+{
+    const int64_t G = pb->groups, Kg = pb->K / G, P = pb->P, Q = pb->Q, T = gm->taps;
+    const int64_t VL = FN(simd_lanes)(), ldv = fc_ceil_div(Kg, VL) * VL;
+    const int64_t nblocks = filter_blocks(ldv / VL, FC_TILEK_NV_MAX);
+    const int64_t items = pb->N * G * gm->nbands;
+
+    int64_t *off = malloc((size_t)T * sizeof(int64_t));
+    REAL *wk = calloc_aligned((size_t)(G * T * ldv) * sizeof(REAL));
+    REAL *bk = calloc_aligned((size_t)(G * ldv) * sizeof(REAL));
+    if (off == NULL || wk == NULL || bk == NULL) {
+        free(off);
+        free_aligned(wk);
+        free_aligned(bk);
+        return FC_ERR_NOMEM;
+    }
+    tap_offsets(off, gm, pb);
+    for (int64_t g = 0; g < G; g++) {
+        for (int64_t k = 0; k < Kg; k++) {
+            for (int64_t t = 0; t < T; t++) {
+                wk[(g * T + t) * ldv + k] = w[(g * Kg + k) * T + t];
+            }
+            bk[g * ldv + k] = bias != NULL ? bias[g * Kg + k] : (REAL)0;
+        }
+    }
+    int failed = 0;
+
+#pragma omp parallel num_threads(nthreads) reduction(|| : failed)
+    {
+        REAL *buf = calloc_aligned((size_t)gm->size * sizeof(REAL));
+        if (buf == NULL) {
+            failed = 1;
+        }
+#pragma omp for schedule(dynamic)  /* each item writes its own outputs, as in correlate */
+        for (int64_t it = 0; it < items; it++) {
+            if (failed) {
+                continue;
+            }
+            const int64_t n = it / (G * gm->nbands), g = it / gm->nbands % G;
+            const int64_t p0 = it % gm->nbands * gm->band, rows = min64(gm->band, P - p0);
+            FN(fill_band)(buf, x + (n * pb->C + g * gm->ch) * pb->H * pb->W, p0, rows, gm, pb);
+            for (int64_t b = 0; b < nblocks; b++) {
+                int64_t v0;
+                int nv;
+                filter_block(ldv / VL, nblocks, b, &v0, &nv);
+                const int nk = (int)min64(Kg - v0 * VL, nv * VL);
+                const int64_t runs = fc_ceil_div(Q, FN(tilek_pb_max)(nv));
+                const REAL *wb = wk + g * T * ldv + v0 * VL, *bb = bk + g * ldv + v0 * VL;
+                REAL *yb = y + n * yl->image + (g * Kg + v0 * VL) * yl->channel + p0 * yl->row;
+                for (int64_t i = 0; i < rows; i++) {
+                    /* the row in runs of sizes differing by at most one */
+                    for (int64_t r = 0; r < runs; r++) {
+                        const int64_t q0 = r * Q / runs, q1 = (r + 1) * Q / runs;
+                        FN(tilek_kernel)(nv, (int)(q1 - q0))(yb + i * yl->row + q0, yl->channel,
+                                                             nk, buf + i * gm->pitch + q0, off,
+                                                             T, wb, ldv, bb);
+                    }
+                }
+            }
+        }
+        free_aligned(buf);
+    }
+    free(off);
+    free_aligned(wk);
+    free_aligned(bk);
+    return failed ? FC_ERR_NOMEM : FC_OK;
+}
+
 static fc_status FN(correlate)(REAL *y, const fc_out_layout *yl, const REAL *x, const REAL *w,
                                const REAL *bias, const fc_conv_problem *pb)
 {
@@ -207,6 +326,9 @@ static fc_status FN(correlate)(REAL *y, const fc_out_layout *yl, const REAL *x, 
     const int nthreads = fc_get_num_threads();
     fc_band_geom gm;
     band_geom(&gm, pb, band_rows(pb, nthreads, (int64_t)sizeof(REAL)));
+    if (FN(correlate_by_filters_suits)(pb, &gm, yl)) {
+        return FN(correlate_by_filters)(y, yl, x, w, bias, pb, &gm, nthreads);
+    }
     const int64_t T = gm.taps, nblocks = tile_blocks(Kg);
     const int64_t items = pb->N * G * gm.nbands;
 
