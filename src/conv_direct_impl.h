@@ -245,7 +245,10 @@ static int FN(correlate_by_filters_suits)(const fc_conv_problem *pb, const fc_ba
 }
 
 /* correlate (below) vectorised over filters: the same work items and band buffers, the
- * weights packed as wk (G, T, ldv), filters contiguous and zero past Kg. */
+ * weights packed as wk (G, T, ldv), filters contiguous and zero past Kg. tilek reads only
+ * the pixels the outputs read, so where a whole image is one band of stride 1 without
+ * padding (a "valid" layer such as LeNet-5's), the band buffer would be a copy of the
+ * image's channels: the kernel reads x itself. */
 static fc_status FN(correlate_by_filters)(REAL *y, const fc_out_layout *yl, const REAL *x,
                                           const REAL *w, const REAL *bias,
                                           const fc_conv_problem *pb, const fc_band_geom *gm,
@@ -255,6 +258,9 @@ static fc_status FN(correlate_by_filters)(REAL *y, const fc_out_layout *yl, cons
     const int64_t VL = FN(simd_lanes)(), ldv = fc_ceil_div(Kg, VL) * VL;
     const int64_t nblocks = filter_blocks(ldv / VL, FC_TILEK_NV_MAX);
     const int64_t items = pb->N * G * gm->nbands;
+    const int in_place = pb->stride_h == 1 && pb->stride_w == 1 && pb->pad_top == 0
+                         && pb->pad_left == 0 && gm->pitch == pb->W
+                         && gm->plane == pb->H * pb->W;
 
     int64_t *off = malloc((size_t)T * sizeof(int64_t));
     REAL *wk = calloc_aligned((size_t)(G * T * ldv) * sizeof(REAL));
@@ -278,8 +284,8 @@ static fc_status FN(correlate_by_filters)(REAL *y, const fc_out_layout *yl, cons
 
 #pragma omp parallel num_threads(nthreads) reduction(|| : failed)
     {
-        REAL *buf = calloc_aligned((size_t)gm->size * sizeof(REAL));
-        if (buf == NULL) {
+        REAL *buf = in_place ? NULL : calloc_aligned((size_t)gm->size * sizeof(REAL));
+        if (!in_place && buf == NULL) {
             failed = 1;
         }
 #pragma omp for schedule(dynamic)  /* each item writes its own outputs, as in correlate */
@@ -289,7 +295,11 @@ static fc_status FN(correlate_by_filters)(REAL *y, const fc_out_layout *yl, cons
             }
             const int64_t n = it / (G * gm->nbands), g = it / gm->nbands % G;
             const int64_t p0 = it % gm->nbands * gm->band, rows = min64(gm->band, P - p0);
-            FN(fill_band)(buf, x + (n * pb->C + g * gm->ch) * pb->H * pb->W, p0, rows, gm, pb);
+            const REAL *x_group = x + (n * pb->C + g * gm->ch) * pb->H * pb->W;
+            const REAL *band = in_place ? x_group : buf;
+            if (!in_place) {
+                FN(fill_band)(buf, x_group, p0, rows, gm, pb);
+            }
             for (int64_t b = 0; b < nblocks; b++) {
                 int64_t v0;
                 int nv;
@@ -303,7 +313,7 @@ static fc_status FN(correlate_by_filters)(REAL *y, const fc_out_layout *yl, cons
                     for (int64_t r = 0; r < runs; r++) {
                         const int64_t q0 = r * Q / runs, q1 = (r + 1) * Q / runs;
                         FN(tilek_kernel)(nv, (int)(q1 - q0))(yb + i * yl->row + q0, yl->channel,
-                                                             nk, buf + i * gm->pitch + q0, off,
+                                                             nk, band + i * gm->pitch + q0, off,
                                                              T, wb, ldv, bb);
                     }
                 }
