@@ -244,11 +244,18 @@ static int FN(correlate_by_filters_suits)(const fc_conv_problem *pb, const fc_ba
     return by_filters > 1.15 * by_pixels;
 }
 
+/* 1 if a band buffer would hold a copy of an image's channels: one band per image,
+ * stride 1, no padding. Kernels that read only the pixels the outputs read (tilek, wgradk)
+ * then read x itself. */
+static int FN(band_is_image)(const fc_conv_problem *pb, const fc_band_geom *gm)
+{
+    return pb->stride_h == 1 && pb->stride_w == 1 && pb->pad_top == 0 && pb->pad_left == 0
+           && gm->pitch == pb->W && gm->plane == pb->H * pb->W;
+}
+
 /* correlate (below) vectorised over filters: the same work items and band buffers, the
- * weights packed as wk (G, T, ldv), filters contiguous and zero past Kg. tilek reads only
- * the pixels the outputs read, so where a whole image is one band of stride 1 without
- * padding (a "valid" layer such as LeNet-5's), the band buffer would be a copy of the
- * image's channels: the kernel reads x itself. */
+ * weights packed as wk (G, T, ldv), filters contiguous and zero past Kg; in a "valid"
+ * layer such as LeNet-5's the kernel reads x itself (band_is_image). */
 static fc_status FN(correlate_by_filters)(REAL *y, const fc_out_layout *yl, const REAL *x,
                                           const REAL *w, const REAL *bias,
                                           const fc_conv_problem *pb, const fc_band_geom *gm,
@@ -258,9 +265,7 @@ static fc_status FN(correlate_by_filters)(REAL *y, const fc_out_layout *yl, cons
     const int64_t VL = FN(simd_lanes)(), ldv = fc_ceil_div(Kg, VL) * VL;
     const int64_t nblocks = filter_blocks(ldv / VL, FC_TILEK_NV_MAX);
     const int64_t items = pb->N * G * gm->nbands;
-    const int in_place = pb->stride_h == 1 && pb->stride_w == 1 && pb->pad_top == 0
-                         && pb->pad_left == 0 && gm->pitch == pb->W
-                         && gm->plane == pb->H * pb->W;
+    const int in_place = FN(band_is_image)(pb, gm);
 
     int64_t *off = malloc((size_t)T * sizeof(int64_t));
     REAL *wk = calloc_aligned((size_t)(G * T * ldv) * sizeof(REAL));
@@ -796,6 +801,7 @@ static fc_status FN(backward_weight_by_filters)(REAL *dw, const REAL *dy, const 
     const int64_t nblocks = filter_blocks(ldv / VL, FC_WGRADK_NV_MAX);
     const int64_t items = pb->N * G * gm->nbands;
     const int team = items < nthreads ? (int)items : nthreads;
+    const int in_place = FN(band_is_image)(pb, gm);
 
     int64_t *off = malloc((size_t)(T + FC_WGRAD_TB_MAX) * sizeof(int64_t));
     REAL *dwt = calloc((size_t)(team * dwt_size), sizeof(REAL));
@@ -813,9 +819,9 @@ static fc_status FN(backward_weight_by_filters)(REAL *dw, const REAL *dy, const 
 #pragma omp parallel num_threads(team) reduction(|| : failed)
     {
         REAL *my_dwt = dwt + fc_thread_num() * dwt_size;
-        REAL *buf = calloc_aligned((size_t)gm->size * sizeof(REAL));
+        REAL *buf = in_place ? NULL : calloc_aligned((size_t)gm->size * sizeof(REAL));
         REAL *dyt = malloc_aligned((size_t)(gm->band * Q * ldv) * sizeof(REAL));
-        if (buf == NULL || dyt == NULL) {
+        if ((!in_place && buf == NULL) || dyt == NULL) {
             failed = 1;
         }
 #pragma omp for schedule(static)
@@ -825,7 +831,11 @@ static fc_status FN(backward_weight_by_filters)(REAL *dw, const REAL *dy, const 
             }
             const int64_t n = it / (G * gm->nbands), g = it / gm->nbands % G;
             const int64_t p0 = it % gm->nbands * gm->band, rows = min64(gm->band, P - p0);
-            FN(fill_band)(buf, x + (n * pb->C + g * gm->ch) * pb->H * pb->W, p0, rows, gm, pb);
+            const REAL *x_group = x + (n * pb->C + g * gm->ch) * pb->H * pb->W;
+            const REAL *band = in_place ? x_group : buf;
+            if (!in_place) {
+                FN(fill_band)(buf, x_group, p0, rows, gm, pb);
+            }
             FN(fill_dy_transposed)(dyt, ldv, dy + (n * pb->K + g * Kg) * P * Q, Kg, p0, rows, pb);
             for (int64_t b = 0; b < nblocks; b++) {
                 int64_t v0;
@@ -835,7 +845,7 @@ static fc_status FN(backward_weight_by_filters)(REAL *dw, const REAL *dy, const 
                 const int tb = FC_WGRADK_TB(nv);
                 for (int64_t t0 = 0; t0 < T; t0 += tb) {
                     kernel(my_dwt + (g * T + t0) * ldv + v0 * VL, ldv, (int)min64(tb, T - t0),
-                           dyt + v0 * VL, ldv, buf, off + t0, gm->pitch, rows, Q);
+                           dyt + v0 * VL, ldv, band, off + t0, gm->pitch, rows, Q);
                 }
             }
         }
