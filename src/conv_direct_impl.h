@@ -60,6 +60,16 @@ static int FN(all_finite)(const REAL *a, int64_t n)
     return !bad;
 }
 
+/* dst[0..n) <- src[0..n). A loop, not memcpy: the rows of small layers are a few dozen
+ * values, which the library call costs more than copying (and GCC keeps this a loop: dst
+ * and src may alias). */
+static inline void FN(copy_short)(REAL *dst, const REAL *src, int64_t n)
+{
+    for (int64_t j = 0; j < n; j++) {
+        dst[j] = src[j];
+    }
+}
+
 /* The padded columns [0, n*sw) of one input row (padded column jj is input column
  * jj - pad_left, 0 outside [0, W)) into `row`. */
 static void FN(pad_row)(REAL *row, const REAL *src, int64_t len, int64_t pad_left, int64_t W)
@@ -67,9 +77,13 @@ static void FN(pad_row)(REAL *row, const REAL *src, int64_t len, int64_t pad_lef
     int64_t lo = pad_left < 0 ? 0 : pad_left, hi = W + pad_left;
     lo = min64(lo, len);
     hi = hi < lo ? lo : min64(hi, len);
-    memset(row, 0, (size_t)lo * sizeof(REAL));
-    memcpy(row + lo, src + lo - pad_left, (size_t)(hi - lo) * sizeof(REAL));
-    memset(row + hi, 0, (size_t)(len - hi) * sizeof(REAL));
+    if (lo > 0) {
+        memset(row, 0, (size_t)lo * sizeof(REAL));
+    }
+    FN(copy_short)(row + lo, src + lo - pad_left, hi - lo);
+    if (hi < len) {
+        memset(row + hi, 0, (size_t)(len - hi) * sizeof(REAL));
+    }
 }
 
 /* dst + b*phase_stride (b < sw) <- columns b, b + sw, ... of row (n of each). Stride 2, the
@@ -504,8 +518,10 @@ static void FN(unfill_image)(REAL *dx_group, REAL *buf, const fc_band_geom *gm,
                     FN(merge_row)(buf + gm->row, src, gm->plane, gm->pitch, sw);
                     src = buf + gm->row;
                 }
-                memcpy(dst, src + pb->pad_left, (size_t)hi * sizeof(REAL));
-                memset(dst + hi, 0, (size_t)(W - hi) * sizeof(REAL));
+                FN(copy_short)(dst, src + pb->pad_left, hi);
+                if (hi < W) {
+                    memset(dst + hi, 0, (size_t)(W - hi) * sizeof(REAL));
+                }
             }
             if (++a == sh) {
                 a = 0;
@@ -597,7 +613,9 @@ static fc_status FN(backward_data_scatter)(REAL *dx, const REAL *dy, const REAL 
 #pragma omp parallel num_threads(nthreads) reduction(|| : failed)
     {
         REAL *dxb = malloc_aligned((size_t)gm.size * sizeof(REAL));
-        REAL *dyb = malloc_aligned((size_t)(Kg * ldd) * sizeof(REAL));
+        /* dy in the band's pixel numbering (fill_dy_band): the zeros past each row and
+         * past the image are written once here, each item copies just dy's values */
+        REAL *dyb = calloc_aligned((size_t)(Kg * ldd) * sizeof(REAL));
         int64_t yoff[FC_TILE_KB_MAX];
         if (dxb == NULL || dyb == NULL) {
             failed = 1;
@@ -608,7 +626,12 @@ static fc_status FN(backward_data_scatter)(REAL *dx, const REAL *dy, const REAL 
                 continue;
             }
             const int64_t n = ng / G, g = ng % G;
-            FN(fill_dy_band)(dyb, ldd, dy + (n * pb->K + g * Kg) * P * Q, Kg, 0, P, gm.pitch, pb);
+            const REAL *dy_group = dy + (n * pb->K + g * Kg) * P * Q;
+            for (int64_t k = 0; k < Kg; k++) {
+                for (int64_t p = 0; p < P; p++) {
+                    FN(copy_short)(dyb + k * ldd + p * gm.pitch, dy_group + (k * P + p) * Q, Q);
+                }
+            }
             memset(dxb, 0, (size_t)gm.size * sizeof(REAL));
             for (int64_t rs = 0; rs < RS; rs++) {
                 for (int64_t b = 0; b < nblocks; b++) {
