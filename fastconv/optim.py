@@ -6,6 +6,11 @@ the gradients of the last backward pass. Its per-parameter buffers are keyed by 
 name, so :meth:`Optimizer.state_dict` is a flat ``{name: array or number}`` that a
 checkpoint stores without pickle. The update rules are PyTorch's (``torch.optim.SGD`` and
 ``torch.optim.Adam``), so results can be compared step for step.
+
+The updates run as in-place NumPy operations into scratch arrays the optimizer keeps (the
+same operations in the same order as the plain expressions, so the same bits): a
+step of LeNet-5 then allocates nothing, where temporaries of the large fc1 weight used to
+cost fresh pages every step.
 """
 import numpy as np
 
@@ -29,6 +34,7 @@ class Optimizer:
         self.weight_decay = float(weight_decay)
         self.steps = 0
         self.buffers = {b: {} for b in self.buffer_names}
+        self._scratch_store = {}      # (slot, dtype) -> flat array, never handed out
 
     def hyperparameters(self):
         """The optimizer's settings as a dict of numbers."""
@@ -40,12 +46,23 @@ class Optimizer:
         self.steps += 1
         for name, param in self.model.params().items():
             grad = grads[name]
-            if self.weight_decay:
-                grad = grad + self.weight_decay * param   # L2 penalty, as torch.optim does
+            if self.weight_decay:                         # L2 penalty, as torch.optim does:
+                decayed = self._scratch("decay", param)   # grad + weight_decay * param
+                np.multiply(param, self.weight_decay, out=decayed)
+                grad = np.add(grad, decayed, out=decayed)
             self.update(name, param, grad)
 
     def update(self, name, param, grad):
         raise NotImplementedError
+
+    def _scratch(self, slot, like):
+        """A temporary array shaped like `like` (contents undefined): a view of one flat
+        array per slot and dtype, grown to the largest parameter and kept."""
+        key = (slot, like.dtype)
+        flat = self._scratch_store.get(key)
+        if flat is None or flat.size < like.size:
+            flat = self._scratch_store[key] = np.empty(like.size, dtype=like.dtype)
+        return flat[:like.size].reshape(like.shape)
 
     def _buffer(self, kind, name, like):
         """The buffer `kind` of parameter `name`, created as zeros on first use."""
@@ -123,8 +140,14 @@ class SGD(Optimizer):
             else:
                 velocity *= self.momentum
                 velocity += grad
-            grad = grad + self.momentum * velocity if self.nesterov else velocity
-        param -= self.lr * grad
+            if self.nesterov:                             # grad + momentum * velocity
+                ahead = self._scratch("a", param)
+                np.multiply(velocity, self.momentum, out=ahead)
+                grad = np.add(grad, ahead, out=ahead)
+            else:
+                grad = velocity
+        step = self._scratch("b", param)                  # lr * grad
+        param -= np.multiply(grad, self.lr, out=step)
 
 
 class Adam(Optimizer):
@@ -147,13 +170,17 @@ class Adam(Optimizer):
     def update(self, name, param, grad):
         m = self._buffer("m", name, param)
         v = self._buffer("v", name, param)
+        a, b = self._scratch("a", param), self._scratch("b", param)
         m *= self.beta1
-        m += (1 - self.beta1) * grad
+        m += np.multiply(grad, 1 - self.beta1, out=a)     # (1 - beta1) * grad
         v *= self.beta2
-        v += (1 - self.beta2) * grad * grad
-        m_hat = m / (1 - self.beta1 ** self.steps)
-        v_hat = v / (1 - self.beta2 ** self.steps)
-        param -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+        np.multiply(grad, 1 - self.beta2, out=a)          # (1 - beta2) * grad * grad
+        v += np.multiply(a, grad, out=a)
+        m_hat = np.divide(m, 1 - self.beta1 ** self.steps, out=a)
+        v_hat = np.divide(v, 1 - self.beta2 ** self.steps, out=b)
+        denominator = np.add(np.sqrt(v_hat, out=b), self.eps, out=b)
+        step = np.multiply(m_hat, self.lr, out=a)         # lr * m_hat / denominator
+        param -= np.divide(step, denominator, out=a)
 
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam}

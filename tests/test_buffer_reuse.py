@@ -248,3 +248,57 @@ def test_memory_does_not_grow_over_many_steps_with_reuse():
         tracemalloc.stop()
     assert end - start < 64 * 1024          # nothing accumulates step after step
     assert peak - start < 256 * 1024        # and a step allocates little (no activations)
+
+
+# -- optimizers: in-place updates into scratch arrays, the same bits as the plain formulas --
+def plain_sgd(params, grads, velocity, lr, momentum, nesterov, weight_decay):
+    for name, p in params.items():
+        g = grads[name]
+        if weight_decay:
+            g = g + weight_decay * p
+        if momentum:
+            if name not in velocity:
+                velocity[name] = g.copy()
+            else:
+                velocity[name] = velocity[name] * momentum + g
+            g = g + momentum * velocity[name] if nesterov else velocity[name]
+        params[name] = p - lr * g
+
+
+def plain_adam(params, grads, m, v, t, lr, b1, b2, eps, weight_decay):
+    for name, p in params.items():
+        g = grads[name]
+        if weight_decay:
+            g = g + weight_decay * p
+        m[name] = m.get(name, np.zeros_like(p)) * b1 + (1 - b1) * g
+        v[name] = v.get(name, np.zeros_like(p)) * b2 + (1 - b2) * g * g
+        m_hat, v_hat = m[name] / (1 - b1 ** t), v[name] / (1 - b2 ** t)
+        params[name] = p - lr * m_hat / (np.sqrt(v_hat) + eps)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind,settings", [
+    ("sgd", dict(momentum=0.0, nesterov=False, weight_decay=0.0)),
+    ("sgd", dict(momentum=0.9, nesterov=False, weight_decay=0.0)),
+    ("sgd", dict(momentum=0.9, nesterov=True, weight_decay=1e-2)),
+    ("adam", dict(weight_decay=0.0)),
+    ("adam", dict(weight_decay=1e-3)),
+])
+def test_optimizer_updates_bitwise_equal_plain_formulas(dtype, kind, settings):
+    model = LeNet5(seed=0, dtype=dtype)
+    expected = {k: p.copy() for k, p in model.params().items()}
+    rng = np.random.default_rng(1)
+    if kind == "sgd":
+        opt, velocity = SGD(model, lr=0.1, **settings), {}
+    else:
+        opt, m, v = Adam(model, lr=2e-3, **settings), {}, {}
+    for t in range(1, 4):
+        for g in model.grads().values():
+            g[...] = rng.standard_normal(g.shape)
+        grads = {k: g.copy() for k, g in model.grads().items()}
+        opt.step()
+        if kind == "sgd":
+            plain_sgd(expected, grads, velocity, 0.1, **settings)
+        else:
+            plain_adam(expected, grads, m, v, t, 2e-3, 0.9, 0.999, 1e-8, **settings)
+    assert all(same_bits(p, expected[k]) for k, p in model.params().items())
