@@ -7,12 +7,14 @@ name, so :meth:`Optimizer.state_dict` is a flat ``{name: array or number}`` that
 checkpoint stores without pickle. The update rules are PyTorch's (``torch.optim.SGD`` and
 ``torch.optim.Adam``), so results can be compared step for step.
 
-The updates run as in-place NumPy operations into scratch arrays the optimizer keeps (the
-same operations in the same order as the plain expressions, so the same bits): a
-step of LeNet-5 then allocates nothing, where temporaries of the large fc1 weight used to
-cost fresh pages every step.
+The updates run in place: SGD's as NumPy operations into scratch arrays the optimizer
+keeps, Adam's in one pass of C (src/optim.c), each with the same operations in the same
+order as the plain expressions, so the same bits. A step of LeNet-5 then allocates
+nothing, where temporaries of the large fc1 weight used to cost fresh pages every step.
 """
 import numpy as np
+
+from . import _ext
 
 __all__ = ["Optimizer", "SGD", "Adam", "make_optimizer"]
 
@@ -170,17 +172,33 @@ class Adam(Optimizer):
     def update(self, name, param, grad):
         m = self._buffer("m", name, param)
         v = self._buffer("v", name, param)
+        correction1, correction2 = 1 - self.beta1 ** self.steps, 1 - self.beta2 ** self.steps
+        if _one_pass_ok(param, m, v, grad):
+            _ext.adam_update(param.reshape(-1), m.reshape(-1), v.reshape(-1), grad.reshape(-1),
+                             self.beta1, self.beta2, correction1, correction2, self.lr,
+                             self.eps)
+            return
+        # The same operations in NumPy, for arrays the C kernel does not take.
         a, b = self._scratch("a", param), self._scratch("b", param)
         m *= self.beta1
         m += np.multiply(grad, 1 - self.beta1, out=a)     # (1 - beta1) * grad
         v *= self.beta2
         np.multiply(grad, 1 - self.beta2, out=a)          # (1 - beta2) * grad * grad
         v += np.multiply(a, grad, out=a)
-        m_hat = np.divide(m, 1 - self.beta1 ** self.steps, out=a)
-        v_hat = np.divide(v, 1 - self.beta2 ** self.steps, out=b)
+        m_hat = np.divide(m, correction1, out=a)
+        v_hat = np.divide(v, correction2, out=b)
         denominator = np.add(np.sqrt(v_hat, out=b), self.eps, out=b)
         step = np.multiply(m_hat, self.lr, out=a)         # lr * m_hat / denominator
         param -= np.divide(step, denominator, out=a)
+
+
+def _one_pass_ok(param, *others):
+    """Whether src/optim.c can update `param` in place: float32 or float64 arrays of one
+    dtype and shape, C-contiguous (so the flat views it gets share their memory)."""
+    if param.dtype not in (np.float32, np.float64) or not param.flags.c_contiguous:
+        return False
+    return all(o.dtype == param.dtype and o.shape == param.shape and o.flags.c_contiguous
+               for o in others)
 
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam}

@@ -302,3 +302,26 @@ def test_optimizer_updates_bitwise_equal_plain_formulas(dtype, kind, settings):
         else:
             plain_adam(expected, grads, m, v, t, 2e-3, 0.9, 0.999, 1e-8, **settings)
     assert all(same_bits(p, expected[k]) for k, p in model.params().items())
+
+
+def test_adam_on_non_contiguous_parameters_takes_the_numpy_path_with_the_same_bits():
+    class Model:                                   # anything with params() and grads()
+        def __init__(self):
+            self.p = {"w": rand(6, 5).T, "b": rand(7, seed=1, dtype=np.float64)[::2]}
+            self.g = {"w": np.zeros((5, 6), np.float32), "b": np.zeros(4)}
+
+        def params(self):
+            return self.p
+
+        def grads(self):
+            return self.g
+    model = Model()
+    expected, m, v = {k: p.copy() for k, p in model.p.items()}, {}, {}
+    opt = Adam(model, lr=1e-2, weight_decay=1e-2)
+    for t in range(1, 4):
+        for k, g in model.g.items():
+            g[...] = rand(*g.shape, seed=10 + t, dtype=g.dtype)
+        opt.step()
+        plain_adam(expected, {k: g.copy() for k, g in model.g.items()}, m, v, t, 1e-2, 0.9,
+                   0.999, 1e-8, 1e-2)
+    assert all(same_bits(np.ascontiguousarray(model.p[k]), expected[k]) for k in expected)
