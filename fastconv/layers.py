@@ -137,7 +137,7 @@ class Layer:
     @property
     def dtype(self):
         """The dtype the layer computes in (that of its parameters; float32 by default)."""
-        params = self.params()
+        params = self._params or self.params()    # own ones first: read on every call
         if params:
             return next(iter(params.values())).dtype
         return getattr(self, "_dtype", np.dtype(np.float32))
