@@ -148,3 +148,7 @@ cdef extern from "fastconv.h" nogil:
                             const fc_adam_scalars_f32 *s)
     void fc_adam_update_f64(double *param, double *m, double *v, const double *grad, int64_t n,
                             const fc_adam_scalars_f64 *s)
+    void fc_sgd_update_f32(float *param, float *velocity, const float *grad, int64_t n,
+                           float momentum, float lr, int nesterov, int first)
+    void fc_sgd_update_f64(double *param, double *velocity, const double *grad, int64_t n,
+                           double momentum, double lr, int nesterov, int first)

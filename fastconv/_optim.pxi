@@ -1,4 +1,4 @@
-# Adam's one-pass update (src/optim.c). Arrays arrive flat, C-contiguous, of one length.
+# SGD's and Adam's one-pass updates (src/optim.c). Arrays arrive flat, C-contiguous, of one length.
 
 def adam_update(floating[::1] param, floating[::1] m, floating[::1] v,
                 const floating[::1] grad, double beta1, double beta2, double correction1,
@@ -26,3 +26,21 @@ def adam_update(floating[::1] param, floating[::1] m, floating[::1] v,
         s64.correction1, s64.correction2, s64.lr, s64.eps = correction1, correction2, lr, eps
         with nogil:
             fc_adam_update_f64(&param[0], &m[0], &v[0], &grad[0], n, &s64)
+
+
+def sgd_update(floating[::1] param, floating[::1] velocity, const floating[::1] grad,
+               double momentum, double lr, bint nesterov, bint first):
+    """param (and velocity unless None) updated in place from grad; the scalars rounded
+    to the arrays' type as NumPy rounds a Python float."""
+    cdef int64_t n = param.shape[0]
+    if grad.shape[0] != n or (velocity is not None and velocity.shape[0] != n):
+        raise ValueError("sgd_update: param, velocity and grad must have the same length")
+    if n == 0:
+        return
+    cdef floating *vel = &velocity[0] if velocity is not None else NULL
+    with nogil:
+        if floating is float:
+            fc_sgd_update_f32(&param[0], vel, &grad[0], n, <float>momentum, <float>lr,
+                              nesterov, first)
+        else:
+            fc_sgd_update_f64(&param[0], vel, &grad[0], n, momentum, lr, nesterov, first)

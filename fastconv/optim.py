@@ -7,9 +7,10 @@ name, so :meth:`Optimizer.state_dict` is a flat ``{name: array or number}`` that
 checkpoint stores without pickle. The update rules are PyTorch's (``torch.optim.SGD`` and
 ``torch.optim.Adam``), so results can be compared step for step.
 
-The updates run in place: SGD's as NumPy operations into scratch arrays the optimizer
-keeps, Adam's in one pass of C (src/optim.c), each with the same operations in the same
-order as the plain expressions, so the same bits. A step of LeNet-5 then allocates
+The updates run in place, in one pass of C per parameter (src/optim.c), or for arrays
+the C code does not take (non-contiguous) as NumPy operations into scratch arrays the
+optimizer keeps; both do the plain expressions' operations in the same order, so the
+same bits. A step of LeNet-5 then allocates
 nothing, where temporaries of the large fc1 weight used to cost fresh pages every step.
 """
 import numpy as np
@@ -134,9 +135,14 @@ class SGD(Optimizer):
                 "nesterov": self.nesterov}
 
     def update(self, name, param, grad):
+        first = bool(self.momentum) and name not in self.buffers["velocity"]
+        velocity = self._buffer("velocity", name, param) if self.momentum else None
+        if _one_pass_ok(param, grad, *([] if velocity is None else [velocity])):
+            _ext.sgd_update(param.reshape(-1), None if velocity is None else velocity.reshape(-1),
+                            grad.reshape(-1), self.momentum, self.lr, self.nesterov, first)
+            return
+        # The same operations in NumPy, for arrays the C kernel does not take.
         if self.momentum:
-            first = name not in self.buffers["velocity"]
-            velocity = self._buffer("velocity", name, param)
             if first:
                 velocity[...] = grad                      # torch starts v at the gradient
             else:

@@ -206,4 +206,11 @@ FC_DECLARE_ADAM(f32, float)
 FC_DECLARE_ADAM(f64, double)
 #undef FC_DECLARE_ADAM
 
+/* ---- SGD (optim.c): one parameter's update; velocity NULL without momentum, first: the
+ * velocity's first step (v <- g). No array may overlap another. ---- */
+void fc_sgd_update_f32(float *param, float *velocity, const float *grad, int64_t n,
+                       float momentum, float lr, int nesterov, int first);
+void fc_sgd_update_f64(double *param, double *velocity, const double *grad, int64_t n,
+                       double momentum, double lr, int nesterov, int first);
+
 #endif /* FASTCONV_H */

@@ -1,4 +1,4 @@
-/* optim.c: Adam's update of one parameter in one pass over memory.
+/* optim.c: SGD's and Adam's updates of one parameter in one pass over memory.
  *
  * NumPy spends ~12 passes (and, without scratch arrays, as many temporaries) on
  * m, v <- moments; param -= lr * m_hat / (sqrt(v_hat) + eps). Here each element is read
@@ -29,3 +29,25 @@
 
 FC_DEFINE_ADAM(f32, float, sqrtf)
 FC_DEFINE_ADAM(f64, double, sqrt)
+
+/* SGD: with a velocity v (momentum > 0) v <- momentum * v + g (v <- g on the first step,
+ * as torch), the step along v or, Nesterov, along g + momentum * v; param -= lr * step.
+ * velocity NULL: plain SGD, param -= lr * g. */
+#define FC_DEFINE_SGD(SUFFIX, T)                                                               \
+    void fc_sgd_update_##SUFFIX(T *param, T *velocity, const T *grad, int64_t n, T momentum,  \
+                                T lr, int nesterov, int first)                                \
+    {                                                                                         \
+        for (int64_t i = 0; i < n; i++) {                                                     \
+            const T g = grad[i];                                                              \
+            T step = g;                                                                       \
+            if (velocity != NULL) {                                                           \
+                const T vi = first ? g : velocity[i] * momentum + g;                          \
+                velocity[i] = vi;                                                             \
+                step = nesterov ? g + vi * momentum : vi;                                     \
+            }                                                                                 \
+            param[i] -= step * lr;                                                            \
+        }                                                                                     \
+    }
+
+FC_DEFINE_SGD(f32, float)
+FC_DEFINE_SGD(f64, double)

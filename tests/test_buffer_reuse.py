@@ -304,7 +304,8 @@ def test_optimizer_updates_bitwise_equal_plain_formulas(dtype, kind, settings):
     assert all(same_bits(p, expected[k]) for k, p in model.params().items())
 
 
-def test_adam_on_non_contiguous_parameters_takes_the_numpy_path_with_the_same_bits():
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+def test_non_contiguous_parameters_take_the_numpy_path_with_the_same_bits(kind):
     class Model:                                   # anything with params() and grads()
         def __init__(self):
             self.p = {"w": rand(6, 5).T, "b": rand(7, seed=1, dtype=np.float64)[::2]}
@@ -317,11 +318,17 @@ def test_adam_on_non_contiguous_parameters_takes_the_numpy_path_with_the_same_bi
             return self.g
     model = Model()
     expected, m, v = {k: p.copy() for k, p in model.p.items()}, {}, {}
-    opt = Adam(model, lr=1e-2, weight_decay=1e-2)
+    if kind == "adam":
+        opt = Adam(model, lr=1e-2, weight_decay=1e-2)
+    else:
+        opt = SGD(model, lr=1e-2, momentum=0.9, nesterov=True, weight_decay=1e-2)
     for t in range(1, 4):
         for k, g in model.g.items():
             g[...] = rand(*g.shape, seed=10 + t, dtype=g.dtype)
         opt.step()
-        plain_adam(expected, {k: g.copy() for k, g in model.g.items()}, m, v, t, 1e-2, 0.9,
-                   0.999, 1e-8, 1e-2)
+        grads = {k: g.copy() for k, g in model.g.items()}
+        if kind == "adam":
+            plain_adam(expected, grads, m, v, t, 1e-2, 0.9, 0.999, 1e-8, 1e-2)
+        else:
+            plain_sgd(expected, grads, m, 1e-2, 0.9, True, 1e-2)
     assert all(same_bits(np.ascontiguousarray(model.p[k]), expected[k]) for k in expected)
