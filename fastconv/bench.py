@@ -255,7 +255,7 @@ class Runner:
         rng = np.random.default_rng(0)
         x = rng.standard_normal((64, 1, 32, 32)).astype(np.float32)
         y = rng.integers(0, 10, 64)
-        model = LeNet5(seed=0)
+        model = LeNet5(seed=0).reuse_buffers()    # as fastconv.train.fit trains
         opt = SGD(model, lr=0.01, momentum=0.9)
 
         def step():

@@ -7,7 +7,8 @@ over the image unflipped. ``flip=True`` gives true convolution (CONCEPTS.md sect
 import numpy as np
 
 from . import _ext
-from ._checks import ALGORITHMS, as_array, as_bool, as_kernel_input, conv_geometry, result_dtype
+from ._checks import (ALGORITHMS, as_array, as_bool, as_kernel_input, check_out, conv_geometry,
+                      out_arrays, result_dtype)
 
 __all__ = ["conv2d", "conv2d_backward", "choose_algorithm"]
 
@@ -109,7 +110,7 @@ def _prepare(func, x, weight, stride, padding, dilation, groups, algorithm, flip
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
-           algorithm="auto", flip=False):
+           algorithm="auto", flip=False, out=None):
     """2-D convolution (cross-correlation) of a batch of images with a bank of filters.
 
     Parameters
@@ -138,6 +139,11 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
         vs ~1e-6 for direct).
     flip : bool
         True convolution: flip each filter in both spatial axes first.
+    out : ndarray, optional
+        Where to write the result, as NumPy's ``out=``: shape (N, K, P, Q), the dtype
+        conv2d computes in, C-contiguous, writeable and not overlapping x, weight or bias
+        (ValueError/TypeError otherwise). It is returned. Reusing one array saves an
+        allocation per call (a training loop's page faults).
 
     Returns
     -------
@@ -164,7 +170,10 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     if bias is not None and bias.shape != (geom.K,):
         raise ValueError(f"{func}: expected bias of shape ({geom.K},) (one per filter), "
                          f"got shape {bias.shape}")
-    y = np.empty(geom.output_shape, dtype=dtype)
+    y = check_out(*out_arrays(out, 1, func), "out", geom.output_shape, dtype, func,
+                  (("x", x), ("weight", weight), ("bias", bias)))
+    if y is None:
+        y = np.empty(geom.output_shape, dtype=dtype)
     if y.size == 0 or x.size == 0:
         y[...] = 0 if bias is None else bias.astype(dtype)[:, None, None]
         return y
@@ -174,7 +183,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
 
 
 def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups=1, *,
-                    algorithm="auto", flip=False, input_grad=True):
+                    algorithm="auto", flip=False, input_grad=True, out=None):
     """Gradients of :func:`conv2d` with respect to its input, weight and bias.
 
     Parameters
@@ -187,6 +196,12 @@ def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups
     input_grad : bool
         False skips grad_x (returned as None): a network's first layer needs only the
         weight and bias gradients, and grad_x is often the larger part of the work.
+    out : (grad_x, grad_weight, grad_bias), optional
+        Arrays to write the gradients into, as NumPy's ``out=`` (None entries are
+        allocated; grad_x's must be None when input_grad is False). Each must have its
+        gradient's shape and dtype, be C-contiguous, writeable and overlap neither the
+        inputs nor the other outputs (ValueError/TypeError otherwise). A training loop
+        passes the same arrays every step, e.g. a layer's own gradient arrays.
 
     Returns
     -------
@@ -204,9 +219,21 @@ def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups
                          f"output of conv2d for x {geom.input_shape} and weight "
                          f"{geom.weight_shape}), got shape {grad_out.shape}")
     input_grad = as_bool(input_grad, "input_grad", func)
-    grad_x = np.empty(geom.input_shape, dtype=dtype) if input_grad else None
-    grad_w = np.empty(geom.weight_shape, dtype=dtype)
-    grad_b = np.empty((geom.K,), dtype=dtype)
+    grad_x, grad_w, grad_b = out_arrays(out, 3, func)
+    if grad_x is not None and not input_grad:
+        raise ValueError(f"{func}: out[0] (grad_x) must be None when input_grad is False")
+    inputs = (("grad_out", grad_out), ("x", x), ("weight", weight))
+    grad_x = check_out(grad_x, "out[0] (grad_x)", geom.input_shape, dtype, func, inputs)
+    inputs += (("out[0] (grad_x)", grad_x),)
+    grad_w = check_out(grad_w, "out[1] (grad_weight)", geom.weight_shape, dtype, func, inputs)
+    inputs += (("out[1] (grad_weight)", grad_w),)
+    grad_b = check_out(grad_b, "out[2] (grad_bias)", (geom.K,), dtype, func, inputs)
+    if grad_x is None and input_grad:
+        grad_x = np.empty(geom.input_shape, dtype=dtype)
+    if grad_w is None:
+        grad_w = np.empty(geom.weight_shape, dtype=dtype)
+    if grad_b is None:
+        grad_b = np.empty((geom.K,), dtype=dtype)
     if grad_out.size == 0 or x.size == 0 or weight.size == 0:
         if input_grad:
             grad_x[...] = 0
@@ -218,9 +245,11 @@ def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups
     weight_algorithm = algorithm
     if algorithm == "winograd":
         weight_algorithm = _runnable(_choose_direct_or_im2col(geom, True), geom, dtype)
+    # flip: the kernels' weight gradient is of the flipped filters; flip it back after.
+    grad_w_used = np.empty_like(grad_w) if flip else grad_w
     _ext.conv_backward(as_kernel_input(grad_out, dtype), as_kernel_input(x, dtype),
-                       as_kernel_input(w_used, dtype), grad_x, grad_w, grad_b, geom, algorithm,
-                       weight_algorithm)
+                       as_kernel_input(w_used, dtype), grad_x, grad_w_used, grad_b, geom,
+                       algorithm, weight_algorithm)
     if flip:
-        grad_w = np.ascontiguousarray(grad_w[:, :, ::-1, ::-1])
+        np.copyto(grad_w, grad_w_used[:, :, ::-1, ::-1])
     return grad_x, grad_w, grad_b

@@ -211,4 +211,23 @@ void fc_relu_forward_f64(double *y, int64_t n);
 void fc_relu_backward_f32(float *dx, const float *dy, const float *y, int64_t n);
 void fc_relu_backward_f64(double *dx, const double *dy, const double *y, int64_t n);
 
+/* ---- Adam (optim.c): one parameter's update; the scalars as the NumPy expression rounds
+ * them to T: correction_k = 1 - beta_k ** step. No array may overlap another. ---- */
+#define FC_DECLARE_ADAM(SUFFIX, T)                                                            \
+    typedef struct {                                                                          \
+        T beta1, one_minus_beta1, beta2, one_minus_beta2, correction1, correction2, lr, eps;  \
+    } fc_adam_scalars_##SUFFIX;                                                               \
+    void fc_adam_update_##SUFFIX(T *param, T *m, T *v, const T *grad, int64_t n,             \
+                                 const fc_adam_scalars_##SUFFIX *s);
+FC_DECLARE_ADAM(f32, float)
+FC_DECLARE_ADAM(f64, double)
+#undef FC_DECLARE_ADAM
+
+/* ---- SGD (optim.c): one parameter's update; velocity NULL without momentum, first: the
+ * velocity's first step (v <- g). No array may overlap another. ---- */
+void fc_sgd_update_f32(float *param, float *velocity, const float *grad, int64_t n,
+                       float momentum, float lr, int nesterov, int first);
+void fc_sgd_update_f64(double *param, double *velocity, const double *grad, int64_t n,
+                       double momentum, double lr, int nesterov, int first);
+
 #endif /* FASTCONV_H */
