@@ -32,7 +32,7 @@ def make_batches(count, batch=BATCH, seed=0):
 
 # -- fastconv ------------------------------------------------------------------------------
 def fastconv_setup():
-    model = LeNet5(seed=0)
+    model = LeNet5(seed=0).reuse_buffers()        # as fastconv.train.fit trains
     return model, Adam(model, lr=1e-3)
 
 

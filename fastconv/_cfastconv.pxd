@@ -84,6 +84,14 @@ cdef extern from "fastconv.h" nogil:
                                                    const fc_conv_problem *pb)
     fc_status fc_conv_winograd_backward_weight_f64(double *dw, const double *dy,
                                                    const double *x, const fc_conv_problem *pb)
+    fc_status fc_conv_winograd_forward_f32(float *y, const float *x, const float *w,
+                                           const float *bias, const fc_conv_problem *pb)
+    fc_status fc_conv_winograd_backward_data_f32(float *dx, const float *dy, const float *w,
+                                                 const fc_conv_problem *pb)
+    fc_status fc_conv_winograd_forward_f64(double *y, const double *x, const double *w,
+                                           const double *bias, const fc_conv_problem *pb)
+    fc_status fc_conv_winograd_backward_data_f64(double *dx, const double *dy, const double *w,
+                                                 const fc_conv_problem *pb)
 
     ctypedef enum fc_border:
         FC_BORDER_CONSTANT
@@ -146,3 +154,16 @@ cdef extern from "fastconv.h" nogil:
     void fc_relu_forward_f64(double *y, int64_t n)
     void fc_relu_backward_f32(float *dx, const float *dy, const float *y, int64_t n)
     void fc_relu_backward_f64(double *dx, const double *dy, const double *y, int64_t n)
+
+    ctypedef struct fc_adam_scalars_f32:
+        float beta1, one_minus_beta1, beta2, one_minus_beta2, correction1, correction2, lr, eps
+    ctypedef struct fc_adam_scalars_f64:
+        double beta1, one_minus_beta1, beta2, one_minus_beta2, correction1, correction2, lr, eps
+    void fc_adam_update_f32(float *param, float *m, float *v, const float *grad, int64_t n,
+                            const fc_adam_scalars_f32 *s)
+    void fc_adam_update_f64(double *param, double *m, double *v, const double *grad, int64_t n,
+                            const fc_adam_scalars_f64 *s)
+    void fc_sgd_update_f32(float *param, float *velocity, const float *grad, int64_t n,
+                           float momentum, float lr, int nesterov, int first)
+    void fc_sgd_update_f64(double *param, double *velocity, const double *grad, int64_t n,
+                           double momentum, double lr, int nesterov, int first)

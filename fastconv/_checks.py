@@ -9,7 +9,7 @@ import numpy as np
 
 from .sizing import conv_output_size
 
-ALGORITHMS = ("auto", "direct", "im2col")
+ALGORITHMS = ("auto", "direct", "im2col", "winograd")
 
 # Largest stride, padding, dilation or group count accepted. No image is that large, and
 # the bound keeps every product of the kernels' int64 index math far from overflow (a
@@ -83,7 +83,55 @@ def as_kernel_input(a, dtype):
     The kernels never write to it, so the caller's array is never modified. Alignment
     matters: a float* that is not a multiple of 4 bytes is undefined behaviour in C (and
     np.ascontiguousarray passes an unaligned buffer through)."""
+    if type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous and a.flags.aligned:
+        return a          # the common case, without np.require's microseconds per call
     return np.require(a, dtype=dtype, requirements=("C_CONTIGUOUS", "ALIGNED"))
+
+
+def out_arrays(out, count, func):
+    """`out` as a tuple of `count` entries (arrays or None), as NumPy ufuncs take it: one
+    array (or None) when the function has a single result, else a tuple of `count`."""
+    if out is None:
+        return (None,) * count
+    if isinstance(out, tuple):
+        if len(out) != count:
+            raise ValueError(f"{func}: out must be a tuple of {count} arrays (or None "
+                             f"entries), one per result, got a tuple of {len(out)}")
+        return out
+    if count != 1:
+        raise TypeError(f"{func}: out must be a tuple of {count} arrays (or None entries), "
+                        f"one per result, got {type(out).__name__}")
+    return (out,)
+
+
+def check_out(out, name, shape, dtype, func, inputs=()):
+    """`out` if it can take a result of `shape` and `dtype` (None passes through).
+
+    Like NumPy's ``out=``, the result is written into the caller's array; fastconv's
+    kernels also need it C-contiguous, aligned and writeable, and separate from every
+    input in `inputs` ((name, array or None) pairs): the kernels read inputs while they
+    write the result, so an overlap would corrupt it.
+    """
+    if out is None:
+        return None
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{func}: {name} must be a NumPy array, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"{func}: {name} must have dtype {np.dtype(dtype)} (the dtype "
+                        f"{func} computes in here), got {out.dtype}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"{func}: expected {name} of shape {tuple(shape)}, got shape "
+                         f"{out.shape}")
+    if not (out.flags.c_contiguous and out.flags.aligned):
+        raise ValueError(f"{func}: {name} must be C-contiguous and aligned (e.g. from "
+                         f"np.empty)")
+    if not out.flags.writeable:
+        raise ValueError(f"{func}: {name} is read-only")
+    for other_name, other in inputs:
+        if other is not None and np.may_share_memory(out, other):
+            raise ValueError(f"{func}: {name} overlaps {other_name} in memory; give a "
+                             f"separate array")
+    return out
 
 
 @dataclass(frozen=True)

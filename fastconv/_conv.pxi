@@ -20,15 +20,20 @@ def conv_forward(floating[:, :, :, ::1] y, const floating[:, :, :, ::1] x,
     cdef fc_conv_problem pb = _conv_problem(geom)
     cdef const floating *b = &bias[0] if bias is not None else NULL
     cdef bint direct = algorithm == "direct"
+    cdef bint winograd = algorithm == "winograd"
     cdef fc_status st
     with nogil:
         if floating is float:
-            if direct:
+            if winograd:
+                st = fc_conv_winograd_forward_f32(&y[0, 0, 0, 0], &x[0, 0, 0, 0], &w[0, 0, 0, 0], b, &pb)
+            elif direct:
                 st = fc_conv_direct_forward_f32(&y[0, 0, 0, 0], &x[0, 0, 0, 0], &w[0, 0, 0, 0], b, &pb)
             else:
                 st = fc_conv_im2col_forward_f32(&y[0, 0, 0, 0], &x[0, 0, 0, 0], &w[0, 0, 0, 0], b, &pb)
         else:
-            if direct:
+            if winograd:
+                st = fc_conv_winograd_forward_f64(&y[0, 0, 0, 0], &x[0, 0, 0, 0], &w[0, 0, 0, 0], b, &pb)
+            elif direct:
                 st = fc_conv_direct_forward_f64(&y[0, 0, 0, 0], &x[0, 0, 0, 0], &w[0, 0, 0, 0], b, &pb)
             else:
                 st = fc_conv_im2col_forward_f64(&y[0, 0, 0, 0], &x[0, 0, 0, 0], &w[0, 0, 0, 0], b, &pb)
@@ -38,15 +43,15 @@ def conv_forward(floating[:, :, :, ::1] y, const floating[:, :, :, ::1] x,
 def conv_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
                   const floating[:, :, :, ::1] w, floating[:, :, :, ::1] dx,
                   floating[:, :, :, ::1] dw, floating[::1] db, geom, str algorithm,
-                  str weight_algorithm=None):
+                  str weight_algorithm):
     """dx (N, C, H, W), dw (K, C/g, R, S), db (K) from dy (N, K, P, Q); None skips one.
-    dw comes from weight_algorithm ("direct", "im2col" or "winograd"; None: algorithm).
+    algorithm runs dx; weight_algorithm ("direct", "im2col" or "winograd", the F(2x2, 3x3)
+    weight gradient of conv_winograd_weight.c) runs dw.
     (dy comes first: Cython picks float or double from the first fused argument.)"""
     fc_sync_num_threads()      # set_num_threads applies to every thread
     cdef fc_conv_problem pb = _conv_problem(geom)
     cdef bint direct = algorithm == "direct"
-    if weight_algorithm is None:
-        weight_algorithm = algorithm
+    cdef bint winograd = algorithm == "winograd"
     cdef bint winograd_w = weight_algorithm == "winograd"
     cdef bint direct_w = weight_algorithm == "direct"
     if winograd_w and not fc_conv_winograd_weight_supported(&pb):
@@ -60,12 +65,16 @@ def conv_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] 
     with nogil:
         if dx is not None:
             if floating is float:
-                if direct:
+                if winograd:
+                    st = fc_conv_winograd_backward_data_f32(&dx[0, 0, 0, 0], &dy[0, 0, 0, 0], &w[0, 0, 0, 0], &pb)
+                elif direct:
                     st = fc_conv_direct_backward_data_f32(&dx[0, 0, 0, 0], &dy[0, 0, 0, 0], &w[0, 0, 0, 0], &pb)
                 else:
                     st = fc_conv_im2col_backward_data_f32(&dx[0, 0, 0, 0], &dy[0, 0, 0, 0], &w[0, 0, 0, 0], &pb)
             else:
-                if direct:
+                if winograd:
+                    st = fc_conv_winograd_backward_data_f64(&dx[0, 0, 0, 0], &dy[0, 0, 0, 0], &w[0, 0, 0, 0], &pb)
+                elif direct:
                     st = fc_conv_direct_backward_data_f64(&dx[0, 0, 0, 0], &dy[0, 0, 0, 0], &w[0, 0, 0, 0], &pb)
                 else:
                     st = fc_conv_im2col_backward_data_f64(&dx[0, 0, 0, 0], &dy[0, 0, 0, 0], &w[0, 0, 0, 0], &pb)

@@ -24,7 +24,7 @@ import numpy as np
 import fastconv
 from fastconv import reference
 from fastconv._checks import conv_geometry
-from fastconv.conv import choose_algorithm, choose_weight_algorithm
+from fastconv.conv import choose_algorithm, choose_weight_algorithm, winograd_supports
 
 README_START = "<!-- bench:start -->"
 README_END = "<!-- bench:end -->"
@@ -40,6 +40,11 @@ CONV_SHAPES = {
     "8x256x14x14 -> 256 @3x3 p1": (8, 256, 14, 14, 256, 3, 1, 1),
 }
 POOL_SHAPES = [(64, 6, 28, 28), (64, 16, 10, 10), (8, 64, 112, 112)]
+
+
+def other_times(times, chosen):
+    """The times of the algorithms auto did not choose, for a note: "im2col 1.234 ms; ..."."""
+    return "; ".join(f"{a} {t * 1e3:.3f} ms" for a, t in times.items() if a != chosen)
 
 
 def median_time(fn, budget, min_reps=5, max_reps=200):
@@ -153,22 +158,20 @@ class Runner:
             geom = conv_geometry(x.shape, w.shape, s, p, 1, 1, "bench")
             dy = rng.standard_normal(geom.output_shape).astype(np.float32)
             algo, algo_b = choose_algorithm(geom), choose_algorithm(geom, backward=True)
-            # Both algorithms are timed: auto's choice is the fastconv column, the other goes
-            # in the note, so the table shows whether the choice was right.
+            # Every algorithm that applies is timed: auto's choice is the fastconv column, the
+            # others go in the note, so the table shows whether the choice was right.
             fwd, bwd = {}, {}
-            for a in ("direct", "im2col"):
+            for a in ("direct", "im2col") + (("winograd",) if winograd_supports(geom) else ()):
                 fwd[a] = median_time(lambda: fastconv.conv2d(x, w, b, s, p, algorithm=a),
                                      self.budget)
                 bwd[a] = median_time(lambda: fastconv.conv2d_backward(dy, x, w, s, p, algorithm=a),
                                      self.budget)
-            # auto may take grad_w from another kernel (Winograd): then its own time counts.
-            algo_w = choose_weight_algorithm(geom, algo_b)
-            if algo_w != algo_b:
-                bwd["auto"] = median_time(lambda: fastconv.conv2d_backward(dy, x, w, s, p),
-                                          self.budget)
-            t_f, t_b = fwd[algo], bwd["auto" if algo_w != algo_b else algo_b]
-            other = "im2col" if algo == "direct" else "direct"
-            other_b = "im2col" if algo_b == "direct" else "direct"
+            t_f, t_b = fwd[algo], bwd[algo_b]
+            # auto may take grad_w from Winograd F(2x2, 3x3): then auto itself is timed, and
+            # every explicit algorithm goes in the note.
+            winograd_w = choose_weight_algorithm(geom, "direct") == "winograd"
+            if winograd_w:
+                t_b = median_time(lambda: fastconv.conv2d_backward(dy, x, w, s, p), self.budget)
             tt_f = tt_b = None
             if self.torch is not None:
                 torch = self.torch
@@ -192,13 +195,12 @@ class Runner:
                                  max_reps=1)
                 naive_f = t1 * N
             self.add("conv forward", name, t_f, tt_f, naive_f, work=geom.flops(),
-                     note=f"auto -> {algo}; {other} {fwd[other] * 1e3:.3f} ms"
+                     note=f"auto -> {algo}; " + other_times(fwd, algo)
                      + ("; naive: 1 image x N" if naive_f else ""))
             self.add("conv backward", name, t_b, tt_b, work=2 * geom.flops(),
                      note=f"grad_x + grad_w + grad_b; auto -> {algo_b}"
-                     + (f" (grad_w {algo_w}); {algo_b} alone {bwd[algo_b] * 1e3:.3f} ms"
-                        if algo_w != algo_b else "") + "; "
-                     f"{other_b} {bwd[other_b] * 1e3:.3f} ms")
+                     + (" (grad_w winograd F(2x2))" if winograd_w else "") + "; "
+                     + other_times(bwd, None if winograd_w else algo_b))
 
     # -- how the large layers scale from one thread to all of them
     def thread_scaling(self, names):
@@ -259,7 +261,7 @@ class Runner:
         rng = np.random.default_rng(0)
         x = rng.standard_normal((64, 1, 32, 32)).astype(np.float32)
         y = rng.integers(0, 10, 64)
-        model = LeNet5(seed=0)
+        model = LeNet5(seed=0).reuse_buffers()    # as fastconv.train.fit trains
         opt = SGD(model, lr=0.01, momentum=0.9)
 
         def step():

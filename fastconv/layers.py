@@ -9,7 +9,25 @@ Every layer follows one small contract, in the spirit of cs231n's layer pairs:
   arrays are the layer's own, so an optimizer updates them in place;
 - ``train()`` / ``eval()`` switch modes; in eval mode forward keeps nothing for backward;
 - ``state_dict()`` / ``load_state_dict()`` save and restore parameters (and buffers),
-  checking names, shapes and dtypes.
+  checking names, shapes and dtypes;
+- ``reuse_buffers()`` lets a training loop skip the allocations of every step (below).
+
+Buffer reuse. By default every forward and backward returns new arrays, as NumPy and
+PyTorch do. A training step of LeNet-5 allocates ~5 MB of activations and gradients, and
+when the C allocator has handed that memory back to the OS in between (glibc trims the
+heap), touching it again costs page faults: a third of the step. ``model.reuse_buffers()``
+makes each layer, in training mode, write its output, its input gradient and its
+parameter gradients into arrays it keeps from call to call (reallocated when the shape
+changes). The results are bitwise the same; what changes is aliasing:
+
+- an array a layer returned is overwritten by that layer's next call (forward output by
+  the next forward, input gradient by the next backward);
+- ``grads()`` arrays are updated in place by every backward (as PyTorch's ``.grad``);
+- a :class:`Sequential` still returns new arrays from forward and backward (it copies
+  its last layer's output and first layer's input gradient, which are small), so for a
+  model only the parameter gradients change behaviour.
+
+:func:`fastconv.train.fit` and the benchmarks turn it on for the steps they run.
 
 The heavy lifting happens in fastconv's C/OpenMP kernels (conv2d, pooling, and its own
 GEMM for Linear), so one OpenMP thread pool serves a whole forward/backward pass; NumPy is
@@ -76,6 +94,8 @@ class Layer:
         self._params = {}
         self._grads = {}
         self._buffers = {}
+        self._reuse = False
+        self._kept = {}       # arrays kept between calls under reuse_buffers, by role
 
     def __call__(self, x):
         return self.forward(x)
@@ -117,7 +137,7 @@ class Layer:
     @property
     def dtype(self):
         """The dtype the layer computes in (that of its parameters; float32 by default)."""
-        params = self.params()
+        params = self._params or self.params()    # own ones first: read on every call
         if params:
             return next(iter(params.values())).dtype
         return getattr(self, "_dtype", np.dtype(np.float32))
@@ -130,6 +150,47 @@ class Layer:
             self._params[key] = self._params[key].astype(dtype)
             self._grads[key] = self._grads[key].astype(dtype)
         return self
+
+    # -- buffer reuse -------------------------------------------------------------------
+    def reuse_buffers(self, mode=True):
+        """Keep output and gradient arrays between training-mode calls (see the module
+        docstring for what that changes); ``reuse_buffers(False)`` goes back to new arrays
+        every call and drops the kept ones. Returns self."""
+        self._reuse = bool(mode)
+        if not self._reuse:
+            self._kept = {}
+        return self
+
+    @property
+    def reusing_buffers(self):
+        """Whether :meth:`reuse_buffers` is on."""
+        return self._reuse
+
+    def _out(self, role, shape, dtype):
+        """The array to write this call's `role` result into ("y", "grad_x", ...): None
+        (let the function allocate) unless buffers are reused in training mode; then the
+        array kept for `role`, made anew when the shape or dtype changed."""
+        if not (self._reuse and self.training):
+            return None
+        kept = self._kept.get(role)
+        if kept is None or kept.shape != tuple(shape) or kept.dtype != dtype:
+            kept = self._kept[role] = np.empty(shape, dtype=dtype)
+        return kept
+
+    def _grad_out(self, name):
+        """The parameter gradient array to overwrite in place under buffer reuse, or None."""
+        return self._grads[name] if self._reuse and self.training else None
+
+    def _elementwise_out(self, role, x, other=None):
+        """A kept array for an elementwise layer's result, only where NumPy would give the
+        same: float arrays of one dtype and shape (else None: NumPy allocates and promotes)."""
+        if not (self._reuse and self.training) or not isinstance(x, np.ndarray) \
+                or x.dtype not in (np.float32, np.float64):
+            return None
+        if other is not None and not (isinstance(other, np.ndarray) and other.dtype == x.dtype
+                                      and other.shape == x.shape):
+            return None
+        return self._out(role, x.shape, x.dtype)
 
     # -- modes --------------------------------------------------------------------------
     def train(self, mode=True):
@@ -207,19 +268,29 @@ def _activation_forward(y, activation):
     return y
 
 
-def _activation_backward(grad_out, y, activation):
-    """dL/d(pre-activation) from dL/dy and the activation's output y."""
+def _activation_backward(grad_out, y, activation, out=None):
+    """dL/d(pre-activation) from dL/dy and the activation's output y, into `out` (an array
+    like y, or None for a new one) unless there is no activation."""
     if grad_out.shape != y.shape:
         raise ValueError(f"backward: expected grad_out of shape {y.shape} (the output of "
                          f"the last forward), got shape {grad_out.shape}")
     if activation == "relu":
         grad_out = as_kernel_input(grad_out, y.dtype)
-        grad_pre = np.empty_like(y)
+        grad_pre = np.empty_like(y) if out is None else out
         _ext.relu_backward(grad_out.reshape(-1), y.reshape(-1), grad_pre.reshape(-1))
         return grad_pre
     if activation == "tanh":
-        return grad_out * (1 - y * y)
+        return _tanh_backward(grad_out, y, out)
     return grad_out
+
+
+def _tanh_backward(grad_out, y, out=None):
+    """grad_out * (1 - y * y), into `out` if given (the same operations, so the same bits)."""
+    if out is None:
+        return grad_out * (1 - y * y)
+    np.multiply(y, y, out=out)
+    np.subtract(1, out, out=out)
+    return np.multiply(grad_out, out, out=out)
 
 
 class Conv2D(Layer):
@@ -267,18 +338,26 @@ class Conv2D(Layer):
 
     def forward(self, x):
         x = np.asarray(x, dtype=self.dtype)
-        y = conv2d(x, self._params["weight"], self._params["bias"], self.stride, self.padding)
+        out = None
+        if self._reuse and self.training and x.ndim == 4 and x.shape[1] == self.in_channels:
+            shape = self.output_shape(x.shape)
+            out = self._out("y", shape, self.dtype) if min(shape) > 0 else None
+        y = conv2d(x, self._params["weight"], self._params["bias"], self.stride, self.padding,
+                   out=out)
         y = _activation_forward(y, self.activation)
         self._x, self._y = (x, y) if self.training else (None, None)
         return y
 
     def backward(self, grad_out, input_grad=True):
         x, y = self._saved(self._x), self._y
-        grad_pre = _activation_backward(np.asarray(grad_out, dtype=self.dtype), y,
-                                        self.activation)
+        grad_pre = _activation_backward(
+            np.asarray(grad_out, dtype=self.dtype), y, self.activation,
+            self._out("grad_pre", y.shape, y.dtype) if self.activation else None)
+        out = (self._out("grad_x", x.shape, self.dtype) if input_grad else None,
+               self._grad_out("weight"), self._grad_out("bias"))
         grad_x, self._grads["weight"], self._grads["bias"] = conv2d_backward(
             grad_pre, x, self._params["weight"], self.stride, self.padding,
-            input_grad=input_grad)
+            input_grad=input_grad, out=out)
         return grad_x
 
     def output_shape(self, input_shape):
@@ -325,7 +404,9 @@ class Linear(Layer):
         if x.ndim != 2 or x.shape[1] != self.in_features:
             raise ValueError(f"{self.describe()}: expected input of shape (N, "
                              f"{self.in_features}), got {x.shape}")
-        y = np.empty((x.shape[0], self.out_features), dtype=self.dtype)
+        y = self._out("y", (x.shape[0], self.out_features), self.dtype)
+        if y is None:
+            y = np.empty((x.shape[0], self.out_features), dtype=self.dtype)
         _ext.gemm(y, x, self._params["weight"].T, False)      # (N, in) @ (in, out)
         y += self._params["bias"]
         self._x = x if self.training else None
@@ -336,10 +417,12 @@ class Linear(Layer):
         g = as_kernel_input(grad_out, self.dtype)             # (N, out)
         w = self._params["weight"]                            # (out, in)
         _ext.gemm(self._grads["weight"], g.T, x, False)       # (out, N) @ (N, in)
-        self._grads["bias"] = g.sum(axis=0)
+        self._grads["bias"] = g.sum(axis=0, out=self._grad_out("bias"))
         if not input_grad:
             return None
-        grad_x = np.empty_like(x)
+        grad_x = self._out("grad_x", x.shape, x.dtype)
+        if grad_x is None:
+            grad_x = np.empty_like(x)
         _ext.gemm(grad_x, g, w, False)                        # (N, out) @ (out, in)
         return grad_x
 
@@ -366,6 +449,21 @@ class _Pool2D(Layer):
         Q = conv_output_size(W, self.kernel_size, self.stride, self.padding)
         return (N, C, P, Q)
 
+    def _kept_outputs(self, x, roles):
+        """The `out` for forward under buffer reuse (y, and argmax for max pooling), or
+        None; an input the pooling function will reject gets None and its error."""
+        if not (self._reuse and self.training) or not isinstance(x, np.ndarray) \
+                or x.ndim != 4 or x.dtype not in (np.float32, np.float64):
+            return None
+        shape = self.output_shape(x.shape)
+        kinds = {"y": x.dtype, "argmax": np.uint8}
+        return tuple(self._out(role, shape, kinds[role]) for role in roles)
+
+    def _grad_x_out(self, x):
+        if x.dtype not in (np.float32, np.float64):
+            return None
+        return self._out("grad_x", x.shape, x.dtype)
+
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}"
 
@@ -378,15 +476,17 @@ class MaxPool2D(_Pool2D):
         if not self.training:
             self._x = self._argmax = None
             return max_pool2d(x, self.kernel_size, self.stride, self.padding)
+        out = self._kept_outputs(x, ("y", "argmax"))
         y, argmax = max_pool2d(x, self.kernel_size, self.stride, self.padding,
-                               return_argmax=True)
+                               return_argmax=True, out=out)
         self._x, self._argmax = x, argmax
         return y
 
     def backward(self, grad_out, input_grad=True):
         x = self._saved(self._x)
         return max_pool2d_backward(np.asarray(grad_out, dtype=x.dtype), x, self.kernel_size,
-                                   self.stride, self.padding, argmax=self._argmax)
+                                   self.stride, self.padding, argmax=self._argmax,
+                                   out=self._grad_x_out(x))
 
 
 class AvgPool2D(_Pool2D):
@@ -395,12 +495,13 @@ class AvgPool2D(_Pool2D):
 
     def forward(self, x):
         self._x = x if self.training else None
-        return avg_pool2d(x, self.kernel_size, self.stride, self.padding)
+        return avg_pool2d(x, self.kernel_size, self.stride, self.padding,
+                          out=self._kept_outputs(x, ("y",)))
 
     def backward(self, grad_out, input_grad=True):
         x = self._saved(self._x)
         return avg_pool2d_backward(np.asarray(grad_out, dtype=x.dtype), x, self.kernel_size,
-                                   self.stride, self.padding)
+                                   self.stride, self.padding, out=self._grad_x_out(x))
 
 
 class ReLU(Layer):
@@ -411,12 +512,17 @@ class ReLU(Layer):
         self._y = None
 
     def forward(self, x):
-        y = np.maximum(x, 0)
+        y = np.maximum(x, 0, out=self._elementwise_out("y", x))
         self._y = y if self.training else None
         return y
 
     def backward(self, grad_out, input_grad=True):
-        return grad_out * (self._saved(self._y) > 0)
+        y = self._saved(self._y)
+        out = self._elementwise_out("grad_x", y, grad_out)
+        if out is None:
+            return grad_out * (y > 0)
+        return np.multiply(grad_out, np.greater(y, 0, out=self._out("mask", y.shape, bool)),
+                           out=out)
 
 
 class Tanh(Layer):
@@ -427,13 +533,13 @@ class Tanh(Layer):
         self._y = None
 
     def forward(self, x):
-        y = np.tanh(x)
+        y = np.tanh(x, out=self._elementwise_out("y", x))
         self._y = y if self.training else None
         return y
 
     def backward(self, grad_out, input_grad=True):
         y = self._saved(self._y)
-        return grad_out * (1 - y * y)
+        return _tanh_backward(grad_out, y, self._elementwise_out("grad_x", y, grad_out))
 
 
 class Flatten(Layer):
@@ -490,12 +596,25 @@ class Sequential(Layer):
     def forward(self, x):
         for layer in self.layers:
             x = layer.forward(x)
-        return x
+        return self._escaping(x)
 
     def backward(self, grad_out, input_grad=True):
         for i in range(len(self.layers) - 1, -1, -1):
             grad_out = self.layers[i].backward(grad_out, input_grad=input_grad or i > 0)
-        return grad_out if input_grad else None
+        return self._escaping(grad_out) if input_grad else None
+
+    def _escaping(self, result):
+        """What forward/backward return: under buffer reuse a copy, since the layer that
+        made it would overwrite it on its next call (the caller keeps new arrays)."""
+        if self._reuse and self.training and isinstance(result, np.ndarray):
+            return result.copy()
+        return result
+
+    def reuse_buffers(self, mode=True):
+        super().reuse_buffers(mode)
+        for layer in self.layers:
+            layer.reuse_buffers(mode)
+        return self
 
     def _gather(self, method):
         out = dict(getattr(super(), method)())

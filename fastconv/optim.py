@@ -6,8 +6,16 @@ the gradients of the last backward pass. Its per-parameter buffers are keyed by 
 name, so :meth:`Optimizer.state_dict` is a flat ``{name: array or number}`` that a
 checkpoint stores without pickle. The update rules are PyTorch's (``torch.optim.SGD`` and
 ``torch.optim.Adam``), so results can be compared step for step.
+
+The updates run in place, in one pass of C per parameter (src/optim.c), or for arrays
+the C code does not take (non-contiguous) as NumPy operations into scratch arrays the
+optimizer keeps; both do the plain expressions' operations in the same order, so the
+same bits. A step of LeNet-5 then allocates
+nothing, where temporaries of the large fc1 weight used to cost fresh pages every step.
 """
 import numpy as np
+
+from . import _ext
 
 __all__ = ["Optimizer", "SGD", "Adam", "make_optimizer"]
 
@@ -29,6 +37,7 @@ class Optimizer:
         self.weight_decay = float(weight_decay)
         self.steps = 0
         self.buffers = {b: {} for b in self.buffer_names}
+        self._scratch_store = {}      # (slot, dtype) -> flat array, never handed out
 
     def hyperparameters(self):
         """The optimizer's settings as a dict of numbers."""
@@ -40,12 +49,23 @@ class Optimizer:
         self.steps += 1
         for name, param in self.model.params().items():
             grad = grads[name]
-            if self.weight_decay:
-                grad = grad + self.weight_decay * param   # L2 penalty, as torch.optim does
+            if self.weight_decay:                         # L2 penalty, as torch.optim does:
+                decayed = self._scratch("decay", param)   # grad + weight_decay * param
+                np.multiply(param, self.weight_decay, out=decayed)
+                grad = np.add(grad, decayed, out=decayed)
             self.update(name, param, grad)
 
     def update(self, name, param, grad):
         raise NotImplementedError
+
+    def _scratch(self, slot, like):
+        """A temporary array shaped like `like` (contents undefined): a view of one flat
+        array per slot and dtype, grown to the largest parameter and kept."""
+        key = (slot, like.dtype)
+        flat = self._scratch_store.get(key)
+        if flat is None or flat.size < like.size:
+            flat = self._scratch_store[key] = np.empty(like.size, dtype=like.dtype)
+        return flat[:like.size].reshape(like.shape)
 
     def _buffer(self, kind, name, like):
         """The buffer `kind` of parameter `name`, created as zeros on first use."""
@@ -115,16 +135,27 @@ class SGD(Optimizer):
                 "nesterov": self.nesterov}
 
     def update(self, name, param, grad):
+        first = bool(self.momentum) and name not in self.buffers["velocity"]
+        velocity = self._buffer("velocity", name, param) if self.momentum else None
+        if _one_pass_ok(param, grad, *([] if velocity is None else [velocity])):
+            _ext.sgd_update(param.reshape(-1), None if velocity is None else velocity.reshape(-1),
+                            grad.reshape(-1), self.momentum, self.lr, self.nesterov, first)
+            return
+        # The same operations in NumPy, for arrays the C kernel does not take.
         if self.momentum:
-            first = name not in self.buffers["velocity"]
-            velocity = self._buffer("velocity", name, param)
             if first:
                 velocity[...] = grad                      # torch starts v at the gradient
             else:
                 velocity *= self.momentum
                 velocity += grad
-            grad = grad + self.momentum * velocity if self.nesterov else velocity
-        param -= self.lr * grad
+            if self.nesterov:                             # grad + momentum * velocity
+                ahead = self._scratch("a", param)
+                np.multiply(velocity, self.momentum, out=ahead)
+                grad = np.add(grad, ahead, out=ahead)
+            else:
+                grad = velocity
+        step = self._scratch("b", param)                  # lr * grad
+        param -= np.multiply(grad, self.lr, out=step)
 
 
 class Adam(Optimizer):
@@ -147,13 +178,33 @@ class Adam(Optimizer):
     def update(self, name, param, grad):
         m = self._buffer("m", name, param)
         v = self._buffer("v", name, param)
+        correction1, correction2 = 1 - self.beta1 ** self.steps, 1 - self.beta2 ** self.steps
+        if _one_pass_ok(param, m, v, grad):
+            _ext.adam_update(param.reshape(-1), m.reshape(-1), v.reshape(-1), grad.reshape(-1),
+                             self.beta1, self.beta2, correction1, correction2, self.lr,
+                             self.eps)
+            return
+        # The same operations in NumPy, for arrays the C kernel does not take.
+        a, b = self._scratch("a", param), self._scratch("b", param)
         m *= self.beta1
-        m += (1 - self.beta1) * grad
+        m += np.multiply(grad, 1 - self.beta1, out=a)     # (1 - beta1) * grad
         v *= self.beta2
-        v += (1 - self.beta2) * grad * grad
-        m_hat = m / (1 - self.beta1 ** self.steps)
-        v_hat = v / (1 - self.beta2 ** self.steps)
-        param -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+        np.multiply(grad, 1 - self.beta2, out=a)          # (1 - beta2) * grad * grad
+        v += np.multiply(a, grad, out=a)
+        m_hat = np.divide(m, correction1, out=a)
+        v_hat = np.divide(v, correction2, out=b)
+        denominator = np.add(np.sqrt(v_hat, out=b), self.eps, out=b)
+        step = np.multiply(m_hat, self.lr, out=a)         # lr * m_hat / denominator
+        param -= np.divide(step, denominator, out=a)
+
+
+def _one_pass_ok(param, *others):
+    """Whether src/optim.c can update `param` in place: float32 or float64 arrays of one
+    dtype and shape, C-contiguous (so the flat views it gets share their memory)."""
+    if param.dtype not in (np.float32, np.float64) or not param.flags.c_contiguous:
+        return False
+    return all(o.dtype == param.dtype and o.shape == param.shape and o.flags.c_contiguous
+               for o in others)
 
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam}

@@ -12,7 +12,8 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _ext
-from ._checks import as_array, as_bool, as_int_tuple, as_kernel_input, result_dtype
+from ._checks import (as_array, as_bool, as_int_tuple, as_kernel_input, check_out, out_arrays,
+                      result_dtype)
 from .sizing import conv_output_size
 
 __all__ = [
@@ -131,7 +132,7 @@ def _check_grad_shape(func, grad_out, geom, what):
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-               return_indices=False, *, return_argmax=False):
+               return_indices=False, *, return_argmax=False, out=None):
     """2-D max pooling: the largest value of each window, channel by channel.
 
     Parameters
@@ -156,6 +157,11 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
         R x S window, as uint8 (8 times smaller than indices; windows of at most 256 taps).
         :func:`max_pool2d_backward` takes it as ``argmax`` and then need not read x at all:
         the fastest way to train.
+    out : ndarray or tuple of ndarrays, optional
+        Where to write the results, as NumPy's ``out=``: y, or a tuple with one entry
+        (an array or None) per result, in the order they are returned. Each must have its
+        result's shape and dtype, be C-contiguous, writeable and overlap neither x nor
+        the other results (ValueError/TypeError otherwise).
 
     Returns
     -------
@@ -192,9 +198,21 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     if return_argmax and taps > 256:
         raise ValueError(f"{func}: return_argmax needs a window of at most 256 taps (uint8), "
                          f"got kernel_size={geom.kernel} ({taps} taps); use return_indices")
-    y = np.empty(geom.output_shape, dtype=dtype)
-    indices = np.empty(geom.output_shape, dtype=np.int64) if return_indices else None
-    argmax = np.empty(geom.output_shape, dtype=np.uint8) if return_argmax else None
+    wanted = [("out[0] (y)", dtype)] + [("out[1] (indices)", np.int64)] * return_indices
+    wanted += [(f"out[{len(wanted)}] (argmax)", np.uint8)] * return_argmax
+    given = out_arrays(out, len(wanted), func)
+    if len(wanted) == 1:
+        wanted = [("out", dtype)]
+    results, inputs = [], [("x", x)]
+    for (name, kind), array in zip(wanted, given):
+        array = check_out(array, name, geom.output_shape, kind, func, inputs)
+        if array is None:
+            array = np.empty(geom.output_shape, dtype=kind)
+        results.append(array)
+        inputs.append((name, array))
+    y = results[0]
+    indices = results[1] if return_indices else None
+    argmax = results[-1] if return_argmax else None
     if y.size > 0:
         _ext.max_pool_forward(y, argmax, indices, as_kernel_input(x, dtype), geom)
     outputs = (y,) + ((indices,) if return_indices else ()) + ((argmax,) if return_argmax else ())
@@ -213,7 +231,7 @@ def _position_array(value, name, kinds, what, geom, func):
 
 
 def max_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, dilation=1,
-                        ceil_mode=False, indices=None, *, argmax=None):
+                        ceil_mode=False, indices=None, *, argmax=None, out=None):
     """Gradient of :func:`max_pool2d` with respect to its input.
 
     Each window's gradient goes, whole, to the element that was its maximum; where windows
@@ -232,6 +250,10 @@ def max_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, dilati
     argmax : array_like of uint8, shape (N, C, P, Q), optional
         The compact argmax max_pool2d returned with ``return_argmax``; x is then only used
         for its shape and dtype. Taps outside the input or the window carry no gradient.
+    out : ndarray, optional
+        Where to write the result, as NumPy's ``out=``: the result's shape and dtype,
+        C-contiguous, writeable, not overlapping the inputs (ValueError/TypeError
+        otherwise); it is returned.
 
     Without indices or argmax each window's maximum is found again in x.
 
@@ -259,7 +281,7 @@ def max_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, dilati
             raise TypeError(f"{func}: argmax must be a uint8 array (as max_pool2d returns with "
                             f"return_argmax=True), got dtype {argmax.dtype}")
         argmax = as_kernel_input(argmax, np.uint8)
-    grad_x = np.empty(geom.input_shape, dtype=dtype)
+    grad_x = _grad_x_out(out, geom, dtype, func, grad_out, x, indices, argmax)
     if grad_x.size == 0:
         return grad_x
     dy = as_kernel_input(grad_out, dtype)
@@ -269,7 +291,7 @@ def max_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, dilati
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-               divisor_override=None):
+               divisor_override=None, *, out=None):
     """2-D average pooling: the mean of each window, channel by channel.
 
     Parameters
@@ -283,6 +305,10 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
         window that overhangs the padding), instead of by the input pixels it covers.
     divisor_override : int, optional
         Divide every window's sum by this (nonzero) number instead.
+    out : ndarray, optional
+        Where to write the result, as NumPy's ``out=``: the result's shape and dtype,
+        C-contiguous, writeable, not overlapping the inputs (ValueError/TypeError
+        otherwise); it is returned.
 
     Returns
     -------
@@ -303,14 +329,16 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     dtype = result_dtype(func, x=x)
     geom = pool_geometry(func, x.shape, kernel_size, stride, padding, 1, ceil_mode,
                          count_include_pad, divisor_override)
-    y = np.empty(geom.output_shape, dtype=dtype)
+    y = check_out(*out_arrays(out, 1, func), "out", geom.output_shape, dtype, func, (("x", x),))
+    if y is None:
+        y = np.empty(geom.output_shape, dtype=dtype)
     if y.size > 0:
         _ext.avg_pool_forward(y, as_kernel_input(x, dtype), geom)
     return y
 
 
 def avg_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, ceil_mode=False,
-                        count_include_pad=True, divisor_override=None):
+                        count_include_pad=True, divisor_override=None, *, out=None):
     """Gradient of :func:`avg_pool2d` with respect to its input.
 
     Each window's gradient, divided by the window's divisor, is added to every input pixel
@@ -322,6 +350,10 @@ def avg_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, ceil_m
         Gradient of the loss with respect to avg_pool2d's output.
     x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
         As given to :func:`avg_pool2d` (x gives the input's shape and dtype).
+    out : ndarray, optional
+        Where to write the result, as NumPy's ``out=``: the result's shape and dtype,
+        C-contiguous, writeable, not overlapping the inputs (ValueError/TypeError
+        otherwise); it is returned.
 
     Returns
     -------
@@ -334,11 +366,19 @@ def avg_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, ceil_m
     geom = pool_geometry(func, x.shape, kernel_size, stride, padding, 1, ceil_mode,
                          count_include_pad, divisor_override)
     _check_grad_shape(func, grad_out, geom, "avg_pool2d")
-    return _avg_backward(grad_out, geom, dtype)
+    return _avg_backward(grad_out, geom, dtype, _grad_x_out(out, geom, dtype, func, grad_out, x))
 
 
-def _avg_backward(grad_out, geom, dtype):
-    grad_x = np.empty(geom.input_shape, dtype=dtype)
+def _grad_x_out(out, geom, dtype, func, grad_out, x, indices=None, argmax=None):
+    """A pooling backward's grad_x: the checked `out`, or a new array."""
+    inputs = (("grad_out", grad_out), ("x", x), ("indices", indices), ("argmax", argmax))
+    grad_x = check_out(*out_arrays(out, 1, func), "out", geom.input_shape, dtype, func, inputs)
+    return np.empty(geom.input_shape, dtype=dtype) if grad_x is None else grad_x
+
+
+def _avg_backward(grad_out, geom, dtype, grad_x=None):
+    if grad_x is None:
+        grad_x = np.empty(geom.input_shape, dtype=dtype)
     if grad_x.size > 0:
         _ext.avg_pool_backward(grad_x, as_kernel_input(grad_out, dtype), geom)
     return grad_x

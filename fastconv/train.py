@@ -8,6 +8,7 @@ One training step is the whole story of backpropagation::
     model.backward(grad, input_grad=False)                 # fills every layer's grads()
     optimizer.step()                                       # params -= f(grads)
 """
+import contextlib
 import math
 import sys
 import time
@@ -30,6 +31,22 @@ def _prepare(model, images):
     """Network input for `images`: the model's own preprocessing when it has one."""
     prepare = getattr(model, "prepare", None)
     return prepare(images) if prepare is not None else np.asarray(images)
+
+
+@contextlib.contextmanager
+def _reusing_buffers(model):
+    """Inside the block the model's layers keep their activations and gradients from step
+    to step (:meth:`fastconv.layers.Layer.reuse_buffers`: the same bits, no fresh memory
+    to fault in every step); after it, the model is as the caller had it."""
+    before = getattr(model, "reusing_buffers", None)
+    if before is None:                       # a model without the option trains as is
+        yield
+        return
+    model.reuse_buffers(True)
+    try:
+        yield
+    finally:
+        model.reuse_buffers(before)
 
 
 def evaluate(model, images, labels, batch_size=500):
@@ -181,6 +198,21 @@ def fit(model, x, y, *, epochs=5, batch_size=64, optimizer=None, lr=None,
     inputs = _prepare(model, x)
     n = len(inputs)
     steps = math.ceil(n / batch_size)
+    with _reusing_buffers(model):
+        _run_epochs(model, inputs, labels, optimizer, rng, history, start_epoch, epochs,
+                    batch_size, steps, shuffle, validation_data, progress, checkpoint, meta,
+                    callbacks)
+    return history
+
+
+def _run_epochs(model, inputs, labels, optimizer, rng, history, start_epoch, epochs,
+                batch_size, steps, shuffle, validation_data, progress, checkpoint, meta,
+                callbacks):
+    """fit's loop over epochs and batches (arguments as fit has prepared them)."""
+    n = len(inputs)
+    # One array takes every batch's images in turn (np.take into it), as the layers keep
+    # theirs: a new 256 KB batch per step would be fresh pages every step.
+    batch_store = np.empty((min(batch_size, n),) + inputs.shape[1:], dtype=inputs.dtype)
     for epoch in range(start_epoch, epochs):
         order = rng.permutation(n) if shuffle else np.arange(n)
         model.train()
@@ -189,7 +221,9 @@ def fit(model, x, y, *, epochs=5, batch_size=64, optimizer=None, lr=None,
         start = time.perf_counter()
         for step in range(steps):
             batch = order[step * batch_size:(step + 1) * batch_size]
-            xb, yb = inputs[batch], labels[batch]
+            # mode="clip": the indices are a permutation, in range; "raise" would buffer
+            xb = np.take(inputs, batch, axis=0, out=batch_store[:len(batch)], mode="clip")
+            yb = labels[batch]
             logits = model.forward(xb)
             loss, grad = softmax_cross_entropy(logits, yb)
             model.backward(grad, input_grad=False)          # no use for dL/d(images)
@@ -213,4 +247,3 @@ def fit(model, x, y, *, epochs=5, batch_size=64, optimizer=None, lr=None,
             save_checkpoint(checkpoint, model, optimizer, rng, epoch + 1, history, meta)
         for callback in callbacks:
             callback(epoch + 1, history)
-    return history

@@ -117,5 +117,7 @@ const fc_wgrad_kernel_f32 fc_wgrad_avx2_f32[FC_WGRAD_KB_MAX + 1] = {NULL};
 const fc_wgrad_kernel_f64 fc_wgrad_avx2_f64[FC_WGRAD_KB_MAX + 1] = {NULL};
 const fc_wgradk_kernel_f32 fc_wgradk_avx2_f32[FC_WGRADK_NV_MAX + 1] = {NULL};
 const fc_wgradk_kernel_f64 fc_wgradk_avx2_f64[FC_WGRADK_NV_MAX + 1] = {NULL};
+const fc_tilek_kernel_f32 fc_tilek_avx2_f32[FC_TILEK_NV_MAX + 1][FC_TILEK_PB_MAX + 1] = {{NULL}};
+const fc_tilek_kernel_f64 fc_tilek_avx2_f64[FC_TILEK_NV_MAX + 1][FC_TILEK_PB_MAX + 1] = {{NULL}};
 
 #endif

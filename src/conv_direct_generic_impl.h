@@ -132,6 +132,49 @@ static inline void FN(wgradk)(const int NV, const int TB, REAL *dwt, int64_t ldt
     }
 }
 
+/* tilek: PB pixels x NV*VL filters, from the bias; the output is filters-major. */
+static inline void FN(tilek)(const int NV, const int PB, REAL *y, int64_t ldk, int nk,
+                             const REAL *x, const int64_t *off, int64_t ntaps, const REAL *w,
+                             int64_t ldw, const REAL *bias)
+{
+    enum { KW = FC_TILEK_NV_MAX * FN(VL) };
+    const int nl = NV * FN(VL);
+    REAL acc[FC_TILEK_PB_MAX][KW];
+    for (int j = 0; j < PB; j++) {
+        for (int k = 0; k < nl; k++) {
+            acc[j][k] = bias[k];
+        }
+    }
+    for (int64_t t = 0; t < ntaps; t++) {
+        const REAL *xt = x + off[t];
+        const REAL *wt = w + t * ldw;
+        for (int j = 0; j < PB; j++) {
+            for (int k = 0; k < nl; k++) {
+                acc[j][k] += xt[j] * wt[k];
+            }
+        }
+    }
+    for (int k = 0; k < nk; k++) {
+        for (int j = 0; j < PB; j++) {
+            y[k * ldk + j] = acc[j][k];
+        }
+    }
+}
+
+#define FC_TILEK(NV, PB)                                                                    \
+    static void FN(tilek_##NV##_##PB)(REAL *y, int64_t ldk, int nk, const REAL *x,          \
+                                      const int64_t *off, int64_t ntaps, const REAL *w,     \
+                                      int64_t ldw, const REAL *bias)                        \
+    {                                                                                       \
+        FN(tilek)(NV, PB, y, ldk, nk, x, off, ntaps, w, ldw, bias);                         \
+    }
+FC_TILEK_ALL
+#undef FC_TILEK
+
+const FN(fc_tilek_kernel) FN(fc_tilek_generic)[FC_TILEK_NV_MAX + 1][FC_TILEK_PB_MAX + 1] = {
+    FC_TILEK_TABLE
+};
+
 /* One function per block size (KB, or NV for wgradk), so the sizes are constants. */
 #define FC_GENERIC_TILE(KB)                                                                 \
     static void FN(tile##KB)(REAL *y, const fc_strip_map *map, const REAL *x,               \

@@ -25,6 +25,11 @@
  *     dwt[t*ldt + k] += sum over i < rows, q < Q of
  *                       x[off[t] + i*pitch + q] * dyt[(i*Q + q)*ldv + k]
  *     for t < nt, k < NV * (lanes per vector); dwt and dyt hold filters contiguously.
+ * tilek (forward vectorised over filters, for layers of few pixels per row and a multiple
+ *     of the vector length of filters): PB pixels x NV vectors of filters,
+ *     y[k*ldk + j] = bias[k] + sum over t < ntaps of x[off[t] + j] * w[t*ldw + k]
+ *     for j < PB, k < nk <= NV * (lanes per vector); w and bias hold NV vectors of filters
+ *     per tap (zeros past the block's filters), each pixel's sums one vector per NV.
  */
 #ifndef FASTCONV_CONV_DIRECT_KERNELS_H
 #define FASTCONV_CONV_DIRECT_KERNELS_H
@@ -48,6 +53,31 @@
 /* wgradk exists for NV = 1..3 vectors of filters, with FC_WGRADK_TB(nv) taps. */
 #define FC_WGRADK_NV_MAX 3
 #define FC_WGRADK_TB(nv) ((nv) == 1 ? 8 : (nv) == 2 ? 6 : 4)
+
+/* tilek exists for NV = 1..2 vectors of filters and PB = 1..16/NV pixels; a caller uses
+ * PB <= FC_TILEK_PB(nv, registers) (NV*PB accumulators, leaving a register for the weights
+ * and one for a broadcast: 16 YMM registers for AVX2, 32 ZMM for AVX-512). */
+#define FC_TILEK_NV_MAX 2
+#define FC_TILEK_PB_MAX 16
+#define FC_TILEK_PB(nv, registers) ((registers) == 32 ? 16 / (nv) : 12 / (nv))
+
+/* The (NV, PB) pairs each kernel set instantiates as tilek_NV_PB (FC_TILEK defined by the
+ * includer), and the table rows naming them: NV*PB <= 16. */
+#define FC_TILEK_ALL \
+    FC_TILEK(1, 1) FC_TILEK(1, 2) FC_TILEK(1, 3) FC_TILEK(1, 4) \
+    FC_TILEK(1, 5) FC_TILEK(1, 6) FC_TILEK(1, 7) FC_TILEK(1, 8) \
+    FC_TILEK(1, 9) FC_TILEK(1, 10) FC_TILEK(1, 11) FC_TILEK(1, 12) \
+    FC_TILEK(1, 13) FC_TILEK(1, 14) FC_TILEK(1, 15) FC_TILEK(1, 16) \
+    FC_TILEK(2, 1) FC_TILEK(2, 2) FC_TILEK(2, 3) FC_TILEK(2, 4) \
+    FC_TILEK(2, 5) FC_TILEK(2, 6) FC_TILEK(2, 7) FC_TILEK(2, 8)
+#define FC_TILEK_TABLE                                                                       \
+    {NULL},                                                                                  \
+    {NULL, FN(tilek_1_1), FN(tilek_1_2), FN(tilek_1_3), FN(tilek_1_4), FN(tilek_1_5),        \
+     FN(tilek_1_6), FN(tilek_1_7), FN(tilek_1_8), FN(tilek_1_9), FN(tilek_1_10),             \
+     FN(tilek_1_11), FN(tilek_1_12), FN(tilek_1_13), FN(tilek_1_14), FN(tilek_1_15),         \
+     FN(tilek_1_16)},                                                                        \
+    {NULL, FN(tilek_2_1), FN(tilek_2_2), FN(tilek_2_3), FN(tilek_2_4), FN(tilek_2_5),        \
+     FN(tilek_2_6), FN(tilek_2_7), FN(tilek_2_8)}
 
 /* Where a strip's lanes are stored: lanes [lo[i], hi[i]) of filter k go to
  * y[base[i] + k*ldk + lane], one segment per output row the strip touches. */
@@ -73,6 +103,9 @@ typedef struct {
     typedef void (*fc_wgradk_kernel_##SUFFIX)(T *dwt, int64_t ldt, int nt, const T *dyt,       \
                                               int64_t ldv, const T *x, const int64_t *off,     \
                                               int64_t pitch, int64_t rows, int64_t Q);         \
+    typedef void (*fc_tilek_kernel_##SUFFIX)(T *y, int64_t ldk, int nk, const T *x,            \
+                                             const int64_t *off, int64_t ntaps, const T *w,     \
+                                             int64_t ldw, const T *bias);                       \
     /* each table is indexed by its block size (KB, or NV for wgradk); entry 0 is unused */    \
     extern const fc_tile_kernel_##SUFFIX fc_tile_generic_##SUFFIX[FC_TILE_KB_MAX + 1];         \
     extern const fc_tile_kernel_##SUFFIX fc_tile_avx2_##SUFFIX[FC_TILE_KB_MAX + 1];            \
@@ -85,7 +118,14 @@ typedef struct {
     extern const fc_tile_kernel_##SUFFIX fc_tile_avx512_##SUFFIX[FC_TILE_KB_MAX + 1];          \
     extern const fc_tile_add_kernel_##SUFFIX fc_tile_add_avx512_##SUFFIX[FC_TILE_KB_MAX + 1];  \
     extern const fc_wgrad_kernel_##SUFFIX fc_wgrad_avx512_##SUFFIX[FC_WGRAD_KB_MAX + 1];       \
-    extern const fc_wgradk_kernel_##SUFFIX fc_wgradk_avx512_##SUFFIX[FC_WGRADK_NV_MAX + 1];
+    extern const fc_wgradk_kernel_##SUFFIX fc_wgradk_avx512_##SUFFIX[FC_WGRADK_NV_MAX + 1];   \
+    /* tilek tables: [NV][PB] */                                                               \
+    extern const fc_tilek_kernel_##SUFFIX                                                      \
+        fc_tilek_generic_##SUFFIX[FC_TILEK_NV_MAX + 1][FC_TILEK_PB_MAX + 1];                   \
+    extern const fc_tilek_kernel_##SUFFIX                                                      \
+        fc_tilek_avx2_##SUFFIX[FC_TILEK_NV_MAX + 1][FC_TILEK_PB_MAX + 1];                      \
+    extern const fc_tilek_kernel_##SUFFIX                                                      \
+        fc_tilek_avx512_##SUFFIX[FC_TILEK_NV_MAX + 1][FC_TILEK_PB_MAX + 1];
 FC_DECLARE_DIRECT_KERNELS(f32, float)
 FC_DECLARE_DIRECT_KERNELS(f64, double)
 #undef FC_DECLARE_DIRECT_KERNELS

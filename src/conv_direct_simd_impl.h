@@ -210,6 +210,46 @@ FC_TARGET_INLINE void FN(wgradk)(const int NV, const int TB, REAL *dwt, int64_t 
     }
 }
 
+/* tilek: PB pixels x NV vectors of filters, from the bias; per tap, NV loads of weights and
+ * PB broadcasts of x (AVX-512 folds each into its FMA), PB*NV FMAs. The sums go to y one
+ * filter row at a time (the output is filters-major). */
+FC_TARGET_INLINE void FN(tilek)(const int NV, const int PB, VEC *acc, REAL *y, int64_t ldk,
+                                int nk, const REAL *x, const int64_t *off, int64_t ntaps,
+                                const REAL *w, int64_t ldw, const REAL *bias)
+{
+    for (int v = 0; v < NV; v++) {
+        const VEC b = V_LOADU(bias + VL * v);
+        for (int j = 0; j < PB; j++) {
+            acc[j * NV + v] = b;
+        }
+    }
+    for (int64_t t = 0; t < ntaps; t++) {
+        const REAL *xt = x + off[t];
+        const REAL *wt = w + t * ldw;
+        VEC wv[FC_TILEK_NV_MAX];
+        for (int v = 0; v < NV; v++) {
+            wv[v] = V_LOADU(wt + VL * v);
+            FC_IN_REGISTER(wv[v]);
+        }
+        for (int j = 0; j < PB; j++) {
+            const VEC xb = V_BCAST(xt + j);
+            for (int v = 0; v < NV; v++) {
+                acc[j * NV + v] = V_FMA(xb, wv[v], acc[j * NV + v]);
+            }
+        }
+    }
+    _Alignas(64) REAL sums[FC_TILEK_PB_MAX * VL];
+    FC_UNROLL
+    for (int i = 0; i < NV * PB; i++) {
+        V_STORE(sums + VL * i, acc[i]);
+    }
+    for (int k = 0; k < nk; k++) {
+        for (int j = 0; j < PB; j++) {
+            y[k * ldk + j] = sums[j * NV * VL + k];
+        }
+    }
+}
+
 /* One function per block size (KB, or NV for wgradk): the sizes become constants, so the
  * loops above unroll and the accumulators live in registers. */
 #define FC_TILE(KB)                                                                         \
@@ -250,6 +290,23 @@ FC_WGRAD(1)
 FC_WGRAD(2)
 FC_WGRAD(3)
 #undef FC_WGRAD
+
+/* tilek per (NV, PB), each with an accumulator array of exactly NV*PB vectors. */
+#define FC_TILEK(NV, PB)                                                                    \
+    static FC_TARGET void FN(tilek_##NV##_##PB)(REAL *y, int64_t ldk, int nk, const REAL *x, \
+                                                const int64_t *off, int64_t ntaps,          \
+                                                const REAL *w, int64_t ldw,                 \
+                                                const REAL *bias)                           \
+    {                                                                                       \
+        VEC acc[NV * PB];                                                                   \
+        FN(tilek)(NV, PB, acc, y, ldk, nk, x, off, ntaps, w, ldw, bias);                    \
+    }
+FC_TILEK_ALL
+#undef FC_TILEK
+
+const FN(fc_tilek_kernel) FN(ISA(fc_tilek))[FC_TILEK_NV_MAX + 1][FC_TILEK_PB_MAX + 1] = {
+    FC_TILEK_TABLE
+};
 
 const FN(fc_tile_kernel) FN(ISA(fc_tile))[FC_TILE_KB_MAX + 1] = {
     NULL, FN(tile1), FN(tile2), FN(tile3), FN(tile4), FN(tile5), FN(tile6)

@@ -128,6 +128,23 @@ fc_status fc_conv_winograd_backward_weight_f32(float *dw, const float *dy, const
 fc_status fc_conv_winograd_backward_weight_f64(double *dw, const double *dy, const double *x,
                                                const fc_conv_problem *pb);
 
+/* ---- Winograd F(4x4, 3x3) convolution (conv_winograd.c) ----
+ * Only 3 x 3 filters, stride 1, dilation 1, groups 1, any padding (fc_winograd_supports;
+ * other problems return FC_ERR_INVALID); the same arrays as the direct convolution. The forward pass and the input
+ * gradient (a correlation of dy with the filters rotated 180 degrees) share one code path.
+ * Memory: the transformed filters, 36 x ceil(K / mr) * mr x C elements (about 4x the
+ * weights; mr = 6, or 12 with AVX-512), plus per thread one block's transformed inputs and
+ * GEMM outputs, about 1 MiB and at most 4 MiB (conv_winograd.c, WG_BLOCK_BYTES). */
+int fc_winograd_supports(const fc_conv_problem *pb);
+#define FC_DECLARE_WINOGRAD(SUFFIX, T)                                                       \
+    fc_status fc_conv_winograd_forward_##SUFFIX(T *y, const T *x, const T *w, const T *bias, \
+                                                const fc_conv_problem *pb);                  \
+    fc_status fc_conv_winograd_backward_data_##SUFFIX(T *dx, const T *dy, const T *w,        \
+                                                      const fc_conv_problem *pb);
+FC_DECLARE_WINOGRAD(f32, float)
+FC_DECLARE_WINOGRAD(f64, double)
+#undef FC_DECLARE_WINOGRAD
+
 /* ---- single-plane 2-D filters (filter2d.c) and Canny's stages (canny.c) ---- */
 
 /* How a filter reads past the image border (names as scipy.ndimage; OpenCV in brackets):
@@ -207,5 +224,24 @@ void fc_relu_forward_f32(float *y, int64_t n);
 void fc_relu_forward_f64(double *y, int64_t n);
 void fc_relu_backward_f32(float *dx, const float *dy, const float *y, int64_t n);
 void fc_relu_backward_f64(double *dx, const double *dy, const double *y, int64_t n);
+
+/* ---- Adam (optim.c): one parameter's update; the scalars as the NumPy expression rounds
+ * them to T: correction_k = 1 - beta_k ** step. No array may overlap another. ---- */
+#define FC_DECLARE_ADAM(SUFFIX, T)                                                            \
+    typedef struct {                                                                          \
+        T beta1, one_minus_beta1, beta2, one_minus_beta2, correction1, correction2, lr, eps;  \
+    } fc_adam_scalars_##SUFFIX;                                                               \
+    void fc_adam_update_##SUFFIX(T *param, T *m, T *v, const T *grad, int64_t n,             \
+                                 const fc_adam_scalars_##SUFFIX *s);
+FC_DECLARE_ADAM(f32, float)
+FC_DECLARE_ADAM(f64, double)
+#undef FC_DECLARE_ADAM
+
+/* ---- SGD (optim.c): one parameter's update; velocity NULL without momentum, first: the
+ * velocity's first step (v <- g). No array may overlap another. ---- */
+void fc_sgd_update_f32(float *param, float *velocity, const float *grad, int64_t n,
+                       float momentum, float lr, int nesterov, int first);
+void fc_sgd_update_f64(double *param, double *velocity, const double *grad, int64_t n,
+                       double momentum, double lr, int nesterov, int first);
 
 #endif /* FASTCONV_H */

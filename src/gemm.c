@@ -135,6 +135,19 @@ static void gemm_grid(int64_t M, int64_t N, int64_t K, int mr, int nr, int nthre
 #include "gemm_impl.h"
 #endif
 
+/* The portable kernels under their public names (gemm_kernels.h). */
+void fc_gemm_kernel_generic_6x16_f32(int64_t kc, const float *a, const float *b, int64_t ldb,
+                                     float *c, int64_t ldc, float beta)
+{
+    kernel_generic_f32(kc, a, b, ldb, c, ldc, beta);
+}
+
+void fc_gemm_kernel_generic_6x8_f64(int64_t kc, const double *a, const double *b, int64_t ldb,
+                                    double *c, int64_t ldc, double beta)
+{
+    kernel_generic_f64(kc, a, b, ldb, c, ldc, beta);
+}
+
 /* The public entry points: the AVX-512 instance at that level, else the 6-row one with the
  * AVX2 or the portable kernel. */
 fc_status fc_gemm_f32(int64_t M, int64_t N, int64_t K, const float *A, int64_t rsa, int64_t csa,

@@ -33,6 +33,13 @@ typedef void (*fc_gemm_kernel_f32)(int64_t kc, const float *a, const float *b, i
 typedef void (*fc_gemm_kernel_f64)(int64_t kc, const double *a, const double *b, int64_t ldb,
                                    double *c, int64_t ldc, double beta);
 
+/* The portable kernels (gemm.c), for callers that run the micro-kernels themselves
+ * (conv_winograd_block_impl.h). */
+void fc_gemm_kernel_generic_6x16_f32(int64_t kc, const float *a, const float *b, int64_t ldb,
+                                     float *c, int64_t ldc, float beta);
+void fc_gemm_kernel_generic_6x8_f64(int64_t kc, const double *a, const double *b, int64_t ldb,
+                                    double *c, int64_t ldc, double beta);
+
 /* The AVX2+FMA kernels exist only where the compiler can target x86 AVX2 per function. */
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
 #define FC_GEMM_HAVE_AVX2 1

@@ -345,10 +345,14 @@ def test_auto_chooses_per_shape():
     deeper = conv_geometry((8, 256, 14, 14), (256, 256, 3, 3), 1, 1, 1, 1, "t")
     pointwise = conv_geometry((8, 64, 56, 56), (128, 64, 1, 1), 1, 0, 1, 1, "t")
     tiny_image = conv_geometry((1, 512, 7, 7), (512, 512, 3, 3), 1, 1, 1, 1, "t")
-    for geom in (lenet1, lenet2, lecture2, deep):
+    narrow = conv_geometry((8, 16, 56, 56), (64, 16, 3, 3), 1, 1, 1, 1, "t")
+    strided = conv_geometry((8, 64, 56, 56), (64, 64, 3, 3), 2, 1, 1, 1, "t")
+    for geom in (lenet1, lenet2, lecture2, narrow, strided):
         assert choose_algorithm(geom) == choose_algorithm(geom, backward=True) == "direct"
-    assert choose_algorithm(deeper) == "direct"
-    assert choose_algorithm(deeper, backward=True) == "im2col"
+    for geom in (deep, deeper):   # Winograd: grad_x only; the weight gradient keeps its own
+        assert choose_algorithm(geom) == choose_algorithm(geom, backward=True) == "winograd"
+    huge_filter_bank = conv_geometry((8, 1024, 28, 28), (1024, 1024, 3, 3), 1, 1, 1, 1, "t")
+    assert choose_algorithm(huge_filter_bank) == "direct"
     for geom in (pointwise, tiny_image):
         assert choose_algorithm(geom) == choose_algorithm(geom, backward=True) == "im2col"
 

@@ -25,6 +25,15 @@ SHAPES = {
     "filters_20_padded_vector": (2, 3, 8, 8, 20, 3, 3, 1, 0, 1, 1),
     "row_wider_than_a_strip": (1, 1, 6, 300, 2, 3, 3, 1, 1, 1, 1),
     "valid_layer_scatter_gradient": (3, 4, 14, 12, 8, 5, 5, 1, 0, 1, 1),
+    # the forward vectorised over filters (tilek, on the AVX-512 and AVX2/generic float32
+    # paths; the cost model picks it for these): one run per row, nk < lanes, N = 1,
+    # padding and an odd width, rows cut in runs, groups, stride 2 with 2 vectors of filters
+    "by_filters_lenet_conv2": (3, 6, 14, 14, 16, 5, 5, 1, 0, 1, 1),
+    "by_filters_15_odd_width_padding_batch_1": (1, 2, 11, 13, 15, 5, 5, 1, 2, 1, 1),
+    "by_filters_rows_in_runs": (1, 2, 26, 27, 16, 5, 5, 1, 0, 1, 1),
+    "by_filters_groups": (2, 4, 12, 12, 32, 5, 5, 1, 0, 1, 2),
+    "by_filters_32_stride_2_padding": (2, 3, 45, 44, 32, 5, 5, 2, 1, 1, 1),
+    "by_filters_9_tiny_image": (1, 1, 7, 7, 9, 3, 3, 1, 0, 1, 1),
 }
 
 
@@ -74,6 +83,19 @@ def test_direct_matches_reference_float32(name, simd):
                                      algorithm="direct", **kw)
     for got, want in zip(grads, grads_ref):
         assert got.dtype == f and rel_err(got, want) < 1e-5
+
+
+@pytest.mark.parametrize("name", [n for n in sorted(SHAPES) if n.startswith("by_filters")])
+def test_by_filters_shapes_match_pytorch_float32(name, simd):
+    torch = pytest.importorskip("torch")
+    x, w, b, dy, _, _ = case(name)
+    kw = kwargs_of(SHAPES[name])
+    x, w, b, dy = (a.astype(np.float32) for a in (x, w, b, dy))
+    pad = kw["padding"]
+    want = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), torch.tensor(b),
+                                      kw["stride"], pad, kw["dilation"], kw["groups"])
+    got = fastconv.conv2d(x, w, b, algorithm="direct", **kw)
+    assert rel_err(got, want.numpy()) < 1e-5
 
 
 def test_direct_simd_paths_agree():
@@ -156,6 +178,7 @@ def test_data_gradient_with_inf_weight_matches_reference(stride, simd):
 
 
 @pytest.mark.parametrize("name", ["filters_16_narrow_rows", "valid_layer_scatter_gradient",
+                                  "by_filters_lenet_conv2",
                                   "batch_1_many_rows_in_bands"])
 def test_direct_gradients_bitwise_reproducible_with_2_threads(name, threads):
     threads(2)

@@ -63,7 +63,7 @@ def test_larger_shapes_match_direct_float64(shape, dtype, tol, simd):
     x, w, dy, geom = case(np.random.default_rng(1), N, C, H, W, K, padding, dtype)
     want = np.empty(w.shape)
     _ext.conv_backward(dy.astype(np.float64), x.astype(np.float64), w.astype(np.float64),
-                       None, want, None, geom, "direct")
+                       None, want, None, geom, "direct", "direct")
     got = winograd_grad_w(dy, x, w, padding)
     assert got.dtype == dtype
     assert rel_err(got, want) < tol
@@ -189,7 +189,7 @@ def test_auto_backward_uses_winograd_for_grad_w_only():
     assert rel_err(gw2, gw) < 1e-5
     _, gw_direct, _ = fastconv.conv2d_backward(dy, x, w, padding=1, algorithm="direct")
     dw = np.empty(w.shape, np.float32)
-    _ext.conv_backward(dy, x, w, None, dw, None, geom, "direct")
+    _ext.conv_backward(dy, x, w, None, dw, None, geom, "direct", "direct")
     assert np.array_equal(gw_direct, dw)
     # flip: the gradient of the flipped filters, flipped back
     _, gw_flip, _ = fastconv.conv2d_backward(dy, x, w[:, :, ::-1, ::-1], padding=1, flip=True)

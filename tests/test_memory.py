@@ -6,7 +6,9 @@ to the current one (Linux: /proc/self/clear_refs), makes one conv2d call and rep
 far the peak (VmHWM) rose above that, minus the output.
 The bound checked is the documented one (src/fastconv.h): 10% of the output plus a fixed
 workspace per thread (im2col: a band of columns of at most 4 MiB and the GEMM's packing
-buffers of at most 6.4 MiB; direct: band buffers of ~256 KiB).
+buffers of at most 6.4 MiB; direct: band buffers of ~256 KiB; Winograd: one block of
+transformed tiles, ~1 MiB and at most 4 MiB), plus, for Winograd, its transformed filter
+bank: 36/9 of the weights, filters rounded up to the micro-kernel's 6 or 12 rows.
 """
 import json
 import os
@@ -58,6 +60,8 @@ def can_reset_peak_rss():
     (8, 64, 56, 56, 64, 3, 1, "direct"),
     (256, 1, 32, 32, 6, 5, 0, "auto"),         # LeNet-5 conv1, direct
     (1, 1, 2048, 2048, 8, 3, 1, "auto"),       # a 128 MiB output from one image
+    (64, 64, 56, 56, 64, 3, 1, "winograd"),
+    (8, 256, 14, 14, 256, 3, 1, "winograd"),   # a 9.7 MiB filter bank, a 1.6 MiB output
 ], ids=lambda c: "x".join(map(str, c[:4])) + f"-{c[4]}@{c[5]}-{c[7]}")
 @pytest.mark.skipif(not can_reset_peak_rss(), reason="needs Linux /proc/self/clear_refs")
 @pytest.mark.skipif("libasan" in os.environ.get("LD_PRELOAD", ""),
@@ -69,6 +73,9 @@ def test_forward_workspace_is_bounded_and_does_not_grow_with_the_batch(case):
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout)
     bound = 0.10 * got["output"] + THREADS * WORKSPACE_PER_THREAD
+    N, C, H, W, K, R, padding, algorithm = case
+    if algorithm == "winograd":
+        bound += 36 / 9 * (-(-K // 12) * 12) * C * R * R * 4   # the transformed filters
     assert got["extra"] <= bound, (
         f"forward {case}: {got['extra'] / 2**20:.1f} MiB beyond its "
         f"{got['output'] / 2**20:.1f} MiB output; bound {bound / 2**20:.1f} MiB")

@@ -54,6 +54,14 @@ KERNELS = {
         lambda x, w: fastconv.conv2d_backward(np.ones((x.shape[0], w.shape[0]) + x.shape[2:],
                                                       x.dtype), x, w, padding=1,
                                               algorithm="im2col")),
+    "conv2d winograd": (
+        lambda rng, dt, s: conv_inputs(rng, dt, N=2 * s, H=16, W=16),
+        lambda x, w: (fastconv.conv2d(x, w, padding=1, algorithm="winograd"),)),
+    "conv2d_backward winograd": (
+        lambda rng, dt, s: conv_inputs(rng, dt, N=2 * s, H=16, W=16),
+        lambda x, w: fastconv.conv2d_backward(np.ones((x.shape[0], w.shape[0]) + x.shape[2:],
+                                                      x.dtype), x, w, padding=1,
+                                              algorithm="winograd")),
     "matmul": (
         lambda rng, dt, s: (rng.standard_normal((40 * s, 60)).astype(dt),
                             rng.standard_normal((60, 50)).astype(dt)),

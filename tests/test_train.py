@@ -47,6 +47,31 @@ def test_fit_without_validation_and_with_prepared_inputs(tiny_data):
         fit(model, x, y[:3], epochs=1)
 
 
+def test_fit_trains_bitwise_as_a_plain_loop_and_restores_buffer_reuse(tiny_data):
+    """fit reuses buffers (layers' and its batch array) while it trains: the same bits as
+    the textbook loop with new arrays every step, the last batch smaller (192 = 3 x 50 +
+    42), and the model handed back as it came (reuse off, nothing kept)."""
+    from fastconv.losses import softmax_cross_entropy
+    from fastconv.optim import make_optimizer
+    (x, y), _ = tiny_data
+    model = LeNet5(seed=0)
+    fit(model, x, y, epochs=2, batch_size=50, seed=3, progress=False, optimizer="sgd")
+    assert not model.reusing_buffers and model["conv1"]._kept == {}
+    ref = LeNet5(seed=0)
+    ref.fit_preprocessing(x)
+    inputs, labels = ref.prepare(x), np.asarray(y)
+    optimizer, rng = make_optimizer("sgd", ref), np.random.default_rng(3)
+    for _ in range(2):
+        order = rng.permutation(len(inputs))
+        for start in range(0, len(inputs), 50):
+            batch = order[start:start + 50]
+            _, grad = softmax_cross_entropy(ref.forward(inputs[batch]), labels[batch])
+            ref.backward(grad, input_grad=False)
+            optimizer.step()
+    got, want = model.state_dict(), ref.state_dict()
+    assert all(got[k].tobytes() == want[k].tobytes() for k in want)
+
+
 def test_evaluate_and_confusion_matrix(tiny_data):
     _, (x, y) = tiny_data
     model = LeNet5(seed=0)

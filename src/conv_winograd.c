@@ -1,0 +1,144 @@
+/*
+ * conv_winograd.c: Winograd F(m x m, 3 x 3) convolution (conv_winograd.h) for the forward
+ * pass and the input gradient of 3 x 3, stride-1, undilated, ungrouped layers.
+ *
+ * This file holds the plan (block and pass sizes), the portable tile blocks and the driver
+ * (conv_winograd_impl.h, once per precision); conv_winograd_avx2.c and
+ * conv_winograd_avx512.c compile the same tile blocks for their SIMD level.
+ *
+ * Memory (fastconv.h): the transformed filters, ALPHA^2 x ceil(K / mr) * mr x C elements
+ * (4x the weights for m = 4), plus per thread wg_workspace(): V and M for one block.
+ */
+#if defined(__linux__) && !defined(_DEFAULT_SOURCE)
+#define _DEFAULT_SOURCE 1         /* madvise, under -std=c11 */
+#endif
+#include <stdlib.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "fastconv.h"
+#include "gemm_kernels.h"
+#include "conv_winograd.h"
+
+#define FC_GLUE_(name, suffix) name##_##suffix
+#define FC_GLUE(name, suffix) FC_GLUE_(name, suffix)
+
+/* Input channels per GEMM pass (more are summed over passes into M) and filters per pass
+ * (more re-run the input transform): one pass for every layer up to 256 -> 512 channels. */
+#define WG_KC_MAX 256
+#define WG_KB_MAX 512
+
+/* A block's V and M together aim at about this many bytes, so that they stay in the L2
+ * cache (2 MiB) between the input transform, the GEMMs and the output transform. A block
+ * is at least one B panel of tiles: with the pass limits above a thread's workspace is at
+ * most ALPHA^2 x (256 + 516) x 32 x 4 bytes = 3.5 MiB (float32 on AVX-512; float64 the same
+ * bytes), 4 MiB in whole 2 MiB pages (wg_alloc). Larger blocks measured slower (5 MiB:
+ * 8x64x56x56 -> 64 in 12.8 vs 8-10 ms, one thread), as V and M then leave the L2 cache. */
+#define WG_BLOCK_BYTES ((int64_t)1 << 20)
+
+/* size (bytes) -> rounded up to a multiple of 64, as aligned_alloc wants */
+static size_t fc_round64(size_t size)
+{
+    return (size + 63) / 64 * 64;
+}
+
+/* bytes -> a 64-byte aligned block, or NULL, for the transformed filters and the
+ * threads' workspaces. From 2 MiB on, it is rounded up to whole 2 MiB pages and asked for
+ * them (Linux's transparent huge pages, as NumPy does for large arrays): in 4 KiB pages,
+ * the first touch of each page of a fresh 9.7 MiB filter bank (256 x 256 filters) and
+ * 2.4 MiB workspaces cost ~3,000 page faults per call, about as long as all of the
+ * call's GEMMs on one image. Released with free(). */
+static void *wg_alloc(size_t bytes)
+{
+    const size_t huge = (size_t)2 << 20;
+    if (bytes < huge) {
+        return aligned_alloc(64, fc_round64(bytes));
+    }
+    bytes = (bytes + huge - 1) / huge * huge;
+    void *p = aligned_alloc(huge, bytes);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (p != NULL) {
+        madvise(p, bytes, MADV_HUGEPAGE);       /* a hint: 4 KiB pages if it is refused */
+    }
+#endif
+    return p;
+}
+
+int fc_winograd_supports(const fc_conv_problem *pb)
+{
+    return pb->R == 3 && pb->S == 3 && pb->stride_h == 1 && pb->stride_w == 1
+           && pb->dil_h == 1 && pb->dil_w == 1 && pb->groups == 1;
+}
+
+/* The plan's problem: input N x C x H x W, output K x P x Q, padding before. */
+static void wg_plan_problem(wg_plan *pl, int64_t N, int64_t C, int64_t H, int64_t W, int64_t K,
+                            int64_t P, int64_t Q, int64_t pad_top, int64_t pad_left)
+{
+    pl->N = N;
+    pl->C = C;
+    pl->H = H;
+    pl->W = W;
+    pl->K = K;
+    pl->P = P;
+    pl->Q = Q;
+    pl->pad_top = pad_top;
+    pl->pad_left = pad_left;
+    pl->tiles_h = (P + WG_M - 1) / WG_M;
+    pl->tiles_w = (Q + WG_M - 1) / WG_M;
+    pl->tiles = N * pl->tiles_h * pl->tiles_w;
+}
+
+/* Pass and block sizes once mr and nr are known. */
+static void wg_plan_blocks(wg_plan *pl, int64_t elem_bytes, int nthreads)
+{
+    pl->kpanels = (pl->K + pl->mr - 1) / pl->mr;
+    pl->u_position = pl->kpanels * pl->mr * pl->C + WG_STRIDE_PAD;
+    pl->kc = pl->C < WG_KC_MAX ? pl->C : WG_KC_MAX;
+    const int64_t kb_max = WG_KB_MAX / pl->mr * pl->mr;
+    pl->kb = pl->kpanels * pl->mr < kb_max ? pl->kpanels * pl->mr : kb_max;
+    int64_t block = WG_BLOCK_BYTES / (WG_POSITIONS * (pl->kc + pl->kb) * elem_bytes);
+    /* Leave every thread at least two blocks, for balance. */
+    const int64_t share = (pl->tiles + 2 * nthreads - 1) / (2 * nthreads);
+    block = block < share ? block : share;
+    block = block / pl->nr * pl->nr;
+    pl->block = block > pl->nr ? block : pl->nr;
+}
+
+#define REAL float
+#define SUFFIX f32_generic
+#define MR FC_GEMM_MR
+#define NR FC_GEMM_NR_F32
+#define KERNEL fc_gemm_kernel_generic_6x16_f32
+#define WG_TARGET
+#include "conv_winograd_block_impl.h"
+
+#define REAL double
+#define SUFFIX f64_generic
+#define MR FC_GEMM_MR
+#define NR FC_GEMM_NR_F64
+#define KERNEL fc_gemm_kernel_generic_6x8_f64
+#define WG_TARGET
+#include "conv_winograd_block_impl.h"
+
+#define REAL float
+#define SUFFIX f32
+#define ISA_GENERIC f32_generic
+#define ISA_AVX2 f32_avx2
+#define ISA_AVX512 f32_avx512
+#define NR_6ROW FC_GEMM_NR_F32
+#define NR_AVX512 FC_GEMM_NR_AVX512_F32
+#include "conv_winograd_impl.h"
+
+#define REAL double
+#define SUFFIX f64
+#define ISA_GENERIC f64_generic
+#define ISA_AVX2 f64_avx2
+#define ISA_AVX512 f64_avx512
+#define NR_6ROW FC_GEMM_NR_F64
+#define NR_AVX512 FC_GEMM_NR_AVX512_F64
+#include "conv_winograd_impl.h"

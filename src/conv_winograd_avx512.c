@@ -1,0 +1,31 @@
+/* conv_winograd_avx512.c: the Winograd tile blocks (conv_winograd_block_impl.h) compiled
+ * for AVX-512 with the 12 x 32 (float) and 12 x 16 (double) GEMM micro-kernels. Each
+ * function carries its own target attribute; conv_winograd.c calls these only when
+ * fc_simd_avx512() is 1. */
+#include "gemm_kernels.h"
+#include "conv_winograd.h"
+
+#if FC_GEMM_HAVE_AVX512
+
+#define REAL float
+#define SUFFIX f32_avx512
+#define MR FC_GEMM_MR_AVX512
+#define NR FC_GEMM_NR_AVX512_F32
+#define KERNEL fc_gemm_kernel_avx512_f32
+#define WG_TARGET __attribute__((target("avx512f,prefer-vector-width=512")))
+#include "conv_winograd_block_impl.h"
+
+#define REAL double
+#define SUFFIX f64_avx512
+#define MR FC_GEMM_MR_AVX512
+#define NR FC_GEMM_NR_AVX512_F64
+#define KERNEL fc_gemm_kernel_avx512_f64
+#define WG_TARGET __attribute__((target("avx512f,prefer-vector-width=512")))
+#include "conv_winograd_block_impl.h"
+
+#else
+
+/* No x86 AVX-512 here: conv_winograd.c uses the 6-row blocks. ISO C wants a non-empty unit. */
+typedef int fc_winograd_avx512_unavailable;
+
+#endif

@@ -1,0 +1,268 @@
+/*
+ * conv_winograd_block_impl.h: the filter transform (wg_filters_*) and one block of Winograd
+ * tiles (wg_block_*), declared in conv_winograd.h, written once and included by
+ * conv_winograd.c (portable) and the per-ISA files for each precision. The transforms are
+ * plain C loops along NR tiles (or MR filters) at once, which the compiler vectorises at
+ * the includer's target; the GEMMs run the micro-kernels of gemm_kernels.h.
+ *
+ * The includer defines: REAL, SUFFIX (names the instance), MR, NR (the kernel's tile,
+ * compile-time so the loops vectorise), KERNEL (the micro-kernel) and WG_TARGET (a target
+ * attribute, or nothing). The end of this file undefines them.
+ *
+ * Layout of one block of T = pl->block tiles, in panels of NR tiles:
+ *   V[xi][panel][c][j]  transformed input (kc channels of this pass): each (xi, panel) is a
+ *                       kc x NR B panel for the micro-kernel;
+ *   M[xi][k][t]         GEMM outputs (kb filters of this pass), row stride T.
+ */
+#define WG_GLUE_(a, b) a##_##b
+#define WG_GLUE(a, b) WG_GLUE_(a, b)
+#define WG_FN(name) WG_GLUE(name, SUFFIX)
+#define WG_STATIC static inline WG_TARGET
+
+/* Where the NR tiles of a panel read and write: the image, the top-left input pixel, the
+ * offset of the top-left output pixel in channel 0 of y, and how many of the tile's m x m
+ * outputs lie inside the image (0 rows for tiles past the last, in the last block). */
+typedef struct {
+    int64_t n[NR], ih[NR], iw[NR], y_off[NR];
+    int rows[NR], cols[NR], interior[NR];
+} WG_FN(panel_geometry);
+
+WG_STATIC void WG_FN(locate)(WG_FN(panel_geometry) *g, const wg_plan *pl, int64_t t)
+{
+    const int64_t per_image = pl->tiles_h * pl->tiles_w;
+    for (int j = 0; j < NR; j++, t++) {
+        const int64_t n = t / per_image, r = t % per_image;
+        const int64_t op = r / pl->tiles_w * WG_M, oq = r % pl->tiles_w * WG_M;
+        const int present = t < pl->tiles;
+        g->n[j] = n;
+        g->ih[j] = op - pl->pad_top;
+        g->iw[j] = oq - pl->pad_left;
+        g->y_off[j] = n * pl->K * pl->P * pl->Q + op * pl->Q + oq;
+        g->rows[j] = !present ? 0 : pl->P - op < WG_M ? (int)(pl->P - op) : WG_M;
+        g->cols[j] = pl->Q - oq < WG_M ? (int)(pl->Q - oq) : WG_M;
+        g->interior[j] = present && g->ih[j] >= 0 && g->ih[j] + WG_ALPHA <= pl->H
+                         && g->iw[j] >= 0 && g->iw[j] + WG_ALPHA <= pl->W;
+    }
+}
+
+/* d[a][b][j] <- the ALPHA x ALPHA input patch of tile j in channel c (zero outside). */
+WG_STATIC void WG_FN(gather)(REAL *restrict d, const REAL *x, const WG_FN(panel_geometry) *g,
+                             const wg_plan *pl, int64_t c)
+{
+    const int64_t W = pl->W;
+    for (int j = 0; j < NR; j++) {
+        const REAL *plane = x + (g->n[j] * pl->C + c) * pl->H * W;
+        if (g->interior[j]) {
+            const REAL *src = plane + g->ih[j] * W + g->iw[j];
+            for (int a = 0; a < WG_ALPHA; a++) {
+                for (int b = 0; b < WG_ALPHA; b++) {
+                    d[(a * WG_ALPHA + b) * NR + j] = src[a * W + b];
+                }
+            }
+            continue;
+        }
+        /* A border tile (or one past the last): the columns [lo, hi) of the patch that lie
+         * inside the image, in the rows that do. */
+        const int64_t iw = g->iw[j];
+        const int lo = iw < 0 ? (int)(iw < -WG_ALPHA ? WG_ALPHA : -iw) : 0;
+        const int hi = W - iw < WG_ALPHA ? (int)(W - iw < 0 ? 0 : W - iw) : WG_ALPHA;
+        for (int a = 0; a < WG_ALPHA; a++) {
+            const int64_t ih = g->ih[j] + a;
+            const int row_in = g->rows[j] > 0 && ih >= 0 && ih < pl->H;
+            for (int b = 0; b < WG_ALPHA; b++) {
+                d[(a * WG_ALPHA + b) * NR + j] =
+                    row_in && b >= lo && b < hi ? plane[ih * W + iw + b] : 0;
+            }
+        }
+    }
+}
+
+/* out[(a*ALPHA + b) * os + j] <- (B^T d B)[a][b] for each tile j of d; tmp: scratch of
+ * d's size. (Each pass is a loop along j alone: GCC vectorises those, not a store at the
+ * run-time stride os inside the transform.) */
+WG_STATIC void WG_FN(input_2d)(REAL *restrict out, int64_t os, const REAL *restrict d,
+                               REAL *restrict tmp)
+{
+    for (int b = 0; b < WG_ALPHA; b++) {          /* columns: tmp <- B^T d */
+        for (int j = 0; j < NR; j++) {
+            REAL col[WG_ALPHA], o[WG_ALPHA];
+            for (int a = 0; a < WG_ALPHA; a++) {
+                col[a] = d[(a * WG_ALPHA + b) * NR + j];
+            }
+            WG_INPUT_1D(o, col);
+            for (int a = 0; a < WG_ALPHA; a++) {
+                tmp[(a * WG_ALPHA + b) * NR + j] = o[a];
+            }
+        }
+    }
+    for (int a = 0; a < WG_ALPHA; a++) {          /* rows: out <- tmp B */
+        REAL rows[WG_ALPHA][NR];
+        for (int j = 0; j < NR; j++) {
+            REAL row[WG_ALPHA], o[WG_ALPHA];
+            for (int b = 0; b < WG_ALPHA; b++) {
+                row[b] = tmp[(a * WG_ALPHA + b) * NR + j];
+            }
+            WG_INPUT_1D(o, row);
+            for (int b = 0; b < WG_ALPHA; b++) {
+                rows[b][j] = o[b];
+            }
+        }
+        for (int b = 0; b < WG_ALPHA; b++) {
+            REAL *restrict dst = out + (a * WG_ALPHA + b) * os;
+            for (int j = 0; j < NR; j++) {
+                dst[j] = rows[b][j];
+            }
+        }
+    }
+}
+
+/* y[i][i2][j] (m x m x NR) <- (A^T m A) for each tile j of m[xi][j] (read at stride ms). */
+WG_STATIC void WG_FN(output_2d)(REAL *restrict y, const REAL *restrict m, int64_t ms,
+                                REAL *restrict tmp)
+{
+    for (int b = 0; b < WG_ALPHA; b++) {          /* columns: tmp (m x ALPHA) <- A^T m */
+        for (int j = 0; j < NR; j++) {
+            REAL col[WG_ALPHA], o[WG_M];
+            for (int a = 0; a < WG_ALPHA; a++) {
+                col[a] = m[(a * WG_ALPHA + b) * ms + j];
+            }
+            WG_OUTPUT_1D(o, col);
+            for (int i = 0; i < WG_M; i++) {
+                tmp[(i * WG_ALPHA + b) * NR + j] = o[i];
+            }
+        }
+    }
+    for (int i = 0; i < WG_M; i++) {              /* rows: y <- tmp A */
+        for (int j = 0; j < NR; j++) {
+            REAL row[WG_ALPHA], o[WG_M];
+            for (int b = 0; b < WG_ALPHA; b++) {
+                row[b] = tmp[(i * WG_ALPHA + b) * NR + j];
+            }
+            WG_OUTPUT_1D(o, row);
+            for (int i2 = 0; i2 < WG_M; i2++) {
+                y[(i * WG_M + i2) * NR + j] = o[i2];
+            }
+        }
+    }
+}
+
+WG_TARGET void WG_FN(wg_filters)(REAL *u, const REAL *w, int64_t s_out, int64_t s_in,
+                                 int64_t s_r, int64_t s_s, const wg_plan *pl, int64_t kp)
+{
+    /* Along the MR filters of the panel at once, so the compiler vectorises. */
+    for (int64_t c = 0; c < pl->C; c++) {
+        double g[9][MR], gt[WG_ALPHA * 3][MR];
+        for (int i = 0; i < MR; i++) {
+            const int64_t k = kp * MR + i;
+            for (int t = 0; t < 9; t++) {
+                g[t][i] = k < pl->K ? (double)w[k * s_out + c * s_in + t / 3 * s_r + t % 3 * s_s]
+                                    : 0;
+            }
+        }
+        for (int s = 0; s < 3; s++) {               /* columns: G g */
+            for (int i = 0; i < MR; i++) {
+                double col[3] = {g[s][i], g[3 + s][i], g[6 + s][i]}, o[WG_ALPHA];
+                WG_FILTER_1D(o, col);
+                for (int a = 0; a < WG_ALPHA; a++) {
+                    gt[a * 3 + s][i] = o[a];
+                }
+            }
+        }
+        REAL *dst = u + wg_filter_index(pl, 0, kp * MR, c);
+        for (int a = 0; a < WG_ALPHA; a++) {        /* rows: (G g) G^T */
+            double ut[WG_ALPHA][MR];
+            for (int i = 0; i < MR; i++) {
+                double row[3] = {gt[a * 3][i], gt[a * 3 + 1][i], gt[a * 3 + 2][i]}, o[WG_ALPHA];
+                WG_FILTER_1D(o, row);
+                for (int b = 0; b < WG_ALPHA; b++) {
+                    ut[b][i] = o[b];
+                }
+            }
+            for (int b = 0; b < WG_ALPHA; b++) {    /* MR contiguous values per position */
+                REAL *restrict out = dst + (a * WG_ALPHA + b) * pl->u_position;
+                for (int i = 0; i < MR; i++) {
+                    out[i] = (REAL)ut[b][i];
+                }
+            }
+        }
+    }
+}
+
+WG_TARGET void WG_FN(wg_block)(REAL *y, const REAL *x, const REAL *u, const REAL *bias,
+                               const wg_plan *pl, int64_t t0, REAL *work)
+{
+    const int64_t T = pl->block, C = pl->C, K = pl->K;
+    const int64_t ntiles = pl->tiles - t0 < T ? pl->tiles - t0 : T;
+    const int64_t panels = (ntiles + NR - 1) / NR;
+    const int64_t m_position = pl->kb * T + WG_STRIDE_PAD;   /* M[xi] to M[xi + 1] */
+    REAL *v = work;
+    REAL *m = v + WG_POSITIONS * (pl->kc * T + WG_STRIDE_PAD);
+    REAL *patch = m + WG_POSITIONS * m_position;     /* WG_POSITIONS x NR */
+    REAL *tmp = patch + WG_POSITIONS * NR;           /* WG_POSITIONS x NR */
+
+    for (int64_t k0 = 0; k0 < pl->kpanels * MR; k0 += pl->kb) {
+        const int64_t kb = pl->kpanels * MR - k0 < pl->kb ? pl->kpanels * MR - k0 : pl->kb;
+        for (int64_t c0 = 0; c0 < C; c0 += pl->kc) {
+            const int64_t kc = C - c0 < pl->kc ? C - c0 : pl->kc;
+            const int64_t v_position = panels * kc * NR + WG_STRIDE_PAD;
+            /* V: each (xi, panel) a kc x NR B panel. */
+            for (int64_t p = 0; p < panels; p++) {
+                WG_FN(panel_geometry) g;
+                WG_FN(locate)(&g, pl, t0 + p * NR);
+                for (int64_t c = 0; c < kc; c++) {
+                    WG_FN(gather)(patch, x, &g, pl, c0 + c);
+                    WG_FN(input_2d)(v + (p * kc + c) * NR, v_position, patch, tmp);
+                }
+            }
+            /* M[xi] (+)= U[xi] V[xi], one MR x NR tile at a time; the A panel stays in L1
+             * across the block's B panels. */
+            for (int64_t xi = 0; xi < WG_POSITIONS; xi++) {
+                const REAL *vx = v + xi * v_position;
+                for (int64_t k = 0; k < kb; k += MR) {
+                    const REAL *a = u + wg_filter_index(pl, xi, k0 + k, c0);
+                    REAL *mk = m + xi * m_position + k * T;
+                    for (int64_t p = 0; p < panels; p++) {
+                        KERNEL(kc, a, vx + p * kc * NR, NR, mk + p * NR, T, c0 == 0 ? 0 : 1);
+                    }
+                }
+            }
+        }
+        /* y <- A^T M A + bias for the real filters of this pass. */
+        const int64_t k_end = k0 + kb < K ? k0 + kb : K, plane = pl->P * pl->Q, Q = pl->Q;
+        for (int64_t p = 0; p < panels; p++) {
+            WG_FN(panel_geometry) g;
+            WG_FN(locate)(&g, pl, t0 + p * NR);
+            for (int64_t k = k0; k < k_end; k++) {
+                const REAL bk = bias ? bias[k] : 0;
+                WG_FN(output_2d)(patch, m + (k - k0) * T + p * NR, m_position, tmp);
+                for (int j = 0; j < NR; j++) {
+                    REAL *dst = y + g.y_off[j] + k * plane;
+                    if (g.rows[j] == WG_M && g.cols[j] == WG_M) {
+                        for (int i = 0; i < WG_M; i++) {
+                            for (int i2 = 0; i2 < WG_M; i2++) {
+                                dst[i * Q + i2] = patch[(i * WG_M + i2) * NR + j] + bk;
+                            }
+                        }
+                    } else {                        /* a tile on the bottom or right edge */
+                        for (int i = 0; i < g.rows[j]; i++) {
+                            for (int i2 = 0; i2 < g.cols[j]; i2++) {
+                                dst[i * Q + i2] = patch[(i * WG_M + i2) * NR + j] + bk;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#undef WG_GLUE_
+#undef WG_GLUE
+#undef WG_FN
+#undef WG_STATIC
+#undef REAL
+#undef SUFFIX
+#undef MR
+#undef NR
+#undef KERNEL
+#undef WG_TARGET
