@@ -92,8 +92,7 @@ def choose_weight_algorithm(geom, algorithm):
     float64) would exceed ``_ext.WINOGRAD_MAX_SUMS_BYTES``.
     """
     tiles = geom.N * ((geom.P + 1) // 2) * ((geom.Q + 1) // 2)
-    if (geom.R == geom.S == 3 and geom.stride == (1, 1) and geom.dilation == (1, 1)
-            and geom.groups == 1 and min(geom.C, geom.K) >= 64 and max(geom.C, geom.K) >= 128
+    if (winograd_supports(geom) and min(geom.C, geom.K) >= 64 and max(geom.C, geom.K) >= 128
             and tiles >= 128
             and 16 * geom.C * geom.K * 8 <= _ext.WINOGRAD_MAX_SUMS_BYTES):
         return "winograd"
