@@ -108,6 +108,22 @@ static int64_t min64(int64_t a, int64_t b)
     return a < b ? a : b;
 }
 
+/* Work item `it` of the loops over bands: image n, group g, and the output rows
+ * p0 .. p0 + rows - 1 of one band (items run band-fastest, then group, then image). */
+typedef struct {
+    int64_t n, g, p0, rows;
+} fc_band_item;
+
+static fc_band_item band_item(int64_t it, int64_t groups, int64_t P, const fc_band_geom *gm)
+{
+    fc_band_item t;
+    t.n = it / (groups * gm->nbands);
+    t.g = it / gm->nbands % groups;
+    t.p0 = it % gm->nbands * gm->band;
+    t.rows = min64(gm->band, P - t.p0);
+    return t;
+}
+
 static int64_t round_up(int64_t a, int64_t b)
 {
     return fc_ceil_div(a, b) * b;

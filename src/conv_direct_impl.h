@@ -274,6 +274,18 @@ static int FN(band_is_image)(const fc_conv_problem *pb, const fc_band_geom *gm)
            && gm->pitch == pb->W && gm->plane == pb->H * pb->W;
 }
 
+/* The input rows item t reads: x's own (band_is_image: in_place), or buf filled from them. */
+static const REAL *FN(item_band)(REAL *buf, int in_place, const REAL *x, fc_band_item t,
+                                 const fc_band_geom *gm, const fc_conv_problem *pb)
+{
+    const REAL *x_group = x + (t.n * pb->C + t.g * gm->ch) * pb->H * pb->W;
+    if (in_place) {
+        return x_group;
+    }
+    FN(fill_band)(buf, x_group, t.p0, t.rows, gm, pb);
+    return buf;
+}
+
 /* correlate (below) vectorised over filters: the same work items and band buffers, the
  * weights packed as wk (G, T, ldv), filters contiguous and zero past Kg; in a "valid"
  * layer such as LeNet-5's the kernel reads x itself (band_is_image). */
@@ -319,13 +331,9 @@ static fc_status FN(correlate_by_filters)(REAL *y, const fc_out_layout *yl, cons
             if (failed) {
                 continue;
             }
-            const int64_t n = it / (G * gm->nbands), g = it / gm->nbands % G;
-            const int64_t p0 = it % gm->nbands * gm->band, rows = min64(gm->band, P - p0);
-            const REAL *x_group = x + (n * pb->C + g * gm->ch) * pb->H * pb->W;
-            const REAL *band = in_place ? x_group : buf;
-            if (!in_place) {
-                FN(fill_band)(buf, x_group, p0, rows, gm, pb);
-            }
+            const fc_band_item t = band_item(it, G, P, gm);
+            const int64_t n = t.n, g = t.g, p0 = t.p0, rows = t.rows;
+            const REAL *band = FN(item_band)(buf, in_place, x, t, gm, pb);
             for (int64_t b = 0; b < nblocks; b++) {
                 int64_t v0;
                 int nv;
@@ -400,9 +408,9 @@ static fc_status FN(correlate)(REAL *y, const fc_out_layout *yl, const REAL *x, 
             if (failed) {
                 continue;
             }
-            const int64_t n = it / (G * gm.nbands), g = it / gm.nbands % G;
-            const int64_t p0 = it % gm.nbands * gm.band, rows = min64(gm.band, P - p0);
-            FN(fill_band)(buf, x + (n * pb->C + g * gm.ch) * pb->H * pb->W, p0, rows, &gm, pb);
+            const fc_band_item t = band_item(it, G, P, &gm);
+            const int64_t n = t.n, g = t.g, p0 = t.p0, rows = t.rows;
+            FN(item_band)(buf, 0, x, t, &gm, pb);      /* fills buf */
             const int64_t v_end = (rows - 1) * gm.pitch + Q;  /* past the band's last pixel */
             for (int64_t b = 0; b < nblocks; b++) {
                 int64_t k0;
@@ -859,13 +867,9 @@ static fc_status FN(backward_weight_by_filters)(REAL *dw, const REAL *dy, const 
             if (failed) {
                 continue;
             }
-            const int64_t n = it / (G * gm->nbands), g = it / gm->nbands % G;
-            const int64_t p0 = it % gm->nbands * gm->band, rows = min64(gm->band, P - p0);
-            const REAL *x_group = x + (n * pb->C + g * gm->ch) * pb->H * pb->W;
-            const REAL *band = in_place ? x_group : buf;
-            if (!in_place) {
-                FN(fill_band)(buf, x_group, p0, rows, gm, pb);
-            }
+            const fc_band_item t = band_item(it, G, P, gm);
+            const int64_t n = t.n, g = t.g, p0 = t.p0, rows = t.rows;
+            const REAL *band = FN(item_band)(buf, in_place, x, t, gm, pb);
             FN(fill_dy_transposed)(dyt, ldv, dy + (n * pb->K + g * Kg) * P * Q, Kg, p0, rows, pb);
             for (int64_t b = 0; b < nblocks; b++) {
                 int64_t v0;
@@ -953,10 +957,10 @@ fc_status FN(fc_conv_direct_backward_weight)(REAL *dw, const REAL *dy, const REA
             if (failed) {
                 continue;
             }
-            const int64_t n = it / (G * gm.nbands), g = it / gm.nbands % G;
-            const int64_t p0 = it % gm.nbands * gm.band, rows = min64(gm.band, P - p0);
+            const fc_band_item t = band_item(it, G, P, &gm);
+            const int64_t n = t.n, g = t.g, p0 = t.p0, rows = t.rows;
             const REAL *dy_group = dy + (n * pb->K + g * Kg) * P * Q;
-            FN(fill_band)(buf, x + (n * pb->C + g * gm.ch) * pb->H * pb->W, p0, rows, &gm, pb);
+            FN(item_band)(buf, 0, x, t, &gm, pb);      /* fills buf */
             /* long rows: summed row by row from dy itself (the copy would cost more than
              * the masked row ends) */
             const int flat = Q < FC_DIRECT_FLAT_ROWS && FN(band_finite)(buf, rows, &gm, pb);
