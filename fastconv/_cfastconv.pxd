@@ -79,7 +79,7 @@ cdef extern from "fastconv.h" nogil:
     fc_status fc_conv_im2col_backward_weight_f64(double *dw, const double *dy, const double *x,
                                                  const fc_conv_problem *pb)
 
-    int fc_conv_winograd_weight_supported(const fc_conv_problem *pb)
+    int fc_winograd_supports(const fc_conv_problem *pb)
     fc_status fc_conv_winograd_backward_weight_f32(float *dw, const float *dy, const float *x,
                                                    const fc_conv_problem *pb)
     fc_status fc_conv_winograd_backward_weight_f64(double *dw, const double *dy,

@@ -54,7 +54,7 @@ def conv_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] 
     cdef bint winograd = algorithm == "winograd"
     cdef bint winograd_w = weight_algorithm == "winograd"
     cdef bint direct_w = weight_algorithm == "direct"
-    if winograd_w and not fc_conv_winograd_weight_supported(&pb):
+    if winograd_w and not fc_winograd_supports(&pb):
         raise ValueError("conv_backward: the winograd weight gradient needs 3x3 filters, "
                          f"stride 1, dilation 1 and one group, got {geom}")
     if winograd_w and 16 * pb.C * pb.K * <int64_t>sizeof(floating) > FC_WINOGRAD_MAX_SUMS_BYTES:

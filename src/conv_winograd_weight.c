@@ -34,12 +34,6 @@
  * 8x64x56x56, 8x128x28x28, 8x256x14x14). */
 #define FC_WINOGRAD_CHUNK_TILES 128
 
-int fc_conv_winograd_weight_supported(const fc_conv_problem *pb)
-{
-    return pb->R == 3 && pb->S == 3 && pb->stride_h == 1 && pb->stride_w == 1
-        && pb->dil_h == 1 && pb->dil_w == 1 && pb->groups == 1;
-}
-
 /* The transforms for every instruction set: the portable build, and where the compiler can
  * target x86 per function, AVX2 and AVX-512 builds of the same source (fc_simd_* picks). */
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))

@@ -1,5 +1,5 @@
-/* conv_winograd_weight_impl.h: the F(2x2, 3x3) weight gradient (conv_winograd_weight.c says how it works)
- * for one element type. Included by conv_winograd_weight.c with REAL, FN(name) and GEMM defined.
+/* conv_winograd_weight_impl.h: the F(2x2, 3x3) weight gradient (conv_winograd_weight.c says
+ * how it works) for one element type. Included by conv_winograd_weight.c with REAL, FN(name) and GEMM defined.
  *
  * Tiles: output tile (th, tw) covers output rows 2th, 2th+1 and columns 2tw, 2tw+1 (dy
  * past P or Q counts as 0) and reads the 4x4 input patch from row 2th - pad_top and column
@@ -49,7 +49,7 @@ fc_status FN(fc_conv_winograd_backward_weight)(REAL *dw, const REAL *dy, const R
                                                const fc_conv_problem *pb)
 {
     /* dw (K, C, 3, 3) = sum over n and tiles of G^T [(A dy A^T) . (B^T x B)] G */
-    if (!fc_conv_winograd_weight_supported(pb)) {
+    if (!fc_winograd_supports(pb)) {
         return FC_ERR_INVALID;
     }
     if (16.0 * (double)pb->C * (double)pb->K * sizeof(REAL) > (double)FC_WINOGRAD_MAX_SUMS_BYTES) {

@@ -1,8 +1,9 @@
-/* conv_winograd_weight_transforms.h: the data movement and transforms of the F(2x2, 3x3) weight
- * gradient (conv_winograd_weight_impl.h), included by conv_winograd_weight.c once per element type and
- * instruction set with REAL, FN_ISA(name) and ISA_TARGET (a target attribute or nothing)
- * defined, and optionally TRANSPOSE16(out, ldo, in, ldi), a 16 x 16 block transpose. Only adds, subtracts and copies: every instruction set gives the same bits; the
- * wider ones only vectorise the channel loops better. */
+/* conv_winograd_weight_transforms.h: the data movement and transforms of the F(2x2, 3x3)
+ * weight gradient (conv_winograd_weight_impl.h), included by conv_winograd_weight.c once per
+ * element type and instruction set with REAL, FN_ISA(name) and ISA_TARGET (a target
+ * attribute or nothing) defined, and optionally TRANSPOSE16(out, ldo, in, ldi), a 16 x 16
+ * block transpose. Only adds, subtracts and copies: every instruction set gives the same
+ * bits; the wider ones only vectorise the channel loops better. */
 
 /* band (rows, width, planes) <- rows [row, row + rows) and columns [col, col + width) of
  * every one of `planes` (H x W) planes starting at src (plane stride H*W); zero outside the

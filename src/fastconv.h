@@ -115,14 +115,13 @@ FC_DECLARE_CONV(f64, double)
 #undef FC_DECLARE_CONV
 
 /* ---- Winograd F(2x2, 3x3) weight gradient (conv_winograd_weight.c) ----
- * For 3x3 filters, stride 1, dilation 1, one group (any padding): 1 when supported, else
- * the kernels return FC_ERR_INVALID. Workspace per thread: the transformed gradient's sums,
- * 16*C*K elements (16/9 of dw; above FC_WINOGRAD_MAX_SUMS_BYTES the kernels refuse with
- * FC_ERR_TOO_LARGE), one chunk's transformed tiles, 16*128*(C + K) elements (more only if
- * one row of 2x2 output tiles is wider than 128 tiles), their source rows, about 1/3 of
- * that, and the GEMM's packing buffers. */
+ * For 3x3 filters, stride 1, dilation 1, one group, any padding (fc_winograd_supports,
+ * below); other problems return FC_ERR_INVALID. Workspace per thread: the transformed
+ * gradient's sums, 16*C*K elements (16/9 of dw; above FC_WINOGRAD_MAX_SUMS_BYTES the
+ * kernels refuse with FC_ERR_TOO_LARGE), one chunk's transformed tiles, 16*128*(C + K)
+ * elements (more only if one row of 2x2 output tiles is wider than 128 tiles), their
+ * source rows, about 1/3 of that, and the GEMM's packing buffers. */
 #define FC_WINOGRAD_MAX_SUMS_BYTES ((int64_t)64 << 20)
-int fc_conv_winograd_weight_supported(const fc_conv_problem *pb);
 fc_status fc_conv_winograd_backward_weight_f32(float *dw, const float *dy, const float *x,
                                                const fc_conv_problem *pb);
 fc_status fc_conv_winograd_backward_weight_f64(double *dw, const double *dy, const double *x,
@@ -130,8 +129,9 @@ fc_status fc_conv_winograd_backward_weight_f64(double *dw, const double *dy, con
 
 /* ---- Winograd F(4x4, 3x3) convolution (conv_winograd.c) ----
  * Only 3 x 3 filters, stride 1, dilation 1, groups 1, any padding (fc_winograd_supports;
- * other problems return FC_ERR_INVALID); the same arrays as the direct convolution. The forward pass and the input
- * gradient (a correlation of dy with the filters rotated 180 degrees) share one code path.
+ * other problems return FC_ERR_INVALID); the same arrays as the direct convolution. The
+ * forward pass and the input gradient (a correlation of dy with the filters rotated 180
+ * degrees) share one code path.
  * Memory: the transformed filters, 36 x ceil(K / mr) * mr x C elements (about 4x the
  * weights; mr = 6, or 12 with AVX-512), plus per thread one block's transformed inputs and
  * GEMM outputs, about 1 MiB and at most 4 MiB (conv_winograd.c, WG_BLOCK_BYTES). */
