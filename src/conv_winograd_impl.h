@@ -49,7 +49,7 @@ static fc_status FN(winograd)(REAL *y, const REAL *x, const REAL *w, int64_t s_o
     const int64_t nblocks = (pl->tiles + pl->block - 1) / pl->block;
     const size_t u_bytes = (size_t)(WG_POSITIONS * pl->u_position) * sizeof(REAL);
     const size_t work_bytes = (size_t)wg_workspace(pl) * sizeof(REAL);
-    REAL *u = wg_alloc(u_bytes);
+    REAL *u = wg_take(WG_KEPT_FILTERS, u_bytes);
     if (u == NULL) {
         return FC_ERR_NOMEM;
     }
@@ -61,7 +61,7 @@ static fc_status FN(winograd)(REAL *y, const REAL *x, const REAL *w, int64_t s_o
 
 #pragma omp parallel num_threads(nthreads) reduction(|| : failed)
     {
-        REAL *work = wg_alloc(work_bytes);
+        REAL *work = wg_take(WG_KEPT_WORK, work_bytes);
         if (work == NULL) {
             failed = 1;
         }
@@ -72,9 +72,9 @@ static fc_status FN(winograd)(REAL *y, const REAL *x, const REAL *w, int64_t s_o
                 isa.block(y, x, u, bias, pl, b * pl->block, work);
             }
         }
-        free(work);
+        wg_give_back(WG_KEPT_WORK, work);
     }
-    free(u);
+    wg_give_back(WG_KEPT_FILTERS, u);
     return failed ? FC_ERR_NOMEM : FC_OK;
 }
 

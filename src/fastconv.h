@@ -134,7 +134,9 @@ fc_status fc_conv_winograd_backward_weight_f64(double *dw, const double *dy, con
  * degrees) share one code path.
  * Memory: the transformed filters, 36 x ceil(K / mr) * mr x C elements (about 4x the
  * weights; mr = 6, or 12 with AVX-512), plus per thread one block's transformed inputs and
- * GEMM outputs, about 1 MiB and at most 4 MiB (conv_winograd.c, WG_BLOCK_BYTES). */
+ * GEMM outputs, about 1 MiB and at most 4 MiB (conv_winograd.c, WG_BLOCK_BYTES). Each
+ * thread keeps these buffers for its next call (the calling thread the filters, when they
+ * take at most 16 MiB); they are freed when the thread exits. */
 int fc_winograd_supports(const fc_conv_problem *pb);
 #define FC_DECLARE_WINOGRAD(SUFFIX, T)                                                       \
     fc_status fc_conv_winograd_forward_##SUFFIX(T *y, const T *x, const T *w, const T *bias, \
