@@ -80,6 +80,7 @@ cdef extern from "fastconv.h" nogil:
                                                  const fc_conv_problem *pb)
 
     int fc_winograd_supports(const fc_conv_problem *pb)
+    int64_t fc_winograd_kept_bytes()
     fc_status fc_conv_winograd_backward_weight_f32(float *dw, const float *dy, const float *x,
                                                    const fc_conv_problem *pb)
     fc_status fc_conv_winograd_backward_weight_f64(double *dw, const double *dy,

@@ -103,3 +103,9 @@ def conv_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] 
             else:
                 st = fc_conv_backward_bias_f64(&db[0], &dy[0, 0, 0, 0], &pb)
     _check(st, "conv2d_backward (bias gradient)")
+
+
+def winograd_kept_bytes():
+    """Bytes all threads keep for their next Winograd call (each thread's are freed as it
+    exits): the filter bank of a calling thread and each OpenMP thread's block workspace."""
+    return fc_winograd_kept_bytes()

@@ -94,12 +94,22 @@ typedef struct {
 static pthread_key_t wg_kept_key;
 static pthread_once_t wg_kept_once = PTHREAD_ONCE_INIT;
 static int wg_kept_ready;
+static int64_t wg_kept_total;       /* bytes kept by all threads (atomic) */
+
+static void wg_kept_set(wg_kept *k, int slot, void *p, size_t bytes)
+{
+    __atomic_add_fetch(&wg_kept_total, (int64_t)bytes - (int64_t)k->bytes[slot],
+                       __ATOMIC_RELAXED);
+    free(k->buf[slot]);
+    k->buf[slot] = p;
+    k->bytes[slot] = bytes;
+}
 
 static void wg_kept_release(void *p)
 {
     wg_kept *k = p;
     for (int i = 0; i < WG_KEPT_SLOTS; i++) {
-        free(k->buf[i]);
+        wg_kept_set(k, i, NULL, 0);
     }
     free(k);
 }
@@ -136,9 +146,9 @@ static void *wg_take(int slot, size_t bytes)
     wg_kept *k = bytes <= WG_KEPT_MAX_BYTES ? wg_kept_mine() : NULL;
     if (k != NULL) {
         if (k->bytes[slot] < bytes) {
-            free(k->buf[slot]);
-            k->buf[slot] = wg_alloc(bytes);
-            k->bytes[slot] = k->buf[slot] != NULL ? bytes : 0;
+            wg_kept_set(k, slot, NULL, 0);
+            void *p = wg_alloc(bytes);
+            wg_kept_set(k, slot, p, p != NULL ? bytes : 0);
         }
         return k->buf[slot];
     }
@@ -157,6 +167,15 @@ static void wg_give_back(int slot, void *p)
 #endif
     (void)slot;
     free(p);
+}
+
+int64_t fc_winograd_kept_bytes(void)
+{
+#if WG_HAVE_KEPT
+    return __atomic_load_n(&wg_kept_total, __ATOMIC_RELAXED);
+#else
+    return 0;
+#endif
 }
 
 int fc_winograd_supports(const fc_conv_problem *pb)

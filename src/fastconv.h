@@ -138,6 +138,8 @@ fc_status fc_conv_winograd_backward_weight_f64(double *dw, const double *dy, con
  * thread keeps these buffers for its next call (the calling thread the filters, when they
  * take at most 16 MiB); they are freed when the thread exits. */
 int fc_winograd_supports(const fc_conv_problem *pb);
+/* Bytes the threads keep between Winograd calls (freed as each thread exits). */
+int64_t fc_winograd_kept_bytes(void);
 #define FC_DECLARE_WINOGRAD(SUFFIX, T)                                                       \
     fc_status fc_conv_winograd_forward_##SUFFIX(T *y, const T *x, const T *w, const T *bias, \
                                                 const fc_conv_problem *pb);                  \
