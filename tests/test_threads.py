@@ -37,31 +37,19 @@ def conv_inputs(rng, dtype, N=2, C=4, H=12, W=12, K=8, R=3):
 
 # name -> (inputs(rng, dtype, scale) -> args, call(*args) -> tuple of arrays).
 # scale=1 is a small call (about a millisecond); the work grows linearly with scale.
+CONV_ALGORITHMS = ("direct", "im2col", "winograd")
 KERNELS = {
-    "conv2d direct": (
+    **{f"conv2d {algorithm}": (
         lambda rng, dt, s: conv_inputs(rng, dt, N=2 * s, H=16, W=16),
-        lambda x, w: (fastconv.conv2d(x, w, padding=1, algorithm="direct"),)),
-    "conv2d im2col": (
+        lambda x, w, algorithm=algorithm: (fastconv.conv2d(x, w, padding=1,
+                                                           algorithm=algorithm),))
+       for algorithm in CONV_ALGORITHMS},
+    **{f"conv2d_backward {algorithm}": (
         lambda rng, dt, s: conv_inputs(rng, dt, N=2 * s, H=16, W=16),
-        lambda x, w: (fastconv.conv2d(x, w, padding=1, algorithm="im2col"),)),
-    "conv2d_backward direct": (
-        lambda rng, dt, s: conv_inputs(rng, dt, N=2 * s, H=16, W=16),
-        lambda x, w: fastconv.conv2d_backward(np.ones((x.shape[0], w.shape[0]) + x.shape[2:],
-                                                      x.dtype), x, w, padding=1,
-                                              algorithm="direct")),
-    "conv2d_backward im2col": (
-        lambda rng, dt, s: conv_inputs(rng, dt, N=2 * s, H=16, W=16),
-        lambda x, w: fastconv.conv2d_backward(np.ones((x.shape[0], w.shape[0]) + x.shape[2:],
-                                                      x.dtype), x, w, padding=1,
-                                              algorithm="im2col")),
-    "conv2d winograd": (
-        lambda rng, dt, s: conv_inputs(rng, dt, N=2 * s, H=16, W=16),
-        lambda x, w: (fastconv.conv2d(x, w, padding=1, algorithm="winograd"),)),
-    "conv2d_backward winograd": (
-        lambda rng, dt, s: conv_inputs(rng, dt, N=2 * s, H=16, W=16),
-        lambda x, w: fastconv.conv2d_backward(np.ones((x.shape[0], w.shape[0]) + x.shape[2:],
-                                                      x.dtype), x, w, padding=1,
-                                              algorithm="winograd")),
+        lambda x, w, algorithm=algorithm: fastconv.conv2d_backward(
+            np.ones((x.shape[0], w.shape[0]) + x.shape[2:], x.dtype), x, w, padding=1,
+            algorithm=algorithm))
+       for algorithm in CONV_ALGORITHMS},
     "matmul": (
         lambda rng, dt, s: (rng.standard_normal((40 * s, 60)).astype(dt),
                             rng.standard_normal((60, 50)).astype(dt)),
