@@ -610,11 +610,15 @@ class Sequential(Layer):
             return result.copy()
         return result
 
-    def reuse_buffers(self, mode=True):
-        super().reuse_buffers(mode)
+    def _on_all(self, method, *args):
+        """Run a Layer method on this model and on each of its layers."""
+        getattr(super(), method)(*args)
         for layer in self.layers:
-            layer.reuse_buffers(mode)
+            getattr(layer, method)(*args)
         return self
+
+    def reuse_buffers(self, mode=True):
+        return self._on_all("reuse_buffers", mode)
 
     def _gather(self, method):
         out = dict(getattr(super(), method)())
@@ -632,16 +636,10 @@ class Sequential(Layer):
         return self._gather("buffers")
 
     def astype(self, dtype):
-        super().astype(dtype)
-        for layer in self.layers:
-            layer.astype(dtype)
-        return self
+        return self._on_all("astype", dtype)
 
     def train(self, mode=True):
-        super().train(mode)
-        for layer in self.layers:
-            layer.train(mode)
-        return self
+        return self._on_all("train", mode)
 
     def output_shape(self, input_shape):
         for layer in self.layers:
