@@ -134,14 +134,15 @@ static inline int64_t wg_workspace(const wg_plan *pl)
 }
 
 /* wg_filters: the filter panel kp of U (wg_filter_index layout): G g G^T for output channels
- * kp * mr .. + mr (zero past K) and every input channel c, where
- * g[r][s] = w[k*s_out + c*s_in + r*s_r + s*s_s]. Computed in double, rounded once.
+ * kp * mr .. + mr (zero past K) and every input channel c, where g[r][s] is
+ * w[k*s_out + c*s_in + r*3 + s], or w[... + (2 - r)*3 + (2 - s)] if flip (the filters
+ * rotated 180 degrees). Computed in double, rounded once.
  * wg_block: y (N, K, P, Q) for the tiles [t0, t0 + block) of the plan (fewer in the last
  * block): transform the input tiles, run the ALPHA^2 GEMMs, transform the outputs back and
  * add bias (or NULL). work: wg_workspace(pl) elements, 64-byte aligned. */
 #define WG_DECLARE_BLOCK(SUFFIX, T)                                                        \
-    void wg_filters_##SUFFIX(T *u, const T *w, int64_t s_out, int64_t s_in, int64_t s_r,   \
-                             int64_t s_s, const wg_plan *pl, int64_t kp);                  \
+    void wg_filters_##SUFFIX(T *u, const T *w, int64_t s_out, int64_t s_in, int flip,      \
+                             const wg_plan *pl, int64_t kp);                               \
     void wg_block_##SUFFIX(T *y, const T *x, const T *u, const T *bias, const wg_plan *pl, \
                            int64_t t0, T *work);
 WG_DECLARE_BLOCK(f32_generic, float)

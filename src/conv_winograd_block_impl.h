@@ -147,18 +147,28 @@ WG_STATIC void WG_FN(output_2d)(REAL *restrict y, const REAL *restrict m, int64_
 }
 
 WG_TARGET void WG_FN(wg_filters)(REAL *u, const REAL *w, int64_t s_out, int64_t s_in,
-                                 int64_t s_r, int64_t s_s, const wg_plan *pl, int64_t kp)
+                                 int flip, const wg_plan *pl, int64_t kp)
 {
-    /* Along the MR filters of the panel at once, so the compiler vectorises. */
+    const int64_t k0 = kp * MR;
+    const int real_filters = pl->K - k0 < MR ? (int)(pl->K - k0) : MR;
+    double g[9][MR] = {{0}};            /* taps of the panel's filters; zero past K */
     for (int64_t c = 0; c < pl->C; c++) {
-        double g[9][MR], gt[WG_ALPHA * 3][MR];
-        for (int i = 0; i < MR; i++) {
-            const int64_t k = kp * MR + i;
-            for (int t = 0; t < 9; t++) {
-                g[t][i] = k < pl->K ? (double)w[k * s_out + c * s_in + t / 3 * s_r + t % 3 * s_s]
-                                    : 0;
+        /* Each filter's 9 taps are contiguous in w, in order or reversed (flip): constant
+         * offsets, where run-time tap strides ran out of registers in this gather. */
+        for (int i = 0; i < real_filters; i++) {
+            const REAL *taps = w + (k0 + i) * s_out + c * s_in;
+            if (flip) {
+                for (int t = 0; t < 9; t++) {
+                    g[t][i] = (double)taps[8 - t];
+                }
+            } else {
+                for (int t = 0; t < 9; t++) {
+                    g[t][i] = (double)taps[t];
+                }
             }
         }
+        /* Along the MR filters of the panel at once, so the compiler vectorises. */
+        double gt[WG_ALPHA * 3][MR];
         for (int s = 0; s < 3; s++) {               /* columns: G g */
             for (int i = 0; i < MR; i++) {
                 double col[3] = {g[s][i], g[3 + s][i], g[6 + s][i]}, o[WG_ALPHA];
@@ -168,7 +178,7 @@ WG_TARGET void WG_FN(wg_filters)(REAL *u, const REAL *w, int64_t s_out, int64_t 
                 }
             }
         }
-        REAL *dst = u + wg_filter_index(pl, 0, kp * MR, c);
+        REAL *dst = u + wg_filter_index(pl, 0, k0, c);
         for (int a = 0; a < WG_ALPHA; a++) {        /* rows: (G g) G^T */
             double ut[WG_ALPHA][MR];
             for (int i = 0; i < MR; i++) {

@@ -10,8 +10,8 @@
 #define FN(name) FC_GLUE(name, SUFFIX)
 
 typedef struct {
-    void (*filters)(REAL *u, const REAL *w, int64_t s_out, int64_t s_in, int64_t s_r,
-                    int64_t s_s, const wg_plan *pl, int64_t kp);
+    void (*filters)(REAL *u, const REAL *w, int64_t s_out, int64_t s_in, int flip,
+                    const wg_plan *pl, int64_t kp);
     void (*block)(REAL *y, const REAL *x, const REAL *u, const REAL *bias, const wg_plan *pl,
                   int64_t t0, REAL *work);
 } FN(wg_isa);
@@ -37,10 +37,10 @@ static FN(wg_isa) FN(select_isa)(wg_plan *pl)
     return (FN(wg_isa)){FC_GLUE(wg_filters, ISA_GENERIC), FC_GLUE(wg_block, ISA_GENERIC)};
 }
 
-/* y = the plan's correlation of x with the filters w (read through the strides, see
- * wg_filters in conv_winograd.h) + bias (or NULL). */
+/* y = the plan's correlation of x with the filters w (read as wg_filters in conv_winograd.h
+ * reads them) + bias (or NULL). */
 static fc_status FN(winograd)(REAL *y, const REAL *x, const REAL *w, int64_t s_out,
-                              int64_t s_in, int64_t s_r, int64_t s_s, const REAL *bias,
+                              int64_t s_in, int flip, const REAL *bias,
                               wg_plan *pl)
 {
     const FN(wg_isa) isa = FN(select_isa)(pl);
@@ -55,7 +55,7 @@ static fc_status FN(winograd)(REAL *y, const REAL *x, const REAL *w, int64_t s_o
     }
 #pragma omp parallel for schedule(static) num_threads(nthreads)
     for (int64_t kp = 0; kp < pl->kpanels; kp++) {      /* each panel writes its own U */
-        isa.filters(u, w, s_out, s_in, s_r, s_s, pl, kp);
+        isa.filters(u, w, s_out, s_in, flip, pl, kp);
     }
     int failed = 0;
 
@@ -88,7 +88,7 @@ fc_status FN(fc_conv_winograd_forward)(REAL *y, const REAL *x, const REAL *w, co
     wg_plan_problem(&pl, pb->N, pb->C, pb->H, pb->W, pb->K, pb->P, pb->Q, pb->pad_top,
                     pb->pad_left);
     /* g[r][s] of filter k, channel c: w[k][c][r][s] */
-    return FN(winograd)(y, x, w, pb->C * 9, 9, 3, 1, bias, &pl);
+    return FN(winograd)(y, x, w, pb->C * 9, 9, 0, bias, &pl);
 }
 
 fc_status FN(fc_conv_winograd_backward_data)(REAL *dx, const REAL *dy, const REAL *w,
@@ -104,7 +104,7 @@ fc_status FN(fc_conv_winograd_backward_data)(REAL *dx, const REAL *dy, const REA
     wg_plan_problem(&pl, pb->N, pb->K, pb->P, pb->Q, pb->C, pb->H, pb->W, 2 - pb->pad_top,
                     2 - pb->pad_left);
     /* g[r][s] of output channel c, input channel k: w[k][c][2 - r][2 - s] */
-    return FN(winograd)(dx, dy, w + 8, 9, pb->C * 9, -3, -1, NULL, &pl);
+    return FN(winograd)(dx, dy, w, 9, pb->C * 9, 1, NULL, &pl);
 }
 
 #undef FN
