@@ -47,6 +47,28 @@ def other_times(times, chosen):
     return "; ".join(f"{a} {t * 1e3:.3f} ms" for a, t in times.items() if a != chosen)
 
 
+def median_times(fns, budget, turns=8, warm_s=0.005):
+    """Median wall times of the contenders fns over about `budget` seconds each, taken in
+    turns: fastconv's and PyTorch's calls, or one and two threads. On a busy host, timing
+    one contender after the other lets one meet the slow moments the other missed; in
+    turns, they share them, and their ratio is steadier. Each turn first calls its
+    contender untimed for warm_s seconds: its caches and threads warm up again, and the
+    OpenMP threads the previous contender left spinning go to sleep."""
+    times = [[] for _ in fns]
+    for turn in range(turns):
+        for fn, ts in zip(fns, times):
+            for seconds, timed in ((warm_s, False), (budget / turns, True)):
+                start = time.perf_counter()
+                while True:
+                    t0 = time.perf_counter()
+                    fn()
+                    if timed:
+                        ts.append(time.perf_counter() - t0)
+                    if time.perf_counter() - start >= seconds:
+                        break
+    return [float(np.median(ts)) for ts in times]
+
+
 def median_time(fn, budget, min_reps=5, max_reps=200):
     """Median wall time of fn() over repeats filling about `budget` seconds."""
     fn()
@@ -111,6 +133,12 @@ class Runner:
         self.rows = []
         self.ceiling = None
 
+    def versus(self, fastconv_fn, torch_fn):
+        """(fastconv's time, PyTorch's or None): medians, the two timed in turn."""
+        if self.torch is None:
+            return median_time(fastconv_fn, self.budget), None
+        return tuple(median_times([fastconv_fn, torch_fn], self.budget))
+
     def add(self, group, case, fastconv_s, torch_s=None, naive_s=None, work=None, unit="GFLOP/s",
             note=""):
         rate = work / fastconv_s / 1e9 if work else None
@@ -140,11 +168,13 @@ class Runner:
             a = np.random.default_rng(0).standard_normal((m, k)).astype(np.float32)
             b = np.random.default_rng(1).standard_normal((k, nn)).astype(np.float32)
             c = np.empty((m, nn), np.float32)
-            t_fc = median_time(lambda: fastconv._ext.gemm(c, a, b, False), self.budget)
-            t_t = None
+            torch_mm = None
             if self.torch is not None:
                 at, bt = self.torch.from_numpy(a), self.torch.from_numpy(b)
-                t_t = median_time(lambda: at @ bt, self.budget)
+
+                def torch_mm():
+                    at @ bt
+            t_fc, t_t = self.versus(lambda: fastconv._ext.gemm(c, a, b, False), torch_mm)
             self.add("GEMM", f"{m}x{k} @ {k}x{nn}", t_fc, t_t, work=2 * m * k * nn)
 
     # -- convolution forward and backward
@@ -158,34 +188,35 @@ class Runner:
             geom = conv_geometry(x.shape, w.shape, s, p, 1, 1, "bench")
             dy = rng.standard_normal(geom.output_shape).astype(np.float32)
             algo, algo_b = choose_algorithm(geom), choose_algorithm(geom, backward=True)
-            # Every algorithm that applies is timed: auto's choice is the fastconv column, the
-            # others go in the note, so the table shows whether the choice was right.
-            fwd, bwd = {}, {}
-            for a in ("direct", "im2col") + (("winograd",) if winograd_supports(geom) else ()):
-                fwd[a] = median_time(lambda: fastconv.conv2d(x, w, b, s, p, algorithm=a),
-                                     self.budget)
-                bwd[a] = median_time(lambda: fastconv.conv2d_backward(dy, x, w, s, p, algorithm=a),
-                                     self.budget)
-            t_f, t_b = fwd[algo], bwd[algo_b]
-            # auto may take grad_w from Winograd F(2x2, 3x3): then auto itself is timed, and
-            # every explicit algorithm goes in the note.
             winograd_w = choose_weight_algorithm(geom, "direct") == "winograd"
-            if winograd_w:
-                t_b = median_time(lambda: fastconv.conv2d_backward(dy, x, w, s, p), self.budget)
-            tt_f = tt_b = None
+            torch_f = torch_b = None
             if self.torch is not None:
-                torch = self.torch
-                F = torch.nn.functional
-                xt, wt, bt = (torch.from_numpy(a) for a in (x, w, b))
-                tt_f = median_time(lambda: F.conv2d(xt, wt, bt, s, p), self.budget)
-                xg, wg, bg = (torch.from_numpy(a).requires_grad_() for a in (x, w, b))
+                F = self.torch.nn.functional
+                xt, wt, bt = (self.torch.from_numpy(a) for a in (x, w, b))
+                xg, wg, bg = (self.torch.from_numpy(a).requires_grad_() for a in (x, w, b))
                 yg = F.conv2d(xg, wg, bg, s, p)
-                dyt = torch.from_numpy(dy)
+                dyt = self.torch.from_numpy(dy)
 
-                def torch_backward():
+                def torch_f():
+                    F.conv2d(xt, wt, bt, s, p)
+
+                def torch_b():
                     xg.grad = wg.grad = bg.grad = None
-                    torch.autograd.backward(yg, dyt, retain_graph=True)
-                tt_b = median_time(torch_backward, self.budget)
+                    self.torch.autograd.backward(yg, dyt, retain_graph=True)
+            # auto (the fastconv column) is timed in turn with PyTorch; every other algorithm
+            # that applies goes in the note, so the table shows whether the choice was right.
+            # (auto may take grad_w from Winograd F(2x2, 3x3): then every explicit algorithm
+            # goes in the backward note.)
+            t_f, tt_f = self.versus(lambda: fastconv.conv2d(x, w, b, s, p), torch_f)
+            t_b, tt_b = self.versus(lambda: fastconv.conv2d_backward(dy, x, w, s, p), torch_b)
+            fwd, bwd = {algo: t_f}, {} if winograd_w else {algo_b: t_b}
+            for a in ("direct", "im2col") + (("winograd",) if winograd_supports(geom) else ()):
+                if a not in fwd:
+                    fwd[a] = median_time(lambda: fastconv.conv2d(x, w, b, s, p, algorithm=a),
+                                         self.budget)
+                if a not in bwd:
+                    bwd[a] = median_time(
+                        lambda: fastconv.conv2d_backward(dy, x, w, s, p, algorithm=a), self.budget)
             naive_f = None
             if self.naive:
                 # The loops run on one image; the time is scaled to the batch.
@@ -212,10 +243,14 @@ class Runner:
             x = rng.standard_normal((N, C, H, W)).astype(np.float32)
             w = rng.standard_normal((K, C, R, R)).astype(np.float32)
             geom = conv_geometry(x.shape, w.shape, s, p, 1, 1, "bench")
-            t_n = median_time(lambda: fastconv.conv2d(x, w, None, s, p), self.budget)
-            fastconv.set_num_threads(1)
+
+            def on(threads):
+                def call():
+                    fastconv.set_num_threads(threads)
+                    fastconv.conv2d(x, w, None, s, p)
+                return call
             try:
-                t_1 = median_time(lambda: fastconv.conv2d(x, w, None, s, p), self.budget)
+                t_n, t_1 = median_times([on(self.threads), on(1)], self.budget)
             finally:
                 fastconv.set_num_threads(self.threads)
             self.add("threads", f"{name} forward", t_n, work=geom.flops(),
@@ -232,22 +267,22 @@ class Runner:
                 bwd = getattr(fastconv, f"{kind}_pool2d_backward")
                 y = fwd(x, 2)
                 dy = np.ones_like(y)
-                t_f = median_time(lambda: fwd(x, 2), self.budget)
-                t_b = median_time(lambda: bwd(dy, x, 2), self.budget)
-                tt_f = tt_b = None
+                torch_f = torch_b = None
                 if self.torch is not None:
-                    torch = self.torch
-                    tfun = getattr(torch.nn.functional, f"{kind}_pool2d")
-                    xt = torch.from_numpy(x)
-                    tt_f = median_time(lambda: tfun(xt, 2), self.budget)
-                    xg = torch.from_numpy(x).requires_grad_()
+                    tfun = getattr(self.torch.nn.functional, f"{kind}_pool2d")
+                    xt = self.torch.from_numpy(x)
+                    xg = self.torch.from_numpy(x).requires_grad_()
                     yg = tfun(xg, 2)
-                    dyt = torch.from_numpy(dy)
+                    dyt = self.torch.from_numpy(dy)
 
-                    def torch_backward():
+                    def torch_f():
+                        tfun(xt, 2)
+
+                    def torch_b():
                         xg.grad = None
-                        torch.autograd.backward(yg, dyt, retain_graph=True)
-                    tt_b = median_time(torch_backward, self.budget)
+                        self.torch.autograd.backward(yg, dyt, retain_graph=True)
+                t_f, tt_f = self.versus(lambda: fwd(x, 2), torch_f)
+                t_b, tt_b = self.versus(lambda: bwd(dy, x, 2), torch_b)
                 case = f"{kind} 2x2 {'x'.join(map(str, shape))}"
                 self.add("pool forward", case, t_f, tt_f, work=moved, unit="GB/s",
                          note=f"NumPy copy {t_copy * 1e3:.3f} ms")
@@ -269,36 +304,37 @@ class Runner:
             _, grad = softmax_cross_entropy(logits, y)
             model.backward(grad, input_grad=False)
             opt.step()
-        t_fc = median_time(step, self.budget)
-        t_t = None
+        tstep = None
         if self.torch is not None:
-            torch = self.torch
-            nn = torch.nn
+            nn = self.torch.nn
+            self.torch.manual_seed(0)
             net = nn.Sequential(nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5),
                                 nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400, 120),
                                 nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
-            topt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-            xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+            topt = self.torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+            xt, yt = self.torch.from_numpy(x), self.torch.from_numpy(y)
 
             def tstep():
                 topt.zero_grad()
                 loss = nn.functional.cross_entropy(net(xt), yt)
                 loss.backward()
                 topt.step()
-            t_t = median_time(tstep, self.budget)
+        t_fc, t_t = self.versus(step, tstep)
         self.add("LeNet-5", "training step, batch 64", t_fc, t_t,
                  note=f"{64 / t_fc:,.0f} images/s" + (f" vs {64 / t_t:,.0f}" if t_t else ""))
 
     # -- edge filter: Sobel along one axis on a 1024x1024 float32 image
     def sobel(self):
         img = np.random.default_rng(0).random((1024, 1024)).astype(np.float32)
-        t_fc = median_time(lambda: fastconv.filters.sobel(img, axis=1), self.budget)
-        t_t = None
+        torch_sobel = None
         if self.torch is not None:
-            torch = self.torch
-            k = torch.tensor([[[[1, 0, -1], [2, 0, -2], [1, 0, -1]]]], dtype=torch.float32)
-            it = torch.from_numpy(img)[None, None]
-            t_t = median_time(lambda: torch.nn.functional.conv2d(it, k, padding=1), self.budget)
+            k = self.torch.tensor([[[[1, 0, -1], [2, 0, -2], [1, 0, -1]]]],
+                                  dtype=self.torch.float32)
+            it = self.torch.from_numpy(img)[None, None]
+
+            def torch_sobel():
+                self.torch.nn.functional.conv2d(it, k, padding=1)
+        t_fc, t_t = self.versus(lambda: fastconv.filters.sobel(img, axis=1), torch_sobel)
         others = []
         try:
             import cv2
