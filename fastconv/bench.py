@@ -52,10 +52,10 @@ def median_times(fns, budget, turns=8, warm_s=0.005):
     turns: fastconv's and PyTorch's calls, or one and two threads. On a busy host, timing
     one contender after the other lets one meet the slow moments the other missed; in
     turns, they share them, and their ratio is steadier. Each turn first calls its
-    contender untimed for warm_s seconds: its caches and threads warm up again, and the
-    OpenMP threads the previous contender left spinning go to sleep."""
+    contender untimed for warm_s seconds, so that its caches and threads are warm again
+    after the other contender ran."""
     times = [[] for _ in fns]
-    for turn in range(turns):
+    for _ in range(turns):
         for fn, ts in zip(fns, times):
             for seconds, timed in ((warm_s, False), (budget / turns, True)):
                 start = time.perf_counter()
