@@ -209,7 +209,8 @@ class Runner:
             # goes in the backward note.)
             t_f, tt_f = self.versus(lambda: fastconv.conv2d(x, w, b, s, p), torch_f)
             t_b, tt_b = self.versus(lambda: fastconv.conv2d_backward(dy, x, w, s, p), torch_b)
-            fwd, bwd = {algo: t_f}, {} if winograd_w else {algo_b: t_b}
+            fwd = {algo: t_f}
+            bwd = {} if winograd_w else {algo_b: t_b}   # Winograd's grad_w: auto is none of them
             for a in ("direct", "im2col") + (("winograd",) if winograd_supports(geom) else ()):
                 if a not in fwd:
                     fwd[a] = median_time(lambda: fastconv.conv2d(x, w, b, s, p, algorithm=a),
