@@ -265,13 +265,16 @@ static int FN(correlate_by_filters_suits)(const fc_conv_problem *pb, const fc_ba
     return by_filters > 1.15 * by_pixels;
 }
 
-/* 1 if a band buffer would hold a copy of an image's channels: one band per image,
- * stride 1, no padding. Kernels that read only the pixels the outputs read (tilek, wgradk)
- * then read x itself. */
+/* 1 if a band buffer would hold a copy of an image's channels: stride 1, one band per
+ * image, no padding (none above or left; the band's rows and pitch are the image's, so
+ * none below or right). Kernels that read only the pixels the outputs read (tilek, wgradk)
+ * then read x itself. Without the one-band test, a band of fewer rows than the output
+ * whose plane happened to be H x W passed with padding below the image, and each band after
+ * the first read the image's top rows again. */
 static int FN(band_is_image)(const fc_conv_problem *pb, const fc_band_geom *gm)
 {
     return pb->stride_h == 1 && pb->stride_w == 1 && pb->pad_top == 0 && pb->pad_left == 0
-           && gm->pitch == pb->W && gm->plane == pb->H * pb->W;
+           && gm->nbands == 1 && gm->pitch == pb->W && gm->plane == pb->H * pb->W;
 }
 
 /* The input rows item t reads: x's own (band_is_image: in_place), or buf filled from them. */

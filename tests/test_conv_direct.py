@@ -25,6 +25,11 @@ SHAPES = {
     "filters_20_padded_vector": (2, 3, 8, 8, 20, 3, 3, 1, 0, 1, 1),
     "row_wider_than_a_strip": (1, 1, 6, 300, 2, 3, 3, 1, 1, 1, 1),
     "valid_layer_scatter_gradient": (3, 4, 14, 12, 8, 5, 5, 1, 0, 1, 1),
+    # padding only below the image (the forward; the data gradient's own correlation of
+    # the second): x was once read in place in bands of fewer rows than the output (cut
+    # for 2 threads), and each band after the first read the image's top rows again
+    "padding_below_only": (1, 2, 2, 5, 3, 2, 2, 1, (0, 1, 0, 0), 1, 1),
+    "gradient_padding_below_only": (3, 8, 3, 3, 24, 3, 3, 1, (2, 0, 2, 2), 1, 1),
     # the forward vectorised over filters (tilek, on the AVX-512 and AVX2/generic float32
     # paths; the cost model picks it for these): one run per row, nk < lanes, N = 1,
     # padding and an odd width, rows cut in runs, groups, stride 2 with 2 vectors of filters
