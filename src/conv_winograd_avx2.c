@@ -13,6 +13,7 @@
 #define NR FC_GEMM_NR_F32
 #define KERNEL fc_gemm_kernel_avx2_6x16_f32
 #define WG_TARGET __attribute__((target("avx2,fma")))
+#define WG_SHUFFLE_F32 1
 #include "conv_winograd_block_impl.h"
 
 #define REAL double

@@ -45,10 +45,22 @@ WG_STATIC void WG_FN(locate)(WG_FN(panel_geometry) *g, const wg_plan *pl, int64_
     }
 }
 
+#if defined(WG_SHUFFLE_F32) && WG_M == 4
+#include "conv_winograd_shuffle.h"
+#define WG_SHUFFLES 1
+#else
+#define WG_SHUFFLES 0
+#endif
+
 /* d[a][b][j] <- the ALPHA x ALPHA input patch of tile j in channel c (zero outside). */
 WG_STATIC void WG_FN(gather)(REAL *restrict d, const REAL *x, const WG_FN(panel_geometry) *g,
                              const wg_plan *pl, int64_t c)
 {
+#if WG_SHUFFLES
+    for (int j0 = 0; j0 < NR; j0 += 8) {
+        WG_FN(gather8)(d, x, g, pl, c, j0);
+    }
+#else
     const int64_t W = pl->W;
     for (int j = 0; j < NR; j++) {
         const REAL *plane = x + (g->n[j] * pl->C + c) * pl->H * W;
@@ -75,6 +87,7 @@ WG_STATIC void WG_FN(gather)(REAL *restrict d, const REAL *x, const WG_FN(panel_
             }
         }
     }
+#endif
 }
 
 /* out[(a*ALPHA + b) * os + j] <- (B^T d B)[a][b] for each tile j of d; tmp: scratch of
@@ -144,6 +157,35 @@ WG_STATIC void WG_FN(output_2d)(REAL *restrict y, const REAL *restrict m, int64_
             }
         }
     }
+}
+
+/* The m x m outputs of the panel's tiles, out[(i*m + i2)*NR + j], plus bk, into the filter
+ * plane y (rows of Q), cut to the image on its bottom and right edges. */
+WG_STATIC void WG_FN(store)(REAL *y, const REAL *out, const WG_FN(panel_geometry) *g, REAL bk,
+                            int64_t Q)
+{
+#if WG_SHUFFLES
+    for (int j0 = 0; j0 < NR; j0 += 8) {
+        WG_FN(store8)(y, out, g, j0, bk, Q);
+    }
+#else
+    for (int j = 0; j < NR; j++) {
+        REAL *dst = y + g->y_off[j];
+        if (g->rows[j] == WG_M && g->cols[j] == WG_M) {
+            for (int i = 0; i < WG_M; i++) {
+                for (int i2 = 0; i2 < WG_M; i2++) {
+                    dst[i * Q + i2] = out[(i * WG_M + i2) * NR + j] + bk;
+                }
+            }
+        } else {                        /* a tile on the bottom or right edge */
+            for (int i = 0; i < g->rows[j]; i++) {
+                for (int i2 = 0; i2 < g->cols[j]; i2++) {
+                    dst[i * Q + i2] = out[(i * WG_M + i2) * NR + j] + bk;
+                }
+            }
+        }
+    }
+#endif
 }
 
 WG_TARGET void WG_FN(wg_filters)(REAL *u, const REAL *w, int64_t s_out, int64_t s_in,
@@ -245,22 +287,7 @@ WG_TARGET void WG_FN(wg_block)(REAL *y, const REAL *x, const REAL *u, const REAL
             for (int64_t k = k0; k < k_end; k++) {
                 const REAL bk = bias ? bias[k] : 0;
                 WG_FN(output_2d)(patch, m + (k - k0) * T + p * NR, m_position, tmp);
-                for (int j = 0; j < NR; j++) {
-                    REAL *dst = y + g.y_off[j] + k * plane;
-                    if (g.rows[j] == WG_M && g.cols[j] == WG_M) {
-                        for (int i = 0; i < WG_M; i++) {
-                            for (int i2 = 0; i2 < WG_M; i2++) {
-                                dst[i * Q + i2] = patch[(i * WG_M + i2) * NR + j] + bk;
-                            }
-                        }
-                    } else {                        /* a tile on the bottom or right edge */
-                        for (int i = 0; i < g.rows[j]; i++) {
-                            for (int i2 = 0; i2 < g.cols[j]; i2++) {
-                                dst[i * Q + i2] = patch[(i * WG_M + i2) * NR + j] + bk;
-                            }
-                        }
-                    }
-                }
+                WG_FN(store)(y + k * plane, patch, &g, bk, Q);
             }
         }
     }
@@ -276,3 +303,5 @@ WG_TARGET void WG_FN(wg_block)(REAL *y, const REAL *x, const REAL *u, const REAL
 #undef NR
 #undef KERNEL
 #undef WG_TARGET
+#undef WG_SHUFFLES
+#undef WG_SHUFFLE_F32
