@@ -52,15 +52,11 @@ WG_STATIC void WG_FN(locate)(WG_FN(panel_geometry) *g, const wg_plan *pl, int64_
 #define WG_SHUFFLES 0
 #endif
 
-/* d[a][b][j] <- the ALPHA x ALPHA input patch of tile j in channel c (zero outside). */
+/* d[a][b][j] <- the ALPHA x ALPHA input patch of tile j in channel c (zero outside).
+ * (The AVX blocks use gather8 instead.) */
 WG_STATIC void WG_FN(gather)(REAL *restrict d, const REAL *x, const WG_FN(panel_geometry) *g,
                              const wg_plan *pl, int64_t c)
 {
-#if WG_SHUFFLES
-    for (int j0 = 0; j0 < NR; j0 += 8) {
-        WG_FN(gather8)(d, x, g, pl, c, j0);
-    }
-#else
     const int64_t W = pl->W;
     for (int j = 0; j < NR; j++) {
         const REAL *plane = x + (g->n[j] * pl->C + c) * pl->H * W;
@@ -87,7 +83,6 @@ WG_STATIC void WG_FN(gather)(REAL *restrict d, const REAL *x, const WG_FN(panel_
             }
         }
     }
-#endif
 }
 
 /* out[(a*ALPHA + b) * os + j] <- (B^T d B)[a][b] for each tile j of d; tmp: scratch of
@@ -261,8 +256,22 @@ WG_TARGET void WG_FN(wg_block)(REAL *y, const REAL *x, const REAL *u, const REAL
             for (int64_t p = 0; p < panels; p++) {
                 WG_FN(panel_geometry) g;
                 WG_FN(locate)(&g, pl, t0 + p * NR);
+#if WG_SHUFFLES
+                const int64_t in_plane = pl->H * pl->W;
+                WG_FN(patches8) in8[NR / 8];
+                for (int q = 0; q < NR / 8; q++) {
+                    WG_FN(patches8_plan)(&in8[q], x, &g, pl, 8 * q);
+                }
+#endif
                 for (int64_t c = 0; c < kc; c++) {
+#if WG_SHUFFLES
+                    for (int q = 0; q < NR / 8; q++) {
+                        WG_FN(gather8)(patch, &in8[q], (c0 + c) * in_plane,
+                                       c0 + c + 1 < C ? in_plane : 0, pl->W, 8 * q);
+                    }
+#else
                     WG_FN(gather)(patch, x, &g, pl, c0 + c);
+#endif
                     WG_FN(input_2d)(v + (p * kc + c) * NR, v_position, patch, tmp);
                 }
             }
