@@ -78,7 +78,8 @@ WG_STATIC void WG_FN(gather8)(float *restrict d, const WG_FN(patches8) *r, int64
             }
             const float *src = r->first[j] + channel + (a - r->a_lo[j]) * W;
             /* Each channel's rows are a new stream for the hardware prefetcher, too short
-             * for it to pick up: ask for the next channel's while this one's transpose. */
+             * for it to pick up: ask for the next channel's rows while this one's are
+             * transposed. */
             if (next) {
                 _mm_prefetch((const char *)(src + next), _MM_HINT_T0);
             }
