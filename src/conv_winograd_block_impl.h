@@ -3,11 +3,15 @@
  * tiles (wg_block_*), declared in conv_winograd.h, written once and included by
  * conv_winograd.c (portable) and the per-ISA files for each precision. The transforms are
  * plain C loops along NR tiles (or MR filters) at once, which the compiler vectorises at
- * the includer's target; the GEMMs run the micro-kernels of gemm_kernels.h.
+ * the includer's target; the GEMMs run the micro-kernels of gemm_kernels.h. Moving tiles
+ * between the image and those loops' one-tile-per-lane layout is a transpose, which the
+ * compiler cannot vectorise: float32 on AVX2 and AVX-512 does it with the shuffles of
+ * conv_winograd_shuffle.h, the other instances value by value (gather, store).
  *
  * The includer defines: REAL, SUFFIX (names the instance), MR, NR (the kernel's tile,
- * compile-time so the loops vectorise), KERNEL (the micro-kernel) and WG_TARGET (a target
- * attribute, or nothing). The end of this file undefines them.
+ * compile-time so the loops vectorise), KERNEL (the micro-kernel), WG_TARGET (a target
+ * attribute, or nothing) and, for float32 with AVX2 or more, WG_SHUFFLE_F32. The end of
+ * this file undefines them.
  *
  * Layout of one block of T = pl->block tiles, in panels of NR tiles:
  *   V[xi][panel][c][j]  transformed input (kc channels of this pass): each (xi, panel) is a
