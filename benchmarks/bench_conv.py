@@ -5,7 +5,7 @@ import pytest
 import fastconv
 from fastconv import reference
 from fastconv._checks import conv_geometry
-from fastconv.bench import CONV_SHAPES
+from fastconv.cli.bench import CONV_SHAPES
 from fastconv.conv import choose_algorithm, choose_weight_algorithm
 
 from conftest import gflops, random

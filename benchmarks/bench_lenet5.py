@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 import fastconv
-from fastconv.losses import softmax_cross_entropy
-from fastconv.models import LeNet5
-from fastconv.optim import Adam
+from fastconv.nn.losses import softmax_cross_entropy
+from fastconv.nn.models import LeNet5
+from fastconv.nn.optim import Adam
 
 BATCH = 64
 THREADS = 2
@@ -32,7 +32,7 @@ def make_batches(count, batch=BATCH, seed=0):
 
 # -- fastconv ------------------------------------------------------------------------------
 def fastconv_setup():
-    model = LeNet5(seed=0).reuse_buffers()        # as fastconv.train.fit trains
+    model = LeNet5(seed=0).reuse_buffers()        # as fastconv.nn.fit trains
     return model, Adam(model, lr=1e-3)
 
 

@@ -1,7 +1,7 @@
 """Smoke test of the report (fastconv bench): every case runs and the outputs are written."""
 import json
 
-from fastconv import bench
+from fastconv.cli import bench
 
 
 def test_report_runs_every_case_and_writes_its_outputs(tmp_path):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import fastconv
-from fastconv.bench import matmul_ceiling
+from fastconv.cli.bench import matmul_ceiling
 
 THREADS = int(os.environ.get("FASTCONV_BENCH_THREADS", "2"))
 _ceiling = {}

@@ -10,8 +10,13 @@ Quick tour::
     gx, gw, gb = fastconv.conv2d_backward(np.ones_like(y), x, w, padding=2)
     edges = fastconv.filters.sobel(x[0, 0])                    # gradient magnitude
     print(fastconv.compare_conv_dense((32, 32, 3), 6, 5))      # conv vs dense costs
+
+The package: the operations here (conv2d, pooling, matmul, sizes and costs, config,
+``fastconv.reference`` as plain loops, ``fastconv.filters``); ``fastconv.nn`` layers,
+models, losses, optimizers, training and checkpoints; ``fastconv.data`` datasets and
+preprocessing; ``fastconv.cli`` the command-line programs.
 """
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 try:
     from . import _ext
@@ -31,14 +36,14 @@ from .pooling import (adaptive_avg_pool2d, adaptive_avg_pool2d_backward, avg_poo
 from .sizing import conv_output_size, conv_params, dense_params
 from .costs import compare_conv_dense
 from . import filters
-from . import datasets, layers, losses, models, optim, train
+from . import data, nn
 
 _config._init_simd_from_env()
 
 __all__ = [
     "conv2d", "conv2d_backward", "matmul",
     "conv_output_size", "conv_params", "dense_params", "compare_conv_dense",
-    "filters", "datasets", "layers", "losses", "models", "optim", "train",
+    "filters", "data", "nn",
     "show_config", "set_num_threads", "get_num_threads", "set_simd", "get_simd",
     "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
     "adaptive_avg_pool2d", "adaptive_avg_pool2d_backward",

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import fastconv
-from fastconv.layers import AvgPool2D, Conv2D, Linear, MaxPool2D, ReLU, Sequential, Tanh
-from fastconv.losses import softmax_cross_entropy
-from fastconv.models import LeNet5
-from fastconv.optim import SGD, Adam
+from fastconv.nn.layers import AvgPool2D, Conv2D, Linear, MaxPool2D, ReLU, Sequential, Tanh
+from fastconv.nn.losses import softmax_cross_entropy
+from fastconv.nn.models import LeNet5
+from fastconv.nn.optim import SGD, Adam
 from fastconv.pooling import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
 
 

@@ -22,12 +22,12 @@ import zipfile
 import numpy as np
 import pytest
 
-from fastconv import checkpoint as ckpt
-from fastconv.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from fastconv.datasets import read_idx
-from fastconv.models import LeNet5
-from fastconv.optim import Adam
-from fastconv.train import fit
+from fastconv.nn import checkpoint as ckpt
+from fastconv.nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from fastconv.data.datasets import read_idx
+from fastconv.nn.models import LeNet5
+from fastconv.nn.optim import Adam
+from fastconv.nn.training import fit
 
 from conftest import subprocess_env
 
@@ -36,8 +36,8 @@ from conftest import subprocess_env
 TRAINER = textwrap.dedent("""
     import sys
     import numpy as np
-    from fastconv.models import LeNet5
-    from fastconv.train import fit
+    from fastconv.nn.models import LeNet5
+    from fastconv.nn.training import fit
 
     path, epochs, resume = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "resume"
     rng = np.random.default_rng(0)

@@ -13,7 +13,7 @@ def test_show_config_reports_the_build():
     out = io.StringIO()
     fastconv.show_config(file=out)
     text = out.getvalue()
-    for word in ("fastconv 0.1.0", "compiler", "openmp", "threads", "simd"):
+    for word in ("fastconv 0.2.0", "compiler", "openmp", "threads", "simd"):
         assert word in text
     assert f"threads   {fastconv.get_num_threads()}" in text
 

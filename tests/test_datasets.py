@@ -1,4 +1,4 @@
-"""fastconv.datasets: IDX parsing and validation, MNIST download through a local HTTP
+"""fastconv.data.datasets: IDX parsing and validation, MNIST download through a local HTTP
 server (good, corrupted, dropped mid-way, offline), atomic writes, real MNIST files."""
 import gzip
 import hashlib
@@ -9,8 +9,8 @@ import threading
 import numpy as np
 import pytest
 
-from fastconv import datasets
-from fastconv.datasets import (DownloadError, download_file, load_mnist, mnist_root, read_idx,
+from fastconv.data import datasets
+from fastconv.data.datasets import (DownloadError, download_file, load_mnist, mnist_root, read_idx,
                                write_atomic)
 from train_helpers import idx_bytes, shared_mnist_dir, synthetic_digits, write_idx
 

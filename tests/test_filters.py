@@ -13,7 +13,7 @@ import pytest
 
 import fastconv
 from fastconv import filters, reference
-from fastconv.__main__ import main
+from fastconv.cli import main
 
 from conftest import LECTURE_IMAGE as IMAGE, LECTURE_VERTICAL_EDGES, SIMD_PATHS, subprocess_env
 

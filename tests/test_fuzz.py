@@ -40,9 +40,9 @@ import hypothesis.extra.numpy as hnp  # noqa: E402
 
 import fastconv  # noqa: E402
 from fastconv import filters, reference  # noqa: E402
-from fastconv.checkpoint import CheckpointError, load_checkpoint, save_checkpoint  # noqa: E402
-from fastconv.datasets import read_idx  # noqa: E402
-from fastconv.models import LeNet5  # noqa: E402
+from fastconv.nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint  # noqa: E402
+from fastconv.data.datasets import read_idx  # noqa: E402
+from fastconv.nn.models import LeNet5  # noqa: E402
 
 from conftest import SIMD_PATHS  # noqa: E402
 from train_helpers import idx_bytes  # noqa: E402

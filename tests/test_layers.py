@@ -1,12 +1,12 @@
-"""fastconv.layers, losses and optimizers: each against PyTorch or NumPy, a whole-network
+"""fastconv.nn: layers, losses and optimizers: each against PyTorch or NumPy, a whole-network
 finite-difference gradient check in float64, state_dict round trips, seeds."""
 import numpy as np
 import pytest
 
-from fastconv.layers import (AvgPool2D, Conv2D, Flatten, Linear, MaxPool2D, ReLU, Sequential,
+from fastconv.nn.layers import (AvgPool2D, Conv2D, Flatten, Linear, MaxPool2D, ReLU, Sequential,
                              Tanh, init_weight)
-from fastconv.losses import accuracy, softmax, softmax_cross_entropy
-from fastconv.optim import SGD, Adam, make_optimizer
+from fastconv.nn.losses import accuracy, softmax, softmax_cross_entropy
+from fastconv.nn.optim import SGD, Adam, make_optimizer
 
 try:
     import torch
@@ -380,7 +380,7 @@ def test_sequential_names_and_indexing():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("size", [0, 1, 7, 100_003])        # below and above the parallel cut
 def test_fused_relu_kernels_match_numpy(dtype, size):
-    from fastconv.layers import _activation_backward, _activation_forward
+    from fastconv.nn.layers import _activation_backward, _activation_forward
     rng = np.random.default_rng(size)
     y = rng.standard_normal(size).astype(dtype)
     y[::11] = np.nan

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from fastconv import conv_params, dense_params
-from fastconv.datasets import load_mnist
-from fastconv.models import LeNet5, from_config
-from fastconv.preprocessing import scale_and_pad
-from fastconv.train import evaluate, fit
+from fastconv.data.datasets import load_mnist
+from fastconv.nn.models import LeNet5, from_config
+from fastconv.data.preprocessing import scale_and_pad
+from fastconv.nn.training import evaluate, fit
 from train_helpers import shared_mnist_dir, synthetic_digits
 
 
@@ -137,7 +137,7 @@ def test_lenet5_reaches_95_percent_on_real_mnist(mnist_test_set):
 
 def test_lenet5_learns_sklearn_digits():
     pytest.importorskip("sklearn")
-    from fastconv.datasets import load_digits
+    from fastconv.data.datasets import load_digits
     images, labels = load_digits(train=True)
     val_images, val_labels = load_digits(train=False)
     model = LeNet5(seed=0)

@@ -4,7 +4,7 @@ import pytest
 
 import fastconv
 from fastconv import compare_conv_dense, conv_output_size, conv_params, dense_params
-from fastconv.cli_explain import convnet_layers, lenet5_layers
+from fastconv.cli.explain import convnet_layers, lenet5_layers
 
 
 @pytest.mark.parametrize("n, f, p, s, expected", [

@@ -1,4 +1,4 @@
-"""fastconv.train and the CLI: history, progress, checkpoints (atomic, exact resume,
+"""fastconv.nn.training and the CLI: history, progress, checkpoints (atomic, exact resume,
 truncated or foreign files) and ``python -m fastconv train/evaluate`` on tiny runs."""
 import csv
 import json
@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 import fastconv
-from fastconv import checkpoint as ckpt
-from fastconv.__main__ import main
-from fastconv.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from fastconv.models import LeNet5
-from fastconv.optim import SGD, Adam
-from fastconv.train import HISTORY_KEYS, confusion_matrix, evaluate, fit
+from fastconv.nn import checkpoint as ckpt
+from fastconv.cli import main
+from fastconv.nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from fastconv.nn.models import LeNet5
+from fastconv.nn.optim import SGD, Adam
+from fastconv.nn.training import HISTORY_KEYS, confusion_matrix, evaluate, fit
 from train_helpers import synthetic_digits, write_synthetic_mnist
 
 
@@ -51,8 +51,8 @@ def test_fit_trains_bitwise_as_a_plain_loop_and_restores_buffer_reuse(tiny_data)
     """fit reuses buffers (layers' and its batch array) while it trains: the same bits as
     the textbook loop with new arrays every step, the last batch smaller (192 = 3 x 50 +
     42), and the model handed back as it came (reuse off, nothing kept)."""
-    from fastconv.losses import softmax_cross_entropy
-    from fastconv.optim import make_optimizer
+    from fastconv.nn.losses import softmax_cross_entropy
+    from fastconv.nn.optim import make_optimizer
     (x, y), _ = tiny_data
     model = LeNet5(seed=0)
     fit(model, x, y, epochs=2, batch_size=50, seed=3, progress=False, optimizer="sgd")
@@ -214,7 +214,7 @@ def keep_thread_count():
 
 def test_cli_train_resume_and_evaluate(tmp_path, mnist_folder, capsys, monkeypatch,
                                        keep_thread_count):
-    monkeypatch.setattr("fastconv.plots.have_matplotlib", lambda: False)
+    monkeypatch.setattr("fastconv.cli.plots.have_matplotlib", lambda: False)
     out = tmp_path / "run"
     args = ["train", "--dataset", "mnist", "--data-dir", str(mnist_folder), "--batch-size",
             "32", "--seed", "1", "--threads", "1", "--out", str(out), "--no-progress"]

@@ -6,10 +6,10 @@ from collections import namedtuple
 
 import numpy as np
 
-from .conv import conv2d
-from .costs import compare_conv_dense
-from .filters import HORIZONTAL_EDGE, SCHARR_VERTICAL, SOBEL_VERTICAL, VERTICAL_EDGE
-from .sizing import conv_output_size, conv_params, dense_params
+from ..conv import conv2d
+from ..costs import compare_conv_dense
+from ..filters import HORIZONTAL_EDGE, SCHARR_VERTICAL, SOBEL_VERTICAL, VERTICAL_EDGE
+from ..sizing import conv_output_size, conv_params, dense_params
 
 LECTURE_IMAGE = np.array([[3, 0, 1, 2, 7, 4],
                           [1, 5, 8, 9, 3, 1],

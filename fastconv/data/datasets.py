@@ -2,7 +2,7 @@
 bundled 8x8 digits (offline, brought to LeNet-5's 32x32 input).
 
 Images come back *raw*, as the files hold them: (N, H, W) uint8 0..255, with labels (N,)
-uint8; the model's preprocessing (:mod:`fastconv.preprocessing`) turns them into network
+uint8; the model's preprocessing (:mod:`fastconv.data.preprocessing`) turns them into network
 input.
 """
 import gzip
@@ -10,11 +10,12 @@ import hashlib
 import http.client
 import math
 import os
-import tempfile
 import urllib.request
 import zlib
 
 import numpy as np
+
+from .._files import write_atomic
 
 __all__ = ["read_idx", "load_mnist", "load_digits", "download_file", "mnist_root",
            "DownloadError", "MNIST_MIRRORS", "MNIST_FILES"]
@@ -145,28 +146,6 @@ def _fetch(url, timeout):
     if announced is not None and len(data) != int(announced):
         raise DownloadError(f"connection closed after {len(data)} of {announced} bytes")
     return data
-
-
-def write_atomic(path, data):
-    """Write `data` (bytes, or a function that writes to the open binary file it is given)
-    to `path` so it is complete or absent: a temporary file in the same folder, flushed and
-    fsync'ed, then renamed over `path` (os.replace is atomic)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
-                               suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if callable(data):
-                data(f)
-            else:
-                f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def mirror_list(mirrors=None):

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from . import filters
+from .. import filters
 
 METHODS = ("sobel", "scharr", "prewitt", "canny")
 

@@ -19,7 +19,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .inference import predict_logits
 from .losses import softmax_cross_entropy
 from .optim import make_optimizer
-from .preprocessing import is_prepared
+from ..data.preprocessing import is_prepared
 
 __all__ = ["fit", "evaluate", "predict_logits", "confusion_matrix"]
 
@@ -36,7 +36,7 @@ def _prepare(model, images):
 @contextlib.contextmanager
 def _reusing_buffers(model):
     """Inside the block the model's layers keep their activations and gradients from step
-    to step (:meth:`fastconv.layers.Layer.reuse_buffers`: the same bits, no fresh memory
+    to step (:meth:`fastconv.nn.Layer.reuse_buffers`: the same bits, no fresh memory
     to fault in every step); after it, the model is as the caller had it."""
     before = getattr(model, "reusing_buffers", None)
     if before is None:                       # a model without the option trains as is
@@ -133,7 +133,7 @@ def fit(model, x, y, *, epochs=5, batch_size=64, optimizer=None, lr=None,
     ----------
     model
         A network with ``forward``/``backward``/``params``/``grads``/``train``/``eval``,
-        e.g. :class:`fastconv.models.LeNet5`.
+        e.g. :class:`fastconv.nn.LeNet5`.
     x : ndarray
         Raw images ((N, 28, 28) uint8 0..255, or any (N, H, W) digits up to 32x32) or
         prepared network input ((N, 1, 32, 32) float). For raw images, a model with

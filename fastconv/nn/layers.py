@@ -27,7 +27,7 @@ changes). The results are bitwise the same; what changes is aliasing:
   its last layer's output and first layer's input gradient, which are small), so for a
   model only the parameter gradients change behaviour.
 
-:func:`fastconv.train.fit` and the benchmarks turn it on for the steps they run.
+:func:`fastconv.nn.fit` and the benchmarks turn it on for the steps they run.
 
 The heavy lifting happens in fastconv's C/OpenMP kernels (conv2d, pooling, and its own
 GEMM for Linear), so one OpenMP thread pool serves a whole forward/backward pass; NumPy is
@@ -37,12 +37,12 @@ import math
 
 import numpy as np
 
-from . import _ext
-from ._checks import as_kernel_input
-from .conv import conv2d, conv2d_backward
-from .sizing import conv_output_size
+from .. import _ext
+from .._checks import as_kernel_input
+from ..conv import conv2d, conv2d_backward
+from ..sizing import conv_output_size
 
-from .pooling import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
+from ..pooling import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
 
 __all__ = ["Layer", "Conv2D", "MaxPool2D", "AvgPool2D", "ReLU", "Tanh", "Flatten", "Linear",
            "Sequential", "init_weight"]

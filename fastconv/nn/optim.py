@@ -15,7 +15,7 @@ nothing, where temporaries of the large fc1 weight used to cost fresh pages ever
 """
 import numpy as np
 
-from . import _ext
+from .. import _ext
 
 __all__ = ["Optimizer", "SGD", "Adam", "make_optimizer"]
 

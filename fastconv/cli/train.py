@@ -11,9 +11,9 @@ import time
 
 import numpy as np
 
-from .checkpoint import load_checkpoint
-from .models import LeNet5, from_config
-from .train import HISTORY_KEYS, confusion_matrix, evaluate, fit, format_epoch
+from ..nn.checkpoint import load_checkpoint
+from ..nn.models import LeNet5, from_config
+from ..nn.training import HISTORY_KEYS, confusion_matrix, evaluate, fit, format_epoch
 
 CHECKPOINT_NAME = "checkpoint.npz"
 
@@ -67,9 +67,9 @@ def add_parser(subparsers):
 def load_split(dataset, data_dir, train):
     """(images, labels) of a dataset's training or test split."""
     if dataset == "digits":
-        from .datasets import load_digits
+        from ..data.datasets import load_digits
         return load_digits(train=train)
-    from .datasets import load_mnist
+    from ..data.datasets import load_mnist
     return load_mnist(root=data_dir, train=train)
 
 
@@ -100,7 +100,7 @@ def write_plots(out, model, history, val_images, val_labels):
 
 def _set_threads(threads):
     if threads is not None:
-        from .config import set_num_threads
+        from ..config import set_num_threads
         set_num_threads(threads)
 
 

@@ -31,7 +31,7 @@ import os
 
 import numpy as np
 
-from .datasets import write_atomic
+from .._files import write_atomic
 
 __all__ = ["save_checkpoint", "load_checkpoint", "CheckpointError", "FORMAT", "VERSION"]
 

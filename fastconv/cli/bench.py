@@ -8,7 +8,7 @@ table in README.md between the markers ``<!-- bench:start -->`` and ``<!-- bench
     fastconv bench --quick                 # under 2 minutes on 2 cores
     fastconv bench --full --json out.json --png chart.png --readme README.md
 
-(``fastconv bench`` is ``python -m fastconv.bench``.)
+(``fastconv bench`` is ``python -m fastconv.cli.bench``.)
 """
 import argparse
 import contextlib
@@ -291,13 +291,13 @@ class Runner:
 
     # -- a LeNet-5 training step (forward, backward, SGD update), batch 64
     def lenet(self):
-        from fastconv.models import LeNet5
-        from fastconv.losses import softmax_cross_entropy
-        from fastconv.optim import SGD
+        from fastconv.nn.models import LeNet5
+        from fastconv.nn.losses import softmax_cross_entropy
+        from fastconv.nn.optim import SGD
         rng = np.random.default_rng(0)
         x = rng.standard_normal((64, 1, 32, 32)).astype(np.float32)
         y = rng.integers(0, 10, 64)
-        model = LeNet5(seed=0).reuse_buffers()    # as fastconv.train.fit trains
+        model = LeNet5(seed=0).reuse_buffers()    # as fastconv.nn.fit trains
         opt = SGD(model, lr=0.01, momentum=0.9)
 
         def step():
@@ -417,7 +417,7 @@ def update_readme(path, table):
 
 
 def add_arguments(parser):
-    """The options of ``fastconv bench`` / ``python -m fastconv.bench``."""
+    """The options of ``fastconv bench`` / ``python -m fastconv.cli.bench``."""
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="short timing budget (default)")
     mode.add_argument("--full", action="store_true", help="longer timing budget per case")
@@ -460,7 +460,7 @@ def run(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m fastconv.bench",
+    parser = argparse.ArgumentParser(prog="python -m fastconv.cli.bench",
                                      description=__doc__.split("\n")[0])
     add_arguments(parser)
     return run(parser.parse_args(argv))

@@ -1,10 +1,10 @@
-"""Models built from :mod:`fastconv.layers`: LeNet-5 (CONCEPTS.md section 7)."""
+"""Models built from :mod:`fastconv.nn.layers`: LeNet-5."""
 import numpy as np
 
 from .layers import (AvgPool2D, Conv2D, Flatten, Linear, MaxPool2D, ReLU, Sequential, Tanh,
                      as_rng)
 from .inference import predict_logits
-from .preprocessing import image_statistics, is_prepared, standardize
+from ..data.preprocessing import image_statistics, is_prepared, standardize
 
 __all__ = ["LeNet5", "from_config"]
 

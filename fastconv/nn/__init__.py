@@ -1,0 +1,26 @@
+"""fastconv.nn: layers, models, losses, optimizers, training and checkpoints.
+
+Every layer has ``forward(x)``, ``backward(grad_out)`` (returns the input gradient and
+fills ``grads()``), ``params()``, ``train()`` / ``eval()``, ``state_dict()`` /
+``load_state_dict()`` and ``reuse_buffers()``::
+
+    from fastconv.nn import LeNet5, fit
+    model = LeNet5(seed=0)
+    history = fit(model, images, labels, epochs=5)
+"""
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .layers import (AvgPool2D, Conv2D, Flatten, Layer, Linear, MaxPool2D, ReLU, Sequential,
+                     Tanh)
+from .losses import accuracy, softmax, softmax_cross_entropy
+from .models import LeNet5, from_config
+from .optim import SGD, Adam, Optimizer, make_optimizer
+from .training import confusion_matrix, evaluate, fit
+
+__all__ = [
+    "Layer", "Conv2D", "MaxPool2D", "AvgPool2D", "ReLU", "Tanh", "Flatten", "Linear",
+    "Sequential", "LeNet5", "from_config",
+    "softmax", "softmax_cross_entropy", "accuracy",
+    "Optimizer", "SGD", "Adam", "make_optimizer",
+    "fit", "evaluate", "confusion_matrix",
+    "save_checkpoint", "load_checkpoint", "CheckpointError",
+]
