@@ -135,12 +135,15 @@ def _backward_inputs(func, grad_out, x, geometry, *args):
     return grad_out, x, dtype, geom
 
 
-def _avg_forward(x, geom, dtype, y=None):
-    if y is None:
-        y = np.empty(geom.output_shape, dtype=dtype)
-    if y.size > 0:
-        _ext.avg_pool_forward(y, as_kernel_input(x, dtype), geom)
-    return y
+def _average(source, geom, dtype, result=None, backward=False):
+    """Run the average-pooling kernel, forward (x -> y) or backward (grad_out -> grad_x),
+    into result, or into a new array when it is None; returns result."""
+    if result is None:
+        result = np.empty(geom.input_shape if backward else geom.output_shape, dtype=dtype)
+    if result.size > 0:
+        kernel = _ext.avg_pool_backward if backward else _ext.avg_pool_forward
+        kernel(result, as_kernel_input(source, dtype), geom)
+    return result
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
@@ -339,7 +342,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     geom = pool_geometry(func, x.shape, kernel_size, stride, padding, 1, ceil_mode,
                          count_include_pad, divisor_override)
     y = check_out(*out_arrays(out, 1, func), "out", geom.output_shape, dtype, func, (("x", x),))
-    return _avg_forward(x, geom, dtype, y)
+    return _average(x, geom, dtype, y)
 
 
 def avg_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, ceil_mode=False,
@@ -356,9 +359,7 @@ def avg_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, ceil_m
     x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
         As given to :func:`avg_pool2d` (x gives the input's shape and dtype).
     out : ndarray, optional
-        Where to write the result, as NumPy's ``out=``: the result's shape and dtype,
-        C-contiguous, writeable, not overlapping the inputs (ValueError/TypeError
-        otherwise); it is returned.
+        Where to write grad_x, as for :func:`avg_pool2d`.
 
     Returns
     -------
@@ -368,7 +369,8 @@ def avg_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, ceil_m
     grad_out, x, dtype, geom = _backward_inputs(func, grad_out, x, pool_geometry, kernel_size,
                                                 stride, padding, 1, ceil_mode,
                                                 count_include_pad, divisor_override)
-    return _avg_backward(grad_out, geom, dtype, _grad_x_out(out, geom, dtype, func, grad_out, x))
+    return _average(grad_out, geom, dtype, _grad_x_out(out, geom, dtype, func, grad_out, x),
+                    backward=True)
 
 
 def _grad_x_out(out, geom, dtype, func, grad_out, x, indices=None, argmax=None):
@@ -376,14 +378,6 @@ def _grad_x_out(out, geom, dtype, func, grad_out, x, indices=None, argmax=None):
     inputs = (("grad_out", grad_out), ("x", x), ("indices", indices), ("argmax", argmax))
     grad_x = check_out(*out_arrays(out, 1, func), "out", geom.input_shape, dtype, func, inputs)
     return np.empty(geom.input_shape, dtype=dtype) if grad_x is None else grad_x
-
-
-def _avg_backward(grad_out, geom, dtype, grad_x=None):
-    if grad_x is None:
-        grad_x = np.empty(geom.input_shape, dtype=dtype)
-    if grad_x.size > 0:
-        _ext.avg_pool_backward(grad_x, as_kernel_input(grad_out, dtype), geom)
-    return grad_x
 
 
 def adaptive_avg_pool2d(x, output_size):
@@ -405,7 +399,7 @@ def adaptive_avg_pool2d(x, output_size):
     func = "adaptive_avg_pool2d"
     x = _input(x, func)
     dtype = result_dtype(func, x=x)
-    return _avg_forward(x, adaptive_geometry(func, x.shape, output_size), dtype)
+    return _average(x, adaptive_geometry(func, x.shape, output_size), dtype)
 
 
 def adaptive_avg_pool2d_backward(grad_out, x, output_size):
@@ -423,7 +417,7 @@ def adaptive_avg_pool2d_backward(grad_out, x, output_size):
     """
     grad_out, x, dtype, geom = _backward_inputs("adaptive_avg_pool2d_backward", grad_out, x,
                                                 adaptive_geometry, output_size)
-    return _avg_backward(grad_out, geom, dtype)
+    return _average(grad_out, geom, dtype, backward=True)
 
 
 def global_avg_pool2d(x):
@@ -437,7 +431,7 @@ def global_avg_pool2d(x):
     func = "global_avg_pool2d"
     x = _input(x, func)
     dtype = result_dtype(func, x=x)
-    return _avg_forward(x, adaptive_geometry(func, x.shape, 1), dtype)
+    return _average(x, adaptive_geometry(func, x.shape, 1), dtype)
 
 
 def global_avg_pool2d_backward(grad_out, x):
@@ -454,4 +448,4 @@ def global_avg_pool2d_backward(grad_out, x):
     """
     grad_out, x, dtype, geom = _backward_inputs("global_avg_pool2d_backward", grad_out, x,
                                                 adaptive_geometry, 1)
-    return _avg_backward(grad_out, geom, dtype)
+    return _average(grad_out, geom, dtype, backward=True)
