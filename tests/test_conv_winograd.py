@@ -19,7 +19,7 @@ import fastconv
 from fastconv import reference
 from fastconv._checks import conv_geometry
 
-from conftest import rel_err
+from conftest import SIMD_PATHS, rel_err, simd_path
 
 F32_TOL = 5e-5
 F64_TOL = 1e-12
@@ -207,14 +207,10 @@ def test_winograd_simd_paths_agree():
     rng = np.random.default_rng(10)
     x = rng.standard_normal((2, 40, 17, 18)).astype(np.float32)
     w = rng.standard_normal((50, 40, 3, 3)).astype(np.float32)
-    before = fastconv.get_simd()
-    try:
-        ys = []
-        for path in ("generic", "avx2", "avx512"):
-            fastconv.set_simd(path)
+    ys = []
+    for path in SIMD_PATHS:
+        with simd_path(path):
             ys.append(fastconv.conv2d(x, w, padding=1, algorithm="winograd"))
-    finally:
-        fastconv.set_simd({"avx2+fma": "avx2"}.get(before, before))
     for y in ys[1:]:
         assert rel_err(y, ys[0]) < F32_TOL
 

@@ -2,6 +2,7 @@
 reference loops, Sobel/Scharr/Prewitt/Canny against scikit-image and OpenCV (when
 installed), input handling, errors, and the `edges` and `explain` commands."""
 import io
+import itertools
 import math
 import subprocess
 import sys
@@ -15,7 +16,8 @@ import fastconv
 from fastconv import filters, reference
 from fastconv.cli import main
 
-from conftest import LECTURE_IMAGE as IMAGE, LECTURE_VERTICAL_EDGES, SIMD_PATHS, subprocess_env
+from conftest import (LECTURE_IMAGE as IMAGE, LECTURE_VERTICAL_EDGES, SIMD_PATHS, simd_path,
+                      subprocess_env, thread_count)
 
 
 SCIPY_MODES = {"constant": "constant", "reflect": "reflect", "replicate": "nearest",
@@ -143,15 +145,12 @@ def test_magnitude_in_one_pass_matches_the_two_derivatives(simd, mode, dtype):
                                    atol=1e-5, err_msg=op)
 
 
-def test_simds_agree_and_threads_do_not_change_results(threads):
+def test_simds_agree_and_threads_do_not_change_results():
     x = np.random.default_rng(1).random((3, 130, 517)).astype(np.float32)
     results = {}
-    for path in SIMD_PATHS:
-        fastconv.set_simd(path)
-        for n in (1, 2):
-            threads(n)
+    for path, n in itertools.product(SIMD_PATHS, (1, 2)):
+        with simd_path(path), thread_count(n):
             results[path, n] = np.stack([filters.sobel(x, axis=1), filters.sobel(x)])
-    fastconv.set_simd("auto")
     for path in SIMD_PATHS:
         np.testing.assert_array_equal(results[path, 1], results[path, 2])
         np.testing.assert_allclose(results[path, 1], results["generic", 1], atol=1e-5)

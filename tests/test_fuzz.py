@@ -25,7 +25,6 @@ Damaged files get the same treatment at the end: random bytes and mutations (fli
 cut, inserted bytes) of IDX dataset files and checkpoints raise only the documented
 errors (ValueError naming the file; CheckpointError), or load unchanged.
 """
-import contextlib
 import gzip
 import math
 import os
@@ -44,7 +43,7 @@ from fastconv.nn.checkpoint import CheckpointError, load_checkpoint, save_checkp
 from fastconv.data.datasets import read_idx  # noqa: E402
 from fastconv.nn.models import LeNet5  # noqa: E402
 
-from conftest import SIMD_PATHS  # noqa: E402
+from conftest import SIMD_PATHS, simd_path, thread_count  # noqa: E402
 from train_helpers import idx_bytes  # noqa: E402
 
 HUGE_INTS = (2**31, 2**40, 2**63, 2**70)
@@ -185,26 +184,6 @@ def snapshot(*arrays_):
 def assert_unmodified(snap):
     for a, data in snap:
         assert a.tobytes() == data, "an input array was modified"
-
-
-@contextlib.contextmanager
-def simd_path(path):
-    before = fastconv.get_simd()
-    fastconv.set_simd(path)
-    try:
-        yield
-    finally:
-        fastconv.set_simd("generic" if before == "generic" else "auto")
-
-
-@contextlib.contextmanager
-def thread_count(n):
-    before = fastconv.get_num_threads()
-    fastconv.set_num_threads(n)
-    try:
-        yield
-    finally:
-        fastconv.set_num_threads(before)
 
 
 def call_checked(valid, func, *args, **kwargs):

@@ -14,6 +14,8 @@ import fastconv
 from fastconv import reference as ref
 from fastconv.sizing import conv_output_size
 
+from conftest import simd_path
+
 
 def _cpu_has_avx2():
     try:
@@ -45,9 +47,8 @@ def simd(request):
     """Run a test on the portable micro-kernels and on the AVX2 ones."""
     if request.param == "avx2" and not HAVE_AVX2:
         pytest.skip("this CPU lacks AVX2/FMA")
-    fastconv.set_simd(request.param)
-    yield request.param
-    fastconv.set_simd("auto")
+    with simd_path(request.param):
+        yield request.param
 
 
 # ---- the sweep of small geometries ----

@@ -8,15 +8,9 @@ import numpy as np
 
 from ..conv import conv2d
 from ..costs import compare_conv_dense
-from ..filters import HORIZONTAL_EDGE, SCHARR_VERTICAL, SOBEL_VERTICAL, VERTICAL_EDGE
+from ..filters import (HORIZONTAL_EDGE, LECTURE_IMAGE, SCHARR_VERTICAL, SOBEL_VERTICAL,
+                       VERTICAL_EDGE)
 from ..sizing import conv_output_size, conv_params, dense_params
-
-LECTURE_IMAGE = np.array([[3, 0, 1, 2, 7, 4],
-                          [1, 5, 8, 9, 3, 1],
-                          [2, 7, 2, 5, 1, 3],
-                          [0, 1, 3, 1, 7, 8],
-                          [4, 2, 1, 6, 2, 8],
-                          [2, 4, 5, 2, 3, 9]])
 
 #: One layer of a network summary: output volume (height, width, channels) and parameters.
 Layer = namedtuple("Layer", "name description shape parameters")
