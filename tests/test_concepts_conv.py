@@ -1,4 +1,5 @@
-"""The worked examples of CONCEPTS.md sections 2-5, exactly (integers in, integers out)."""
+"""The lecture's worked examples of convolution, padding, stride and volumes, exactly
+(integers in, integers out)."""
 import numpy as np
 import pytest
 

@@ -34,7 +34,7 @@ def noisy_scene(size=96, seed=0, noise=0.05):
     return filters.synthetic_image(size) + noise * rng.standard_normal((size, size))
 
 
-# ---- the lecture (CONCEPTS.md section 2), integers in, integers out -----------------------
+# ---- the lecture's edge-detection examples, integers in, integers out ---------------------
 
 @pytest.mark.parametrize("how", ["filter2d", "conv2d"])
 def test_lecture_6x6_vertical_edge_example(how):

@@ -741,8 +741,8 @@ FUZZ_TABLE = {
 @given(data=st.data())
 def test_every_call_matches_the_reference_or_raises_and_never_modifies_inputs(name, data):
     note(f"function: {name}")
-    # 1 or 2 threads: the kernels cut the work differently for each (a layer padded only
-    # below the image once went wrong on 2 threads alone, in bands of fewer rows)
+    # 1 or 2 threads: the kernels cut the work into different bands of rows for each, and
+    # a band's edges (padding only below the image, bands of few rows) need checking too
     threads = data.draw(st.sampled_from([1, 2]))
     with np.errstate(all="ignore"), thread_count(threads):  # NaN and inf inputs warn in NumPy
         FUZZ_TABLE[name](data)

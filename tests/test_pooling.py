@@ -103,7 +103,7 @@ def _has_empty_window(n, k, s, p, d, ceil):
     return any(all(not 0 <= o * s - p + t * d < n for t in range(k)) for o in range(out))
 
 
-def test_sweep_covers_the_issue_grid():
+def test_sweep_covers_kernels_1_to_5_strides_1_to_4_dilations_1_to_3_both_ceil_modes():
     assert len(MAX_SWEEP) > 2000 and len(AVG_SWEEP) > 700
     seen = {(h[1], h[2], h[4], ceil) for h, _, ceil in MAX_SWEEP}
     assert seen == {(k, s, d, c) for k in range(1, 6) for s in range(1, 5) for d in (1, 2, 3)
@@ -612,10 +612,10 @@ def test_kernels_overwrite_every_output_element(simd, H, W, args):
             np.testing.assert_array_equal(y, fastconv.avg_pool2d(x, **args))
 
 
-# ---- CONCEPTS.md ----
+# ---- the lecture's pooling example ----
 
 def test_concepts_pooling_example():
-    """CONCEPTS.md sections 6 and 7: a 2x2 / stride-2 window keeps the strongest response
+    """The lecture's pooling example: a 2x2 / stride-2 window keeps the strongest response
     (max) or the mean (average), with the convolution's output-size formula, so LeNet-5
     pools 28x28x6 to 14x14x6 and 10x10x16 to 5x5x16 = 400 features."""
     x = np.array([[1, 3, 2, 1], [2, 9, 1, 1], [1, 3, 2, 3], [5, 6, 1, 2]])[None, None]

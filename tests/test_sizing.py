@@ -1,4 +1,5 @@
-"""Sizes and parameter costs: every number of CONCEPTS.md sections 1, 3, 5 and 7, exactly."""
+"""Sizes and parameter costs: every number of the lecture (dense vs conv costs, output
+sizes, volumes, LeNet-5), computed by fastconv and compared exactly."""
 import numpy as np
 import pytest
 

@@ -308,7 +308,7 @@ def run_fork_script(tmp_path, parent_threads):
 def test_fork_pool_after_openmp_threads_ran_completes_single_threaded(tmp_path):
     """The parent ran on 2 OpenMP threads; children asking for 1 or 2 threads compute the
     right results on 1 thread, and asking for 2 warns (without the at-fork hook, a child
-    using 2 threads hangs in libgomp: measured with GCC 12)."""
+    using 2 threads hangs in GCC's libgomp)."""
     rows = run_fork_script(tmp_path, 2)
     assert rows == [(1, 1, "True", 0), (2, 1, "True", 1)] * 2, rows
 

@@ -134,8 +134,9 @@ def convnet_layers(input_shape=(39, 39, 3), convs=((3, 1, 10), (5, 2, 20), (5, 2
 
 
 def lenet5_layers():
-    """LeNet-5 (CONCEPTS.md section 7) as Layer rows, from the size and parameter formulas:
-    the architecture, not a trained model."""
+    """LeNet-5 as the lecture draws it (32x32x1 -> conv 5x5x6 -> pool -> conv 5x5x16 ->
+    pool -> ...) as Layer rows, from the size and parameter formulas: the architecture,
+    not a trained model."""
     h = w = 32
     c = 1
     layers = [Layer("input", "32x32x1 (MNIST 28x28 padded by 2)", (h, w, c), 0)]
