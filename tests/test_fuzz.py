@@ -28,6 +28,7 @@ errors (ValueError naming the file; CheckpointError), or load unchanged.
 import gzip
 import math
 import os
+import struct
 import tempfile
 
 import numpy as np
@@ -778,6 +779,19 @@ def write_temp(data, suffix):
     return name
 
 
+# The IDX type codes, written out here so that the test decodes headers on its own.
+IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def idx_declared(data):
+    """(shape, big-endian dtype, data bytes) that the header of an IDX file's bytes declares
+    (after gunzip when the bytes start with the gzip magic)."""
+    payload = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+    ndim = payload[3]
+    shape = struct.unpack(f">{ndim}i", payload[4:4 + 4 * ndim])
+    return shape, np.dtype(IDX_TYPES[payload[2]]), payload[4 + 4 * ndim:]
+
+
 @given(edits=EDITS, compress=st.booleans(), raw=st.binary(max_size=64), use_raw=st.booleans())
 def test_read_idx_on_corrupted_files_returns_the_header_shape_or_raises_value_error(
         edits, compress, raw, use_raw):
@@ -788,8 +802,13 @@ def test_read_idx_on_corrupted_files_returns_the_header_shape_or_raises_value_er
         array = read_idx(name)
     except ValueError as exc:
         assert name in str(exc)
-    else:
+    else:       # the shape and type the header declares, in native order, holding the data
+        event("read")
+        shape, dtype, body = idx_declared(data)
         assert isinstance(array, np.ndarray)
+        assert array.shape == shape
+        assert array.dtype == dtype.newbyteorder("=")
+        assert array.astype(dtype).tobytes() == body
     finally:
         os.unlink(name)
 
