@@ -233,7 +233,8 @@ def test_mirror_list_and_cache_folder_come_from_the_environment(monkeypatch, tmp
     base, server = mirror
     name, data, checksums = serve_synthetic(server)
     monkeypatch.setenv("FASTCONV_MNIST_MIRRORS", f"{closed_port_url()} , {base}/good")
-    assert download_file(name, tmp_path, checksums=checksums, timeout=2)
+    path = download_file(name, tmp_path, checksums=checksums, timeout=2)
+    assert open(path, "rb").read() == data and server.requests == [f"/good/{name}"]
     monkeypatch.setenv("FASTCONV_DATA", str(tmp_path / "data"))
     assert mnist_root() == str(tmp_path / "data" / "mnist")
     monkeypatch.delenv("FASTCONV_DATA")
@@ -262,5 +263,7 @@ def test_sklearn_digits_brought_to_32x32():
     test_images, test_labels = datasets.load_digits(train=False)
     assert train_images.shape[1:] == (32, 32) and train_images.dtype == np.uint8
     assert len(train_images) + len(test_images) == 1797 and len(test_images) == 359
-    assert train_images.max() == 255 and train_images[:, :4].max() == 0   # 4-pixel border
+    border = np.ones((32, 32), dtype=bool)
+    border[4:28, 4:28] = False                          # the 24x24 digit in a 4-pixel frame
+    assert train_images.max() == 255 and train_images[:, border].max() == 0
     assert set(train_labels) == set(range(10)) and len(test_labels) == len(test_images)
