@@ -112,7 +112,7 @@ def test_winograd_input_gradient_finite_differences_float64():
         assert abs(numeric - dx[idx]) < 1e-6 * max(1, abs(numeric)), idx
 
 
-def test_winograd_weight_and_bias_gradients_are_autos():
+def test_winograd_weight_and_bias_gradients_match_direct():
     """The weight and bias gradients of algorithm="winograd" run direct or im2col."""
     rng = np.random.default_rng(6)
     x = rng.standard_normal((2, 5, 9, 8))
