@@ -221,6 +221,15 @@ def _avg_window(H, W, p, q, kernel_size, stride, padding, count_include_pad,
     return rows, cols, divisor
 
 
+def _avg_windows(input_hw, output_hw, kernel_size, stride, padding, count_include_pad,
+                 divisor_override):
+    """(p, q, rows, columns, divisor) of every output pixel, as _avg_window gives them."""
+    H, W = input_hw
+    for p, q in np.ndindex(*output_hw):
+        yield (p, q, *_avg_window(H, W, p, q, kernel_size, stride, padding, count_include_pad,
+                                  divisor_override))
+
+
 def avg_pool2d_forward(x, kernel_size, stride, padding=(0, 0), ceil_mode=False,
                        count_include_pad=True, divisor_override=None):
     """y[n, c, p, q] = the sum of window (p, q) of x[n, c] (zero padding) / its divisor."""
@@ -228,13 +237,11 @@ def avg_pool2d_forward(x, kernel_size, stride, padding=(0, 0), ceil_mode=False,
     N, C, H, W = x.shape
     P, Q = _pool_output_hw(x.shape, kernel_size, stride, padding, (1, 1), ceil_mode)
     y = np.zeros((N, C, P, Q))
-    for p in range(P):
-        for q in range(Q):
-            rows, cols, divisor = _avg_window(H, W, p, q, kernel_size, stride, padding,
-                                              count_include_pad, divisor_override)
-            if len(rows) and len(cols):
-                y[:, :, p, q] = x[:, :, rows.start:rows.stop, cols.start:cols.stop].sum(
-                    axis=(2, 3)) / divisor
+    for p, q, rows, cols, divisor in _avg_windows((H, W), (P, Q), kernel_size, stride, padding,
+                                                  count_include_pad, divisor_override):
+        if len(rows) and len(cols):
+            y[:, :, p, q] = x[:, :, rows.start:rows.stop, cols.start:cols.stop].sum(
+                axis=(2, 3)) / divisor
     return y
 
 
@@ -245,12 +252,10 @@ def avg_pool2d_backward(dy, x, kernel_size, stride, padding=(0, 0), ceil_mode=Fa
     N, C, H, W = np.shape(x)
     P, Q = dy.shape[2:]
     dx = np.zeros((N, C, H, W))
-    for p in range(P):
-        for q in range(Q):
-            rows, cols, divisor = _avg_window(H, W, p, q, kernel_size, stride, padding,
-                                              count_include_pad, divisor_override)
-            dx[:, :, rows.start:rows.stop, cols.start:cols.stop] += \
-                (dy[:, :, p, q] / divisor)[:, :, None, None]
+    for p, q, rows, cols, divisor in _avg_windows((H, W), (P, Q), kernel_size, stride, padding,
+                                                  count_include_pad, divisor_override):
+        dx[:, :, rows.start:rows.stop, cols.start:cols.stop] += \
+            (dy[:, :, p, q] / divisor)[:, :, None, None]
     return dx
 
 
