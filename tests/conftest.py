@@ -1,4 +1,5 @@
-"""Shared test helpers: error measures, the SIMD-path and thread settings, the data location."""
+"""Shared test helpers: error measures, the SIMD-path and thread settings, the lecture's
+example, the child-process environment and the run modes of the reliability tests."""
 import contextlib
 from pathlib import Path
 
@@ -7,9 +8,6 @@ import pytest
 
 import fastconv
 from fastconv.filters import LECTURE_IMAGE  # noqa: F401  (the input; the tests import it from here)
-
-REPO = Path(__file__).resolve().parents[1]
-MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"
 
 # What the lecture's vertical edge filter gives on its 6x6 image (fastconv.filters'
 # LECTURE_IMAGE), written out here rather than computed, so the tests check the package.

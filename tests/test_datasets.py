@@ -12,7 +12,7 @@ import pytest
 from fastconv.data import datasets
 from fastconv.data.datasets import (DownloadError, download_file, load_mnist, mnist_root, read_idx,
                                write_atomic)
-from train_helpers import idx_bytes, shared_mnist_dir, synthetic_digits, write_idx
+from train_helpers import idx_bytes, require_shared_mnist, synthetic_digits, write_idx
 
 
 # -- IDX ---------------------------------------------------------------------------------------
@@ -60,10 +60,7 @@ def test_read_idx_rejects_corrupt_files_naming_them(tmp_path, case):
 # -- real MNIST (skipped where ../shared is absent) -----------------------------------------
 @pytest.fixture(scope="module")
 def real_mnist():
-    folder = shared_mnist_dir()
-    if folder is None:
-        pytest.skip("real MNIST test images not found in ../shared/data/mnist")
-    return folder
+    return require_shared_mnist()
 
 
 def test_real_mnist_test_set_loads_with_the_documented_counts(real_mnist):

@@ -187,6 +187,20 @@ def assert_unmodified(snap):
         assert a.tobytes() == data, "an input array was modified"
 
 
+def checked_backward(call, dy, *inputs):
+    """call(), a backward call given grad_out dy and the other inputs: it must succeed unless
+    dy's dtype is one of BAD_DTYPES, and leave every input unmodified. Its result, or None
+    when it was rightly rejected."""
+    snap = snapshot(dy, *inputs)
+    try:
+        result = call()
+    except (ValueError, TypeError):
+        assert dy.dtype in BAD_DTYPES, "a valid backward call was rejected"
+        result = None
+    assert_unmodified(snap)
+    return result
+
+
 def call_checked(valid, func, *args, **kwargs):
     """func(*args, **kwargs): must succeed when `valid`, else raise ValueError/TypeError."""
     event("valid call" if valid else "rejected call")
@@ -630,14 +644,10 @@ def check_pool_backward(data, kind):
     dy = data.draw(input_arrays(y.shape, data.draw(dtypes()), nonfinite=True))
     if kind == "max" and data.draw(st.booleans()):
         kwargs["indices"] = forward(x, **kwargs, return_indices=True)[1]
-    snap = snapshot(x, dy, kwargs.get("indices"))
-    try:
-        dx = getattr(fastconv, f"{kind}_pool2d_backward")(dy, x, **kwargs)
-    except (ValueError, TypeError):
-        assert_unmodified(snap)
-        assert dy.dtype in BAD_DTYPES, "a valid backward call was rejected"
+    backward = getattr(fastconv, f"{kind}_pool2d_backward")
+    dx = checked_backward(lambda: backward(dy, x, **kwargs), dy, x, kwargs.get("indices"))
+    if dx is None:
         return
-    assert_unmodified(snap)
     if "indices" in kwargs:
         # Each gradient goes where the forward's index says (PyTorch's rule, which for a
         # dilated window wholly in the padding can name a real pixel), else nowhere.
@@ -699,17 +709,12 @@ def check_adaptive_avg_pool2d_backward(data):
     size = data.draw(st.sampled_from([(1, 1), (2, 3), (3, 1), (5, 5)]))
     dy = data.draw(input_arrays(x.shape[:2] + size, data.draw(dtypes()), nonfinite=True))
     use_global = size == (1, 1) and data.draw(st.booleans())
-    snap = snapshot(x, dy)
-    try:
-        if use_global:
-            dx = fastconv.global_avg_pool2d_backward(dy, x)
-        else:
-            dx = fastconv.adaptive_avg_pool2d_backward(dy, x, size)
-    except (ValueError, TypeError):
-        assert_unmodified(snap)
-        assert dy.dtype in BAD_DTYPES, "a valid backward call was rejected"
+    if use_global:
+        dx = checked_backward(lambda: fastconv.global_avg_pool2d_backward(dy, x), dy, x)
+    else:
+        dx = checked_backward(lambda: fastconv.adaptive_avg_pool2d_backward(dy, x, size), dy, x)
+    if dx is None:
         return
-    assert_unmodified(snap)
     with np.errstate(all="ignore"):
         expected = reference.adaptive_avg_pool2d_backward(np.asarray(dy, dtype=np.float64), x, size)
         bound = reference.adaptive_avg_pool2d_backward(finite_part(dy), x, size)

@@ -8,7 +8,7 @@ from fastconv.data.datasets import load_mnist
 from fastconv.nn.models import LeNet5, from_config
 from fastconv.data.preprocessing import scale_and_pad
 from fastconv.nn.training import evaluate, fit
-from train_helpers import shared_mnist_dir, synthetic_digits
+from train_helpers import require_shared_mnist, synthetic_digits
 
 
 def test_lenet5_has_61706_parameters_layer_by_layer():
@@ -116,10 +116,7 @@ def test_fit_learns_synthetic_digits_quickly():
 
 @pytest.fixture(scope="module")
 def mnist_test_set():
-    folder = shared_mnist_dir()
-    if folder is None:
-        pytest.skip("real MNIST test images not found in ../shared/data/mnist")
-    return load_mnist(folder, train=False, download=False)
+    return load_mnist(require_shared_mnist(), train=False, download=False)
 
 
 def test_lenet5_reaches_95_percent_on_real_mnist(mnist_test_set):
