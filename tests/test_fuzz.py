@@ -18,8 +18,7 @@ in kernels that skip it, so non-finite weights have no single right answer.
 
 Run modes (tests/conftest.py): the "ci" profile (default) runs a few dozen examples per
 function; ``FASTCONV_HYPOTHESIS_PROFILE=thorough`` runs 2,000 per function. Add
-``--hypothesis-show-statistics`` to see the counts. Pooling entries run once
-``fastconv.max_pool2d`` exists (merged from the pooling branch).
+``--hypothesis-show-statistics`` to see the counts.
 
 Damaged files get the same treatment at the end: random bytes and mutations (flipped,
 cut, inserted bytes) of IDX dataset files and checkpoints raise only the documented
@@ -558,12 +557,7 @@ def check_canny(data):
     assert not (edges & ~more).any(), "a lower low threshold lost edges"
 
 
-# -- pooling (runs once the pooling branch is merged) -----------------------------------------
-def needs_pooling():
-    if not hasattr(fastconv, "max_pool2d"):
-        pytest.skip("pooling is not merged yet")
-
-
+# -- pooling -------------------------------------------------------------------------------------
 @st.composite
 def pool_cases(draw, dilation_allowed):
     N, C = draw(st.integers(0, 2)), draw(st.integers(1, 3))
@@ -582,8 +576,7 @@ def pool_cases(draw, dilation_allowed):
 
 def check_pool(data, func_name, reference_name, dilation_allowed):
     """Pooling: valid calls match the reference (float64 sums, exact maxima)."""
-    needs_pooling()
-    ref = getattr(reference, reference_name, None)
+    ref = getattr(reference, reference_name)
     x, kwargs, norm, dilation = data.draw(pool_cases(dilation_allowed))
     if dilation_allowed:
         kwargs["dilation"] = norm["dilation"] = dilation
@@ -594,8 +587,6 @@ def check_pool(data, func_name, reference_name, dilation_allowed):
         assert_unmodified(snap)
         return
     assert_unmodified(snap)
-    if ref is None:
-        return
     expected = ref(np.asarray(x, dtype=np.float64), **norm)
     if isinstance(expected, tuple):
         expected = expected[0]
@@ -632,7 +623,6 @@ def scatter_by_indices(dy, indices, x_shape):
 def check_pool_backward(data, kind):
     """max_pool2d_backward (maxima found again from x, or read from the forward's indices)
     and avg_pool2d_backward: the reference's routing of grad_out, within rounding."""
-    needs_pooling()
     x, kwargs, norm, dilation = data.draw(pool_cases(dilation_allowed=kind == "max"))
     if kind == "max":
         kwargs["dilation"] = norm["dilation"] = dilation
@@ -662,7 +652,6 @@ def check_pool_backward(data, kind):
 
 
 def check_global_avg_pool2d(data):
-    needs_pooling()
     x = data.draw(input_arrays((data.draw(st.integers(0, 2)), 2, data.draw(st.integers(1, 6)),
                                 data.draw(st.integers(1, 6))), data.draw(dtypes()), True))
     snap = snapshot(x)
@@ -680,7 +669,6 @@ def check_global_avg_pool2d(data):
 
 
 def check_adaptive_avg_pool2d(data):
-    needs_pooling()
     x = data.draw(input_arrays((data.draw(st.integers(0, 2)), 2, data.draw(st.integers(1, 8)),
                                 data.draw(st.integers(1, 8))), data.draw(dtypes()), True))
     size = (data.draw(st.integers(1, 5)), data.draw(st.integers(1, 5)))
@@ -691,19 +679,15 @@ def check_adaptive_avg_pool2d(data):
         assert_unmodified(snap)
         return
     assert_unmodified(snap)
-    ref = getattr(reference, "adaptive_avg_pool2d_forward", None)
-    if ref is None:
-        return
     with np.errstate(all="ignore"):
-        expected = ref(np.asarray(x, dtype=np.float64), size)
-        bound = ref(finite_part(x), size) * x.shape[2] * x.shape[3]   # sum, then divide
+        expected = reference.adaptive_avg_pool2d_forward(np.asarray(x, dtype=np.float64), size)
+        bound = reference.adaptive_avg_pool2d_forward(finite_part(x), size) * x.shape[2] * x.shape[3]   # sum, then divide
     assert_matches(y, expected, bound, y.dtype, x.shape[2] * x.shape[3] + 1,
                    "adaptive_avg_pool2d")
 
 
 def check_adaptive_avg_pool2d_backward(data):
     """adaptive_avg_pool2d_backward, and global_avg_pool2d_backward for output size 1."""
-    needs_pooling()
     x = data.draw(input_arrays((data.draw(st.integers(0, 2)), 2, data.draw(st.integers(1, 8)),
                                 data.draw(st.integers(1, 8))), data.draw(dtypes(False)), True))
     size = data.draw(st.sampled_from([(1, 1), (2, 3), (3, 1), (5, 5)]))
