@@ -4,7 +4,7 @@ and PyTorch, all on 2 threads (each peer is skipped when not installed).
     pytest benchmarks/bench_filters.py                      # timings
     pytest benchmarks/bench_filters.py --benchmark-disable  # smoke run (CI)
 
-The issue's targets: fastconv's Sobel along one axis at least 10x faster than PyTorch's
+The targets: fastconv's Sobel along one axis at least 10x faster than PyTorch's
 conv2d and within 1.5x of cv2.Sobel. "fastconv conv2d direct" is the general convolution
 kernel on the same problem, for comparison with the dedicated single-plane filter.
 """

@@ -1,6 +1,6 @@
 """Training throughput of LeNet-5 (images/s): fastconv beside an equivalent PyTorch model.
 
-Both train the same architecture (CONCEPTS.md section 7, ReLU, max pooling) on the same
+Both train the same architecture (the lecture's LeNet-5, ReLU, max pooling) on the same
 32x32 batches of 64 with Adam, on the same number of threads (2 by default). One "step"
 is forward, softmax cross-entropy, backward and the optimizer update.
 

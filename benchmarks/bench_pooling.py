@@ -61,142 +61,143 @@ def _torch():
     return pytest.importorskip("torch")
 
 
-def _run(benchmark, function, nbytes, op, shape, window):
-    benchmark.group = f"{op} {'x'.join(map(str, shape))} {window}"
-    benchmark.extra_info["bytes"] = nbytes
-    result = benchmark(function)
-    if benchmark.stats is not None:
-        benchmark.extra_info["GB/s"] = round(nbytes / benchmark.stats.stats.median / 1e9, 2)
-    return result
-
-
 NAIVE = (slice(0, 1), slice(0, 8))   # the naive loops' share of x and dy
 
 
-def _run_once(benchmark, function, nbytes, op, shape, window):
-    """The naive loops take seconds: one round is enough to see how far behind they are."""
+def _run(benchmark, function, nbytes, op, shape, window, naive=False):
+    """Time function, grouped per operation and case, with the bytes it moves and its GB/s.
+    The naive loops take seconds: one round is enough to see how far behind they are."""
     benchmark.group = f"{op} {'x'.join(map(str, shape))} {window}"
     benchmark.extra_info["bytes"] = nbytes
-    benchmark.extra_info["part"] = "first image, first 8 channels"
-    benchmark.pedantic(function, rounds=1, iterations=1)
-    if benchmark.stats is not None:
-        benchmark.extra_info["GB/s"] = round(nbytes / benchmark.stats.stats.median / 1e9, 3)
-
-
-def _yardstick(benchmark, variant, x, op, shape, window):
-    if variant == "numpy copy":
-        _run(benchmark, x.copy, 2 * x.nbytes, op, shape, window)
+    if naive:
+        benchmark.extra_info["part"] = "first image, first 8 channels"
+        benchmark.pedantic(function, rounds=1, iterations=1)
     else:
-        out = np.empty_like(x)
-        _run(benchmark, lambda: np.copyto(out, x), 2 * x.nbytes, op, shape, window)
+        benchmark(function)
+    if benchmark.stats is not None:
+        benchmark.extra_info["GB/s"] = round(nbytes / benchmark.stats.stats.median / 1e9,
+                                             3 if naive else 2)
+
+
+def _copy(variant, x):
+    """The yardstick: (the call, the bytes it moves) of a NumPy copy of x."""
+    if variant == "numpy copy":
+        return x.copy, 2 * x.nbytes
+    out = np.empty_like(x)
+    return (lambda: np.copyto(out, x)), 2 * x.nbytes
 
 
 YARDSTICKS = ["numpy copy", "numpy copyto"]
+
+
+def _bench(benchmark, op, contender, shape, window, variant):
+    """Time one variant of one operation on one case. contender(variant, x, dy, argmax,
+    kernel, stride, padding) gives the call and the bytes it must move; the naive loops get
+    their share of x and dy (NAIVE) and run once."""
+    x, dy, argmax = _data(shape, window)
+    naive = variant == "naive loops"
+    if variant in YARDSTICKS:
+        function, nbytes = _copy(variant, x)
+    elif naive:
+        function, nbytes = contender(variant, x[NAIVE], dy[NAIVE], None, *WINDOWS[window])
+    else:
+        function, nbytes = contender(variant, x, dy, argmax, *WINDOWS[window])
+    _run(benchmark, function, nbytes, op, shape, window, naive)
+
+
+def _pairs(*values):
+    """Each square window setting as [height, width], the form the reference loops and
+    the aten backward kernels take."""
+    return [[v, v] for v in values]
+
+
+# The contenders: (call, bytes it must read and write) of each variant of an operation;
+# anything not named is the naive loops.
+
+def _max_pool_forward(variant, x, dy, argmax, kernel, stride, padding):
+    if variant == "fastconv":
+        return (lambda: fastconv.max_pool2d(x, kernel, stride, padding)), x.nbytes + dy.nbytes
+    if variant == "fastconv argmax":
+        return ((lambda: fastconv.max_pool2d(x, kernel, stride, padding, return_argmax=True)),
+                x.nbytes + dy.nbytes + argmax.nbytes)
+    if variant.startswith("torch"):
+        torch = _torch()
+        xt, indices = torch.from_numpy(x), variant == "torch indices"
+        return ((lambda: torch.nn.functional.max_pool2d(xt, kernel, stride, padding,
+                                                        return_indices=indices)),
+                x.nbytes + dy.nbytes * (3 if indices else 1))
+    return ((lambda: reference.max_pool2d_forward(x, *_pairs(kernel, stride, padding))),
+            x.nbytes + dy.nbytes)
+
+
+def _max_pool_backward(variant, x, dy, argmax, kernel, stride, padding):
+    if variant == "fastconv":
+        return ((lambda: fastconv.max_pool2d_backward(dy, x, kernel, stride, padding)),
+                2 * x.nbytes + dy.nbytes)
+    if variant == "fastconv argmax":
+        return ((lambda: fastconv.max_pool2d_backward(dy, x, kernel, stride, padding,
+                                                      argmax=argmax)),
+                x.nbytes + dy.nbytes + argmax.nbytes)
+    if variant == "torch":
+        torch = _torch()
+        xt, dyt = torch.from_numpy(x), torch.from_numpy(dy)
+        _, indices = torch.nn.functional.max_pool2d(xt, kernel, stride, padding,
+                                                    return_indices=True)
+        k, s, p = _pairs(kernel, stride, padding)
+        return ((lambda: torch.ops.aten.max_pool2d_with_indices_backward(
+            dyt, xt, k, s, p, [1, 1], False, indices)),
+            x.nbytes + 3 * dy.nbytes)
+    return ((lambda: reference.max_pool2d_backward(dy, x, *_pairs(kernel, stride, padding))),
+            2 * x.nbytes + dy.nbytes)
+
+
+def _avg_pool_forward(variant, x, dy, argmax, kernel, stride, padding):
+    if variant == "fastconv":
+        return (lambda: fastconv.avg_pool2d(x, kernel, stride, padding)), x.nbytes + dy.nbytes
+    if variant == "torch":
+        torch = _torch()
+        xt = torch.from_numpy(x)
+        return ((lambda: torch.nn.functional.avg_pool2d(xt, kernel, stride, padding)),
+                x.nbytes + dy.nbytes)
+    return ((lambda: reference.avg_pool2d_forward(x, *_pairs(kernel, stride, padding))),
+            x.nbytes + dy.nbytes)
+
+
+def _avg_pool_backward(variant, x, dy, argmax, kernel, stride, padding):
+    if variant == "fastconv":
+        return ((lambda: fastconv.avg_pool2d_backward(dy, x, kernel, stride, padding)),
+                x.nbytes + dy.nbytes)
+    if variant == "torch":
+        torch = _torch()
+        xt, dyt = torch.from_numpy(x), torch.from_numpy(dy)
+        k, s, p = _pairs(kernel, stride, padding)
+        return ((lambda: torch.ops.aten.avg_pool2d_backward(
+            dyt, xt, k, s, p, False, True, None)), x.nbytes + dy.nbytes)
+    return ((lambda: reference.avg_pool2d_backward(dy, x, *_pairs(kernel, stride, padding))),
+            x.nbytes + dy.nbytes)
 
 
 @pytest.mark.parametrize("shape, window", CASES, ids=CASE_IDS)
 @pytest.mark.parametrize("variant", ["fastconv", "fastconv argmax", "torch", "torch indices",
                                      *YARDSTICKS, "naive loops"])
 def test_max_pool_forward(benchmark, shape, window, variant):
-    op = "max_pool2d forward"
-    kernel, stride, padding = WINDOWS[window]
-    x, dy, argmax = _data(shape, window)
-    if variant == "fastconv":
-        _run(benchmark, lambda: fastconv.max_pool2d(x, kernel, stride, padding),
-             x.nbytes + dy.nbytes, op, shape, window)
-    elif variant == "fastconv argmax":
-        _run(benchmark, lambda: fastconv.max_pool2d(x, kernel, stride, padding,
-                                                    return_argmax=True),
-             x.nbytes + dy.nbytes + argmax.nbytes, op, shape, window)
-    elif variant.startswith("torch"):
-        torch = _torch()
-        xt, indices = torch.from_numpy(x), variant == "torch indices"
-        _run(benchmark, lambda: torch.nn.functional.max_pool2d(xt, kernel, stride, padding,
-                                                                return_indices=indices),
-             x.nbytes + dy.nbytes * (3 if indices else 1), op, shape, window)
-    elif variant in YARDSTICKS:
-        _yardstick(benchmark, variant, x, op, shape, window)
-    else:
-        one = x[NAIVE]
-        _run_once(benchmark, lambda: reference.max_pool2d_forward(
-            one, (kernel, kernel), (stride, stride), (padding, padding)),
-            one.nbytes + dy[NAIVE].nbytes, op, shape, window)
+    _bench(benchmark, "max_pool2d forward", _max_pool_forward, shape, window, variant)
 
 
 @pytest.mark.parametrize("shape, window", CASES, ids=CASE_IDS)
 @pytest.mark.parametrize("variant", ["fastconv", "fastconv argmax", "torch", *YARDSTICKS,
                                      "naive loops"])
 def test_max_pool_backward(benchmark, shape, window, variant):
-    op = "max_pool2d backward"
-    kernel, stride, padding = WINDOWS[window]
-    x, dy, argmax = _data(shape, window)
-    if variant == "fastconv":
-        _run(benchmark, lambda: fastconv.max_pool2d_backward(dy, x, kernel, stride, padding),
-             2 * x.nbytes + dy.nbytes, op, shape, window)
-    elif variant == "fastconv argmax":
-        _run(benchmark, lambda: fastconv.max_pool2d_backward(dy, x, kernel, stride, padding,
-                                                             argmax=argmax),
-             x.nbytes + dy.nbytes + argmax.nbytes, op, shape, window)
-    elif variant == "torch":
-        torch = _torch()
-        xt, dyt = torch.from_numpy(x), torch.from_numpy(dy)
-        _, indices = torch.nn.functional.max_pool2d(xt, kernel, stride, padding,
-                                                    return_indices=True)
-        k, s, p = [kernel] * 2, [stride] * 2, [padding] * 2
-        _run(benchmark, lambda: torch.ops.aten.max_pool2d_with_indices_backward(
-            dyt, xt, k, s, p, [1, 1], False, indices),
-            x.nbytes + 3 * dy.nbytes, op, shape, window)
-    elif variant in YARDSTICKS:
-        _yardstick(benchmark, variant, x, op, shape, window)
-    else:
-        one, dy_one = x[NAIVE], dy[NAIVE]
-        _run_once(benchmark, lambda: reference.max_pool2d_backward(
-            dy_one, one, (kernel, kernel), (stride, stride), (padding, padding)),
-            2 * one.nbytes + dy_one.nbytes, op, shape, window)
+    _bench(benchmark, "max_pool2d backward", _max_pool_backward, shape, window, variant)
 
 
 @pytest.mark.parametrize("shape, window", CASES, ids=CASE_IDS)
 @pytest.mark.parametrize("variant", ["fastconv", "torch", *YARDSTICKS, "naive loops"])
 def test_avg_pool_forward(benchmark, shape, window, variant):
-    op = "avg_pool2d forward"
-    kernel, stride, padding = WINDOWS[window]
-    x, dy, _ = _data(shape, window)
-    if variant == "fastconv":
-        _run(benchmark, lambda: fastconv.avg_pool2d(x, kernel, stride, padding),
-             x.nbytes + dy.nbytes, op, shape, window)
-    elif variant == "torch":
-        torch = _torch()
-        xt = torch.from_numpy(x)
-        _run(benchmark, lambda: torch.nn.functional.avg_pool2d(xt, kernel, stride, padding),
-             x.nbytes + dy.nbytes, op, shape, window)
-    elif variant in YARDSTICKS:
-        _yardstick(benchmark, variant, x, op, shape, window)
-    else:
-        one = x[NAIVE]
-        _run_once(benchmark, lambda: reference.avg_pool2d_forward(
-            one, (kernel, kernel), (stride, stride), (padding, padding)),
-            one.nbytes + dy[NAIVE].nbytes, op, shape, window)
+    _bench(benchmark, "avg_pool2d forward", _avg_pool_forward, shape, window, variant)
 
 
 @pytest.mark.parametrize("shape, window", CASES, ids=CASE_IDS)
 @pytest.mark.parametrize("variant", ["fastconv", "torch", *YARDSTICKS, "naive loops"])
 def test_avg_pool_backward(benchmark, shape, window, variant):
-    op = "avg_pool2d backward"
-    kernel, stride, padding = WINDOWS[window]
-    x, dy, _ = _data(shape, window)
-    if variant == "fastconv":
-        _run(benchmark, lambda: fastconv.avg_pool2d_backward(dy, x, kernel, stride, padding),
-             x.nbytes + dy.nbytes, op, shape, window)
-    elif variant == "torch":
-        torch = _torch()
-        xt, dyt = torch.from_numpy(x), torch.from_numpy(dy)
-        k, s, p = [kernel] * 2, [stride] * 2, [padding] * 2
-        _run(benchmark, lambda: torch.ops.aten.avg_pool2d_backward(
-            dyt, xt, k, s, p, False, True, None), x.nbytes + dy.nbytes, op, shape, window)
-    elif variant in YARDSTICKS:
-        _yardstick(benchmark, variant, x, op, shape, window)
-    else:
-        one, dy_one = x[NAIVE], dy[NAIVE]
-        _run_once(benchmark, lambda: reference.avg_pool2d_backward(
-            dy_one, one, (kernel, kernel), (stride, stride), (padding, padding)),
-            one.nbytes + dy_one.nbytes, op, shape, window)
+    _bench(benchmark, "avg_pool2d backward", _avg_pool_backward, shape, window, variant)

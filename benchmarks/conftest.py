@@ -1,6 +1,6 @@
 """Shared benchmark setup: the same thread count for every contender, and extra_info
 (threads, SIMD path, GFLOP/s and its % of the matrix-multiply ceiling: NumPy's float32
-2048^3 matmul on the same threads, measured once in the same session).
+2048^3 matmul on the same threads, timed once per session).
 
 FASTCONV_BENCH_THREADS (default 2) sets the threads of fastconv, PyTorch and OpenCV.
 Run:  pytest benchmarks --benchmark-only            (timed)
@@ -19,7 +19,7 @@ _ceiling = {}
 
 
 def ceiling_gflops():
-    """NumPy's float32 2048^3 matmul on THREADS threads, measured once per session."""
+    """NumPy's float32 2048^3 matmul on THREADS threads, timed once per session."""
     if "gflops" not in _ceiling:
         _ceiling["gflops"] = matmul_ceiling(THREADS, budget=1.0)[0]
     return _ceiling["gflops"]

@@ -17,6 +17,17 @@ ALGORITHMS = ("auto", "direct", "im2col", "winograd")
 MAX_HYPERPARAMETER = 2**31 - 1
 
 
+def as_integer(value):
+    """value as a Python int when it is an integer (anything operator.index takes), else
+    None. A bool is not an integer here: True is no size, stride or divisor."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
 def as_int_tuple(value, name, length, func, minimum, maximum=MAX_HYPERPARAMETER):
     """An int or a sequence of `length` ints, each in [minimum, maximum], as a tuple."""
     if type(value) is int and minimum <= value <= maximum:
@@ -30,13 +41,10 @@ def as_int_tuple(value, name, length, func, minimum, maximum=MAX_HYPERPARAMETER)
         items = (value,) * length
     out = []
     for item in items:
-        if isinstance(item, (bool, np.bool_)):
-            raise TypeError(f"{func}: {name} must contain integers, got {value!r}")
-        try:
-            item = operator.index(item)
-        except TypeError:
+        item = as_integer(item)
+        if item is None:
             raise TypeError(f"{func}: {name} must be an int or a tuple of {length} ints, "
-                            f"got {value!r}") from None
+                            f"got {value!r}")
         if item < minimum:
             raise ValueError(f"{func}: {name} must be >= {minimum}, got {value!r}")
         if item > maximum:

@@ -14,7 +14,7 @@ _SIMD_LEVELS = {"generic": 0, "avx2": 1, "avx512": 2, "auto": 2}
 
 # True in a child forked after fastconv's kernels ran with several OpenMP threads: GNU
 # OpenMP's thread pool does not survive fork, and the child's first parallel region with
-# more than one thread hangs (measured: multiprocessing's "fork" pool, libgomp of GCC 12).
+# more than one thread hangs (as with multiprocessing's "fork" pool and GCC's libgomp).
 # Such a child runs fastconv single-threaded.
 _serial_after_fork = False
 

@@ -1,6 +1,7 @@
 """What a conv layer saves: parameters, multiply-adds and weight memory of a conv layer
-against the dense layer mapping the same input volume to the same output volume
-(CONCEPTS.md section 1). The formulas themselves live in :mod:`fastconv.sizing`.
+against the dense layer mapping the same input volume to the same output volume (the
+lecture's case for convolutions: parameter sharing and sparse connections). The formulas
+themselves live in :mod:`fastconv.sizing`.
 """
 from dataclasses import dataclass
 

@@ -56,7 +56,7 @@ from . import _ext
 from ._checks import as_array, as_kernel_input, result_dtype
 
 __all__ = [
-    "VERTICAL_EDGE", "HORIZONTAL_EDGE",
+    "LECTURE_IMAGE", "VERTICAL_EDGE", "HORIZONTAL_EDGE",
     "SOBEL_VERTICAL", "SOBEL_HORIZONTAL", "SCHARR_VERTICAL", "SCHARR_HORIZONTAL",
     "PREWITT_VERTICAL", "PREWITT_HORIZONTAL",
     "BORDER_MODES", "OPERATORS",
@@ -71,8 +71,17 @@ def _constant(rows):
     return a
 
 
-# The lecture's filters (CONCEPTS.md section 2), in the lecture's sign: the vertical filters
-# give left minus right, the horizontal ones top minus bottom.
+# The lecture's 6x6 example image: VERTICAL_EDGE finds its edges (the lecture's worked
+# edge-detection example, which fastconv.cli.explain walks through).
+LECTURE_IMAGE = _constant([[3, 0, 1, 2, 7, 4],
+                           [1, 5, 8, 9, 3, 1],
+                           [2, 7, 2, 5, 1, 3],
+                           [0, 1, 3, 1, 7, 8],
+                           [4, 2, 1, 6, 2, 8],
+                           [2, 4, 5, 2, 3, 9]])
+
+# The lecture's filters, in the lecture's sign: the vertical filters give left minus right,
+# the horizontal ones top minus bottom.
 VERTICAL_EDGE = _constant([[1, 0, -1], [1, 0, -1], [1, 0, -1]])
 HORIZONTAL_EDGE = _constant([[1, 1, 1], [0, 0, 0], [-1, -1, -1]])
 SOBEL_VERTICAL = _constant([[1, 0, -1], [2, 0, -2], [1, 0, -1]])

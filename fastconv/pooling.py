@@ -1,19 +1,18 @@
 """2-D pooling: max, average, adaptive and global average pooling, and their gradients.
 
-Names, argument order and semantics follow ``torch.nn.functional`` (CONCEPTS.md section 6):
-a window of ``kernel_size`` slides with ``stride`` (by default the window size) over each
-channel of each image on its own, and output sizes come from :func:`fastconv.conv_output_size`,
-the same formula as convolutions. Pooling has no learnable parameters, so each backward
+Names, argument order and semantics follow ``torch.nn.functional``: a window of
+``kernel_size`` slides with ``stride`` (by default the window size) over each channel of each
+image on its own, and output sizes come from :func:`fastconv.conv_output_size`, the same
+formula as convolutions. Pooling has no learnable parameters, so each backward
 function returns only the gradient with respect to its input.
 """
-import operator
 from typing import NamedTuple
 
 import numpy as np
 
 from . import _ext
-from ._checks import (as_array, as_bool, as_int_tuple, as_kernel_input, check_out, out_arrays,
-                      result_dtype)
+from ._checks import (as_array, as_bool, as_int_tuple, as_integer, as_kernel_input, check_out,
+                      out_arrays, result_dtype)
 from .sizing import conv_output_size
 
 __all__ = [
@@ -54,16 +53,13 @@ class PoolGeometry(NamedTuple):
 def _divisor(value, func):
     if value is None:
         return None
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{func}: divisor_override must be None or an int, got {value!r}")
-    try:
-        value = operator.index(value)
-    except TypeError:
+    divisor = as_integer(value)
+    if divisor is None:
         raise TypeError(f"{func}: divisor_override must be None or an int, got "
-                        f"{type(value).__name__} {value!r}") from None
-    if value == 0:
+                        f"{type(value).__name__} {value!r}")
+    if divisor == 0:
         raise ValueError(f"{func}: divisor_override must be nonzero, got 0")
-    return value
+    return divisor
 
 
 def pool_geometry(func, x_shape, kernel_size, stride=None, padding=0, dilation=1,
@@ -124,11 +120,30 @@ def _input(x, func, name="x"):
     return as_array(x, name, func, ndim=4)
 
 
-def _check_grad_shape(func, grad_out, geom, what):
+def _backward_inputs(func, grad_out, x, geometry, *args):
+    """(grad_out, x, dtype, geom) of a backward function: both arrays checked, the geometry
+    from ``geometry(func, x.shape, *args)``, and grad_out of the shape the forward function
+    (func without "_backward") gives for x."""
+    grad_out = as_array(grad_out, "grad_out", func, ndim=4)
+    x = _input(x, func)
+    dtype = result_dtype(func, grad_out=grad_out, x=x)
+    geom = geometry(func, x.shape, *args)
     if grad_out.shape != geom.output_shape:
         raise ValueError(f"{func}: expected grad_out of shape {geom.output_shape} (the output "
-                         f"of {what} for x of shape {geom.input_shape}), got shape "
-                         f"{grad_out.shape}")
+                         f"of {func.removesuffix('_backward')} for x of shape "
+                         f"{geom.input_shape}), got shape {grad_out.shape}")
+    return grad_out, x, dtype, geom
+
+
+def _average(source, geom, dtype, result=None, backward=False):
+    """Run the average-pooling kernel, forward (x -> y) or backward (grad_out -> grad_x),
+    into result, or into a new array when it is None; returns result."""
+    if result is None:
+        result = np.empty(geom.input_shape if backward else geom.output_shape, dtype=dtype)
+    if result.size > 0:
+        kernel = _ext.avg_pool_backward if backward else _ext.avg_pool_forward
+        kernel(result, as_kernel_input(source, dtype), geom)
+    return result
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
@@ -263,11 +278,8 @@ def max_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, dilati
         In the dtype max_pool2d computes in.
     """
     func = "max_pool2d_backward"
-    grad_out = as_array(grad_out, "grad_out", func, ndim=4)
-    x = _input(x, func)
-    dtype = result_dtype(func, grad_out=grad_out, x=x)
-    geom = pool_geometry(func, x.shape, kernel_size, stride, padding, dilation, ceil_mode)
-    _check_grad_shape(func, grad_out, geom, "max_pool2d")
+    grad_out, x, dtype, geom = _backward_inputs(func, grad_out, x, pool_geometry, kernel_size,
+                                                stride, padding, dilation, ceil_mode)
     if indices is not None and argmax is not None:
         raise ValueError(f"{func}: give indices or argmax, not both")
     if indices is not None:
@@ -330,11 +342,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     geom = pool_geometry(func, x.shape, kernel_size, stride, padding, 1, ceil_mode,
                          count_include_pad, divisor_override)
     y = check_out(*out_arrays(out, 1, func), "out", geom.output_shape, dtype, func, (("x", x),))
-    if y is None:
-        y = np.empty(geom.output_shape, dtype=dtype)
-    if y.size > 0:
-        _ext.avg_pool_forward(y, as_kernel_input(x, dtype), geom)
-    return y
+    return _average(x, geom, dtype, y)
 
 
 def avg_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, ceil_mode=False,
@@ -351,22 +359,18 @@ def avg_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, ceil_m
     x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
         As given to :func:`avg_pool2d` (x gives the input's shape and dtype).
     out : ndarray, optional
-        Where to write the result, as NumPy's ``out=``: the result's shape and dtype,
-        C-contiguous, writeable, not overlapping the inputs (ValueError/TypeError
-        otherwise); it is returned.
+        Where to write grad_x, as for :func:`avg_pool2d`.
 
     Returns
     -------
     grad_x : ndarray, shape (N, C, H, W)
     """
     func = "avg_pool2d_backward"
-    grad_out = as_array(grad_out, "grad_out", func, ndim=4)
-    x = _input(x, func)
-    dtype = result_dtype(func, grad_out=grad_out, x=x)
-    geom = pool_geometry(func, x.shape, kernel_size, stride, padding, 1, ceil_mode,
-                         count_include_pad, divisor_override)
-    _check_grad_shape(func, grad_out, geom, "avg_pool2d")
-    return _avg_backward(grad_out, geom, dtype, _grad_x_out(out, geom, dtype, func, grad_out, x))
+    grad_out, x, dtype, geom = _backward_inputs(func, grad_out, x, pool_geometry, kernel_size,
+                                                stride, padding, 1, ceil_mode,
+                                                count_include_pad, divisor_override)
+    return _average(grad_out, geom, dtype, _grad_x_out(out, geom, dtype, func, grad_out, x),
+                    backward=True)
 
 
 def _grad_x_out(out, geom, dtype, func, grad_out, x, indices=None, argmax=None):
@@ -374,14 +378,6 @@ def _grad_x_out(out, geom, dtype, func, grad_out, x, indices=None, argmax=None):
     inputs = (("grad_out", grad_out), ("x", x), ("indices", indices), ("argmax", argmax))
     grad_x = check_out(*out_arrays(out, 1, func), "out", geom.input_shape, dtype, func, inputs)
     return np.empty(geom.input_shape, dtype=dtype) if grad_x is None else grad_x
-
-
-def _avg_backward(grad_out, geom, dtype, grad_x=None):
-    if grad_x is None:
-        grad_x = np.empty(geom.input_shape, dtype=dtype)
-    if grad_x.size > 0:
-        _ext.avg_pool_backward(grad_x, as_kernel_input(grad_out, dtype), geom)
-    return grad_x
 
 
 def adaptive_avg_pool2d(x, output_size):
@@ -403,11 +399,7 @@ def adaptive_avg_pool2d(x, output_size):
     func = "adaptive_avg_pool2d"
     x = _input(x, func)
     dtype = result_dtype(func, x=x)
-    geom = adaptive_geometry(func, x.shape, output_size)
-    y = np.empty(geom.output_shape, dtype=dtype)
-    if y.size > 0:
-        _ext.avg_pool_forward(y, as_kernel_input(x, dtype), geom)
-    return y
+    return _average(x, adaptive_geometry(func, x.shape, output_size), dtype)
 
 
 def adaptive_avg_pool2d_backward(grad_out, x, output_size):
@@ -423,13 +415,9 @@ def adaptive_avg_pool2d_backward(grad_out, x, output_size):
     -------
     grad_x : ndarray, shape (N, C, H, W)
     """
-    func = "adaptive_avg_pool2d_backward"
-    grad_out = as_array(grad_out, "grad_out", func, ndim=4)
-    x = _input(x, func)
-    dtype = result_dtype(func, grad_out=grad_out, x=x)
-    geom = adaptive_geometry(func, x.shape, output_size)
-    _check_grad_shape(func, grad_out, geom, "adaptive_avg_pool2d")
-    return _avg_backward(grad_out, geom, dtype)
+    grad_out, x, dtype, geom = _backward_inputs("adaptive_avg_pool2d_backward", grad_out, x,
+                                                adaptive_geometry, output_size)
+    return _average(grad_out, geom, dtype, backward=True)
 
 
 def global_avg_pool2d(x):
@@ -443,11 +431,7 @@ def global_avg_pool2d(x):
     func = "global_avg_pool2d"
     x = _input(x, func)
     dtype = result_dtype(func, x=x)
-    geom = adaptive_geometry(func, x.shape, 1)
-    y = np.empty(geom.output_shape, dtype=dtype)
-    if y.size > 0:
-        _ext.avg_pool_forward(y, as_kernel_input(x, dtype), geom)
-    return y
+    return _average(x, adaptive_geometry(func, x.shape, 1), dtype)
 
 
 def global_avg_pool2d_backward(grad_out, x):
@@ -462,10 +446,6 @@ def global_avg_pool2d_backward(grad_out, x):
     -------
     grad_x : ndarray, shape (N, C, H, W)
     """
-    func = "global_avg_pool2d_backward"
-    grad_out = as_array(grad_out, "grad_out", func, ndim=4)
-    x = _input(x, func)
-    dtype = result_dtype(func, grad_out=grad_out, x=x)
-    geom = adaptive_geometry(func, x.shape, 1)
-    _check_grad_shape(func, grad_out, geom, "global_avg_pool2d")
-    return _avg_backward(grad_out, geom, dtype)
+    grad_out, x, dtype, geom = _backward_inputs("global_avg_pool2d_backward", grad_out, x,
+                                                adaptive_geometry, 1)
+    return _average(grad_out, geom, dtype, backward=True)

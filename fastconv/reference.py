@@ -143,6 +143,14 @@ def _max_window(plane, p, q, kernel_size, stride, padding, dilation):
     return best_value, best_index
 
 
+def _max_windows(x, output_hw, kernel_size, stride, padding, dilation):
+    """((n, c, p, q), maximum, flat index) of every window of x, as _max_window gives them,
+    for an output of output_hw = (P, Q) pixels per plane."""
+    N, C = x.shape[:2]
+    for n, c, p, q in np.ndindex(N, C, *output_hw):
+        yield (n, c, p, q), *_max_window(x[n, c], p, q, kernel_size, stride, padding, dilation)
+
+
 def _first_tap_at_or_after_zero(start, dilation):
     """The input position of a window's first tap that is not in the before-padding."""
     while start < 0:
@@ -164,18 +172,14 @@ def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), dilation=(1, 1),
     P, Q = _pool_output_hw(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
     y = np.empty((N, C, P, Q))
     indices = np.empty((N, C, P, Q), dtype=np.int64)
-    for n in range(N):
-        for c in range(C):
-            for p in range(P):
-                for q in range(Q):
-                    value, index = _max_window(x[n, c], p, q, kernel_size, stride, padding,
-                                               dilation)
-                    if index is None:
-                        h = _first_tap_at_or_after_zero(p * stride[0] - padding[0], dilation[0])
-                        w = _first_tap_at_or_after_zero(q * stride[1] - padding[1], dilation[1])
-                        index = h * W + w
-                    y[n, c, p, q] = value
-                    indices[n, c, p, q] = index
+    for (n, c, p, q), value, index in _max_windows(x, (P, Q), kernel_size, stride, padding,
+                                                   dilation):
+        if index is None:
+            h = _first_tap_at_or_after_zero(p * stride[0] - padding[0], dilation[0])
+            w = _first_tap_at_or_after_zero(q * stride[1] - padding[1], dilation[1])
+            index = h * W + w
+        y[n, c, p, q] = value
+        indices[n, c, p, q] = index
     return y, indices
 
 
@@ -186,16 +190,11 @@ def max_pool2d_backward(dy, x, kernel_size, stride, padding=(0, 0), dilation=(1,
     dy = np.asarray(dy, dtype=np.float64)
     x = np.asarray(x, dtype=np.float64)
     N, C, H, W = x.shape
-    P, Q = dy.shape[2:]
     dx = np.zeros((N, C, H * W))
-    for n in range(N):
-        for c in range(C):
-            for p in range(P):
-                for q in range(Q):
-                    _, index = _max_window(x[n, c], p, q, kernel_size, stride, padding,
-                                           dilation)
-                    if index is not None:
-                        dx[n, c, index] += dy[n, c, p, q]
+    for (n, c, p, q), _, index in _max_windows(x, dy.shape[2:], kernel_size, stride, padding,
+                                               dilation):
+        if index is not None:
+            dx[n, c, index] += dy[n, c, p, q]
     return dx.reshape(N, C, H, W)
 
 
@@ -222,6 +221,15 @@ def _avg_window(H, W, p, q, kernel_size, stride, padding, count_include_pad,
     return rows, cols, divisor
 
 
+def _avg_windows(input_hw, output_hw, kernel_size, stride, padding, count_include_pad,
+                 divisor_override):
+    """(p, q, rows, columns, divisor) of every output pixel, as _avg_window gives them."""
+    H, W = input_hw
+    for p, q in np.ndindex(*output_hw):
+        yield (p, q, *_avg_window(H, W, p, q, kernel_size, stride, padding, count_include_pad,
+                                  divisor_override))
+
+
 def avg_pool2d_forward(x, kernel_size, stride, padding=(0, 0), ceil_mode=False,
                        count_include_pad=True, divisor_override=None):
     """y[n, c, p, q] = the sum of window (p, q) of x[n, c] (zero padding) / its divisor."""
@@ -229,13 +237,11 @@ def avg_pool2d_forward(x, kernel_size, stride, padding=(0, 0), ceil_mode=False,
     N, C, H, W = x.shape
     P, Q = _pool_output_hw(x.shape, kernel_size, stride, padding, (1, 1), ceil_mode)
     y = np.zeros((N, C, P, Q))
-    for p in range(P):
-        for q in range(Q):
-            rows, cols, divisor = _avg_window(H, W, p, q, kernel_size, stride, padding,
-                                              count_include_pad, divisor_override)
-            if len(rows) and len(cols):
-                y[:, :, p, q] = x[:, :, rows.start:rows.stop, cols.start:cols.stop].sum(
-                    axis=(2, 3)) / divisor
+    for p, q, rows, cols, divisor in _avg_windows((H, W), (P, Q), kernel_size, stride, padding,
+                                                  count_include_pad, divisor_override):
+        if len(rows) and len(cols):
+            y[:, :, p, q] = x[:, :, rows.start:rows.stop, cols.start:cols.stop].sum(
+                axis=(2, 3)) / divisor
     return y
 
 
@@ -246,31 +252,32 @@ def avg_pool2d_backward(dy, x, kernel_size, stride, padding=(0, 0), ceil_mode=Fa
     N, C, H, W = np.shape(x)
     P, Q = dy.shape[2:]
     dx = np.zeros((N, C, H, W))
-    for p in range(P):
-        for q in range(Q):
-            rows, cols, divisor = _avg_window(H, W, p, q, kernel_size, stride, padding,
-                                              count_include_pad, divisor_override)
-            dx[:, :, rows.start:rows.stop, cols.start:cols.stop] += \
-                (dy[:, :, p, q] / divisor)[:, :, None, None]
+    for p, q, rows, cols, divisor in _avg_windows((H, W), (P, Q), kernel_size, stride, padding,
+                                                  count_include_pad, divisor_override):
+        dx[:, :, rows.start:rows.stop, cols.start:cols.stop] += \
+            (dy[:, :, p, q] / divisor)[:, :, None, None]
     return dx
 
 
 def _adaptive_range(i, n_out, n_in):
     """Output i of n_out averages inputs [floor(i*n_in/n_out), ceil((i+1)*n_in/n_out))."""
-    return (i * n_in) // n_out, -(-((i + 1) * n_in) // n_out)
+    return slice((i * n_in) // n_out, -(-((i + 1) * n_in) // n_out))
+
+
+def _adaptive_windows(input_hw, output_hw):
+    """(i, j, rows, columns) of every output pixel, rows and columns as slices."""
+    (H, W), (P, Q) = input_hw, output_hw
+    for i, j in np.ndindex(P, Q):
+        yield i, j, _adaptive_range(i, P, H), _adaptive_range(j, Q, W)
 
 
 def adaptive_avg_pool2d_forward(x, output_size):
     """y[n, c, i, j] = the mean of x[n, c] over rows and columns _adaptive_range(i), (j)."""
     x = np.asarray(x, dtype=np.float64)
     N, C, H, W = x.shape
-    P, Q = output_size
-    y = np.zeros((N, C, P, Q))
-    for i in range(P):
-        h0, h1 = _adaptive_range(i, P, H)
-        for j in range(Q):
-            w0, w1 = _adaptive_range(j, Q, W)
-            y[:, :, i, j] = x[:, :, h0:h1, w0:w1].mean(axis=(2, 3))
+    y = np.zeros((N, C, *output_size))
+    for i, j, rows, cols in _adaptive_windows((H, W), output_size):
+        y[:, :, i, j] = x[:, :, rows, cols].mean(axis=(2, 3))
     return y
 
 
@@ -278,11 +285,8 @@ def adaptive_avg_pool2d_backward(dy, x, output_size):
     """dx: dy[n, c, i, j] spread evenly over the window it averaged."""
     dy = np.asarray(dy, dtype=np.float64)
     N, C, H, W = np.shape(x)
-    P, Q = output_size
     dx = np.zeros((N, C, H, W))
-    for i in range(P):
-        h0, h1 = _adaptive_range(i, P, H)
-        for j in range(Q):
-            w0, w1 = _adaptive_range(j, Q, W)
-            dx[:, :, h0:h1, w0:w1] += (dy[:, :, i, j] / ((h1 - h0) * (w1 - w0)))[:, :, None, None]
+    for i, j, rows, cols in _adaptive_windows((H, W), output_size):
+        size = (rows.stop - rows.start) * (cols.stop - cols.start)
+        dx[:, :, rows, cols] += (dy[:, :, i, j] / size)[:, :, None, None]
     return dx

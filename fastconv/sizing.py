@@ -1,4 +1,5 @@
-"""Sizes and parameter counts: the one home of these formulas (CONCEPTS.md sections 1, 3, 4).
+"""Sizes and parameter counts: the one home of these formulas (the lecture's output size,
+parameter sharing of conv layers and the cost of dense layers).
 
 Every kernel's shape code (convolution and pooling) gets its output size from
 :func:`conv_output_size`.
@@ -16,6 +17,17 @@ def _int(value, name, minimum):
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+def _one_or_pair(value, name, minimum, pair):
+    """An int (used for both entries) or a sequence of two ints, each >= minimum, as a
+    2-tuple; `pair` names the two entries in the error message."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be an int or {pair}, got {value!r}")
+        return tuple(_int(v, name, minimum) for v in value)
+    value = _int(value, name, minimum)
+    return value, value
 
 
 def conv_output_size(n, kernel_size, stride=1, padding=0, dilation=1, ceil_mode=False):
@@ -58,12 +70,7 @@ def conv_output_size(n, kernel_size, stride=1, padding=0, dilation=1, ceil_mode=
     f = _int(kernel_size, "kernel_size", 1)
     s = _int(stride, "stride", 1)
     d = _int(dilation, "dilation", 1)
-    if isinstance(padding, (tuple, list)):
-        if len(padding) != 2:
-            raise ValueError(f"padding must be an int or (before, after), got {padding!r}")
-        before, after = (_int(p, "padding", 0) for p in padding)
-    else:
-        before = after = _int(padding, "padding", 0)
+    before, after = _one_or_pair(padding, "padding", 0, "(before, after)")
     span = n + before + after - d * (f - 1) - 1   # last start position of a window
     if not ceil_mode:
         return span // s + 1
@@ -86,12 +93,7 @@ def conv_params(kernel_size, in_channels, out_channels, bias=True):
     >>> conv_params(3, 3, 10)
     280
     """
-    if isinstance(kernel_size, (tuple, list)):
-        if len(kernel_size) != 2:
-            raise ValueError(f"kernel_size must be an int or (height, width), got {kernel_size!r}")
-        kh, kw = (_int(k, "kernel_size", 1) for k in kernel_size)
-    else:
-        kh = kw = _int(kernel_size, "kernel_size", 1)
+    kh, kw = _one_or_pair(kernel_size, "kernel_size", 1, "(height, width)")
     c = _int(in_channels, "in_channels", 1)
     k = _int(out_channels, "out_channels", 1)
     return (kh * kw * c + (1 if bias else 0)) * k

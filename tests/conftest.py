@@ -1,22 +1,16 @@
-"""Shared test helpers: error measures, the SIMD-path fixture and the data location."""
+"""Shared test helpers: error measures, the SIMD-path and thread settings, the lecture's
+example, the child-process environment and the run modes of the reliability tests."""
+import contextlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import fastconv
+from fastconv.filters import LECTURE_IMAGE  # noqa: F401  (the input; the tests import it from here)
 
-REPO = Path(__file__).resolve().parents[1]
-MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"
-
-# CONCEPTS.md section 2: the lecture's 6x6 image and what its vertical edge filter gives
-# (written out here, not taken from the package, so the tests check the package).
-LECTURE_IMAGE = np.array([[3, 0, 1, 2, 7, 4],
-                          [1, 5, 8, 9, 3, 1],
-                          [2, 7, 2, 5, 1, 3],
-                          [0, 1, 3, 1, 7, 8],
-                          [4, 2, 1, 6, 2, 8],
-                          [2, 4, 5, 2, 3, 9]])
+# What the lecture's vertical edge filter gives on its 6x6 image (fastconv.filters'
+# LECTURE_IMAGE), written out here rather than computed, so the tests check the package.
 LECTURE_VERTICAL_EDGES = np.array([[-5, -4, 0, 8],
                                    [-10, -2, 2, 3],
                                    [0, -2, -4, -7],
@@ -47,13 +41,38 @@ SIMD_PATHS = (["generic"] + (["avx2"] if fastconv._ext.cpu_has_avx2_fma() else [
               + (["avx512"] if fastconv._ext.cpu_has_avx512() else []))
 
 
+@contextlib.contextmanager
+def _setting(get, put, value):
+    """put(value) for the block, then put back what get() gave before it."""
+    before = get()
+    put(value)
+    try:
+        yield value
+    finally:
+        put(before)
+
+
+def _simd_choice():
+    """The path in use, as set_simd takes it (get_simd says "avx2+fma" for "avx2")."""
+    name = fastconv.get_simd()
+    return {"avx2+fma": "avx2"}.get(name, name)
+
+
+def simd_path(path):
+    """Run the block on one micro-kernel path (a set_simd name), then on the path before."""
+    return _setting(_simd_choice, fastconv.set_simd, path)
+
+
+def thread_count(n):
+    """Run the block on n threads, then on the thread count before."""
+    return _setting(fastconv.get_num_threads, fastconv.set_num_threads, n)
+
+
 @pytest.fixture(params=SIMD_PATHS)
 def simd(request):
-    """Run a test once per micro-kernel path this CPU has, restoring the default after."""
-    before = fastconv.get_simd()
-    fastconv.set_simd(request.param)
-    yield request.param
-    fastconv.set_simd({"avx2+fma": "avx2"}.get(before, before))
+    """Run a test once per micro-kernel path this CPU has, restoring the path after."""
+    with simd_path(request.param):
+        yield request.param
 
 
 @pytest.fixture
@@ -64,7 +83,7 @@ def threads():
     fastconv.set_num_threads(before)
 
 
-# -- reliability (issue 8): run modes shared by the fuzz, thread and sanitizer runs --------
+# -- reliability: run modes shared by the fuzz, thread and sanitizer runs -----------------
 import os
 import sys
 

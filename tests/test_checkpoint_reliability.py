@@ -153,9 +153,15 @@ def rewrite(path, change):
 
 def test_a_checkpoint_stores_and_verifies_its_checksum(saved):
     with np.load(saved, allow_pickle=False) as npz:
-        assert int(npz["version"]) == ckpt.VERSION == 2 and len(str(npz["checksum"])) == 64
+        entries = {k: npz[k] for k in npz.files}
+    assert int(entries["version"]) == ckpt.VERSION == 2
+    stored = str(entries.pop("checksum"))
+    assert len(stored) == 64 and stored == ckpt._checksum(entries)   # of every other entry
     state = load_checkpoint(saved)
     assert state["epoch"] == 2 and state["model"]["conv1.weight"].shape == (6, 1, 5, 5)
+    rewrite(saved, lambda e: e.__setitem__("checksum", np.array("0" * 64)))
+    with pytest.raises(CheckpointError, match="checksum mismatch"):
+        load_checkpoint(saved)
 
 
 def test_tampered_values_fail_the_checksum(saved):

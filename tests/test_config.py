@@ -4,6 +4,8 @@ import subprocess
 import sys
 import tempfile
 
+import pytest
+
 import fastconv
 
 from conftest import subprocess_env
@@ -16,6 +18,8 @@ def test_show_config_reports_the_build():
     for word in ("fastconv 0.2.0", "compiler", "openmp", "threads", "simd"):
         assert word in text
     assert f"threads   {fastconv.get_num_threads()}" in text
+    assert f"simd      {fastconv.get_simd()} (cpu has avx2+fma:" in text
+    assert ("openmp    on" in text) == fastconv._ext.have_openmp()
 
 
 def run_python(code, **env):
@@ -25,9 +29,8 @@ def run_python(code, **env):
                           check=True).stdout.strip()
 
 
+@pytest.mark.skipif(not fastconv._ext.have_openmp(), reason="built without OpenMP")
 def test_omp_num_threads_sets_the_default():
-    if not fastconv._ext.have_openmp():
-        return
     assert run_python("import fastconv; print(fastconv.get_num_threads())",
                       OMP_NUM_THREADS="3") == "3"
 

@@ -12,7 +12,7 @@ import pytest
 from fastconv.data import datasets
 from fastconv.data.datasets import (DownloadError, download_file, load_mnist, mnist_root, read_idx,
                                write_atomic)
-from train_helpers import idx_bytes, shared_mnist_dir, synthetic_digits, write_idx
+from train_helpers import idx_bytes, require_shared_mnist, synthetic_digits, write_idx
 
 
 # -- IDX ---------------------------------------------------------------------------------------
@@ -60,10 +60,7 @@ def test_read_idx_rejects_corrupt_files_naming_them(tmp_path, case):
 # -- real MNIST (skipped where ../shared is absent) -----------------------------------------
 @pytest.fixture(scope="module")
 def real_mnist():
-    folder = shared_mnist_dir()
-    if folder is None:
-        pytest.skip("real MNIST test images not found in ../shared/data/mnist")
-    return folder
+    return require_shared_mnist()
 
 
 def test_real_mnist_test_set_loads_with_the_documented_counts(real_mnist):
@@ -233,7 +230,8 @@ def test_mirror_list_and_cache_folder_come_from_the_environment(monkeypatch, tmp
     base, server = mirror
     name, data, checksums = serve_synthetic(server)
     monkeypatch.setenv("FASTCONV_MNIST_MIRRORS", f"{closed_port_url()} , {base}/good")
-    assert download_file(name, tmp_path, checksums=checksums, timeout=2)
+    path = download_file(name, tmp_path, checksums=checksums, timeout=2)
+    assert open(path, "rb").read() == data and server.requests == [f"/good/{name}"]
     monkeypatch.setenv("FASTCONV_DATA", str(tmp_path / "data"))
     assert mnist_root() == str(tmp_path / "data" / "mnist")
     monkeypatch.delenv("FASTCONV_DATA")
@@ -262,5 +260,7 @@ def test_sklearn_digits_brought_to_32x32():
     test_images, test_labels = datasets.load_digits(train=False)
     assert train_images.shape[1:] == (32, 32) and train_images.dtype == np.uint8
     assert len(train_images) + len(test_images) == 1797 and len(test_images) == 359
-    assert train_images.max() == 255 and train_images[:, :4].max() == 0   # 4-pixel border
+    border = np.ones((32, 32), dtype=bool)
+    border[4:28, 4:28] = False                          # the 24x24 digit in a 4-pixel frame
+    assert train_images.max() == 255 and train_images[:, border].max() == 0
     assert set(train_labels) == set(range(10)) and len(test_labels) == len(test_images)

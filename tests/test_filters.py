@@ -2,6 +2,7 @@
 reference loops, Sobel/Scharr/Prewitt/Canny against scikit-image and OpenCV (when
 installed), input handling, errors, and the `edges` and `explain` commands."""
 import io
+import itertools
 import math
 import subprocess
 import sys
@@ -15,7 +16,8 @@ import fastconv
 from fastconv import filters, reference
 from fastconv.cli import main
 
-from conftest import LECTURE_IMAGE as IMAGE, LECTURE_VERTICAL_EDGES, SIMD_PATHS, subprocess_env
+from conftest import (LECTURE_IMAGE as IMAGE, LECTURE_VERTICAL_EDGES, SIMD_PATHS, simd_path,
+                      subprocess_env, thread_count)
 
 
 SCIPY_MODES = {"constant": "constant", "reflect": "reflect", "replicate": "nearest",
@@ -32,7 +34,7 @@ def noisy_scene(size=96, seed=0, noise=0.05):
     return filters.synthetic_image(size) + noise * rng.standard_normal((size, size))
 
 
-# ---- the lecture (CONCEPTS.md section 2), integers in, integers out -----------------------
+# ---- the lecture's edge-detection examples, integers in, integers out ---------------------
 
 @pytest.mark.parametrize("how", ["filter2d", "conv2d"])
 def test_lecture_6x6_vertical_edge_example(how):
@@ -143,15 +145,12 @@ def test_magnitude_in_one_pass_matches_the_two_derivatives(simd, mode, dtype):
                                    atol=1e-5, err_msg=op)
 
 
-def test_simds_agree_and_threads_do_not_change_results(threads):
+def test_simds_agree_and_threads_do_not_change_results():
     x = np.random.default_rng(1).random((3, 130, 517)).astype(np.float32)
     results = {}
-    for path in SIMD_PATHS:
-        fastconv.set_simd(path)
-        for n in (1, 2):
-            threads(n)
+    for path, n in itertools.product(SIMD_PATHS, (1, 2)):
+        with simd_path(path), thread_count(n):
             results[path, n] = np.stack([filters.sobel(x, axis=1), filters.sobel(x)])
-    fastconv.set_simd("auto")
     for path in SIMD_PATHS:
         np.testing.assert_array_equal(results[path, 1], results[path, 2])
         np.testing.assert_allclose(results[path, 1], results["generic", 1], atol=1e-5)
@@ -446,10 +445,13 @@ def test_edges_of_a_png_image(tmp_path):
 def test_edges_reports_a_missing_file(tmp_path, capsys):
     status = main(["edges", str(tmp_path / "nope.png"), "-o", str(tmp_path / "x.pgm")])
     assert status == 1
-    assert "fastconv edges: error" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "fastconv edges: error" in err and str(tmp_path / "nope.png") in err
 
 
 def test_unknown_command_exits_with_usage(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["frobnicate"])
     assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: fastconv") and "invalid choice: 'frobnicate'" in err

@@ -18,17 +18,16 @@ in kernels that skip it, so non-finite weights have no single right answer.
 
 Run modes (tests/conftest.py): the "ci" profile (default) runs a few dozen examples per
 function; ``FASTCONV_HYPOTHESIS_PROFILE=thorough`` runs 2,000 per function. Add
-``--hypothesis-show-statistics`` to see the counts. Pooling entries run once
-``fastconv.max_pool2d`` exists (merged from the pooling branch).
+``--hypothesis-show-statistics`` to see the counts.
 
 Damaged files get the same treatment at the end: random bytes and mutations (flipped,
 cut, inserted bytes) of IDX dataset files and checkpoints raise only the documented
 errors (ValueError naming the file; CheckpointError), or load unchanged.
 """
-import contextlib
 import gzip
 import math
 import os
+import struct
 import tempfile
 
 import numpy as np
@@ -44,7 +43,7 @@ from fastconv.nn.checkpoint import CheckpointError, load_checkpoint, save_checkp
 from fastconv.data.datasets import read_idx  # noqa: E402
 from fastconv.nn.models import LeNet5  # noqa: E402
 
-from conftest import SIMD_PATHS  # noqa: E402
+from conftest import SIMD_PATHS, simd_path, thread_count  # noqa: E402
 from train_helpers import idx_bytes  # noqa: E402
 
 HUGE_INTS = (2**31, 2**40, 2**63, 2**70)
@@ -187,24 +186,18 @@ def assert_unmodified(snap):
         assert a.tobytes() == data, "an input array was modified"
 
 
-@contextlib.contextmanager
-def simd_path(path):
-    before = fastconv.get_simd()
-    fastconv.set_simd(path)
+def checked_backward(call, dy, *inputs):
+    """call(), a backward call given grad_out dy and the other inputs: it must succeed unless
+    dy's dtype is one of BAD_DTYPES, and leave every input unmodified. Its result, or None
+    when it was rightly rejected."""
+    snap = snapshot(dy, *inputs)
     try:
-        yield
-    finally:
-        fastconv.set_simd("generic" if before == "generic" else "auto")
-
-
-@contextlib.contextmanager
-def thread_count(n):
-    before = fastconv.get_num_threads()
-    fastconv.set_num_threads(n)
-    try:
-        yield
-    finally:
-        fastconv.set_num_threads(before)
+        result = call()
+    except (ValueError, TypeError):
+        assert dy.dtype in BAD_DTYPES, "a valid backward call was rejected"
+        result = None
+    assert_unmodified(snap)
+    return result
 
 
 def call_checked(valid, func, *args, **kwargs):
@@ -564,12 +557,7 @@ def check_canny(data):
     assert not (edges & ~more).any(), "a lower low threshold lost edges"
 
 
-# -- pooling (runs once the pooling branch is merged) -----------------------------------------
-def needs_pooling():
-    if not hasattr(fastconv, "max_pool2d"):
-        pytest.skip("pooling is not merged yet")
-
-
+# -- pooling -------------------------------------------------------------------------------------
 @st.composite
 def pool_cases(draw, dilation_allowed):
     N, C = draw(st.integers(0, 2)), draw(st.integers(1, 3))
@@ -588,8 +576,7 @@ def pool_cases(draw, dilation_allowed):
 
 def check_pool(data, func_name, reference_name, dilation_allowed):
     """Pooling: valid calls match the reference (float64 sums, exact maxima)."""
-    needs_pooling()
-    ref = getattr(reference, reference_name, None)
+    ref = getattr(reference, reference_name)
     x, kwargs, norm, dilation = data.draw(pool_cases(dilation_allowed))
     if dilation_allowed:
         kwargs["dilation"] = norm["dilation"] = dilation
@@ -600,8 +587,6 @@ def check_pool(data, func_name, reference_name, dilation_allowed):
         assert_unmodified(snap)
         return
     assert_unmodified(snap)
-    if ref is None:
-        return
     expected = ref(np.asarray(x, dtype=np.float64), **norm)
     if isinstance(expected, tuple):
         expected = expected[0]
@@ -638,7 +623,6 @@ def scatter_by_indices(dy, indices, x_shape):
 def check_pool_backward(data, kind):
     """max_pool2d_backward (maxima found again from x, or read from the forward's indices)
     and avg_pool2d_backward: the reference's routing of grad_out, within rounding."""
-    needs_pooling()
     x, kwargs, norm, dilation = data.draw(pool_cases(dilation_allowed=kind == "max"))
     if kind == "max":
         kwargs["dilation"] = norm["dilation"] = dilation
@@ -650,14 +634,10 @@ def check_pool_backward(data, kind):
     dy = data.draw(input_arrays(y.shape, data.draw(dtypes()), nonfinite=True))
     if kind == "max" and data.draw(st.booleans()):
         kwargs["indices"] = forward(x, **kwargs, return_indices=True)[1]
-    snap = snapshot(x, dy, kwargs.get("indices"))
-    try:
-        dx = getattr(fastconv, f"{kind}_pool2d_backward")(dy, x, **kwargs)
-    except (ValueError, TypeError):
-        assert_unmodified(snap)
-        assert dy.dtype in BAD_DTYPES, "a valid backward call was rejected"
+    backward = getattr(fastconv, f"{kind}_pool2d_backward")
+    dx = checked_backward(lambda: backward(dy, x, **kwargs), dy, x, kwargs.get("indices"))
+    if dx is None:
         return
-    assert_unmodified(snap)
     if "indices" in kwargs:
         # Each gradient goes where the forward's index says (PyTorch's rule, which for a
         # dilated window wholly in the padding can name a real pixel), else nowhere.
@@ -672,7 +652,6 @@ def check_pool_backward(data, kind):
 
 
 def check_global_avg_pool2d(data):
-    needs_pooling()
     x = data.draw(input_arrays((data.draw(st.integers(0, 2)), 2, data.draw(st.integers(1, 6)),
                                 data.draw(st.integers(1, 6))), data.draw(dtypes()), True))
     snap = snapshot(x)
@@ -690,7 +669,6 @@ def check_global_avg_pool2d(data):
 
 
 def check_adaptive_avg_pool2d(data):
-    needs_pooling()
     x = data.draw(input_arrays((data.draw(st.integers(0, 2)), 2, data.draw(st.integers(1, 8)),
                                 data.draw(st.integers(1, 8))), data.draw(dtypes()), True))
     size = (data.draw(st.integers(1, 5)), data.draw(st.integers(1, 5)))
@@ -701,35 +679,26 @@ def check_adaptive_avg_pool2d(data):
         assert_unmodified(snap)
         return
     assert_unmodified(snap)
-    ref = getattr(reference, "adaptive_avg_pool2d_forward", None)
-    if ref is None:
-        return
     with np.errstate(all="ignore"):
-        expected = ref(np.asarray(x, dtype=np.float64), size)
-        bound = ref(finite_part(x), size) * x.shape[2] * x.shape[3]   # sum, then divide
+        expected = reference.adaptive_avg_pool2d_forward(np.asarray(x, dtype=np.float64), size)
+        bound = reference.adaptive_avg_pool2d_forward(finite_part(x), size) * x.shape[2] * x.shape[3]   # sum, then divide
     assert_matches(y, expected, bound, y.dtype, x.shape[2] * x.shape[3] + 1,
                    "adaptive_avg_pool2d")
 
 
 def check_adaptive_avg_pool2d_backward(data):
     """adaptive_avg_pool2d_backward, and global_avg_pool2d_backward for output size 1."""
-    needs_pooling()
     x = data.draw(input_arrays((data.draw(st.integers(0, 2)), 2, data.draw(st.integers(1, 8)),
                                 data.draw(st.integers(1, 8))), data.draw(dtypes(False)), True))
     size = data.draw(st.sampled_from([(1, 1), (2, 3), (3, 1), (5, 5)]))
     dy = data.draw(input_arrays(x.shape[:2] + size, data.draw(dtypes()), nonfinite=True))
     use_global = size == (1, 1) and data.draw(st.booleans())
-    snap = snapshot(x, dy)
-    try:
-        if use_global:
-            dx = fastconv.global_avg_pool2d_backward(dy, x)
-        else:
-            dx = fastconv.adaptive_avg_pool2d_backward(dy, x, size)
-    except (ValueError, TypeError):
-        assert_unmodified(snap)
-        assert dy.dtype in BAD_DTYPES, "a valid backward call was rejected"
+    if use_global:
+        dx = checked_backward(lambda: fastconv.global_avg_pool2d_backward(dy, x), dy, x)
+    else:
+        dx = checked_backward(lambda: fastconv.adaptive_avg_pool2d_backward(dy, x, size), dy, x)
+    if dx is None:
         return
-    assert_unmodified(snap)
     with np.errstate(all="ignore"):
         expected = reference.adaptive_avg_pool2d_backward(np.asarray(dy, dtype=np.float64), x, size)
         bound = reference.adaptive_avg_pool2d_backward(finite_part(dy), x, size)
@@ -762,8 +731,8 @@ FUZZ_TABLE = {
 @given(data=st.data())
 def test_every_call_matches_the_reference_or_raises_and_never_modifies_inputs(name, data):
     note(f"function: {name}")
-    # 1 or 2 threads: the kernels cut the work differently for each (a layer padded only
-    # below the image once went wrong on 2 threads alone, in bands of fewer rows)
+    # 1 or 2 threads: the kernels cut the work into different bands of rows for each, and
+    # a band's edges (padding only below the image, bands of few rows) need checking too
     threads = data.draw(st.sampled_from([1, 2]))
     with np.errstate(all="ignore"), thread_count(threads):  # NaN and inf inputs warn in NumPy
         FUZZ_TABLE[name](data)
@@ -799,6 +768,19 @@ def write_temp(data, suffix):
     return name
 
 
+# The IDX type codes, written out here so that the test decodes headers on its own.
+IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def idx_declared(data):
+    """(shape, big-endian dtype, data bytes) that the header of an IDX file's bytes declares
+    (after gunzip when the bytes start with the gzip magic)."""
+    payload = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+    ndim = payload[3]
+    shape = struct.unpack(f">{ndim}i", payload[4:4 + 4 * ndim])
+    return shape, np.dtype(IDX_TYPES[payload[2]]), payload[4 + 4 * ndim:]
+
+
 @given(edits=EDITS, compress=st.booleans(), raw=st.binary(max_size=64), use_raw=st.booleans())
 def test_read_idx_on_corrupted_files_returns_the_header_shape_or_raises_value_error(
         edits, compress, raw, use_raw):
@@ -809,8 +791,13 @@ def test_read_idx_on_corrupted_files_returns_the_header_shape_or_raises_value_er
         array = read_idx(name)
     except ValueError as exc:
         assert name in str(exc)
-    else:
+    else:       # the shape and type the header declares, in native order, holding the data
+        event("read")
+        shape, dtype, body = idx_declared(data)
         assert isinstance(array, np.ndarray)
+        assert array.shape == shape
+        assert array.dtype == dtype.newbyteorder("=")
+        assert array.astype(dtype).tobytes() == body
     finally:
         os.unlink(name)
 

@@ -128,6 +128,18 @@ def small_network(seed=0):
     )
 
 
+def central_difference(loss_at, array, index, eps=1e-6):
+    """d loss / d array[index] as (loss(a + eps) - loss(a - eps)) / 2 eps; array is
+    changed in place for the two evaluations and restored."""
+    saved = array[index]
+    array[index] = saved + eps
+    plus = loss_at()
+    array[index] = saved - eps
+    minus = loss_at()
+    array[index] = saved
+    return (plus - minus) / (2 * eps)
+
+
 def test_whole_network_gradients_match_finite_differences():
     net = small_network()
     rng = np.random.default_rng(7)
@@ -143,31 +155,18 @@ def test_whole_network_gradients_match_finite_differences():
     _, grad = softmax_cross_entropy(net.forward(x), y)
     grad_x = net.backward(grad)
     analytic = {k: v.copy() for k, v in net.grads().items()}
-    eps = 1e-6
     checked = 0
     for name, param in net.params().items():
         flat = param.reshape(-1)
         for i in range(flat.size):
-            saved = flat[i]
-            flat[i] = saved + eps
-            plus = loss_at()
-            flat[i] = saved - eps
-            minus = loss_at()
-            flat[i] = saved
-            numeric = (plus - minus) / (2 * eps)
+            numeric = central_difference(loss_at, flat, i)
             assert abs(numeric - analytic[name].reshape(-1)[i]) < 1e-6 + 1e-5 * abs(numeric), \
                 f"{name}[{i}]: numeric {numeric}, backward {analytic[name].reshape(-1)[i]}"
             checked += 1
     assert checked == net.num_params() == 30 + 52 + 204 + 104 + 90
     # and the input gradient, on a sample of pixels
     for index in [(0, 0, 0, 0), (1, 0, 4, 7), (2, 0, 9, 9), (0, 0, 5, 2)]:
-        saved = x[index]
-        x[index] = saved + eps
-        plus = loss_at()
-        x[index] = saved - eps
-        minus = loss_at()
-        x[index] = saved
-        assert abs((plus - minus) / (2 * eps) - grad_x[index]) < 1e-6
+        assert abs(central_difference(loss_at, x, index) - grad_x[index]) < 1e-6
 
 
 

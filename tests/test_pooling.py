@@ -14,6 +14,8 @@ import fastconv
 from fastconv import reference as ref
 from fastconv.sizing import conv_output_size
 
+from conftest import simd_path, thread_count
+
 
 def _cpu_has_avx2():
     try:
@@ -45,9 +47,8 @@ def simd(request):
     """Run a test on the portable micro-kernels and on the AVX2 ones."""
     if request.param == "avx2" and not HAVE_AVX2:
         pytest.skip("this CPU lacks AVX2/FMA")
-    fastconv.set_simd(request.param)
-    yield request.param
-    fastconv.set_simd("auto")
+    with simd_path(request.param):
+        yield request.param
 
 
 # ---- the sweep of small geometries ----
@@ -102,7 +103,7 @@ def _has_empty_window(n, k, s, p, d, ceil):
     return any(all(not 0 <= o * s - p + t * d < n for t in range(k)) for o in range(out))
 
 
-def test_sweep_covers_the_issue_grid():
+def test_sweep_covers_kernels_1_to_5_strides_1_to_4_dilations_1_to_3_both_ceil_modes():
     assert len(MAX_SWEEP) > 2000 and len(AVG_SWEEP) > 700
     seen = {(h[1], h[2], h[4], ceil) for h, _, ceil in MAX_SWEEP}
     assert seen == {(k, s, d, c) for k in range(1, 6) for s in range(1, 5) for d in (1, 2, 3)
@@ -286,7 +287,12 @@ def test_max_pool_gradient_goes_whole_to_each_maximum(simd):
 
 def test_max_pool_overlapping_windows_accumulate(simd):
     """3x3 windows with stride 1 around a single peak: every window holding it sends it its
-    gradient, and nothing else receives any."""
+    gradient, and every other window sends its own to its maximum, its top-left pixel (x
+    falls along each row and down the rows)."""
+    expected = np.zeros((7, 7))
+    for p, q in itertools.product(range(5), range(5)):
+        holds_peak = p <= 3 <= p + 2 and q <= 3 <= q + 2
+        expected[(3, 3) if holds_peak else (p, q)] += 5 * p + q + 1      # dy[p, q]
     for dtype in DTYPES:
         x = np.zeros((1, 1, 7, 7), dtype=dtype) - np.arange(49, dtype=dtype).reshape(7, 7)
         x[0, 0, 3, 3] = 100
@@ -298,7 +304,7 @@ def test_max_pool_overlapping_windows_accumulate(simd):
                      "argmax": dict(argmax=argmax)}[how]
             dx = fastconv.max_pool2d_backward(dy, x, 3, 1, **extra)
             assert dx[0, 0, 3, 3] == dy[0, 0, 1:4, 1:4].sum()   # the 9 windows containing it
-            assert dx.sum() == dy.sum()
+            np.testing.assert_array_equal(dx[0, 0], expected)
 
 
 def test_max_pool_3x3_stride_2_overlaps_like_torch(simd, torch):
@@ -543,17 +549,13 @@ def test_non_contiguous_input_works_and_inputs_are_never_modified(simd):
 def test_results_do_not_depend_on_the_number_of_threads(simd):
     rng = np.random.default_rng(20)
     x = _input(rng, (4, 8, 33, 30), np.float32, ties=True)
-    before = fastconv.get_num_threads()
+    dy = np.ones((4, 8, 17, 15), np.float32)
     results = []
-    try:
-        for threads in (1, 2, 3):
-            fastconv.set_num_threads(threads)
-            dy = np.ones((4, 8, 17, 15), np.float32)
+    for threads in (1, 2, 3):
+        with thread_count(threads):
             results.append([fastconv.max_pool2d(x, 3, 2, 1), fastconv.avg_pool2d(x, 3, 2, 1),
                             fastconv.max_pool2d_backward(dy, x, 3, 2, 1),
                             fastconv.avg_pool2d_backward(dy, x, 3, 2, 1)])
-    finally:
-        fastconv.set_num_threads(before)
     for other in results[1:]:
         for a, b in zip(results[0], other):
             np.testing.assert_array_equal(a, b)
@@ -611,10 +613,10 @@ def test_kernels_overwrite_every_output_element(simd, H, W, args):
             np.testing.assert_array_equal(y, fastconv.avg_pool2d(x, **args))
 
 
-# ---- CONCEPTS.md ----
+# ---- the lecture's pooling example ----
 
 def test_concepts_pooling_example():
-    """CONCEPTS.md sections 6 and 7: a 2x2 / stride-2 window keeps the strongest response
+    """The lecture's pooling example: a 2x2 / stride-2 window keeps the strongest response
     (max) or the mean (average), with the convolution's output-size formula, so LeNet-5
     pools 28x28x6 to 14x14x6 and 10x10x16 to 5x5x16 = 400 features."""
     x = np.array([[1, 3, 2, 1], [2, 9, 1, 1], [1, 3, 2, 3], [5, 6, 1, 2]])[None, None]

@@ -1,10 +1,14 @@
-"""Sizes and parameter costs: every number of CONCEPTS.md sections 1, 3, 5 and 7, exactly."""
+"""Sizes and parameter costs: every number of the lecture (dense vs conv costs, output
+sizes, volumes, LeNet-5), computed by fastconv and compared exactly."""
+import io
+
 import numpy as np
 import pytest
 
 import fastconv
 from fastconv import compare_conv_dense, conv_output_size, conv_params, dense_params
-from fastconv.cli.explain import convnet_layers, lenet5_layers
+from fastconv.cli.explain import convnet_layers, explain, lenet5_layers
+from fastconv.nn.layers import Flatten
 
 
 @pytest.mark.parametrize("n, f, p, s, expected", [
@@ -16,17 +20,27 @@ def test_lecture_output_sizes(n, f, p, s, expected):
 
 
 def test_dense_layer_on_a_64x64_rgb_image_needs_12_million_weights():
-    assert 64 * 64 * 3 == 12_288
+    assert Flatten().output_shape((1, 3, 64, 64)) == (1, 12_288)
     assert dense_params(12_288, 1000, bias=False) == 12_288_000
-    assert dense_params(12_288, 1000) == 12_288_000 + 1_000
+    assert dense_params(12_288, 1000) == 12_289_000
+    text = io.StringIO()
+    explain(["costs"], file=text)
+    assert ("64x64x3 image = 12,288 inputs; a dense layer of 1,000 units has 12,288,000 "
+            "weights (+1,000 biases)") in text.getvalue()
 
 
 def test_dense_layer_on_a_megapixel_rgb_image_needs_3_billion_weights():
-    assert dense_params(1000 * 1000 * 3, 1000, bias=False) == 3_000_000_000
+    assert Flatten().output_shape((1, 3, 1000, 1000)) == (1, 3_000_000)
+    assert dense_params(3_000_000, 1000, bias=False) == 3_000_000_000
+    text = io.StringIO()
+    explain(["costs"], file=text)
+    assert ("1000x1000x3 image = 3,000,000 inputs -> 3,000,000,000 weights (3 billion)"
+            in text.getvalue())
 
 
 def test_conv_parameters_do_not_depend_on_the_image_size():
-    assert conv_params(3, 3, 10) == (3 * 3 * 3 + 1) * 10 == 280
+    assert conv_params(3, 3, 10) == 280
+    assert conv_params(3, 3, 10, bias=False) == 270
     small = compare_conv_dense((8, 8, 3), 10, 3)
     large = compare_conv_dense((1000, 1000, 3), 10, 3)
     assert small.conv.parameters == large.conv.parameters == 280
@@ -36,14 +50,15 @@ def test_conv_vs_dense_for_32x32x3_to_28x28x6():
     c = compare_conv_dense((32, 32, 3), 6, 5)
     assert c.output_shape == (28, 28, 6)
     assert (c.conv.parameters, c.conv.weights, c.conv.biases) == (456, 450, 6)
-    assert c.dense.weights == 3_072 * 4_704 == 14_450_688
+    assert c.dense.weights == 14_450_688             # 3,072 inputs x 4,704 outputs
     assert c.dense.biases == 4_704
-    assert c.dense.parameters == 14_450_688 + 4_704
-    assert c.conv.mult_adds == 28 * 28 * 6 * 5 * 5 * 3
+    assert c.dense.parameters == 14_455_392
+    assert c.conv.mult_adds == 352_800                # 28x28x6 outputs x 5x5x3 taps
     assert c.dense.mult_adds == 14_450_688
-    assert c.conv.weight_bytes == 456 * 4
-    assert c.dense.weight_bytes == (14_450_688 + 4_704) * 4
+    assert c.conv.weight_bytes == 1_824               # float32: 4 bytes per parameter
+    assert c.dense.weight_bytes == 57_821_568
     assert c.parameter_ratio == pytest.approx(14_455_392 / 456)
+    assert c.mult_add_ratio == pytest.approx(14_450_688 / 352_800)
     assert c.rows()[0] == ("conv", 456, 450, 6, 352_800, 1_824)
 
 
@@ -61,8 +76,8 @@ def test_conv_vs_dense_stride_padding_and_dtype():
     assert c.output_shape == (17, 17, 20)
     same = compare_conv_dense((32, 32, 3), 8, (3, 5), padding=(1, 2), dtype=np.float64)
     assert same.output_shape == (32, 32, 8)
-    assert same.conv.parameters == conv_params((3, 5), 3, 8) == (3 * 5 * 3 + 1) * 8
-    assert same.conv.weight_bytes == same.conv.parameters * 8
+    assert same.conv.parameters == conv_params((3, 5), 3, 8) == 368
+    assert same.conv.weight_bytes == 2_944            # float64: 8 bytes per parameter
 
 
 @pytest.mark.parametrize("kwargs, error, word", [
@@ -82,13 +97,11 @@ def test_compare_conv_dense_rejects_bad_arguments(kwargs, error, word):
         compare_conv_dense(**kwargs)
 
 
-def test_small_convnet_shapes():
+def test_small_convnet_shapes_and_parameters():
     layers = convnet_layers()
     assert [lay.shape for lay in layers] == [(39, 39, 3), (37, 37, 10), (17, 17, 20),
                                              (7, 7, 40), (1_960,)]
-    assert 7 * 7 * 40 == 1_960
-    assert [lay.parameters for lay in layers[1:4]] == [280, (5 * 5 * 10 + 1) * 20,
-                                                       (5 * 5 * 20 + 1) * 40]
+    assert [lay.parameters for lay in layers] == [0, 280, 5_020, 20_040, 0]
 
 
 def test_volumes_one_and_two_filters():

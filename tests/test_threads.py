@@ -10,7 +10,7 @@
   not survive fork: fastconv makes such children single-threaded; see config.py).
 * Calls leave the rounding mode and flush-to-zero / denormals-are-zero alone.
 
-Every kernel appears in KERNELS; adding one (pooling) is adding an entry.
+Every kernel appears in KERNELS; testing a new kernel here is adding an entry.
 """
 import ctypes
 import ctypes.util
@@ -64,21 +64,20 @@ KERNELS = {
         lambda rng, dt, s: (rng.random((48 * s, 40)).astype(dt),),
         lambda img: (filters.canny(img, 1.0),)),
 }
-if hasattr(fastconv, "max_pool2d"):            # pooling, once merged
-    KERNELS.update({
-        "max_pool2d": (
-            lambda rng, dt, s: (rng.standard_normal((2 * s, 8, 32, 32)).astype(dt),),
-            lambda x: (fastconv.max_pool2d(x, 3, 2, 1),)),
-        "avg_pool2d": (
-            lambda rng, dt, s: (rng.standard_normal((2 * s, 8, 32, 32)).astype(dt),),
-            lambda x: (fastconv.avg_pool2d(x, 3, 2, 1),)),
-        "max_pool2d_backward": (
-            lambda rng, dt, s: (rng.standard_normal((2 * s, 8, 32, 32)).astype(dt),),
-            lambda x: (fastconv.max_pool2d_backward(np.ones_like(fastconv.max_pool2d(x, 2)), x, 2),)),
-        "adaptive_avg_pool2d": (
-            lambda rng, dt, s: (rng.standard_normal((2 * s, 8, 32, 32)).astype(dt),),
-            lambda x: (fastconv.adaptive_avg_pool2d(x, (5, 3)),)),
-    })
+KERNELS.update({                              # pooling
+    "max_pool2d": (
+        lambda rng, dt, s: (rng.standard_normal((2 * s, 8, 32, 32)).astype(dt),),
+        lambda x: (fastconv.max_pool2d(x, 3, 2, 1),)),
+    "avg_pool2d": (
+        lambda rng, dt, s: (rng.standard_normal((2 * s, 8, 32, 32)).astype(dt),),
+        lambda x: (fastconv.avg_pool2d(x, 3, 2, 1),)),
+    "max_pool2d_backward": (
+        lambda rng, dt, s: (rng.standard_normal((2 * s, 8, 32, 32)).astype(dt),),
+        lambda x: (fastconv.max_pool2d_backward(np.ones_like(fastconv.max_pool2d(x, 2)), x, 2),)),
+    "adaptive_avg_pool2d": (
+        lambda rng, dt, s: (rng.standard_normal((2 * s, 8, 32, 32)).astype(dt),),
+        lambda x: (fastconv.adaptive_avg_pool2d(x, (5, 3)),)),
+})
 NAMES = list(KERNELS)
 
 
@@ -308,7 +307,7 @@ def run_fork_script(tmp_path, parent_threads):
 def test_fork_pool_after_openmp_threads_ran_completes_single_threaded(tmp_path):
     """The parent ran on 2 OpenMP threads; children asking for 1 or 2 threads compute the
     right results on 1 thread, and asking for 2 warns (without the at-fork hook, a child
-    using 2 threads hangs in libgomp: measured with GCC 12)."""
+    using 2 threads hangs in GCC's libgomp)."""
     rows = run_fork_script(tmp_path, 2)
     assert rows == [(1, 1, "True", 0), (2, 1, "True", 1)] * 2, rows
 

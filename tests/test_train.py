@@ -12,6 +12,7 @@ import fastconv
 from fastconv.nn import checkpoint as ckpt
 from fastconv.cli import main
 from fastconv.nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from fastconv.nn.layers import Flatten, Linear, Sequential
 from fastconv.nn.models import LeNet5
 from fastconv.nn.optim import SGD, Adam
 from fastconv.nn.training import HISTORY_KEYS, confusion_matrix, evaluate, fit
@@ -73,12 +74,20 @@ def test_fit_trains_bitwise_as_a_plain_loop_and_restores_buffer_reuse(tiny_data)
 
 
 def test_evaluate_and_confusion_matrix(tiny_data):
+    from fastconv.nn.losses import softmax_cross_entropy
     _, (x, y) = tiny_data
     model = LeNet5(seed=0)
     loss, accuracy = evaluate(model, x, y)
-    counts = confusion_matrix(y, model.predict(x))
-    assert counts.sum() == len(y) and np.trace(counts) / len(y) == pytest.approx(accuracy)
-    assert loss > 0
+    logits = model.forward(model.prepare(x))
+    assert loss == pytest.approx(softmax_cross_entropy(logits, np.asarray(y))[0], rel=1e-6)
+    predicted = model.predict(x)
+    assert accuracy == pytest.approx(np.mean(predicted == y))
+    counts = confusion_matrix(y, predicted)
+    assert np.trace(counts) / len(y) == pytest.approx(accuracy)
+    np.testing.assert_array_equal(counts.sum(axis=1), np.bincount(y, minlength=10))
+    np.testing.assert_array_equal(counts.sum(axis=0), np.bincount(predicted, minlength=10))
+    np.testing.assert_array_equal(confusion_matrix([0, 1, 1, 2], [0, 2, 1, 2], classes=3),
+                                  [[1, 0, 0], [0, 1, 1], [0, 0, 1]])
 
 
 def test_progress_falls_back_to_a_plain_text_line_without_tqdm(tiny_data, monkeypatch, capsys):
@@ -117,6 +126,8 @@ def test_checkpoint_round_trip(tmp_path, tiny_data):
     restored = Adam(LeNet5(seed=1, activation="tanh", pool="avg"))
     restored.load_state_dict(state["optimizer"])
     assert restored.steps == optimizer.steps and restored.lr == optimizer.lr
+    for key, value in optimizer.state_dict().items():
+        np.testing.assert_array_equal(restored.state_dict()[key], value, err_msg=key)
     # no pickle anywhere: the file loads with allow_pickle=False (load_checkpoint does)
     with np.load(path, allow_pickle=False) as npz:
         assert "format" in npz.files and str(npz["format"]) == ckpt.FORMAT
@@ -191,6 +202,9 @@ def test_resume_rejects_a_checkpoint_of_another_architecture(tmp_path, tiny_data
     other = LeNet5(seed=0).astype(np.float64)
     with pytest.raises(ValueError, match="dtype float32 in the state_dict, expected float64"):
         fit(other, x[:32], y[:32], epochs=2, resume=tmp_path / "c.npz", progress=False)
+    dense = Sequential(Flatten(), Linear(28 * 28, 10, seed=0))
+    with pytest.raises(KeyError, match="state_dict does not match: missing"):
+        fit(dense, x[:32], y[:32], epochs=2, resume=tmp_path / "c.npz", progress=False)
 
 
 # -- the CLI ---------------------------------------------------------------------------------------

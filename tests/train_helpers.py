@@ -5,6 +5,7 @@ import struct
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,6 +23,14 @@ def shared_mnist_dir():
                 and (Path(folder) / "t10k-labels-idx1-ubyte.gz").is_file():
             return Path(folder)
     return None
+
+
+def require_shared_mnist():
+    """shared_mnist_dir(), or skip the test when the real MNIST files are not there."""
+    folder = shared_mnist_dir()
+    if folder is None:
+        pytest.skip("real MNIST test images not found in ../shared/data/mnist")
+    return folder
 
 
 def idx_bytes(array):

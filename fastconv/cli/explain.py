@@ -8,15 +8,9 @@ import numpy as np
 
 from ..conv import conv2d
 from ..costs import compare_conv_dense
-from ..filters import HORIZONTAL_EDGE, SCHARR_VERTICAL, SOBEL_VERTICAL, VERTICAL_EDGE
+from ..filters import (HORIZONTAL_EDGE, LECTURE_IMAGE, SCHARR_VERTICAL, SOBEL_VERTICAL,
+                       VERTICAL_EDGE)
 from ..sizing import conv_output_size, conv_params, dense_params
-
-LECTURE_IMAGE = np.array([[3, 0, 1, 2, 7, 4],
-                          [1, 5, 8, 9, 3, 1],
-                          [2, 7, 2, 5, 1, 3],
-                          [0, 1, 3, 1, 7, 8],
-                          [4, 2, 1, 6, 2, 8],
-                          [2, 4, 5, 2, 3, 9]])
 
 #: One layer of a network summary: output volume (height, width, channels) and parameters.
 Layer = namedtuple("Layer", "name description shape parameters")
@@ -140,8 +134,9 @@ def convnet_layers(input_shape=(39, 39, 3), convs=((3, 1, 10), (5, 2, 20), (5, 2
 
 
 def lenet5_layers():
-    """LeNet-5 (CONCEPTS.md section 7) as Layer rows, from the size and parameter formulas:
-    the architecture, not a trained model."""
+    """LeNet-5 as the lecture draws it (32x32x1 -> conv 5x5x6 -> pool -> conv 5x5x16 ->
+    pool -> ...) as Layer rows, from the size and parameter formulas: the architecture,
+    not a trained model."""
     h = w = 32
     c = 1
     layers = [Layer("input", "32x32x1 (MNIST 28x28 padded by 2)", (h, w, c), 0)]

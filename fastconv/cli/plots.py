@@ -25,6 +25,13 @@ def _figure(width, height):
     return fig
 
 
+def _save(fig, path):
+    """Write the finished figure as a PNG; True, what every plot_* returns when it wrote."""
+    fig.tight_layout()
+    fig.savefig(path)
+    return True
+
+
 def plot_history(history, path):
     """Loss and accuracy per epoch, training and validation, side by side."""
     if not have_matplotlib():
@@ -41,9 +48,7 @@ def plot_history(history, path):
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    return True
+    return _save(fig, path)
 
 
 def plot_filters(weight, path, title="conv1 filters (learned)"):
@@ -61,9 +66,7 @@ def plot_filters(weight, path, title="conv1 filters (learned)"):
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path)
-    return True
+    return _save(fig, path)
 
 
 def plot_confusion(counts, path, title="confusion matrix (validation)"):
@@ -86,6 +89,4 @@ def plot_confusion(counts, path, title="confusion matrix (validation)"):
         for j in classes:
             ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7,
                     color="white" if counts[i, j] > threshold else "black")
-    fig.tight_layout()
-    fig.savefig(path)
-    return True
+    return _save(fig, path)

@@ -23,7 +23,7 @@ __all__ = ["read_idx", "load_mnist", "load_digits", "download_file", "mnist_root
 # IDX type codes (third byte of the magic number) and their big-endian dtypes.
 IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
-#: Public MNIST mirrors tried in turn (the original site no longer serves the files).
+#: Public MNIST mirrors tried in turn (the original site does not serve the files).
 #: The environment variable FASTCONV_MNIST_MIRRORS (space or comma separated URLs)
 #: replaces this list.
 MNIST_MIRRORS = (
@@ -33,7 +33,7 @@ MNIST_MIRRORS = (
 
 #: file name -> (md5 of the official .gz, md5 of the decompressed payload or None).
 #: A download is accepted if either matches: mirrors that recompress the files change
-#: the .gz but not its content (see shared/data/mnist/README.md).
+#: the .gz but not its content.
 MNIST_FILES = {
     "train-images-idx3-ubyte.gz": ("f68b3c2dcbeaaa9fbdd348bbdeb94873", None),
     "train-labels-idx1-ubyte.gz": ("d53e105ee54ea40749a09fcbcd1e9432", None),

@@ -20,7 +20,7 @@ def is_prepared(images, size=INPUT_SIZE):
 def scale_and_pad(images, size=INPUT_SIZE):
     """Raw images -> (N, 1, size, size) float32 in [0, 1], zero-padded around the centre.
 
-    MNIST's 28x28 digits get 2 pixels of padding on every side (CONCEPTS.md section 7).
+    MNIST's 28x28 digits get 2 pixels of padding on every side: LeNet-5 takes 32x32.
     Integer images are divided by 255; float images are taken to be in [0, 1] already.
     """
     images = np.asarray(images)

@@ -9,9 +9,9 @@ checkpoint stores without pickle. The update rules are PyTorch's (``torch.optim.
 
 The updates run in place, in one pass of C per parameter (src/optim.c), or for arrays
 the C code does not take (non-contiguous) as NumPy operations into scratch arrays the
-optimizer keeps; both do the plain expressions' operations in the same order, so the
-same bits. A step of LeNet-5 then allocates
-nothing, where temporaries of the large fc1 weight used to cost fresh pages every step.
+optimizer keeps; both do the plain expressions' operations in the same order, so they give
+the same bits. A step of LeNet-5 thus allocates nothing: temporaries the size of the large
+fc1 weight would cost fresh pages every step.
 """
 import numpy as np
 
