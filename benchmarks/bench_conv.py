@@ -117,10 +117,10 @@ def test_conv_weight_gradient(benchmark, info, name, contender, request):
             dyt, xt, wt, [w.shape[0]], [s, s], [p, p], [1, 1], False, [0, 0], 1,
             [False, True, True])
     else:
+        data = plan.backward_data
         kernel = plan.backward_weight if contender == "auto" else contender
         dw = np.empty(w.shape, w.dtype)
-        run = lambda: _ext.conv_backward(dy, x, w, None, dw, None, geom, plan.backward_data,  # noqa: E731
-                                         kernel)
+        run = lambda: _ext.conv_backward(dy, x, w, None, dw, None, geom, data, kernel)  # noqa: E731
     benchmark(run)
     info(gflops=gflops(geom.flops(), benchmark),
          auto_weight_algorithm=plan.backward_weight)

@@ -1,5 +1,7 @@
 # Convolution kernels: the problem struct is filled here, in one place, from a
-# fastconv._checks.ConvGeometry.
+# fastconv._checks.ConvGeometry, and each pass is one call of src/conv.c's dispatcher for
+# its dtype, with the algorithm fastconv/plan.py chose. Nothing here checks the problem
+# again: the kernels refuse what they cannot run, and _check_conv says why.
 
 cdef fc_conv_problem _conv_problem(geom):
     cdef fc_conv_problem pb

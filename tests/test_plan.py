@@ -87,8 +87,9 @@ def test_im2col_needs_min_taps():
     m, f = plan.IM2COL_MIN_TAPS, plan.IM2COL_MIN_FILTERS
     assert passes(conv_plan(2, m, 16, 16, f, R=1, padding=0)) == ("im2col",) * 3
     assert passes(conv_plan(2, m - 1, 16, 16, f, R=1, padding=0)) == ("direct",) * 3
-    assert passes(conv_plan(2, 2 * m, 16, 16, f * 2, R=1, padding=0, groups=2)) == ("im2col",) * 3
-    assert passes(conv_plan(2, 2 * m - 2, 16, 16, f * 2, R=1, padding=0, groups=2)) == ("direct",) * 3
+    grouped = dict(R=1, padding=0, groups=2)
+    assert passes(conv_plan(2, 2 * m, 16, 16, 2 * f, **grouped)) == ("im2col",) * 3
+    assert passes(conv_plan(2, 2 * m - 2, 16, 16, 2 * f, **grouped)) == ("direct",) * 3
 
 
 def test_im2col_needs_min_filters():
@@ -259,13 +260,19 @@ RUN_CASES = {
 }
 
 
-@pytest.mark.parametrize("name", list(RUN_CASES))
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_conv2d_runs_the_plan(name, dtype):
+def run_case(name, dtype):
+    """x, weight, padding, geometry and plan of RUN_CASES[name] in dtype."""
     N, C, H, W, K, R, padding = RUN_CASES[name]
     x = random((N, C, H, W), 1).astype(dtype)
     w = random((K, C, R, R), 2).astype(dtype)
-    p = fastconv.conv_plan(x.shape, w.shape, padding=padding, dtype=dtype)
+    geom = conv_geometry(x.shape, w.shape, 1, padding, 1, 1, "t")
+    return x, w, padding, geom, fastconv.conv_plan(x.shape, w.shape, padding=padding, dtype=dtype)
+
+
+@pytest.mark.parametrize("name", list(RUN_CASES))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv2d_runs_the_plan(name, dtype):
+    x, w, padding, _, p = run_case(name, dtype)
     y = fastconv.conv2d(x, w, padding=padding)
     assert np.array_equal(y, fastconv.conv2d(x, w, padding=padding, algorithm=p.forward))
 
@@ -273,12 +280,8 @@ def test_conv2d_runs_the_plan(name, dtype):
 @pytest.mark.parametrize("name", list(RUN_CASES))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_conv2d_backward_runs_the_plan(name, dtype):
-    N, C, H, W, K, R, padding = RUN_CASES[name]
-    x = random((N, C, H, W), 1).astype(dtype)
-    w = random((K, C, R, R), 2).astype(dtype)
-    geom = conv_geometry(x.shape, w.shape, 1, padding, 1, 1, "t")
+    x, w, padding, geom, p = run_case(name, dtype)
     dy = random(geom.output_shape, 3).astype(dtype)
-    p = fastconv.conv_plan(x.shape, w.shape, padding=padding, dtype=dtype)
     gx, gw, gb = fastconv.conv2d_backward(dy, x, w, padding=padding)
     want_x, _, want_b = fastconv.conv2d_backward(dy, x, w, padding=padding,
                                                  algorithm=p.backward_data)
@@ -294,8 +297,8 @@ def test_conv2d_backward_runs_the_plan(name, dtype):
 
 def test_run_cases_cover_every_algorithm_of_every_pass():
     seen = set()
-    for N, C, H, W, K, R, padding in RUN_CASES.values():
-        p = fastconv.conv_plan((N, C, H, W), (K, C, R, R), padding=padding)
+    for case in RUN_CASES:
+        p = run_case(case, np.float32)[-1]
         seen |= {(name, getattr(p, name)) for name in plan.PASSES}
     assert seen == {(name, a) for name in plan.PASSES for a in ("direct", "im2col", "winograd")}
 
