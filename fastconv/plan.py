@@ -165,7 +165,8 @@ def plan_for(geom, dtype, algorithm, func):
 
 @functools.lru_cache(maxsize=256)
 def _plan(geom, dtype, algorithm):
-    """plan_for's decision, kept per problem: a layer plans once, not once per call."""
+    """plan_for's decision. The rules read only the problem and fixed limits, so a plan is
+    kept per problem: a layer plans once, not once per call."""
     if algorithm == "auto":
         forward = auto_algorithm(geom, dtype, backward=False)
         backward_data = auto_algorithm(geom, dtype, backward=True)
