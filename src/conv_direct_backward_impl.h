@@ -248,12 +248,8 @@ static fc_status FN(backward_data_loops)(REAL *dx, const REAL *dy, const REAL *w
 fc_status FN(fc_conv_direct_backward_data)(REAL *dx, const REAL *dy, const REAL *w,
                                            const fc_conv_problem *pb)
 {
-    const int nthreads = fc_get_num_threads();
     fc_direct_plan plan;
-    const fc_status status = FN(fc_conv_direct_plan)(&plan, pb, nthreads);
-    if (status != FC_OK) {
-        return status;
-    }
+    const int nthreads = FN(plan_call)(&plan, pb);
     const int64_t wsize = pb->K * (pb->C / pb->groups) * pb->R * pb->S;
     const fc_direct_data_variant variant = data_variant(&plan, FN(all_finite)(w, wsize));
     count_run(&data_runs[variant]);
@@ -444,12 +440,8 @@ static fc_status FN(backward_weight_by_filters)(REAL *dw, FN(weight_pass) *wp, i
 fc_status FN(fc_conv_direct_backward_weight)(REAL *dw, const REAL *dy, const REAL *x,
                                              const fc_conv_problem *pb)
 {
-    const int nthreads = fc_get_num_threads();
     fc_direct_plan plan;
-    const fc_status status = FN(fc_conv_direct_plan)(&plan, pb, nthreads);
-    if (status != FC_OK) {
-        return status;
-    }
+    const int nthreads = FN(plan_call)(&plan, pb);
     count_run(&weight_runs[plan.backward_weight]);
     fc_band_geom gm;
     band_geom(&gm, pb, plan.band_rows);

@@ -208,10 +208,5 @@ FC_TILEK_ALL
 const FN(fc_direct_kernels) FC_PASTE(FN(fc_direct_kernels), generic) = {
     .lanes = FN(VL),
     .tilek_acc = FC_TILEK_ACC_16_REGISTERS,
-    .tile = {NULL, FN(tile1), FN(tile2), FN(tile3), FN(tile4), FN(tile5), FN(tile6)},
-    .tile_add = {NULL, FN(tile_add1), FN(tile_add2), FN(tile_add3), FN(tile_add4),
-                 FN(tile_add5), FN(tile_add6)},
-    .wgrad = {NULL, FN(wgrad1), FN(wgrad2), FN(wgrad3)},
-    .wgradk = {NULL, FN(wgradk1), FN(wgradk2), FN(wgradk3)},
-    .tilek = {FC_TILEK_TABLE},
+    FC_DIRECT_KERNEL_TABLES,
 };

@@ -39,6 +39,15 @@ fc_status FN(fc_conv_direct_plan)(fc_direct_plan *plan, const fc_conv_problem *p
     return FC_OK;
 }
 
+/* The plan of one kernel call on the library's threads (at least one, so the plan cannot
+ * be refused); returns their number. */
+static int FN(plan_call)(fc_direct_plan *plan, const fc_conv_problem *pb)
+{
+    const int nthreads = fc_get_num_threads();
+    (void)FN(fc_conv_direct_plan)(plan, pb, nthreads);
+    return nthreads;
+}
+
 /* ---- forward: y = x correlated with w, + bias ---- */
 
 /* A forward-style correlation (the forward, or a stride phase of the data gradient's
@@ -56,6 +65,19 @@ typedef struct {
     const REAL *wp, *bp;    /* the weights and the bias as the pass's kernel reads them */
     int64_t ldv;            /* by filters: filters per tap of wp, a multiple of the lanes */
 } FN(correlation);
+
+/* Runs every item of a correlation, each thread with a zeroed band buffer of buf_bytes
+ * (none for 0). */
+static fc_status FN(run_correlation)(const FN(correlation) *cr, fc_item_fn run,
+                                     size_t buf_bytes, int nthreads)
+{
+    const fc_item_loop loop = {
+        .gm = cr->gm, .items = cr->pb->N * cr->pb->groups * cr->gm->nbands,
+        .groups = cr->pb->groups, .P = cr->pb->P, .team = nthreads, .fixed_split = 0,
+        .ws = {.bytes = {buf_bytes}, .zeroed = {1}}, .run = run, .pass = cr,
+    };
+    return run_items(&loop);
+}
 
 /* wp (K, T) <- w (K, T) with each filter block's taps interleaved, [t][kb], in the order
  * the tile kernel reads them; block (g, k0) starts at wp + (g*Kg + k0)*T. */
@@ -137,13 +159,8 @@ static fc_status FN(forward_by_pixels)(FN(correlation) *cr, const REAL *w, const
         cr->off = off;
         cr->wp = wpack;
         cr->bp = bpack;
-        const fc_item_loop loop = {
-            .gm = cr->gm, .items = pb->N * G * cr->gm->nbands, .groups = G, .P = pb->P,
-            .team = nthreads, .fixed_split = 0,
-            .ws = {.bytes = {(size_t)cr->gm->size * sizeof(REAL)}, .zeroed = {1}},
-            .run = FN(forward_by_pixels_item), .pass = cr,
-        };
-        status = run_items(&loop);
+        status = FN(run_correlation)(cr, FN(forward_by_pixels_item),
+                                     (size_t)cr->gm->size * sizeof(REAL), nthreads);
     }
     free(off);
     free(wpack);
@@ -210,13 +227,7 @@ static fc_status FN(forward_by_filters)(FN(correlation) *cr, const REAL *w, cons
         cr->bp = bk;
         cr->ldv = ldv;
         const size_t buf_bytes = cr->in_place ? 0 : (size_t)cr->gm->size * sizeof(REAL);
-        const fc_item_loop loop = {
-            .gm = cr->gm, .items = pb->N * G * cr->gm->nbands, .groups = G, .P = pb->P,
-            .team = nthreads, .fixed_split = 0,
-            .ws = {.bytes = {buf_bytes}, .zeroed = {1}},
-            .run = FN(forward_by_filters_item), .pass = cr,
-        };
-        status = run_items(&loop);
+        status = FN(run_correlation)(cr, FN(forward_by_filters_item), buf_bytes, nthreads);
     }
     free(off);
     free_aligned(wk);
@@ -245,12 +256,8 @@ static fc_status FN(correlate)(REAL *y, const fc_out_layout *yl, const REAL *x, 
 fc_status FN(fc_conv_direct_forward)(REAL *y, const REAL *x, const REAL *w, const REAL *bias,
                                      const fc_conv_problem *pb)
 {
-    const int nthreads = fc_get_num_threads();
     fc_direct_plan plan;
-    const fc_status status = FN(fc_conv_direct_plan)(&plan, pb, nthreads);
-    if (status != FC_OK) {
-        return status;
-    }
+    const int nthreads = FN(plan_call)(&plan, pb);
     count_run(&forward_runs[plan.forward]);
     const fc_out_layout yl = {pb->K * pb->P * pb->Q, pb->P * pb->Q, pb->Q, 1};
     return FN(correlate)(y, &yl, x, w, bias, pb, &plan, nthreads);

@@ -84,6 +84,17 @@ static const int fc_wgrad_tb[FC_WGRAD_KB_MAX + 1] = {FC_WGRAD_SHAPES(FC_SHAPE_EN
     {NULL, FN(tilek_2_1), FN(tilek_2_2), FN(tilek_2_3), FN(tilek_2_4), FN(tilek_2_5),        \
      FN(tilek_2_6), FN(tilek_2_7), FN(tilek_2_8)}
 
+/* The kernel tables of one set (fc_direct_kernels, conv_direct_kernels_impl.h), from the
+ * functions each kernel template names FN(tile1), FN(tile_add1), FN(wgrad1), FN(wgradk1),
+ * FN(tilek_1_1) and so on. */
+#define FC_DIRECT_KERNEL_TABLES                                                              \
+    .tile = {NULL, FN(tile1), FN(tile2), FN(tile3), FN(tile4), FN(tile5), FN(tile6)},        \
+    .tile_add = {NULL, FN(tile_add1), FN(tile_add2), FN(tile_add3), FN(tile_add4),           \
+                 FN(tile_add5), FN(tile_add6)},                                              \
+    .wgrad = {NULL, FN(wgrad1), FN(wgrad2), FN(wgrad3)},                                     \
+    .wgradk = {NULL, FN(wgradk1), FN(wgradk2), FN(wgradk3)},                                 \
+    .tilek = {FC_TILEK_TABLE}
+
 /* Where a strip's lanes are stored: lanes [lo[i], hi[i]) of filter k go to
  * y[base[i] + k*ldk + lane], one segment per output row the strip touches. */
 #define FC_STRIP_MAX_SEG 8

@@ -35,6 +35,17 @@ static FC_TARGET void FN(store_map)(REAL *y, const fc_strip_map *map, const REAL
     }
 }
 
+/* sums[0 .. n vectors) <- acc[0 .. n): the accumulators go through memory once, with
+ * constant indices (n is a constant in every caller): any run-time-dependent use of them
+ * makes GCC keep them all in memory, a store per FMA. */
+FC_TARGET_INLINE void FN(spill)(REAL *sums, const FN(vec) *acc, const int n)
+{
+    FC_UNROLL
+    for (int i = 0; i < n; i++) {
+        FN(v_store)(sums + FN(lanes) * i, acc[i]);
+    }
+}
+
 /* acc (KB rows, NV vectors) += sum over taps of w[t*KB + k] * x[off[t] + lanes]: per tap,
  * NV loads of x, KB broadcast weights, KB*NV FMAs. The loop of tile and tile_add. */
 FC_TARGET_INLINE void FN(tile_taps)(const int KB, const int NV, FN(vec) acc[12], const REAL *x,
@@ -72,10 +83,9 @@ FC_TARGET_INLINE void FN(tile_taps)(const int KB, const int NV, FN(vec) acc[12],
     }
 }
 
-/* tile (KB filters, NV vectors of pixels), from the bias, stored through the strip map. The
- * accumulators go through memory once, with constant indices: any run-time-dependent use
- * of them (such as storing each straight through the map) makes GCC keep them all in
- * memory, a store per FMA. */
+/* tile (KB filters, NV vectors of pixels), from the bias, stored through the strip map
+ * after a spill (storing each accumulator straight through the map would keep them all in
+ * memory). */
 FC_TARGET_INLINE void FN(tile)(const int KB, const int NV, REAL *y, const fc_strip_map *map,
                                const REAL *x, const int64_t *off, int64_t ntaps, const REAL *w,
                                const REAL *bias)
@@ -88,10 +98,7 @@ FC_TARGET_INLINE void FN(tile)(const int KB, const int NV, REAL *y, const fc_str
     }
     FN(tile_taps)(KB, NV, acc, x, off, ntaps, w);
     _Alignas(64) REAL tile[FC_TILE_KB_MAX * FC_TILE_VW_MAX];
-    FC_UNROLL
-    for (int i = 0; i < KB * NV; i++) {
-        FN(v_store)(tile + FN(lanes) * i, acc[i]);
-    }
+    FN(spill)(tile, acc, KB * NV);
     FN(store_map)(y, map, tile, KB, NV * FN(lanes));
 }
 
@@ -159,12 +166,8 @@ FC_TARGET_INLINE void FN(wgrad)(const int KB, const int TB, REAL *dw, int64_t ld
             }
         }
     }
-    /* via memory with constant indices: a run-time bound on acc keeps it out of registers */
     _Alignas(64) REAL sums[12 * FN(lanes)];
-    FC_UNROLL
-    for (int i = 0; i < KB * TB; i++) {
-        FN(v_store)(sums + FN(lanes) * i, acc[i]);
-    }
+    FN(spill)(sums, acc, KB * TB);
     for (int k = 0; k < KB; k++) {
         for (int t = 0; t < nt; t++) {
             dw[k * ldw + t] += FN(v_hsum)(FN(v_load)(sums + FN(lanes) * (k * TB + t)));
@@ -203,10 +206,7 @@ FC_TARGET_INLINE void FN(wgradk)(const int NV, const int TB, REAL *dwt, int64_t 
         }
     }
     _Alignas(64) REAL sums[12 * FN(lanes)];
-    FC_UNROLL
-    for (int i = 0; i < TB * NV; i++) {
-        FN(v_store)(sums + FN(lanes) * i, acc[i]);
-    }
+    FN(spill)(sums, acc, TB * NV);
     for (int t = 0; t < nt; t++) {
         for (int v = 0; v < NV; v++) {
             REAL *dst = dwt + t * ldt + FN(lanes) * v;
@@ -245,10 +245,7 @@ FC_TARGET_INLINE void FN(tilek)(const int NV, const int PB, FN(vec) *acc, REAL *
         }
     }
     _Alignas(64) REAL sums[FC_TILEK_PB_MAX * FN(lanes)];
-    FC_UNROLL
-    for (int i = 0; i < NV * PB; i++) {
-        FN(v_store)(sums + FN(lanes) * i, acc[i]);
-    }
+    FN(spill)(sums, acc, NV * PB);
     for (int k = 0; k < nk; k++) {
         for (int j = 0; j < PB; j++) {
             y[k * ldk + j] = sums[j * NV * FN(lanes) + k];
@@ -306,10 +303,5 @@ FC_TILEK_ALL
 const FN(fc_direct_kernels) ISA(FN(fc_direct_kernels)) = {
     .lanes = FN(lanes),
     .tilek_acc = FC_TEMPLATE_TILEK_ACC,
-    .tile = {NULL, FN(tile1), FN(tile2), FN(tile3), FN(tile4), FN(tile5), FN(tile6)},
-    .tile_add = {NULL, FN(tile_add1), FN(tile_add2), FN(tile_add3), FN(tile_add4),
-                 FN(tile_add5), FN(tile_add6)},
-    .wgrad = {NULL, FN(wgrad1), FN(wgrad2), FN(wgrad3)},
-    .wgradk = {NULL, FN(wgradk1), FN(wgradk2), FN(wgradk3)},
-    .tilek = {FC_TILEK_TABLE},
+    FC_DIRECT_KERNEL_TABLES,
 };

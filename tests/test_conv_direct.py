@@ -1,6 +1,7 @@
 """The direct convolution's own paths (src/conv_direct*): filter blocks, strips, bands,
 the data gradient's scatter and gather forms, the weight gradient by pixels and by
-filters, non-finite values, on every SIMD path and with 1 and 2 threads."""
+filters, non-finite values, on every SIMD path and with 1 and 2 threads; and the plan
+(src/conv_direct_plan.h): the variant it names for a layer is the one that runs."""
 import functools
 
 import numpy as np
@@ -205,6 +206,15 @@ LECTURE_LAYER1 = (2, 3, 39, 39, 10, 3, 3, 1)
 LECTURE_LAYER2 = (2, 10, 37, 37, 20, 5, 5, 2)
 
 
+BOTH_DTYPES = pytest.mark.parametrize("dtype", [np.float64, np.float32])
+
+
+@pytest.fixture
+def one_thread(threads):
+    """The variants above are the plan's on one thread (two threads cut more bands)."""
+    threads(1)
+
+
 def plan_of(layer, dtype):
     N, C, H, W, K, R, S, stride = layer
     geom = conv_geometry((N, C, H, W), (K, C, R, S), stride, 0, 1, 1, "t")
@@ -277,23 +287,20 @@ def check_backward_runs(layer, pass_, variant, dtype, w_edit=None):
         assert rel_err(got, ref) < tolerance(dtype)
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_lenet5_conv1_forward_runs_by_pixels(dtype, simd, threads):
-    threads(1)
+@BOTH_DTYPES
+def test_lenet5_conv1_forward_runs_by_pixels(dtype, simd, one_thread):
     check_forward_runs(LENET5_CONV1, "by_pixels", dtype)
 
 
-def test_lenet5_conv2_forward_runs_by_filters(simd, threads):
+def test_lenet5_conv2_forward_runs_by_filters(simd, one_thread):
     """float32 on every path; float64 (half the filters per vector) only with AVX-512."""
-    threads(1)
     check_forward_runs(LENET5_CONV2, "by_filters", np.float32)
     if simd == "avx512":
         check_forward_runs(LENET5_CONV2, "by_filters", np.float64)
 
 
-def test_lenet5_conv2_forward_reads_input_in_place(simd, threads):
+def test_lenet5_conv2_forward_reads_input_in_place(simd, one_thread):
     """A 'valid' layer of one band per image: the forward by filters reads x itself."""
-    threads(1)
     plan = plan_of(LENET5_CONV2, np.float32)
     assert plan["reads_input_in_place"] and plan["bands"] == 1
     assert plan["band_rows"] == 10 and plan["gather_phases"] == 1
@@ -306,40 +313,30 @@ def test_two_threads_cut_two_lenet5_conv1_images_into_four_bands_each(threads):
     assert plan["bands"] == 4 and plan["band_rows"] == 7
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_lenet5_conv1_data_gradient_runs_scatter(dtype, simd, threads):
-    threads(1)
-    check_backward_runs(LENET5_CONV1, "backward_data", "scatter", dtype)
+@BOTH_DTYPES
+@pytest.mark.parametrize("layer, pass_, variant", [
+    pytest.param(LENET5_CONV1, "backward_data", "scatter",
+                 id="lenet5_conv1_data_gradient_runs_scatter"),
+    pytest.param(LECTURE_LAYER1, "backward_data", "gather",
+                 id="lecture_layer1_data_gradient_runs_gather"),
+    pytest.param(LENET5_CONV1, "backward_weight", "by_pixels",
+                 id="lenet5_conv1_weight_gradient_runs_by_pixels"),
+    pytest.param(LECTURE_LAYER2, "backward_weight", "by_filters",
+                 id="lecture_layer2_weight_gradient_runs_by_filters"),
+])
+def test_gradient_runs_the_planned_variant(layer, pass_, variant, dtype, simd, one_thread):
+    check_backward_runs(layer, pass_, variant, dtype)
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_lecture_layer1_data_gradient_runs_gather(dtype, simd, threads):
-    threads(1)
-    check_backward_runs(LECTURE_LAYER1, "backward_data", "gather", dtype)
-
-
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_inf_weight_data_gradient_runs_loops(dtype, simd, threads):
+@BOTH_DTYPES
+def test_inf_weight_data_gradient_runs_loops(dtype, simd, one_thread):
     """Weights holding an inf run the loops whatever the plan names for finite weights."""
-    threads(1)
     assert plan_of(LENET5_CONV1, dtype)["backward_data_nonfinite_weights"] == "loops"
 
     def put_inf(w):
         w[...] = np.abs(w)
         w[2, 0, 1, 3] = np.inf
     check_backward_runs(LENET5_CONV1, "backward_data", "loops", dtype, w_edit=put_inf)
-
-
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_lenet5_conv1_weight_gradient_runs_by_pixels(dtype, simd, threads):
-    threads(1)
-    check_backward_runs(LENET5_CONV1, "backward_weight", "by_pixels", dtype)
-
-
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_lecture_layer2_weight_gradient_runs_by_filters(dtype, simd, threads):
-    threads(1)
-    check_backward_runs(LECTURE_LAYER2, "backward_weight", "by_filters", dtype)
 
 
 def test_conv_direct_plan_refuses_an_unknown_dtype():
