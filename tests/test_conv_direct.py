@@ -339,7 +339,9 @@ def test_inf_weight_data_gradient_runs_loops(dtype, simd, one_thread):
     check_backward_runs(LENET5_CONV1, "backward_data", "loops", dtype, w_edit=put_inf)
 
 
-def test_conv_direct_plan_refuses_an_unknown_dtype():
+def test_conv_direct_plan_refuses_an_unknown_dtype_and_zero_threads():
     geom = conv_geometry((1, 1, 8, 8), (1, 1, 3, 3), 1, 0, 1, 1, "t")
     with pytest.raises(ValueError):
         fastconv._ext.conv_direct_plan(geom, "int8", 1)
+    with pytest.raises(RuntimeError):
+        fastconv._ext.conv_direct_plan(geom, "float32", 0)
