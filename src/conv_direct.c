@@ -3,12 +3,15 @@
  * float and double.
  *
  * From conv2d(..., algorithm="direct") to the loop that runs:
- *   1. plan      fc_conv_direct_forward_f32 (and its siblings, conv_direct_impl.h) first
- *                call fc_conv_direct_plan_f32: the rules of conv_direct_plan.h choose the
- *                band geometry and each pass's variant (fc_direct_plan, fastconv.h).
- *   2. pass      the entry point runs the variant's pass (conv_direct_impl.h):
- *                forward_by_pixels / forward_by_filters, backward_data_scatter / _gather /
- *                _loops, backward_weight_by_pixels / _by_filters, and counts the run.
+ *   1. plan      conv2d reaches fc_conv_direct_forward_f32 (or _f64; the gradients'
+ *                entry points are its siblings) through fastconv/_conv.pxi; it first calls
+ *                fc_conv_direct_plan_f32: the rules of conv_direct_plan.h choose the band
+ *                geometry and each pass's variant (fc_direct_plan, fastconv.h; from Python,
+ *                fastconv._ext.conv_direct_plan shows it).
+ *   2. pass      the entry point counts the variant and runs its pass: forward_by_pixels /
+ *                forward_by_filters (conv_direct_impl.h), backward_data_scatter / _gather /
+ *                _loops and backward_weight_by_pixels / _by_filters
+ *                (conv_direct_backward_impl.h).
  *   3. items     the pass packs its weights once, then hands run_items (below) one function
  *                per work item: each thread allocates its workspace and runs its share of
  *                the items (image, group, band of output rows).

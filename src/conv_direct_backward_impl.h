@@ -336,14 +336,13 @@ static void FN(backward_weight_by_filters_item)(const void *pass, fc_band_item t
                                                 void *const *ws, int thread)
 {
     const FN(weight_pass) *wp = pass;
-    const fc_conv_problem *pb = wp->pb;
-    const fc_band_geom *gm = wp->gm;
-    const int64_t Kg = pb->K / pb->groups, P = pb->P, Q = pb->Q, T = gm->taps;
-    const int64_t VL = wp->ks->lanes, ldv = wp->ld;
-    const int64_t nblocks = filter_blocks(ldv / VL, FC_WGRADK_NV_MAX);
     REAL *my_dwt = FN(thread_sums)(wp, thread);
     REAL *dyt = ws[1];
-    const REAL *band = FN(item_band)(ws[0], wp->in_place, wp->x, t, gm, pb);
+    const fc_conv_problem *pb = wp->pb;
+    const int64_t Kg = pb->K / pb->groups, P = pb->P, Q = pb->Q, T = wp->gm->taps;
+    const int64_t VL = wp->ks->lanes, ldv = wp->ld, pitch = wp->gm->pitch;
+    const int64_t nblocks = filter_blocks(ldv / VL, FC_WGRADK_NV_MAX);
+    const REAL *band = FN(item_band)(ws[0], wp->in_place, wp->x, t, wp->gm, pb);
     FN(fill_dy_transposed)(dyt, ldv, wp->dy + (t.n * pb->K + t.g * Kg) * P * Q, Kg, t.p0,
                            t.rows, pb);
     for (int64_t b = 0; b < nblocks; b++) {
@@ -354,7 +353,7 @@ static void FN(backward_weight_by_filters_item)(const void *pass, fc_band_item t
         const int tb = fc_wgrad_tb[nv];
         for (int64_t t0 = 0; t0 < T; t0 += tb) {
             kernel(my_dwt + (t.g * T + t0) * ldv + v0 * VL, ldv, (int)min64(tb, T - t0),
-                   dyt + v0 * VL, ldv, band, wp->off + t0, gm->pitch, t.rows, Q);
+                   dyt + v0 * VL, ldv, band, wp->off + t0, pitch, t.rows, Q);
         }
     }
 }

@@ -173,15 +173,14 @@ static fc_status FN(forward_by_pixels)(FN(correlation) *cr, const REAL *w, const
 static void FN(forward_by_filters_item)(const void *pass, fc_band_item t, void *const *ws,
                                         int thread)
 {
+    (void)thread;
     const FN(correlation) *cr = pass;
     const fc_conv_problem *pb = cr->pb;
-    const fc_band_geom *gm = cr->gm;
-    const fc_out_layout *yl = cr->yl;
-    const int64_t Kg = pb->K / pb->groups, Q = pb->Q, T = gm->taps;
+    const int64_t Kg = pb->K / pb->groups, Q = pb->Q, T = cr->gm->taps, pitch = cr->gm->pitch;
     const int64_t VL = cr->ks->lanes, ldv = cr->ldv;
     const int64_t nblocks = filter_blocks(ldv / VL, FC_TILEK_NV_MAX);
-    (void)thread;
-    const REAL *band = FN(item_band)(ws[0], cr->in_place, cr->x, t, gm, pb);
+    const fc_out_layout *yl = cr->yl;
+    const REAL *band = FN(item_band)(ws[0], cr->in_place, cr->x, t, cr->gm, pb);
     for (int64_t b = 0; b < nblocks; b++) {
         int64_t v0;
         int nv;
@@ -195,7 +194,7 @@ static void FN(forward_by_filters_item)(const void *pass, fc_band_item t, void *
             for (int64_t r = 0; r < runs; r++) {
                 const int64_t q0 = r * Q / runs, q1 = (r + 1) * Q / runs;
                 cr->ks->tilek[nv][q1 - q0](yb + i * yl->row + q0, yl->channel, nk,
-                                           band + i * gm->pitch + q0, cr->off, T, wb, ldv, bb);
+                                           band + i * pitch + q0, cr->off, T, wb, ldv, bb);
             }
         }
     }
