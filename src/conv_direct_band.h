@@ -27,6 +27,11 @@
  * in the band's last row reads up to that far past it. */
 #define FC_DIRECT_SLACK (2 * FC_TILE_VW_MAX)
 
+/* fill_dy_transposed moves dy in blocks of this many pixels: a filter's values of a block
+ * are one contiguous load, and the block's rows of the transposed copy stay in the L1
+ * cache while they fill. */
+#define FC_DIRECT_TRANSPOSE_BLOCK 8
+
 /* Rows shorter than this many values are copied by a loop: the library call costs more
  * than copying them (LeNet-5 conv2's rows are 10 and 14 values). */
 #define FC_DIRECT_SHORT_ROW 32
@@ -178,11 +183,16 @@ static int64_t *tap_offsets(const fc_band_geom *gm, const fc_conv_problem *pb, i
 }
 
 /* Rows of a tile kernel (filters, or channels of the scatter form) are cut into blocks of
- * 6; 7 or 8 rows left become 3 + 4 or 4 + 4. Blocks of 6, 4 and 3 rows keep 12 accumulators
- * busy (5 and 2 rows only 10): 10 filters are 6 + 4, 16 are 6 + 6 + 4, 20 are 6 + 6 + 4 + 4. */
+ * FC_TILE_KB_MAX (6); up to FC_TILE_SPLIT_MAX rows left that do not fit one block are split
+ * in two halves (7 or 8 rows become 3 + 4 or 4 + 4). Blocks of 6, 4 and 3 rows keep 12
+ * accumulators busy (5 and 2 rows only 10): 10 filters are 6 + 4, 16 are 6 + 6 + 4, 20 are
+ * 6 + 6 + 4 + 4. */
+#define FC_TILE_SPLIT_MAX 8
+
 static int64_t tile_blocks(int64_t n)
 {
-    return n <= 8 ? (n <= FC_TILE_KB_MAX ? 1 : 2) : 1 + tile_blocks(n - FC_TILE_KB_MAX);
+    return n <= FC_TILE_SPLIT_MAX ? (n <= FC_TILE_KB_MAX ? 1 : 2)
+                                  : 1 + tile_blocks(n - FC_TILE_KB_MAX);
 }
 
 static void tile_block(int64_t n, int64_t b, int64_t *r0, int *kb)
@@ -191,7 +201,8 @@ static void tile_block(int64_t n, int64_t b, int64_t *r0, int *kb)
     for (int64_t i = 0; i <= b; i++) {
         start += size;
         left -= size;
-        size = left > 8 ? FC_TILE_KB_MAX : left > FC_TILE_KB_MAX ? left / 2 : left;
+        size = left > FC_TILE_SPLIT_MAX ? FC_TILE_KB_MAX
+               : left > FC_TILE_KB_MAX ? left / 2 : left;
     }
     *r0 = start;
     *kb = (int)size;

@@ -215,10 +215,9 @@ static void FN(fill_dy_transposed)(REAL *dyt, int64_t ldv, const REAL *dy, int64
 {
     const int64_t npix = rows * pb->Q, PQ = pb->P * pb->Q;
     const REAL *src = dy + p0 * pb->Q;
-    /* blocks of 8 pixels: the 8 values of a filter are one contiguous load, and the
-     * block's ldv-wide rows of dyt stay in the L1 cache while they fill */
-    for (int64_t v0 = 0; v0 < npix; v0 += 8) {
-        const int64_t nb = min64(8, npix - v0);
+    /* in blocks of FC_DIRECT_TRANSPOSE_BLOCK pixels */
+    for (int64_t v0 = 0; v0 < npix; v0 += FC_DIRECT_TRANSPOSE_BLOCK) {
+        const int64_t nb = min64(FC_DIRECT_TRANSPOSE_BLOCK, npix - v0);
         for (int64_t k = 0; k < nk; k++) {
             const REAL *plane = src + k * PQ + v0;
             for (int64_t v = 0; v < nb; v++) {
