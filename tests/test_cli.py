@@ -239,3 +239,19 @@ def test_bench_progress_goes_to_stderr_and_the_report_alone_to_stdout(capsys, mo
     lines = captured.out.strip().splitlines()
     assert lines[0].startswith("Measured ") and lines[2].startswith("| group |")
     assert lines[4].startswith("| GEMM | made up |") and len(lines) == 5
+
+
+def test_filter_picture_diverges_from_zero_on_one_scale_with_a_colour_bar(tmp_path):
+    pytest.importorskip("matplotlib")
+    from fastconv.cli import plots
+    weight = np.random.default_rng(0).standard_normal((6, 1, 5, 5)).astype(np.float32)
+    weight[2, 0, 1, 1] = -3.5                       # the largest magnitude is negative
+    fig = plots.filters_figure(weight)
+    images = [image for ax in fig.axes for image in ax.get_images()]
+    assert len(images) == 6
+    for image in images:
+        assert image.get_cmap().name == "RdBu_r"
+        assert image.get_clim() == (-3.5, 3.5)
+    assert len(fig.axes) == 7 and fig.axes[-1].get_ylabel() == "weight"   # the colour bar
+    assert plots.plot_filters(weight, tmp_path / "f.png")
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
