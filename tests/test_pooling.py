@@ -12,7 +12,7 @@ import pytest
 
 import fastconv
 from fastconv import reference as ref
-from fastconv.sizing import conv_output_size
+from fastconv.sizing import output_length
 
 from conftest import simd_path, thread_count
 
@@ -59,7 +59,7 @@ def _axis_geometries(dilations):
     for n, k, s, d, ceil in itertools.product(range(1, 13), range(1, 6), range(1, 5),
                                               dilations, (False, True)):
         for p in range(k // 2 + 1):
-            if conv_output_size(n, k, s, p, d, ceil) >= 1:
+            if output_length(n, k, s, p, d, ceil) >= 1:
                 found[ceil].append((n, k, s, p, d))
     return found
 
@@ -99,7 +99,7 @@ def _input(rng, shape, dtype, ties=False):
 
 def _has_empty_window(n, k, s, p, d, ceil):
     """Whether some window along this axis has no tap inside the input (only padding)."""
-    out = conv_output_size(n, k, s, p, d, ceil)
+    out = output_length(n, k, s, p, d, ceil)
     return any(all(not 0 <= o * s - p + t * d < n for t in range(k)) for o in range(out))
 
 
