@@ -224,7 +224,7 @@ class Runner:
                 # The loops run on one image; the time is scaled to the batch.
                 norm = dict(stride=geom.stride, padding=geom.padding, dilation=geom.dilation)
                 x1 = x[:1]
-                t1 = median_time(lambda: reference.conv2d_forward(x1, w, b, **norm), 0, min_reps=1,
+                t1 = median_time(lambda: reference.conv2d(x1, w, b, **norm), 0, min_reps=1,
                                  max_reps=1)
                 naive_f = t1 * N
             self.add("conv forward", name, t_f, tt_f, naive_f, work=geom.flops(),
