@@ -6,7 +6,6 @@ import fastconv
 from fastconv import reference
 from fastconv._checks import conv_geometry
 from fastconv.cli.bench import CONV_SHAPES
-from fastconv.conv import choose_algorithm, choose_weight_algorithm
 
 from conftest import gflops, random
 
@@ -24,6 +23,11 @@ def make_case(name):
     b = random((K,), 3)
     geom = conv_geometry(x.shape, w.shape, stride, padding, 1, groups, "bench")
     return x, w, b, dict(stride=stride, padding=padding, groups=groups), geom
+
+
+def auto_plan(x, w, kw):
+    """The algorithms auto runs for each pass of the case (fastconv.conv_plan)."""
+    return fastconv.conv_plan(x.shape, w.shape, **kw, dtype=x.dtype)
 
 
 def numpy_conv(x, w, b, stride, padding, groups):
@@ -64,7 +68,7 @@ def test_conv_forward(benchmark, info, name, contender, request):
         info(naive_batch=NAIVE_BATCH, note=f"time is for batch {NAIVE_BATCH}; x{scale:g} for the full batch")
     benchmark(run)
     rate = gflops(geom.flops() / scale, benchmark)
-    info(gflops=rate, auto_algorithm=choose_algorithm(geom))
+    info(gflops=rate, auto_algorithm=auto_plan(x, w, kw).forward)
 
 
 @pytest.mark.parametrize("contender", ["direct", "im2col", "auto", "torch"])
@@ -88,9 +92,9 @@ def test_conv_backward(benchmark, info, name, contender, request):
     else:
         run = lambda: fastconv.conv2d_backward(dy, x, w, algorithm=contender, **kw)  # noqa: E731
     benchmark(run)
-    algorithm = choose_algorithm(geom, backward=True)
-    info(gflops=gflops(2 * geom.flops(), benchmark), auto_algorithm=algorithm,
-         auto_weight_algorithm=choose_weight_algorithm(geom, algorithm))
+    plan = auto_plan(x, w, kw)
+    info(gflops=gflops(2 * geom.flops(), benchmark), auto_algorithm=plan.backward_data,
+         auto_weight_algorithm=plan.backward_weight)
 
 
 DEEP_3X3 = [name for name, shape in CONV_SHAPES.items() if shape[5] == 3 and shape[1] >= 64]
@@ -104,7 +108,7 @@ def test_conv_weight_gradient(benchmark, info, name, contender, request):
     x, w, b, kw, geom = make_case(name)
     dy = random(geom.output_shape, 4)
     benchmark.group = f"conv weight gradient {name}"
-    algorithm = choose_algorithm(geom, backward=True)
+    plan = auto_plan(x, w, kw)
     if contender == "torch":
         torch = request.getfixturevalue("torch")
         xt, wt, dyt = (torch.from_numpy(a) for a in (x, w, dy))
@@ -113,9 +117,10 @@ def test_conv_weight_gradient(benchmark, info, name, contender, request):
             dyt, xt, wt, [w.shape[0]], [s, s], [p, p], [1, 1], False, [0, 0], 1,
             [False, True, True])
     else:
-        kernel = choose_weight_algorithm(geom, algorithm) if contender == "auto" else contender
+        data = plan.backward_data
+        kernel = plan.backward_weight if contender == "auto" else contender
         dw = np.empty(w.shape, w.dtype)
-        run = lambda: _ext.conv_backward(dy, x, w, None, dw, None, geom, algorithm, kernel)  # noqa: E731
+        run = lambda: _ext.conv_backward(dy, x, w, None, dw, None, geom, data, kernel)  # noqa: E731
     benchmark(run)
     info(gflops=gflops(geom.flops(), benchmark),
-         auto_weight_algorithm=choose_weight_algorithm(geom, algorithm))
+         auto_weight_algorithm=plan.backward_weight)

@@ -29,6 +29,7 @@ except ImportError as exc:  # pragma: no cover - only when the C extension is no
 from . import config as _config
 from .config import get_num_threads, get_simd, set_num_threads, set_simd, show_config
 from .conv import conv2d, conv2d_backward
+from .plan import ConvPlan, conv_plan
 from .linalg import matmul
 from .pooling import (adaptive_avg_pool2d, adaptive_avg_pool2d_backward, avg_pool2d,
                       avg_pool2d_backward, global_avg_pool2d, global_avg_pool2d_backward,
@@ -41,7 +42,7 @@ from . import data, nn
 _config._init_simd_from_env()
 
 __all__ = [
-    "conv2d", "conv2d_backward", "matmul",
+    "conv2d", "conv2d_backward", "conv_plan", "ConvPlan", "matmul",
     "conv_output_size", "conv_params", "dense_params", "compare_conv_dense",
     "filters", "data", "nn",
     "show_config", "set_num_threads", "get_num_threads", "set_simd", "get_simd",

@@ -51,48 +51,28 @@ cdef extern from "fastconv.h" nogil:
                           const double *B, int64_t rsb, int64_t csb,
                           double beta, double *C, int64_t ldc, int nthreads)
 
-    fc_status fc_conv_direct_forward_f32(float *y, const float *x, const float *w,
-                                         const float *bias, const fc_conv_problem *pb)
-    fc_status fc_conv_direct_backward_data_f32(float *dx, const float *dy, const float *w,
-                                               const fc_conv_problem *pb)
-    fc_status fc_conv_direct_backward_weight_f32(float *dw, const float *dy, const float *x,
-                                                 const fc_conv_problem *pb)
+    # Convolution: one entry point per pass and dtype, running the algorithm named (conv.c).
+    ctypedef enum fc_conv_algorithm:
+        FC_CONV_DIRECT
+        FC_CONV_IM2COL
+        FC_CONV_WINOGRAD
+
+    fc_status fc_conv_forward_f32(float *y, const float *x, const float *w, const float *bias,
+                                  const fc_conv_problem *pb, fc_conv_algorithm algorithm)
+    fc_status fc_conv_forward_f64(double *y, const double *x, const double *w,
+                                  const double *bias, const fc_conv_problem *pb,
+                                  fc_conv_algorithm algorithm)
+    fc_status fc_conv_backward_data_f32(float *dx, const float *dy, const float *w,
+                                        const fc_conv_problem *pb, fc_conv_algorithm algorithm)
+    fc_status fc_conv_backward_data_f64(double *dx, const double *dy, const double *w,
+                                        const fc_conv_problem *pb, fc_conv_algorithm algorithm)
+    fc_status fc_conv_backward_weight_f32(float *dw, const float *dy, const float *x,
+                                          const fc_conv_problem *pb, fc_conv_algorithm algorithm)
+    fc_status fc_conv_backward_weight_f64(double *dw, const double *dy, const double *x,
+                                          const fc_conv_problem *pb, fc_conv_algorithm algorithm)
     fc_status fc_conv_backward_bias_f32(float *db, const float *dy, const fc_conv_problem *pb)
-    fc_status fc_conv_im2col_forward_f32(float *y, const float *x, const float *w,
-                                         const float *bias, const fc_conv_problem *pb)
-    fc_status fc_conv_im2col_backward_data_f32(float *dx, const float *dy, const float *w,
-                                               const fc_conv_problem *pb)
-    fc_status fc_conv_im2col_backward_weight_f32(float *dw, const float *dy, const float *x,
-                                                 const fc_conv_problem *pb)
-
-    fc_status fc_conv_direct_forward_f64(double *y, const double *x, const double *w,
-                                         const double *bias, const fc_conv_problem *pb)
-    fc_status fc_conv_direct_backward_data_f64(double *dx, const double *dy, const double *w,
-                                               const fc_conv_problem *pb)
-    fc_status fc_conv_direct_backward_weight_f64(double *dw, const double *dy, const double *x,
-                                                 const fc_conv_problem *pb)
     fc_status fc_conv_backward_bias_f64(double *db, const double *dy, const fc_conv_problem *pb)
-    fc_status fc_conv_im2col_forward_f64(double *y, const double *x, const double *w,
-                                         const double *bias, const fc_conv_problem *pb)
-    fc_status fc_conv_im2col_backward_data_f64(double *dx, const double *dy, const double *w,
-                                               const fc_conv_problem *pb)
-    fc_status fc_conv_im2col_backward_weight_f64(double *dw, const double *dy, const double *x,
-                                                 const fc_conv_problem *pb)
-
-    int fc_winograd_supports(const fc_conv_problem *pb)
     int64_t fc_winograd_kept_bytes()
-    fc_status fc_conv_winograd_backward_weight_f32(float *dw, const float *dy, const float *x,
-                                                   const fc_conv_problem *pb)
-    fc_status fc_conv_winograd_backward_weight_f64(double *dw, const double *dy,
-                                                   const double *x, const fc_conv_problem *pb)
-    fc_status fc_conv_winograd_forward_f32(float *y, const float *x, const float *w,
-                                           const float *bias, const fc_conv_problem *pb)
-    fc_status fc_conv_winograd_backward_data_f32(float *dx, const float *dy, const float *w,
-                                                 const fc_conv_problem *pb)
-    fc_status fc_conv_winograd_forward_f64(double *y, const double *x, const double *w,
-                                           const double *bias, const fc_conv_problem *pb)
-    fc_status fc_conv_winograd_backward_data_f64(double *dx, const double *dy, const double *w,
-                                                 const fc_conv_problem *pb)
 
     ctypedef enum fc_border:
         FC_BORDER_CONSTANT
@@ -125,29 +105,30 @@ cdef extern from "fastconv.h" nogil:
 
     fc_status fc_max_pool_forward_f32(float *y, uint8_t *argmax, int64_t *indices, const float *x,
                                       const fc_pool_problem *pb)
+    fc_status fc_max_pool_forward_f64(double *y, uint8_t *argmax, int64_t *indices, const double *x,
+                                      const fc_pool_problem *pb)
     fc_status fc_max_pool_backward_f32(float *dx, const float *dy, const float *x,
                                        const fc_pool_problem *pb)
-    fc_status fc_max_pool_backward_argmax_f32(float *dx, const float *dy, const uint8_t *argmax,
+    fc_status fc_max_pool_backward_f64(double *dx, const double *dy, const double *x,
+                                       const fc_pool_problem *pb)
+    fc_status fc_max_pool_backward_argmax_f32(float *dx, const float *dy,
+                                              const uint8_t *argmax,
+                                              const fc_pool_problem *pb)
+    fc_status fc_max_pool_backward_argmax_f64(double *dx, const double *dy,
+                                              const uint8_t *argmax,
                                               const fc_pool_problem *pb)
     fc_status fc_max_pool_backward_indices_f32(float *dx, const float *dy, const int64_t *indices,
                                                const fc_pool_problem *pb)
-    fc_status fc_avg_pool_forward_f32(float *y, const float *x, const fc_pool_problem *pb)
-    fc_status fc_avg_pool_backward_f32(float *dx, const float *dy, const fc_pool_problem *pb)
-    fc_status fc_adaptive_avg_pool_forward_f32(float *y, const float *x, const fc_pool_problem *pb)
-    fc_status fc_adaptive_avg_pool_backward_f32(float *dx, const float *dy,
-                                                const fc_pool_problem *pb)
-
-    fc_status fc_max_pool_forward_f64(double *y, uint8_t *argmax, int64_t *indices, const double *x,
-                                      const fc_pool_problem *pb)
-    fc_status fc_max_pool_backward_f64(double *dx, const double *dy, const double *x,
-                                       const fc_pool_problem *pb)
-    fc_status fc_max_pool_backward_argmax_f64(double *dx, const double *dy, const uint8_t *argmax,
-                                              const fc_pool_problem *pb)
     fc_status fc_max_pool_backward_indices_f64(double *dx, const double *dy, const int64_t *indices,
                                                const fc_pool_problem *pb)
+    fc_status fc_avg_pool_forward_f32(float *y, const float *x, const fc_pool_problem *pb)
     fc_status fc_avg_pool_forward_f64(double *y, const double *x, const fc_pool_problem *pb)
+    fc_status fc_avg_pool_backward_f32(float *dx, const float *dy, const fc_pool_problem *pb)
     fc_status fc_avg_pool_backward_f64(double *dx, const double *dy, const fc_pool_problem *pb)
+    fc_status fc_adaptive_avg_pool_forward_f32(float *y, const float *x, const fc_pool_problem *pb)
     fc_status fc_adaptive_avg_pool_forward_f64(double *y, const double *x, const fc_pool_problem *pb)
+    fc_status fc_adaptive_avg_pool_backward_f32(float *dx, const float *dy,
+                                                const fc_pool_problem *pb)
     fc_status fc_adaptive_avg_pool_backward_f64(double *dx, const double *dy,
                                                 const fc_pool_problem *pb)
 

@@ -1,5 +1,7 @@
 # Convolution kernels: the problem struct is filled here, in one place, from a
-# fastconv._checks.ConvGeometry.
+# fastconv._checks.ConvGeometry, and each pass is one call of src/conv.c's dispatcher for
+# its dtype, with the algorithm fastconv/plan.py chose. Nothing here checks the problem
+# again: the kernels refuse what they cannot run, and _check_conv says why.
 
 cdef fc_conv_problem _conv_problem(geom):
     cdef fc_conv_problem pb
@@ -13,31 +15,46 @@ cdef fc_conv_problem _conv_problem(geom):
     return pb
 
 
+# The C enum of each algorithm name of fastconv/plan.py.
+_ALGORITHM_CODES = {"direct": FC_CONV_DIRECT, "im2col": FC_CONV_IM2COL,
+                    "winograd": FC_CONV_WINOGRAD}
+
+
+cdef fc_conv_algorithm _algorithm_code(str algorithm):
+    """The enum of an algorithm name; -1 (which the C dispatchers refuse) for any other."""
+    cdef int code = _ALGORITHM_CODES.get(algorithm, -1)
+    return <fc_conv_algorithm>code
+
+
+cdef int _check_conv(fc_status status, str what, str algorithm,
+                     const fc_conv_problem *pb) except -1:
+    """_check, with the Winograd kernels' refusals said in their own terms."""
+    if algorithm == "winograd" and status == FC_ERR_INVALID:
+        raise ValueError(f"{what}: winograd needs 3x3 filters, stride 1, dilation 1 and one "
+                         f"group, got filters {pb.R}x{pb.S}, stride ({pb.stride_h}, "
+                         f"{pb.stride_w}), dilation ({pb.dil_h}, {pb.dil_w}), groups {pb.groups}")
+    if algorithm == "winograd" and status == FC_ERR_TOO_LARGE:
+        raise MemoryError(f"{what}: the winograd weight gradient's sums (16 x {pb.C} "
+                          f"channels x {pb.K} filters) exceed the workspace limit of "
+                          f"{FC_WINOGRAD_MAX_SUMS_BYTES >> 20} MiB per thread")
+    return _check(status, what)
+
+
 def conv_forward(floating[:, :, :, ::1] y, const floating[:, :, :, ::1] x,
                  const floating[:, :, :, ::1] w, const floating[::1] bias, geom, str algorithm):
-    """y (N, K, P, Q) = conv(x (N, C, H, W), w (K, C/g, R, S)) + bias (K or None)."""
+    """y (N, K, P, Q) = conv(x (N, C, H, W), w (K, C/g, R, S)) + bias (K or None), by
+    algorithm ("direct", "im2col" or "winograd")."""
     fc_sync_num_threads()      # set_num_threads applies to every thread
     cdef fc_conv_problem pb = _conv_problem(geom)
     cdef const floating *b = &bias[0] if bias is not None else NULL
-    cdef bint direct = algorithm == "direct"
-    cdef bint winograd = algorithm == "winograd"
+    cdef fc_conv_algorithm code = _algorithm_code(algorithm)
     cdef fc_status st
     with nogil:
         if floating is float:
-            if winograd:
-                st = fc_conv_winograd_forward_f32(&y[0, 0, 0, 0], &x[0, 0, 0, 0], &w[0, 0, 0, 0], b, &pb)
-            elif direct:
-                st = fc_conv_direct_forward_f32(&y[0, 0, 0, 0], &x[0, 0, 0, 0], &w[0, 0, 0, 0], b, &pb)
-            else:
-                st = fc_conv_im2col_forward_f32(&y[0, 0, 0, 0], &x[0, 0, 0, 0], &w[0, 0, 0, 0], b, &pb)
+            st = fc_conv_forward_f32(&y[0, 0, 0, 0], &x[0, 0, 0, 0], &w[0, 0, 0, 0], b, &pb, code)
         else:
-            if winograd:
-                st = fc_conv_winograd_forward_f64(&y[0, 0, 0, 0], &x[0, 0, 0, 0], &w[0, 0, 0, 0], b, &pb)
-            elif direct:
-                st = fc_conv_direct_forward_f64(&y[0, 0, 0, 0], &x[0, 0, 0, 0], &w[0, 0, 0, 0], b, &pb)
-            else:
-                st = fc_conv_im2col_forward_f64(&y[0, 0, 0, 0], &x[0, 0, 0, 0], &w[0, 0, 0, 0], b, &pb)
-    _check(st, "conv2d")
+            st = fc_conv_forward_f64(&y[0, 0, 0, 0], &x[0, 0, 0, 0], &w[0, 0, 0, 0], b, &pb, code)
+    _check_conv(st, "conv2d", algorithm, &pb)
 
 
 def conv_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] x,
@@ -45,57 +62,28 @@ def conv_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] 
                   floating[:, :, :, ::1] dw, floating[::1] db, geom, str algorithm,
                   str weight_algorithm):
     """dx (N, C, H, W), dw (K, C/g, R, S), db (K) from dy (N, K, P, Q); None skips one.
-    algorithm runs dx; weight_algorithm ("direct", "im2col" or "winograd", the F(2x2, 3x3)
-    weight gradient of conv_winograd_weight.c) runs dw.
+    algorithm runs dx; weight_algorithm runs dw ("winograd": the F(2x2, 3x3) weight
+    gradient of conv_winograd_weight.c).
     (dy comes first: Cython picks float or double from the first fused argument.)"""
     fc_sync_num_threads()      # set_num_threads applies to every thread
     cdef fc_conv_problem pb = _conv_problem(geom)
-    cdef bint direct = algorithm == "direct"
-    cdef bint winograd = algorithm == "winograd"
-    cdef bint winograd_w = weight_algorithm == "winograd"
-    cdef bint direct_w = weight_algorithm == "direct"
-    if winograd_w and not fc_winograd_supports(&pb):
-        raise ValueError("conv_backward: the winograd weight gradient needs 3x3 filters, "
-                         f"stride 1, dilation 1 and one group, got {geom}")
-    if winograd_w and 16 * pb.C * pb.K * <int64_t>sizeof(floating) > FC_WINOGRAD_MAX_SUMS_BYTES:
-        raise MemoryError(f"conv_backward: the winograd weight gradient's sums (16 x {pb.C} "
-                          f"channels x {pb.K} filters) exceed the workspace limit of "
-                          f"{FC_WINOGRAD_MAX_SUMS_BYTES >> 20} MiB per thread")
+    cdef fc_conv_algorithm code = _algorithm_code(algorithm)
+    cdef fc_conv_algorithm weight_code = _algorithm_code(weight_algorithm)
     cdef fc_status st = FC_OK
     with nogil:
         if dx is not None:
             if floating is float:
-                if winograd:
-                    st = fc_conv_winograd_backward_data_f32(&dx[0, 0, 0, 0], &dy[0, 0, 0, 0], &w[0, 0, 0, 0], &pb)
-                elif direct:
-                    st = fc_conv_direct_backward_data_f32(&dx[0, 0, 0, 0], &dy[0, 0, 0, 0], &w[0, 0, 0, 0], &pb)
-                else:
-                    st = fc_conv_im2col_backward_data_f32(&dx[0, 0, 0, 0], &dy[0, 0, 0, 0], &w[0, 0, 0, 0], &pb)
+                st = fc_conv_backward_data_f32(&dx[0, 0, 0, 0], &dy[0, 0, 0, 0], &w[0, 0, 0, 0], &pb, code)
             else:
-                if winograd:
-                    st = fc_conv_winograd_backward_data_f64(&dx[0, 0, 0, 0], &dy[0, 0, 0, 0], &w[0, 0, 0, 0], &pb)
-                elif direct:
-                    st = fc_conv_direct_backward_data_f64(&dx[0, 0, 0, 0], &dy[0, 0, 0, 0], &w[0, 0, 0, 0], &pb)
-                else:
-                    st = fc_conv_im2col_backward_data_f64(&dx[0, 0, 0, 0], &dy[0, 0, 0, 0], &w[0, 0, 0, 0], &pb)
-    _check(st, "conv2d_backward (input gradient)")
+                st = fc_conv_backward_data_f64(&dx[0, 0, 0, 0], &dy[0, 0, 0, 0], &w[0, 0, 0, 0], &pb, code)
+    _check_conv(st, "conv2d_backward (input gradient)", algorithm, &pb)
     with nogil:
         if dw is not None:
             if floating is float:
-                if winograd_w:
-                    st = fc_conv_winograd_backward_weight_f32(&dw[0, 0, 0, 0], &dy[0, 0, 0, 0], &x[0, 0, 0, 0], &pb)
-                elif direct_w:
-                    st = fc_conv_direct_backward_weight_f32(&dw[0, 0, 0, 0], &dy[0, 0, 0, 0], &x[0, 0, 0, 0], &pb)
-                else:
-                    st = fc_conv_im2col_backward_weight_f32(&dw[0, 0, 0, 0], &dy[0, 0, 0, 0], &x[0, 0, 0, 0], &pb)
+                st = fc_conv_backward_weight_f32(&dw[0, 0, 0, 0], &dy[0, 0, 0, 0], &x[0, 0, 0, 0], &pb, weight_code)
             else:
-                if winograd_w:
-                    st = fc_conv_winograd_backward_weight_f64(&dw[0, 0, 0, 0], &dy[0, 0, 0, 0], &x[0, 0, 0, 0], &pb)
-                elif direct_w:
-                    st = fc_conv_direct_backward_weight_f64(&dw[0, 0, 0, 0], &dy[0, 0, 0, 0], &x[0, 0, 0, 0], &pb)
-                else:
-                    st = fc_conv_im2col_backward_weight_f64(&dw[0, 0, 0, 0], &dy[0, 0, 0, 0], &x[0, 0, 0, 0], &pb)
-    _check(st, "conv2d_backward (weight gradient)")
+                st = fc_conv_backward_weight_f64(&dw[0, 0, 0, 0], &dy[0, 0, 0, 0], &x[0, 0, 0, 0], &pb, weight_code)
+    _check_conv(st, "conv2d_backward (weight gradient)", weight_algorithm, &pb)
     with nogil:
         if db is not None:
             if floating is float:

@@ -149,6 +149,30 @@ FC_DECLARE_WINOGRAD(f32, float)
 FC_DECLARE_WINOGRAD(f64, double)
 #undef FC_DECLARE_WINOGRAD
 
+/* ---- convolution by a named algorithm (conv.c) ----
+ * One entry point per pass, running the kernel of the algorithm given: the same arrays
+ * and results as that kernel (above), whose own checks apply (Winograd: FC_ERR_INVALID
+ * outside its geometry; im2col and the Winograd weight gradient: FC_ERR_TOO_LARGE above
+ * their workspace limits). An algorithm outside fc_conv_algorithm returns FC_ERR_INVALID.
+ * fastconv/plan.py chooses the algorithm of each pass. */
+typedef enum {
+    FC_CONV_DIRECT = 0,   /* conv_direct.c */
+    FC_CONV_IM2COL = 1,   /* conv_im2col.c */
+    FC_CONV_WINOGRAD = 2  /* F(4x4, 3x3) forward and data gradient; F(2x2, 3x3) weight */
+} fc_conv_algorithm;
+fc_status fc_conv_forward_f32(float *y, const float *x, const float *w, const float *bias,
+                              const fc_conv_problem *pb, fc_conv_algorithm algorithm);
+fc_status fc_conv_forward_f64(double *y, const double *x, const double *w, const double *bias,
+                              const fc_conv_problem *pb, fc_conv_algorithm algorithm);
+fc_status fc_conv_backward_data_f32(float *dx, const float *dy, const float *w,
+                                    const fc_conv_problem *pb, fc_conv_algorithm algorithm);
+fc_status fc_conv_backward_data_f64(double *dx, const double *dy, const double *w,
+                                    const fc_conv_problem *pb, fc_conv_algorithm algorithm);
+fc_status fc_conv_backward_weight_f32(float *dw, const float *dy, const float *x,
+                                      const fc_conv_problem *pb, fc_conv_algorithm algorithm);
+fc_status fc_conv_backward_weight_f64(double *dw, const double *dy, const double *x,
+                                      const fc_conv_problem *pb, fc_conv_algorithm algorithm);
+
 /* ---- single-plane 2-D filters (filter2d.c) and Canny's stages (canny.c) ---- */
 
 /* How a filter reads past the image border (names as scipy.ndimage; OpenCV in brackets):

@@ -336,27 +336,6 @@ def test_empty_batch_returns_empty_result():
     assert gx.shape == (0, 3, 8, 8) and np.all(gw == 0) and np.all(gb == 0)
 
 
-def test_auto_chooses_per_shape():
-    from fastconv.conv import choose_algorithm
-    lenet1 = conv_geometry((64, 1, 32, 32), (6, 1, 5, 5), 1, 0, 1, 1, "t")
-    lenet2 = conv_geometry((64, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1, 1, "t")
-    lecture2 = conv_geometry((32, 10, 37, 37), (20, 10, 5, 5), 2, 0, 1, 1, "t")
-    deep = conv_geometry((8, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1, 1, "t")
-    deeper = conv_geometry((8, 256, 14, 14), (256, 256, 3, 3), 1, 1, 1, 1, "t")
-    pointwise = conv_geometry((8, 64, 56, 56), (128, 64, 1, 1), 1, 0, 1, 1, "t")
-    tiny_image = conv_geometry((1, 512, 7, 7), (512, 512, 3, 3), 1, 1, 1, 1, "t")
-    narrow = conv_geometry((8, 16, 56, 56), (64, 16, 3, 3), 1, 1, 1, 1, "t")
-    strided = conv_geometry((8, 64, 56, 56), (64, 64, 3, 3), 2, 1, 1, 1, "t")
-    for geom in (lenet1, lenet2, lecture2, narrow, strided):
-        assert choose_algorithm(geom) == choose_algorithm(geom, backward=True) == "direct"
-    for geom in (deep, deeper):   # Winograd: grad_x only; the weight gradient keeps its own
-        assert choose_algorithm(geom) == choose_algorithm(geom, backward=True) == "winograd"
-    huge_filter_bank = conv_geometry((8, 1024, 28, 28), (1024, 1024, 3, 3), 1, 1, 1, 1, "t")
-    assert choose_algorithm(huge_filter_bank) == "direct"
-    for geom in (pointwise, tiny_image):
-        assert choose_algorithm(geom) == choose_algorithm(geom, backward=True) == "im2col"
-
-
 @pytest.mark.parametrize("algorithm", ["direct", "im2col"])
 def test_backward_without_input_grad_gives_the_same_weight_and_bias_gradients(algorithm):
     rng = np.random.default_rng(7)

@@ -1,13 +1,13 @@
 """The Winograd F(2x2, 3x3) weight gradient (src/conv_winograd_weight.c) against the reference
 loops, the direct kernel, PyTorch and finite differences, on every SIMD path and in both
-dtypes; its determinism; and auto's choice of it."""
+dtypes; its determinism; and conv2d_backward(auto) running it where the plan says
+(tests/test_plan.py tests where that is)."""
 import numpy as np
 import pytest
 
 import fastconv
 from fastconv import _ext, reference
 from fastconv._checks import conv_geometry
-from fastconv.conv import choose_weight_algorithm
 
 from conftest import rel_err
 
@@ -158,32 +158,18 @@ def test_sums_above_the_workspace_limit_are_refused():
     with pytest.raises(MemoryError, match="winograd"):
         _ext.conv_backward(np.zeros(geom.output_shape), x, w, None, np.empty(w.shape), None,
                            geom, "direct", "winograd")
-    assert choose_weight_algorithm(geom, "im2col") == "im2col"
-
-
-def test_auto_chooses_winograd_for_deep_3x3_layers():
-    deep = conv_geometry((8, 128, 28, 28), (128, 128, 3, 3), 1, 1, 1, 1, "t")
-    deeper = conv_geometry((8, 256, 14, 14), (256, 256, 3, 3), 1, 1, 1, 1, "t")
-    wider = conv_geometry((8, 64, 28, 28), (128, 64, 3, 3), 1, 1, 1, 1, "t")
-    for geom in (deep, deeper, wider):
-        assert choose_weight_algorithm(geom, "direct") == "winograd"
-    shallow = conv_geometry((8, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1, 1, "t")     # a tie
-    strided = conv_geometry((8, 128, 56, 56), (128, 128, 3, 3), 2, 1, 1, 1, "t")
-    five = conv_geometry((8, 128, 28, 28), (128, 128, 5, 5), 1, 2, 1, 1, "t")
-    few_tiles = conv_geometry((1, 512, 7, 7), (512, 512, 3, 3), 1, 1, 1, 1, "t")
-    for geom, algorithm in ((shallow, "direct"), (strided, "direct"), (five, "direct"),
-                            (few_tiles, "im2col")):
-        assert choose_weight_algorithm(geom, algorithm) == algorithm
+    assert fastconv.conv_plan(x.shape, w.shape, padding=1).backward_weight != "winograd"
 
 
 def test_auto_backward_uses_winograd_for_grad_w_only():
     """conv2d_backward(auto) on a deep layer: grad_w bitwise equal to the Winograd kernel's,
     grad_x and grad_b to the backward algorithm's; an explicit algorithm is obeyed."""
     x, w, dy, geom = case(np.random.default_rng(8), 4, 128, 16, 16, 128, 1, np.float32)
-    assert choose_weight_algorithm(geom, "direct") == "winograd"
+    plan = fastconv.conv_plan(x.shape, w.shape, padding=1)
+    assert plan.backward_weight == "winograd"
     gx, gw, gb = fastconv.conv2d_backward(dy, x, w, padding=1)
     assert np.array_equal(gw, winograd_grad_w(dy, x, w))
-    algorithm = fastconv.conv.choose_algorithm(geom, backward=True)
+    algorithm = plan.backward_data
     gx2, gw2, gb2 = fastconv.conv2d_backward(dy, x, w, padding=1, algorithm=algorithm)
     assert np.array_equal(gx, gx2) and np.array_equal(gb, gb2)
     assert rel_err(gw2, gw) < 1e-5

@@ -23,9 +23,9 @@ import numpy as np
 import fastconv
 from fastconv import reference
 from fastconv._checks import conv_geometry
-from fastconv.conv import choose_algorithm, choose_weight_algorithm, winograd_supports
 from fastconv.cli.options import (ArgumentParser, CommandError, existing_file, output_file,
                                   positive_int, run_command)
+from fastconv.plan import winograd_supports
 
 README_START = "<!-- bench:start -->"
 README_END = "<!-- bench:end -->"
@@ -188,8 +188,9 @@ class Runner:
             b = rng.standard_normal(K).astype(np.float32)
             geom = conv_geometry(x.shape, w.shape, s, p, 1, 1, "bench")
             dy = rng.standard_normal(geom.output_shape).astype(np.float32)
-            algo, algo_b = choose_algorithm(geom), choose_algorithm(geom, backward=True)
-            winograd_w = choose_weight_algorithm(geom, "direct") == "winograd"
+            plan = fastconv.conv_plan(x.shape, w.shape, s, p)
+            algo, algo_b = plan.forward, plan.backward_data
+            winograd_w = plan.backward_weight == "winograd"
             torch_f = torch_b = None
             if self.torch is not None:
                 F = self.torch.nn.functional

@@ -1,0 +1,272 @@
+"""Which algorithm runs each pass of a 2-D convolution: the one place that decides.
+
+A convolution has three passes: the forward pass (``conv2d``), the input gradient and the
+weight gradient (``conv2d_backward``). Three algorithms compute them:
+
+* **direct** keeps a band of input rows in L2 and the filters' sums in registers; it copies
+  nothing per tap and needs no workspace beyond the band, so it always runs.
+* **im2col** copies every input pixel R x S times into columns, then runs a GEMM near the
+  machine's peak. The copy is the price: it pays when the GEMM is large (many taps and
+  filters), when there is nothing to copy (1x1 filters: the columns are x itself) or when
+  the images are so small that direct's bands hold little work. Its workspace is bounded
+  (at least one output row's columns per thread, refused above
+  ``_ext.IM2COL_MAX_ROW_BYTES``), so where one row's columns exceed the bound, ``auto``
+  runs direct instead.
+* **winograd** computes 3x3, stride-1, undilated, ungrouped convolutions with fewer
+  multiplications: F(4x4, 3x3) for the forward pass and the input gradient (a quarter of
+  the multiplications) and F(2x2, 3x3) for the weight gradient (2.25x fewer). It
+  transforms every input tile (work ~ C per tile), every output tile (~ K) and the filters
+  (~ C x K per call), so it pays only where the channel and filter counts are large and
+  many tiles share the transformed filters.
+
+``algorithm="auto"`` picks per pass by the rules below (:func:`auto_algorithm`,
+:func:`auto_weight_algorithm`); an explicit algorithm runs every pass, except that
+``"winograd"`` computes the weight gradient as ``auto`` would without Winograd (direct or
+im2col). :func:`conv_plan` states the choice for a problem; ``conv2d`` and
+``conv2d_backward`` run what it states. docs/PERFORMANCE.md holds the measurements behind
+the thresholds.
+"""
+import functools
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _ext
+from ._checks import ALGORITHMS, ConvGeometry, as_int_tuple, conv_geometry
+
+__all__ = ["ConvPlan", "conv_plan"]
+
+# Names of a plan's passes, in the order a training step runs them.
+PASSES = ("forward", "backward_data", "backward_weight")
+
+# -- direct or im2col (per group: taps = C/groups x R x S, filters = K/groups) ------------
+# Fewer taps than this per output pixel: direct (the GEMM would be too thin to pay the copy).
+IM2COL_MIN_TAPS = 64
+# Fewer filters than this per group: direct (the GEMM would be too thin to pay the copy).
+IM2COL_MIN_FILTERS = 32
+# Filters of this many taps per channel (1x1): im2col, whose columns are x itself.
+IM2COL_POINTWISE_TAPS = 1
+# Outputs of at most this many pixels per image: im2col (direct's bands hold little work).
+IM2COL_MAX_OUTPUT_PIXELS = 64
+# Backward passes with at least this many taps per output pixel: im2col.
+IM2COL_BACKWARD_MIN_TAPS = 2048
+# Backward passes of filters with at least this many taps per channel (7x7): im2col.
+IM2COL_BACKWARD_MIN_FILTER_TAPS = 49
+
+# -- Winograd F(4x4, 3x3): forward pass and input gradient --------------------------------
+# Fewer channels or filters than this: direct or im2col (the tile transforms dominate).
+WINOGRAD_MIN_CHANNELS = 32
+# Channels x filters below this: direct or im2col (the GEMMs over tiles are too small).
+WINOGRAD_MIN_CHANNEL_PRODUCT = 2048
+# Side of F(4x4, 3x3)'s output tile.
+WINOGRAD_TILE = 4
+# Fewer output tiles than this in the batch: direct or im2col (too few tiles share the
+# transformed filters).
+WINOGRAD_MIN_TILES = 64
+# Transformed values per filter and channel (a 6x6 tile).
+WINOGRAD_FILTER_BANK_VALUES = 36
+# Bytes per value the filter-bank rule counts: float32's, so one rule serves both dtypes.
+WINOGRAD_FILTER_BANK_ITEM_BYTES = 4
+# Largest transformed filter bank auto accepts (direct and im2col copy no weights).
+WINOGRAD_MAX_FILTER_BANK_BYTES = 64 << 20
+
+# -- Winograd F(2x2, 3x3): weight gradient -------------------------------------------------
+# Fewer channels or filters than this: the backward pass's algorithm (GEMMs too small).
+WINOGRAD_WEIGHT_MIN_CHANNELS = 64
+# The larger of channels and filters must reach this (at 64 and 64 direct is as fast).
+WINOGRAD_WEIGHT_MIN_WIDER = 128
+# Side of F(2x2, 3x3)'s output tile.
+WINOGRAD_WEIGHT_TILE = 2
+# Fewer output tiles than this in the batch: the backward pass's algorithm.
+WINOGRAD_WEIGHT_MIN_TILES = 128
+# Per-thread sums per channel-filter pair (a 4x4 tile).
+WINOGRAD_WEIGHT_SUMS_PER_PAIR = 16
+# Bytes per sum the workspace rule counts: float64's, so one rule serves both dtypes.
+WINOGRAD_WEIGHT_SUM_ITEM_BYTES = 8
+
+
+@dataclass(frozen=True)
+class ConvPlan:
+    """The algorithm ("direct", "im2col" or "winograd") each pass of a convolution runs.
+
+    ``forward`` runs ``conv2d``; ``backward_data`` computes ``conv2d_backward``'s grad_x and
+    ``backward_weight`` its grad_weight (grad_bias is a plain sum). ``geometry`` and
+    ``dtype`` are the problem the plan is for.
+    """
+    forward: str
+    backward_data: str
+    backward_weight: str
+    geometry: ConvGeometry
+    dtype: str
+
+    def __repr__(self):
+        passes = ", ".join(f"{name}={getattr(self, name)!r}" for name in PASSES)
+        return f"ConvPlan({passes})"
+
+    def __str__(self):
+        g = self.geometry
+        lines = [f"conv plan for x {g.input_shape}, weight {g.weight_shape}, stride "
+                 f"{g.stride}, padding {g.padding}, dilation {g.dilation}, groups "
+                 f"{g.groups}, {self.dtype}:"]
+        lines += [f"  {name:<16} {getattr(self, name)}" for name in PASSES]
+        return "\n".join(lines)
+
+
+def conv_plan(x_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1, *,
+              dtype="float32", algorithm="auto"):
+    """The algorithm each pass of a convolution runs, as :class:`ConvPlan`.
+
+    x_shape (N, C, H, W) and weight_shape (K, C/groups, R, S) are the shapes given to
+    ``conv2d``; stride, padding, dilation, groups and algorithm are as there; dtype is the
+    dtype conv2d computes in (float32 or float64). Errors are conv2d's.
+
+    >>> import fastconv
+    >>> fastconv.conv_plan((8, 64, 56, 56), (64, 64, 3, 3), padding=1)
+    ConvPlan(forward='winograd', backward_data='winograd', backward_weight='direct')
+    """
+    func = "conv_plan"
+    check_algorithm(algorithm, func)
+    x_shape = _as_shape(x_shape, "x_shape", func)
+    weight_shape = _as_shape(weight_shape, "weight_shape", func)
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{func}: dtype must be float32 or float64, got {dtype!r}") from None
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"{func}: dtype must be float32 or float64 (the dtypes conv2d "
+                         f"computes in), got {dtype}")
+    geom = conv_geometry(x_shape, weight_shape, stride, padding, dilation, groups, func)
+    return plan_for(geom, dtype, algorithm, func)
+
+
+def _as_shape(value, name, func):
+    """A shape of 4 non-negative ints, as a tuple."""
+    if not isinstance(value, (tuple, list)):
+        raise TypeError(f"{func}: {name} must be a tuple of 4 ints, got {value!r}")
+    return as_int_tuple(value, name, 4, func, 0, sys.maxsize)
+
+
+def check_algorithm(algorithm, func):
+    """Raise ValueError unless algorithm is one of ALGORITHMS."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"{func}: algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+
+
+def plan_for(geom, dtype, algorithm, func):
+    """The plan of a checked problem (geom, dtype: a NumPy float dtype) for a checked
+    algorithm name; ValueError where algorithm="winograd" does not apply."""
+    if algorithm == "winograd" and not winograd_supports(geom):
+        raise ValueError(f"{func}: algorithm='winograd' needs 3x3 filters, stride 1, "
+                         f"dilation 1 and groups 1, got filters {geom.R}x{geom.S}, stride "
+                         f"{geom.stride}, dilation {geom.dilation}, groups {geom.groups}")
+    return _plan(geom, dtype, algorithm)
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(geom, dtype, algorithm):
+    """plan_for's decision. The rules read only the problem and fixed limits, so a plan is
+    kept per problem: a layer plans once, not once per call."""
+    if algorithm == "auto":
+        forward = auto_algorithm(geom, dtype, backward=False)
+        backward_data = auto_algorithm(geom, dtype, backward=True)
+    else:
+        forward = backward_data = algorithm
+    backward_weight = backward_data
+    if backward_data == "winograd":      # F(4x4, 3x3) computes no weight gradient
+        backward_weight = _runnable(direct_or_im2col(geom, backward=True), geom, dtype)
+    if algorithm == "auto" and winograd_weight_pays(geom):
+        backward_weight = "winograd"
+    return ConvPlan(forward, backward_data, backward_weight, geom, dtype.name)
+
+
+def auto_algorithm(geom, dtype, backward):
+    """What auto runs for the forward pass (backward=False) or the input gradient: Winograd
+    F(4x4, 3x3) where it applies and pays (:func:`winograd_pays`), else direct or im2col
+    (:func:`direct_or_im2col`), direct where im2col's workspace would exceed its bound."""
+    if winograd_supports(geom) and winograd_pays(geom, backward):
+        return "winograd"
+    return _runnable(direct_or_im2col(geom, backward), geom, dtype)
+
+
+def winograd_supports(geom):
+    """True where Winograd applies: 3x3 filters, stride 1, dilation 1, groups 1."""
+    return ((geom.R, geom.S) == (3, 3) and tuple(geom.stride) == (1, 1)
+            and tuple(geom.dilation) == (1, 1) and geom.groups == 1)
+
+
+def winograd_pays(geom, backward=False):
+    """Where auto runs Winograd F(4x4, 3x3) on a layer it applies to.
+
+    Both the channel and filter counts reach WINOGRAD_MIN_CHANNELS and their product
+    WINOGRAD_MIN_CHANNEL_PRODUCT (below, the tile transforms cost more than the saved
+    multiplications), the batch has at least WINOGRAD_MIN_TILES output tiles (below, too
+    few tiles share the transformed filters), and the transformed filter bank fits
+    WINOGRAD_MAX_FILTER_BANK_BYTES. The input gradient is a Winograd convolution of
+    grad_out (K channels) into C channels of H x W, so its tiles cover H x W.
+    """
+    height, width = (geom.H, geom.W) if backward else (geom.P, geom.Q)
+    tiles = geom.N * -(-height // WINOGRAD_TILE) * -(-width // WINOGRAD_TILE)
+    filter_bank_bytes = (WINOGRAD_FILTER_BANK_VALUES * geom.C * geom.K
+                         * WINOGRAD_FILTER_BANK_ITEM_BYTES)
+    return (min(geom.C, geom.K) >= WINOGRAD_MIN_CHANNELS
+            and geom.C * geom.K >= WINOGRAD_MIN_CHANNEL_PRODUCT
+            and tiles >= WINOGRAD_MIN_TILES
+            and filter_bank_bytes <= WINOGRAD_MAX_FILTER_BANK_BYTES)
+
+
+def direct_or_im2col(geom, backward):
+    """auto's choice between the two general algorithms.
+
+    Direct, unless im2col's GEMM is large enough to pay for the copy (at least
+    IM2COL_MIN_TAPS taps and IM2COL_MIN_FILTERS filters per group) and there is little to
+    copy or little for direct to do: 1x1 filters, or outputs of at most
+    IM2COL_MAX_OUTPUT_PIXELS pixels. The backward passes, whose direct kernels reduce over
+    more data per output, also run im2col from IM2COL_BACKWARD_MIN_TAPS taps or for filters
+    of IM2COL_BACKWARD_MIN_FILTER_TAPS taps (7x7).
+    """
+    taps = (geom.C // geom.groups) * geom.R * geom.S
+    filters = geom.K // geom.groups
+    if taps < IM2COL_MIN_TAPS or filters < IM2COL_MIN_FILTERS:
+        return "direct"
+    if geom.R * geom.S == IM2COL_POINTWISE_TAPS or geom.P * geom.Q <= IM2COL_MAX_OUTPUT_PIXELS:
+        return "im2col"
+    if backward and (taps >= IM2COL_BACKWARD_MIN_TAPS
+                     or geom.R * geom.S >= IM2COL_BACKWARD_MIN_FILTER_TAPS):
+        return "im2col"
+    return "direct"
+
+
+def winograd_weight_pays(geom):
+    """Where auto computes the weight gradient by Winograd F(2x2, 3x3).
+
+    On layers Winograd applies to, with at least WINOGRAD_WEIGHT_MIN_CHANNELS channels and
+    filters, WINOGRAD_WEIGHT_MIN_WIDER of one of them and WINOGRAD_WEIGHT_MIN_TILES output
+    tiles in the batch: its GEMMs over tiles, transforms and per-thread sums pay off only
+    when the GEMMs are large. The per-thread sums (WINOGRAD_WEIGHT_SUMS_PER_PAIR per channel
+    and filter) must also fit ``_ext.WINOGRAD_MAX_SUMS_BYTES``, above which the kernel
+    refuses. Everywhere else the weight gradient runs the backward pass's algorithm.
+    """
+    tiles = (geom.N * -(-geom.P // WINOGRAD_WEIGHT_TILE)
+             * -(-geom.Q // WINOGRAD_WEIGHT_TILE))
+    sums_bytes = (WINOGRAD_WEIGHT_SUMS_PER_PAIR * geom.C * geom.K
+                  * WINOGRAD_WEIGHT_SUM_ITEM_BYTES)
+    return (winograd_supports(geom)
+            and min(geom.C, geom.K) >= WINOGRAD_WEIGHT_MIN_CHANNELS
+            and max(geom.C, geom.K) >= WINOGRAD_WEIGHT_MIN_WIDER
+            and tiles >= WINOGRAD_WEIGHT_MIN_TILES
+            and sums_bytes <= _ext.WINOGRAD_MAX_SUMS_BYTES)
+
+
+def _runnable(algorithm, geom, dtype):
+    """algorithm, or "direct" where im2col would refuse the problem: one output row's
+    columns (the least workspace im2col needs per thread) exceed
+    ``_ext.IM2COL_MAX_ROW_BYTES``."""
+    if algorithm == "im2col" and im2col_row_bytes(geom, dtype) > _ext.IM2COL_MAX_ROW_BYTES:
+        return "direct"
+    return algorithm
+
+
+def im2col_row_bytes(geom, dtype):
+    """Bytes of one output row's im2col columns (C/groups x R x S taps x Q pixels)."""
+    return (geom.C // geom.groups) * geom.R * geom.S * geom.Q * np.dtype(dtype).itemsize
