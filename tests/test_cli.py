@@ -12,7 +12,8 @@ import pytest
 import fastconv
 from fastconv import _files
 from fastconv.cli import bench, edges, main
-from fastconv.nn.checkpoint import load_checkpoint
+from fastconv.nn.checkpoint import load_checkpoint, save_checkpoint
+from fastconv.nn.layers import Linear, Sequential
 from conftest import subprocess_env
 from train_helpers import write_synthetic_mnist
 
@@ -148,6 +149,16 @@ def test_evaluate_mistakes_report_one_line(tmp_path, mnist, capsys, quiet):
     empty.mkdir()
     assert "--data-dir" in fails(["evaluate", str(out / "checkpoint.npz"), "--data-dir",
                                   str(empty)], capsys)
+
+
+def test_a_checkpoint_of_another_model_is_a_one_line_error(tmp_path, capsys, quiet):
+    out = tmp_path / "run"
+    save_checkpoint(out / "checkpoint.npz", Sequential(Linear(4, 3, seed=0)), epoch=1)
+    err = fails(["evaluate", str(out / "checkpoint.npz")], capsys)
+    assert "checkpoint" in err and "holds no model" in err
+    err = fails(["train", "--out", str(out), "--resume", "--epochs", "2"], capsys)
+    assert "--resume" in err and "holds no model" in err
+    assert os.listdir(out) == ["checkpoint.npz"]
 
 
 def test_edges_mistakes_report_one_line(tmp_path, capsys, monkeypatch):

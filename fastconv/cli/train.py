@@ -110,6 +110,16 @@ def read_checkpoint(path, option):
         raise CommandError(f"{option}: {exc}") from None
 
 
+def checkpoint_model(state, path, option):
+    """The model a checkpoint describes; one that train did not write (another model, or
+    none) is a CommandError naming `option`."""
+    try:
+        return from_config(state["model_config"])
+    except (KeyError, ValueError) as exc:
+        raise CommandError(f"{option}: {path} holds no model that 'fastconv train' writes "
+                           f"({exc})") from None
+
+
 def check_new_run(out, overwrite):
     """Refuse an --out that is a file, or a folder holding an earlier run (a checkpoint
     or metrics) unless --overwrite: a run is never replaced by accident."""
@@ -167,7 +177,7 @@ def run_train(args):
                                f"already holds {state['epoch']} epochs; expected more than "
                                f"{state['epoch']}, got {args.epochs}")
         settings.update(state["meta"].get("settings", {}))
-        model = from_config(state["model_config"])
+        model = checkpoint_model(state, checkpoint, "--resume")
         resume = checkpoint
     else:
         check_new_run(args.out, args.overwrite)
@@ -217,7 +227,7 @@ def run_evaluate(args):
     settings = state["meta"].get("settings", {})
     dataset = args.dataset or settings.get("dataset", "mnist")
     data_dir = args.data_dir or settings.get("data_dir")
-    model = from_config(state["model_config"])
+    model = checkpoint_model(state, args.checkpoint, "checkpoint")
     model.load_state_dict(state["model"])
     images, labels = load_split(dataset, data_dir, train=False)
     loss, accuracy = evaluate(model, images, labels)
