@@ -95,24 +95,90 @@ fc_status fc_gemm_f64(int64_t M, int64_t N, int64_t K,
                       double beta, double *C, int64_t ldc, int nthreads);
 
 /* ---- direct convolution (conv_direct.c) ----
- * x (N, C, H, W); w (K, C/groups, R, S); bias (K) or NULL; y (N, K, P, Q). */
-#define FC_DECLARE_CONV(SUFFIX, T)                                                          \
-    fc_status fc_conv_direct_forward_##SUFFIX(T *y, const T *x, const T *w, const T *bias,  \
-                                              const fc_conv_problem *pb);                   \
-    fc_status fc_conv_direct_backward_data_##SUFFIX(T *dx, const T *dy, const T *w,         \
-                                                    const fc_conv_problem *pb);             \
-    fc_status fc_conv_direct_backward_weight_##SUFFIX(T *dw, const T *dy, const T *x,       \
-                                                      const fc_conv_problem *pb);           \
-    fc_status fc_conv_backward_bias_##SUFFIX(T *db, const T *dy, const fc_conv_problem *pb); \
-    fc_status fc_conv_im2col_forward_##SUFFIX(T *y, const T *x, const T *w, const T *bias,  \
-                                              const fc_conv_problem *pb);                   \
-    fc_status fc_conv_im2col_backward_data_##SUFFIX(T *dx, const T *dy, const T *w,         \
-                                                    const fc_conv_problem *pb);             \
-    fc_status fc_conv_im2col_backward_weight_##SUFFIX(T *dw, const T *dy, const T *x,       \
-                                                      const fc_conv_problem *pb);
-FC_DECLARE_CONV(f32, float)
-FC_DECLARE_CONV(f64, double)
-#undef FC_DECLARE_CONV
+ * x (N, C, H, W); w (K, C/groups, R, S); bias (K) or NULL; y (N, K, P, Q).
+ * Each call makes the plan below (one function decides every variant) and runs it. */
+
+/* The forward: the band's pixel numbers vectorised (tile kernels), or the filters (tilek,
+ * for groups of at most two vectors of filters). */
+typedef enum {
+    FC_DIRECT_FORWARD_BY_PIXELS = 0,
+    FC_DIRECT_FORWARD_BY_FILTERS = 1
+} fc_direct_forward_variant;
+/* The data gradient: the forward's adjoint over a whole-image buffer (scatter),
+ * stride_h x stride_w correlations of dy with flipped sub-filters (gather), or plain loops
+ * over the definition's products (loops: for weights holding an inf or NaN). */
+typedef enum {
+    FC_DIRECT_DATA_SCATTER = 0,
+    FC_DIRECT_DATA_GATHER = 1,
+    FC_DIRECT_DATA_LOOPS = 2
+} fc_direct_data_variant;
+/* The weight gradient: the band's pixels vectorised (wgrad), or the filters (wgradk). */
+typedef enum {
+    FC_DIRECT_WEIGHT_BY_PIXELS = 0,
+    FC_DIRECT_WEIGHT_BY_FILTERS = 1
+} fc_direct_weight_variant;
+
+/* What the direct convolution runs for one problem, thread count, element type and SIMD
+ * level (fc_simd_select). The gather form's stride phases are forward-style correlations
+ * of their own (dy as input, strided output columns): each gets its bands and forward
+ * variant from the same rules when it runs. */
+typedef struct {
+    fc_direct_forward_variant forward;
+    fc_direct_data_variant backward_data;   /* for finite weights: scatter or gather; weights
+                                             * holding an inf or NaN run loops */
+    fc_direct_weight_variant backward_weight;
+    int64_t band_rows;                /* output rows per band (forward, weight gradient) */
+    int64_t bands;                    /* bands per (image, group) */
+    int forward_reads_x_in_place;     /* the forward by filters reads x itself, no band copy */
+    int weight_reads_x_in_place;      /* the weight gradient by filters reads x itself */
+    int weight_rows_flat;             /* by pixels: a band whose values are all finite is
+                                       * summed as one run of pixels (rows < 128 wide) */
+    int64_t data_gather_phases;       /* correlations the gather form runs: stride_h*stride_w */
+} fc_direct_plan;
+
+/* The plan of pb on nthreads threads (>= 1) with the kernels of the current SIMD level.
+ * FC_ERR_INVALID for nthreads < 1. */
+fc_status fc_conv_direct_plan_f32(fc_direct_plan *plan, const fc_conv_problem *pb, int nthreads);
+fc_status fc_conv_direct_plan_f64(fc_direct_plan *plan, const fc_conv_problem *pb, int nthreads);
+
+/* Calls of each variant since the library was loaded (both element types; one per kernel
+ * call, counted atomically). */
+int64_t fc_conv_direct_forward_runs(fc_direct_forward_variant variant);
+int64_t fc_conv_direct_data_runs(fc_direct_data_variant variant);
+int64_t fc_conv_direct_weight_runs(fc_direct_weight_variant variant);
+
+fc_status fc_conv_direct_forward_f32(float *y, const float *x, const float *w,
+                                     const float *bias, const fc_conv_problem *pb);
+fc_status fc_conv_direct_forward_f64(double *y, const double *x, const double *w,
+                                     const double *bias, const fc_conv_problem *pb);
+/* dx (N, C, H, W) = the transposed convolution of dy (N, K, P, Q) with w. */
+fc_status fc_conv_direct_backward_data_f32(float *dx, const float *dy, const float *w,
+                                           const fc_conv_problem *pb);
+fc_status fc_conv_direct_backward_data_f64(double *dx, const double *dy, const double *w,
+                                           const fc_conv_problem *pb);
+/* dw (K, C/g, R, S) = sum over n, p, q of dy times the x pixel each tap reads; bitwise
+ * reproducible at a given thread count. */
+fc_status fc_conv_direct_backward_weight_f32(float *dw, const float *dy, const float *x,
+                                             const fc_conv_problem *pb);
+fc_status fc_conv_direct_backward_weight_f64(double *dw, const double *dy, const double *x,
+                                             const fc_conv_problem *pb);
+/* db (K) = sum over n, p, q of dy (every algorithm's bias gradient). */
+fc_status fc_conv_backward_bias_f32(float *db, const float *dy, const fc_conv_problem *pb);
+fc_status fc_conv_backward_bias_f64(double *db, const double *dy, const fc_conv_problem *pb);
+
+/* ---- im2col + GEMM convolution (conv_im2col.c): the same arrays as the direct one ---- */
+fc_status fc_conv_im2col_forward_f32(float *y, const float *x, const float *w,
+                                     const float *bias, const fc_conv_problem *pb);
+fc_status fc_conv_im2col_forward_f64(double *y, const double *x, const double *w,
+                                     const double *bias, const fc_conv_problem *pb);
+fc_status fc_conv_im2col_backward_data_f32(float *dx, const float *dy, const float *w,
+                                           const fc_conv_problem *pb);
+fc_status fc_conv_im2col_backward_data_f64(double *dx, const double *dy, const double *w,
+                                           const fc_conv_problem *pb);
+fc_status fc_conv_im2col_backward_weight_f32(float *dw, const float *dy, const float *x,
+                                             const fc_conv_problem *pb);
+fc_status fc_conv_im2col_backward_weight_f64(double *dw, const double *dy, const double *x,
+                                             const fc_conv_problem *pb);
 
 /* ---- Winograd F(2x2, 3x3) weight gradient (conv_winograd_weight.c) ----
  * For 3x3 filters, stride 1, dilation 1, one group, any padding (fc_winograd_supports,
