@@ -87,6 +87,9 @@ static fc_status im2col_plan_of(im2col_plan *pl, const fc_conv_problem *pb, size
     return FC_OK;
 }
 
+/* The product one pass over the (n, g) pairs computes. */
+typedef enum { IM2COL_FORWARD, IM2COL_BACKWARD_DATA, IM2COL_BACKWARD_WEIGHT } im2col_pass;
+
 #define REAL float
 #define TYPE_SUFFIX f32
 #define FC_TEMPLATE_GEMM fc_gemm_f32

@@ -126,37 +126,6 @@ static fc_status FN(forward_pair)(REAL *y_group, const REAL *x_group, const REAL
     return FC_OK;
 }
 
-fc_status FN(fc_conv_im2col_forward)(REAL *y, const REAL *x, const REAL *w, const REAL *bias,
-                                     const fc_conv_problem *pb)
-{
-    /* y (N, K, P, Q) = w (K, C/g, R, S) @ im2col(x (N, C, H, W)) + bias (K) */
-    im2col_plan pl;
-    fc_status st = im2col_plan_of(&pl, pb, sizeof(REAL));
-    if (st != FC_OK) {
-        return st;
-    }
-    int failed = 0;
-
-#pragma omp parallel num_threads(pl.team) reduction(|| : failed)
-    {
-        REAL *col = FN(column_buffer)(&pl, pb, &failed);
-#pragma omp for schedule(static)
-        for (int64_t ng = 0; ng < pl.pairs; ng++) {
-            if (failed) {
-                continue;
-            }
-            const int64_t n = ng / pb->groups, g = ng % pb->groups;
-            failed = FN(forward_pair)(y + (n * pb->K + g * pl.Kg) * pl.PQ,
-                                      x + (n * pb->C + g * pl.Cg) * pb->H * pb->W,
-                                      w + g * pl.Kg * pl.crs,
-                                      bias != NULL ? bias + g * pl.Kg : NULL, col, &pl,
-                                      pb) != FC_OK;
-        }
-        free(col);
-    }
-    return failed ? FC_ERR_NOMEM : FC_OK;
-}
-
 /* dx_group (Cg, H, W) = col2im(w_group^T (crs x Kg) @ dy_group (Kg, P, Q)), band by band;
  * for a pointwise filter one GEMM straight into dx_group. */
 static fc_status FN(backward_data_pair)(REAL *dx_group, const REAL *dy_group,
@@ -181,35 +150,6 @@ static fc_status FN(backward_data_pair)(REAL *dx_group, const REAL *dy_group,
     return FC_OK;
 }
 
-fc_status FN(fc_conv_im2col_backward_data)(REAL *dx, const REAL *dy, const REAL *w,
-                                           const fc_conv_problem *pb)
-{
-    /* dx (N, C, H, W) = col2im(w (K, C/g, R, S)^T @ dy (N, K, P, Q)) */
-    im2col_plan pl;
-    fc_status st = im2col_plan_of(&pl, pb, sizeof(REAL));
-    if (st != FC_OK) {
-        return st;
-    }
-    int failed = 0;
-
-#pragma omp parallel num_threads(pl.team) reduction(|| : failed)
-    {
-        REAL *col = FN(column_buffer)(&pl, pb, &failed);
-#pragma omp for schedule(static)
-        for (int64_t ng = 0; ng < pl.pairs; ng++) {
-            if (failed) {
-                continue;
-            }
-            const int64_t n = ng / pb->groups, g = ng % pb->groups;
-            failed = FN(backward_data_pair)(dx + (n * pb->C + g * pl.Cg) * pb->H * pb->W,
-                                            dy + (n * pb->K + g * pl.Kg) * pl.PQ,
-                                            w + g * pl.Kg * pl.crs, col, &pl, pb) != FC_OK;
-        }
-        free(col);
-    }
-    return failed ? FC_ERR_NOMEM : FC_OK;
-}
-
 /* dw_group (Kg x crs) += dy_group (Kg, P, Q) @ the columns of x_group (Cg, H, W)^T, band by
  * band. */
 static fc_status FN(backward_weight_pair)(REAL *dw_group, const REAL *dy_group,
@@ -230,6 +170,79 @@ static fc_status FN(backward_weight_pair)(REAL *dw_group, const REAL *dy_group,
     return FC_OK;
 }
 
+/* The work of pair (n, g) = (ng / groups, ng % groups) in one pass: out is y, dx or this
+ * thread's dw; a and b are (x, w), (dy, w) or (dy, x), as the entry points below pass them. */
+static fc_status FN(pair)(im2col_pass pass, REAL *out, const REAL *a, const REAL *b,
+                          const REAL *bias, REAL *col, int64_t ng, const im2col_plan *pl,
+                          const fc_conv_problem *pb)
+{
+    const int64_t n = ng / pb->groups, g = ng % pb->groups;
+    const int64_t x_off = (n * pb->C + g * pl->Cg) * pb->H * pb->W;   /* x, dx of the pair */
+    const int64_t y_off = (n * pb->K + g * pl->Kg) * pl->PQ;          /* y, dy of the pair */
+    const int64_t w_off = g * pl->Kg * pl->crs;                       /* w, dw of the group */
+    switch (pass) {
+    case IM2COL_FORWARD:
+        return FN(forward_pair)(out + y_off, a + x_off, b + w_off,
+                                bias != NULL ? bias + g * pl->Kg : NULL, col, pl, pb);
+    case IM2COL_BACKWARD_DATA:
+        return FN(backward_data_pair)(out + x_off, a + y_off, b + w_off, col, pl, pb);
+    default:
+        return FN(backward_weight_pair)(out + w_off, a + y_off, b + x_off, col, pl, pb);
+    }
+}
+
+/* One pass over every (n, g) pair, shared out among pl->team threads, each with its own
+ * column buffer. out: y, dx or dw; in the weight gradient thread t > 0 sums into its own
+ * copy of dw, partials + (t - 1) * K * crs. */
+static fc_status FN(run_pairs)(im2col_pass pass, REAL *out, REAL *partials, const REAL *a,
+                               const REAL *b, const REAL *bias, const im2col_plan *pl,
+                               const fc_conv_problem *pb)
+{
+    int failed = 0;
+
+#pragma omp parallel num_threads(pl->team) reduction(|| : failed)
+    {
+        const int t = fc_thread_num();
+        REAL *my_out = pass == IM2COL_BACKWARD_WEIGHT && t > 0
+                           ? partials + (t - 1) * pb->K * pl->crs
+                           : out;
+        REAL *col = FN(column_buffer)(pl, pb, &failed);
+#pragma omp for schedule(static)
+        for (int64_t ng = 0; ng < pl->pairs; ng++) {
+            if (failed) {
+                continue;
+            }
+            failed = FN(pair)(pass, my_out, a, b, bias, col, ng, pl, pb) != FC_OK;
+        }
+        free(col);
+    }
+    return failed ? FC_ERR_NOMEM : FC_OK;
+}
+
+fc_status FN(fc_conv_im2col_forward)(REAL *y, const REAL *x, const REAL *w, const REAL *bias,
+                                     const fc_conv_problem *pb)
+{
+    /* y (N, K, P, Q) = w (K, C/g, R, S) @ im2col(x (N, C, H, W)) + bias (K) */
+    im2col_plan pl;
+    fc_status st = im2col_plan_of(&pl, pb, sizeof(REAL));
+    if (st != FC_OK) {
+        return st;
+    }
+    return FN(run_pairs)(IM2COL_FORWARD, y, NULL, x, w, bias, &pl, pb);
+}
+
+fc_status FN(fc_conv_im2col_backward_data)(REAL *dx, const REAL *dy, const REAL *w,
+                                           const fc_conv_problem *pb)
+{
+    /* dx (N, C, H, W) = col2im(w (K, C/g, R, S)^T @ dy (N, K, P, Q)) */
+    im2col_plan pl;
+    fc_status st = im2col_plan_of(&pl, pb, sizeof(REAL));
+    if (st != FC_OK) {
+        return st;
+    }
+    return FN(run_pairs)(IM2COL_BACKWARD_DATA, dx, NULL, dy, w, NULL, &pl, pb);
+}
+
 fc_status FN(fc_conv_im2col_backward_weight)(REAL *dw, const REAL *dy, const REAL *x,
                                              const fc_conv_problem *pb)
 {
@@ -242,7 +255,6 @@ fc_status FN(fc_conv_im2col_backward_weight)(REAL *dw, const REAL *dy, const REA
         return st;
     }
     const int64_t dw_size = pb->K * pl.crs;
-    int failed = 0;
     /* partial[t] is thread t's dw; thread 0 writes straight into dw. */
     REAL *partials = NULL;
     if (pl.team > 1) {
@@ -252,26 +264,8 @@ fc_status FN(fc_conv_im2col_backward_weight)(REAL *dw, const REAL *dy, const REA
         }
     }
     memset(dw, 0, (size_t)dw_size * sizeof(REAL));
-
-#pragma omp parallel num_threads(pl.team) reduction(|| : failed)
-    {
-        const int t = fc_thread_num();
-        REAL *my_dw = t == 0 ? dw : partials + (t - 1) * dw_size;
-        REAL *col = FN(column_buffer)(&pl, pb, &failed);
-#pragma omp for schedule(static)
-        for (int64_t ng = 0; ng < pl.pairs; ng++) {
-            if (failed) {
-                continue;
-            }
-            const int64_t n = ng / pb->groups, g = ng % pb->groups;
-            failed = FN(backward_weight_pair)(my_dw + g * pl.Kg * pl.crs,
-                                              dy + (n * pb->K + g * pl.Kg) * pl.PQ,
-                                              x + (n * pb->C + g * pl.Cg) * pb->H * pb->W,
-                                              col, &pl, pb) != FC_OK;
-        }
-        free(col);
-    }
+    st = FN(run_pairs)(IM2COL_BACKWARD_WEIGHT, dw, partials, dy, x, NULL, &pl, pb);
     FN(fc_add_partials)(dw, partials, pl.team, dw_size);
     free(partials);
-    return failed ? FC_ERR_NOMEM : FC_OK;
+    return st;
 }

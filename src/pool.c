@@ -16,6 +16,9 @@
 /* Below this many input elements one thread beats the OpenMP fork/join. */
 #define POOL_PARALLEL_MIN 16384
 
+/* Taps a uint8 argmax can number: larger windows must return int64 indices instead. */
+#define POOL_ARGMAX_TAPS 256
+
 /* Windows per micro-kernel call when a compact argmax buffer is needed (on the stack). */
 #define POOL_CHUNK 2048
 

@@ -384,20 +384,25 @@ static void FN(max_block)(const FN(pool_micro) *mk, const pool_block *blk, REAL 
     }
 }
 
-/* ---- max pooling ---- */
-
-fc_status FN(fc_max_pool_forward)(REAL *y, uint8_t *argmax, int64_t *indices, const REAL *x,
-                                  const fc_pool_problem *pb)
+/* The micro-kernels' windows are whole: padding or not, they divide by the window size. */
+static inline REAL FN(block_divisor)(const fc_pool_problem *pb)
 {
-    /* y (N, C, P, Q) = the maximum of each window of x (N, C, H, W); argmax (N, C, P, Q) its
-     * tap r*S + s (needs R*S <= 256), indices (N, C, P, Q) its flat position h*W + w. Either
-     * may be NULL, and with neither no position is computed at all. */
-    if (!pool_problem_ok(pb) || (argmax && pb->R * pb->S > 256)) {
-        return FC_ERR_INVALID;
-    }
+    return (REAL)(pb->divisor_override ? pb->divisor_override : pb->R * pb->S);
+}
+
+/* ---- forward passes of max and average pooling ---- */
+
+/* y (N, C, P, Q) <- the maximum (with argmax and indices, each optional) or, average set,
+ * the average of each window of x (N, C, H, W), plane by plane. The block first: it streams
+ * the plane into cache, where the windows that touch the padding then find their pixels
+ * (read first, cold, a column of border windows would cost as much as the whole block). */
+static fc_status FN(pool_forward)(int average, REAL *y, uint8_t *argmax, int64_t *indices,
+                                  const REAL *x, const fc_pool_problem *pb)
+{
     const FN(pool_micro) mk = FN(pool_micro_select)();
     const pool_block blk = pool_block_of(pb, pool_fast_window(pb));
     const int64_t H = pb->H, W = pb->W, P = pb->P, Q = pb->Q, planes = pb->N * pb->C;
+    const REAL divisor = FN(block_divisor)(pb);
 
 #pragma omp parallel for schedule(static) if (planes * H * W >= POOL_PARALLEL_MIN)
     for (int64_t nc = 0; nc < planes; nc++) {
@@ -405,31 +410,52 @@ fc_status FN(fc_max_pool_forward)(REAL *y, uint8_t *argmax, int64_t *indices, co
         REAL *y_plane = y + nc * P * Q;
         uint8_t *a_plane = argmax ? argmax + nc * P * Q : NULL;
         int64_t *i_plane = indices ? indices + nc * P * Q : NULL;
-        /* The block first: it streams the plane into cache, where the windows that touch
-         * the padding then find their pixels (read first, cold, a column of border windows
-         * cost as much as the whole block). */
-        if (blk.K) {
+        if (blk.K && average) {
+            mk.avg_rows[blk.K - 2](y_plane + blk.p_lo * Q + blk.q_lo, Q,
+                                   x_plane + pool_block_input(pb, blk.p_lo, blk.q_lo), W,
+                                   blk.q_hi - blk.q_lo, blk.p_hi - blk.p_lo, divisor);
+        } else if (blk.K) {
             FN(max_block)(&mk, &blk, y_plane, a_plane, i_plane, x_plane, pb);
         }
         for (int64_t p = pool_border_row(&blk, 0, Q); p < P; p = pool_border_row(&blk, p + 1, Q)) {
             int64_t left_end, right_begin;
             pool_block_split(&blk, p, Q, &left_end, &right_begin);
-            uint8_t *a_row = a_plane ? a_plane + p * Q : NULL;
-            int64_t *i_row = i_plane ? i_plane + p * Q : NULL;
-            FN(max_windows)(y_plane + p * Q, a_row, i_row, x_plane, pb, p, 0, left_end);
-            FN(max_windows)(y_plane + p * Q, a_row, i_row, x_plane, pb, p, right_begin, Q);
+            if (average) {
+                FN(avg_windows)(y_plane + p * Q, x_plane, pb, p, 0, left_end);
+                FN(avg_windows)(y_plane + p * Q, x_plane, pb, p, right_begin, Q);
+            } else {
+                uint8_t *a_row = a_plane ? a_plane + p * Q : NULL;
+                int64_t *i_row = i_plane ? i_plane + p * Q : NULL;
+                FN(max_windows)(y_plane + p * Q, a_row, i_row, x_plane, pb, p, 0, left_end);
+                FN(max_windows)(y_plane + p * Q, a_row, i_row, x_plane, pb, p, right_begin, Q);
+            }
         }
     }
     return FC_OK;
 }
 
-/* ---- backward passes of max and average pooling ---- */
-
-/* The micro-kernels' windows are whole: padding or not, they divide by the window size. */
-static inline REAL FN(block_divisor)(const fc_pool_problem *pb)
+fc_status FN(fc_max_pool_forward)(REAL *y, uint8_t *argmax, int64_t *indices, const REAL *x,
+                                  const fc_pool_problem *pb)
 {
-    return (REAL)(pb->divisor_override ? pb->divisor_override : pb->R * pb->S);
+    /* y (N, C, P, Q) = the maximum of each window of x (N, C, H, W); argmax (N, C, P, Q) its
+     * tap r*S + s (needs R*S <= 256), indices (N, C, P, Q) its flat position h*W + w. Either
+     * may be NULL, and with neither no position is computed at all. */
+    if (!pool_problem_ok(pb) || (argmax && pb->R * pb->S > POOL_ARGMAX_TAPS)) {
+        return FC_ERR_INVALID;
+    }
+    return FN(pool_forward)(0, y, argmax, indices, x, pb);
 }
+
+fc_status FN(fc_avg_pool_forward)(REAL *y, const REAL *x, const fc_pool_problem *pb)
+{
+    /* y (N, C, P, Q) = the sum of each window of x (N, C, H, W) / PyTorch's divisor */
+    if (!pool_problem_ok(pb)) {
+        return FC_ERR_INVALID;
+    }
+    return FN(pool_forward)(1, y, NULL, NULL, x, pb);
+}
+
+/* ---- backward passes of max and average pooling ---- */
 
 /* Block row p, windows [q0, q0 + n): each dy_row value added at its window's tap pos[j], in
  * window order, so overlapping windows add up as in PyTorch. A tap past the window (only a
@@ -645,38 +671,6 @@ fc_status FN(fc_max_pool_backward_indices)(REAL *dx, const REAL *dy, const int64
             if (i_plane[i] >= 0 && i_plane[i] < HW) {
                 dx_plane[i_plane[i]] += dy_plane[i];
             }
-        }
-    }
-    return FC_OK;
-}
-
-/* ---- average pooling ---- */
-
-fc_status FN(fc_avg_pool_forward)(REAL *y, const REAL *x, const fc_pool_problem *pb)
-{
-    /* y (N, C, P, Q) = the sum of each window of x (N, C, H, W) / PyTorch's divisor */
-    if (!pool_problem_ok(pb)) {
-        return FC_ERR_INVALID;
-    }
-    const FN(pool_micro) mk = FN(pool_micro_select)();
-    const pool_block blk = pool_block_of(pb, pool_fast_window(pb));
-    const int64_t H = pb->H, W = pb->W, P = pb->P, Q = pb->Q, planes = pb->N * pb->C;
-
-#pragma omp parallel for schedule(static) if (planes * H * W >= POOL_PARALLEL_MIN)
-    for (int64_t nc = 0; nc < planes; nc++) {
-        const REAL *x_plane = x + nc * H * W;
-        REAL *y_plane = y + nc * P * Q;
-        if (blk.K) {
-            mk.avg_rows[blk.K - 2](y_plane + blk.p_lo * Q + blk.q_lo, Q,
-                                   x_plane + pool_block_input(pb, blk.p_lo, blk.q_lo), W,
-                                   blk.q_hi - blk.q_lo, blk.p_hi - blk.p_lo,
-                                   FN(block_divisor)(pb));
-        }
-        for (int64_t p = pool_border_row(&blk, 0, Q); p < P; p = pool_border_row(&blk, p + 1, Q)) {
-            int64_t left_end, right_begin;
-            pool_block_split(&blk, p, Q, &left_end, &right_begin);
-            FN(avg_windows)(y_plane + p * Q, x_plane, pb, p, 0, left_end);
-            FN(avg_windows)(y_plane + p * Q, x_plane, pb, p, right_begin, Q);
         }
     }
     return FC_OK;
