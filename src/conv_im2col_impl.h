@@ -193,7 +193,7 @@ static fc_status FN(pair)(im2col_pass pass, REAL *out, const REAL *a, const REAL
 
 /* One pass over every (n, g) pair, shared out among pl->team threads, each with its own
  * column buffer. out: y, dx or dw; in the weight gradient thread t > 0 sums into its own
- * copy of dw, partials + (t - 1) * K * crs. */
+ * copy of dw in partials, (t - 1) * K * crs elements in. */
 static fc_status FN(run_pairs)(im2col_pass pass, REAL *out, REAL *partials, const REAL *a,
                                const REAL *b, const REAL *bias, const im2col_plan *pl,
                                const fc_conv_problem *pb)
@@ -219,43 +219,18 @@ static fc_status FN(run_pairs)(im2col_pass pass, REAL *out, REAL *partials, cons
     return failed ? FC_ERR_NOMEM : FC_OK;
 }
 
-fc_status FN(fc_conv_im2col_forward)(REAL *y, const REAL *x, const REAL *w, const REAL *bias,
-                                     const fc_conv_problem *pb)
+/* One call: its plan, then the pass. The weight gradient overwrites dw: each thread sums
+ * its own (n, g) pairs into a private copy (thread 0 into dw itself), and the copies are
+ * added in thread order, so the result is bitwise reproducible at a given thread count. */
+static fc_status FN(im2col_call)(im2col_pass pass, REAL *out, const REAL *a, const REAL *b,
+                                 const REAL *bias, const fc_conv_problem *pb)
 {
-    /* y (N, K, P, Q) = w (K, C/g, R, S) @ im2col(x (N, C, H, W)) + bias (K) */
     im2col_plan pl;
     fc_status st = im2col_plan_of(&pl, pb, sizeof(REAL));
-    if (st != FC_OK) {
-        return st;
-    }
-    return FN(run_pairs)(IM2COL_FORWARD, y, NULL, x, w, bias, &pl, pb);
-}
-
-fc_status FN(fc_conv_im2col_backward_data)(REAL *dx, const REAL *dy, const REAL *w,
-                                           const fc_conv_problem *pb)
-{
-    /* dx (N, C, H, W) = col2im(w (K, C/g, R, S)^T @ dy (N, K, P, Q)) */
-    im2col_plan pl;
-    fc_status st = im2col_plan_of(&pl, pb, sizeof(REAL));
-    if (st != FC_OK) {
-        return st;
-    }
-    return FN(run_pairs)(IM2COL_BACKWARD_DATA, dx, NULL, dy, w, NULL, &pl, pb);
-}
-
-fc_status FN(fc_conv_im2col_backward_weight)(REAL *dw, const REAL *dy, const REAL *x,
-                                             const fc_conv_problem *pb)
-{
-    /* dw (K, C/g, R, S) = sum over n of dy (N, K, P, Q) @ im2col(x (N, C, H, W))^T.
-     * Each thread sums its own (n, g) pairs into a private copy of dw; the copies are then
-     * added in thread order, so the result is bitwise reproducible at a given thread count. */
-    im2col_plan pl;
-    fc_status st = im2col_plan_of(&pl, pb, sizeof(REAL));
-    if (st != FC_OK) {
-        return st;
+    if (st != FC_OK || pass != IM2COL_BACKWARD_WEIGHT) {
+        return st != FC_OK ? st : FN(run_pairs)(pass, out, NULL, a, b, bias, &pl, pb);
     }
     const int64_t dw_size = pb->K * pl.crs;
-    /* partial[t] is thread t's dw; thread 0 writes straight into dw. */
     REAL *partials = NULL;
     if (pl.team > 1) {
         partials = calloc((size_t)((pl.team - 1) * dw_size), sizeof(REAL));
@@ -263,9 +238,30 @@ fc_status FN(fc_conv_im2col_backward_weight)(REAL *dw, const REAL *dy, const REA
             return FC_ERR_NOMEM;
         }
     }
-    memset(dw, 0, (size_t)dw_size * sizeof(REAL));
-    st = FN(run_pairs)(IM2COL_BACKWARD_WEIGHT, dw, partials, dy, x, NULL, &pl, pb);
-    FN(fc_add_partials)(dw, partials, pl.team, dw_size);
+    memset(out, 0, (size_t)dw_size * sizeof(REAL));
+    st = FN(run_pairs)(pass, out, partials, a, b, NULL, &pl, pb);
+    FN(fc_add_partials)(out, partials, pl.team, dw_size);
     free(partials);
     return st;
+}
+
+fc_status FN(fc_conv_im2col_forward)(REAL *y, const REAL *x, const REAL *w, const REAL *bias,
+                                     const fc_conv_problem *pb)
+{
+    /* y (N, K, P, Q) = w (K, C/g, R, S) @ im2col(x (N, C, H, W)) + bias (K) */
+    return FN(im2col_call)(IM2COL_FORWARD, y, x, w, bias, pb);
+}
+
+fc_status FN(fc_conv_im2col_backward_data)(REAL *dx, const REAL *dy, const REAL *w,
+                                           const fc_conv_problem *pb)
+{
+    /* dx (N, C, H, W) = col2im(w (K, C/g, R, S)^T @ dy (N, K, P, Q)) */
+    return FN(im2col_call)(IM2COL_BACKWARD_DATA, dx, dy, w, NULL, pb);
+}
+
+fc_status FN(fc_conv_im2col_backward_weight)(REAL *dw, const REAL *dy, const REAL *x,
+                                             const fc_conv_problem *pb)
+{
+    /* dw (K, C/g, R, S) = sum over n of dy (N, K, P, Q) @ im2col(x (N, C, H, W))^T */
+    return FN(im2col_call)(IM2COL_BACKWARD_WEIGHT, dw, dy, x, NULL, pb);
 }

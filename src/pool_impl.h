@@ -685,9 +685,11 @@ fc_status FN(fc_avg_pool_backward)(REAL *dx, const REAL *dy, const fc_pool_probl
 
 /* ---- adaptive average pooling (global pooling is the 1 x 1 case) ---- */
 
-fc_status FN(fc_adaptive_avg_pool_forward)(REAL *y, const REAL *x, const fc_pool_problem *pb)
+/* Forward: y (N, C, P, Q) = the mean of each adaptive window of x (N, C, H, W); backward
+ * (x NULL): dx (N, C, H, W) gets each dy (N, C, P, Q) value spread evenly over its window. */
+static fc_status FN(adaptive_pool)(REAL *y, const REAL *x, REAL *dx, const REAL *dy,
+                                   const fc_pool_problem *pb)
 {
-    /* y (N, C, P, Q) = the mean of each adaptive window of x (N, C, H, W) */
     if (!adaptive_problem_ok(pb)) {
         return FC_ERR_INVALID;
     }
@@ -695,45 +697,30 @@ fc_status FN(fc_adaptive_avg_pool_forward)(REAL *y, const REAL *x, const fc_pool
 
 #pragma omp parallel for schedule(static) if (planes * H * W >= POOL_PARALLEL_MIN)
     for (int64_t nc = 0; nc < planes; nc++) {
-        const REAL *x_plane = x + nc * H * W;
-        for (int64_t p = 0; p < P; p++) {
-            int64_t h0, h1;
-            adaptive_range(p, P, H, &h0, &h1);
-            for (int64_t q = 0; q < Q; q++) {
-                int64_t w0, w1;
-                adaptive_range(q, Q, W, &w0, &w1);
-                REAL sum = 0;
-                for (int64_t h = h0; h < h1; h++) {
-                    for (int64_t w = w0; w < w1; w++) {
-                        sum += x_plane[h * W + w];
-                    }
-                }
-                y[(nc * P + p) * Q + q] = sum / (REAL)((h1 - h0) * (w1 - w0));
-            }
+        const REAL *x_plane = x ? x + nc * H * W : NULL;
+        REAL *dx_plane = x ? NULL : dx + nc * H * W;
+        if (dx_plane) {
+            FN(zero)(dx_plane, H * W);
         }
-    }
-    return FC_OK;
-}
-
-fc_status FN(fc_adaptive_avg_pool_backward)(REAL *dx, const REAL *dy, const fc_pool_problem *pb)
-{
-    /* dx (N, C, H, W): each dy (N, C, P, Q) value spread evenly over its adaptive window */
-    if (!adaptive_problem_ok(pb)) {
-        return FC_ERR_INVALID;
-    }
-    const int64_t H = pb->H, W = pb->W, P = pb->P, Q = pb->Q, planes = pb->N * pb->C;
-
-#pragma omp parallel for schedule(static) if (planes * H * W >= POOL_PARALLEL_MIN)
-    for (int64_t nc = 0; nc < planes; nc++) {
-        REAL *dx_plane = dx + nc * H * W;
-        FN(zero)(dx_plane, H * W);
         for (int64_t p = 0; p < P; p++) {
             int64_t h0, h1;
             adaptive_range(p, P, H, &h0, &h1);
             for (int64_t q = 0; q < Q; q++) {
                 int64_t w0, w1;
                 adaptive_range(q, Q, W, &w0, &w1);
-                const REAL g = dy[(nc * P + p) * Q + q] / (REAL)((h1 - h0) * (w1 - w0));
+                const REAL size = (REAL)((h1 - h0) * (w1 - w0));
+                const int64_t out = (nc * P + p) * Q + q;
+                if (x_plane) {
+                    REAL sum = 0;
+                    for (int64_t h = h0; h < h1; h++) {
+                        for (int64_t w = w0; w < w1; w++) {
+                            sum += x_plane[h * W + w];
+                        }
+                    }
+                    y[out] = sum / size;
+                    continue;
+                }
+                const REAL g = dy[out] / size;
                 for (int64_t h = h0; h < h1; h++) {
                     for (int64_t w = w0; w < w1; w++) {
                         dx_plane[h * W + w] += g;
@@ -743,4 +730,16 @@ fc_status FN(fc_adaptive_avg_pool_backward)(REAL *dx, const REAL *dy, const fc_p
         }
     }
     return FC_OK;
+}
+
+fc_status FN(fc_adaptive_avg_pool_forward)(REAL *y, const REAL *x, const fc_pool_problem *pb)
+{
+    /* y (N, C, P, Q) = the mean of each adaptive window of x (N, C, H, W) */
+    return FN(adaptive_pool)(y, x, NULL, NULL, pb);
+}
+
+fc_status FN(fc_adaptive_avg_pool_backward)(REAL *dx, const REAL *dy, const fc_pool_problem *pb)
+{
+    /* dx (N, C, H, W): each dy (N, C, P, Q) value spread evenly over its adaptive window */
+    return FN(adaptive_pool)(NULL, NULL, dx, dy, pb);
 }
