@@ -47,6 +47,9 @@
  * bytes), 4 MiB in whole 2 MiB pages (wg_alloc). */
 #define WG_BLOCK_BYTES ((int64_t)1 << 20)
 
+/* Blocks are made small enough that each thread gets at least this many (load balance). */
+#define WG_MIN_BLOCKS_PER_THREAD 2
+
 /* size (bytes) -> rounded up to a multiple of 64, as aligned_alloc wants */
 static size_t fc_round64(size_t size)
 {
@@ -212,8 +215,9 @@ static void wg_plan_blocks(wg_plan *pl, int64_t elem_bytes, int nthreads)
     const int64_t kb_max = WG_KB_MAX / pl->mr * pl->mr;
     pl->kb = pl->kpanels * pl->mr < kb_max ? pl->kpanels * pl->mr : kb_max;
     int64_t block = WG_BLOCK_BYTES / (WG_POSITIONS * (pl->kc + pl->kb) * elem_bytes);
-    /* Leave every thread at least two blocks, for balance. */
-    const int64_t share = (pl->tiles + 2 * nthreads - 1) / (2 * nthreads);
+    /* Leave every thread at least WG_MIN_BLOCKS_PER_THREAD blocks, for balance. */
+    const int64_t blocks = (int64_t)WG_MIN_BLOCKS_PER_THREAD * nthreads;
+    const int64_t share = (pl->tiles + blocks - 1) / blocks;
     block = block < share ? block : share;
     block = block / pl->nr * pl->nr;
     pl->block = block > pl->nr ? block : pl->nr;
