@@ -15,6 +15,7 @@
  *     FC_TEMPLATE_TARGET               a target attribute, or nothing
  *     FC_TEMPLATE_SHUFFLES             1 for float32 with AVX2 or more: the transposes of
  *                                      conv_winograd_shuffle.h; 0 elsewhere
+ * MR and NR below are short names for the tile, undefined at the end of the file.
  *
  * Layout of one block of T = pl->block tiles, in panels of NR tiles:
  *   V[xi][panel][c][j]  transformed input (kc channels of this pass): each (xi, panel) is a

@@ -7,7 +7,8 @@
  *                                        depth and B's columns
  *     FC_TEMPLATE_KERNEL                 the micro-kernel (gemm_kernels.h)
  * It defines FN(ISA(gemm)) (gemm_avx2_f32, ...); the allocator, b_in_place() and
- * gemm_grid() come from gemm.c.
+ * gemm_grid() come from gemm.c. MR, NR, MC, KC and NC below are short names for the
+ * parameters, undefined at the end of the file.
  */
 #define MR FC_TEMPLATE_MR
 #define NR FC_TEMPLATE_NR

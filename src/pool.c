@@ -260,6 +260,14 @@ static inline int adaptive_problem_ok(const fc_pool_problem *pb)
     return pb->N >= 0 && pb->C >= 0 && pb->H > 0 && pb->W > 0 && pb->P > 0 && pb->Q > 0;
 }
 
+/* For the per-plane skeletons shared by several passes: always inlined, and every caller
+ * passes the pass as a constant, so that each pass compiles to its own branch-free copy. */
+#if defined(__GNUC__) || defined(__clang__)
+#define POOL_SPECIALISED static inline __attribute__((always_inline))
+#else
+#define POOL_SPECIALISED static inline
+#endif
+
 /* What a backward pass sends to the input pixels of each window. */
 typedef enum {
     POOL_GRAD_MAX_FROM_X,       /* dy to the window's maximum, found again in x */

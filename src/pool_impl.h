@@ -255,8 +255,9 @@ static inline REAL FN(max_window)(const REAL *x_plane, const fc_pool_problem *pb
 }
 
 /* Windows [q_begin, q_end) of row p: y, and when asked their taps and PyTorch's indices. */
-static void FN(max_windows)(REAL *y_row, uint8_t *a_row, int64_t *i_row, const REAL *x_plane,
-                            const fc_pool_problem *pb, int64_t p, int64_t q_begin, int64_t q_end)
+POOL_SPECIALISED void FN(max_windows)(REAL *y_row, uint8_t *a_row, int64_t *i_row,
+                                      const REAL *x_plane, const fc_pool_problem *pb, int64_t p,
+                                      int64_t q_begin, int64_t q_end)
 {
     for (int64_t q = q_begin; q < q_end; q++) {
         const pool_window win = pool_window_at(pb, p, q);
@@ -272,9 +273,9 @@ static void FN(max_windows)(REAL *y_row, uint8_t *a_row, int64_t *i_row, const R
 }
 
 /* A window lying wholly in the padding outputs a constant -inf: it sends no gradient. */
-static void FN(max_grad_windows)(REAL *dx_plane, const REAL *dy_row, const REAL *x_plane,
-                                 const fc_pool_problem *pb, int64_t p, int64_t q_begin,
-                                 int64_t q_end)
+POOL_SPECIALISED void FN(max_grad_windows)(REAL *dx_plane, const REAL *dy_row, const REAL *x_plane,
+                                           const fc_pool_problem *pb, int64_t p, int64_t q_begin,
+                                           int64_t q_end)
 {
     for (int64_t q = q_begin; q < q_end; q++) {
         const pool_window win = pool_window_at(pb, p, q);
@@ -287,9 +288,10 @@ static void FN(max_grad_windows)(REAL *dx_plane, const REAL *dy_row, const REAL 
 }
 
 /* The same from saved taps; a tap in the padding (or not in the window) sends nothing. */
-static void FN(max_grad_argmax_windows)(REAL *dx_plane, const REAL *dy_row, const uint8_t *a_row,
-                                        const fc_pool_problem *pb, int64_t p, int64_t q_begin,
-                                        int64_t q_end)
+POOL_SPECIALISED void FN(max_grad_argmax_windows)(REAL *dx_plane, const REAL *dy_row,
+                                                  const uint8_t *a_row,
+                                                  const fc_pool_problem *pb, int64_t p,
+                                                  int64_t q_begin, int64_t q_end)
 {
     for (int64_t q = q_begin; q < q_end; q++) {
         const pool_window win = pool_window_at(pb, p, q);
@@ -299,8 +301,8 @@ static void FN(max_grad_argmax_windows)(REAL *dx_plane, const REAL *dy_row, cons
     }
 }
 
-static void FN(avg_windows)(REAL *y_row, const REAL *x_plane, const fc_pool_problem *pb,
-                            int64_t p, int64_t q_begin, int64_t q_end)
+POOL_SPECIALISED void FN(avg_windows)(REAL *y_row, const REAL *x_plane, const fc_pool_problem *pb,
+                                      int64_t p, int64_t q_begin, int64_t q_end)
 {
     for (int64_t q = q_begin; q < q_end; q++) {
         const avg_window win = avg_window_at(pb, p, q);
@@ -314,8 +316,9 @@ static void FN(avg_windows)(REAL *y_row, const REAL *x_plane, const fc_pool_prob
     }
 }
 
-static void FN(avg_grad_windows)(REAL *dx_plane, const REAL *dy_row, const fc_pool_problem *pb,
-                                 int64_t p, int64_t q_begin, int64_t q_end)
+POOL_SPECIALISED void FN(avg_grad_windows)(REAL *dx_plane, const REAL *dy_row,
+                                           const fc_pool_problem *pb, int64_t p,
+                                           int64_t q_begin, int64_t q_end)
 {
     for (int64_t q = q_begin; q < q_end; q++) {
         const avg_window win = avg_window_at(pb, p, q);
@@ -355,9 +358,9 @@ static inline int64_t FN(rows_reached)(const fc_pool_problem *pb, int64_t p)
 /* Max pooling of the micro-kernel block, with its taps written to a_plane and/or PyTorch's
  * indices to i_plane when those are not NULL. Without a_plane, the taps go through a small
  * buffer a chunk at a time and become indices while still in L1. */
-static void FN(max_block)(const FN(pool_micro) *mk, const pool_block *blk, REAL *y_plane,
-                          uint8_t *a_plane, int64_t *i_plane, const REAL *x_plane,
-                          const fc_pool_problem *pb)
+POOL_SPECIALISED void FN(max_block)(const FN(pool_micro) *mk, const pool_block *blk, REAL *y_plane,
+                                    uint8_t *a_plane, int64_t *i_plane, const REAL *x_plane,
+                                    const fc_pool_problem *pb)
 {
     const int64_t W = pb->W, Q = pb->Q, n = blk->q_hi - blk->q_lo, rows = blk->p_hi - blk->p_lo;
     const int64_t corner = pool_block_input(pb, blk->p_lo, blk->q_lo);
@@ -392,10 +395,39 @@ static inline REAL FN(block_divisor)(const fc_pool_problem *pb)
 
 /* ---- forward passes of max and average pooling ---- */
 
-/* y (N, C, P, Q) <- the maximum (with argmax and indices, each optional) or, average set,
- * the average of each window of x (N, C, H, W), plane by plane. The block first: it streams
- * the plane into cache, where the windows that touch the padding then find their pixels
- * (read first, cold, a column of border windows would cost as much as the whole block). */
+/* y_plane (P, Q) <- the maximum (with a_plane and i_plane, each optional) or, average set,
+ * the average of each window of x_plane (H, W). The block first: it streams the plane into
+ * cache, where the windows that touch the padding then find their pixels (read first,
+ * cold, a column of border windows would cost as much as the whole block). */
+POOL_SPECIALISED void FN(forward_plane)(const int average, const FN(pool_micro) *mk,
+                                        const pool_block *blk, REAL divisor, REAL *y_plane,
+                                        uint8_t *a_plane, int64_t *i_plane, const REAL *x_plane,
+                                        const fc_pool_problem *pb)
+{
+    const int64_t W = pb->W, P = pb->P, Q = pb->Q;
+    if (blk->K && average) {
+        mk->avg_rows[blk->K - 2](y_plane + blk->p_lo * Q + blk->q_lo, Q,
+                                 x_plane + pool_block_input(pb, blk->p_lo, blk->q_lo), W,
+                                 blk->q_hi - blk->q_lo, blk->p_hi - blk->p_lo, divisor);
+    } else if (blk->K) {
+        FN(max_block)(mk, blk, y_plane, a_plane, i_plane, x_plane, pb);
+    }
+    for (int64_t p = pool_border_row(blk, 0, Q); p < P; p = pool_border_row(blk, p + 1, Q)) {
+        int64_t left_end, right_begin;
+        pool_block_split(blk, p, Q, &left_end, &right_begin);
+        if (average) {
+            FN(avg_windows)(y_plane + p * Q, x_plane, pb, p, 0, left_end);
+            FN(avg_windows)(y_plane + p * Q, x_plane, pb, p, right_begin, Q);
+        } else {
+            uint8_t *a_row = a_plane ? a_plane + p * Q : NULL;
+            int64_t *i_row = i_plane ? i_plane + p * Q : NULL;
+            FN(max_windows)(y_plane + p * Q, a_row, i_row, x_plane, pb, p, 0, left_end);
+            FN(max_windows)(y_plane + p * Q, a_row, i_row, x_plane, pb, p, right_begin, Q);
+        }
+    }
+}
+
+/* y (N, C, P, Q) <- forward_plane of every plane of x (N, C, H, W). */
 static fc_status FN(pool_forward)(int average, REAL *y, uint8_t *argmax, int64_t *indices,
                                   const REAL *x, const fc_pool_problem *pb)
 {
@@ -408,27 +440,12 @@ static fc_status FN(pool_forward)(int average, REAL *y, uint8_t *argmax, int64_t
     for (int64_t nc = 0; nc < planes; nc++) {
         const REAL *x_plane = x + nc * H * W;
         REAL *y_plane = y + nc * P * Q;
-        uint8_t *a_plane = argmax ? argmax + nc * P * Q : NULL;
-        int64_t *i_plane = indices ? indices + nc * P * Q : NULL;
-        if (blk.K && average) {
-            mk.avg_rows[blk.K - 2](y_plane + blk.p_lo * Q + blk.q_lo, Q,
-                                   x_plane + pool_block_input(pb, blk.p_lo, blk.q_lo), W,
-                                   blk.q_hi - blk.q_lo, blk.p_hi - blk.p_lo, divisor);
-        } else if (blk.K) {
-            FN(max_block)(&mk, &blk, y_plane, a_plane, i_plane, x_plane, pb);
-        }
-        for (int64_t p = pool_border_row(&blk, 0, Q); p < P; p = pool_border_row(&blk, p + 1, Q)) {
-            int64_t left_end, right_begin;
-            pool_block_split(&blk, p, Q, &left_end, &right_begin);
-            if (average) {
-                FN(avg_windows)(y_plane + p * Q, x_plane, pb, p, 0, left_end);
-                FN(avg_windows)(y_plane + p * Q, x_plane, pb, p, right_begin, Q);
-            } else {
-                uint8_t *a_row = a_plane ? a_plane + p * Q : NULL;
-                int64_t *i_row = i_plane ? i_plane + p * Q : NULL;
-                FN(max_windows)(y_plane + p * Q, a_row, i_row, x_plane, pb, p, 0, left_end);
-                FN(max_windows)(y_plane + p * Q, a_row, i_row, x_plane, pb, p, right_begin, Q);
-            }
+        if (average) {
+            FN(forward_plane)(1, &mk, &blk, divisor, y_plane, NULL, NULL, x_plane, pb);
+        } else {
+            FN(forward_plane)(0, &mk, &blk, divisor, y_plane,
+                              argmax ? argmax + nc * P * Q : NULL,
+                              indices ? indices + nc * P * Q : NULL, x_plane, pb);
         }
     }
     return FC_OK;
@@ -460,9 +477,9 @@ fc_status FN(fc_avg_pool_forward)(REAL *y, const REAL *x, const fc_pool_problem 
 /* Block row p, windows [q0, q0 + n): each dy_row value added at its window's tap pos[j], in
  * window order, so overlapping windows add up as in PyTorch. A tap past the window (only a
  * corrupt argmax has one) sends nothing. */
-static void FN(scatter_block_row)(REAL *dx_plane, const REAL *dy_row, const uint8_t *pos,
-                                  const fc_pool_problem *pb, int K, int64_t p, int64_t q0,
-                                  int64_t n)
+POOL_SPECIALISED void FN(scatter_block_row)(REAL *dx_plane, const REAL *dy_row, const uint8_t *pos,
+                                            const fc_pool_problem *pb, int K, int64_t p, int64_t q0,
+                                            int64_t n)
 {
     int64_t tap[9];   /* flat offset of tap r*K + s from its window's corner */
     for (int r = 0; r < K; r++) {
@@ -479,9 +496,10 @@ static void FN(scatter_block_row)(REAL *dx_plane, const REAL *dy_row, const uint
 }
 
 /* Block row p of overlapping 3x3 windows: their taps from the micro-kernel, then scattered. */
-static void FN(max_grad_block_row_k3)(const FN(pool_micro) *mk, const pool_block *blk,
-                                      REAL *dx_plane, const REAL *dy_row, const REAL *x_plane,
-                                      const fc_pool_problem *pb, int64_t p)
+POOL_SPECIALISED void FN(max_grad_block_row_k3)(const FN(pool_micro) *mk, const pool_block *blk,
+                                                REAL *dx_plane, const REAL *dy_row,
+                                                const REAL *x_plane, const fc_pool_problem *pb,
+                                                int64_t p)
 {
     uint8_t pos[POOL_CHUNK];
     REAL y_scratch[POOL_CHUNK];
@@ -494,9 +512,9 @@ static void FN(max_grad_block_row_k3)(const FN(pool_micro) *mk, const pool_block
 
 /* Block row p of overlapping 3x3 windows: dy / divisor added to each window's 9 pixels, in
  * window order (PyTorch's, so the sums round alike). */
-static void FN(avg_grad_block_row_k3)(REAL *dx_plane, const REAL *dy_row,
-                                      const fc_pool_problem *pb, REAL divisor, int64_t p,
-                                      int64_t q0, int64_t n)
+POOL_SPECIALISED void FN(avg_grad_block_row_k3)(REAL *dx_plane, const REAL *dy_row,
+                                                const fc_pool_problem *pb, REAL divisor, int64_t p,
+                                                int64_t q0, int64_t n)
 {
     REAL *corner = dx_plane + pool_block_input(pb, p, q0);
     for (int64_t j = 0; j < n; j++) {
@@ -510,24 +528,23 @@ static void FN(avg_grad_block_row_k3)(REAL *dx_plane, const REAL *dy_row,
     }
 }
 
-/* What one backward pass sends through the windows of a plane, and from what (pool_grad,
- * pool.c). */
+/* What one backward pass sends through the windows of a plane (pool_grad, pool.c) reads. */
 typedef struct {
-    pool_grad kind;
     const REAL *x_plane;        /* POOL_GRAD_MAX_FROM_X: the plane of x */
     const uint8_t *a_plane;     /* POOL_GRAD_MAX_FROM_ARGMAX: the plane of argmax */
     REAL divisor;               /* POOL_GRAD_AVG: the block's divisor (block_divisor) */
 } FN(grad_source);
 
 /* Windows [q_begin, q_end) of row p, which touch the padding: the per-window code. */
-static void FN(grad_windows)(REAL *dx_plane, const REAL *dy_row, const FN(grad_source) *src,
-                             const fc_pool_problem *pb, int64_t p, int64_t q_begin,
-                             int64_t q_end)
+POOL_SPECIALISED void FN(grad_windows)(const pool_grad kind, REAL *dx_plane,
+                                       const REAL *dy_row, const FN(grad_source) *src,
+                                       const fc_pool_problem *pb, int64_t p, int64_t q_begin,
+                                       int64_t q_end)
 {
-    if (src->kind == POOL_GRAD_MAX_FROM_ARGMAX) {
+    if (kind == POOL_GRAD_MAX_FROM_ARGMAX) {
         FN(max_grad_argmax_windows)(dx_plane, dy_row, src->a_plane + p * pb->Q, pb, p, q_begin,
                                     q_end);
-    } else if (src->kind == POOL_GRAD_MAX_FROM_X) {
+    } else if (kind == POOL_GRAD_MAX_FROM_X) {
         FN(max_grad_windows)(dx_plane, dy_row, src->x_plane, pb, p, q_begin, q_end);
     } else {
         FN(avg_grad_windows)(dx_plane, dy_row, pb, p, q_begin, q_end);
@@ -535,16 +552,16 @@ static void FN(grad_windows)(REAL *dx_plane, const REAL *dy_row, const FN(grad_s
 }
 
 /* Row p's windows inside the 3x3 block, which overlap: in window order. */
-static void FN(grad_block_row_k3)(const FN(pool_micro) *mk, const pool_block *blk,
-                                  REAL *dx_plane, const REAL *dy_row,
-                                  const FN(grad_source) *src, const fc_pool_problem *pb,
-                                  int64_t p)
+POOL_SPECIALISED void FN(grad_block_row_k3)(const pool_grad kind, const FN(pool_micro) *mk,
+                                            const pool_block *blk, REAL *dx_plane,
+                                            const REAL *dy_row, const FN(grad_source) *src,
+                                            const fc_pool_problem *pb, int64_t p)
 {
     const int64_t n = blk->q_hi - blk->q_lo;
-    if (src->kind == POOL_GRAD_MAX_FROM_ARGMAX) {
+    if (kind == POOL_GRAD_MAX_FROM_ARGMAX) {
         FN(scatter_block_row)(dx_plane, dy_row, src->a_plane + p * pb->Q + blk->q_lo, pb, 3, p,
                               blk->q_lo, n);
-    } else if (src->kind == POOL_GRAD_MAX_FROM_X) {
+    } else if (kind == POOL_GRAD_MAX_FROM_X) {
         FN(max_grad_block_row_k3)(mk, blk, dx_plane, dy_row, src->x_plane, pb, p);
     } else {
         FN(avg_grad_block_row_k3)(dx_plane, dy_row, pb, src->divisor, p, blk->q_lo, n);
@@ -553,17 +570,18 @@ static void FN(grad_block_row_k3)(const FN(pool_micro) *mk, const pool_block *bl
 
 /* The 2x2 block's windows, which are disjoint: their pixels simply written by a
  * micro-kernel. */
-static void FN(grad_block_k2)(const FN(pool_micro) *mk, const pool_block *blk, REAL *dx_plane,
-                              const REAL *dy_plane, const FN(grad_source) *src,
-                              const fc_pool_problem *pb)
+POOL_SPECIALISED void FN(grad_block_k2)(const pool_grad kind, const FN(pool_micro) *mk,
+                                        const pool_block *blk, REAL *dx_plane,
+                                        const REAL *dy_plane, const FN(grad_source) *src,
+                                        const fc_pool_problem *pb)
 {
     const int64_t W = pb->W, Q = pb->Q, n = blk->q_hi - blk->q_lo, rows = blk->p_hi - blk->p_lo;
     const int64_t corner = pool_block_input(pb, blk->p_lo, blk->q_lo);
     const int64_t out = blk->p_lo * Q + blk->q_lo;
-    if (src->kind == POOL_GRAD_MAX_FROM_ARGMAX) {
+    if (kind == POOL_GRAD_MAX_FROM_ARGMAX) {
         mk->max_grad_argmax_rows_k2(dx_plane + corner, W, dy_plane + out, Q, src->a_plane + out,
                                     Q, n, rows);
-    } else if (src->kind == POOL_GRAD_MAX_FROM_X) {
+    } else if (kind == POOL_GRAD_MAX_FROM_X) {
         mk->max_grad_rows_k2(dx_plane + corner, W, dy_plane + out, Q, src->x_plane + corner, n,
                              rows);
     } else {
@@ -576,9 +594,10 @@ static void FN(grad_block_k2)(const FN(pool_micro) *mk, const pool_block *blk, R
  * in cache, and only rows with border windows are visited. 3x3 windows overlap: every row
  * in turn, keeping PyTorch's window order so that the sums round alike, each input row
  * cleared just before the first window reaches it. */
-static void FN(backward_plane)(const FN(pool_micro) *mk, const pool_block *blk, int tiled,
-                               REAL *dx_plane, const REAL *dy_plane, const FN(grad_source) *src,
-                               const fc_pool_problem *pb)
+POOL_SPECIALISED void FN(backward_plane)(const pool_grad kind, const FN(pool_micro) *mk,
+                                         const pool_block *blk, int tiled, REAL *dx_plane,
+                                         const REAL *dy_plane, const FN(grad_source) *src,
+                                         const fc_pool_problem *pb)
 {
     const int64_t P = pb->P, Q = pb->Q;
     const pool_block rows_to_skip = blk->K == 3 ? pool_block_of(pb, 0) : *blk;
@@ -587,7 +606,7 @@ static void FN(backward_plane)(const FN(pool_micro) *mk, const pool_block *blk, 
         if (!tiled) {
             FN(zero)(dx_plane, pb->H * pb->W);
         }
-        FN(grad_block_k2)(mk, blk, dx_plane, dy_plane, src, pb);
+        FN(grad_block_k2)(kind, mk, blk, dx_plane, dy_plane, src, pb);
     }
     for (int64_t p = pool_border_row(&rows_to_skip, 0, Q); p < P;
          p = pool_border_row(&rows_to_skip, p + 1, Q)) {
@@ -597,11 +616,11 @@ static void FN(backward_plane)(const FN(pool_micro) *mk, const pool_block *blk, 
         if (blk->K != 2) {
             FN(zero_rows)(dx_plane, pb, &zeroed, FN(rows_reached)(pb, p));
         }
-        FN(grad_windows)(dx_plane, dy_row, src, pb, p, 0, left_end);
+        FN(grad_windows)(kind, dx_plane, dy_row, src, pb, p, 0, left_end);
         if (blk->K == 3 && left_end < right_begin) {
-            FN(grad_block_row_k3)(mk, blk, dx_plane, dy_row, src, pb, p);
+            FN(grad_block_row_k3)(kind, mk, blk, dx_plane, dy_row, src, pb, p);
         }
-        FN(grad_windows)(dx_plane, dy_row, src, pb, p, right_begin, Q);
+        FN(grad_windows)(kind, dx_plane, dy_row, src, pb, p, right_begin, Q);
     }
     if (blk->K != 2) {
         FN(zero_rows)(dx_plane, pb, &zeroed, pb->H);   /* rows no window reaches */
@@ -625,12 +644,26 @@ static fc_status FN(pool_backward)(pool_grad kind, REAL *dx, const REAL *dy, con
 #pragma omp parallel for schedule(static) if (planes * H * W >= POOL_PARALLEL_MIN)
     for (int64_t nc = 0; nc < planes; nc++) {
         const FN(grad_source) src = {
-            kind,
             kind == POOL_GRAD_MAX_FROM_X ? x + nc * H * W : NULL,
             kind == POOL_GRAD_MAX_FROM_ARGMAX ? argmax + nc * P * Q : NULL,
             divisor,
         };
-        FN(backward_plane)(&mk, &blk, tiled, dx + nc * H * W, dy + nc * P * Q, &src, pb);
+        REAL *dx_plane = dx + nc * H * W;
+        const REAL *dy_plane = dy + nc * P * Q;
+        /* one call per pass, each with the pass as a constant (POOL_SPECIALISED) */
+        switch (kind) {
+        case POOL_GRAD_MAX_FROM_X:
+            FN(backward_plane)(POOL_GRAD_MAX_FROM_X, &mk, &blk, tiled, dx_plane, dy_plane, &src,
+                               pb);
+            break;
+        case POOL_GRAD_MAX_FROM_ARGMAX:
+            FN(backward_plane)(POOL_GRAD_MAX_FROM_ARGMAX, &mk, &blk, tiled, dx_plane, dy_plane,
+                               &src, pb);
+            break;
+        default:
+            FN(backward_plane)(POOL_GRAD_AVG, &mk, &blk, tiled, dx_plane, dy_plane, &src, pb);
+            break;
+        }
     }
     return FC_OK;
 }
@@ -685,11 +718,9 @@ fc_status FN(fc_avg_pool_backward)(REAL *dx, const REAL *dy, const fc_pool_probl
 
 /* ---- adaptive average pooling (global pooling is the 1 x 1 case) ---- */
 
-/* Forward: y (N, C, P, Q) = the mean of each adaptive window of x (N, C, H, W); backward
- * (x NULL): dx (N, C, H, W) gets each dy (N, C, P, Q) value spread evenly over its window. */
-static fc_status FN(adaptive_pool)(REAL *y, const REAL *x, REAL *dx, const REAL *dy,
-                                   const fc_pool_problem *pb)
+fc_status FN(fc_adaptive_avg_pool_forward)(REAL *y, const REAL *x, const fc_pool_problem *pb)
 {
+    /* y (N, C, P, Q) = the mean of each adaptive window of x (N, C, H, W) */
     if (!adaptive_problem_ok(pb)) {
         return FC_ERR_INVALID;
     }
@@ -697,30 +728,45 @@ static fc_status FN(adaptive_pool)(REAL *y, const REAL *x, REAL *dx, const REAL 
 
 #pragma omp parallel for schedule(static) if (planes * H * W >= POOL_PARALLEL_MIN)
     for (int64_t nc = 0; nc < planes; nc++) {
-        const REAL *x_plane = x ? x + nc * H * W : NULL;
-        REAL *dx_plane = x ? NULL : dx + nc * H * W;
-        if (dx_plane) {
-            FN(zero)(dx_plane, H * W);
-        }
+        const REAL *x_plane = x + nc * H * W;
         for (int64_t p = 0; p < P; p++) {
             int64_t h0, h1;
             adaptive_range(p, P, H, &h0, &h1);
             for (int64_t q = 0; q < Q; q++) {
                 int64_t w0, w1;
                 adaptive_range(q, Q, W, &w0, &w1);
-                const REAL size = (REAL)((h1 - h0) * (w1 - w0));
-                const int64_t out = (nc * P + p) * Q + q;
-                if (x_plane) {
-                    REAL sum = 0;
-                    for (int64_t h = h0; h < h1; h++) {
-                        for (int64_t w = w0; w < w1; w++) {
-                            sum += x_plane[h * W + w];
-                        }
+                REAL sum = 0;
+                for (int64_t h = h0; h < h1; h++) {
+                    for (int64_t w = w0; w < w1; w++) {
+                        sum += x_plane[h * W + w];
                     }
-                    y[out] = sum / size;
-                    continue;
                 }
-                const REAL g = dy[out] / size;
+                y[(nc * P + p) * Q + q] = sum / (REAL)((h1 - h0) * (w1 - w0));
+            }
+        }
+    }
+    return FC_OK;
+}
+
+fc_status FN(fc_adaptive_avg_pool_backward)(REAL *dx, const REAL *dy, const fc_pool_problem *pb)
+{
+    /* dx (N, C, H, W): each dy (N, C, P, Q) value spread evenly over its adaptive window */
+    if (!adaptive_problem_ok(pb)) {
+        return FC_ERR_INVALID;
+    }
+    const int64_t H = pb->H, W = pb->W, P = pb->P, Q = pb->Q, planes = pb->N * pb->C;
+
+#pragma omp parallel for schedule(static) if (planes * H * W >= POOL_PARALLEL_MIN)
+    for (int64_t nc = 0; nc < planes; nc++) {
+        REAL *dx_plane = dx + nc * H * W;
+        FN(zero)(dx_plane, H * W);
+        for (int64_t p = 0; p < P; p++) {
+            int64_t h0, h1;
+            adaptive_range(p, P, H, &h0, &h1);
+            for (int64_t q = 0; q < Q; q++) {
+                int64_t w0, w1;
+                adaptive_range(q, Q, W, &w0, &w1);
+                const REAL g = dy[(nc * P + p) * Q + q] / (REAL)((h1 - h0) * (w1 - w0));
                 for (int64_t h = h0; h < h1; h++) {
                     for (int64_t w = w0; w < w1; w++) {
                         dx_plane[h * W + w] += g;
@@ -730,16 +776,4 @@ static fc_status FN(adaptive_pool)(REAL *y, const REAL *x, REAL *dx, const REAL 
         }
     }
     return FC_OK;
-}
-
-fc_status FN(fc_adaptive_avg_pool_forward)(REAL *y, const REAL *x, const fc_pool_problem *pb)
-{
-    /* y (N, C, P, Q) = the mean of each adaptive window of x (N, C, H, W) */
-    return FN(adaptive_pool)(y, x, NULL, NULL, pb);
-}
-
-fc_status FN(fc_adaptive_avg_pool_backward)(REAL *dx, const REAL *dy, const fc_pool_problem *pb)
-{
-    /* dx (N, C, H, W): each dy (N, C, P, Q) value spread evenly over its adaptive window */
-    return FN(adaptive_pool)(NULL, NULL, dx, dy, pb);
 }
