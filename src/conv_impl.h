@@ -3,25 +3,20 @@
  * after conv_algorithm_known. The algorithm is chosen in Python (fastconv/plan.py) and
  * the kernels check the problem themselves, so a dispatcher only routes the call. */
 
-/* A forward kernel, and a gradient kernel (data or weight: one output, two inputs). */
-typedef fc_status (*FN(conv_forward_kernel))(REAL *y, const REAL *x, const REAL *w,
-                                             const REAL *bias, const fc_conv_problem *pb);
-typedef fc_status (*FN(conv_gradient_kernel))(REAL *out, const REAL *a, const REAL *b,
-                                              const fc_conv_problem *pb);
-
-/* Each pass's kernel per algorithm, indexed by fc_conv_algorithm. FC_CONV_WINOGRAD runs
- * F(4x4, 3x3) forward and for the data gradient, F(2x2, 3x3) for the weight gradient. */
-static const FN(conv_forward_kernel) FN(forward_kernels)[FC_CONV_ALGORITHM_COUNT] = {
+/* Each pass's kernel per algorithm (signatures in fastconv.h), indexed by
+ * fc_conv_algorithm. FC_CONV_WINOGRAD runs F(4x4, 3x3) forward and for the data gradient,
+ * F(2x2, 3x3) for the weight gradient. */
+static FN(fc_conv_forward_fn) *const FN(forward_kernels)[FC_CONV_ALGORITHM_COUNT] = {
     [FC_CONV_DIRECT] = FN(fc_conv_direct_forward),
     [FC_CONV_IM2COL] = FN(fc_conv_im2col_forward),
     [FC_CONV_WINOGRAD] = FN(fc_conv_winograd_forward),
 };
-static const FN(conv_gradient_kernel) FN(backward_data_kernels)[FC_CONV_ALGORITHM_COUNT] = {
+static FN(fc_conv_data_fn) *const FN(backward_data_kernels)[FC_CONV_ALGORITHM_COUNT] = {
     [FC_CONV_DIRECT] = FN(fc_conv_direct_backward_data),
     [FC_CONV_IM2COL] = FN(fc_conv_im2col_backward_data),
     [FC_CONV_WINOGRAD] = FN(fc_conv_winograd_backward_data),
 };
-static const FN(conv_gradient_kernel) FN(backward_weight_kernels)[FC_CONV_ALGORITHM_COUNT] = {
+static FN(fc_conv_weight_fn) *const FN(backward_weight_kernels)[FC_CONV_ALGORITHM_COUNT] = {
     [FC_CONV_DIRECT] = FN(fc_conv_direct_backward_weight),
     [FC_CONV_IM2COL] = FN(fc_conv_im2col_backward_weight),
     [FC_CONV_WINOGRAD] = FN(fc_conv_winograd_backward_weight),

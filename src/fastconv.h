@@ -43,6 +43,27 @@ typedef struct {
     int64_t P, Q;                 /* output height, width */
 } fc_conv_problem;
 
+/* The three passes of a convolution, one signature each, shared by every algorithm's
+ * kernels (direct, im2col + GEMM, Winograd) and the dispatchers of conv.c:
+ *   forward          y (N, K, P, Q) = x (N, C, H, W) correlated with w (K, C/groups, R, S),
+ *                    plus bias (K), or no bias for NULL
+ *   backward_data    dx (N, C, H, W) = the transposed convolution of dy (N, K, P, Q) with w
+ *   backward_weight  dw (K, C/groups, R, S) = sum over n, p, q of dy times the x pixel
+ *                    each tap reads
+ * The gradient kernels overwrite what they produce. */
+typedef fc_status fc_conv_forward_fn_f32(float *y, const float *x, const float *w,
+                                         const float *bias, const fc_conv_problem *pb);
+typedef fc_status fc_conv_forward_fn_f64(double *y, const double *x, const double *w,
+                                         const double *bias, const fc_conv_problem *pb);
+typedef fc_status fc_conv_data_fn_f32(float *dx, const float *dy, const float *w,
+                                      const fc_conv_problem *pb);
+typedef fc_status fc_conv_data_fn_f64(double *dx, const double *dy, const double *w,
+                                      const fc_conv_problem *pb);
+typedef fc_status fc_conv_weight_fn_f32(float *dw, const float *dy, const float *x,
+                                        const fc_conv_problem *pb);
+typedef fc_status fc_conv_weight_fn_f64(double *dw, const double *dy, const double *x,
+                                        const fc_conv_problem *pb);
+
 /* One 2-D pooling problem (max, average or adaptive average), filled in one place
  * (fastconv/_pool.pxi) from the checked Python arguments. P and Q come from
  * fastconv.sizing.conv_output_size (adaptive pooling: the requested output size). */
@@ -149,38 +170,18 @@ int64_t fc_conv_direct_forward_runs(fc_direct_forward_variant variant);
 int64_t fc_conv_direct_data_runs(fc_direct_data_variant variant);
 int64_t fc_conv_direct_weight_runs(fc_direct_weight_variant variant);
 
-fc_status fc_conv_direct_forward_f32(float *y, const float *x, const float *w,
-                                     const float *bias, const fc_conv_problem *pb);
-fc_status fc_conv_direct_forward_f64(double *y, const double *x, const double *w,
-                                     const double *bias, const fc_conv_problem *pb);
-/* dx (N, C, H, W) = the transposed convolution of dy (N, K, P, Q) with w. */
-fc_status fc_conv_direct_backward_data_f32(float *dx, const float *dy, const float *w,
-                                           const fc_conv_problem *pb);
-fc_status fc_conv_direct_backward_data_f64(double *dx, const double *dy, const double *w,
-                                           const fc_conv_problem *pb);
-/* dw (K, C/g, R, S) = sum over n, p, q of dy times the x pixel each tap reads; bitwise
- * reproducible at a given thread count. */
-fc_status fc_conv_direct_backward_weight_f32(float *dw, const float *dy, const float *x,
-                                             const fc_conv_problem *pb);
-fc_status fc_conv_direct_backward_weight_f64(double *dw, const double *dy, const double *x,
-                                             const fc_conv_problem *pb);
+/* The kernels of the direct convolution (conv_direct.c) and of im2col + GEMM
+ * (conv_im2col.c), by pass. The direct weight gradient is bitwise reproducible at a given
+ * thread count. */
+fc_conv_forward_fn_f32 fc_conv_direct_forward_f32, fc_conv_im2col_forward_f32;
+fc_conv_forward_fn_f64 fc_conv_direct_forward_f64, fc_conv_im2col_forward_f64;
+fc_conv_data_fn_f32 fc_conv_direct_backward_data_f32, fc_conv_im2col_backward_data_f32;
+fc_conv_data_fn_f64 fc_conv_direct_backward_data_f64, fc_conv_im2col_backward_data_f64;
+fc_conv_weight_fn_f32 fc_conv_direct_backward_weight_f32, fc_conv_im2col_backward_weight_f32;
+fc_conv_weight_fn_f64 fc_conv_direct_backward_weight_f64, fc_conv_im2col_backward_weight_f64;
 /* db (K) = sum over n, p, q of dy (every algorithm's bias gradient). */
 fc_status fc_conv_backward_bias_f32(float *db, const float *dy, const fc_conv_problem *pb);
 fc_status fc_conv_backward_bias_f64(double *db, const double *dy, const fc_conv_problem *pb);
-
-/* ---- im2col + GEMM convolution (conv_im2col.c): the same arrays as the direct one ---- */
-fc_status fc_conv_im2col_forward_f32(float *y, const float *x, const float *w,
-                                     const float *bias, const fc_conv_problem *pb);
-fc_status fc_conv_im2col_forward_f64(double *y, const double *x, const double *w,
-                                     const double *bias, const fc_conv_problem *pb);
-fc_status fc_conv_im2col_backward_data_f32(float *dx, const float *dy, const float *w,
-                                           const fc_conv_problem *pb);
-fc_status fc_conv_im2col_backward_data_f64(double *dx, const double *dy, const double *w,
-                                           const fc_conv_problem *pb);
-fc_status fc_conv_im2col_backward_weight_f32(float *dw, const float *dy, const float *x,
-                                             const fc_conv_problem *pb);
-fc_status fc_conv_im2col_backward_weight_f64(double *dw, const double *dy, const double *x,
-                                             const fc_conv_problem *pb);
 
 /* ---- Winograd F(2x2, 3x3) weight gradient (conv_winograd_weight.c) ----
  * For 3x3 filters, stride 1, dilation 1, one group, any padding (fc_winograd_supports,
@@ -190,10 +191,8 @@ fc_status fc_conv_im2col_backward_weight_f64(double *dw, const double *dy, const
  * elements (more only if one row of 2x2 output tiles is wider than 128 tiles), their
  * source rows, about 1/3 of that, and the GEMM's packing buffers. */
 #define FC_WINOGRAD_MAX_SUMS_BYTES ((int64_t)64 << 20)
-fc_status fc_conv_winograd_backward_weight_f32(float *dw, const float *dy, const float *x,
-                                               const fc_conv_problem *pb);
-fc_status fc_conv_winograd_backward_weight_f64(double *dw, const double *dy, const double *x,
-                                               const fc_conv_problem *pb);
+fc_conv_weight_fn_f32 fc_conv_winograd_backward_weight_f32;
+fc_conv_weight_fn_f64 fc_conv_winograd_backward_weight_f64;
 
 /* ---- Winograd F(4x4, 3x3) convolution (conv_winograd.c) ----
  * Only 3 x 3 filters, stride 1, dilation 1, groups 1, any padding (fc_winograd_supports;
@@ -208,14 +207,10 @@ fc_status fc_conv_winograd_backward_weight_f64(double *dw, const double *dy, con
 int fc_winograd_supports(const fc_conv_problem *pb);
 /* Bytes the threads keep between Winograd calls (freed as each thread exits). */
 int64_t fc_winograd_kept_bytes(void);
-fc_status fc_conv_winograd_forward_f32(float *y, const float *x, const float *w,
-                                       const float *bias, const fc_conv_problem *pb);
-fc_status fc_conv_winograd_forward_f64(double *y, const double *x, const double *w,
-                                       const double *bias, const fc_conv_problem *pb);
-fc_status fc_conv_winograd_backward_data_f32(float *dx, const float *dy, const float *w,
-                                             const fc_conv_problem *pb);
-fc_status fc_conv_winograd_backward_data_f64(double *dx, const double *dy, const double *w,
-                                             const fc_conv_problem *pb);
+fc_conv_forward_fn_f32 fc_conv_winograd_forward_f32;
+fc_conv_forward_fn_f64 fc_conv_winograd_forward_f64;
+fc_conv_data_fn_f32 fc_conv_winograd_backward_data_f32;
+fc_conv_data_fn_f64 fc_conv_winograd_backward_data_f64;
 
 /* ---- convolution by a named algorithm (conv.c) ----
  * One entry point per pass, running the kernel of the algorithm given: the same arrays
