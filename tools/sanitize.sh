@@ -20,8 +20,7 @@
 # FASTCONV_NO_TORCH=1 (set it before calling this script) makes the tests that compare
 # against PyTorch skip (tests/conftest.py): CI does this to save a minute.
 #
-# Measured on 2 cores (2026-11-29): 1,354 tests in 255 s without PyTorch (as CI runs it),
-# plus about 35 s to build; 0 reports.
+# On 2 cores the run without PyTorch (as CI runs it) takes a few minutes, plus the build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}

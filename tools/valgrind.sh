@@ -21,8 +21,8 @@ if [ $# -eq 0 ]; then
     # small shapes, plus the fuzzing and thread tests; the slow oracle comparisons are
     # left out, as valgrind runs 20-50x slower, and so are the timing-based GIL checks.
     # valgrind 3.19 has no AVX-512: under it the CPU reports AVX2 at most, so the AVX-512
-    # kernels are left to tools/sanitize.sh. Measured 2026-11-29: 391 tests in 13 minutes
-    # on 2 cores (beside other work), 0 errors in fastconv.
+    # kernels are left to tools/sanitize.sh. The selection takes about a quarter of an
+    # hour on 2 cores.
     set -- tests/test_gemm.py tests/test_conv_errors.py tests/test_huge_shapes.py \
         tests/test_fuzz.py tests/test_threads.py \
         "tests/test_conv.py::test_adjoint_identity" \
