@@ -25,6 +25,7 @@ import fastconv
 from fastconv import reference
 from fastconv._checks import conv_geometry
 from fastconv.plan import winograd_supports
+from fastconv.cli.options import thread_count
 
 README_START = "<!-- bench:start -->"
 README_END = "<!-- bench:end -->"
@@ -422,7 +423,7 @@ def add_arguments(parser):
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="short timing budget (default)")
     mode.add_argument("--full", action="store_true", help="longer timing budget per case")
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("FASTCONV_BENCH_THREADS", 2)),
+    parser.add_argument("--threads", type=thread_count, default=int(os.environ.get("FASTCONV_BENCH_THREADS", 2)),
                         help="threads for every contender (default 2, or $FASTCONV_BENCH_THREADS)")
     parser.add_argument("--markdown", metavar="PATH", help="write the table here (default: print)")
     parser.add_argument("--json", metavar="PATH", help="write all rows and metadata as JSON")

@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 from ..nn.checkpoint import load_checkpoint
+from .options import thread_count
 from ..nn.models import LeNet5, from_config
 from ..nn.training import HISTORY_KEYS, confusion_matrix, evaluate, fit, format_epoch
 
@@ -40,7 +41,7 @@ def add_parser(subparsers):
     p.add_argument("--pool", choices=("max", "avg"), default="max")
     p.add_argument("--seed", type=int, default=0,
                    help="seeds the initialisation and the shuffling (default 0)")
-    p.add_argument("--threads", type=int, default=None, help="OpenMP threads for the kernels")
+    p.add_argument("--threads", type=thread_count, default=None, help="OpenMP threads for the kernels")
     p.add_argument("--limit", type=int, default=None,
                    help="train on the first N training images only")
     p.add_argument("--out", default=os.path.join("runs", "lenet"),
@@ -60,7 +61,7 @@ def add_parser(subparsers):
     e.add_argument("--dataset", choices=("mnist", "digits"), default=None,
                    help="default: the checkpoint's")
     e.add_argument("--data-dir", default=None, help="default: the checkpoint's")
-    e.add_argument("--threads", type=int, default=None)
+    e.add_argument("--threads", type=thread_count, default=None)
     e.set_defaults(run=run_evaluate)
 
 
