@@ -166,14 +166,18 @@ class Layer:
         """Whether :meth:`reuse_buffers` is on."""
         return self._reuse
 
-    def _out(self, role, shape, dtype):
+    def _out(self, role, shape, dtype, reads=()):
         """The array to write this call's `role` result into ("y", "grad_x", ...): None
         (let the function allocate) unless buffers are reused in training mode; then the
-        array kept for `role`, made anew when the shape or dtype changed."""
+        array kept for `role`, made anew when the shape or dtype changed or when it
+        overlaps one of the arrays the call `reads` (a caller may hand a layer the array it
+        returned last time: the kernels must never write what they read)."""
         if not (self._reuse and self.training):
             return None
         kept = self._kept.get(role)
-        if kept is None or kept.shape != tuple(shape) or kept.dtype != dtype:
+        if (kept is None or kept.shape != tuple(shape) or kept.dtype != dtype
+                or any(isinstance(a, np.ndarray) and np.may_share_memory(kept, a)
+                       for a in reads)):
             kept = self._kept[role] = np.empty(shape, dtype=dtype)
         return kept
 
@@ -341,7 +345,7 @@ class Conv2D(Layer):
         out = None
         if self._reuse and self.training and x.ndim == 4 and x.shape[1] == self.in_channels:
             shape = self.output_shape(x.shape)
-            out = self._out("y", shape, self.dtype) if min(shape) > 0 else None
+            out = self._out("y", shape, self.dtype, (x,)) if min(shape) > 0 else None
         y = conv2d(x, self._params["weight"], self._params["bias"], self.stride, self.padding,
                    out=out)
         y = _activation_forward(y, self.activation)
@@ -350,10 +354,11 @@ class Conv2D(Layer):
 
     def backward(self, grad_out, input_grad=True):
         x, y = self._saved(self._x), self._y
+        grad_out = np.asarray(grad_out, dtype=self.dtype)
         grad_pre = _activation_backward(
-            np.asarray(grad_out, dtype=self.dtype), y, self.activation,
-            self._out("grad_pre", y.shape, y.dtype) if self.activation else None)
-        out = (self._out("grad_x", x.shape, self.dtype) if input_grad else None,
+            grad_out, y, self.activation,
+            self._out("grad_pre", y.shape, y.dtype, (grad_out,)) if self.activation else None)
+        out = (self._out("grad_x", x.shape, self.dtype, (grad_pre, x)) if input_grad else None,
                self._grad_out("weight"), self._grad_out("bias"))
         grad_x, self._grads["weight"], self._grads["bias"] = conv2d_backward(
             grad_pre, x, self._params["weight"], self.stride, self.padding,
@@ -404,7 +409,7 @@ class Linear(Layer):
         if x.ndim != 2 or x.shape[1] != self.in_features:
             raise ValueError(f"{self.describe()}: expected input of shape (N, "
                              f"{self.in_features}), got {x.shape}")
-        y = self._out("y", (x.shape[0], self.out_features), self.dtype)
+        y = self._out("y", (x.shape[0], self.out_features), self.dtype, (x,))
         if y is None:
             y = np.empty((x.shape[0], self.out_features), dtype=self.dtype)
         _ext.gemm(y, x, self._params["weight"].T, False)      # (N, in) @ (in, out)
@@ -420,7 +425,7 @@ class Linear(Layer):
         self._grads["bias"] = g.sum(axis=0, out=self._grad_out("bias"))
         if not input_grad:
             return None
-        grad_x = self._out("grad_x", x.shape, x.dtype)
+        grad_x = self._out("grad_x", x.shape, x.dtype, (g, x))
         if grad_x is None:
             grad_x = np.empty_like(x)
         _ext.gemm(grad_x, g, w, False)                        # (N, out) @ (out, in)
@@ -457,12 +462,12 @@ class _Pool2D(Layer):
             return None
         shape = self.output_shape(x.shape)
         kinds = {"y": x.dtype, "argmax": np.uint8}
-        return tuple(self._out(role, shape, kinds[role]) for role in roles)
+        return tuple(self._out(role, shape, kinds[role], (x,)) for role in roles)
 
-    def _grad_x_out(self, x):
+    def _grad_x_out(self, x, grad_out):
         if x.dtype not in (np.float32, np.float64):
             return None
-        return self._out("grad_x", x.shape, x.dtype)
+        return self._out("grad_x", x.shape, x.dtype, (x, grad_out))
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}"
@@ -484,9 +489,9 @@ class MaxPool2D(_Pool2D):
 
     def backward(self, grad_out, input_grad=True):
         x = self._saved(self._x)
-        return max_pool2d_backward(np.asarray(grad_out, dtype=x.dtype), x, self.kernel_size,
-                                   self.stride, self.padding, argmax=self._argmax,
-                                   out=self._grad_x_out(x))
+        grad_out = np.asarray(grad_out, dtype=x.dtype)
+        return max_pool2d_backward(grad_out, x, self.kernel_size, self.stride, self.padding,
+                                   argmax=self._argmax, out=self._grad_x_out(x, grad_out))
 
 
 class AvgPool2D(_Pool2D):
@@ -500,8 +505,9 @@ class AvgPool2D(_Pool2D):
 
     def backward(self, grad_out, input_grad=True):
         x = self._saved(self._x)
-        return avg_pool2d_backward(np.asarray(grad_out, dtype=x.dtype), x, self.kernel_size,
-                                   self.stride, self.padding, out=self._grad_x_out(x))
+        grad_out = np.asarray(grad_out, dtype=x.dtype)
+        return avg_pool2d_backward(grad_out, x, self.kernel_size, self.stride, self.padding,
+                                   out=self._grad_x_out(x, grad_out))
 
 
 class ReLU(Layer):
