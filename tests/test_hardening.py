@@ -1,0 +1,193 @@
+"""Bad and extreme inputs: thread counts, out= aliasing, non-finite and huge values under
+algorithm="auto", empty dimensions, argument checks, RGBA images."""
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv.config import MAX_THREADS
+
+
+# -- thread counts ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("n", [MAX_THREADS + 1, 50_000, 10**6, 2**40, 2**70])
+def test_set_num_threads_refuses_counts_above_the_bound_with_a_value_error_naming_n(n):
+    before = fastconv.get_num_threads()
+    with pytest.raises(ValueError, match=r"set_num_threads: n must be from 1 to"):
+        fastconv.set_num_threads(n)
+    assert fastconv.get_num_threads() == before
+
+
+@pytest.mark.parametrize("n", [True, 2.0, "2", None])
+def test_set_num_threads_refuses_bools_and_non_integers_with_a_type_error(n):
+    with pytest.raises(TypeError, match=r"set_num_threads: n must be an int"):
+        fastconv.set_num_threads(n)
+
+
+@pytest.mark.parametrize("n", [np.int64(2), np.int32(1), np.uint8(2)])
+def test_set_num_threads_accepts_numpy_integers(n):
+    before = fastconv.get_num_threads()
+    try:
+        fastconv.set_num_threads(n)
+        assert fastconv.get_num_threads() == int(n)
+    finally:
+        fastconv.set_num_threads(before)
+
+
+def test_the_largest_accepted_thread_count_runs_a_convolution():
+    before = fastconv.get_num_threads()
+    try:
+        fastconv.set_num_threads(MAX_THREADS)
+        x = np.ones((1, 1, 5, 5), np.float32)
+        assert fastconv.conv2d(x, np.ones((1, 1, 3, 3), np.float32)).sum() == 81
+    finally:
+        fastconv.set_num_threads(before)
+
+
+def test_cli_threads_option_refuses_a_count_above_the_bound():
+    from fastconv.cli import build_parser
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--threads", str(MAX_THREADS + 1)])
+
+
+# -- non-finite and huge values: auto gives direct's NaN / inf / finite pattern ----------
+
+# A deep 3x3 layer auto runs by Winograd in every pass.
+WINOGRAD_X = (4, 64, 16, 16)
+WINOGRAD_W = (64, 64, 3, 3)
+
+
+def _pattern(a):
+    return np.isnan(a), np.isposinf(a), np.isneginf(a)
+
+
+def _assert_same_pattern(a, b):
+    for got, want in zip(_pattern(a), _pattern(b)):
+        np.testing.assert_array_equal(got, want)
+
+
+def _winograd_problem(seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(WINOGRAD_X).astype(np.float32)
+    w = rng.standard_normal(WINOGRAD_W).astype(np.float32)
+    plan = fastconv.conv_plan(WINOGRAD_X, WINOGRAD_W, padding=1)
+    assert (plan.forward, plan.backward_data) == ("winograd", "winograd")
+    return x, w
+
+
+def _poison(a, kind):
+    a = a.copy()
+    if kind == "nan":
+        a[0, 3, 5, 5] = np.nan
+    elif kind == "inf":
+        a[0, 3, 5, 5] = np.inf
+    elif kind == "3e38":
+        a[0, 3, 5, 5] = 3e38
+        a[0, 7, 0, 8] = -3e38
+    elif kind == "1e38":
+        a[...] = np.sign(a) * np.float32(1e38)
+    return a
+
+
+POISONS = ["nan", "inf", "3e38", "1e38"]
+
+
+@pytest.mark.parametrize("kind", POISONS)
+@pytest.mark.parametrize("where", ["x", "weight"])
+def test_auto_forward_gives_directs_nan_inf_and_finite_outputs(kind, where):
+    x, w = _winograd_problem()
+    if where == "x":
+        x = _poison(x, kind)
+    else:
+        w = _poison(w.reshape(1, 64, 64, 9), kind).reshape(WINOGRAD_W)
+    direct = fastconv.conv2d(x, w, padding=1, algorithm="direct")
+    auto = fastconv.conv2d(x, w, padding=1)
+    _assert_same_pattern(auto, direct)
+
+
+@pytest.mark.parametrize("kind", POISONS)
+def test_auto_input_gradient_gives_directs_nan_inf_and_finite_outputs(kind):
+    x, w = _winograd_problem()
+    grad_out = _poison(np.random.default_rng(1).standard_normal(WINOGRAD_X).astype(np.float32),
+                       kind)
+    direct = fastconv.conv2d_backward(grad_out, x, w, padding=1, algorithm="direct")
+    auto = fastconv.conv2d_backward(grad_out, x, w, padding=1)
+    for got, want in zip(auto, direct):
+        _assert_same_pattern(got, want)
+
+
+def test_one_nan_pixel_gives_exactly_the_nan_outputs_direct_gives():
+    x, w = _winograd_problem()
+    x[0, 3, 5, 5] = np.nan
+    y = fastconv.conv2d(x, w, padding=1)
+    assert np.isnan(y).sum() == 64 * 9                 # every filter, the 3x3 around it
+    assert np.isnan(y[0, :, 4:7, 4:7]).all()
+
+
+def test_an_inf_pixel_gives_inf_where_direct_does():
+    x, w = _winograd_problem()
+    x[0, 3, 5, 5] = np.inf
+    y = fastconv.conv2d(x, w, padding=1)
+    assert np.isinf(y).sum() == 64 * 9 and not np.isnan(y).any()
+
+
+def test_explicit_winograd_keeps_its_behaviour_on_a_nan_pixel():
+    x, w = _winograd_problem()
+    x[0, 3, 5, 5] = np.nan
+    y = fastconv.conv2d(x, w, padding=1, algorithm="winograd")
+    assert np.isnan(y).sum() > 64 * 9                  # the whole tiles it reads
+
+
+def test_auto_keeps_winograd_for_ordinary_values():
+    from fastconv.plan import plan_for_values
+    x, w = _winograd_problem()
+    plan = fastconv.conv_plan(WINOGRAD_X, WINOGRAD_W, padding=1)
+    assert plan_for_values(plan, "auto", x, w) is plan
+    kept = plan_for_values(plan, "auto", x, w, grad_out=x)
+    assert (kept.backward_data, kept.backward_weight) == (plan.backward_data,
+                                                          plan.backward_weight)
+
+
+def test_max_abs_scan_reports_the_largest_magnitude_inf_and_nan():
+    from fastconv import _ext
+    for dtype in (np.float32, np.float64):
+        a = np.array([1.0, -7.5, 3.0], dtype)
+        assert _ext.max_abs(a) == 7.5
+        assert _ext.max_abs(np.array([], dtype)) == 0.0
+        assert _ext.max_abs(np.array([1.0, -np.inf], dtype)) == np.inf
+        assert np.isnan(_ext.max_abs(np.array([np.inf, np.nan, 1.0], dtype)))
+
+
+# -- out= aliasing ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("which", ["a", "b", "view of a"])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_matmul_refuses_an_out_that_overlaps_an_input(which, accumulate):
+    a = np.ones((50, 50))
+    b = np.ones((50, 50))
+    out = {"a": a, "b": b, "view of a": a[:, :]}[which]
+    with pytest.raises(ValueError, match=r"matmul: out overlaps (a|b) in memory"):
+        fastconv.matmul(a, b, out=out, accumulate=accumulate)
+    assert (a == 1).all() and (b == 1).all()
+
+
+def _square_layers():
+    from fastconv.nn import Conv2D, Linear, MaxPool2D, AvgPool2D
+    return [(Linear(6, 6, seed=0), (5, 6)),
+            (Conv2D(3, 3, 3, padding=1, seed=0), (2, 3, 6, 6)),
+            (Conv2D(3, 3, 3, padding=1, activation="relu", seed=0), (2, 3, 6, 6)),
+            (MaxPool2D(1), (2, 3, 4, 4)), (AvgPool2D(1), (2, 3, 4, 4))]
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_a_layer_reusing_buffers_computes_correctly_when_given_its_own_last_result(index):
+    layer, shape = _square_layers()[index]
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    want_y = layer.forward(x).copy()
+    want_y2 = layer.forward(want_y).copy()
+    want_gx = layer.backward(want_y2).copy()
+    layer.reuse_buffers()
+    y = layer.forward(x)
+    y2 = layer.forward(y)                  # its own kept output as input
+    np.testing.assert_array_equal(y2, want_y2)
+    gx = layer.backward(y2)                # its own kept output as grad_out
+    np.testing.assert_array_equal(gx, want_gx)
