@@ -161,10 +161,13 @@ def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups
     if grad_b is None:
         grad_b = np.empty((geom.K,), dtype=dtype)
     if grad_out.size == 0 or x.size == 0 or weight.size == 0:
+        # Some sum is empty: grad_x sums grad_out x weight, grad_weight grad_out x x, and
+        # those are 0 where a factor is empty; grad_bias sums grad_out alone, so an empty
+        # x or weight (C = 0, H = 0) leaves it grad_out's sum over (N, P, Q).
         if input_grad:
             grad_x[...] = 0
         grad_w[...] = 0
-        grad_b[...] = 0
+        np.sum(grad_out, axis=(0, 2, 3), dtype=dtype, out=grad_b)
         return grad_x, grad_w, grad_b
     # flip: the kernels' weight gradient is of the flipped filters; flip it back after.
     grad_w_used = np.empty_like(grad_w) if flip else grad_w

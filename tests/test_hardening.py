@@ -191,3 +191,35 @@ def test_a_layer_reusing_buffers_computes_correctly_when_given_its_own_last_resu
     np.testing.assert_array_equal(y2, want_y2)
     gx = layer.backward(y2)                # its own kept output as grad_out
     np.testing.assert_array_equal(gx, want_gx)
+
+
+# -- empty dimensions --------------------------------------------------------------------
+
+# (x shape, weight shape, padding): each with one dimension empty.
+EMPTY_CONV = {
+    "N=0": ((0, 2, 4, 4), (3, 2, 3, 3), 1),
+    "C=0": ((2, 0, 4, 4), (3, 0, 3, 3), 1),
+    "K=0": ((2, 2, 4, 4), (0, 2, 3, 3), 1),
+    "H=0": ((2, 2, 0, 4), (3, 2, 1, 1), 1),
+    "W=0": ((2, 2, 4, 0), (3, 2, 1, 1), 1),
+}
+
+
+@pytest.mark.parametrize("empty", EMPTY_CONV)
+@pytest.mark.parametrize("algorithm", ["auto", "direct", "im2col"])
+def test_conv2d_and_its_gradients_with_an_empty_dimension_match_the_mathematics(empty,
+                                                                               algorithm):
+    from fastconv import reference
+    x_shape, w_shape, padding = EMPTY_CONV[empty]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(x_shape)
+    w = rng.standard_normal(w_shape)
+    b = rng.standard_normal(w_shape[0])
+    y = fastconv.conv2d(x, w, b, padding=padding, algorithm=algorithm)
+    np.testing.assert_allclose(y, reference.conv2d_forward(x, w, b, padding=(padding,) * 4))
+    grad_out = rng.standard_normal(y.shape)
+    grads = fastconv.conv2d_backward(grad_out, x, w, padding=padding, algorithm=algorithm)
+    want = (np.zeros(x_shape), np.zeros(w_shape), grad_out.sum(axis=(0, 2, 3)))
+    for got, expected in zip(grads, want):
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, atol=1e-12)
