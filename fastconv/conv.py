@@ -27,7 +27,7 @@ def _prepare(func, x, weight, stride, padding, dilation, groups, algorithm, flip
     geom = conv_geometry(x.shape, weight.shape, stride, padding, dilation, groups, func)
     plan = plan_for_values(plan_for(geom, dtype, algorithm, func), algorithm, x, weight,
                            input_grad=input_grad, **others)
-    if flip:
+    if as_bool(flip, "flip", func):
         weight = weight[:, :, ::-1, ::-1]
     return geom, dtype, plan, weight
 
@@ -71,8 +71,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     Returns
     -------
     ndarray, shape (N, K, P, Q)
-        P and Q from :func:`fastconv.conv_output_size`. float32 inputs give float32;
-        float64, mixed, integer or bool inputs give float64.
+        P and Q from :func:`fastconv.conv_output_size`. The dtype rule of every fastconv
+        function: float64 when any input is float64, integer or bool, else float32
+        (float16 and float32 inputs, alone or together, compute in float32).
 
     Examples
     --------

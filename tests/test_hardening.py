@@ -223,3 +223,86 @@ def test_conv2d_and_its_gradients_with_an_empty_dimension_match_the_mathematics(
     for got, expected in zip(grads, want):
         assert got.shape == expected.shape
         np.testing.assert_allclose(got, expected, atol=1e-12)
+
+
+# -- argument checks of the layer and model API -----------------------------------------
+
+def _lenet():
+    from fastconv.nn import LeNet5
+    return LeNet5(seed=0)
+
+
+@pytest.mark.parametrize("batch_size, error", [(-1, ValueError), (0, ValueError),
+                                               (1.5, TypeError), (True, TypeError)])
+def test_lenet5_predict_refuses_a_bad_batch_size_naming_it(batch_size, error):
+    with pytest.raises(error, match=r"LeNet5.predict: batch_size must be"):
+        _lenet().predict(np.zeros((3, 28, 28), np.uint8), batch_size=batch_size)
+
+
+def test_lenet5_predict_accepts_a_numpy_integer_batch_size():
+    assert _lenet().predict(np.zeros((3, 28, 28), np.uint8), batch_size=np.int64(2)).shape == (3,)
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda: __import__("fastconv.nn", fromlist=["Conv2D"]).Conv2D(1, 2, 3), (1, 1, 5, 5)),
+    (lambda: __import__("fastconv.nn", fromlist=["Linear"]).Linear(2, 2), (1, 2)),
+    (_lenet, (1, 1, 32, 32))])
+def test_layers_refuse_complex_input_with_a_type_error(make, shape):
+    with pytest.raises(TypeError, match=r"x must be a real .* got dtype complex128"):
+        make().forward(np.ones(shape, complex))
+
+
+@pytest.mark.parametrize("labels", [np.array([0.0, 1.0]), np.array([True, False]),
+                                    np.array(["a", "b"])])
+def test_softmax_cross_entropy_refuses_non_integer_labels_with_a_type_error(labels):
+    from fastconv.nn import softmax_cross_entropy
+    with pytest.raises(TypeError, match=r"softmax_cross_entropy: labels must be an integer"):
+        softmax_cross_entropy(np.zeros((2, 3)), labels)
+
+
+@pytest.mark.parametrize("call", [
+    lambda flip: fastconv.conv2d(np.ones((1, 1, 3, 3)), np.ones((1, 1, 2, 2)), flip=flip),
+    lambda flip: fastconv.conv2d_backward(np.ones((1, 1, 2, 2)), np.ones((1, 1, 3, 3)),
+                                          np.ones((1, 1, 2, 2)), flip=flip),
+    lambda flip: fastconv.filters.filter2d(np.ones((3, 3)), np.ones((2, 2)), flip=flip),
+    lambda flip: fastconv.filters.edge_kernel(normalize=flip)])
+def test_flags_refuse_a_string_with_a_type_error(call):
+    with pytest.raises(TypeError, match=r"(flip|normalize) must be a bool, got str 'no'"):
+        call("no")
+
+
+def test_avg_pool2d_refuses_a_huge_divisor_override_with_a_value_error():
+    with pytest.raises(ValueError, match=r"avg_pool2d: divisor_override must be within"):
+        fastconv.avg_pool2d(np.ones((1, 1, 4, 4)), 2, divisor_override=2**70)
+
+
+def test_gaussian_refuses_a_huge_sigma_naming_it():
+    with pytest.raises(ValueError, match=r"gaussian: sigma=1000000000000.0 with truncate"):
+        fastconv.filters.gaussian(np.ones((4, 4)), sigma=1e12)
+
+
+# -- RGBA images and float16 -----------------------------------------------------------
+
+@pytest.mark.parametrize("func", ["sobel", "gaussian", "canny"])
+def test_an_rgba_image_is_filtered_as_its_rgb_image_with_alpha_dropped(func):
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, (9, 7, 4), dtype=np.uint8)
+    f = getattr(fastconv.filters, func)
+    got = f(rgba)
+    assert got.shape == (9, 7)
+    np.testing.assert_array_equal(got, f(rgba[..., :3]))
+    np.testing.assert_array_equal(f(rgba[None]), got[None])
+
+
+def test_rgb_to_gray_drops_alpha():
+    rgba = np.arange(24.0).reshape(2, 3, 4)
+    np.testing.assert_array_equal(fastconv.filters.rgb_to_gray(rgba),
+                                  fastconv.filters.rgb_to_gray(rgba[..., :3]))
+
+
+def test_float16_computes_in_float32_alone_and_mixed_with_float32():
+    x16 = np.ones((1, 1, 4, 4), np.float16)
+    w32 = np.ones((1, 1, 3, 3), np.float32)
+    assert fastconv.conv2d(x16, w32.astype(np.float16)).dtype == np.float32
+    assert fastconv.conv2d(x16, w32).dtype == np.float32
+    assert fastconv.conv2d(x16, w32.astype(np.float64)).dtype == np.float64

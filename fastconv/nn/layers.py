@@ -38,7 +38,7 @@ import math
 import numpy as np
 
 from .. import _ext
-from .._checks import as_kernel_input
+from .._checks import as_kernel_input, as_real_input
 from ..conv import conv2d, conv2d_backward
 from ..sizing import conv_output_size
 
@@ -341,7 +341,7 @@ class Conv2D(Layer):
         self._x = self._y = None
 
     def forward(self, x):
-        x = np.asarray(x, dtype=self.dtype)
+        x = as_real_input(x, "x", f"{self.describe()}.forward", self.dtype)
         out = None
         if self._reuse and self.training and x.ndim == 4 and x.shape[1] == self.in_channels:
             shape = self.output_shape(x.shape)
@@ -405,7 +405,8 @@ class Linear(Layer):
         self._x = None
 
     def forward(self, x):
-        x = as_kernel_input(x, self.dtype)                    # aligned, C-contiguous
+        x = as_kernel_input(as_real_input(x, "x", f"{self.describe()}.forward", self.dtype),
+                            self.dtype)                       # aligned, C-contiguous
         if x.ndim != 2 or x.shape[1] != self.in_features:
             raise ValueError(f"{self.describe()}: expected input of shape (N, "
                              f"{self.in_features}), got {x.shape}")
