@@ -26,10 +26,9 @@ im2col). :func:`conv_plan` states the choice for a problem; ``conv2d`` and
 ``conv2d_backward`` run what it states. docs/PERFORMANCE.md holds the measurements behind
 the thresholds.
 """
-import dataclasses
 import functools
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -244,7 +243,7 @@ def plan_for_values(plan, algorithm, x, weight, bias=None, grad_out=None, input_
         bound = largest(a) * largest(b) * terms * WINOGRAD_GAIN + largest(c)
         if not bound <= limit:         # also NaN: an input holds NaN, or inf x 0
             changes[name] = "direct"
-    return dataclasses.replace(plan, **changes) if changes else plan
+    return replace(plan, **changes) if changes else plan
 
 
 def _max_abs(a, dtype):
