@@ -75,7 +75,7 @@ def build_extensions():
     else:
         # In extra_compile_args, after the user's CFLAGS, so a CFLAGS=-O0 cannot silently
         # drop the optimisation level the kernels are designed for.
-        base = ["-O3", "-std=c11", "-fno-math-errno", "-Wall", "-Wno-unused-function"]
+        base = ["-O3", "-std=c11", "-fno-math-errno", "-Wall"]
     ext = Extension(
         "fastconv._ext",
         sources=["fastconv/_ext.pyx"] + sorted(glob.glob("src/*.c")),

@@ -63,7 +63,7 @@ def test_conv_forward(benchmark, info, name, contender, request):
         x1 = x[:NAIVE_BATCH]
         if geom.flops() / geom.N > 2e8:
             pytest.skip("naive loops would take minutes on this layer")
-        run = lambda: reference.conv2d_forward(x1, w, b, **norm)  # noqa: E731
+        run = lambda: reference.conv2d(x1, w, b, **norm)  # noqa: E731
         scale = geom.N / NAIVE_BATCH
         info(naive_batch=NAIVE_BATCH, note=f"time is for batch {NAIVE_BATCH}; x{scale:g} for the full batch")
     benchmark(run)

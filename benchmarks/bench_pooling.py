@@ -126,7 +126,7 @@ def _max_pool_forward(variant, x, dy, argmax, kernel, stride, padding):
         return ((lambda: torch.nn.functional.max_pool2d(xt, kernel, stride, padding,
                                                         return_indices=indices)),
                 x.nbytes + dy.nbytes * (3 if indices else 1))
-    return ((lambda: reference.max_pool2d_forward(x, *_pairs(kernel, stride, padding))),
+    return ((lambda: reference.max_pool2d(x, *_pairs(kernel, stride, padding))),
             x.nbytes + dy.nbytes)
 
 
@@ -159,7 +159,7 @@ def _avg_pool_forward(variant, x, dy, argmax, kernel, stride, padding):
         xt = torch.from_numpy(x)
         return ((lambda: torch.nn.functional.avg_pool2d(xt, kernel, stride, padding)),
                 x.nbytes + dy.nbytes)
-    return ((lambda: reference.avg_pool2d_forward(x, *_pairs(kernel, stride, padding))),
+    return ((lambda: reference.avg_pool2d(x, *_pairs(kernel, stride, padding))),
             x.nbytes + dy.nbytes)
 
 

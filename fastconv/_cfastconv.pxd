@@ -152,3 +152,33 @@ cdef extern from "fastconv.h" nogil:
                            float momentum, float lr, int nesterov, int first)
     void fc_sgd_update_f64(double *param, double *velocity, const double *grad, int64_t n,
                            double momentum, double lr, int nesterov, int first)
+
+# The direct convolution's plan and run counters (src/fastconv.h, "direct convolution").
+cdef extern from "fastconv.h" nogil:
+    ctypedef enum fc_direct_forward_variant:
+        FC_DIRECT_FORWARD_BY_PIXELS
+        FC_DIRECT_FORWARD_BY_FILTERS
+    ctypedef enum fc_direct_data_variant:
+        FC_DIRECT_DATA_SCATTER
+        FC_DIRECT_DATA_GATHER
+        FC_DIRECT_DATA_LOOPS
+    ctypedef enum fc_direct_weight_variant:
+        FC_DIRECT_WEIGHT_BY_PIXELS
+        FC_DIRECT_WEIGHT_BY_FILTERS
+    ctypedef struct fc_direct_plan:
+        fc_direct_forward_variant forward
+        fc_direct_data_variant backward_data
+        fc_direct_weight_variant backward_weight
+        int64_t band_rows
+        int64_t bands
+        int forward_reads_x_in_place
+        int weight_reads_x_in_place
+        int weight_rows_flat
+        int64_t data_gather_phases
+    fc_status fc_conv_direct_plan_f32(fc_direct_plan *plan, const fc_conv_problem *pb,
+                                      int nthreads)
+    fc_status fc_conv_direct_plan_f64(fc_direct_plan *plan, const fc_conv_problem *pb,
+                                      int nthreads)
+    int64_t fc_conv_direct_forward_runs(fc_direct_forward_variant variant)
+    int64_t fc_conv_direct_data_runs(fc_direct_data_variant variant)
+    int64_t fc_conv_direct_weight_runs(fc_direct_weight_variant variant)

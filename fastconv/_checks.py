@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .sizing import conv_output_size
+from .sizing import output_length
 
 ALGORITHMS = ("auto", "direct", "im2col", "winograd")
 
@@ -223,8 +223,8 @@ def conv_geometry(x_shape, w_shape, stride, padding, dilation, groups, func):
         raise ValueError(f"{func}: the kernel must be at least 1x1, got weight shape "
                          f"{tuple(w_shape)}")
     padding = normalize_padding(padding, (R, S), dilation, stride, func)
-    P = conv_output_size(H, R, stride[0], padding[0:2], dilation[0])
-    Q = conv_output_size(W, S, stride[1], padding[2:4], dilation[1])
+    P = output_length(H, R, stride[0], padding[0:2], dilation[0])
+    Q = output_length(W, S, stride[1], padding[2:4], dilation[1])
     if P < 1 or Q < 1:
         raise ValueError(
             f"{func}: the kernel ({R}x{S}, dilation {dilation}) is larger than the padded "

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._checks import as_int_tuple
-from .sizing import conv_output_size, conv_params, dense_params
+from .sizing import conv_params, dense_params, output_length
 
 __all__ = ["LayerCost", "ConvDenseComparison", "compare_conv_dense"]
 
@@ -155,8 +155,8 @@ def compare_conv_dense(input_shape, out_channels, kernel_size, stride=1, padding
         itemsize = np.dtype(dtype).itemsize
     except TypeError:
         raise TypeError(f"{func}: dtype must be a numpy dtype, got {dtype!r}") from None
-    P = conv_output_size(H, R, stride[0], padding[0])
-    Q = conv_output_size(W, S, stride[1], padding[1])
+    P = output_length(H, R, stride[0], padding[0])
+    Q = output_length(W, S, stride[1], padding[1])
     if P < 1 or Q < 1:
         raise ValueError(f"{func}: a {R}x{S} kernel does not fit a {H}x{W} input with "
                          f"padding {padding}; got output size {P}x{Q}")

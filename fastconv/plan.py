@@ -34,6 +34,7 @@ import numpy as np
 
 from . import _ext
 from ._checks import ALGORITHMS, ConvGeometry, as_int_tuple, as_kernel_input, conv_geometry
+from .config import get_num_threads
 
 __all__ = ["ConvPlan", "conv_plan"]
 
@@ -107,15 +108,31 @@ class ConvPlan:
     ``forward`` runs ``conv2d``; ``backward_data`` computes ``conv2d_backward``'s grad_x and
     ``backward_weight`` its grad_weight (grad_bias is a plain sum). ``geometry`` and
     ``dtype`` are the problem the plan is for.
+
+    ``variants`` names, for each pass that runs direct, the direct convolution's variant
+    (its C plan, ``fc_conv_direct_plan``): the forward pass "by_pixels" or "by_filters",
+    the input gradient "scatter" or "gather" ("loops" at run time when the weights hold an
+    inf or NaN), the weight gradient "by_pixels" or "by_filters"; None for a pass that runs
+    another algorithm. The direct plan depends on the thread count and the SIMD level, so
+    :func:`conv_plan` fills it for the current ones.
     """
     forward: str
     backward_data: str
     backward_weight: str
     geometry: ConvGeometry
     dtype: str
+    variants: tuple = (None, None, None)
+
+    def variant(self, name):
+        """The direct variant of pass ``name`` (one of PASSES), or None."""
+        return self.variants[PASSES.index(name)]
+
+    def _pass(self, name):
+        variant = self.variant(name)
+        return getattr(self, name) + (f" ({variant})" if variant else "")
 
     def __repr__(self):
-        passes = ", ".join(f"{name}={getattr(self, name)!r}" for name in PASSES)
+        passes = ", ".join(f"{name}={self._pass(name)!r}" for name in PASSES)
         return f"ConvPlan({passes})"
 
     def __str__(self):
@@ -123,21 +140,23 @@ class ConvPlan:
         lines = [f"conv plan for x {g.input_shape}, weight {g.weight_shape}, stride "
                  f"{g.stride}, padding {g.padding}, dilation {g.dilation}, groups "
                  f"{g.groups}, {self.dtype}:"]
-        lines += [f"  {name:<16} {getattr(self, name)}" for name in PASSES]
+        lines += [f"  {name:<16} {self._pass(name)}" for name in PASSES]
         return "\n".join(lines)
 
 
 def conv_plan(x_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1, *,
               dtype="float32", algorithm="auto"):
-    """The algorithm each pass of a convolution runs, as :class:`ConvPlan`.
+    """The algorithm each pass of a convolution runs, and the direct convolution's variant
+    where a pass runs direct, as :class:`ConvPlan`.
 
     x_shape (N, C, H, W) and weight_shape (K, C/groups, R, S) are the shapes given to
     ``conv2d``; stride, padding, dilation, groups and algorithm are as there; dtype is the
-    dtype conv2d computes in (float32 or float64). Errors are conv2d's.
+    dtype conv2d computes in (float32 or float64). The variants are those of the current
+    thread count and SIMD level. Errors are conv2d's.
 
     >>> import fastconv
-    >>> fastconv.conv_plan((8, 64, 56, 56), (64, 64, 3, 3), padding=1)
-    ConvPlan(forward='winograd', backward_data='winograd', backward_weight='direct')
+    >>> fastconv.conv_plan((8, 64, 56, 56), (64, 64, 3, 3), padding=1)  # doctest: +SKIP
+    ConvPlan(forward='winograd', backward_data='winograd', backward_weight='direct (by_pixels)')
     """
     func = "conv_plan"
     check_algorithm(algorithm, func)
@@ -151,7 +170,13 @@ def conv_plan(x_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1, 
         raise ValueError(f"{func}: dtype must be float32 or float64 (the dtypes conv2d "
                          f"computes in), got {dtype}")
     geom = conv_geometry(x_shape, weight_shape, stride, padding, dilation, groups, func)
-    return plan_for(geom, dtype, algorithm, func)
+    plan = plan_for(geom, dtype, algorithm, func)
+    if "direct" not in (plan.forward, plan.backward_data, plan.backward_weight):
+        return plan
+    direct = _ext.conv_direct_plan(geom, plan.dtype, get_num_threads())
+    variants = tuple(direct[name] if getattr(plan, name) == "direct" else None
+                     for name in PASSES)
+    return replace(plan, variants=variants)
 
 
 def _as_shape(value, name, func):

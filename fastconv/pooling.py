@@ -13,7 +13,7 @@ import numpy as np
 from . import _ext
 from ._checks import (MAX_HYPERPARAMETER, as_array, as_bool, as_int_tuple, as_integer,
                       as_kernel_input, check_out, out_arrays, result_dtype)
-from .sizing import conv_output_size
+from .sizing import output_length
 
 __all__ = [
     "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
@@ -88,8 +88,8 @@ def pool_geometry(func, x_shape, kernel_size, stride=None, padding=0, dilation=1
     if padding[0] > half[0] or padding[1] > half[1]:
         raise ValueError(f"{func}: padding must be at most half the kernel size, got "
                          f"padding={padding} for kernel_size={kernel} (at most {half})")
-    P = conv_output_size(H, kernel[0], stride[0], padding[0], dilation[0], ceil_mode)
-    Q = conv_output_size(W, kernel[1], stride[1], padding[1], dilation[1], ceil_mode)
+    P = output_length(H, kernel[0], stride[0], padding[0], dilation[0], ceil_mode)
+    Q = output_length(W, kernel[1], stride[1], padding[1], dilation[1], ceil_mode)
     if P < 1 or Q < 1:
         raise ValueError(
             f"{func}: the window ({kernel[0]}x{kernel[1]}, dilation {dilation}) is larger than "

@@ -2,17 +2,23 @@
 
 These functions are the oracle the tests compare the C kernels against, and the "naive
 loops" baseline in the benchmarks. They favour clarity over speed: slide the window,
-take the elementwise product-sum. They compute in float64 and take the same normalised
-arguments as the C kernels: stride (sh, sw), padding (top, bottom, left, right),
-dilation (dh, dw).
+take the elementwise product-sum. They compute in float64.
+
+Each has the name and the arguments of its fast counterpart (``reference.conv2d`` is
+``fastconv.conv2d`` as loops): the arguments go through the same checks and
+normalisation (:func:`fastconv._checks.conv_geometry`,
+:func:`fastconv.pooling.pool_geometry`), so a call either works in both or fails in both
+with the same message. Options that choose how the fast functions compute or where they
+write (algorithm, out, argmax) have no loop to choose and are not taken.
 """
 import numpy as np
 
-from .sizing import conv_output_size
+from ._checks import as_array, conv_geometry
+from .pooling import adaptive_geometry, pool_geometry
 
-__all__ = ["conv2d_forward", "conv2d_backward", "pad_image", "filter2d",
-           "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward",
-           "avg_pool2d_backward", "adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward"]
+__all__ = ["conv2d", "conv2d_backward", "pad_image", "filter2d",
+           "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
+           "adaptive_avg_pool2d", "adaptive_avg_pool2d_backward"]
 
 
 def pad_image(x, padding, value=0.0):
@@ -22,12 +28,12 @@ def pad_image(x, padding, value=0.0):
     return np.pad(x, widths, mode="constant", constant_values=value)
 
 
-def _output_hw(x_shape, w_shape, stride, padding, dilation):
-    H, W = x_shape[2:]
-    R, S = w_shape[2:]
-    P = conv_output_size(H, R, stride[0], padding[0:2], dilation[0])
-    Q = conv_output_size(W, S, stride[1], padding[2:4], dilation[1])
-    return P, Q
+def _conv_inputs(func, x, weight, stride, padding, dilation, groups):
+    """(x, weight) as float64 arrays and the call's ConvGeometry, checked as conv2d does."""
+    x = as_array(x, "x", func, ndim=4).astype(np.float64)
+    weight = as_array(weight, "weight", func, ndim=4).astype(np.float64)
+    return x, weight, conv_geometry(x.shape, weight.shape, stride, padding, dilation,
+                                    groups, func)
 
 
 def _window(x_padded, n, channels, p, q, R, S, stride, dilation):
@@ -37,16 +43,17 @@ def _window(x_padded, n, channels, p, q, R, S, stride, dilation):
     return x_padded[n, channels][:, rows][:, :, cols]
 
 
-def conv2d_forward(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1),
-                   groups=1):
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """y[n, k, p, q] = sum over c, r, s of x_padded[n, c, p*sh + r*dh, q*sw + s*dw]
-    * w[k, c, r, s] + b[k]: cross-correlation, as in deep learning."""
-    x = np.asarray(x, dtype=np.float64)
-    w = np.asarray(w, dtype=np.float64)
-    N, C = x.shape[:2]
-    K, Cg, R, S = w.shape
-    Kg = K // groups
-    P, Q = _output_hw(x.shape, w.shape, stride, padding, dilation)
+    * w[k, c, r, s] + b[k]: cross-correlation, as in deep learning. Arguments as
+    :func:`fastconv.conv2d`."""
+    x, w, geom = _conv_inputs("reference.conv2d", x, weight, stride, padding, dilation,
+                              groups)
+    b = None if bias is None else np.asarray(bias, dtype=np.float64)
+    stride, padding, dilation = geom.stride, geom.padding, geom.dilation
+    N, K, P, Q = geom.output_shape
+    Cg, R, S = w.shape[1:]
+    Kg = K // geom.groups
     xp = pad_image(x, padding)
     y = np.zeros((N, K, P, Q))
     for n in range(N):
@@ -61,16 +68,17 @@ def conv2d_forward(x, w, b=None, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(
     return y
 
 
-def conv2d_backward(dy, x, w, stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1),
-                    groups=1):
-    """(dx, dw, db): every output pixel sends dy[n, k, p, q] * w[k] back to the window it
-    read (dx) and dy[n, k, p, q] * window to the filter (dw)."""
-    dy = np.asarray(dy, dtype=np.float64)
-    x = np.asarray(x, dtype=np.float64)
-    w = np.asarray(w, dtype=np.float64)
+def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups=1):
+    """(grad_x, grad_weight, grad_bias): every output pixel sends dy[n, k, p, q] * w[k]
+    back to the window it read (dx) and dy[n, k, p, q] * window to the filter (dw).
+    Arguments as :func:`fastconv.conv2d_backward`."""
+    x, w, geom = _conv_inputs("reference.conv2d_backward", x, weight, stride, padding,
+                              dilation, groups)
+    dy = np.asarray(grad_out, dtype=np.float64)
+    stride, padding, dilation = geom.stride, geom.padding, geom.dilation
     N, C, H, W = x.shape
     K, Cg, R, S = w.shape
-    Kg = K // groups
+    Kg = K // geom.groups
     P, Q = dy.shape[2:]
     top, _, left, _ = padding
     xp = pad_image(x, padding)
@@ -113,11 +121,11 @@ def filter2d(image, kernel, mode="reflect"):
             out[i, j] = np.sum(xp[i:i + R, j:j + S] * k)
     return out
 
-def _pool_output_hw(x_shape, kernel_size, stride, padding, dilation, ceil_mode):
-    H, W = x_shape[2:]
-    P = conv_output_size(H, kernel_size[0], stride[0], padding[0], dilation[0], ceil_mode)
-    Q = conv_output_size(W, kernel_size[1], stride[1], padding[1], dilation[1], ceil_mode)
-    return P, Q
+def _pool_inputs(func, x, *args):
+    """x as a float64 array and the call's PoolGeometry, checked as the pooling functions
+    do (args: kernel_size, stride, padding, ... as pool_geometry takes them)."""
+    x = as_array(x, "x", func, ndim=4).astype(np.float64)
+    return x, pool_geometry(func, x.shape, *args)
 
 
 def _max_window(plane, p, q, kernel_size, stride, padding, dilation):
@@ -158,18 +166,22 @@ def _first_tap_at_or_after_zero(start, dilation):
     return start
 
 
-def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), dilation=(1, 1),
-                       ceil_mode=False):
-    """(y, indices): y[n, c, p, q] is the maximum of window (p, q) of plane x[n, c] padded
-    with -inf, and indices[n, c, p, q] its flat position h*W + w in the unpadded plane.
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """y, or (y, indices) with return_indices: y[n, c, p, q] is the maximum of window
+    (p, q) of plane x[n, c] padded with -inf, and indices[n, c, p, q] its flat position
+    h*W + w in the unpadded plane. Arguments as :func:`fastconv.max_pool2d`.
 
     A window lying wholly in the padding (possible only with dilation) gives -inf and the
     index PyTorch reports for it: its first tap past the top and left padding, which is
     outside the plane or not in the window.
     """
-    x = np.asarray(x, dtype=np.float64)
+    x, geom = _pool_inputs("reference.max_pool2d", x, kernel_size, stride, padding, dilation,
+                           ceil_mode)
+    kernel_size, stride, padding, dilation = geom.kernel, geom.stride, geom.padding, \
+        geom.dilation
     N, C, H, W = x.shape
-    P, Q = _pool_output_hw(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    P, Q = geom.P, geom.Q
     y = np.empty((N, C, P, Q))
     indices = np.empty((N, C, P, Q), dtype=np.int64)
     for (n, c, p, q), value, index in _max_windows(x, (P, Q), kernel_size, stride, padding,
@@ -180,15 +192,19 @@ def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), dilation=(1, 1),
             index = h * W + w
         y[n, c, p, q] = value
         indices[n, c, p, q] = index
-    return y, indices
+    return (y, indices) if return_indices else y
 
 
-def max_pool2d_backward(dy, x, kernel_size, stride, padding=(0, 0), dilation=(1, 1),
+def max_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, dilation=1,
                         ceil_mode=False):
-    """dx: each window's gradient dy[n, c, p, q] goes, whole, to its maximum; overlapping
-    windows add up. A window wholly in the padding (constant -inf) sends nothing."""
-    dy = np.asarray(dy, dtype=np.float64)
-    x = np.asarray(x, dtype=np.float64)
+    """grad_x: each window's gradient dy[n, c, p, q] goes, whole, to its maximum;
+    overlapping windows add up. A window wholly in the padding (constant -inf) sends
+    nothing. Arguments as :func:`fastconv.max_pool2d_backward`."""
+    x, geom = _pool_inputs("reference.max_pool2d_backward", x, kernel_size, stride, padding,
+                           dilation, ceil_mode)
+    kernel_size, stride, padding, dilation = geom.kernel, geom.stride, geom.padding, \
+        geom.dilation
+    dy = np.asarray(grad_out, dtype=np.float64)
     N, C, H, W = x.shape
     dx = np.zeros((N, C, H * W))
     for (n, c, p, q), _, index in _max_windows(x, dy.shape[2:], kernel_size, stride, padding,
@@ -230,12 +246,23 @@ def _avg_windows(input_hw, output_hw, kernel_size, stride, padding, count_includ
                                   divisor_override))
 
 
-def avg_pool2d_forward(x, kernel_size, stride, padding=(0, 0), ceil_mode=False,
-                       count_include_pad=True, divisor_override=None):
-    """y[n, c, p, q] = the sum of window (p, q) of x[n, c] (zero padding) / its divisor."""
-    x = np.asarray(x, dtype=np.float64)
+def _avg_inputs(func, x, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                divisor_override):
+    """_pool_inputs for average pooling, whose arguments have no dilation."""
+    return _pool_inputs(func, x, kernel_size, stride, padding, 1, ceil_mode,
+                        count_include_pad, divisor_override)
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True, divisor_override=None):
+    """y[n, c, p, q] = the sum of window (p, q) of x[n, c] (zero padding) / its divisor.
+    Arguments as :func:`fastconv.avg_pool2d`."""
+    x, geom = _avg_inputs("reference.avg_pool2d", x, kernel_size, stride, padding, ceil_mode,
+                          count_include_pad, divisor_override)
+    kernel_size, stride, padding = geom.kernel, geom.stride, geom.padding
+    divisor_override = geom.divisor_override
     N, C, H, W = x.shape
-    P, Q = _pool_output_hw(x.shape, kernel_size, stride, padding, (1, 1), ceil_mode)
+    P, Q = geom.P, geom.Q
     y = np.zeros((N, C, P, Q))
     for p, q, rows, cols, divisor in _avg_windows((H, W), (P, Q), kernel_size, stride, padding,
                                                   count_include_pad, divisor_override):
@@ -245,11 +272,16 @@ def avg_pool2d_forward(x, kernel_size, stride, padding=(0, 0), ceil_mode=False,
     return y
 
 
-def avg_pool2d_backward(dy, x, kernel_size, stride, padding=(0, 0), ceil_mode=False,
+def avg_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, ceil_mode=False,
                         count_include_pad=True, divisor_override=None):
-    """dx: dy[n, c, p, q] / divisor added to every input pixel of window (p, q)."""
-    dy = np.asarray(dy, dtype=np.float64)
-    N, C, H, W = np.shape(x)
+    """grad_x: dy[n, c, p, q] / divisor added to every input pixel of window (p, q).
+    Arguments as :func:`fastconv.avg_pool2d_backward`."""
+    x, geom = _avg_inputs("reference.avg_pool2d_backward", x, kernel_size, stride, padding,
+                          ceil_mode, count_include_pad, divisor_override)
+    kernel_size, stride, padding = geom.kernel, geom.stride, geom.padding
+    divisor_override = geom.divisor_override
+    dy = np.asarray(grad_out, dtype=np.float64)
+    N, C, H, W = x.shape
     P, Q = dy.shape[2:]
     dx = np.zeros((N, C, H, W))
     for p, q, rows, cols, divisor in _avg_windows((H, W), (P, Q), kernel_size, stride, padding,
@@ -271,9 +303,18 @@ def _adaptive_windows(input_hw, output_hw):
         yield i, j, _adaptive_range(i, P, H), _adaptive_range(j, Q, W)
 
 
-def adaptive_avg_pool2d_forward(x, output_size):
-    """y[n, c, i, j] = the mean of x[n, c] over rows and columns _adaptive_range(i), (j)."""
-    x = np.asarray(x, dtype=np.float64)
+def _adaptive_inputs(func, x, output_size):
+    """x as a float64 array and the output size (P, Q), checked as adaptive_avg_pool2d
+    does (None keeps an axis's size)."""
+    x = as_array(x, "x", func, ndim=4).astype(np.float64)
+    geom = adaptive_geometry(func, x.shape, output_size)
+    return x, (geom.P, geom.Q)
+
+
+def adaptive_avg_pool2d(x, output_size):
+    """y[n, c, i, j] = the mean of x[n, c] over rows and columns _adaptive_range(i), (j).
+    Arguments as :func:`fastconv.adaptive_avg_pool2d`."""
+    x, output_size = _adaptive_inputs("reference.adaptive_avg_pool2d", x, output_size)
     N, C, H, W = x.shape
     y = np.zeros((N, C, *output_size))
     for i, j, rows, cols in _adaptive_windows((H, W), output_size):
@@ -281,10 +322,13 @@ def adaptive_avg_pool2d_forward(x, output_size):
     return y
 
 
-def adaptive_avg_pool2d_backward(dy, x, output_size):
-    """dx: dy[n, c, i, j] spread evenly over the window it averaged."""
-    dy = np.asarray(dy, dtype=np.float64)
-    N, C, H, W = np.shape(x)
+def adaptive_avg_pool2d_backward(grad_out, x, output_size):
+    """grad_x: dy[n, c, i, j] spread evenly over the window it averaged. Arguments as
+    :func:`fastconv.adaptive_avg_pool2d_backward`."""
+    x, output_size = _adaptive_inputs("reference.adaptive_avg_pool2d_backward", x,
+                                      output_size)
+    dy = np.asarray(grad_out, dtype=np.float64)
+    N, C, H, W = x.shape
     dx = np.zeros((N, C, H, W))
     for i, j, rows, cols in _adaptive_windows((H, W), output_size):
         size = (rows.stop - rows.start) * (cols.stop - cols.start)

@@ -2,7 +2,8 @@
 parameter sharing of conv layers and the cost of dense layers).
 
 Every kernel's shape code (convolution and pooling) gets its output size from
-:func:`conv_output_size`.
+:func:`conv_output_size`, or from :func:`output_length` when it reports a kernel that
+does not fit in its own words.
 """
 import operator
 
@@ -55,7 +56,12 @@ def conv_output_size(n, kernel_size, stride=1, padding=0, dilation=1, ceil_mode=
     Returns
     -------
     int
-        The output length; it may be <= 0 when the window does not fit.
+        The output length, at least 1.
+
+    Raises
+    ------
+    ValueError
+        When the (dilated) kernel does not fit the padded input: no output at all.
 
     Examples
     --------
@@ -66,6 +72,19 @@ def conv_output_size(n, kernel_size, stride=1, padding=0, dilation=1, ceil_mode=
     >>> conv_output_size(37, 5, stride=2)
     17
     """
+    out = output_length(n, kernel_size, stride, padding, dilation, ceil_mode)
+    if out < 1:
+        before, after = _one_or_pair(padding, "padding", 0, "(before, after)")
+        raise ValueError(f"conv_output_size: the kernel (kernel_size={kernel_size}, dilation="
+                         f"{dilation}: {dilation * (kernel_size - 1) + 1} pixels) does not fit "
+                         f"the padded input (n={n}, padding={padding!r}: "
+                         f"{n + before + after} pixels); expected a kernel that fits")
+    return out
+
+
+def output_length(n, kernel_size, stride=1, padding=0, dilation=1, ceil_mode=False):
+    """conv_output_size without the fit check: 0 or less when the kernel does not fit.
+    For the callers that report that case in their own words (conv2d, pooling)."""
     n = _int(n, "n", 0)
     f = _int(kernel_size, "kernel_size", 1)
     s = _int(stride, "stride", 1)

@@ -5,19 +5,20 @@
 #include <string.h>
 
 #include "fastconv.h"
+#include "template.h"
+
+/* Below this many pixels the suppression runs on one thread: fork/join would cost more. */
+#define CANNY_PARALLEL_MIN ((int64_t)1 << 16)
 
 #define REAL float
-#define FN(name) name##_f32
+#define TYPE_SUFFIX f32
 #include "canny_impl.h"
-#undef REAL
-#undef FN
+#include "template_end.h"
 
 #define REAL double
-#define FN(name) name##_f64
+#define TYPE_SUFFIX f64
 #include "canny_impl.h"
-#undef REAL
-#undef FN
-
+#include "template_end.h"
 fc_status fc_canny_hysteresis(uint8_t *edges, const uint8_t *classes, int64_t N, int64_t H,
                               int64_t W)
 {

@@ -1,5 +1,5 @@
-/* canny_impl.h: Canny's non-maximum suppression for one element type.
- * Included by canny.c with REAL (float or double) and FN(name) (adds _f32/_f64). */
+/* canny_impl.h: Canny's non-maximum suppression for one element type (template.h: REAL,
+ * FN). Included by canny.c. */
 
 /* Class of the interior pixel p of a plane whose rows are W long: keep its magnitude only
  * if it is at least the magnitude one pixel further along the gradient and one pixel back,
@@ -44,7 +44,7 @@ fc_status FN(fc_canny_nms)(uint8_t *classes, const REAL *gx, const REAL *gy, con
     }
     const int64_t n_rows = N * H;
 
-#pragma omp parallel for schedule(static) if (n_rows * W > ((int64_t)1 << 16))
+#pragma omp parallel for schedule(static) if (n_rows * W > CANNY_PARALLEL_MIN)
     for (int64_t nh = 0; nh < n_rows; nh++) {
         const int64_t i = nh % H;
         uint8_t *out = classes + nh * W;

@@ -1,8 +1,23 @@
-/* conv_direct.c: direct convolution (forward, data gradient, weight gradient, bias
- * gradient), written once in conv_direct_impl.h and instantiated for float and double.
- * This file holds what does not depend on the element type: the band buffer's geometry,
- * the tap offsets, the strip maps and the phase split of the data gradient. The SIMD
- * lives in the micro-kernels (conv_direct_kernels.h).
+/* conv_direct.c: the direct convolution (forward, data gradient, weight gradient, bias
+ * gradient), written once per element type in the templates below and instantiated for
+ * float and double.
+ *
+ * From conv2d(..., algorithm="direct") to the loop that runs:
+ *   1. plan      conv2d reaches fc_conv_direct_forward_f32 (or _f64; the gradients'
+ *                entry points are its siblings) through fastconv/_conv.pxi; it first calls
+ *                fc_conv_direct_plan_f32: the rules of conv_direct_plan.h choose the band
+ *                geometry and each pass's variant (fc_direct_plan, fastconv.h; from Python,
+ *                fastconv._ext.conv_direct_plan shows it).
+ *   2. pass      the entry point counts the variant and runs its pass: forward_by_pixels /
+ *                forward_by_filters (conv_direct_impl.h), backward_data_scatter / _gather /
+ *                _loops and backward_weight_by_pixels / _by_filters
+ *                (conv_direct_backward_impl.h).
+ *   3. items     the pass packs its weights once, then hands run_items (below) one function
+ *                per work item: each thread allocates its workspace and runs its share of
+ *                the items (image, group, band of output rows).
+ *   4. kernel    each item fills its band buffer (conv_direct_band_impl.h) and calls a
+ *                micro-kernel from the table of the current SIMD level
+ *                (conv_direct_kernels.h: tile, tile_add, tilek, wgrad, wgradk).
  *
  * The band buffer. A work item is (image n, group g, band of output rows [p0, p0 + bp)).
  * Its thread copies the input rows the band reads, zero-padded, into a buffer laid out
@@ -16,284 +31,155 @@
  * A row's last pitch - Q numbers are not pixels; the tile kernel computes them anyway
  * (so its strips run across rows without a branch) and never stores them.
  *
- * The gradients (conv_direct_impl.h) reuse this layout:
+ * The gradients reuse this layout:
  *   - data gradient, scatter form: the forward's adjoint, dx_band[v + off[t]] += w . dy[v],
  *     into a band buffer holding the whole image, then copied out without the padding;
  *     gather form: stride_h x stride_w stride-1 correlations of dy with flipped sub-filters,
- *     run by the forward's code. A cost model picks one (backward_data_scatter's comment).
+ *     run by the forward's code.
  *   - weight gradient: dw[k][t] = sum over the band's pixels of dy[k][v] * x_band[v + off[t]],
- *     vectorised over pixels or over filters (a cost model again), per-thread partial sums
- *     added in thread order. */
+ *     vectorised over pixels or over filters, per-thread partial sums added in thread
+ *     order (fc_add_partials), so results are bitwise reproducible at a thread count. */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fastconv.h"
+#include "template.h"
 #include "conv_index.h"
 #include "conv_threads.h"
 #include "conv_direct_kernels.h"
+#include "conv_direct_band.h"
+#include "conv_direct_plan.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+/* ---- run counters (fc_conv_direct_forward_runs and its siblings) ---- */
 
-/* A thread's band buffer holds about this many bytes (at least one output row's worth):
- * it stays in the L2 cache, a LeNet or lecture-net image is a single band and a
- * 1024 x 1024 image is cut into bands of ~60 rows. */
-#define FC_DIRECT_BAND_BYTES ((int64_t)256 << 10)
+static atomic_llong forward_runs[2], data_runs[3], weight_runs[2];
 
-/* The data gradient's scatter form (conv_direct_impl.h) holds a whole image: used up to
- * this many bytes of workspace per thread. */
-#define FC_DIRECT_IMAGE_BYTES ((int64_t)8 << 20)
+static void count_run(atomic_llong *counter)
+{
+    atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
+}
 
-/* The weight gradient sums rows narrower than this as one run of pixels (see
- * fc_conv_direct_backward_weight), wider ones row by row. */
-#define FC_DIRECT_FLAT_ROWS 128
+static int64_t runs_of(atomic_llong *counters, int n, int variant)
+{
+    return variant >= 0 && variant < n ? (int64_t)atomic_load(&counters[variant]) : 0;
+}
 
-/* Elements after the last phase plane: a strip of up to FC_TILE_VW_MAX pixels that starts
- * in the band's last row reads up to that far past it. */
-#define FC_DIRECT_SLACK (2 * FC_TILE_VW_MAX)
+int64_t fc_conv_direct_forward_runs(fc_direct_forward_variant variant)
+{
+    return runs_of(forward_runs, 2, (int)variant);
+}
 
-/* Geometry of the band buffer of a problem (see the top of the file). */
+int64_t fc_conv_direct_data_runs(fc_direct_data_variant variant)
+{
+    return runs_of(data_runs, 3, (int)variant);
+}
+
+int64_t fc_conv_direct_weight_runs(fc_direct_weight_variant variant)
+{
+    return runs_of(weight_runs, 2, (int)variant);
+}
+
+/* ---- the work-item loop and its per-thread workspace ---- */
+
+/* Buffers per thread a pass may ask for. */
+#define FC_DIRECT_WS_BUFFERS 2
+
+/* The per-thread workspace of a pass: buffer i holds bytes[i] bytes (none for 0), aligned
+ * to a cache line, zero-filled once when zeroed[i]. */
 typedef struct {
-    int64_t ch;          /* input channels of one group */
-    int64_t taps;        /* ch * R * S */
-    int64_t band;        /* output rows per band (the last band may have fewer) */
-    int64_t nbands;
-    int64_t reach_rows;  /* rows of a phase plane past the band's own: (R-1)*dh / sh */
-    int64_t pitch;       /* elements per row of a phase plane: Q + (S-1)*dw / sw */
-    int64_t plane;       /* elements per phase plane: (band + reach_rows) * pitch */
-    int64_t row;         /* offset of a scratch row of pitch * stride_w elements, past the
-                          * planes and their slack, used while a strided row is split */
-    int64_t size;        /* elements of the whole buffer */
-} fc_band_geom;
+    size_t bytes[FC_DIRECT_WS_BUFFERS];
+    int zeroed[FC_DIRECT_WS_BUFFERS];
+} fc_thread_ws;
 
-/* Where a kernel's output goes: element (n, k, p, q) at
- * y[n*image + k*channel + p*row + q*col]. A plain (N, K, P, Q) array has col = 1; the
- * phases of the data gradient write every stride-th pixel of dx. */
+/* Allocates a thread's workspace into ws; 0 if any buffer could not be had. */
+static int ws_alloc(void **ws, const fc_thread_ws *spec)
+{
+    int ok = 1;
+    for (int i = 0; i < FC_DIRECT_WS_BUFFERS; i++) {
+        ws[i] = NULL;
+        if (spec->bytes[i] > 0) {
+            ws[i] = spec->zeroed[i] ? calloc_aligned(spec->bytes[i])
+                                    : malloc_aligned(spec->bytes[i]);
+            ok &= ws[i] != NULL;
+        }
+    }
+    return ok;
+}
+
+static void ws_free(void **ws)
+{
+    for (int i = 0; i < FC_DIRECT_WS_BUFFERS; i++) {
+        free_aligned(ws[i]);
+    }
+}
+
+/* Runs one work item: `pass` is the pass's shared data, ws the thread's workspace, thread
+ * its number in the team. */
+typedef void (*fc_item_fn)(const void *pass, fc_band_item item, void *const *ws, int thread);
+
+/* A pass's loop over its work items: items = N * groups * gm->nbands, numbered as in
+ * band_item, on `team` threads. With fixed_split each thread runs the same items on every
+ * call (the weight gradient sums per thread, so the sums stay bitwise reproducible);
+ * otherwise items go to whichever thread is free (each writes its own outputs, so results
+ * do not depend on the thread, and a thread the OS pauses does not hold up the call). */
 typedef struct {
-    int64_t image, channel, row, col;
-} fc_out_layout;
+    const fc_band_geom *gm;
+    int64_t items, groups, P;
+    int team;
+    int fixed_split;
+    fc_thread_ws ws;
+    fc_item_fn run;
+    const void *pass;
+} fc_item_loop;
 
-/* Workspace aligned to a cache line (64 bytes), so the kernels' loads split cache lines the
- * same way on every call; release with free_aligned. */
-static void *malloc_aligned(size_t bytes)
+static void run_item(const fc_item_loop *loop, int64_t it, void *const *ws)
 {
-    unsigned char *raw = malloc(bytes + 64 + sizeof(void *));
-    if (raw == NULL) {
-        return NULL;
-    }
-    uintptr_t p = ((uintptr_t)(raw + sizeof(void *)) + 63) & ~(uintptr_t)63;
-    ((void **)p)[-1] = raw;
-    return (void *)p;
+    loop->run(loop->pass, band_item(it, loop->groups, loop->P, loop->gm), ws, fc_thread_num());
 }
 
-static void *calloc_aligned(size_t bytes)
+/* Every item of the loop, each thread with its own workspace. FC_ERR_NOMEM if a thread's
+ * workspace could not be allocated (its items are then skipped). */
+static fc_status run_items(const fc_item_loop *loop)
 {
-    void *p = malloc_aligned(bytes);
-    if (p != NULL) {
-        memset(p, 0, bytes);
-    }
-    return p;
-}
+    int failed = 0;
 
-static void free_aligned(void *p)
-{
-    if (p != NULL) {
-        free(((void **)p)[-1]);
-    }
-}
-
-static int64_t min64(int64_t a, int64_t b)
-{
-    return a < b ? a : b;
-}
-
-/* Work item `it` of the loops over bands: image n, group g, and the output rows
- * p0 .. p0 + rows - 1 of one band (items run band-fastest, then group, then image). */
-typedef struct {
-    int64_t n, g, p0, rows;
-} fc_band_item;
-
-static fc_band_item band_item(int64_t it, int64_t groups, int64_t P, const fc_band_geom *gm)
-{
-    fc_band_item t;
-    t.n = it / (groups * gm->nbands);
-    t.g = it / gm->nbands % groups;
-    t.p0 = it % gm->nbands * gm->band;
-    t.rows = min64(gm->band, P - t.p0);
-    return t;
-}
-
-static int64_t round_up(int64_t a, int64_t b)
-{
-    return fc_ceil_div(a, b) * b;
-}
-
-static int64_t gcd64(int64_t a, int64_t b)
-{
-    while (b != 0) {
-        const int64_t t = a % b;
-        a = b;
-        b = t;
-    }
-    return a;
-}
-
-/* Output rows per band: the buffer fits FC_DIRECT_BAND_BYTES, and with fewer than 4
- * (image, group) pairs per thread the images are cut further so every thread gets work. */
-static int64_t band_rows(const fc_conv_problem *pb, int nthreads, int64_t elem_size)
-{
-    const int64_t sh = pb->stride_h, sw = pb->stride_w;
-    const int64_t reach_rows = (pb->R - 1) * pb->dil_h / sh;
-    const int64_t pitch = pb->Q + (pb->S - 1) * pb->dil_w / sw;
-    const int64_t row_bytes = (pb->C / pb->groups) * sh * sw * pitch * elem_size;
-    int64_t band = FC_DIRECT_BAND_BYTES / row_bytes - reach_rows;
-    const int64_t pairs = pb->N * pb->groups;
-    if (nthreads > 1 && pairs < 4 * (int64_t)nthreads) {
-        const int64_t bands_per_pair = fc_ceil_div(4 * (int64_t)nthreads, pairs);
-        band = min64(band, fc_ceil_div(pb->P, bands_per_pair));
-    }
-    return band < 1 ? 1 : min64(band, pb->P);
-}
-
-/* The band buffer's geometry for bands of `band` output rows. */
-static void band_geom(fc_band_geom *gm, const fc_conv_problem *pb, int64_t band)
-{
-    const int64_t sh = pb->stride_h, sw = pb->stride_w;
-    gm->ch = pb->C / pb->groups;
-    gm->taps = gm->ch * pb->R * pb->S;
-    gm->reach_rows = (pb->R - 1) * pb->dil_h / sh;
-    gm->pitch = pb->Q + (pb->S - 1) * pb->dil_w / sw;
-    gm->band = band;
-    gm->nbands = fc_ceil_div(pb->P, band);
-    gm->plane = (band + gm->reach_rows) * gm->pitch;
-    gm->row = gm->ch * sh * sw * gm->plane + FC_DIRECT_SLACK;
-    gm->size = gm->row + gm->pitch * sw;
-}
-
-/* off[t] for every tap t = (c, r, s), in the order of the weights (K, C/g, R, S). */
-static void tap_offsets(int64_t *off, const fc_band_geom *gm, const fc_conv_problem *pb)
-{
-    const int64_t sh = pb->stride_h, sw = pb->stride_w;
-    int64_t t = 0;
-    for (int64_t c = 0; c < gm->ch; c++) {
-        for (int64_t r = 0; r < pb->R; r++) {
-            const int64_t rr = r * pb->dil_h;
-            for (int64_t s = 0; s < pb->S; s++) {
-                const int64_t ss = s * pb->dil_w;
-                off[t++] = ((c * sh + rr % sh) * sw + ss % sw) * gm->plane
-                    + (rr / sh) * gm->pitch + ss / sw;
+#pragma omp parallel num_threads(loop->team) reduction(|| : failed)
+    {
+        void *ws[FC_DIRECT_WS_BUFFERS];
+        failed = !ws_alloc(ws, &loop->ws);
+        if (loop->fixed_split) {
+#pragma omp for schedule(static)
+            for (int64_t it = 0; it < loop->items; it++) {
+                if (!failed) {
+                    run_item(loop, it, ws);
+                }
+            }
+        } else {
+#pragma omp for schedule(dynamic)
+            for (int64_t it = 0; it < loop->items; it++) {
+                if (!failed) {
+                    run_item(loop, it, ws);
+                }
             }
         }
+        ws_free(ws);
     }
+    return failed ? FC_ERR_NOMEM : FC_OK;
 }
 
-/* Rows of a tile kernel (filters, or channels of the scatter form) are cut into blocks of
- * 6; 7 or 8 rows left become 3 + 4 or 4 + 4. Blocks of 6, 4 and 3 rows keep 12 accumulators
- * busy (5 and 2 rows only 10): 10 filters are 6 + 4, 16 are 6 + 6 + 4, 20 are 6 + 6 + 4 + 4. */
-static int64_t tile_blocks(int64_t n)
-{
-    return n <= 8 ? (n <= FC_TILE_KB_MAX ? 1 : 2) : 1 + tile_blocks(n - FC_TILE_KB_MAX);
-}
-
-static void tile_block(int64_t n, int64_t b, int64_t *r0, int *kb)
-{
-    int64_t start = 0, left = n, size = 0;
-    for (int64_t i = 0; i <= b; i++) {
-        start += size;
-        left -= size;
-        size = left > 8 ? FC_TILE_KB_MAX : left > FC_TILE_KB_MAX ? left / 2 : left;
-    }
-    *r0 = start;
-    *kb = (int)size;
-}
-
-/* Filters cut into nblocks blocks of at most kb_max, sizes differing by at most one (the
- * weight-gradient kernels). */
-static int64_t filter_blocks(int64_t Kg, int kb_max)
-{
-    return fc_ceil_div(Kg, kb_max);
-}
-
-static void filter_block(int64_t Kg, int64_t nblocks, int64_t b, int64_t *k0, int *kb)
-{
-    *k0 = b * Kg / nblocks;
-    *kb = (int)((b + 1) * Kg / nblocks - *k0);
-}
-
-/* The stores of a strip of vw pixel numbers starting at band row pl, column q: one segment
- * per output row it touches. Returns 0 if that needs more than FC_STRIP_MAX_SEG segments
- * (outputs narrower than a strip) or the output columns are not contiguous: the caller
- * then goes through a tile and scatter_tile. */
-static int strip_map(fc_strip_map *map, int64_t pl, int64_t q, int vw, int64_t rows,
-                     int64_t pitch, int64_t Q, const fc_out_layout *yl)
-{
-    if (yl->col != 1) {
-        return 0;
-    }
-    int n = 0;
-    int64_t j = 0;  /* the lane holding column q of band row pl */
-    while (j < vw && pl < rows) {
-        if (q < Q) {
-            if (n == FC_STRIP_MAX_SEG) {
-                return 0;
-            }
-            map->lo[n] = (int)j;
-            map->hi[n] = (int)min64(j + Q - q, vw);
-            map->base[n] = pl * yl->row + q - j;
-            n++;
-        }
-        j += pitch - q;
-        q = 0;
-        pl++;
-    }
-    map->nseg = n;
-    map->ldk = yl->channel;
-    return 1;
-}
-
-/* One axis of the data gradient's phase split. dx pixel h (on this axis) receives
- * dy[p] * w[r] for h + pad = p*stride + r*dil, so the pixels h = m*stride + phase - pad
- * (m an integer) receive exactly the taps r with r*dil % stride == phase:
- * r = first + j*tap_step, and p = m - e0 - j*dil' with dil' = dil / gcd(stride, dil).
- * Over dy that is a stride-1 correlation with the sub-filter flipped, dilation dil' and
- * padding `pad` (negative: dy is cropped), producing nout pixels out0 + i*stride of dx. */
-typedef struct {
-    int64_t first, ntaps, tap_step;  /* the taps of the phase: first + j*tap_step, j < ntaps */
-    int64_t dil, pad;                /* the sub-problem's dilation and leading padding */
-    int64_t out0, nout;              /* its outputs: dx pixels out0 + i*stride, i < nout */
-} fc_phase_axis;
-
-static void phase_axis(fc_phase_axis *ax, int64_t dx_size, int64_t taps, int64_t stride,
-                       int64_t dil, int64_t pad, int64_t phase)
-{
-    const int64_t g = gcd64(stride, dil);
-    ax->tap_step = stride / g;
-    ax->dil = dil / g;
-    ax->first = -1;
-    for (int64_t r = 0; r < ax->tap_step && r < taps; r++) {
-        if (r * dil % stride == phase) {
-            ax->first = r;
-            break;
-        }
-    }
-    ax->ntaps = ax->first < 0 ? 0 : (taps - 1 - ax->first) / ax->tap_step + 1;
-    const int64_t m_lo = fc_ceil_div(pad - phase, stride);
-    const int64_t m_hi = fc_ceil_div(dx_size + pad - phase, stride);
-    ax->nout = m_hi > m_lo ? m_hi - m_lo : 0;
-    ax->out0 = m_lo * stride + phase - pad;
-    const int64_t e0 = ax->first < 0 ? 0 : (ax->first * dil - phase) / stride;
-    ax->pad = e0 + (ax->ntaps - 1) * ax->dil - m_lo;
-}
+/* ---- the templates, per element type ---- */
 
 #define REAL float
-#define FN(name) name##_f32
+#define TYPE_SUFFIX f32
+#include "conv_direct_band_impl.h"
 #include "conv_direct_impl.h"
-#undef REAL
-#undef FN
+#include "conv_direct_backward_impl.h"
+#include "template_end.h"
 
 #define REAL double
-#define FN(name) name##_f64
+#define TYPE_SUFFIX f64
+#include "conv_direct_band_impl.h"
 #include "conv_direct_impl.h"
-#undef REAL
-#undef FN
+#include "conv_direct_backward_impl.h"
+#include "template_end.h"

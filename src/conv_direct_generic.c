@@ -1,19 +1,19 @@
 /* conv_direct_generic.c: the portable C twins of the direct convolution's micro-kernels
  * (contract in conv_direct_kernels.h), written once in conv_direct_generic_impl.h and
- * instantiated for float and double. Fixed-size loops the compiler can unroll and
- * vectorise for whatever the build targets. */
+ * instantiated for float and double as the tables fc_direct_kernels_f32_generic and
+ * fc_direct_kernels_f64_generic. Fixed-size loops the compiler can unroll and vectorise
+ * for whatever the build targets. */
 #include <stddef.h>
 
+#include "template.h"
 #include "conv_direct_kernels.h"
 
 #define REAL float
-#define FN(name) name##_f32
+#define TYPE_SUFFIX f32
 #include "conv_direct_generic_impl.h"
-#undef REAL
-#undef FN
+#include "template_end.h"
 
 #define REAL double
-#define FN(name) name##_f64
+#define TYPE_SUFFIX f64
 #include "conv_direct_generic_impl.h"
-#undef REAL
-#undef FN
+#include "template_end.h"

@@ -1,7 +1,8 @@
-/* conv_direct_generic_impl.h: the portable micro-kernels for one element type. Included
- * by conv_direct_generic.c with REAL and FN(name) defined. Contracts in
+/* conv_direct_generic_impl.h: the portable micro-kernels for one element type (template.h:
+ * REAL, FN), and their table fc_direct_kernels_<type>_generic. Contracts in
  * conv_direct_kernels.h; VL mirrors the AVX2 lane count. The block sizes are constants
  * in every caller, so the loops unroll and vectorise for whatever the build targets. */
+#include "conv_direct_kernels_impl.h"
 
 enum { FN(VL) = 32 / sizeof(REAL) };
 
@@ -161,6 +162,38 @@ static inline void FN(tilek)(const int NV, const int PB, REAL *y, int64_t ldk, i
     }
 }
 
+/* One function per block size (KB, or NV for wgradk), so the sizes are constants. */
+#define FC_GENERIC_TILE(KB, NV)                                                             \
+    static void FN(tile##KB)(REAL *y, const fc_strip_map *map, const REAL *x,               \
+                             const int64_t *off, int64_t ntaps, const REAL *w,              \
+                             const REAL *bias)                                              \
+    {                                                                                       \
+        FN(tile)(KB, NV * FN(VL), y, map, x, off, ntaps, w, bias);                          \
+    }                                                                                       \
+    static void FN(tile_add##KB)(REAL *y, const int64_t *yoff, const REAL *x,               \
+                                 const int64_t *off, int64_t ntaps, const REAL *w)          \
+    {                                                                                       \
+        FN(tile_add)(KB, NV * FN(VL), y, yoff, x, off, ntaps, w);                           \
+    }
+FC_TILE_SHAPES(FC_GENERIC_TILE)
+#undef FC_GENERIC_TILE
+
+#define FC_GENERIC_WGRAD(N, TB)                                                             \
+    static void FN(wgrad##N)(REAL *dw, int64_t ldw, int nt, const REAL *dy, int64_t ldk,    \
+                             int64_t ldy, const REAL *x, const int64_t *off, int64_t pitch, \
+                             int64_t rows, int64_t Q)                                       \
+    {                                                                                       \
+        FN(wgrad)(N, TB, dw, ldw, nt, dy, ldk, ldy, x, off, pitch, rows, Q);                \
+    }                                                                                       \
+    static void FN(wgradk##N)(REAL *dwt, int64_t ldt, int nt, const REAL *dyt, int64_t ldv, \
+                              const REAL *x, const int64_t *off, int64_t pitch,             \
+                              int64_t rows, int64_t Q)                                      \
+    {                                                                                       \
+        FN(wgradk)(N, TB, dwt, ldt, nt, dyt, ldv, x, off, pitch, rows, Q);                  \
+    }
+FC_WGRAD_SHAPES(FC_GENERIC_WGRAD)
+#undef FC_GENERIC_WGRAD
+
 #define FC_TILEK(NV, PB)                                                                    \
     static void FN(tilek_##NV##_##PB)(REAL *y, int64_t ldk, int nk, const REAL *x,          \
                                       const int64_t *off, int64_t ntaps, const REAL *w,     \
@@ -171,59 +204,9 @@ static inline void FN(tilek)(const int NV, const int PB, REAL *y, int64_t ldk, i
 FC_TILEK_ALL
 #undef FC_TILEK
 
-const FN(fc_tilek_kernel) FN(fc_tilek_generic)[FC_TILEK_NV_MAX + 1][FC_TILEK_PB_MAX + 1] = {
-    FC_TILEK_TABLE
-};
-
-/* One function per block size (KB, or NV for wgradk), so the sizes are constants. */
-#define FC_GENERIC_TILE(KB)                                                                 \
-    static void FN(tile##KB)(REAL *y, const fc_strip_map *map, const REAL *x,               \
-                             const int64_t *off, int64_t ntaps, const REAL *w,              \
-                             const REAL *bias)                                              \
-    {                                                                                       \
-        FN(tile)(KB, FC_TILE_VW(KB, FN(VL)), y, map, x, off, ntaps, w, bias);               \
-    }                                                                                       \
-    static void FN(tile_add##KB)(REAL *y, const int64_t *yoff, const REAL *x,               \
-                                 const int64_t *off, int64_t ntaps, const REAL *w)          \
-    {                                                                                       \
-        FN(tile_add)(KB, FC_TILE_VW(KB, FN(VL)), y, yoff, x, off, ntaps, w);                \
-    }
-FC_GENERIC_TILE(1)
-FC_GENERIC_TILE(2)
-FC_GENERIC_TILE(3)
-FC_GENERIC_TILE(4)
-FC_GENERIC_TILE(5)
-FC_GENERIC_TILE(6)
-#undef FC_GENERIC_TILE
-
-#define FC_GENERIC_WGRAD(N)                                                                 \
-    static void FN(wgrad##N)(REAL *dw, int64_t ldw, int nt, const REAL *dy, int64_t ldk,    \
-                             int64_t ldy, const REAL *x, const int64_t *off, int64_t pitch, \
-                             int64_t rows, int64_t Q)                                       \
-    {                                                                                       \
-        FN(wgrad)(N, FC_WGRAD_TB(N), dw, ldw, nt, dy, ldk, ldy, x, off, pitch, rows, Q);    \
-    }                                                                                       \
-    static void FN(wgradk##N)(REAL *dwt, int64_t ldt, int nt, const REAL *dyt, int64_t ldv, \
-                              const REAL *x, const int64_t *off, int64_t pitch,             \
-                              int64_t rows, int64_t Q)                                      \
-    {                                                                                       \
-        FN(wgradk)(N, FC_WGRADK_TB(N), dwt, ldt, nt, dyt, ldv, x, off, pitch, rows, Q);     \
-    }
-FC_GENERIC_WGRAD(1)
-FC_GENERIC_WGRAD(2)
-FC_GENERIC_WGRAD(3)
-#undef FC_GENERIC_WGRAD
-
-const FN(fc_tile_kernel) FN(fc_tile_generic)[FC_TILE_KB_MAX + 1] = {
-    NULL, FN(tile1), FN(tile2), FN(tile3), FN(tile4), FN(tile5), FN(tile6)
-};
-const FN(fc_tile_add_kernel) FN(fc_tile_add_generic)[FC_TILE_KB_MAX + 1] = {
-    NULL, FN(tile_add1), FN(tile_add2), FN(tile_add3), FN(tile_add4), FN(tile_add5),
-    FN(tile_add6)
-};
-const FN(fc_wgrad_kernel) FN(fc_wgrad_generic)[FC_WGRAD_KB_MAX + 1] = {
-    NULL, FN(wgrad1), FN(wgrad2), FN(wgrad3)
-};
-const FN(fc_wgradk_kernel) FN(fc_wgradk_generic)[FC_WGRADK_NV_MAX + 1] = {
-    NULL, FN(wgradk1), FN(wgradk2), FN(wgradk3)
+/* The portable kernels mirror AVX2: 32-byte vectors and 16 vector registers. */
+const FN(fc_direct_kernels) FC_PASTE(FN(fc_direct_kernels), generic) = {
+    .lanes = FN(VL),
+    .tilek_acc = FC_TILEK_ACC_16_REGISTERS,
+    FC_DIRECT_KERNEL_TABLES,
 };

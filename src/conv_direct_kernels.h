@@ -1,10 +1,12 @@
-/* conv_direct_kernels.h: the micro-kernels of the direct convolution (conv_direct.c).
+/* conv_direct_kernels.h: the shapes and the contract of the direct convolution's
+ * micro-kernels (conv_direct.c runs them; conv_direct_kernels_impl.h declares their types).
  *
- * Only these functions know SIMD. Each exists as a portable C twin (conv_direct_generic.c),
+ * Only the micro-kernels know SIMD. Each exists as a portable C twin (conv_direct_generic.c),
  * an AVX2+FMA version (conv_direct_avx2.c) and an AVX-512 one (conv_direct_avx512.c), all
- * with the same contract; conv_direct.c picks one set per call with fc_simd_avx512() and
- * fc_simd_avx2(). A "vector" is 32 bytes (8 floats or 4 doubles) for the portable and
- * AVX2 kernels, 64 bytes for AVX-512: the block shapes below count vectors.
+ * with the same contract, gathered per instruction set and element type in one table of
+ * kernels (fc_direct_kernels_<type>_<isa>, indexed by block size). A "vector" is 32 bytes
+ * (8 floats or 4 doubles) for the portable and AVX2 kernels, 64 bytes for AVX-512: the
+ * block shapes below count vectors.
  *
  * All kernels read an input buffer through a table of tap offsets: filter tap t (one
  * (channel, row, column) of the filter) of the output pixel numbered v reads x[v + off[t]].
@@ -36,30 +38,33 @@
 
 #include <stdint.h>
 
-/* tile and tile_add exist for KB = 1..6 rows. FC_TILE_NV(kb) vectors per row make 8 to 12
- * accumulators: enough independent FMA chains to hide the FMA latency (2 pipes x 4
+/* tile and tile_add exist for KB = 1..6 rows, each with NV vectors per row: X(KB, NV).
+ * 8 to 12 accumulators: enough independent FMA chains to hide the FMA latency (2 pipes x 4
  * cycles), few enough to leave registers for the broadcast weight and the inputs. */
+#define FC_TILE_SHAPES(X) X(1, 8) X(2, 5) X(3, 4) X(4, 3) X(5, 2) X(6, 2)
 #define FC_TILE_KB_MAX 6
-#define FC_TILE_NV(kb) ((kb) == 1 ? 8 : (kb) == 2 ? 5 : (kb) == 3 ? 4 : (kb) == 4 ? 3 : 2)
-/* Pixels per strip of a tile of kb rows, with vectors of `lanes` elements. */
-#define FC_TILE_VW(kb, lanes) (FC_TILE_NV(kb) * (int)(lanes))
 #define FC_TILE_VW_MAX 128  /* one row of 8 vectors of 16 floats (AVX-512) */
 
-/* wgrad exists for KB = 1..3 filters, with FC_WGRAD_TB(kb) taps: 8 to 12 accumulators. */
+/* wgrad exists for KB = 1..3 filters and wgradk for NV = 1..3 vectors of filters, each
+ * with TB taps: X(KB or NV, TB), 8 to 12 accumulators. */
+#define FC_WGRAD_SHAPES(X) X(1, 8) X(2, 6) X(3, 4)
 #define FC_WGRAD_KB_MAX 3
-#define FC_WGRAD_TB(kb) ((kb) == 1 ? 8 : (kb) == 2 ? 6 : 4)
+#define FC_WGRADK_NV_MAX 3
 #define FC_WGRAD_TB_MAX 8
 
-/* wgradk exists for NV = 1..3 vectors of filters, with FC_WGRADK_TB(nv) taps. */
-#define FC_WGRADK_NV_MAX 3
-#define FC_WGRADK_TB(nv) ((nv) == 1 ? 8 : (nv) == 2 ? 6 : 4)
+/* The tables of the shapes above, indexed by KB (or NV); entry 0 is unused. */
+#define FC_SHAPE_ENTRY(BLOCK, SIZE) [BLOCK] = SIZE,
+static const int fc_tile_nv[FC_TILE_KB_MAX + 1] = {FC_TILE_SHAPES(FC_SHAPE_ENTRY)};
+static const int fc_wgrad_tb[FC_WGRAD_KB_MAX + 1] = {FC_WGRAD_SHAPES(FC_SHAPE_ENTRY)};
+#undef FC_SHAPE_ENTRY
 
 /* tilek exists for NV = 1..2 vectors of filters and PB = 1..16/NV pixels; a caller uses
- * PB <= FC_TILEK_PB(nv, registers) (NV*PB accumulators, leaving a register for the weights
- * and one for a broadcast: 16 YMM registers for AVX2, 32 ZMM for AVX-512). */
+ * PB <= 16/NV with 32 vector registers (AVX-512), 12/NV with 16 (AVX2): NV*PB
+ * accumulators, leaving a register for the weights and one for a broadcast. */
 #define FC_TILEK_NV_MAX 2
 #define FC_TILEK_PB_MAX 16
-#define FC_TILEK_PB(nv, registers) ((registers) == 32 ? 16 / (nv) : 12 / (nv))
+#define FC_TILEK_ACC_16_REGISTERS 12
+#define FC_TILEK_ACC_32_REGISTERS 16
 
 /* The (NV, PB) pairs each kernel set instantiates as tilek_NV_PB (FC_TILEK defined by the
  * includer), and the table rows naming them: NV*PB <= 16. */
@@ -79,6 +84,17 @@
     {NULL, FN(tilek_2_1), FN(tilek_2_2), FN(tilek_2_3), FN(tilek_2_4), FN(tilek_2_5),        \
      FN(tilek_2_6), FN(tilek_2_7), FN(tilek_2_8)}
 
+/* The kernel tables of one set (fc_direct_kernels, conv_direct_kernels_impl.h), from the
+ * functions each kernel template names FN(tile1), FN(tile_add1), FN(wgrad1), FN(wgradk1),
+ * FN(tilek_1_1) and so on. */
+#define FC_DIRECT_KERNEL_TABLES                                                              \
+    .tile = {NULL, FN(tile1), FN(tile2), FN(tile3), FN(tile4), FN(tile5), FN(tile6)},        \
+    .tile_add = {NULL, FN(tile_add1), FN(tile_add2), FN(tile_add3), FN(tile_add4),           \
+                 FN(tile_add5), FN(tile_add6)},                                              \
+    .wgrad = {NULL, FN(wgrad1), FN(wgrad2), FN(wgrad3)},                                     \
+    .wgradk = {NULL, FN(wgradk1), FN(wgradk2), FN(wgradk3)},                                 \
+    .tilek = {FC_TILEK_TABLE}
+
 /* Where a strip's lanes are stored: lanes [lo[i], hi[i]) of filter k go to
  * y[base[i] + k*ldk + lane], one segment per output row the strip touches. */
 #define FC_STRIP_MAX_SEG 8
@@ -88,46 +104,5 @@ typedef struct {
     int64_t base[FC_STRIP_MAX_SEG];
     int64_t ldk;
 } fc_strip_map;
-
-#define FC_DECLARE_DIRECT_KERNELS(SUFFIX, T)                                                   \
-    typedef void (*fc_tile_kernel_##SUFFIX)(T *y, const fc_strip_map *map, const T *x,         \
-                                            const int64_t *off, int64_t ntaps, const T *w,     \
-                                            const T *bias);                                    \
-    typedef void (*fc_tile_add_kernel_##SUFFIX)(T *y, const int64_t *yoff, const T *x,         \
-                                                const int64_t *off, int64_t ntaps,             \
-                                                const T *w);                                   \
-    typedef void (*fc_wgrad_kernel_##SUFFIX)(T *dw, int64_t ldw, int nt, const T *dy,          \
-                                             int64_t ldk, int64_t ldy, const T *x,             \
-                                             const int64_t *off, int64_t pitch, int64_t rows,  \
-                                             int64_t Q);                                       \
-    typedef void (*fc_wgradk_kernel_##SUFFIX)(T *dwt, int64_t ldt, int nt, const T *dyt,       \
-                                              int64_t ldv, const T *x, const int64_t *off,     \
-                                              int64_t pitch, int64_t rows, int64_t Q);         \
-    typedef void (*fc_tilek_kernel_##SUFFIX)(T *y, int64_t ldk, int nk, const T *x,            \
-                                             const int64_t *off, int64_t ntaps, const T *w,     \
-                                             int64_t ldw, const T *bias);                       \
-    /* each table is indexed by its block size (KB, or NV for wgradk); entry 0 is unused */    \
-    extern const fc_tile_kernel_##SUFFIX fc_tile_generic_##SUFFIX[FC_TILE_KB_MAX + 1];         \
-    extern const fc_tile_kernel_##SUFFIX fc_tile_avx2_##SUFFIX[FC_TILE_KB_MAX + 1];            \
-    extern const fc_tile_add_kernel_##SUFFIX fc_tile_add_generic_##SUFFIX[FC_TILE_KB_MAX + 1]; \
-    extern const fc_tile_add_kernel_##SUFFIX fc_tile_add_avx2_##SUFFIX[FC_TILE_KB_MAX + 1];    \
-    extern const fc_wgrad_kernel_##SUFFIX fc_wgrad_generic_##SUFFIX[FC_WGRAD_KB_MAX + 1];      \
-    extern const fc_wgrad_kernel_##SUFFIX fc_wgrad_avx2_##SUFFIX[FC_WGRAD_KB_MAX + 1];         \
-    extern const fc_wgradk_kernel_##SUFFIX fc_wgradk_generic_##SUFFIX[FC_WGRADK_NV_MAX + 1];   \
-    extern const fc_wgradk_kernel_##SUFFIX fc_wgradk_avx2_##SUFFIX[FC_WGRADK_NV_MAX + 1];      \
-    extern const fc_tile_kernel_##SUFFIX fc_tile_avx512_##SUFFIX[FC_TILE_KB_MAX + 1];          \
-    extern const fc_tile_add_kernel_##SUFFIX fc_tile_add_avx512_##SUFFIX[FC_TILE_KB_MAX + 1];  \
-    extern const fc_wgrad_kernel_##SUFFIX fc_wgrad_avx512_##SUFFIX[FC_WGRAD_KB_MAX + 1];       \
-    extern const fc_wgradk_kernel_##SUFFIX fc_wgradk_avx512_##SUFFIX[FC_WGRADK_NV_MAX + 1];   \
-    /* tilek tables: [NV][PB] */                                                               \
-    extern const fc_tilek_kernel_##SUFFIX                                                      \
-        fc_tilek_generic_##SUFFIX[FC_TILEK_NV_MAX + 1][FC_TILEK_PB_MAX + 1];                   \
-    extern const fc_tilek_kernel_##SUFFIX                                                      \
-        fc_tilek_avx2_##SUFFIX[FC_TILEK_NV_MAX + 1][FC_TILEK_PB_MAX + 1];                      \
-    extern const fc_tilek_kernel_##SUFFIX                                                      \
-        fc_tilek_avx512_##SUFFIX[FC_TILEK_NV_MAX + 1][FC_TILEK_PB_MAX + 1];
-FC_DECLARE_DIRECT_KERNELS(f32, float)
-FC_DECLARE_DIRECT_KERNELS(f64, double)
-#undef FC_DECLARE_DIRECT_KERNELS
 
 #endif /* FASTCONV_CONV_DIRECT_KERNELS_H */

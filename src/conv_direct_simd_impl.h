@@ -1,11 +1,16 @@
 /* conv_direct_simd_impl.h: the SIMD micro-kernels for one element type and one instruction
- * set. Included by conv_direct_avx2.c and conv_direct_avx512.c with REAL, FN(name), ISA(name)
- * (the tables' suffix), the target attributes FC_TARGET and FC_TARGET_INLINE, the lane count
- * VL, the vector and mask types VEC and MASK and the V_* operations defined. Contracts in
- * conv_direct_kernels.h.
+ * set (template.h: REAL, FN, ISA), and their table ISA(FN(fc_direct_kernels)). Contracts in
+ * conv_direct_kernels.h. The includer (conv_direct_avx2.c, conv_direct_avx512.c) defines,
+ * for each element type, the vector vocabulary the kernels use through FN(...): the types
+ * vec and mask, the lane count `lanes`, the operations v_load, v_loadu, v_store, v_storeu,
+ * v_maskload, v_maskstore, v_bcast, v_fma, v_add, v_zero, v_lanes (the mask of lanes
+ * [lo, hi)) and v_hsum; the attributes FC_TARGET and FC_TARGET_INLINE, FC_IN_REGISTER and
+ * FC_UNROLL; and the template parameter FC_TEMPLATE_TILEK_ACC, the accumulators a tilek
+ * call may use.
  *
  * Accumulators are arrays of exactly 12 vectors (block sizes keep KB*NV <= 12), which the
  * compiler keeps in registers; a larger, partly used array would stay in memory. */
+#include "conv_direct_kernels_impl.h"
 
 /* y <- tile (kb, vw) through the strip map: whole vectors stored plainly, the ends of a
  * segment with a masked store (masked lanes are never touched, so they cannot fault). */
@@ -14,25 +19,36 @@ static FC_TARGET void FN(store_map)(REAL *y, const fc_strip_map *map, const REAL
 {
     for (int s = 0; s < map->nseg; s++) {
         const int lo = map->lo[s], hi = map->hi[s];
-        for (int j = lo - lo % VL; j < hi; j += VL) {
-            const MASK mask = V_LANES(lo - j, hi - j);
-            const int whole = j >= lo && j + VL <= hi;
+        for (int j = lo - lo % FN(lanes); j < hi; j += FN(lanes)) {
+            const FN(mask) mask = FN(v_lanes)(lo - j, hi - j);
+            const int whole = j >= lo && j + FN(lanes) <= hi;
             for (int k = 0; k < kb; k++) {
                 REAL *dst = y + map->base[s] + k * map->ldk + j;
-                const VEC v = V_LOAD(tile + k * vw + j);
+                const FN(vec) v = FN(v_load)(tile + k * vw + j);
                 if (whole) {
-                    V_STOREU(dst, v);
+                    FN(v_storeu)(dst, v);
                 } else {
-                    V_MASKSTORE(dst, mask, v);
+                    FN(v_maskstore)(dst, mask, v);
                 }
             }
         }
     }
 }
 
+/* sums[0 .. n vectors) <- acc[0 .. n): the accumulators go through memory once, with
+ * constant indices (n is a constant in every caller): any run-time-dependent use of them
+ * makes GCC keep them all in memory, a store per FMA. */
+FC_TARGET_INLINE void FN(spill)(REAL *sums, const FN(vec) *acc, const int n)
+{
+    FC_UNROLL
+    for (int i = 0; i < n; i++) {
+        FN(v_store)(sums + FN(lanes) * i, acc[i]);
+    }
+}
+
 /* acc (KB rows, NV vectors) += sum over taps of w[t*KB + k] * x[off[t] + lanes]: per tap,
  * NV loads of x, KB broadcast weights, KB*NV FMAs. The loop of tile and tile_add. */
-FC_TARGET_INLINE void FN(tile_taps)(const int KB, const int NV, VEC acc[12], const REAL *x,
+FC_TARGET_INLINE void FN(tile_taps)(const int KB, const int NV, FN(vec) acc[12], const REAL *x,
                                     const int64_t *off, int64_t ntaps, const REAL *w)
 {
     for (int64_t t = 0; t < ntaps; t++) {
@@ -41,128 +57,120 @@ FC_TARGET_INLINE void FN(tile_taps)(const int KB, const int NV, VEC acc[12], con
         /* 12 accumulators + min(KB, NV) held values + 1 <= 16 registers: hold whichever of
          * the weights and the input vectors are fewer, stream the other */
         if (KB <= NV) {
-            VEC wk[FC_TILE_KB_MAX];
+            FN(vec) wk[FC_TILE_KB_MAX];
             for (int k = 0; k < KB; k++) {
-                wk[k] = V_BCAST(wt + k);
+                wk[k] = FN(v_bcast)(wt + k);
             }
             for (int v = 0; v < NV; v++) {
-                VEC xv = V_LOADU(xt + VL * v);
+                FN(vec) xv = FN(v_loadu)(xt + FN(lanes) * v);
                 FC_IN_REGISTER(xv);
                 for (int k = 0; k < KB; k++) {
-                    acc[k * NV + v] = V_FMA(wk[k], xv, acc[k * NV + v]);
+                    acc[k * NV + v] = FN(v_fma)(wk[k], xv, acc[k * NV + v]);
                 }
             }
         } else {
-            VEC xv[FC_TILE_KB_MAX];
+            FN(vec) xv[FC_TILE_KB_MAX];
             for (int v = 0; v < NV; v++) {
-                xv[v] = V_LOADU(xt + VL * v);
+                xv[v] = FN(v_loadu)(xt + FN(lanes) * v);
             }
             for (int k = 0; k < KB; k++) {
-                const VEC wk = V_BCAST(wt + k);
+                const FN(vec) wk = FN(v_bcast)(wt + k);
                 for (int v = 0; v < NV; v++) {
-                    acc[k * NV + v] = V_FMA(wk, xv[v], acc[k * NV + v]);
+                    acc[k * NV + v] = FN(v_fma)(wk, xv[v], acc[k * NV + v]);
                 }
             }
         }
     }
 }
 
-/* tile (KB filters, NV*VL pixels), from the bias, stored through the strip map. The
- * accumulators go through memory once, with constant indices: any run-time-dependent use
- * of them (such as storing each straight through the map) makes GCC keep them all in
- * memory, a store per FMA. */
+/* tile (KB filters, NV vectors of pixels), from the bias, stored through the strip map
+ * after a spill (storing each accumulator straight through the map would keep them all in
+ * memory). */
 FC_TARGET_INLINE void FN(tile)(const int KB, const int NV, REAL *y, const fc_strip_map *map,
                                const REAL *x, const int64_t *off, int64_t ntaps, const REAL *w,
                                const REAL *bias)
 {
-    VEC acc[12];
+    FN(vec) acc[12];
     for (int k = 0; k < KB; k++) {
         for (int v = 0; v < NV; v++) {
-            acc[k * NV + v] = V_BCAST(bias + k);
+            acc[k * NV + v] = FN(v_bcast)(bias + k);
         }
     }
     FN(tile_taps)(KB, NV, acc, x, off, ntaps, w);
     _Alignas(64) REAL tile[FC_TILE_KB_MAX * FC_TILE_VW_MAX];
-    FC_UNROLL
-    for (int i = 0; i < KB * NV; i++) {
-        V_STORE(tile + VL * i, acc[i]);
-    }
-    FN(store_map)(y, map, tile, KB, NV * VL);
+    FN(spill)(tile, acc, KB * NV);
+    FN(store_map)(y, map, tile, KB, NV * FN(lanes));
 }
 
-/* rows y + yoff[i] (KB of them, NV*VL lanes each) += the tile's sums. */
+/* rows y + yoff[i] (KB of them, NV vectors each) += the tile's sums. */
 FC_TARGET_INLINE void FN(tile_add)(const int KB, const int NV, REAL *y, const int64_t *yoff,
                                    const REAL *x, const int64_t *off, int64_t ntaps,
                                    const REAL *w)
 {
-    VEC acc[12];
+    FN(vec) acc[12];
     FC_UNROLL
     for (int i = 0; i < KB * NV; i++) {
-        acc[i] = V_LOADU(y + yoff[i / NV] + VL * (i % NV));
+        acc[i] = FN(v_loadu)(y + yoff[i / NV] + FN(lanes) * (i % NV));
     }
     FN(tile_taps)(KB, NV, acc, x, off, ntaps, w);
     FC_UNROLL
     for (int i = 0; i < KB * NV; i++) {
-        V_STOREU(y + yoff[i / NV] + VL * (i % NV), acc[i]);
+        FN(v_storeu)(y + yoff[i / NV] + FN(lanes) * (i % NV), acc[i]);
     }
 }
 
-/* dw (KB filters, TB taps) += dy . x over a band: per VL pixels, KB loads of dy, TB loads of
- * x, KB*TB FMAs; the last Q % VL pixels of a row through masked loads (masked lanes read
- * as 0 and are never read from memory). */
+/* dw (KB filters, TB taps) += dy . x over a band: per vector of pixels, KB loads of dy, TB
+ * loads of x, KB*TB FMAs; the pixels past a row's last whole vector through masked loads
+ * (masked lanes read as 0 and are never read from memory). */
 FC_TARGET_INLINE void FN(wgrad)(const int KB, const int TB, REAL *dw, int64_t ldw, int nt,
                                 const REAL *dy, int64_t ldk, int64_t ldy, const REAL *x,
                                 const int64_t *off, int64_t pitch, int64_t rows, int64_t Q)
 {
-    VEC acc[12];  /* acc[k*TB + t] */
+    FN(vec) acc[12];  /* acc[k*TB + t] */
     FC_UNROLL
     for (int i = 0; i < KB * TB; i++) {
-        acc[i] = V_ZERO();
+        acc[i] = FN(v_zero)();
     }
-    const int64_t q_full = Q - Q % VL;
-    const MASK tail = V_LANES(0, (int)(Q % VL));
+    const int64_t q_full = Q - Q % FN(lanes);
+    const FN(mask) tail = FN(v_lanes)(0, (int)(Q % FN(lanes)));
     for (int64_t i = 0; i < rows; i++) {
         const REAL *dy_row = dy + i * ldy;
         const REAL *x_tap[FC_WGRAD_TB_MAX];
         for (int t = 0; t < TB; t++) {
             x_tap[t] = x + off[t] + i * pitch;
         }
-        for (int64_t q = 0; q < q_full; q += VL) {
-            VEC d[FC_WGRAD_KB_MAX];
+        for (int64_t q = 0; q < q_full; q += FN(lanes)) {
+            FN(vec) d[FC_WGRAD_KB_MAX];
             for (int k = 0; k < KB; k++) {
-                d[k] = V_LOADU(dy_row + k * ldk + q);
+                d[k] = FN(v_loadu)(dy_row + k * ldk + q);
             }
             for (int t = 0; t < TB; t++) {
-                VEC xv = V_LOADU(x_tap[t] + q);
+                FN(vec) xv = FN(v_loadu)(x_tap[t] + q);
                 FC_IN_REGISTER(xv);
                 for (int k = 0; k < KB; k++) {
-                    acc[k * TB + t] = V_FMA(d[k], xv, acc[k * TB + t]);
+                    acc[k * TB + t] = FN(v_fma)(d[k], xv, acc[k * TB + t]);
                 }
             }
         }
         if (q_full < Q) {
-            VEC d[FC_WGRAD_KB_MAX];
+            FN(vec) d[FC_WGRAD_KB_MAX];
             for (int k = 0; k < KB; k++) {
-                d[k] = V_MASKLOAD(dy_row + k * ldk + q_full, tail);
+                d[k] = FN(v_maskload)(dy_row + k * ldk + q_full, tail);
             }
             for (int t = 0; t < TB; t++) {
-                VEC xv = V_MASKLOAD(x_tap[t] + q_full, tail);
+                FN(vec) xv = FN(v_maskload)(x_tap[t] + q_full, tail);
                 FC_IN_REGISTER(xv);
                 for (int k = 0; k < KB; k++) {
-                    acc[k * TB + t] = V_FMA(d[k], xv, acc[k * TB + t]);
+                    acc[k * TB + t] = FN(v_fma)(d[k], xv, acc[k * TB + t]);
                 }
             }
         }
     }
-    /* via memory with constant indices: a run-time bound on acc keeps it out of registers */
-    _Alignas(64) REAL sums[12 * VL];
-    FC_UNROLL
-    for (int i = 0; i < KB * TB; i++) {
-        V_STORE(sums + VL * i, acc[i]);
-    }
+    _Alignas(64) REAL sums[12 * FN(lanes)];
+    FN(spill)(sums, acc, KB * TB);
     for (int k = 0; k < KB; k++) {
         for (int t = 0; t < nt; t++) {
-            dw[k * ldw + t] += V_HSUM(V_LOAD(sums + VL * (k * TB + t)));
+            dw[k * ldw + t] += FN(v_hsum)(FN(v_load)(sums + FN(lanes) * (k * TB + t)));
         }
     }
 }
@@ -173,10 +181,10 @@ FC_TARGET_INLINE void FN(wgradk)(const int NV, const int TB, REAL *dwt, int64_t 
                                  const REAL *dyt, int64_t ldv, const REAL *x, const int64_t *off,
                                  int64_t pitch, int64_t rows, int64_t Q)
 {
-    VEC acc[12];  /* acc[t*NV + v] */
+    FN(vec) acc[12];  /* acc[t*NV + v] */
     FC_UNROLL
     for (int i = 0; i < TB * NV; i++) {
-        acc[i] = V_ZERO();
+        acc[i] = FN(v_zero)();
     }
     for (int64_t i = 0; i < rows; i++) {
         const REAL *dy_row = dyt + i * Q * ldv;
@@ -185,27 +193,25 @@ FC_TARGET_INLINE void FN(wgradk)(const int NV, const int TB, REAL *dwt, int64_t 
             x_tap[t] = x + off[t] + i * pitch;
         }
         for (int64_t q = 0; q < Q; q++) {
-            VEC d[FC_WGRADK_NV_MAX];
+            FN(vec) d[FC_WGRADK_NV_MAX];
             for (int v = 0; v < NV; v++) {
-                d[v] = V_LOADU(dy_row + q * ldv + VL * v);
+                d[v] = FN(v_loadu)(dy_row + q * ldv + FN(lanes) * v);
             }
             for (int t = 0; t < TB; t++) {
-                const VEC xb = V_BCAST(x_tap[t] + q);
+                const FN(vec) xb = FN(v_bcast)(x_tap[t] + q);
                 for (int v = 0; v < NV; v++) {
-                    acc[t * NV + v] = V_FMA(xb, d[v], acc[t * NV + v]);
+                    acc[t * NV + v] = FN(v_fma)(xb, d[v], acc[t * NV + v]);
                 }
             }
         }
     }
-    _Alignas(64) REAL sums[12 * VL];
-    FC_UNROLL
-    for (int i = 0; i < TB * NV; i++) {
-        V_STORE(sums + VL * i, acc[i]);
-    }
+    _Alignas(64) REAL sums[12 * FN(lanes)];
+    FN(spill)(sums, acc, TB * NV);
     for (int t = 0; t < nt; t++) {
         for (int v = 0; v < NV; v++) {
-            REAL *dst = dwt + t * ldt + VL * v;
-            V_STOREU(dst, V_ADD(V_LOADU(dst), V_LOAD(sums + VL * (t * NV + v))));
+            REAL *dst = dwt + t * ldt + FN(lanes) * v;
+            const FN(vec) sum = FN(v_load)(sums + FN(lanes) * (t * NV + v));
+            FN(v_storeu)(dst, FN(v_add)(FN(v_loadu)(dst), sum));
         }
     }
 }
@@ -213,12 +219,12 @@ FC_TARGET_INLINE void FN(wgradk)(const int NV, const int TB, REAL *dwt, int64_t 
 /* tilek: PB pixels x NV vectors of filters, from the bias; per tap, NV loads of weights and
  * PB broadcasts of x (AVX-512 folds each into its FMA), PB*NV FMAs. The sums go to y one
  * filter row at a time (the output is filters-major). */
-FC_TARGET_INLINE void FN(tilek)(const int NV, const int PB, VEC *acc, REAL *y, int64_t ldk,
+FC_TARGET_INLINE void FN(tilek)(const int NV, const int PB, FN(vec) *acc, REAL *y, int64_t ldk,
                                 int nk, const REAL *x, const int64_t *off, int64_t ntaps,
                                 const REAL *w, int64_t ldw, const REAL *bias)
 {
     for (int v = 0; v < NV; v++) {
-        const VEC b = V_LOADU(bias + VL * v);
+        const FN(vec) b = FN(v_loadu)(bias + FN(lanes) * v);
         for (int j = 0; j < PB; j++) {
             acc[j * NV + v] = b;
         }
@@ -226,69 +232,59 @@ FC_TARGET_INLINE void FN(tilek)(const int NV, const int PB, VEC *acc, REAL *y, i
     for (int64_t t = 0; t < ntaps; t++) {
         const REAL *xt = x + off[t];
         const REAL *wt = w + t * ldw;
-        VEC wv[FC_TILEK_NV_MAX];
+        FN(vec) wv[FC_TILEK_NV_MAX];
         for (int v = 0; v < NV; v++) {
-            wv[v] = V_LOADU(wt + VL * v);
+            wv[v] = FN(v_loadu)(wt + FN(lanes) * v);
             FC_IN_REGISTER(wv[v]);
         }
         for (int j = 0; j < PB; j++) {
-            const VEC xb = V_BCAST(xt + j);
+            const FN(vec) xb = FN(v_bcast)(xt + j);
             for (int v = 0; v < NV; v++) {
-                acc[j * NV + v] = V_FMA(xb, wv[v], acc[j * NV + v]);
+                acc[j * NV + v] = FN(v_fma)(xb, wv[v], acc[j * NV + v]);
             }
         }
     }
-    _Alignas(64) REAL sums[FC_TILEK_PB_MAX * VL];
-    FC_UNROLL
-    for (int i = 0; i < NV * PB; i++) {
-        V_STORE(sums + VL * i, acc[i]);
-    }
+    _Alignas(64) REAL sums[FC_TILEK_PB_MAX * FN(lanes)];
+    FN(spill)(sums, acc, NV * PB);
     for (int k = 0; k < nk; k++) {
         for (int j = 0; j < PB; j++) {
-            y[k * ldk + j] = sums[j * NV * VL + k];
+            y[k * ldk + j] = sums[j * NV * FN(lanes) + k];
         }
     }
 }
 
 /* One function per block size (KB, or NV for wgradk): the sizes become constants, so the
  * loops above unroll and the accumulators live in registers. */
-#define FC_TILE(KB)                                                                         \
+#define FC_TILE(KB, NV)                                                                     \
     static FC_TARGET void FN(tile##KB)(REAL *y, const fc_strip_map *map, const REAL *x,     \
                                        const int64_t *off, int64_t ntaps, const REAL *w,    \
                                        const REAL *bias)                                    \
     {                                                                                       \
-        FN(tile)(KB, FC_TILE_NV(KB), y, map, x, off, ntaps, w, bias);                       \
+        FN(tile)(KB, NV, y, map, x, off, ntaps, w, bias);                                   \
     }                                                                                       \
     static FC_TARGET void FN(tile_add##KB)(REAL *y, const int64_t *yoff, const REAL *x,     \
                                            const int64_t *off, int64_t ntaps, const REAL *w) \
     {                                                                                       \
-        FN(tile_add)(KB, FC_TILE_NV(KB), y, yoff, x, off, ntaps, w);                        \
+        FN(tile_add)(KB, NV, y, yoff, x, off, ntaps, w);                                    \
     }
-FC_TILE(1)
-FC_TILE(2)
-FC_TILE(3)
-FC_TILE(4)
-FC_TILE(5)
-FC_TILE(6)
+FC_TILE_SHAPES(FC_TILE)
 #undef FC_TILE
 
-#define FC_WGRAD(N)                                                                         \
+#define FC_WGRAD(N, TB)                                                                     \
     static FC_TARGET void FN(wgrad##N)(REAL *dw, int64_t ldw, int nt, const REAL *dy,       \
                                        int64_t ldk, int64_t ldy, const REAL *x,             \
                                        const int64_t *off, int64_t pitch, int64_t rows,     \
                                        int64_t Q)                                           \
     {                                                                                       \
-        FN(wgrad)(N, FC_WGRAD_TB(N), dw, ldw, nt, dy, ldk, ldy, x, off, pitch, rows, Q);    \
+        FN(wgrad)(N, TB, dw, ldw, nt, dy, ldk, ldy, x, off, pitch, rows, Q);                \
     }                                                                                       \
     static FC_TARGET void FN(wgradk##N)(REAL *dwt, int64_t ldt, int nt, const REAL *dyt,    \
                                         int64_t ldv, const REAL *x, const int64_t *off,     \
                                         int64_t pitch, int64_t rows, int64_t Q)             \
     {                                                                                       \
-        FN(wgradk)(N, FC_WGRADK_TB(N), dwt, ldt, nt, dyt, ldv, x, off, pitch, rows, Q);     \
+        FN(wgradk)(N, TB, dwt, ldt, nt, dyt, ldv, x, off, pitch, rows, Q);                  \
     }
-FC_WGRAD(1)
-FC_WGRAD(2)
-FC_WGRAD(3)
+FC_WGRAD_SHAPES(FC_WGRAD)
 #undef FC_WGRAD
 
 /* tilek per (NV, PB), each with an accumulator array of exactly NV*PB vectors. */
@@ -298,26 +294,14 @@ FC_WGRAD(3)
                                                 const REAL *w, int64_t ldw,                 \
                                                 const REAL *bias)                           \
     {                                                                                       \
-        VEC acc[NV * PB];                                                                   \
+        FN(vec) acc[NV * PB];                                                               \
         FN(tilek)(NV, PB, acc, y, ldk, nk, x, off, ntaps, w, ldw, bias);                    \
     }
 FC_TILEK_ALL
 #undef FC_TILEK
 
-const FN(fc_tilek_kernel) FN(ISA(fc_tilek))[FC_TILEK_NV_MAX + 1][FC_TILEK_PB_MAX + 1] = {
-    FC_TILEK_TABLE
-};
-
-const FN(fc_tile_kernel) FN(ISA(fc_tile))[FC_TILE_KB_MAX + 1] = {
-    NULL, FN(tile1), FN(tile2), FN(tile3), FN(tile4), FN(tile5), FN(tile6)
-};
-const FN(fc_tile_add_kernel) FN(ISA(fc_tile_add))[FC_TILE_KB_MAX + 1] = {
-    NULL, FN(tile_add1), FN(tile_add2), FN(tile_add3), FN(tile_add4), FN(tile_add5),
-    FN(tile_add6)
-};
-const FN(fc_wgrad_kernel) FN(ISA(fc_wgrad))[FC_WGRAD_KB_MAX + 1] = {
-    NULL, FN(wgrad1), FN(wgrad2), FN(wgrad3)
-};
-const FN(fc_wgradk_kernel) FN(ISA(fc_wgradk))[FC_WGRADK_NV_MAX + 1] = {
-    NULL, FN(wgradk1), FN(wgradk2), FN(wgradk3)
+const FN(fc_direct_kernels) ISA(FN(fc_direct_kernels)) = {
+    .lanes = FN(lanes),
+    .tilek_acc = FC_TEMPLATE_TILEK_ACC,
+    FC_DIRECT_KERNEL_TABLES,
 };

@@ -6,6 +6,7 @@
 #include "fastconv.h"
 #include "conv_index.h"
 #include "conv_threads.h"
+#include "template.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -40,18 +41,63 @@ static int pairs_in_parallel(const fc_conv_problem *pb, int nthreads)
     return nthreads > 1 && pb->N * pb->groups >= nthreads;
 }
 
+/* What the three kernels of one call share: the GEMM sizes of an (n, g) pair, the band of
+ * output rows whose columns are built at a time, and how the threads split the work. */
+typedef struct {
+    int64_t Cg, Kg;         /* input channels and filters per group */
+    int64_t PQ;             /* output pixels per plane */
+    int64_t crs;            /* rows of the column matrix: Cg * R * S */
+    int64_t pairs;          /* (n, g) pairs, N * groups */
+    int64_t band;           /* output rows per band of columns */
+    int pointwise;          /* the columns are x itself (is_pointwise) */
+    int team;               /* threads sharing out the pairs */
+    int gemm_threads;       /* threads inside each GEMM */
+} im2col_plan;
+
+/* Output rows per band so that one band's columns (elements of elem_size bytes) fit the
+ * workspace (at least one row). */
+static int64_t band_rows(const fc_conv_problem *pb, size_t elem_size)
+{
+    const int64_t crs = (pb->C / pb->groups) * pb->R * pb->S;
+    int64_t rows = FC_IM2COL_WORKSPACE_BYTES / ((int64_t)elem_size * crs * pb->Q);
+    if (rows < 1) {
+        rows = 1;
+    }
+    return rows < pb->P ? rows : pb->P;
+}
+
+/* pl <- the plan of one call on elements of elem_size bytes; FC_ERR_TOO_LARGE when one
+ * output row's columns exceed their limit. */
+static fc_status im2col_plan_of(im2col_plan *pl, const fc_conv_problem *pb, size_t elem_size)
+{
+    if (row_too_large(pb, elem_size)) {
+        return FC_ERR_TOO_LARGE;
+    }
+    const int nthreads = fc_get_num_threads();
+    const int outer = pairs_in_parallel(pb, nthreads);
+    pl->Cg = pb->C / pb->groups;
+    pl->Kg = pb->K / pb->groups;
+    pl->PQ = pb->P * pb->Q;
+    pl->crs = pl->Cg * pb->R * pb->S;
+    pl->pairs = pb->N * pb->groups;
+    pl->band = band_rows(pb, elem_size);
+    pl->pointwise = is_pointwise(pb);
+    pl->team = outer ? nthreads : 1;
+    pl->gemm_threads = outer ? 1 : nthreads;
+    return FC_OK;
+}
+
+/* The product one pass over the (n, g) pairs computes. */
+typedef enum { IM2COL_FORWARD, IM2COL_BACKWARD_DATA, IM2COL_BACKWARD_WEIGHT } im2col_pass;
+
 #define REAL float
-#define FN(name) name##_f32
-#define GEMM fc_gemm_f32
+#define TYPE_SUFFIX f32
+#define FC_TEMPLATE_GEMM fc_gemm_f32
 #include "conv_im2col_impl.h"
-#undef REAL
-#undef FN
-#undef GEMM
+#include "template_end.h"
 
 #define REAL double
-#define FN(name) name##_f64
-#define GEMM fc_gemm_f64
+#define TYPE_SUFFIX f64
+#define FC_TEMPLATE_GEMM fc_gemm_f64
 #include "conv_im2col_impl.h"
-#undef REAL
-#undef FN
-#undef GEMM
+#include "template_end.h"

@@ -1,11 +1,11 @@
-/* conv_im2col_impl.h: im2col/col2im and the three GEMM-based kernels for one element type.
- * Included by conv_im2col.c with REAL, FN(name) and GEMM defined.
+/* conv_im2col_impl.h: im2col/col2im and the three GEMM-based kernels for one element type
+ * (template.h: REAL, FN; FC_TEMPLATE_GEMM, the fc_gemm of REAL). Included by conv_im2col.c.
  *
  * For image n and group g the convolution is one matrix product:
  *   y[n, g] (Kg x P*Q) = w[g] (Kg x Cg*R*S) @ col (Cg*R*S x P*Q)
  * where col holds, for each filter tap (c, r, s), the input pixel every output reads.
  * col is built for a band of output rows at a time (bounded workspace). Work is split
- * over (n, g) pairs when there are enough of them, else inside the GEMM. */
+ * over (n, g) pairs when there are enough of them, else inside the GEMM (im2col_plan). */
 
 /* col (Cg*R*S, (p1-p0)*Q) <- the taps of output rows [p0, p1) of x_group (Cg, H, W). */
 static void FN(im2col)(REAL *col, const REAL *x_group, int64_t Cg, int64_t p0, int64_t p1,
@@ -70,15 +70,18 @@ static void FN(col2im)(REAL *dx_group, const REAL *col, int64_t Cg, int64_t p0, 
     }
 }
 
-/* Output rows per band so that one band's columns fit the workspace (at least one row). */
-static int64_t FN(band_rows)(const fc_conv_problem *pb)
+/* This thread's column buffer (crs x band*Q elements), or NULL for a pointwise filter,
+ * which needs none; *failed is set when the buffer cannot be allocated. */
+static REAL *FN(column_buffer)(const im2col_plan *pl, const fc_conv_problem *pb, int *failed)
 {
-    const int64_t crs = (pb->C / pb->groups) * pb->R * pb->S;
-    int64_t rows = FC_IM2COL_WORKSPACE_BYTES / ((int64_t)sizeof(REAL) * crs * pb->Q);
-    if (rows < 1) {
-        rows = 1;
+    if (pl->pointwise) {
+        return NULL;
     }
-    return rows < pb->P ? rows : pb->P;
+    REAL *col = malloc((size_t)(pl->crs * pl->band * pb->Q) * sizeof(REAL));
+    if (col == NULL) {
+        *failed = 1;
+    }
+    return col;
 }
 
 /* The column matrix of output rows [p0, p1) of x_group: built into col, or, for a
@@ -96,180 +99,169 @@ static const REAL *FN(band_columns)(REAL *col, int64_t *ld, const REAL *x_group,
     return col;
 }
 
-fc_status FN(fc_conv_im2col_forward)(REAL *y, const REAL *x, const REAL *w, const REAL *bias,
-                                     const fc_conv_problem *pb)
+/* y_group (Kg, P, Q) = w_group (Kg x crs) @ the columns of x_group (Cg, H, W), band by
+ * band, + bias_group (Kg) or NULL. */
+static fc_status FN(forward_pair)(REAL *y_group, const REAL *x_group, const REAL *w_group,
+                                  const REAL *bias_group, REAL *col, const im2col_plan *pl,
+                                  const fc_conv_problem *pb)
 {
-    /* y (N, K, P, Q) = w (K, C/g, R, S) @ im2col(x (N, C, H, W)) + bias (K) */
-    const int64_t Cg = pb->C / pb->groups, Kg = pb->K / pb->groups;
-    const int64_t PQ = pb->P * pb->Q, crs = Cg * pb->R * pb->S, pairs = pb->N * pb->groups;
-    const int64_t band = FN(band_rows)(pb);
-    const int pointwise = is_pointwise(pb);
-    const int nthreads = fc_get_num_threads();
-    const int outer = pairs_in_parallel(pb, nthreads);
-    const int gemm_threads = outer ? 1 : nthreads;
-    int failed = 0;
-    if (row_too_large(pb, sizeof(REAL))) {
-        return FC_ERR_TOO_LARGE;
-    }
-
-#pragma omp parallel num_threads(outer ? nthreads : 1) reduction(|| : failed)
-    {
-        REAL *col = pointwise ? NULL : malloc((size_t)(crs * band * pb->Q) * sizeof(REAL));
-        if (!pointwise && col == NULL) {
-            failed = 1;
+    for (int64_t p0 = 0; p0 < pb->P; p0 += pl->band) {
+        const int64_t p1 = p0 + pl->band < pb->P ? p0 + pl->band : pb->P;
+        const int64_t cols = (p1 - p0) * pb->Q;
+        int64_t ldb;
+        const REAL *b_mat = FN(band_columns)(col, &ldb, x_group, pl->Cg, p0, p1, pb);
+        if (FC_TEMPLATE_GEMM(pl->Kg, cols, pl->crs, w_group, pl->crs, 1, b_mat, ldb, 1, 0,
+                             y_group + p0 * pb->Q, pl->PQ, pl->gemm_threads) != FC_OK) {
+            return FC_ERR_NOMEM;
         }
+    }
+    if (bias_group != NULL) {
+        for (int64_t k = 0; k < pl->Kg; k++) {
+            const REAL b = bias_group[k];
+            for (int64_t i = 0; i < pl->PQ; i++) {
+                y_group[k * pl->PQ + i] += b;
+            }
+        }
+    }
+    return FC_OK;
+}
+
+/* dx_group (Cg, H, W) = col2im(w_group^T (crs x Kg) @ dy_group (Kg, P, Q)), band by band;
+ * for a pointwise filter one GEMM straight into dx_group. */
+static fc_status FN(backward_data_pair)(REAL *dx_group, const REAL *dy_group,
+                                        const REAL *w_group, REAL *col, const im2col_plan *pl,
+                                        const fc_conv_problem *pb)
+{
+    if (pl->pointwise) {
+        /* dx_group (Cg x HW) = w_group^T (Cg x Kg) @ dy_group (Kg x PQ), PQ == HW */
+        return FC_TEMPLATE_GEMM(pl->crs, pl->PQ, pl->Kg, w_group, 1, pl->crs, dy_group, pl->PQ,
+                                1, 0, dx_group, pl->PQ, pl->gemm_threads);
+    }
+    memset(dx_group, 0, (size_t)(pl->Cg * pb->H * pb->W) * sizeof(REAL));
+    for (int64_t p0 = 0; p0 < pb->P; p0 += pl->band) {
+        const int64_t p1 = p0 + pl->band < pb->P ? p0 + pl->band : pb->P;
+        const int64_t cols = (p1 - p0) * pb->Q;
+        if (FC_TEMPLATE_GEMM(pl->crs, cols, pl->Kg, w_group, 1, pl->crs, dy_group + p0 * pb->Q,
+                             pl->PQ, 1, 0, col, cols, pl->gemm_threads) != FC_OK) {
+            return FC_ERR_NOMEM;
+        }
+        FN(col2im)(dx_group, col, pl->Cg, p0, p1, pb);
+    }
+    return FC_OK;
+}
+
+/* dw_group (Kg x crs) += dy_group (Kg, P, Q) @ the columns of x_group (Cg, H, W)^T, band by
+ * band. */
+static fc_status FN(backward_weight_pair)(REAL *dw_group, const REAL *dy_group,
+                                          const REAL *x_group, REAL *col,
+                                          const im2col_plan *pl, const fc_conv_problem *pb)
+{
+    for (int64_t p0 = 0; p0 < pb->P; p0 += pl->band) {
+        const int64_t p1 = p0 + pl->band < pb->P ? p0 + pl->band : pb->P;
+        const int64_t cols = (p1 - p0) * pb->Q;
+        int64_t ldb;
+        const REAL *b_mat = FN(band_columns)(col, &ldb, x_group, pl->Cg, p0, p1, pb);
+        /* dw_group (Kg x crs) += dy band (Kg x cols) @ col^T (cols x crs) */
+        if (FC_TEMPLATE_GEMM(pl->Kg, pl->crs, cols, dy_group + p0 * pb->Q, pl->PQ, 1, b_mat, 1,
+                             ldb, 1, dw_group, pl->crs, pl->gemm_threads) != FC_OK) {
+            return FC_ERR_NOMEM;
+        }
+    }
+    return FC_OK;
+}
+
+/* The work of pair (n, g) = (ng / groups, ng % groups) in one pass: out is y, dx or this
+ * thread's dw; a and b are (x, w), (dy, w) or (dy, x), as the entry points below pass them. */
+static fc_status FN(pair)(im2col_pass pass, REAL *out, const REAL *a, const REAL *b,
+                          const REAL *bias, REAL *col, int64_t ng, const im2col_plan *pl,
+                          const fc_conv_problem *pb)
+{
+    const int64_t n = ng / pb->groups, g = ng % pb->groups;
+    const int64_t x_off = (n * pb->C + g * pl->Cg) * pb->H * pb->W;   /* x, dx of the pair */
+    const int64_t y_off = (n * pb->K + g * pl->Kg) * pl->PQ;          /* y, dy of the pair */
+    const int64_t w_off = g * pl->Kg * pl->crs;                       /* w, dw of the group */
+    switch (pass) {
+    case IM2COL_FORWARD:
+        return FN(forward_pair)(out + y_off, a + x_off, b + w_off,
+                                bias != NULL ? bias + g * pl->Kg : NULL, col, pl, pb);
+    case IM2COL_BACKWARD_DATA:
+        return FN(backward_data_pair)(out + x_off, a + y_off, b + w_off, col, pl, pb);
+    default:
+        return FN(backward_weight_pair)(out + w_off, a + y_off, b + x_off, col, pl, pb);
+    }
+}
+
+/* One pass over every (n, g) pair, shared out among pl->team threads, each with its own
+ * column buffer. out: y, dx or dw; in the weight gradient thread t > 0 sums into its own
+ * copy of dw in partials, (t - 1) * K * crs elements in. */
+static fc_status FN(run_pairs)(im2col_pass pass, REAL *out, REAL *partials, const REAL *a,
+                               const REAL *b, const REAL *bias, const im2col_plan *pl,
+                               const fc_conv_problem *pb)
+{
+    int failed = 0;
+
+#pragma omp parallel num_threads(pl->team) reduction(|| : failed)
+    {
+        const int t = fc_thread_num();
+        REAL *my_out = pass == IM2COL_BACKWARD_WEIGHT && t > 0
+                           ? partials + (t - 1) * pb->K * pl->crs
+                           : out;
+        REAL *col = FN(column_buffer)(pl, pb, &failed);
 #pragma omp for schedule(static)
-        for (int64_t ng = 0; ng < pairs; ng++) {
+        for (int64_t ng = 0; ng < pl->pairs; ng++) {
             if (failed) {
                 continue;
             }
-            const int64_t n = ng / pb->groups, g = ng % pb->groups;
-            const REAL *x_group = x + (n * pb->C + g * Cg) * pb->H * pb->W;
-            REAL *y_group = y + (n * pb->K + g * Kg) * PQ;
-            const REAL *w_group = w + g * Kg * crs;
-            for (int64_t p0 = 0; p0 < pb->P; p0 += band) {
-                const int64_t p1 = p0 + band < pb->P ? p0 + band : pb->P;
-                const int64_t cols = (p1 - p0) * pb->Q;
-                int64_t ldb;
-                const REAL *b_mat = FN(band_columns)(col, &ldb, x_group, Cg, p0, p1, pb);
-                if (GEMM(Kg, cols, crs, w_group, crs, 1, b_mat, ldb, 1,
-                         0, y_group + p0 * pb->Q, PQ, gemm_threads) != FC_OK) {
-                    failed = 1;
-                    break;
-                }
-            }
-            if (bias != NULL) {
-                for (int64_t k = 0; k < Kg; k++) {
-                    const REAL b = bias[g * Kg + k];
-                    for (int64_t i = 0; i < PQ; i++) {
-                        y_group[k * PQ + i] += b;
-                    }
-                }
-            }
+            failed = FN(pair)(pass, my_out, a, b, bias, col, ng, pl, pb) != FC_OK;
         }
         free(col);
     }
     return failed ? FC_ERR_NOMEM : FC_OK;
+}
+
+/* One call: its plan, then the pass. The weight gradient overwrites dw: each thread sums
+ * its own (n, g) pairs into a private copy (thread 0 into dw itself), and the copies are
+ * added in thread order, so the result is bitwise reproducible at a given thread count. */
+static fc_status FN(im2col_call)(im2col_pass pass, REAL *out, const REAL *a, const REAL *b,
+                                 const REAL *bias, const fc_conv_problem *pb)
+{
+    im2col_plan pl;
+    fc_status st = im2col_plan_of(&pl, pb, sizeof(REAL));
+    if (st != FC_OK || pass != IM2COL_BACKWARD_WEIGHT) {
+        return st != FC_OK ? st : FN(run_pairs)(pass, out, NULL, a, b, bias, &pl, pb);
+    }
+    const int64_t dw_size = pb->K * pl.crs;
+    REAL *partials = NULL;
+    if (pl.team > 1) {
+        partials = calloc((size_t)((pl.team - 1) * dw_size), sizeof(REAL));
+        if (partials == NULL) {
+            return FC_ERR_NOMEM;
+        }
+    }
+    memset(out, 0, (size_t)dw_size * sizeof(REAL));
+    st = FN(run_pairs)(pass, out, partials, a, b, NULL, &pl, pb);
+    FN(fc_add_partials)(out, partials, pl.team, dw_size);
+    free(partials);
+    return st;
+}
+
+fc_status FN(fc_conv_im2col_forward)(REAL *y, const REAL *x, const REAL *w, const REAL *bias,
+                                     const fc_conv_problem *pb)
+{
+    /* y (N, K, P, Q) = w (K, C/g, R, S) @ im2col(x (N, C, H, W)) + bias (K) */
+    return FN(im2col_call)(IM2COL_FORWARD, y, x, w, bias, pb);
 }
 
 fc_status FN(fc_conv_im2col_backward_data)(REAL *dx, const REAL *dy, const REAL *w,
                                            const fc_conv_problem *pb)
 {
     /* dx (N, C, H, W) = col2im(w (K, C/g, R, S)^T @ dy (N, K, P, Q)) */
-    const int64_t Cg = pb->C / pb->groups, Kg = pb->K / pb->groups;
-    const int64_t PQ = pb->P * pb->Q, crs = Cg * pb->R * pb->S, pairs = pb->N * pb->groups;
-    const int64_t band = FN(band_rows)(pb);
-    const int pointwise = is_pointwise(pb);
-    const int nthreads = fc_get_num_threads();
-    const int outer = pairs_in_parallel(pb, nthreads);
-    const int gemm_threads = outer ? 1 : nthreads;
-    int failed = 0;
-    if (row_too_large(pb, sizeof(REAL))) {
-        return FC_ERR_TOO_LARGE;
-    }
-
-#pragma omp parallel num_threads(outer ? nthreads : 1) reduction(|| : failed)
-    {
-        REAL *col = pointwise ? NULL : malloc((size_t)(crs * band * pb->Q) * sizeof(REAL));
-        if (!pointwise && col == NULL) {
-            failed = 1;
-        }
-#pragma omp for schedule(static)
-        for (int64_t ng = 0; ng < pairs; ng++) {
-            if (failed) {
-                continue;
-            }
-            const int64_t n = ng / pb->groups, g = ng % pb->groups;
-            REAL *dx_group = dx + (n * pb->C + g * Cg) * pb->H * pb->W;
-            const REAL *dy_group = dy + (n * pb->K + g * Kg) * PQ;
-            const REAL *w_group = w + g * Kg * crs;
-            if (pointwise) {
-                /* dx_group (Cg x HW) = w_group^T (Cg x Kg) @ dy_group (Kg x PQ), PQ == HW */
-                if (GEMM(crs, PQ, Kg, w_group, 1, crs, dy_group, PQ, 1,
-                         0, dx_group, PQ, gemm_threads) != FC_OK) {
-                    failed = 1;
-                }
-                continue;
-            }
-            memset(dx_group, 0, (size_t)(Cg * pb->H * pb->W) * sizeof(REAL));
-            for (int64_t p0 = 0; p0 < pb->P; p0 += band) {
-                const int64_t p1 = p0 + band < pb->P ? p0 + band : pb->P;
-                const int64_t cols = (p1 - p0) * pb->Q;
-                if (GEMM(crs, cols, Kg, w_group, 1, crs, dy_group + p0 * pb->Q, PQ, 1,
-                         0, col, cols, gemm_threads) != FC_OK) {
-                    failed = 1;
-                    break;
-                }
-                FN(col2im)(dx_group, col, Cg, p0, p1, pb);
-            }
-        }
-        free(col);
-    }
-    return failed ? FC_ERR_NOMEM : FC_OK;
+    return FN(im2col_call)(IM2COL_BACKWARD_DATA, dx, dy, w, NULL, pb);
 }
 
 fc_status FN(fc_conv_im2col_backward_weight)(REAL *dw, const REAL *dy, const REAL *x,
                                              const fc_conv_problem *pb)
 {
-    /* dw (K, C/g, R, S) = sum over n of dy (N, K, P, Q) @ im2col(x (N, C, H, W))^T.
-     * Each thread sums its own (n, g) pairs into a private copy of dw; the copies are then
-     * added in thread order, so the result is bitwise reproducible at a given thread count. */
-    const int64_t Cg = pb->C / pb->groups, Kg = pb->K / pb->groups;
-    const int64_t PQ = pb->P * pb->Q, crs = Cg * pb->R * pb->S, pairs = pb->N * pb->groups;
-    const int64_t band = FN(band_rows)(pb), dw_size = pb->K * crs;
-    const int pointwise = is_pointwise(pb);
-    const int nthreads = fc_get_num_threads();
-    const int outer = pairs_in_parallel(pb, nthreads);
-    const int team = outer ? nthreads : 1;
-    const int gemm_threads = outer ? 1 : nthreads;
-    int failed = 0;
-
-    if (row_too_large(pb, sizeof(REAL))) {
-        return FC_ERR_TOO_LARGE;
-    }
-    /* partial[t] is thread t's dw; thread 0 writes straight into dw. */
-    REAL *partials = NULL;
-    if (team > 1) {
-        partials = calloc((size_t)((team - 1) * dw_size), sizeof(REAL));
-        if (partials == NULL) {
-            return FC_ERR_NOMEM;
-        }
-    }
-    memset(dw, 0, (size_t)dw_size * sizeof(REAL));
-
-#pragma omp parallel num_threads(team) reduction(|| : failed)
-    {
-        const int t = fc_thread_num();
-        REAL *my_dw = t == 0 ? dw : partials + (t - 1) * dw_size;
-        REAL *col = pointwise ? NULL : malloc((size_t)(crs * band * pb->Q) * sizeof(REAL));
-        if (!pointwise && col == NULL) {
-            failed = 1;
-        }
-#pragma omp for schedule(static)
-        for (int64_t ng = 0; ng < pairs; ng++) {
-            if (failed) {
-                continue;
-            }
-            const int64_t n = ng / pb->groups, g = ng % pb->groups;
-            const REAL *x_group = x + (n * pb->C + g * Cg) * pb->H * pb->W;
-            const REAL *dy_group = dy + (n * pb->K + g * Kg) * PQ;
-            for (int64_t p0 = 0; p0 < pb->P; p0 += band) {
-                const int64_t p1 = p0 + band < pb->P ? p0 + band : pb->P;
-                const int64_t cols = (p1 - p0) * pb->Q;
-                int64_t ldb;
-                const REAL *b_mat = FN(band_columns)(col, &ldb, x_group, Cg, p0, p1, pb);
-                /* my_dw[g] (Kg x crs) += dy band (Kg x cols) @ col^T (cols x crs) */
-                if (GEMM(Kg, crs, cols, dy_group + p0 * pb->Q, PQ, 1,
-                         b_mat, 1, ldb,
-                         1, my_dw + g * Kg * crs, crs, gemm_threads) != FC_OK) {
-                    failed = 1;
-                    break;
-                }
-            }
-        }
-        free(col);
-    }
-    FN(fc_add_partials)(dw, partials, team, dw_size);
-    free(partials);
-    return failed ? FC_ERR_NOMEM : FC_OK;
+    /* dw (K, C/g, R, S) = sum over n of dy (N, K, P, Q) @ im2col(x (N, C, H, W))^T */
+    return FN(im2col_call)(IM2COL_BACKWARD_WEIGHT, dw, dy, x, NULL, pb);
 }

@@ -31,9 +31,8 @@
 #include "fastconv.h"
 #include "gemm_kernels.h"
 #include "conv_winograd.h"
+#include "template.h"
 
-#define FC_GLUE_(name, suffix) name##_##suffix
-#define FC_GLUE(name, suffix) FC_GLUE_(name, suffix)
 
 /* Input channels per GEMM pass (more are summed over passes into M) and filters per pass
  * (more re-run the input transform): one pass for every layer up to 256 -> 512 channels. */
@@ -41,12 +40,15 @@
 #define WG_KB_MAX 512
 
 /* A block's V and M together aim at about this many bytes, so that they stay in the L2
- * cache (2 MiB) between the input transform, the GEMMs and the output transform. A block
- * is at least one B panel of tiles: with the pass limits above a thread's workspace is at
- * most ALPHA^2 x (256 + 516) x 32 x 4 bytes = 3.5 MiB (float32 on AVX-512; float64 the same
- * bytes), 4 MiB in whole 2 MiB pages (wg_alloc). Larger blocks measured slower (5 MiB:
- * 8x64x56x56 -> 64 in 12.8 vs 8-10 ms, one thread), as V and M then leave the L2 cache. */
+ * cache (2 MiB) between the input transform, the GEMMs and the output transform; larger
+ * blocks run slower as V and M leave it (docs/PERFORMANCE.md, "Winograd"). A block is at
+ * least one B panel of tiles: with the pass limits above a thread's workspace is at most
+ * ALPHA^2 x (256 + 516) x 32 x 4 bytes = 3.5 MiB (float32 on AVX-512; float64 the same
+ * bytes), 4 MiB in whole 2 MiB pages (wg_alloc). */
 #define WG_BLOCK_BYTES ((int64_t)1 << 20)
+
+/* Blocks are made small enough that each thread gets at least this many (load balance). */
+#define WG_MIN_BLOCKS_PER_THREAD 2
 
 /* size (bytes) -> rounded up to a multiple of 64, as aligned_alloc wants */
 static size_t fc_round64(size_t size)
@@ -57,12 +59,15 @@ static size_t fc_round64(size_t size)
 /* bytes -> a 64-byte aligned block, or NULL, for the transformed filters and the
  * threads' workspaces. From 2 MiB on, it is rounded up to whole 2 MiB pages and asked for
  * them (Linux's transparent huge pages, as NumPy does for large arrays): in 4 KiB pages,
- * the first touch of each page of a fresh 9.7 MiB filter bank (256 x 256 filters) and
- * 2.4 MiB workspaces cost ~3,000 page faults per call, about as long as all of the
- * call's GEMMs on one image. Released with free(). */
+ * the first touch of every page of a fresh filter bank and workspaces costs thousands of
+ * page faults per call, about as long as the call's GEMMs on one image. Released with
+ * free(). */
+/* A transparent huge page of x86-64 Linux: blocks from this size on are whole pages. */
+#define WG_HUGE_PAGE_BYTES ((size_t)2 << 20)
+
 static void *wg_alloc(size_t bytes)
 {
-    const size_t huge = (size_t)2 << 20;
+    const size_t huge = WG_HUGE_PAGE_BYTES;
     if (bytes < huge) {
         return aligned_alloc(64, fc_round64(bytes));
     }
@@ -78,10 +83,9 @@ static void *wg_alloc(size_t bytes)
 
 /* Buffers kept between calls, per thread: the calling thread's filter bank and each
  * OpenMP thread's block workspace. Fresh memory is zeroed by the OS page by page on first
- * touch; for 8x256x14x14 -> 256 (a 9.4 MiB bank) that took 6% of a call's CPU time on one
- * thread and 11% on two (perf, 2026-11-29). A kept buffer only grows, up to
- * WG_KEPT_MAX_BYTES (larger ones are allocated and freed per call), and is freed when
- * its thread exits. */
+ * touch, a noticeable share of a call's time for large filter banks (docs/PERFORMANCE.md,
+ * "Winograd"). A kept buffer only grows, up to WG_KEPT_MAX_BYTES (larger ones are
+ * allocated and freed per call), and is freed when its thread exits. */
 #define WG_KEPT_MAX_BYTES ((size_t)16 << 20)
 enum { WG_KEPT_FILTERS = 0, WG_KEPT_WORK = 1, WG_KEPT_SLOTS = 2 };
 
@@ -211,43 +215,47 @@ static void wg_plan_blocks(wg_plan *pl, int64_t elem_bytes, int nthreads)
     const int64_t kb_max = WG_KB_MAX / pl->mr * pl->mr;
     pl->kb = pl->kpanels * pl->mr < kb_max ? pl->kpanels * pl->mr : kb_max;
     int64_t block = WG_BLOCK_BYTES / (WG_POSITIONS * (pl->kc + pl->kb) * elem_bytes);
-    /* Leave every thread at least two blocks, for balance. */
-    const int64_t share = (pl->tiles + 2 * nthreads - 1) / (2 * nthreads);
+    /* Leave every thread at least WG_MIN_BLOCKS_PER_THREAD blocks, for balance. */
+    const int64_t blocks = (int64_t)WG_MIN_BLOCKS_PER_THREAD * nthreads;
+    const int64_t share = (pl->tiles + blocks - 1) / blocks;
     block = block < share ? block : share;
     block = block / pl->nr * pl->nr;
     pl->block = block > pl->nr ? block : pl->nr;
 }
 
+/* The portable tile blocks, then the driver for each type. */
 #define REAL float
-#define SUFFIX f32_generic
-#define MR FC_GEMM_MR
-#define NR FC_GEMM_NR_F32
-#define KERNEL fc_gemm_kernel_generic_6x16_f32
-#define WG_TARGET
+#define TYPE_SUFFIX f32
+#define ISA_SUFFIX generic
+#define FC_TEMPLATE_MR FC_GEMM_MR
+#define FC_TEMPLATE_NR FC_GEMM_NR_F32
+#define FC_TEMPLATE_KERNEL fc_gemm_kernel_generic_6x16_f32
+#define FC_TEMPLATE_TARGET 
+#define FC_TEMPLATE_SHUFFLES 0
 #include "conv_winograd_block_impl.h"
+#include "template_end.h"
 
 #define REAL double
-#define SUFFIX f64_generic
-#define MR FC_GEMM_MR
-#define NR FC_GEMM_NR_F64
-#define KERNEL fc_gemm_kernel_generic_6x8_f64
-#define WG_TARGET
+#define TYPE_SUFFIX f64
+#define ISA_SUFFIX generic
+#define FC_TEMPLATE_MR FC_GEMM_MR
+#define FC_TEMPLATE_NR FC_GEMM_NR_F64
+#define FC_TEMPLATE_KERNEL fc_gemm_kernel_generic_6x8_f64
+#define FC_TEMPLATE_TARGET 
+#define FC_TEMPLATE_SHUFFLES 0
 #include "conv_winograd_block_impl.h"
+#include "template_end.h"
 
 #define REAL float
-#define SUFFIX f32
-#define ISA_GENERIC f32_generic
-#define ISA_AVX2 f32_avx2
-#define ISA_AVX512 f32_avx512
-#define NR_6ROW FC_GEMM_NR_F32
-#define NR_AVX512 FC_GEMM_NR_AVX512_F32
+#define TYPE_SUFFIX f32
+#define FC_TEMPLATE_NR FC_GEMM_NR_F32
+#define FC_TEMPLATE_NR_AVX512 FC_GEMM_NR_AVX512_F32
 #include "conv_winograd_impl.h"
+#include "template_end.h"
 
 #define REAL double
-#define SUFFIX f64
-#define ISA_GENERIC f64_generic
-#define ISA_AVX2 f64_avx2
-#define ISA_AVX512 f64_avx512
-#define NR_6ROW FC_GEMM_NR_F64
-#define NR_AVX512 FC_GEMM_NR_AVX512_F64
+#define TYPE_SUFFIX f64
+#define FC_TEMPLATE_NR FC_GEMM_NR_F64
+#define FC_TEMPLATE_NR_AVX512 FC_GEMM_NR_AVX512_F64
 #include "conv_winograd_impl.h"
+#include "template_end.h"

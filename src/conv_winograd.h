@@ -13,35 +13,24 @@
  * do ALPHA^2 / (9 m^2) of the direct convolution's multiplications: 1/2.25 for m = 2,
  * 1/4 for m = 4.
  *
- * Which m. Measured 2026-11-29, float32, AVX-512, one thread (CPU time, median; the
- * machine was too busy for stable 2-thread timings), forward, ms, m = 4 vs m = 2 vs direct:
- *     8x64x56x56 -> 64     8.1 vs 12.5 vs 15.8
- *     8x128x28x28 -> 128   6.1-8.1 vs 9.1-9.7 vs 15.3
- *     8x256x14x14 -> 256   7.4-7.7 vs 8.2-9.3 vs 13.8 (14 = 3.5 tiles of 4: m = 4 wastes 24%)
- * and max |error| / max |y| against float64 (x standard normal, w scaled by 1/sqrt(9C)),
- * forward and input gradient, m = 4 vs m = 2 vs direct:
- *     8x64x56x56 -> 64     7.7e-6, 7.3e-6 vs 4.0e-7, 3.6e-7 vs 1.1e-6
- *     8x128x28x28 -> 128   1.1e-5, 1.5e-5 vs 5.1e-7, 5.1e-7 vs 1.4e-6
- *     8x256x14x14 -> 256   1.4e-5, 1.4e-5 vs 6.4e-7, 7.5e-7 vs 1.7e-6
- * m = 4 is 1.1-1.6x faster; its error, ~10x the direct sum's, is ~1e-5 of the output's
- * range, far below what training in float32 notices. So WG_M = 4 (oneDNN and cuDNN also
- * use F(4x4, 3x3)); -DWG_M=2 builds the more accurate F(2x2, 3x3) (tests pass with both).
+ * m = 4: the GEMMs do 1/4 of the direct convolution's multiplications, and the larger
+ * transforms' rounding error, about 10x the direct sum's, stays near 1e-5 of the output's
+ * range in float32, far below what training notices (oneDNN and cuDNN also use
+ * F(4x4, 3x3)). docs/PERFORMANCE.md ("Winograd") has the timings and errors behind it.
  */
 #ifndef FC_CONV_WINOGRAD_H
 #define FC_CONV_WINOGRAD_H
 
 #include <stdint.h>
 
-#ifndef WG_M
+/* Outputs per tile side (m) and input patch side (ALPHA = m + 2). */
 #define WG_M 4
-#endif
 #define WG_ALPHA (WG_M + 2)
 #define WG_POSITIONS (WG_ALPHA * WG_ALPHA)
 
 /* The three transforms along one axis, each in one place; the 2-D transforms apply them to
  * the rows, then the columns. o[] and u[] hold ALPHA values, y[] holds m. Points 0, +-1,
- * +-2 (m = 4) and 0, +-1 (m = 2), as Lavin & Gray's F(4x4, 3x3) and F(2x2, 3x3). */
-#if WG_M == 4
+ * +-2, as Lavin & Gray's F(4x4, 3x3). */
 /* o = B^T d */
 #define WG_INPUT_1D(o, d)                                    \
     do {                                                     \
@@ -53,7 +42,8 @@
         (o)[5] = 4 * (d)[1] - 5 * (d)[3] + (d)[5];           \
     } while (0)
 /* u = G g (in double: the filters are transformed once per call; products with the
- * reciprocals, as divisions cost ~10x more and dominated the call for 256 x 256 filters) */
+ * reciprocals, as divisions cost ~10x more and would dominate the call for 256 x 256
+ * filters) */
 #define WG_FILTER_1D(u, g)                                                     \
     do {                                                                       \
         (u)[0] = (g)[0] * 0.25;                                                \
@@ -71,29 +61,6 @@
         (y)[2] = ((m)[1] + (m)[2]) + 4 * ((m)[3] + (m)[4]);               \
         (y)[3] = ((m)[1] - (m)[2]) + 8 * ((m)[3] - (m)[4]) + (m)[5];      \
     } while (0)
-#elif WG_M == 2
-#define WG_INPUT_1D(o, d)                \
-    do {                                 \
-        (o)[0] = (d)[0] - (d)[2];        \
-        (o)[1] = (d)[1] + (d)[2];        \
-        (o)[2] = (d)[2] - (d)[1];        \
-        (o)[3] = (d)[1] - (d)[3];        \
-    } while (0)
-#define WG_FILTER_1D(u, g)                              \
-    do {                                                \
-        (u)[0] = (g)[0];                                \
-        (u)[1] = ((g)[0] + (g)[1] + (g)[2]) * 0.5;      \
-        (u)[2] = ((g)[0] - (g)[1] + (g)[2]) * 0.5;      \
-        (u)[3] = (g)[2];                                \
-    } while (0)
-#define WG_OUTPUT_1D(y, m)                              \
-    do {                                                \
-        (y)[0] = (m)[0] + (m)[1] + (m)[2];              \
-        (y)[1] = (m)[1] - (m)[2] - (m)[3];              \
-    } while (0)
-#else
-#error "WG_M must be 2 or 4"
-#endif
 
 /* One stride-1 3 x 3 correlation as the tile blocks see it: the forward pass, or the input
  * gradient (dy correlated with the filters rotated 180 degrees, K and C swapped). */
@@ -115,7 +82,7 @@ typedef struct {
 /* Elements added to the stride between the positions xi of U, V and M. Each transform
  * reads or writes ALPHA^2 streams, one per position; with a stride that is a multiple of
  * 4 KiB they all fall into one set of the L1 cache and evict each other on every access
- * (this made the filter transform of 256 x 256 filters 5x slower than all the GEMMs). */
+ * (for 256 x 256 filters the filter transform would then take 5x all the GEMMs' time). */
 #define WG_STRIDE_PAD 32
 
 /* The packed transformed filters: U[xi][panel][c][i] = (G g G^T)[xi] of filter
@@ -133,24 +100,27 @@ static inline int64_t wg_workspace(const wg_plan *pl)
     return WG_POSITIONS * ((pl->kc + pl->kb) * pl->block + 2 * WG_STRIDE_PAD + 2 * pl->nr);
 }
 
-/* wg_filters: the filter panel kp of U (wg_filter_index layout): G g G^T for output channels
- * kp * mr .. + mr (zero past K) and every input channel c, where g[r][s] is
+/* The filter transform: the filter panel kp of U (wg_filter_index layout): G g G^T for
+ * output channels kp * mr .. + mr (zero past K) and every input channel c, where g[r][s] is
  * w[k*s_out + c*s_in + r*3 + s], or w[... + (2 - r)*3 + (2 - s)] if flip (the filters
- * rotated 180 degrees). Computed in double, rounded once.
- * wg_block: y (N, K, P, Q) for the tiles [t0, t0 + block) of the plan (fewer in the last
- * block): transform the input tiles, run the ALPHA^2 GEMMs, transform the outputs back and
- * add bias (or NULL). work: wg_workspace(pl) elements, 64-byte aligned. */
-#define WG_DECLARE_BLOCK(SUFFIX, T)                                                        \
-    void wg_filters_##SUFFIX(T *u, const T *w, int64_t s_out, int64_t s_in, int flip,      \
-                             const wg_plan *pl, int64_t kp);                               \
-    void wg_block_##SUFFIX(T *y, const T *x, const T *u, const T *bias, const wg_plan *pl, \
-                           int64_t t0, T *work);
-WG_DECLARE_BLOCK(f32_generic, float)
-WG_DECLARE_BLOCK(f64_generic, double)
-WG_DECLARE_BLOCK(f32_avx2, float)
-WG_DECLARE_BLOCK(f64_avx2, double)
-WG_DECLARE_BLOCK(f32_avx512, float)
-WG_DECLARE_BLOCK(f64_avx512, double)
-#undef WG_DECLARE_BLOCK
+ * rotated 180 degrees). Computed in double, rounded once. */
+typedef void wg_filters_fn_f32(float *u, const float *w, int64_t s_out, int64_t s_in, int flip,
+                               const wg_plan *pl, int64_t kp);
+typedef void wg_filters_fn_f64(double *u, const double *w, int64_t s_out, int64_t s_in,
+                               int flip, const wg_plan *pl, int64_t kp);
+/* One block of tiles: y (N, K, P, Q) for the tiles [t0, t0 + block) of the plan (fewer in
+ * the last block): transform the input tiles, run the ALPHA^2 GEMMs, transform the outputs
+ * back and add bias (or NULL). work: wg_workspace(pl) elements, 64-byte aligned. */
+typedef void wg_block_fn_f32(float *y, const float *x, const float *u, const float *bias,
+                             const wg_plan *pl, int64_t t0, float *work);
+typedef void wg_block_fn_f64(double *y, const double *x, const double *u, const double *bias,
+                             const wg_plan *pl, int64_t t0, double *work);
+
+/* Both, for each instruction set (conv_winograd_block_impl.h, instantiated by
+ * conv_winograd.c, conv_winograd_avx2.c and conv_winograd_avx512.c). */
+wg_filters_fn_f32 wg_filters_generic_f32, wg_filters_avx2_f32, wg_filters_avx512_f32;
+wg_filters_fn_f64 wg_filters_generic_f64, wg_filters_avx2_f64, wg_filters_avx512_f64;
+wg_block_fn_f32 wg_block_generic_f32, wg_block_avx2_f32, wg_block_avx512_f32;
+wg_block_fn_f64 wg_block_generic_f64, wg_block_avx2_f64, wg_block_avx512_f64;
 
 #endif /* FC_CONV_WINOGRAD_H */

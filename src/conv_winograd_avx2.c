@@ -4,25 +4,31 @@
  * conv_winograd.c calls these only when fc_simd_avx2() is 1. */
 #include "gemm_kernels.h"
 #include "conv_winograd.h"
+#include "template.h"
 
 #if FC_GEMM_HAVE_AVX2
 
 #define REAL float
-#define SUFFIX f32_avx2
-#define MR FC_GEMM_MR
-#define NR FC_GEMM_NR_F32
-#define KERNEL fc_gemm_kernel_avx2_6x16_f32
-#define WG_TARGET __attribute__((target("avx2,fma")))
-#define WG_SHUFFLE_F32 1
+#define TYPE_SUFFIX f32
+#define ISA_SUFFIX avx2
+#define FC_TEMPLATE_MR FC_GEMM_MR
+#define FC_TEMPLATE_NR FC_GEMM_NR_F32
+#define FC_TEMPLATE_KERNEL fc_gemm_kernel_avx2_6x16_f32
+#define FC_TEMPLATE_TARGET __attribute__((target("avx2,fma")))
+#define FC_TEMPLATE_SHUFFLES 1
 #include "conv_winograd_block_impl.h"
+#include "template_end.h"
 
 #define REAL double
-#define SUFFIX f64_avx2
-#define MR FC_GEMM_MR
-#define NR FC_GEMM_NR_F64
-#define KERNEL fc_gemm_kernel_avx2_6x8_f64
-#define WG_TARGET __attribute__((target("avx2,fma")))
+#define TYPE_SUFFIX f64
+#define ISA_SUFFIX avx2
+#define FC_TEMPLATE_MR FC_GEMM_MR
+#define FC_TEMPLATE_NR FC_GEMM_NR_F64
+#define FC_TEMPLATE_KERNEL fc_gemm_kernel_avx2_6x8_f64
+#define FC_TEMPLATE_TARGET __attribute__((target("avx2,fma")))
+#define FC_TEMPLATE_SHUFFLES 0
 #include "conv_winograd_block_impl.h"
+#include "template_end.h"
 
 #else
 

@@ -4,25 +4,31 @@
  * fc_simd_avx512() is 1. */
 #include "gemm_kernels.h"
 #include "conv_winograd.h"
+#include "template.h"
 
 #if FC_GEMM_HAVE_AVX512
 
 #define REAL float
-#define SUFFIX f32_avx512
-#define MR FC_GEMM_MR_AVX512
-#define NR FC_GEMM_NR_AVX512_F32
-#define KERNEL fc_gemm_kernel_avx512_f32
-#define WG_TARGET __attribute__((target("avx512f,prefer-vector-width=512")))
-#define WG_SHUFFLE_F32 1
+#define TYPE_SUFFIX f32
+#define ISA_SUFFIX avx512
+#define FC_TEMPLATE_MR FC_GEMM_MR_AVX512
+#define FC_TEMPLATE_NR FC_GEMM_NR_AVX512_F32
+#define FC_TEMPLATE_KERNEL fc_gemm_kernel_avx512_f32
+#define FC_TEMPLATE_TARGET __attribute__((target("avx512f,prefer-vector-width=512")))
+#define FC_TEMPLATE_SHUFFLES 1
 #include "conv_winograd_block_impl.h"
+#include "template_end.h"
 
 #define REAL double
-#define SUFFIX f64_avx512
-#define MR FC_GEMM_MR_AVX512
-#define NR FC_GEMM_NR_AVX512_F64
-#define KERNEL fc_gemm_kernel_avx512_f64
-#define WG_TARGET __attribute__((target("avx512f,prefer-vector-width=512")))
+#define TYPE_SUFFIX f64
+#define ISA_SUFFIX avx512
+#define FC_TEMPLATE_MR FC_GEMM_MR_AVX512
+#define FC_TEMPLATE_NR FC_GEMM_NR_AVX512_F64
+#define FC_TEMPLATE_KERNEL fc_gemm_kernel_avx512_f64
+#define FC_TEMPLATE_TARGET __attribute__((target("avx512f,prefer-vector-width=512")))
+#define FC_TEMPLATE_SHUFFLES 0
 #include "conv_winograd_block_impl.h"
+#include "template_end.h"
 
 #else
 

@@ -1,27 +1,29 @@
 /*
- * conv_winograd_block_impl.h: the filter transform (wg_filters_*) and one block of Winograd
- * tiles (wg_block_*), declared in conv_winograd.h, written once and included by
- * conv_winograd.c (portable) and the per-ISA files for each precision. The transforms are
- * plain C loops along NR tiles (or MR filters) at once, which the compiler vectorises at
- * the includer's target; the GEMMs run the micro-kernels of gemm_kernels.h. Moving tiles
- * between the image and those loops' one-tile-per-lane layout is a transpose, which the
- * compiler cannot vectorise: float32 on AVX2 and AVX-512 does it with the shuffles of
- * conv_winograd_shuffle.h, the other instances value by value (gather, store).
+ * conv_winograd_block_impl.h: the filter transform (wg_filters_<isa>_<type>) and one block
+ * of Winograd tiles (wg_block_<isa>_<type>), declared in conv_winograd.h, written once and
+ * included by conv_winograd.c (portable) and the per-ISA files for each precision. The
+ * transforms are plain C loops along NR tiles (or MR filters) at once, which the compiler
+ * vectorises at the includer's target; the GEMMs run the micro-kernels of gemm_kernels.h.
+ * Moving tiles between the image and those loops' one-tile-per-lane layout is a transpose,
+ * which the compiler cannot vectorise: float32 on AVX2 and AVX-512 does it with the
+ * shuffles of conv_winograd_shuffle.h, the other instances value by value (gather, store).
  *
- * The includer defines: REAL, SUFFIX (names the instance), MR, NR (the kernel's tile,
- * compile-time so the loops vectorise), KERNEL (the micro-kernel), WG_TARGET (a target
- * attribute, or nothing) and, for float32 with AVX2 or more, WG_SHUFFLE_F32. The end of
- * this file undefines them.
+ * Template parameters (template.h: REAL, FN, ISA, and):
+ *     FC_TEMPLATE_MR, FC_TEMPLATE_NR   the micro-kernel's tile, compile-time so the loops
+ *                                      vectorise
+ *     FC_TEMPLATE_KERNEL               the GEMM micro-kernel (gemm_kernels.h)
+ *     FC_TEMPLATE_TARGET               a target attribute, or nothing
+ *     FC_TEMPLATE_SHUFFLES             1 for float32 with AVX2 or more: the transposes of
+ *                                      conv_winograd_shuffle.h; 0 elsewhere
+ * MR and NR below are short names for the tile, undefined at the end of the file.
  *
  * Layout of one block of T = pl->block tiles, in panels of NR tiles:
  *   V[xi][panel][c][j]  transformed input (kc channels of this pass): each (xi, panel) is a
  *                       kc x NR B panel for the micro-kernel;
  *   M[xi][k][t]         GEMM outputs (kb filters of this pass), row stride T.
  */
-#define WG_GLUE_(a, b) a##_##b
-#define WG_GLUE(a, b) WG_GLUE_(a, b)
-#define WG_FN(name) WG_GLUE(name, SUFFIX)
-#define WG_STATIC static inline WG_TARGET
+#define MR FC_TEMPLATE_MR
+#define NR FC_TEMPLATE_NR
 
 /* Where the NR tiles of a panel read and write: the image, the top-left input pixel, the
  * offset of the top-left output pixel in channel 0 of y, and how many of the tile's m x m
@@ -29,9 +31,10 @@
 typedef struct {
     int64_t n[NR], ih[NR], iw[NR], y_off[NR];
     int rows[NR], cols[NR], interior[NR];
-} WG_FN(panel_geometry);
+} FN(ISA(panel_geometry));
 
-WG_STATIC void WG_FN(locate)(WG_FN(panel_geometry) *g, const wg_plan *pl, int64_t t)
+static inline FC_TEMPLATE_TARGET
+void FN(ISA(locate))(FN(ISA(panel_geometry)) *g, const wg_plan *pl, int64_t t)
 {
     const int64_t per_image = pl->tiles_h * pl->tiles_w;
     for (int j = 0; j < NR; j++, t++) {
@@ -49,17 +52,15 @@ WG_STATIC void WG_FN(locate)(WG_FN(panel_geometry) *g, const wg_plan *pl, int64_
     }
 }
 
-#if defined(WG_SHUFFLE_F32) && WG_M == 4
+#if FC_TEMPLATE_SHUFFLES
 #include "conv_winograd_shuffle.h"
-#define WG_SHUFFLES 1
-#else
-#define WG_SHUFFLES 0
 #endif
 
 /* d[a][b][j] <- the ALPHA x ALPHA input patch of tile j in channel c (zero outside).
  * (The AVX blocks use gather8 instead.) */
-WG_STATIC void WG_FN(gather)(REAL *restrict d, const REAL *x, const WG_FN(panel_geometry) *g,
-                             const wg_plan *pl, int64_t c)
+static inline FC_TEMPLATE_TARGET
+void FN(ISA(gather))(REAL *restrict d, const REAL *x, const FN(ISA(panel_geometry)) *g,
+                     const wg_plan *pl, int64_t c)
 {
     const int64_t W = pl->W;
     for (int j = 0; j < NR; j++) {
@@ -92,8 +93,9 @@ WG_STATIC void WG_FN(gather)(REAL *restrict d, const REAL *x, const WG_FN(panel_
 /* out[(a*ALPHA + b) * os + j] <- (B^T d B)[a][b] for each tile j of d; tmp: scratch of
  * d's size. (Each pass is a loop along j alone: GCC vectorises those, not a store at the
  * run-time stride os inside the transform.) */
-WG_STATIC void WG_FN(input_2d)(REAL *restrict out, int64_t os, const REAL *restrict d,
-                               REAL *restrict tmp)
+static inline FC_TEMPLATE_TARGET
+void FN(ISA(input_2d))(REAL *restrict out, int64_t os, const REAL *restrict d,
+                       REAL *restrict tmp)
 {
     for (int b = 0; b < WG_ALPHA; b++) {          /* columns: tmp <- B^T d */
         for (int j = 0; j < NR; j++) {
@@ -129,8 +131,9 @@ WG_STATIC void WG_FN(input_2d)(REAL *restrict out, int64_t os, const REAL *restr
 }
 
 /* y[i][i2][j] (m x m x NR) <- (A^T m A) for each tile j of m[xi][j] (read at stride ms). */
-WG_STATIC void WG_FN(output_2d)(REAL *restrict y, const REAL *restrict m, int64_t ms,
-                                REAL *restrict tmp)
+static inline FC_TEMPLATE_TARGET
+void FN(ISA(output_2d))(REAL *restrict y, const REAL *restrict m, int64_t ms,
+                        REAL *restrict tmp)
 {
     for (int b = 0; b < WG_ALPHA; b++) {          /* columns: tmp (m x ALPHA) <- A^T m */
         for (int j = 0; j < NR; j++) {
@@ -160,12 +163,13 @@ WG_STATIC void WG_FN(output_2d)(REAL *restrict y, const REAL *restrict m, int64_
 
 /* The m x m outputs of the panel's tiles, out[(i*m + i2)*NR + j], plus bk, into the filter
  * plane y (rows of Q), cut to the image on its bottom and right edges. */
-WG_STATIC void WG_FN(store)(REAL *y, const REAL *out, const WG_FN(panel_geometry) *g, REAL bk,
-                            int64_t Q)
+static inline FC_TEMPLATE_TARGET
+void FN(ISA(store))(REAL *y, const REAL *out, const FN(ISA(panel_geometry)) *g, REAL bk,
+                    int64_t Q)
 {
-#if WG_SHUFFLES
+#if FC_TEMPLATE_SHUFFLES
     for (int j0 = 0; j0 < NR; j0 += 8) {
-        WG_FN(store8)(y, out, g, j0, bk, Q);
+        FN(ISA(store8))(y, out, g, j0, bk, Q);
     }
 #else
     for (int j = 0; j < NR; j++) {
@@ -187,7 +191,7 @@ WG_STATIC void WG_FN(store)(REAL *y, const REAL *out, const WG_FN(panel_geometry
 #endif
 }
 
-WG_TARGET void WG_FN(wg_filters)(REAL *u, const REAL *w, int64_t s_out, int64_t s_in,
+FC_TEMPLATE_TARGET void FN(ISA(wg_filters))(REAL *u, const REAL *w, int64_t s_out, int64_t s_in,
                                  int flip, const wg_plan *pl, int64_t kp)
 {
     const int64_t k0 = kp * MR;
@@ -239,7 +243,7 @@ WG_TARGET void WG_FN(wg_filters)(REAL *u, const REAL *w, int64_t s_out, int64_t 
     }
 }
 
-WG_TARGET void WG_FN(wg_block)(REAL *y, const REAL *x, const REAL *u, const REAL *bias,
+FC_TEMPLATE_TARGET void FN(ISA(wg_block))(REAL *y, const REAL *x, const REAL *u, const REAL *bias,
                                const wg_plan *pl, int64_t t0, REAL *work)
 {
     const int64_t T = pl->block, C = pl->C, K = pl->K;
@@ -258,25 +262,25 @@ WG_TARGET void WG_FN(wg_block)(REAL *y, const REAL *x, const REAL *u, const REAL
             const int64_t v_position = panels * kc * NR + WG_STRIDE_PAD;
             /* V: each (xi, panel) a kc x NR B panel. */
             for (int64_t p = 0; p < panels; p++) {
-                WG_FN(panel_geometry) g;
-                WG_FN(locate)(&g, pl, t0 + p * NR);
-#if WG_SHUFFLES
+                FN(ISA(panel_geometry)) g;
+                FN(ISA(locate))(&g, pl, t0 + p * NR);
+#if FC_TEMPLATE_SHUFFLES
                 const int64_t in_plane = pl->H * pl->W;
-                WG_FN(patches8) in8[NR / 8];
+                FN(ISA(patches8)) in8[NR / 8];
                 for (int q = 0; q < NR / 8; q++) {
-                    WG_FN(patches8_plan)(&in8[q], x, &g, pl, 8 * q);
+                    FN(ISA(patches8_plan))(&in8[q], x, &g, pl, 8 * q);
                 }
 #endif
                 for (int64_t c = 0; c < kc; c++) {
-#if WG_SHUFFLES
+#if FC_TEMPLATE_SHUFFLES
                     for (int q = 0; q < NR / 8; q++) {
-                        WG_FN(gather8)(patch, &in8[q], (c0 + c) * in_plane,
+                        FN(ISA(gather8))(patch, &in8[q], (c0 + c) * in_plane,
                                        c0 + c + 1 < C ? in_plane : 0, pl->W, 8 * q);
                     }
 #else
-                    WG_FN(gather)(patch, x, &g, pl, c0 + c);
+                    FN(ISA(gather))(patch, x, &g, pl, c0 + c);
 #endif
-                    WG_FN(input_2d)(v + (p * kc + c) * NR, v_position, patch, tmp);
+                    FN(ISA(input_2d))(v + (p * kc + c) * NR, v_position, patch, tmp);
                 }
             }
             /* M[xi] (+)= U[xi] V[xi], one MR x NR tile at a time; the A panel stays in L1
@@ -287,7 +291,8 @@ WG_TARGET void WG_FN(wg_block)(REAL *y, const REAL *x, const REAL *u, const REAL
                     const REAL *a = u + wg_filter_index(pl, xi, k0 + k, c0);
                     REAL *mk = m + xi * m_position + k * T;
                     for (int64_t p = 0; p < panels; p++) {
-                        KERNEL(kc, a, vx + p * kc * NR, NR, mk + p * NR, T, c0 == 0 ? 0 : 1);
+                        FC_TEMPLATE_KERNEL(kc, a, vx + p * kc * NR, NR, mk + p * NR, T,
+                                           c0 == 0 ? 0 : 1);
                     }
                 }
             }
@@ -295,26 +300,16 @@ WG_TARGET void WG_FN(wg_block)(REAL *y, const REAL *x, const REAL *u, const REAL
         /* y <- A^T M A + bias for the real filters of this pass. */
         const int64_t k_end = k0 + kb < K ? k0 + kb : K, plane = pl->P * pl->Q, Q = pl->Q;
         for (int64_t p = 0; p < panels; p++) {
-            WG_FN(panel_geometry) g;
-            WG_FN(locate)(&g, pl, t0 + p * NR);
+            FN(ISA(panel_geometry)) g;
+            FN(ISA(locate))(&g, pl, t0 + p * NR);
             for (int64_t k = k0; k < k_end; k++) {
                 const REAL bk = bias ? bias[k] : 0;
-                WG_FN(output_2d)(patch, m + (k - k0) * T + p * NR, m_position, tmp);
-                WG_FN(store)(y + k * plane, patch, &g, bk, Q);
+                FN(ISA(output_2d))(patch, m + (k - k0) * T + p * NR, m_position, tmp);
+                FN(ISA(store))(y + k * plane, patch, &g, bk, Q);
             }
         }
     }
 }
 
-#undef WG_GLUE_
-#undef WG_GLUE
-#undef WG_FN
-#undef WG_STATIC
-#undef REAL
-#undef SUFFIX
 #undef MR
 #undef NR
-#undef KERNEL
-#undef WG_TARGET
-#undef WG_SHUFFLES
-#undef WG_SHUFFLE_F32

@@ -1,19 +1,15 @@
 /*
- * conv_winograd_impl.h: the Winograd driver, written once and included by conv_winograd.c
- * for float and double: transform the filters into packed A panels, then hand blocks of
- * tiles to the threads (each block: conv_winograd_block_impl.h).
- *
- * The includer defines REAL, SUFFIX, the suffixes of the filter transforms and tile blocks
- * of each SIMD level: ISA_GENERIC, ISA_AVX2, ISA_AVX512, and their B-panel widths: NR_6ROW
- * (portable and AVX2, 6-row tiles) and NR_AVX512 (12-row tiles).
+ * conv_winograd_impl.h: the Winograd driver for one element type (template.h: REAL, FN),
+ * included by conv_winograd.c: transform the filters into packed A panels, then hand
+ * blocks of tiles to the threads (each block: conv_winograd_block_impl.h). Its other
+ * parameters are the B-panel widths of the micro-kernels: FC_TEMPLATE_NR for the 6-row
+ * tiles (portable and AVX2) and FC_TEMPLATE_NR_AVX512 for the AVX-512 ones.
  */
-#define FN(name) FC_GLUE(name, SUFFIX)
 
+/* The filter transform and tile block of one instruction set. */
 typedef struct {
-    void (*filters)(REAL *u, const REAL *w, int64_t s_out, int64_t s_in, int flip,
-                    const wg_plan *pl, int64_t kp);
-    void (*block)(REAL *y, const REAL *x, const REAL *u, const REAL *bias, const wg_plan *pl,
-                  int64_t t0, REAL *work);
+    FN(wg_filters_fn) *filters;
+    FN(wg_block_fn) *block;
 } FN(wg_isa);
 
 /* The filter transform and tile block for the SIMD level of the call; sets the plan's
@@ -23,18 +19,18 @@ static FN(wg_isa) FN(select_isa)(wg_plan *pl)
 #if FC_GEMM_HAVE_AVX512
     if (fc_simd_avx512()) {
         pl->mr = FC_GEMM_MR_AVX512;
-        pl->nr = NR_AVX512;
-        return (FN(wg_isa)){FC_GLUE(wg_filters, ISA_AVX512), FC_GLUE(wg_block, ISA_AVX512)};
+        pl->nr = FC_TEMPLATE_NR_AVX512;
+        return (FN(wg_isa)){FN(wg_filters_avx512), FN(wg_block_avx512)};
     }
 #endif
     pl->mr = FC_GEMM_MR;
-    pl->nr = NR_6ROW;
+    pl->nr = FC_TEMPLATE_NR;
 #if FC_GEMM_HAVE_AVX2
     if (fc_simd_avx2()) {
-        return (FN(wg_isa)){FC_GLUE(wg_filters, ISA_AVX2), FC_GLUE(wg_block, ISA_AVX2)};
+        return (FN(wg_isa)){FN(wg_filters_avx2), FN(wg_block_avx2)};
     }
 #endif
-    return (FN(wg_isa)){FC_GLUE(wg_filters, ISA_GENERIC), FC_GLUE(wg_block, ISA_GENERIC)};
+    return (FN(wg_isa)){FN(wg_filters_generic), FN(wg_block_generic)};
 }
 
 /* y = the plan's correlation of x with the filters w (read as wg_filters in conv_winograd.h
@@ -107,11 +103,3 @@ fc_status FN(fc_conv_winograd_backward_data)(REAL *dx, const REAL *dy, const REA
     return FN(winograd)(dx, dy, w, 9, pb->C * 9, 1, NULL, &pl);
 }
 
-#undef FN
-#undef REAL
-#undef SUFFIX
-#undef ISA_GENERIC
-#undef ISA_AVX2
-#undef ISA_AVX512
-#undef NR_6ROW
-#undef NR_AVX512

@@ -1,44 +1,39 @@
 /*
  * conv_winograd_shuffle.h: the two transposes of a float32 Winograd F(4x4, 3x3) tile block
  * by AVX shuffles, eight tiles at a time, for the AVX2 and AVX-512 blocks
- * (conv_winograd_block_impl.h includes this when its includer defines WG_SHUFFLE_F32).
+ * (conv_winograd_block_impl.h includes this when FC_TEMPLATE_SHUFFLES is 1).
  *
  * The transforms and GEMMs hold one tile per vector lane; the image holds a tile's pixels
- * side by side. Moving between the two value by value took about 30% of a forward call on
- * 8x128x28x28 -> 128 (perf, one thread, AVX-512; half of it in the branches for border
- * tiles): 36 scalar loads and stores per tile and channel in, 16 per tile and filter out.
- * Here each is a row load or store per tile and an 8 x 8 (in) or 4 x 8 (out) transpose in
- * registers; the image's zero padding is a load mask, not a branch per value.
- * Measured against the value-by-value code, in turns in one process (medians of two runs,
- * AVX-512, 1 / 2 threads), the forward pass of 8x64x56x56 -> 64 is 1.22-1.34x / 1.24-1.26x
- * as fast, 8x128x28x28 -> 128 1.15-1.18x / 1.12-1.15x, 8x256x14x14 -> 256 1.07-1.11x /
- * 1.02-1.09x (its time goes to the filter transform). Working out each tile's rows, mask
- * and shift once per panel instead of once per channel then cut the block's own time
- * (perf, against the GEMM kernel's) by 6-14% on the first two.
+ * side by side. Moving between the two value by value costs 36 scalar loads and stores per
+ * tile and channel in and 16 per tile and filter out, and a branch per value for border
+ * tiles. Here each is a row load or store per tile and an 8 x 8 (in) or 4 x 8 (out)
+ * transpose in registers; the image's zero padding is a load mask, not a branch per value.
+ * Each tile's rows, mask and shift are worked out once per panel (patches8_plan) and serve
+ * every channel. docs/PERFORMANCE.md ("Winograd") has the measured gains.
  *
  * Needs, from the block template: REAL = float, WG_ALPHA = 6, WG_M = 4, NR (a multiple of
- * 8), WG_FN, WG_STATIC and the panel geometry.
+ * 8), FN, ISA, FC_TEMPLATE_TARGET and the panel geometry.
  */
 #include <immintrin.h>
 
 /* Lanes [0, n) of 8 set (all bits), the others clear: a mask for maskload/maskstore. */
-WG_STATIC __m256i WG_FN(first_lanes)(int n)
+static inline FC_TEMPLATE_TARGET __m256i FN(ISA(first_lanes))(int n)
 {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
 /* Where 8 tiles of a panel read their input patches: worked out once per panel, used for
- * every channel (this set-up, per channel, was half of the gather's instructions). */
+ * every channel (per channel, this set-up would be half of the gather's instructions). */
 typedef struct {
     const float *first[8];      /* the tile's first pixel inside the image (row a_lo,
                                  * column lo) in channel 0 */
     __m256i mask[8];            /* the patch columns inside the image, from lane 0 */
     __m256i shift[8];           /* a permutation moving them to lanes lo.. */
     int lo[8], a_lo[8], a_hi[8];    /* [a_lo, a_hi): the patch rows inside the image */
-} WG_FN(patches8);
+} FN(ISA(patches8));
 
-WG_STATIC void WG_FN(patches8_plan)(WG_FN(patches8) *r, const float *x,
-                                    const WG_FN(panel_geometry) *g, const wg_plan *pl, int j0)
+static inline FC_TEMPLATE_TARGET void FN(ISA(patches8_plan))(FN(ISA(patches8)) *r, const float *x,
+                                    const FN(ISA(panel_geometry)) *g, const wg_plan *pl, int j0)
 {
     const int64_t W = pl->W;
     for (int j = 0; j < 8; j++) {
@@ -54,7 +49,7 @@ WG_STATIC void WG_FN(patches8_plan)(WG_FN(patches8) *r, const float *x,
         if (hi == r->lo[j] || r->a_hi[j] <= r->a_lo[j]) {  /* nothing in the image */
             r->a_lo[j] = r->a_hi[j] = 0;
         }
-        r->mask[j] = WG_FN(first_lanes)(hi - r->lo[j]);
+        r->mask[j] = FN(ISA(first_lanes))(hi - r->lo[j]);
         r->shift[j] = _mm256_sub_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
                                        _mm256_set1_epi32(r->lo[j]));
         /* A pointer only to a pixel of the image (rows outside it are never loaded). */
@@ -66,8 +61,9 @@ WG_STATIC void WG_FN(patches8_plan)(WG_FN(patches8) *r, const float *x,
 /* d[(a*ALPHA + b)*NR + j0 + j] <- the ALPHA x ALPHA input patches of the 8 tiles of r
  * (tiles j0 .. j0 + 7 of the panel), zero outside the image, in the channel `channel`
  * elements after channel 0; next: from there to the next channel (0 if none). */
-WG_STATIC void WG_FN(gather8)(float *restrict d, const WG_FN(patches8) *r, int64_t channel,
-                              int64_t next, int64_t W, int j0)
+static inline FC_TEMPLATE_TARGET
+void FN(ISA(gather8))(float *restrict d, const FN(ISA(patches8)) *r, int64_t channel,
+                      int64_t next, int64_t W, int j0)
 {
     for (int a = 0; a < WG_ALPHA; a++) {
         __m256 v[8];            /* v[j]: row a of tile j's patch, columns in lanes 0..5 */
@@ -110,8 +106,9 @@ WG_STATIC void WG_FN(gather8)(float *restrict d, const WG_FN(patches8) *r, int64
 /* The m x m outputs of tiles j0 .. j0 + 7, out[(i*m + i2)*NR + j], plus bk, into filter
  * plane y (rows of Q): a tile's row of m outputs is one store, cut to the image at its
  * edges; tiles with no rows (past the last) are skipped. */
-WG_STATIC void WG_FN(store8)(float *y, const float *out, const WG_FN(panel_geometry) *g,
-                             int j0, float bk, int64_t Q)
+static inline FC_TEMPLATE_TARGET
+void FN(ISA(store8))(float *y, const float *out, const FN(ISA(panel_geometry)) *g, int j0,
+                     float bk, int64_t Q)
 {
     const __m256 b = _mm256_set1_ps(bk);
     for (int i = 0; i < WG_M; i++) {
@@ -136,7 +133,7 @@ WG_STATIC void WG_FN(store8)(float *y, const float *out, const WG_FN(panel_geome
             if (g->cols[t] == WG_M) {
                 _mm_storeu_ps(dst, v);
             } else {
-                _mm_maskstore_ps(dst, _mm256_castsi256_si128(WG_FN(first_lanes)(g->cols[t])), v);
+                _mm_maskstore_ps(dst, _mm256_castsi256_si128(FN(ISA(first_lanes))(g->cols[t])), v);
             }
         }
     }

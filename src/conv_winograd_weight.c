@@ -26,13 +26,47 @@
 
 #include "fastconv.h"
 #include "conv_threads.h"
+#include "template.h"
 
 /* Tiles per chunk: the depth of each chunk's 16 matrix products (deep enough that updating
  * M, 16*C*K elements, is cheap beside them) and the size of U and V, which the GEMMs read
  * back right after the transforms wrote them: 128 keeps them in L2 for 64 channels and
- * filters and measured a little faster than 64 or 256 for 128 and 256 too (float32,
- * 8x64x56x56, 8x128x28x28, 8x256x14x14). */
+ * filters, and runs as fast as any other size for 128 and 256 (docs/PERFORMANCE.md). */
 #define FC_WINOGRAD_CHUNK_TILES 128
+
+/* How the tile rows of one call are cut into chunks and shared among the team. */
+typedef struct {
+    int64_t tiles_w;            /* tiles per tile row, ceil(Q / 2) */
+    int64_t total_rows;         /* tile rows of the batch, N * ceil(P / 2) */
+    int64_t chunk_rows;         /* tile rows per chunk (the last may have fewer) */
+    int64_t chunks;
+    int64_t chunk_tiles;        /* tiles per full chunk */
+    int64_t xband_size;         /* elements of a chunk's input rows, channel-minor */
+    int64_t dband_size;         /* elements of a chunk's gradient rows, channel-minor */
+    int team;                   /* threads, at most one per chunk */
+} wg_weight_plan;
+
+/* Chunks of at most FC_WINOGRAD_CHUNK_TILES tiles (at least one tile row), their count a
+ * multiple of the threads when there are rows enough, so the threads share evenly. */
+static void wg_weight_plan_of(wg_weight_plan *wp, const fc_conv_problem *pb, int nthreads)
+{
+    const int64_t tiles_h = (pb->P + 1) / 2;
+    wp->tiles_w = (pb->Q + 1) / 2;
+    wp->total_rows = pb->N * tiles_h;
+    int64_t max_rows = FC_WINOGRAD_CHUNK_TILES / wp->tiles_w;
+    max_rows = max_rows < 1 ? 1 : max_rows;
+    int64_t chunks = (wp->total_rows + max_rows - 1) / max_rows;
+    if (wp->total_rows >= nthreads) {
+        chunks = (chunks + nthreads - 1) / nthreads * nthreads;
+    }
+    wp->chunk_rows = (wp->total_rows + chunks - 1) / chunks;
+    wp->chunks = (wp->total_rows + wp->chunk_rows - 1) / wp->chunk_rows;
+    wp->team = wp->chunks < nthreads ? (int)wp->chunks : nthreads;
+    wp->chunk_tiles = wp->chunk_rows * wp->tiles_w;
+    const int64_t runs = wp->chunk_rows < tiles_h ? wp->chunk_rows : tiles_h;
+    wp->xband_size = (2 * runs + 2) * (2 * wp->tiles_w + 2) * pb->C;
+    wp->dband_size = 2 * runs * 2 * wp->tiles_w * pb->K;
+}
 
 /* The transforms for every instruction set: the portable build, and where the compiler can
  * target x86 per function, AVX2 and AVX-512 builds of the same source (fc_simd_* picks). */
@@ -81,58 +115,60 @@ static inline __attribute__((target("avx512f"))) void transpose16_f32_avx512(
 }
 #endif
 
+/* The transforms for each type and instruction set, then the kernel of each type. */
 #define REAL float
-#define FN_ISA(name) name##_f32_generic
-#define ISA_TARGET
-#include "conv_winograd_weight_transforms.h"
-#undef FN_ISA
-#undef ISA_TARGET
-#if FC_WINOGRAD_HAVE_X86
-#define FN_ISA(name) name##_f32_avx2
-#define ISA_TARGET __attribute__((target("avx2")))
-#include "conv_winograd_weight_transforms.h"
-#undef FN_ISA
-#undef ISA_TARGET
-#define FN_ISA(name) name##_f32_avx512
-#define ISA_TARGET __attribute__((target("avx512f")))
-#define TRANSPOSE16 transpose16_f32_avx512
-#include "conv_winograd_weight_transforms.h"
-#undef FN_ISA
-#undef ISA_TARGET
-#undef TRANSPOSE16
-#endif
-#define FN(name) name##_f32
-#define FN_X86(name, isa) name##_f32_##isa
-#define GEMM fc_gemm_f32
-#include "conv_winograd_weight_impl.h"
-#undef REAL
-#undef FN
-#undef FN_X86
-#undef GEMM
+#define TYPE_SUFFIX f32
+#define ISA_SUFFIX generic
+#define FC_TEMPLATE_TARGET
+#include "conv_winograd_weight_transforms_impl.h"
+#include "template_end.h"
 
 #define REAL double
-#define FN_ISA(name) name##_f64_generic
-#define ISA_TARGET
-#include "conv_winograd_weight_transforms.h"
-#undef FN_ISA
-#undef ISA_TARGET
+#define TYPE_SUFFIX f64
+#define ISA_SUFFIX generic
+#define FC_TEMPLATE_TARGET
+#include "conv_winograd_weight_transforms_impl.h"
+#include "template_end.h"
+
 #if FC_WINOGRAD_HAVE_X86
-#define FN_ISA(name) name##_f64_avx2
-#define ISA_TARGET __attribute__((target("avx2")))
-#include "conv_winograd_weight_transforms.h"
-#undef FN_ISA
-#undef ISA_TARGET
-#define FN_ISA(name) name##_f64_avx512
-#define ISA_TARGET __attribute__((target("avx512f")))
-#include "conv_winograd_weight_transforms.h"
-#undef FN_ISA
-#undef ISA_TARGET
+#define REAL float
+#define TYPE_SUFFIX f32
+#define ISA_SUFFIX avx2
+#define FC_TEMPLATE_TARGET __attribute__((target("avx2")))
+#include "conv_winograd_weight_transforms_impl.h"
+#include "template_end.h"
+
+#define REAL double
+#define TYPE_SUFFIX f64
+#define ISA_SUFFIX avx2
+#define FC_TEMPLATE_TARGET __attribute__((target("avx2")))
+#include "conv_winograd_weight_transforms_impl.h"
+#include "template_end.h"
+
+#define REAL float
+#define TYPE_SUFFIX f32
+#define ISA_SUFFIX avx512
+#define FC_TEMPLATE_TARGET __attribute__((target("avx512f")))
+#define FC_TEMPLATE_TRANSPOSE16 transpose16_f32_avx512
+#include "conv_winograd_weight_transforms_impl.h"
+#include "template_end.h"
+
+#define REAL double
+#define TYPE_SUFFIX f64
+#define ISA_SUFFIX avx512
+#define FC_TEMPLATE_TARGET __attribute__((target("avx512f")))
+#include "conv_winograd_weight_transforms_impl.h"
+#include "template_end.h"
 #endif
-#define FN(name) name##_f64
-#define FN_X86(name, isa) name##_f64_##isa
-#define GEMM fc_gemm_f64
+
+#define REAL float
+#define TYPE_SUFFIX f32
+#define FC_TEMPLATE_GEMM fc_gemm_f32
 #include "conv_winograd_weight_impl.h"
-#undef REAL
-#undef FN
-#undef FN_X86
-#undef GEMM
+#include "template_end.h"
+
+#define REAL double
+#define TYPE_SUFFIX f64
+#define FC_TEMPLATE_GEMM fc_gemm_f64
+#include "conv_winograd_weight_impl.h"
+#include "template_end.h"

@@ -1,5 +1,7 @@
 /* conv_winograd_weight_impl.h: the F(2x2, 3x3) weight gradient (conv_winograd_weight.c says
- * how it works) for one element type. Included by conv_winograd_weight.c with REAL, FN(name) and GEMM defined.
+ * how it works) for one element type (template.h: REAL, FN; FC_TEMPLATE_GEMM, the fc_gemm
+ * of REAL). Included by conv_winograd_weight.c after the transforms of every instruction
+ * set (conv_winograd_weight_transforms_impl.h).
  *
  * Tiles: output tile (th, tw) covers output rows 2th, 2th+1 and columns 2tw, 2tw+1 (dy
  * past P or Q counts as 0) and reads the 4x4 input patch from row 2th - pad_top and column
@@ -45,6 +47,60 @@ static void FN(winograd_filter_gradient)(REAL *dw, REAL *m, int team, int64_t k0
     }
 }
 
+typedef void FN(chunk_tiles_fn)(REAL *u, REAL *v, REAL *xband, REAL *dband, const REAL *x,
+                                const REAL *dy, int64_t row0, int64_t row1,
+                                const fc_conv_problem *pb);
+
+/* The transforms of a chunk for the SIMD level of the call. */
+static FN(chunk_tiles_fn) *FN(select_chunk_tiles)(void)
+{
+#if FC_WINOGRAD_HAVE_X86
+    if (fc_simd_avx512()) {
+        return FN(winograd_chunk_tiles_avx512);
+    }
+    if (fc_simd_avx2()) {
+        return FN(winograd_chunk_tiles_avx2);
+    }
+#endif
+    return FN(winograd_chunk_tiles_generic);
+}
+
+/* One thread's share: its chunks' transforms and 16 products summed into my_m (16, K, C);
+ * 0, or 1 when a buffer or a GEMM failed. Its own buffers, freed before it returns. */
+static int FN(sum_chunks)(REAL *my_m, const REAL *dy, const REAL *x, FN(chunk_tiles_fn) *tiles_fn,
+                          const wg_weight_plan *wp, const fc_conv_problem *pb)
+{
+    const int64_t C = pb->C, K = pb->K;
+    REAL *u = malloc((size_t)(16 * wp->chunk_tiles * C) * sizeof(REAL));
+    REAL *v = malloc((size_t)(16 * wp->chunk_tiles * K) * sizeof(REAL));
+    REAL *xband = malloc((size_t)wp->xband_size * sizeof(REAL));
+    REAL *dband = malloc((size_t)wp->dband_size * sizeof(REAL));
+    int failed = u == NULL || v == NULL || xband == NULL || dband == NULL;
+#pragma omp for schedule(static)
+    for (int64_t chunk = 0; chunk < wp->chunks; chunk++) {
+        if (failed) {
+            continue;
+        }
+        const int64_t row0 = chunk * wp->chunk_rows;
+        const int64_t row1 = row0 + wp->chunk_rows < wp->total_rows ? row0 + wp->chunk_rows
+                                                                    : wp->total_rows;
+        const int64_t tiles = (row1 - row0) * wp->tiles_w;
+        tiles_fn(u, v, xband, dband, x, dy, row0, row1, pb);
+        for (int t = 0; t < 16 && !failed; t++) {
+            /* my_m[t] (K x C) += v[t]^T (K x tiles) @ u[t] (tiles x C) */
+            if (FC_TEMPLATE_GEMM(K, C, tiles, v + t * tiles * K, 1, K, u + t * tiles * C, C, 1,
+                                 1, my_m + t * K * C, C, 1) != FC_OK) {
+                failed = 1;
+            }
+        }
+    }
+    free(u);
+    free(v);
+    free(xband);
+    free(dband);
+    return failed;
+}
+
 fc_status FN(fc_conv_winograd_backward_weight)(REAL *dw, const REAL *dy, const REAL *x,
                                                const fc_conv_problem *pb)
 {
@@ -55,69 +111,21 @@ fc_status FN(fc_conv_winograd_backward_weight)(REAL *dw, const REAL *dy, const R
     if (16.0 * (double)pb->C * (double)pb->K * sizeof(REAL) > (double)FC_WINOGRAD_MAX_SUMS_BYTES) {
         return FC_ERR_TOO_LARGE;
     }
-    const int64_t C = pb->C, K = pb->K, P = pb->P, Q = pb->Q;
-    const int64_t msize = 16 * C * K;
-    const int64_t tiles_h = (P + 1) / 2, tiles_w = (Q + 1) / 2;
-    const int64_t total_rows = pb->N * tiles_h;
-    const int nthreads = fc_get_num_threads();
-    /* Chunks of at most FC_WINOGRAD_CHUNK_TILES tiles (at least one tile row), their count
-     * a multiple of the threads when there are rows enough, so the threads share evenly. */
-    int64_t max_rows = FC_WINOGRAD_CHUNK_TILES / tiles_w;
-    max_rows = max_rows < 1 ? 1 : max_rows;
-    int64_t chunks = (total_rows + max_rows - 1) / max_rows;
-    if (total_rows >= nthreads) {
-        chunks = (chunks + nthreads - 1) / nthreads * nthreads;
-    }
-    const int64_t chunk_rows = (total_rows + chunks - 1) / chunks;
-    chunks = (total_rows + chunk_rows - 1) / chunk_rows;
-    const int team = chunks < nthreads ? (int)chunks : nthreads;
-    const int64_t chunk_tiles = chunk_rows * tiles_w;
-    const int64_t runs = chunk_rows < tiles_h ? chunk_rows : tiles_h;
-    const int64_t xband_size = (2 * runs + 2) * (2 * tiles_w + 2) * C;
-    const int64_t dband_size = 2 * runs * 2 * tiles_w * K;
-    void (*chunk_tiles_fn)(REAL *, REAL *, REAL *, REAL *, const REAL *, const REAL *, int64_t, int64_t,
-                           const fc_conv_problem *) = FN_X86(winograd_chunk_tiles, generic);
-#if FC_WINOGRAD_HAVE_X86
-    if (fc_simd_avx512()) {
-        chunk_tiles_fn = FN_X86(winograd_chunk_tiles, avx512);
-    } else if (fc_simd_avx2()) {
-        chunk_tiles_fn = FN_X86(winograd_chunk_tiles, avx2);
-    }
-#endif
+    const int64_t msize = 16 * pb->C * pb->K;
+    wg_weight_plan wp;
+    wg_weight_plan_of(&wp, pb, fc_get_num_threads());
+    FN(chunk_tiles_fn) *tiles_fn = FN(select_chunk_tiles)();
     int failed = 0;     /* shared: set by any thread, read by all after a barrier */
 
     /* m holds the team's partial Ms, thread by thread. */
-    REAL *m = calloc((size_t)(team * msize), sizeof(REAL));
+    REAL *m = calloc((size_t)(wp.team * msize), sizeof(REAL));
     if (m == NULL) {
         return FC_ERR_NOMEM;
     }
 
-#pragma omp parallel num_threads(team)
+#pragma omp parallel num_threads(wp.team)
     {
-        REAL *my_m = m + fc_thread_num() * msize;
-        REAL *u = malloc((size_t)(16 * chunk_tiles * C) * sizeof(REAL));
-        REAL *v = malloc((size_t)(16 * chunk_tiles * K) * sizeof(REAL));
-        REAL *xband = malloc((size_t)xband_size * sizeof(REAL));
-        REAL *dband = malloc((size_t)dband_size * sizeof(REAL));
-        int my_failed = u == NULL || v == NULL || xband == NULL || dband == NULL;
-#pragma omp for schedule(static)
-        for (int64_t chunk = 0; chunk < chunks; chunk++) {
-            if (my_failed) {
-                continue;
-            }
-            const int64_t row0 = chunk * chunk_rows;
-            const int64_t row1 = row0 + chunk_rows < total_rows ? row0 + chunk_rows : total_rows;
-            const int64_t tiles = (row1 - row0) * tiles_w;
-            chunk_tiles_fn(u, v, xband, dband, x, dy, row0, row1, pb);
-            for (int t = 0; t < 16 && !my_failed; t++) {
-                /* my_m[t] (K x C) += v[t]^T (K x tiles) @ u[t] (tiles x C) */
-                if (GEMM(K, C, tiles, v + t * tiles * K, 1, K, u + t * tiles * C, C, 1,
-                         1, my_m + t * K * C, C, 1) != FC_OK) {
-                    my_failed = 1;
-                }
-            }
-        }
-        if (my_failed) {
+        if (FN(sum_chunks)(m + fc_thread_num() * msize, dy, x, tiles_fn, &wp, pb)) {
 #pragma omp atomic write
             failed = 1;
         }
@@ -129,14 +137,10 @@ fc_status FN(fc_conv_winograd_backward_weight)(REAL *dw, const REAL *dy, const R
         any_failed = failed;
         if (!any_failed) {
 #pragma omp for schedule(static)
-            for (int64_t k = 0; k < K; k++) {
-                FN(winograd_filter_gradient)(dw, m, team, k, k + 1, pb);
+            for (int64_t k = 0; k < pb->K; k++) {
+                FN(winograd_filter_gradient)(dw, m, wp.team, k, k + 1, pb);
             }
         }
-        free(u);
-        free(v);
-        free(xband);
-        free(dband);
     }
     free(m);
     return failed ? FC_ERR_NOMEM : FC_OK;

@@ -1,7 +1,7 @@
 /*
  * fastconv.h: the problem descriptors, status codes and prototypes of every C kernel.
  *
- * Conventions (see STYLE.md of the project):
+ * Conventions:
  *   - Arrays are dense, C-contiguous, NCHW; weights are (K, C/groups, R, S).
  *   - Arguments go outputs first, then inputs, then the problem descriptor.
  *   - Every size and index is int64_t / ptrdiff_t so tensors past 2^31 elements never wrap.
@@ -66,8 +66,10 @@ void fc_set_num_threads(int n);
 void fc_sync_num_threads(void);
 /* 1 once a kernel ran with more than one thread allowed (so a forked child must not). */
 int fc_openmp_started(void);
-/* SIMD levels of the micro-kernels. AVX-512 kernels exist for the direct convolution and
- * the GEMM; at that level every other kernel uses its AVX2+FMA version. */
+/* SIMD levels of the micro-kernels. AVX-512 kernels exist for the direct convolution, the
+ * GEMM (and so the im2col convolution), the Winograd convolution and the Winograd weight
+ * gradient's transforms; at that level pooling and the 2-D filters use their AVX2+FMA
+ * versions. */
 enum { FC_SIMD_GENERIC = 0, FC_SIMD_AVX2 = 1, FC_SIMD_AVX512 = 2 };
 /* 1 when the AVX2+FMA micro-kernels are in use (level AVX2 or AVX-512), 0 for the portable
  * C path. */
@@ -95,24 +97,90 @@ fc_status fc_gemm_f64(int64_t M, int64_t N, int64_t K,
                       double beta, double *C, int64_t ldc, int nthreads);
 
 /* ---- direct convolution (conv_direct.c) ----
- * x (N, C, H, W); w (K, C/groups, R, S); bias (K) or NULL; y (N, K, P, Q). */
-#define FC_DECLARE_CONV(SUFFIX, T)                                                          \
-    fc_status fc_conv_direct_forward_##SUFFIX(T *y, const T *x, const T *w, const T *bias,  \
-                                              const fc_conv_problem *pb);                   \
-    fc_status fc_conv_direct_backward_data_##SUFFIX(T *dx, const T *dy, const T *w,         \
-                                                    const fc_conv_problem *pb);             \
-    fc_status fc_conv_direct_backward_weight_##SUFFIX(T *dw, const T *dy, const T *x,       \
-                                                      const fc_conv_problem *pb);           \
-    fc_status fc_conv_backward_bias_##SUFFIX(T *db, const T *dy, const fc_conv_problem *pb); \
-    fc_status fc_conv_im2col_forward_##SUFFIX(T *y, const T *x, const T *w, const T *bias,  \
-                                              const fc_conv_problem *pb);                   \
-    fc_status fc_conv_im2col_backward_data_##SUFFIX(T *dx, const T *dy, const T *w,         \
-                                                    const fc_conv_problem *pb);             \
-    fc_status fc_conv_im2col_backward_weight_##SUFFIX(T *dw, const T *dy, const T *x,       \
-                                                      const fc_conv_problem *pb);
-FC_DECLARE_CONV(f32, float)
-FC_DECLARE_CONV(f64, double)
-#undef FC_DECLARE_CONV
+ * x (N, C, H, W); w (K, C/groups, R, S); bias (K) or NULL; y (N, K, P, Q).
+ * Each call makes the plan below (one function decides every variant) and runs it. */
+
+/* The forward: the band's pixel numbers vectorised (tile kernels), or the filters (tilek,
+ * for groups of at most two vectors of filters). */
+typedef enum {
+    FC_DIRECT_FORWARD_BY_PIXELS = 0,
+    FC_DIRECT_FORWARD_BY_FILTERS = 1
+} fc_direct_forward_variant;
+/* The data gradient: the forward's adjoint over a whole-image buffer (scatter),
+ * stride_h x stride_w correlations of dy with flipped sub-filters (gather), or plain loops
+ * over the definition's products (loops: for weights holding an inf or NaN). */
+typedef enum {
+    FC_DIRECT_DATA_SCATTER = 0,
+    FC_DIRECT_DATA_GATHER = 1,
+    FC_DIRECT_DATA_LOOPS = 2
+} fc_direct_data_variant;
+/* The weight gradient: the band's pixels vectorised (wgrad), or the filters (wgradk). */
+typedef enum {
+    FC_DIRECT_WEIGHT_BY_PIXELS = 0,
+    FC_DIRECT_WEIGHT_BY_FILTERS = 1
+} fc_direct_weight_variant;
+
+/* What the direct convolution runs for one problem, thread count, element type and SIMD
+ * level (fc_simd_select). The gather form's stride phases are forward-style correlations
+ * of their own (dy as input, strided output columns): each gets its bands and forward
+ * variant from the same rules when it runs. */
+typedef struct {
+    fc_direct_forward_variant forward;
+    fc_direct_data_variant backward_data;   /* for finite weights: scatter or gather; weights
+                                             * holding an inf or NaN run loops */
+    fc_direct_weight_variant backward_weight;
+    int64_t band_rows;                /* output rows per band (forward, weight gradient) */
+    int64_t bands;                    /* bands per (image, group) */
+    int forward_reads_x_in_place;     /* the forward by filters reads x itself, no band copy */
+    int weight_reads_x_in_place;      /* the weight gradient by filters reads x itself */
+    int weight_rows_flat;             /* by pixels: a band whose values are all finite is
+                                       * summed as one run of pixels (rows < 128 wide) */
+    int64_t data_gather_phases;       /* correlations the gather form runs: stride_h*stride_w */
+} fc_direct_plan;
+
+/* The plan of pb on nthreads threads (>= 1) with the kernels of the current SIMD level.
+ * FC_ERR_INVALID for nthreads < 1. */
+fc_status fc_conv_direct_plan_f32(fc_direct_plan *plan, const fc_conv_problem *pb, int nthreads);
+fc_status fc_conv_direct_plan_f64(fc_direct_plan *plan, const fc_conv_problem *pb, int nthreads);
+
+/* Calls of each variant since the library was loaded (both element types; one per kernel
+ * call, counted atomically). */
+int64_t fc_conv_direct_forward_runs(fc_direct_forward_variant variant);
+int64_t fc_conv_direct_data_runs(fc_direct_data_variant variant);
+int64_t fc_conv_direct_weight_runs(fc_direct_weight_variant variant);
+
+fc_status fc_conv_direct_forward_f32(float *y, const float *x, const float *w,
+                                     const float *bias, const fc_conv_problem *pb);
+fc_status fc_conv_direct_forward_f64(double *y, const double *x, const double *w,
+                                     const double *bias, const fc_conv_problem *pb);
+/* dx (N, C, H, W) = the transposed convolution of dy (N, K, P, Q) with w. */
+fc_status fc_conv_direct_backward_data_f32(float *dx, const float *dy, const float *w,
+                                           const fc_conv_problem *pb);
+fc_status fc_conv_direct_backward_data_f64(double *dx, const double *dy, const double *w,
+                                           const fc_conv_problem *pb);
+/* dw (K, C/g, R, S) = sum over n, p, q of dy times the x pixel each tap reads; bitwise
+ * reproducible at a given thread count. */
+fc_status fc_conv_direct_backward_weight_f32(float *dw, const float *dy, const float *x,
+                                             const fc_conv_problem *pb);
+fc_status fc_conv_direct_backward_weight_f64(double *dw, const double *dy, const double *x,
+                                             const fc_conv_problem *pb);
+/* db (K) = sum over n, p, q of dy (every algorithm's bias gradient). */
+fc_status fc_conv_backward_bias_f32(float *db, const float *dy, const fc_conv_problem *pb);
+fc_status fc_conv_backward_bias_f64(double *db, const double *dy, const fc_conv_problem *pb);
+
+/* ---- im2col + GEMM convolution (conv_im2col.c): the same arrays as the direct one ---- */
+fc_status fc_conv_im2col_forward_f32(float *y, const float *x, const float *w,
+                                     const float *bias, const fc_conv_problem *pb);
+fc_status fc_conv_im2col_forward_f64(double *y, const double *x, const double *w,
+                                     const double *bias, const fc_conv_problem *pb);
+fc_status fc_conv_im2col_backward_data_f32(float *dx, const float *dy, const float *w,
+                                           const fc_conv_problem *pb);
+fc_status fc_conv_im2col_backward_data_f64(double *dx, const double *dy, const double *w,
+                                           const fc_conv_problem *pb);
+fc_status fc_conv_im2col_backward_weight_f32(float *dw, const float *dy, const float *x,
+                                             const fc_conv_problem *pb);
+fc_status fc_conv_im2col_backward_weight_f64(double *dw, const double *dy, const double *x,
+                                             const fc_conv_problem *pb);
 
 /* ---- Winograd F(2x2, 3x3) weight gradient (conv_winograd_weight.c) ----
  * For 3x3 filters, stride 1, dilation 1, one group, any padding (fc_winograd_supports,
@@ -140,14 +208,14 @@ fc_status fc_conv_winograd_backward_weight_f64(double *dw, const double *dy, con
 int fc_winograd_supports(const fc_conv_problem *pb);
 /* Bytes the threads keep between Winograd calls (freed as each thread exits). */
 int64_t fc_winograd_kept_bytes(void);
-#define FC_DECLARE_WINOGRAD(SUFFIX, T)                                                       \
-    fc_status fc_conv_winograd_forward_##SUFFIX(T *y, const T *x, const T *w, const T *bias, \
-                                                const fc_conv_problem *pb);                  \
-    fc_status fc_conv_winograd_backward_data_##SUFFIX(T *dx, const T *dy, const T *w,        \
-                                                      const fc_conv_problem *pb);
-FC_DECLARE_WINOGRAD(f32, float)
-FC_DECLARE_WINOGRAD(f64, double)
-#undef FC_DECLARE_WINOGRAD
+fc_status fc_conv_winograd_forward_f32(float *y, const float *x, const float *w,
+                                       const float *bias, const fc_conv_problem *pb);
+fc_status fc_conv_winograd_forward_f64(double *y, const double *x, const double *w,
+                                       const double *bias, const fc_conv_problem *pb);
+fc_status fc_conv_winograd_backward_data_f32(float *dx, const float *dy, const float *w,
+                                             const fc_conv_problem *pb);
+fc_status fc_conv_winograd_backward_data_f64(double *dx, const double *dy, const double *w,
+                                             const fc_conv_problem *pb);
 
 /* ---- convolution by a named algorithm (conv.c) ----
  * One entry point per pass, running the kernel of the algorithm given: the same arrays
@@ -228,24 +296,33 @@ fc_status fc_canny_hysteresis(uint8_t *edges, const uint8_t *classes, int64_t N,
  *   indices int64, the flat position h*W + w in the input plane, as PyTorch's return_indices.
  * The max backward recomputes the maxima from x, or reads argmax (x unused), or sends dy to
  * indices (entries outside [0, H*W), from windows wholly in the padding, are skipped). */
-#define FC_DECLARE_POOL(SUFFIX, T)                                                            \
-    fc_status fc_max_pool_forward_##SUFFIX(T *y, uint8_t *argmax, int64_t *indices,           \
-                                           const T *x, const fc_pool_problem *pb);            \
-    fc_status fc_max_pool_backward_##SUFFIX(T *dx, const T *dy, const T *x,                   \
-                                            const fc_pool_problem *pb);                       \
-    fc_status fc_max_pool_backward_argmax_##SUFFIX(T *dx, const T *dy, const uint8_t *argmax, \
-                                                   const fc_pool_problem *pb);                \
-    fc_status fc_max_pool_backward_indices_##SUFFIX(T *dx, const T *dy, const int64_t *indices, \
-                                                    const fc_pool_problem *pb);               \
-    fc_status fc_avg_pool_forward_##SUFFIX(T *y, const T *x, const fc_pool_problem *pb);      \
-    fc_status fc_avg_pool_backward_##SUFFIX(T *dx, const T *dy, const fc_pool_problem *pb);   \
-    fc_status fc_adaptive_avg_pool_forward_##SUFFIX(T *y, const T *x,                         \
-                                                    const fc_pool_problem *pb);               \
-    fc_status fc_adaptive_avg_pool_backward_##SUFFIX(T *dx, const T *dy,                      \
-                                                     const fc_pool_problem *pb);
-FC_DECLARE_POOL(f32, float)
-FC_DECLARE_POOL(f64, double)
-#undef FC_DECLARE_POOL
+fc_status fc_max_pool_forward_f32(float *y, uint8_t *argmax, int64_t *indices, const float *x,
+                                  const fc_pool_problem *pb);
+fc_status fc_max_pool_forward_f64(double *y, uint8_t *argmax, int64_t *indices,
+                                  const double *x, const fc_pool_problem *pb);
+fc_status fc_max_pool_backward_f32(float *dx, const float *dy, const float *x,
+                                   const fc_pool_problem *pb);
+fc_status fc_max_pool_backward_f64(double *dx, const double *dy, const double *x,
+                                   const fc_pool_problem *pb);
+fc_status fc_max_pool_backward_argmax_f32(float *dx, const float *dy, const uint8_t *argmax,
+                                          const fc_pool_problem *pb);
+fc_status fc_max_pool_backward_argmax_f64(double *dx, const double *dy, const uint8_t *argmax,
+                                          const fc_pool_problem *pb);
+fc_status fc_max_pool_backward_indices_f32(float *dx, const float *dy, const int64_t *indices,
+                                           const fc_pool_problem *pb);
+fc_status fc_max_pool_backward_indices_f64(double *dx, const double *dy,
+                                           const int64_t *indices, const fc_pool_problem *pb);
+fc_status fc_avg_pool_forward_f32(float *y, const float *x, const fc_pool_problem *pb);
+fc_status fc_avg_pool_forward_f64(double *y, const double *x, const fc_pool_problem *pb);
+fc_status fc_avg_pool_backward_f32(float *dx, const float *dy, const fc_pool_problem *pb);
+fc_status fc_avg_pool_backward_f64(double *dx, const double *dy, const fc_pool_problem *pb);
+fc_status fc_adaptive_avg_pool_forward_f32(float *y, const float *x, const fc_pool_problem *pb);
+fc_status fc_adaptive_avg_pool_forward_f64(double *y, const double *x,
+                                           const fc_pool_problem *pb);
+fc_status fc_adaptive_avg_pool_backward_f32(float *dx, const float *dy,
+                                            const fc_pool_problem *pb);
+fc_status fc_adaptive_avg_pool_backward_f64(double *dx, const double *dy,
+                                            const fc_pool_problem *pb);
 
 /* ---- ReLU (activation.c): y in place; dx may not overlap dy or y. n elements each. ---- */
 void fc_relu_forward_f32(float *y, int64_t n);
@@ -255,15 +332,16 @@ void fc_relu_backward_f64(double *dx, const double *dy, const double *y, int64_t
 
 /* ---- Adam (optim.c): one parameter's update; the scalars as the NumPy expression rounds
  * them to T: correction_k = 1 - beta_k ** step. No array may overlap another. ---- */
-#define FC_DECLARE_ADAM(SUFFIX, T)                                                            \
-    typedef struct {                                                                          \
-        T beta1, one_minus_beta1, beta2, one_minus_beta2, correction1, correction2, lr, eps;  \
-    } fc_adam_scalars_##SUFFIX;                                                               \
-    void fc_adam_update_##SUFFIX(T *param, T *m, T *v, const T *grad, int64_t n,             \
-                                 const fc_adam_scalars_##SUFFIX *s);
-FC_DECLARE_ADAM(f32, float)
-FC_DECLARE_ADAM(f64, double)
-#undef FC_DECLARE_ADAM
+typedef struct {
+    float beta1, one_minus_beta1, beta2, one_minus_beta2, correction1, correction2, lr, eps;
+} fc_adam_scalars_f32;
+typedef struct {
+    double beta1, one_minus_beta1, beta2, one_minus_beta2, correction1, correction2, lr, eps;
+} fc_adam_scalars_f64;
+void fc_adam_update_f32(float *param, float *m, float *v, const float *grad, int64_t n,
+                        const fc_adam_scalars_f32 *s);
+void fc_adam_update_f64(double *param, double *m, double *v, const double *grad, int64_t n,
+                        const fc_adam_scalars_f64 *s);
 
 /* ---- SGD (optim.c): one parameter's update; velocity NULL without momentum, first: the
  * velocity's first step (v <- g). No array may overlap another. ---- */

@@ -6,11 +6,13 @@
  * so every output pixel is written exactly once. Border rows are handled by a table of row
  * pointers (the zero row for constant mode); border columns, only S - 1 per row, by a
  * scalar loop that maps each column index. Written once in filter2d_impl.h and
- * instantiated for float and double; the AVX2 micro-kernels below are the only SIMD. */
+ * instantiated for float and double; the AVX2 micro-kernel of filter2d_avx2_impl.h,
+ * instantiated for both types below, is the only SIMD. */
 #include <math.h>
 #include <stdlib.h>
 
 #include "fastconv.h"
+#include "template.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -83,115 +85,44 @@ static inline int64_t fc_border_index(int64_t i, int64_t n, fc_border mode)
     }
 }
 
+/* The AVX2+FMA micro-kernel (filter2d_avx2_impl.h), float32 (8 lanes) and float64 (4). */
 #if FC_FILTER_AVX2
-/* y[j] = sum over r, s of k[r*S + s] * rows[r][j + s] for j in [0, n): the micro-kernel,
- * 16 pixels per step in two YMM accumulators. Taps accumulate in the order r, s, as in the
- * portable twin (which does not fuse the multiply-add, so the two differ in rounding). */
-__attribute__((target("avx2,fma")))
-static void filter_row_avx2_f32(float *y, const float *const *rows, const float *k,
-                                int64_t R, int64_t S, int64_t n)
-{
-    int64_t j = 0;
-    for (; j + 16 <= n; j += 16) {
-        __m256 acc0 = _mm256_setzero_ps();
-        __m256 acc1 = _mm256_setzero_ps();
-        for (int64_t r = 0; r < R; r++) {
-            const float *x = rows[r] + j;
-            const float *kr = k + r * S;
-            for (int64_t s = 0; s < S; s++) {
-                const __m256 wv = _mm256_broadcast_ss(kr + s);
-                acc0 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + s), acc0);
-                acc1 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + s + 8), acc1);
-            }
-        }
-        _mm256_storeu_ps(y + j, acc0);
-        _mm256_storeu_ps(y + j + 8, acc1);
-    }
-    for (; j + 8 <= n; j += 8) {
-        __m256 acc = _mm256_setzero_ps();
-        for (int64_t r = 0; r < R; r++) {
-            const float *x = rows[r] + j;
-            for (int64_t s = 0; s < S; s++) {
-                acc = _mm256_fmadd_ps(_mm256_broadcast_ss(k + r * S + s),
-                                      _mm256_loadu_ps(x + s), acc);
-            }
-        }
-        _mm256_storeu_ps(y + j, acc);
-    }
-    for (; j < n; j++) {
-        float acc = 0;
-        for (int64_t r = 0; r < R; r++) {
-            for (int64_t s = 0; s < S; s++) {
-                acc = fmaf(k[r * S + s], rows[r][j + s], acc);
-            }
-        }
-        y[j] = acc;
-    }
-}
-
-__attribute__((target("avx2,fma")))
-static void filter_row_avx2_f64(double *y, const double *const *rows, const double *k,
-                                int64_t R, int64_t S, int64_t n)
-{
-    int64_t j = 0;
-    for (; j + 8 <= n; j += 8) {
-        __m256d acc0 = _mm256_setzero_pd();
-        __m256d acc1 = _mm256_setzero_pd();
-        for (int64_t r = 0; r < R; r++) {
-            const double *x = rows[r] + j;
-            const double *kr = k + r * S;
-            for (int64_t s = 0; s < S; s++) {
-                const __m256d wv = _mm256_broadcast_sd(kr + s);
-                acc0 = _mm256_fmadd_pd(wv, _mm256_loadu_pd(x + s), acc0);
-                acc1 = _mm256_fmadd_pd(wv, _mm256_loadu_pd(x + s + 4), acc1);
-            }
-        }
-        _mm256_storeu_pd(y + j, acc0);
-        _mm256_storeu_pd(y + j + 4, acc1);
-    }
-    for (; j + 4 <= n; j += 4) {
-        __m256d acc = _mm256_setzero_pd();
-        for (int64_t r = 0; r < R; r++) {
-            const double *x = rows[r] + j;
-            for (int64_t s = 0; s < S; s++) {
-                acc = _mm256_fmadd_pd(_mm256_broadcast_sd(k + r * S + s),
-                                      _mm256_loadu_pd(x + s), acc);
-            }
-        }
-        _mm256_storeu_pd(y + j, acc);
-    }
-    for (; j < n; j++) {
-        double acc = 0;
-        for (int64_t r = 0; r < R; r++) {
-            for (int64_t s = 0; s < S; s++) {
-                acc = fma(k[r * S + s], rows[r][j + s], acc);
-            }
-        }
-        y[j] = acc;
-    }
-}
-#endif
-
 #define REAL float
-#define FN(name) name##_f32
-#define SQRT sqrtf
-#if FC_FILTER_AVX2
-#define FILTER_ROW_AVX2 filter_row_avx2_f32
-#endif
-#include "filter2d_impl.h"
-#undef REAL
-#undef FN
-#undef SQRT
-#undef FILTER_ROW_AVX2
+#define TYPE_SUFFIX f32
+#define FC_TEMPLATE_LANES 8
+#define FC_TEMPLATE_VEC __m256
+#define FC_TEMPLATE_LOADU _mm256_loadu_ps
+#define FC_TEMPLATE_STOREU _mm256_storeu_ps
+#define FC_TEMPLATE_SETZERO _mm256_setzero_ps
+#define FC_TEMPLATE_BROADCAST _mm256_broadcast_ss
+#define FC_TEMPLATE_FMADD _mm256_fmadd_ps
+#define FC_TEMPLATE_FMA fmaf
+#include "filter2d_avx2_impl.h"
+#include "template_end.h"
 
 #define REAL double
-#define FN(name) name##_f64
-#define SQRT sqrt
-#if FC_FILTER_AVX2
-#define FILTER_ROW_AVX2 filter_row_avx2_f64
+#define TYPE_SUFFIX f64
+#define FC_TEMPLATE_LANES 4
+#define FC_TEMPLATE_VEC __m256d
+#define FC_TEMPLATE_LOADU _mm256_loadu_pd
+#define FC_TEMPLATE_STOREU _mm256_storeu_pd
+#define FC_TEMPLATE_SETZERO _mm256_setzero_pd
+#define FC_TEMPLATE_BROADCAST _mm256_broadcast_sd
+#define FC_TEMPLATE_FMADD _mm256_fmadd_pd
+#define FC_TEMPLATE_FMA fma
+#include "filter2d_avx2_impl.h"
+#include "template_end.h"
 #endif
+
+/* The filters themselves, float32 and float64. */
+#define REAL float
+#define TYPE_SUFFIX f32
+#define FC_TEMPLATE_SQRT sqrtf
 #include "filter2d_impl.h"
-#undef REAL
-#undef FN
-#undef SQRT
-#undef FILTER_ROW_AVX2
+#include "template_end.h"
+
+#define REAL double
+#define TYPE_SUFFIX f64
+#define FC_TEMPLATE_SQRT sqrt
+#include "filter2d_impl.h"
+#include "template_end.h"

@@ -1,6 +1,6 @@
-/* filter2d_impl.h: the single-plane 2-D filter for one element type.
- * Included by filter2d.c with REAL (float or double), FN(name) (adds _f32/_f64) and, on
- * x86 with GCC or Clang, FILTER_ROW_AVX2 (the AVX2+FMA micro-kernel for REAL). */
+/* filter2d_impl.h: the single-plane 2-D filter for one element type (template.h: REAL, FN;
+ * FC_TEMPLATE_SQRT, the square root of REAL). Included by filter2d.c after the AVX2
+ * micro-kernel filter_row_avx2_<type> (filter2d_avx2_impl.h), where FC_FILTER_AVX2 is 1. */
 
 /* y[j] = sum over r, s of k[r*S + s] * rows[r][j + s] for j in [0, n): the portable twin
  * of the AVX2 micro-kernel. One pass per tap over the output row (it stays in L1): plain
@@ -61,11 +61,19 @@ static void FN(filter_row)(REAL *y_row, const REAL *const *row_ptrs, const REAL 
     }
 }
 
-/* Shared set-up of both entry points: checks, the row-pointer table, the interior column
- * range and the micro-kernel. On FC_OK the caller frees *rows and *zero_row. */
-static fc_status FN(filter_setup)(const REAL ***rows, REAL **zero_row, int64_t *lo,
-                                  int64_t *hi, FN(row_kernel_fn) *row_kernel, const REAL *x,
-                                  const fc_filter_problem *pb)
+/* What every row of a call needs: the row-pointer table, the interior column range and the
+ * micro-kernel. */
+typedef struct {
+    const REAL **rows;          /* rows[n * (H + R - 1) + i + r]: input row r of output row i */
+    REAL *zero_row;             /* W zeros, the rows outside the plane in constant mode */
+    int64_t lo, hi;             /* columns [lo, hi) read only inside the row */
+    FN(row_kernel_fn) row_kernel;
+} FN(filter_plan);
+
+/* Checks, then fills the plan of one call of x (N, H, W). On FC_OK the caller releases it
+ * with filter_plan_free. */
+static fc_status FN(filter_plan_of)(FN(filter_plan) *fp, const REAL *x,
+                                    const fc_filter_problem *pb)
 {
     const int64_t N = pb->N, H = pb->H, W = pb->W, R = pb->R, S = pb->S;
     if (N < 1 || H < 1 || W < 1 || R < 1 || S < 1
@@ -75,99 +83,94 @@ static fc_status FN(filter_setup)(const REAL ***rows, REAL **zero_row, int64_t *
     const int64_t ah = R / 2, aw = S / 2;
     const int64_t padded_rows = H + R - 1;   /* input rows i - ah .. i - ah + R - 1, all i */
 
-    /* (*rows)[n * padded_rows + i + r] points at the input row that output row i of plane n
+    /* rows[n * padded_rows + i + r] points at the input row that output row i of plane n
      * reads with kernel row r: the zero row in constant mode outside the plane. */
-    *rows = malloc((size_t)(N * padded_rows) * sizeof(**rows));
-    *zero_row = pb->border == FC_BORDER_CONSTANT ? calloc((size_t)W, sizeof(REAL)) : NULL;
-    if (*rows == NULL || (pb->border == FC_BORDER_CONSTANT && *zero_row == NULL)) {
-        free(*rows);
-        free(*zero_row);
+    fp->rows = malloc((size_t)(N * padded_rows) * sizeof(*fp->rows));
+    fp->zero_row = pb->border == FC_BORDER_CONSTANT ? calloc((size_t)W, sizeof(REAL)) : NULL;
+    if (fp->rows == NULL || (pb->border == FC_BORDER_CONSTANT && fp->zero_row == NULL)) {
+        free(fp->rows);
+        free(fp->zero_row);
         return FC_ERR_NOMEM;
     }
     for (int64_t n = 0; n < N; n++) {
         for (int64_t i = 0; i < padded_rows; i++) {
             const int64_t src = fc_border_index(i - ah, H, pb->border);
-            (*rows)[n * padded_rows + i] = src >= 0 ? x + (n * H + src) * W : *zero_row;
+            fp->rows[n * padded_rows + i] = src >= 0 ? x + (n * H + src) * W : fp->zero_row;
         }
     }
     /* Columns [lo, hi) read only inside the row; the rest go through the border map. */
-    *lo = aw < W ? aw : W;
-    *hi = W - (S - 1 - aw) > *lo ? W - (S - 1 - aw) : *lo;
-    *row_kernel = FN(filter_row_generic);
-#ifdef FILTER_ROW_AVX2
+    fp->lo = aw < W ? aw : W;
+    fp->hi = W - (S - 1 - aw) > fp->lo ? W - (S - 1 - aw) : fp->lo;
+    fp->row_kernel = FN(filter_row_generic);
+#if FC_FILTER_AVX2
     if (fc_simd_avx2()) {
-        *row_kernel = FILTER_ROW_AVX2;
+        fp->row_kernel = FN(filter_row_avx2);
     }
 #endif
     return FC_OK;
 }
 
-fc_status FN(fc_filter2d)(REAL *y, const REAL *x, const REAL *k, const fc_filter_problem *pb)
+static void FN(filter_plan_free)(FN(filter_plan) *fp)
 {
-    /* y (N, H, W) = x (N, H, W) correlated with k (R, S) anchored at (R/2, S/2) */
-    const REAL **rows;
-    REAL *zero_row;
-    int64_t lo, hi;
-    FN(row_kernel_fn) row_kernel;
+    free(fp->rows);
+    free(fp->zero_row);
+}
+
+/* y (N, H, W) = x (N, H, W) correlated with kx (R, S) or, when ky is not NULL, the
+ * magnitude sqrt(gx^2 + gy^2) of x correlated with kx and with ky: one pass, gy's row in a
+ * per-thread buffer. */
+static fc_status FN(filter_planes)(REAL *y, const REAL *x, const REAL *kx, const REAL *ky,
+                                   const fc_filter_problem *pb)
+{
+    FN(filter_plan) fp;
     if (pb->N == 0) {
         return FC_OK;
     }
-    fc_status st = FN(filter_setup)(&rows, &zero_row, &lo, &hi, &row_kernel, x, pb);
+    fc_status st = FN(filter_plan_of)(&fp, x, pb);
     if (st != FC_OK) {
         return st;
     }
     const int64_t H = pb->H, W = pb->W, n_rows = pb->N * H, padded_rows = H + pb->R - 1;
+    REAL *gy_rows = NULL;
+    if (ky != NULL) {
+        gy_rows = malloc((size_t)(fc_filter_threads() * W) * sizeof(REAL));
+        if (gy_rows == NULL) {
+            FN(filter_plan_free)(&fp);
+            return FC_ERR_NOMEM;
+        }
+    }
 
     /* Each thread owns whole output rows, so results do not depend on the thread count.
      * Rows are handed out in small chunks: a call lasts well under a millisecond, so a
      * thread that wakes up late must not hold up a fixed share of the image. */
 #pragma omp parallel for schedule(dynamic, 8) if (n_rows * W * pb->R * pb->S >= FC_FILTER_MIN_WORK)
     for (int64_t nh = 0; nh < n_rows; nh++) {
-        const REAL *const *row_ptrs = rows + (nh / H) * padded_rows + nh % H;
-        FN(filter_row)(y + nh * W, row_ptrs, k, lo, hi, row_kernel, pb);
+        const REAL *const *row_ptrs = fp.rows + (nh / H) * padded_rows + nh % H;
+        REAL *gx = y + nh * W;
+        FN(filter_row)(gx, row_ptrs, kx, fp.lo, fp.hi, fp.row_kernel, pb);
+        if (ky != NULL) {
+            REAL *gy = gy_rows + fc_filter_thread() * W;
+            FN(filter_row)(gy, row_ptrs, ky, fp.lo, fp.hi, fp.row_kernel, pb);
+            for (int64_t q = 0; q < W; q++) {
+                gx[q] = FC_TEMPLATE_SQRT(gx[q] * gx[q] + gy[q] * gy[q]);
+            }
+        }
     }
-    free(rows);
-    free(zero_row);
+    free(gy_rows);
+    FN(filter_plan_free)(&fp);
     return FC_OK;
+}
+
+fc_status FN(fc_filter2d)(REAL *y, const REAL *x, const REAL *k, const fc_filter_problem *pb)
+{
+    /* y (N, H, W) = x (N, H, W) correlated with k (R, S) anchored at (R/2, S/2) */
+    return FN(filter_planes)(y, x, k, NULL, pb);
 }
 
 fc_status FN(fc_filter2d_magnitude)(REAL *y, const REAL *x, const REAL *kx, const REAL *ky,
                                     const fc_filter_problem *pb)
 {
     /* y (N, H, W) = sqrt(gx^2 + gy^2), gx and gy = x (N, H, W) correlated with kx and ky
-     * (R, S): one pass, gy's row in a per-thread buffer. */
-    const REAL **rows;
-    REAL *zero_row;
-    int64_t lo, hi;
-    FN(row_kernel_fn) row_kernel;
-    if (pb->N == 0) {
-        return FC_OK;
-    }
-    fc_status st = FN(filter_setup)(&rows, &zero_row, &lo, &hi, &row_kernel, x, pb);
-    if (st != FC_OK) {
-        return st;
-    }
-    const int64_t H = pb->H, W = pb->W, n_rows = pb->N * H, padded_rows = H + pb->R - 1;
-    REAL *gy_rows = malloc((size_t)(fc_filter_threads() * W) * sizeof(REAL));
-    if (gy_rows == NULL) {
-        free(rows);
-        free(zero_row);
-        return FC_ERR_NOMEM;
-    }
-
-#pragma omp parallel for schedule(dynamic, 8) if (n_rows * W * pb->R * pb->S >= FC_FILTER_MIN_WORK)
-    for (int64_t nh = 0; nh < n_rows; nh++) {
-        const REAL *const *row_ptrs = rows + (nh / H) * padded_rows + nh % H;
-        REAL *gx = y + nh * W;
-        REAL *gy = gy_rows + fc_filter_thread() * W;
-        FN(filter_row)(gx, row_ptrs, kx, lo, hi, row_kernel, pb);
-        FN(filter_row)(gy, row_ptrs, ky, lo, hi, row_kernel, pb);
-        for (int64_t q = 0; q < W; q++) {
-            gx[q] = SQRT(gx[q] * gx[q] + gy[q] * gy[q]);
-        }
-    }
-    free(gy_rows);
-    free(rows);
-    free(zero_row);
-    return FC_OK;
+     * (R, S) */
+    return FN(filter_planes)(y, x, kx, ky, pb);
 }

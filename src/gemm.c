@@ -4,9 +4,10 @@
  * Loops, from outside in: NC columns of B, KC deep slices, pack B into NR-column panels,
  * MC rows of A, pack A into MR-row panels, then the micro-kernel over MR x NR tiles of C.
  * Packing reads A and B through their strides, so transposes cost nothing extra.
- * The algorithm lives once in gemm_impl.h, included below for float and double, each with
- * the 6-row tiles of the portable and AVX2 kernels and with the larger AVX-512 tiles;
- * fc_gemm_f32/f64 at the end pick the instance and kernel for the SIMD level of the call.
+ * The algorithm lives once in gemm_impl.h, included below for float and double around each
+ * micro-kernel: the portable one (gemm_generic_impl.h) and the AVX2 one, both with 6-row
+ * tiles, and the AVX-512 one with larger tiles; fc_gemm_f32/f64 (gemm_entry_impl.h) pick
+ * the instance for the SIMD level of the call.
  */
 #include <stdlib.h>
 
@@ -16,10 +17,8 @@
 
 #include "fastconv.h"
 #include "gemm_kernels.h"
+#include "template.h"
 
-#define FC_GLUE_(name, suffix) name##_##suffix
-#define FC_GLUE(name, suffix) FC_GLUE_(name, suffix)
-#define FN(name) FC_GLUE(name, SUFFIX)
 
 /* Below this many flops per thread, waking another thread costs more than it saves. */
 #define MIN_FLOPS_PER_THREAD 200000.0
@@ -45,16 +44,25 @@ static void fc_aligned_free(void *p)
     free(p);
 }
 
-/* (rows of A, tile rows, B's strides, element size) -> 1 when the kernel should read a row-major B in place.
- * Packing B pays for itself through reuse by many A panels; with few of them the copy costs
- * more than it saves. A row stride that is a multiple of 2 KiB maps every B row onto a few L1
- * sets, so such a B is packed unless at most two A panels use it (measured). */
+/* A row-major B is read in place, unpacked, when at most this many A panels use it ... */
+#define B_IN_PLACE_MAX_PANELS 2
+/* ... or at most this many, when its row stride is not a multiple of B_ALIASING_STRIDE. */
+#define B_IN_PLACE_MAX_PANELS_UNALIASED 16
+/* Row strides (bytes) that are multiples of this map every B row onto a few L1 sets. */
+#define B_ALIASING_STRIDE 2048
+
+/* (rows of A, tile rows, B's strides, element size) -> 1 when the kernel should read a
+ * row-major B in place. Packing B pays for itself through reuse by many A panels; with few
+ * of them the copy costs more than it saves. A B whose rows alias in L1 is packed unless
+ * very few A panels use it. */
 static int b_in_place(int64_t M, int mr, int64_t rsb, int64_t csb, size_t size)
 {
     if (csb != 1) {
         return 0;
     }
-    return M <= 2 * mr || (M <= 16 * mr && (rsb * (int64_t)size) % 2048 != 0);
+    return M <= B_IN_PLACE_MAX_PANELS * mr
+           || (M <= B_IN_PLACE_MAX_PANELS_UNALIASED * mr
+               && (rsb * (int64_t)size) % B_ALIASING_STRIDE != 0);
 }
 
 /* (M x N x K problem, MR x NR tiles, nthreads) -> tm x tn grid of C rectangles, one per thread */
@@ -85,105 +93,126 @@ static void gemm_grid(int64_t M, int64_t N, int64_t K, int mr, int nr, int nthre
     }
 }
 
-/* float32: 6 x 16 tiles. KC x NR floats of B (24 KiB) fit L1d (48 KiB) beside an A panel,
- * MC x KC of A (258 KiB) sits in L2 (2 MiB), KC x NC of B in L3. */
+/* Cache blocks of each tile geometry. float32, 6 x 16 tiles: KC x NR floats of B (24 KiB)
+ * fit L1d (48 KiB) beside an A panel, MC x KC of A (258 KiB) sits in L2 (2 MiB), KC x NC
+ * of B in L3. float64, 6 x 8 tiles: the same bytes per panel, so the same KC, half the MC. */
+#define GEMM_MC_6X16_F32 168
+#define GEMM_NC_6X16_F32 4096
+#define GEMM_MC_6X8_F64 84
+#define GEMM_NC_6X8_F64 2048
+/* AVX-512, 12 x 32 float32 tiles: KC x NR of B (48 KiB) is all of L1d, yet KC 384 runs a
+ * little faster than 256 or 192 (fewer passes over C; docs/PERFORMANCE.md); MC x KC of A
+ * (360 KiB) in L2. 12 x 16 float64 tiles: the same bytes per panel. */
+#define GEMM_MC_AVX512_F32 240
+#define GEMM_NC_AVX512_F32 4096
+#define GEMM_MC_AVX512_F64 120
+#define GEMM_NC_AVX512_F64 2048
+/* The depth of every block, all geometries. */
+#define GEMM_KC 384
+
+/* The portable micro-kernels. */
 #define REAL float
-#define SUFFIX f32
-#define MR FC_GEMM_MR
-#define NR FC_GEMM_NR_F32
-#define MC 168
-#define KC 384
-#define NC 4096
-#define KERNEL_T fc_gemm_kernel_f32
-#define GENERIC_KERNEL
-#include "gemm_impl.h"
+#define TYPE_SUFFIX f32
+#define FC_TEMPLATE_NR FC_GEMM_NR_F32
+#define FC_TEMPLATE_KERNEL fc_gemm_kernel_generic_6x16_f32
+#include "gemm_generic_impl.h"
+#include "template_end.h"
 
-/* float64: 6 x 8 tiles; the same bytes per panel as float32, so the same KC, half the MC. */
 #define REAL double
-#define SUFFIX f64
-#define MR FC_GEMM_MR
-#define NR FC_GEMM_NR_F64
-#define MC 84
-#define KC 384
-#define NC 2048
-#define KERNEL_T fc_gemm_kernel_f64
-#define GENERIC_KERNEL
-#include "gemm_impl.h"
+#define TYPE_SUFFIX f64
+#define FC_TEMPLATE_NR FC_GEMM_NR_F64
+#define FC_TEMPLATE_KERNEL fc_gemm_kernel_generic_6x8_f64
+#include "gemm_generic_impl.h"
+#include "template_end.h"
 
-#if FC_GEMM_HAVE_AVX512
-/* float32 for AVX-512: 12 x 32 tiles. KC x NR of B (48 KiB) is all of L1d, yet KC 384 measured
- * a little faster than 256 or 192 (fewer passes over C); MC x KC of A (360 KiB) in L2. */
+/* float32: the algorithm around each micro-kernel, then the entry point that picks one. */
 #define REAL float
-#define SUFFIX f32_avx512
-#define MR FC_GEMM_MR_AVX512
-#define NR FC_GEMM_NR_AVX512_F32
-#define MC 240
-#define KC 384
-#define NC 4096
-#define KERNEL_T fc_gemm_kernel_f32
+#define TYPE_SUFFIX f32
+#define ISA_SUFFIX generic
+#define FC_TEMPLATE_MR FC_GEMM_MR
+#define FC_TEMPLATE_NR FC_GEMM_NR_F32
+#define FC_TEMPLATE_MC GEMM_MC_6X16_F32
+#define FC_TEMPLATE_KC GEMM_KC
+#define FC_TEMPLATE_NC GEMM_NC_6X16_F32
+#define FC_TEMPLATE_KERNEL fc_gemm_kernel_generic_6x16_f32
 #include "gemm_impl.h"
+#include "template_end.h"
 
-/* float64 for AVX-512: 12 x 16 tiles, the same bytes per panel as float32. */
+#if FC_GEMM_HAVE_AVX2
+#define REAL float
+#define TYPE_SUFFIX f32
+#define ISA_SUFFIX avx2
+#define FC_TEMPLATE_MR FC_GEMM_MR
+#define FC_TEMPLATE_NR FC_GEMM_NR_F32
+#define FC_TEMPLATE_MC GEMM_MC_6X16_F32
+#define FC_TEMPLATE_KC GEMM_KC
+#define FC_TEMPLATE_NC GEMM_NC_6X16_F32
+#define FC_TEMPLATE_KERNEL fc_gemm_kernel_avx2_6x16_f32
+#include "gemm_impl.h"
+#include "template_end.h"
+#endif
+
+#if FC_GEMM_HAVE_AVX512
+#define REAL float
+#define TYPE_SUFFIX f32
+#define ISA_SUFFIX avx512
+#define FC_TEMPLATE_MR FC_GEMM_MR_AVX512
+#define FC_TEMPLATE_NR FC_GEMM_NR_AVX512_F32
+#define FC_TEMPLATE_MC GEMM_MC_AVX512_F32
+#define FC_TEMPLATE_KC GEMM_KC
+#define FC_TEMPLATE_NC GEMM_NC_AVX512_F32
+#define FC_TEMPLATE_KERNEL fc_gemm_kernel_avx512_f32
+#include "gemm_impl.h"
+#include "template_end.h"
+#endif
+
+#define REAL float
+#define TYPE_SUFFIX f32
+#include "gemm_entry_impl.h"
+#include "template_end.h"
+
+/* float64 likewise. */
 #define REAL double
-#define SUFFIX f64_avx512
-#define MR FC_GEMM_MR_AVX512
-#define NR FC_GEMM_NR_AVX512_F64
-#define MC 120
-#define KC 384
-#define NC 2048
-#define KERNEL_T fc_gemm_kernel_f64
+#define TYPE_SUFFIX f64
+#define ISA_SUFFIX generic
+#define FC_TEMPLATE_MR FC_GEMM_MR
+#define FC_TEMPLATE_NR FC_GEMM_NR_F64
+#define FC_TEMPLATE_MC GEMM_MC_6X8_F64
+#define FC_TEMPLATE_KC GEMM_KC
+#define FC_TEMPLATE_NC GEMM_NC_6X8_F64
+#define FC_TEMPLATE_KERNEL fc_gemm_kernel_generic_6x8_f64
 #include "gemm_impl.h"
-#endif
+#include "template_end.h"
 
-/* The portable kernels under their public names (gemm_kernels.h). */
-void fc_gemm_kernel_generic_6x16_f32(int64_t kc, const float *a, const float *b, int64_t ldb,
-                                     float *c, int64_t ldc, float beta)
-{
-    kernel_generic_f32(kc, a, b, ldb, c, ldc, beta);
-}
-
-void fc_gemm_kernel_generic_6x8_f64(int64_t kc, const double *a, const double *b, int64_t ldb,
-                                    double *c, int64_t ldc, double beta)
-{
-    kernel_generic_f64(kc, a, b, ldb, c, ldc, beta);
-}
-
-/* The public entry points: the AVX-512 instance at that level, else the 6-row one with the
- * AVX2 or the portable kernel. */
-fc_status fc_gemm_f32(int64_t M, int64_t N, int64_t K, const float *A, int64_t rsa, int64_t csa,
-                      const float *B, int64_t rsb, int64_t csb, float beta, float *C, int64_t ldc,
-                      int nthreads)
-{
-#if FC_GEMM_HAVE_AVX512
-    if (fc_simd_avx512()) {
-        return gemm_f32_avx512(M, N, K, A, rsa, csa, B, rsb, csb, beta, C, ldc, nthreads,
-                               fc_gemm_kernel_avx512_f32);
-    }
-#endif
-    fc_gemm_kernel_f32 kernel = kernel_generic_f32;
 #if FC_GEMM_HAVE_AVX2
-    if (fc_simd_avx2()) {
-        kernel = fc_gemm_kernel_avx2_6x16_f32;
-    }
+#define REAL double
+#define TYPE_SUFFIX f64
+#define ISA_SUFFIX avx2
+#define FC_TEMPLATE_MR FC_GEMM_MR
+#define FC_TEMPLATE_NR FC_GEMM_NR_F64
+#define FC_TEMPLATE_MC GEMM_MC_6X8_F64
+#define FC_TEMPLATE_KC GEMM_KC
+#define FC_TEMPLATE_NC GEMM_NC_6X8_F64
+#define FC_TEMPLATE_KERNEL fc_gemm_kernel_avx2_6x8_f64
+#include "gemm_impl.h"
+#include "template_end.h"
 #endif
-    return gemm_f32(M, N, K, A, rsa, csa, B, rsb, csb, beta, C, ldc, nthreads, kernel);
-}
 
-fc_status fc_gemm_f64(int64_t M, int64_t N, int64_t K, const double *A, int64_t rsa,
-                      int64_t csa, const double *B, int64_t rsb, int64_t csb, double beta,
-                      double *C, int64_t ldc, int nthreads)
-{
 #if FC_GEMM_HAVE_AVX512
-    if (fc_simd_avx512()) {
-        return gemm_f64_avx512(M, N, K, A, rsa, csa, B, rsb, csb, beta, C, ldc, nthreads,
-                               fc_gemm_kernel_avx512_f64);
-    }
+#define REAL double
+#define TYPE_SUFFIX f64
+#define ISA_SUFFIX avx512
+#define FC_TEMPLATE_MR FC_GEMM_MR_AVX512
+#define FC_TEMPLATE_NR FC_GEMM_NR_AVX512_F64
+#define FC_TEMPLATE_MC GEMM_MC_AVX512_F64
+#define FC_TEMPLATE_KC GEMM_KC
+#define FC_TEMPLATE_NC GEMM_NC_AVX512_F64
+#define FC_TEMPLATE_KERNEL fc_gemm_kernel_avx512_f64
+#include "gemm_impl.h"
+#include "template_end.h"
 #endif
-    fc_gemm_kernel_f64 kernel = kernel_generic_f64;
-#if FC_GEMM_HAVE_AVX2
-    if (fc_simd_avx2()) {
-        kernel = fc_gemm_kernel_avx2_6x8_f64;
-    }
-#endif
-    return gemm_f64(M, N, K, A, rsa, csa, B, rsb, csb, beta, C, ldc, nthreads, kernel);
-}
+
+#define REAL double
+#define TYPE_SUFFIX f64
+#include "gemm_entry_impl.h"
+#include "template_end.h"

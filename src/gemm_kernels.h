@@ -28,25 +28,21 @@
 #define FC_GEMM_NR_AVX512_F32 32
 #define FC_GEMM_NR_AVX512_F64 16
 
-typedef void (*fc_gemm_kernel_f32)(int64_t kc, const float *a, const float *b, int64_t ldb,
-                                   float *c, int64_t ldc, float beta);
-typedef void (*fc_gemm_kernel_f64)(int64_t kc, const double *a, const double *b, int64_t ldb,
-                                   double *c, int64_t ldc, double beta);
+/* The micro-kernel's type, for each element type: every kernel below is declared with it. */
+typedef void fc_gemm_kernel_f32(int64_t kc, const float *a, const float *b, int64_t ldb,
+                                float *c, int64_t ldc, float beta);
+typedef void fc_gemm_kernel_f64(int64_t kc, const double *a, const double *b, int64_t ldb,
+                                double *c, int64_t ldc, double beta);
 
-/* The portable kernels (gemm.c), for callers that run the micro-kernels themselves
- * (conv_winograd_block_impl.h). */
-void fc_gemm_kernel_generic_6x16_f32(int64_t kc, const float *a, const float *b, int64_t ldb,
-                                     float *c, int64_t ldc, float beta);
-void fc_gemm_kernel_generic_6x8_f64(int64_t kc, const double *a, const double *b, int64_t ldb,
-                                    double *c, int64_t ldc, double beta);
+/* The portable kernels (gemm.c). */
+fc_gemm_kernel_f32 fc_gemm_kernel_generic_6x16_f32;
+fc_gemm_kernel_f64 fc_gemm_kernel_generic_6x8_f64;
 
 /* The AVX2+FMA kernels exist only where the compiler can target x86 AVX2 per function. */
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
 #define FC_GEMM_HAVE_AVX2 1
-void fc_gemm_kernel_avx2_6x16_f32(int64_t kc, const float *a, const float *b, int64_t ldb,
-                                  float *c, int64_t ldc, float beta);
-void fc_gemm_kernel_avx2_6x8_f64(int64_t kc, const double *a, const double *b, int64_t ldb,
-                                 double *c, int64_t ldc, double beta);
+fc_gemm_kernel_f32 fc_gemm_kernel_avx2_6x16_f32;
+fc_gemm_kernel_f64 fc_gemm_kernel_avx2_6x8_f64;
 #else
 #define FC_GEMM_HAVE_AVX2 0
 #endif
@@ -54,10 +50,8 @@ void fc_gemm_kernel_avx2_6x8_f64(int64_t kc, const double *a, const double *b, i
 /* The AVX-512 kernels likewise, where GCC or Clang can target avx512f per function. */
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #define FC_GEMM_HAVE_AVX512 1
-void fc_gemm_kernel_avx512_f32(int64_t kc, const float *a, const float *b, int64_t ldb,
-                               float *c, int64_t ldc, float beta);
-void fc_gemm_kernel_avx512_f64(int64_t kc, const double *a, const double *b, int64_t ldb,
-                               double *c, int64_t ldc, double beta);
+fc_gemm_kernel_f32 fc_gemm_kernel_avx512_f32;
+fc_gemm_kernel_f64 fc_gemm_kernel_avx512_f64;
 #else
 #define FC_GEMM_HAVE_AVX512 0
 #endif

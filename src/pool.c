@@ -7,13 +7,17 @@
 #include "fastconv.h"
 #include "conv_index.h"
 #include "pool_simd.h"
+#include "template.h"
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
-/* Below this many input elements one thread beats the OpenMP fork/join (PERF-NOTES). */
+/* Below this many input elements one thread beats the OpenMP fork/join. */
 #define POOL_PARALLEL_MIN 16384
+
+/* Taps a uint8 argmax can number: larger windows must return int64 indices instead. */
+#define POOL_ARGMAX_TAPS 256
 
 /* Windows per micro-kernel call when a compact argmax buffer is needed (on the stack). */
 #define POOL_CHUNK 2048
@@ -256,18 +260,30 @@ static inline int adaptive_problem_ok(const fc_pool_problem *pb)
     return pb->N >= 0 && pb->C >= 0 && pb->H > 0 && pb->W > 0 && pb->P > 0 && pb->Q > 0;
 }
 
+/* For the per-plane skeletons shared by several passes: always inlined, and every caller
+ * passes the pass as a constant, so that each pass compiles to its own branch-free copy. */
+#if defined(__GNUC__) || defined(__clang__)
+#define POOL_SPECIALISED static inline __attribute__((always_inline))
+#else
+#define POOL_SPECIALISED static inline
+#endif
+
+/* What a backward pass sends to the input pixels of each window. */
+typedef enum {
+    POOL_GRAD_MAX_FROM_X,       /* dy to the window's maximum, found again in x */
+    POOL_GRAD_MAX_FROM_ARGMAX,  /* dy to the tap the forward pass saved in argmax */
+    POOL_GRAD_AVG               /* dy / divisor to every pixel of the window */
+} pool_grad;
+
+/* The AVX2 micro-kernels exist for float32 only. */
 #define REAL float
-#define FN(name) name##_f32
-#define POOL_USE_AVX2 FC_POOL_HAVE_AVX2
+#define TYPE_SUFFIX f32
+#define FC_TEMPLATE_AVX2 FC_POOL_HAVE_AVX2
 #include "pool_impl.h"
-#undef REAL
-#undef FN
-#undef POOL_USE_AVX2
+#include "template_end.h"
 
 #define REAL double
-#define FN(name) name##_f64
-#define POOL_USE_AVX2 0
+#define TYPE_SUFFIX f64
+#define FC_TEMPLATE_AVX2 0
 #include "pool_impl.h"
-#undef REAL
-#undef FN
-#undef POOL_USE_AVX2
+#include "template_end.h"

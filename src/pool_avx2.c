@@ -152,24 +152,17 @@ FC_AVX2 static inline void store_positions(uint8_t *pos, __m256i best, int64_t c
         _mm_storel_epi64((__m128i *)pos, w8);
         return;
     }
-    /* 4 + 2 + 1 byte stores, as store8 does for floats */
+    /* 4 + 2 + 1 byte stores, as store8 does for floats: each the low bytes of what is left
+     * (x86 is little-endian); unrolled, every memcpy is one plain store. */
     uint64_t bytes = (uint64_t)_mm_cvtsi128_si64(w8);
-    if (count >= 4) {
-        const uint32_t four = (uint32_t)bytes;
-        memcpy(pos, &four, 4);
-        bytes >>= 32;
-        pos += 4;
-        count -= 4;
-    }
-    if (count >= 2) {
-        const uint16_t two = (uint16_t)bytes;
-        memcpy(pos, &two, 2);
-        bytes >>= 16;
-        pos += 2;
-        count -= 2;
-    }
-    if (count >= 1) {
-        *pos = (uint8_t)bytes;
+#pragma GCC unroll 3
+    for (int width = 4; width >= 1; width /= 2) {
+        if (count >= width) {
+            memcpy(pos, &bytes, (size_t)width);
+            bytes >>= 8 * width;
+            pos += width;
+            count -= width;
+        }
     }
 }
 

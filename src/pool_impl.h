@@ -1,6 +1,6 @@
-/* pool_impl.h: the pooling kernels for one element type.
- * Included by pool.c with REAL (float or double), FN(name) (adds _f32/_f64) and
- * POOL_USE_AVX2 (1 when the AVX2 micro-kernels of pool_avx2.c exist for this type).
+/* pool_impl.h: the pooling kernels for one element type (template.h: REAL, FN;
+ * FC_TEMPLATE_AVX2, 1 when pool_avx2.c has the AVX2 micro-kernels of this type). Included
+ * by pool.c.
  *
  * Layouts: x, dx (N, C, H, W); y, dy (N, C, P, Q); argmax (N, C, P, Q) uint8 taps r*S + s and
  * indices (N, C, P, Q) int64 flat positions h*W + w of the maxima; all C-contiguous.
@@ -184,7 +184,7 @@ static FN(pool_micro) FN(pool_micro_select)(void)
         FN(max_grad_argmax_rows_k2s2),
         FN(avg_grad_rows_k2s2),
     };
-#if POOL_USE_AVX2
+#if FC_TEMPLATE_AVX2
     if (fc_simd_avx2()) {
         mk.max_rows[0] = fc_max_rows_k2s2_avx2_f32;
         mk.max_rows[1] = fc_max_rows_k3s2_avx2_f32;
@@ -255,8 +255,9 @@ static inline REAL FN(max_window)(const REAL *x_plane, const fc_pool_problem *pb
 }
 
 /* Windows [q_begin, q_end) of row p: y, and when asked their taps and PyTorch's indices. */
-static void FN(max_windows)(REAL *y_row, uint8_t *a_row, int64_t *i_row, const REAL *x_plane,
-                            const fc_pool_problem *pb, int64_t p, int64_t q_begin, int64_t q_end)
+POOL_SPECIALISED void FN(max_windows)(REAL *y_row, uint8_t *a_row, int64_t *i_row,
+                                      const REAL *x_plane, const fc_pool_problem *pb, int64_t p,
+                                      int64_t q_begin, int64_t q_end)
 {
     for (int64_t q = q_begin; q < q_end; q++) {
         const pool_window win = pool_window_at(pb, p, q);
@@ -272,9 +273,9 @@ static void FN(max_windows)(REAL *y_row, uint8_t *a_row, int64_t *i_row, const R
 }
 
 /* A window lying wholly in the padding outputs a constant -inf: it sends no gradient. */
-static void FN(max_grad_windows)(REAL *dx_plane, const REAL *dy_row, const REAL *x_plane,
-                                 const fc_pool_problem *pb, int64_t p, int64_t q_begin,
-                                 int64_t q_end)
+POOL_SPECIALISED void FN(max_grad_windows)(REAL *dx_plane, const REAL *dy_row, const REAL *x_plane,
+                                           const fc_pool_problem *pb, int64_t p, int64_t q_begin,
+                                           int64_t q_end)
 {
     for (int64_t q = q_begin; q < q_end; q++) {
         const pool_window win = pool_window_at(pb, p, q);
@@ -287,9 +288,10 @@ static void FN(max_grad_windows)(REAL *dx_plane, const REAL *dy_row, const REAL 
 }
 
 /* The same from saved taps; a tap in the padding (or not in the window) sends nothing. */
-static void FN(max_grad_argmax_windows)(REAL *dx_plane, const REAL *dy_row, const uint8_t *a_row,
-                                        const fc_pool_problem *pb, int64_t p, int64_t q_begin,
-                                        int64_t q_end)
+POOL_SPECIALISED void FN(max_grad_argmax_windows)(REAL *dx_plane, const REAL *dy_row,
+                                                  const uint8_t *a_row,
+                                                  const fc_pool_problem *pb, int64_t p,
+                                                  int64_t q_begin, int64_t q_end)
 {
     for (int64_t q = q_begin; q < q_end; q++) {
         const pool_window win = pool_window_at(pb, p, q);
@@ -299,8 +301,8 @@ static void FN(max_grad_argmax_windows)(REAL *dx_plane, const REAL *dy_row, cons
     }
 }
 
-static void FN(avg_windows)(REAL *y_row, const REAL *x_plane, const fc_pool_problem *pb,
-                            int64_t p, int64_t q_begin, int64_t q_end)
+POOL_SPECIALISED void FN(avg_windows)(REAL *y_row, const REAL *x_plane, const fc_pool_problem *pb,
+                                      int64_t p, int64_t q_begin, int64_t q_end)
 {
     for (int64_t q = q_begin; q < q_end; q++) {
         const avg_window win = avg_window_at(pb, p, q);
@@ -314,8 +316,9 @@ static void FN(avg_windows)(REAL *y_row, const REAL *x_plane, const fc_pool_prob
     }
 }
 
-static void FN(avg_grad_windows)(REAL *dx_plane, const REAL *dy_row, const fc_pool_problem *pb,
-                                 int64_t p, int64_t q_begin, int64_t q_end)
+POOL_SPECIALISED void FN(avg_grad_windows)(REAL *dx_plane, const REAL *dy_row,
+                                           const fc_pool_problem *pb, int64_t p,
+                                           int64_t q_begin, int64_t q_end)
 {
     for (int64_t q = q_begin; q < q_end; q++) {
         const avg_window win = avg_window_at(pb, p, q);
@@ -355,9 +358,9 @@ static inline int64_t FN(rows_reached)(const fc_pool_problem *pb, int64_t p)
 /* Max pooling of the micro-kernel block, with its taps written to a_plane and/or PyTorch's
  * indices to i_plane when those are not NULL. Without a_plane, the taps go through a small
  * buffer a chunk at a time and become indices while still in L1. */
-static void FN(max_block)(const FN(pool_micro) *mk, const pool_block *blk, REAL *y_plane,
-                          uint8_t *a_plane, int64_t *i_plane, const REAL *x_plane,
-                          const fc_pool_problem *pb)
+POOL_SPECIALISED void FN(max_block)(const FN(pool_micro) *mk, const pool_block *blk, REAL *y_plane,
+                                    uint8_t *a_plane, int64_t *i_plane, const REAL *x_plane,
+                                    const fc_pool_problem *pb)
 {
     const int64_t W = pb->W, Q = pb->Q, n = blk->q_hi - blk->q_lo, rows = blk->p_hi - blk->p_lo;
     const int64_t corner = pool_block_input(pb, blk->p_lo, blk->q_lo);
@@ -384,7 +387,69 @@ static void FN(max_block)(const FN(pool_micro) *mk, const pool_block *blk, REAL 
     }
 }
 
-/* ---- max pooling ---- */
+/* The micro-kernels' windows are whole: padding or not, they divide by the window size. */
+static inline REAL FN(block_divisor)(const fc_pool_problem *pb)
+{
+    return (REAL)(pb->divisor_override ? pb->divisor_override : pb->R * pb->S);
+}
+
+/* ---- forward passes of max and average pooling ---- */
+
+/* y_plane (P, Q) <- the maximum (with a_plane and i_plane, each optional) or, average set,
+ * the average of each window of x_plane (H, W). The block first: it streams the plane into
+ * cache, where the windows that touch the padding then find their pixels (read first,
+ * cold, a column of border windows would cost as much as the whole block). */
+POOL_SPECIALISED void FN(forward_plane)(const int average, const FN(pool_micro) *mk,
+                                        const pool_block *blk, REAL divisor, REAL *y_plane,
+                                        uint8_t *a_plane, int64_t *i_plane, const REAL *x_plane,
+                                        const fc_pool_problem *pb)
+{
+    const int64_t W = pb->W, P = pb->P, Q = pb->Q;
+    if (blk->K && average) {
+        mk->avg_rows[blk->K - 2](y_plane + blk->p_lo * Q + blk->q_lo, Q,
+                                 x_plane + pool_block_input(pb, blk->p_lo, blk->q_lo), W,
+                                 blk->q_hi - blk->q_lo, blk->p_hi - blk->p_lo, divisor);
+    } else if (blk->K) {
+        FN(max_block)(mk, blk, y_plane, a_plane, i_plane, x_plane, pb);
+    }
+    for (int64_t p = pool_border_row(blk, 0, Q); p < P; p = pool_border_row(blk, p + 1, Q)) {
+        int64_t left_end, right_begin;
+        pool_block_split(blk, p, Q, &left_end, &right_begin);
+        if (average) {
+            FN(avg_windows)(y_plane + p * Q, x_plane, pb, p, 0, left_end);
+            FN(avg_windows)(y_plane + p * Q, x_plane, pb, p, right_begin, Q);
+        } else {
+            uint8_t *a_row = a_plane ? a_plane + p * Q : NULL;
+            int64_t *i_row = i_plane ? i_plane + p * Q : NULL;
+            FN(max_windows)(y_plane + p * Q, a_row, i_row, x_plane, pb, p, 0, left_end);
+            FN(max_windows)(y_plane + p * Q, a_row, i_row, x_plane, pb, p, right_begin, Q);
+        }
+    }
+}
+
+/* y (N, C, P, Q) <- forward_plane of every plane of x (N, C, H, W). */
+static fc_status FN(pool_forward)(int average, REAL *y, uint8_t *argmax, int64_t *indices,
+                                  const REAL *x, const fc_pool_problem *pb)
+{
+    const FN(pool_micro) mk = FN(pool_micro_select)();
+    const pool_block blk = pool_block_of(pb, pool_fast_window(pb));
+    const int64_t H = pb->H, W = pb->W, P = pb->P, Q = pb->Q, planes = pb->N * pb->C;
+    const REAL divisor = FN(block_divisor)(pb);
+
+#pragma omp parallel for schedule(static) if (planes * H * W >= POOL_PARALLEL_MIN)
+    for (int64_t nc = 0; nc < planes; nc++) {
+        const REAL *x_plane = x + nc * H * W;
+        REAL *y_plane = y + nc * P * Q;
+        if (average) {
+            FN(forward_plane)(1, &mk, &blk, divisor, y_plane, NULL, NULL, x_plane, pb);
+        } else {
+            FN(forward_plane)(0, &mk, &blk, divisor, y_plane,
+                              argmax ? argmax + nc * P * Q : NULL,
+                              indices ? indices + nc * P * Q : NULL, x_plane, pb);
+        }
+    }
+    return FC_OK;
+}
 
 fc_status FN(fc_max_pool_forward)(REAL *y, uint8_t *argmax, int64_t *indices, const REAL *x,
                                   const fc_pool_problem *pb)
@@ -392,43 +457,29 @@ fc_status FN(fc_max_pool_forward)(REAL *y, uint8_t *argmax, int64_t *indices, co
     /* y (N, C, P, Q) = the maximum of each window of x (N, C, H, W); argmax (N, C, P, Q) its
      * tap r*S + s (needs R*S <= 256), indices (N, C, P, Q) its flat position h*W + w. Either
      * may be NULL, and with neither no position is computed at all. */
-    if (!pool_problem_ok(pb) || (argmax && pb->R * pb->S > 256)) {
+    if (!pool_problem_ok(pb) || (argmax && pb->R * pb->S > POOL_ARGMAX_TAPS)) {
         return FC_ERR_INVALID;
     }
-    const FN(pool_micro) mk = FN(pool_micro_select)();
-    const pool_block blk = pool_block_of(pb, pool_fast_window(pb));
-    const int64_t H = pb->H, W = pb->W, P = pb->P, Q = pb->Q, planes = pb->N * pb->C;
-
-#pragma omp parallel for schedule(static) if (planes * H * W >= POOL_PARALLEL_MIN)
-    for (int64_t nc = 0; nc < planes; nc++) {
-        const REAL *x_plane = x + nc * H * W;
-        REAL *y_plane = y + nc * P * Q;
-        uint8_t *a_plane = argmax ? argmax + nc * P * Q : NULL;
-        int64_t *i_plane = indices ? indices + nc * P * Q : NULL;
-        /* The block first: it streams the plane into cache, where the windows that touch
-         * the padding then find their pixels (read first, cold, a column of border windows
-         * cost as much as the whole block). */
-        if (blk.K) {
-            FN(max_block)(&mk, &blk, y_plane, a_plane, i_plane, x_plane, pb);
-        }
-        for (int64_t p = pool_border_row(&blk, 0, Q); p < P; p = pool_border_row(&blk, p + 1, Q)) {
-            int64_t left_end, right_begin;
-            pool_block_split(&blk, p, Q, &left_end, &right_begin);
-            uint8_t *a_row = a_plane ? a_plane + p * Q : NULL;
-            int64_t *i_row = i_plane ? i_plane + p * Q : NULL;
-            FN(max_windows)(y_plane + p * Q, a_row, i_row, x_plane, pb, p, 0, left_end);
-            FN(max_windows)(y_plane + p * Q, a_row, i_row, x_plane, pb, p, right_begin, Q);
-        }
-    }
-    return FC_OK;
+    return FN(pool_forward)(0, y, argmax, indices, x, pb);
 }
+
+fc_status FN(fc_avg_pool_forward)(REAL *y, const REAL *x, const fc_pool_problem *pb)
+{
+    /* y (N, C, P, Q) = the sum of each window of x (N, C, H, W) / PyTorch's divisor */
+    if (!pool_problem_ok(pb)) {
+        return FC_ERR_INVALID;
+    }
+    return FN(pool_forward)(1, y, NULL, NULL, x, pb);
+}
+
+/* ---- backward passes of max and average pooling ---- */
 
 /* Block row p, windows [q0, q0 + n): each dy_row value added at its window's tap pos[j], in
  * window order, so overlapping windows add up as in PyTorch. A tap past the window (only a
  * corrupt argmax has one) sends nothing. */
-static void FN(scatter_block_row)(REAL *dx_plane, const REAL *dy_row, const uint8_t *pos,
-                                  const fc_pool_problem *pb, int K, int64_t p, int64_t q0,
-                                  int64_t n)
+POOL_SPECIALISED void FN(scatter_block_row)(REAL *dx_plane, const REAL *dy_row, const uint8_t *pos,
+                                            const fc_pool_problem *pb, int K, int64_t p, int64_t q0,
+                                            int64_t n)
 {
     int64_t tap[9];   /* flat offset of tap r*K + s from its window's corner */
     for (int r = 0; r < K; r++) {
@@ -445,9 +496,10 @@ static void FN(scatter_block_row)(REAL *dx_plane, const REAL *dy_row, const uint
 }
 
 /* Block row p of overlapping 3x3 windows: their taps from the micro-kernel, then scattered. */
-static void FN(max_grad_block_row_k3)(const FN(pool_micro) *mk, const pool_block *blk,
-                                      REAL *dx_plane, const REAL *dy_row, const REAL *x_plane,
-                                      const fc_pool_problem *pb, int64_t p)
+POOL_SPECIALISED void FN(max_grad_block_row_k3)(const FN(pool_micro) *mk, const pool_block *blk,
+                                                REAL *dx_plane, const REAL *dy_row,
+                                                const REAL *x_plane, const fc_pool_problem *pb,
+                                                int64_t p)
 {
     uint8_t pos[POOL_CHUNK];
     REAL y_scratch[POOL_CHUNK];
@@ -458,11 +510,128 @@ static void FN(max_grad_block_row_k3)(const FN(pool_micro) *mk, const pool_block
     }
 }
 
-fc_status FN(fc_max_pool_backward)(REAL *dx, const REAL *dy, const REAL *x,
-                                   const fc_pool_problem *pb)
+/* Block row p of overlapping 3x3 windows: dy / divisor added to each window's 9 pixels, in
+ * window order (PyTorch's, so the sums round alike). */
+POOL_SPECIALISED void FN(avg_grad_block_row_k3)(REAL *dx_plane, const REAL *dy_row,
+                                                const fc_pool_problem *pb, REAL divisor, int64_t p,
+                                                int64_t q0, int64_t n)
 {
-    /* dx (N, C, H, W): each dy (N, C, P, Q) value goes to the maximum of its window of
-     * x (N, C, H, W), found again here, where the forward pass found it. */
+    REAL *corner = dx_plane + pool_block_input(pb, p, q0);
+    for (int64_t j = 0; j < n; j++) {
+        const REAL g = dy_row[q0 + j] / divisor;
+        for (int r = 0; r < 3; r++) {
+            REAL *d = corner + r * pb->W + 2 * j;
+            d[0] += g;
+            d[1] += g;
+            d[2] += g;
+        }
+    }
+}
+
+/* What one backward pass sends through the windows of a plane (pool_grad, pool.c) reads. */
+typedef struct {
+    const REAL *x_plane;        /* POOL_GRAD_MAX_FROM_X: the plane of x */
+    const uint8_t *a_plane;     /* POOL_GRAD_MAX_FROM_ARGMAX: the plane of argmax */
+    REAL divisor;               /* POOL_GRAD_AVG: the block's divisor (block_divisor) */
+} FN(grad_source);
+
+/* Windows [q_begin, q_end) of row p, which touch the padding: the per-window code. */
+POOL_SPECIALISED void FN(grad_windows)(const pool_grad kind, REAL *dx_plane,
+                                       const REAL *dy_row, const FN(grad_source) *src,
+                                       const fc_pool_problem *pb, int64_t p, int64_t q_begin,
+                                       int64_t q_end)
+{
+    if (kind == POOL_GRAD_MAX_FROM_ARGMAX) {
+        FN(max_grad_argmax_windows)(dx_plane, dy_row, src->a_plane + p * pb->Q, pb, p, q_begin,
+                                    q_end);
+    } else if (kind == POOL_GRAD_MAX_FROM_X) {
+        FN(max_grad_windows)(dx_plane, dy_row, src->x_plane, pb, p, q_begin, q_end);
+    } else {
+        FN(avg_grad_windows)(dx_plane, dy_row, pb, p, q_begin, q_end);
+    }
+}
+
+/* Row p's windows inside the 3x3 block, which overlap: in window order. */
+POOL_SPECIALISED void FN(grad_block_row_k3)(const pool_grad kind, const FN(pool_micro) *mk,
+                                            const pool_block *blk, REAL *dx_plane,
+                                            const REAL *dy_row, const FN(grad_source) *src,
+                                            const fc_pool_problem *pb, int64_t p)
+{
+    const int64_t n = blk->q_hi - blk->q_lo;
+    if (kind == POOL_GRAD_MAX_FROM_ARGMAX) {
+        FN(scatter_block_row)(dx_plane, dy_row, src->a_plane + p * pb->Q + blk->q_lo, pb, 3, p,
+                              blk->q_lo, n);
+    } else if (kind == POOL_GRAD_MAX_FROM_X) {
+        FN(max_grad_block_row_k3)(mk, blk, dx_plane, dy_row, src->x_plane, pb, p);
+    } else {
+        FN(avg_grad_block_row_k3)(dx_plane, dy_row, pb, src->divisor, p, blk->q_lo, n);
+    }
+}
+
+/* The 2x2 block's windows, which are disjoint: their pixels simply written by a
+ * micro-kernel. */
+POOL_SPECIALISED void FN(grad_block_k2)(const pool_grad kind, const FN(pool_micro) *mk,
+                                        const pool_block *blk, REAL *dx_plane,
+                                        const REAL *dy_plane, const FN(grad_source) *src,
+                                        const fc_pool_problem *pb)
+{
+    const int64_t W = pb->W, Q = pb->Q, n = blk->q_hi - blk->q_lo, rows = blk->p_hi - blk->p_lo;
+    const int64_t corner = pool_block_input(pb, blk->p_lo, blk->q_lo);
+    const int64_t out = blk->p_lo * Q + blk->q_lo;
+    if (kind == POOL_GRAD_MAX_FROM_ARGMAX) {
+        mk->max_grad_argmax_rows_k2(dx_plane + corner, W, dy_plane + out, Q, src->a_plane + out,
+                                    Q, n, rows);
+    } else if (kind == POOL_GRAD_MAX_FROM_X) {
+        mk->max_grad_rows_k2(dx_plane + corner, W, dy_plane + out, Q, src->x_plane + corner, n,
+                             rows);
+    } else {
+        mk->avg_grad_rows_k2(dx_plane + corner, W, dy_plane + out, Q, n, rows, src->divisor);
+    }
+}
+
+/* dx_plane (H, W) <- the gradient of one plane from dy_plane (P, Q). 2x2 stride-2 windows
+ * are disjoint: the block's pixels are written first, so the border windows find the plane
+ * in cache, and only rows with border windows are visited. 3x3 windows overlap: every row
+ * in turn, keeping PyTorch's window order so that the sums round alike, each input row
+ * cleared just before the first window reaches it. */
+POOL_SPECIALISED void FN(backward_plane)(const pool_grad kind, const FN(pool_micro) *mk,
+                                         const pool_block *blk, int tiled, REAL *dx_plane,
+                                         const REAL *dy_plane, const FN(grad_source) *src,
+                                         const fc_pool_problem *pb)
+{
+    const int64_t P = pb->P, Q = pb->Q;
+    const pool_block rows_to_skip = blk->K == 3 ? pool_block_of(pb, 0) : *blk;
+    int64_t zeroed = 0;   /* rows of dx_plane cleared so far, when cleared row by row */
+    if (blk->K == 2) {
+        if (!tiled) {
+            FN(zero)(dx_plane, pb->H * pb->W);
+        }
+        FN(grad_block_k2)(kind, mk, blk, dx_plane, dy_plane, src, pb);
+    }
+    for (int64_t p = pool_border_row(&rows_to_skip, 0, Q); p < P;
+         p = pool_border_row(&rows_to_skip, p + 1, Q)) {
+        const REAL *dy_row = dy_plane + p * Q;
+        int64_t left_end, right_begin;
+        pool_block_split(blk, p, Q, &left_end, &right_begin);
+        if (blk->K != 2) {
+            FN(zero_rows)(dx_plane, pb, &zeroed, FN(rows_reached)(pb, p));
+        }
+        FN(grad_windows)(kind, dx_plane, dy_row, src, pb, p, 0, left_end);
+        if (blk->K == 3 && left_end < right_begin) {
+            FN(grad_block_row_k3)(kind, mk, blk, dx_plane, dy_row, src, pb, p);
+        }
+        FN(grad_windows)(kind, dx_plane, dy_row, src, pb, p, right_begin, Q);
+    }
+    if (blk->K != 2) {
+        FN(zero_rows)(dx_plane, pb, &zeroed, pb->H);   /* rows no window reaches */
+    }
+}
+
+/* The three backward passes through the windows (pool_grad): dx (N, C, H, W) from
+ * dy (N, C, P, Q) and x or argmax as kind says (the other may be NULL), plane by plane. */
+static fc_status FN(pool_backward)(pool_grad kind, REAL *dx, const REAL *dy, const REAL *x,
+                                   const uint8_t *argmax, const fc_pool_problem *pb)
+{
     if (!pool_problem_ok(pb)) {
         return FC_ERR_INVALID;
     }
@@ -470,43 +639,41 @@ fc_status FN(fc_max_pool_backward)(REAL *dx, const REAL *dy, const REAL *x,
     const pool_block blk = pool_block_of(pb, pool_fast_window(pb));
     const int64_t H = pb->H, W = pb->W, P = pb->P, Q = pb->Q, planes = pb->N * pb->C;
     const int tiled = pool_block_tiles_plane(pb, &blk);
-    /* 3x3 windows overlap: every row in turn, keeping PyTorch's window order so that the sums
-     * round alike; 2x2 ones are disjoint, so only the rows with border windows. */
-    const pool_block rows_to_skip = blk.K == 3 ? pool_block_of(pb, 0) : blk;
+    const REAL divisor = FN(block_divisor)(pb);
 
 #pragma omp parallel for schedule(static) if (planes * H * W >= POOL_PARALLEL_MIN)
     for (int64_t nc = 0; nc < planes; nc++) {
-        const REAL *x_plane = x + nc * H * W, *dy_plane = dy + nc * P * Q;
+        const FN(grad_source) src = {
+            kind == POOL_GRAD_MAX_FROM_X ? x + nc * H * W : NULL,
+            kind == POOL_GRAD_MAX_FROM_ARGMAX ? argmax + nc * P * Q : NULL,
+            divisor,
+        };
         REAL *dx_plane = dx + nc * H * W;
-        int64_t zeroed = 0;   /* rows of dx_plane cleared so far, when cleared row by row */
-        if (!tiled && blk.K == 2) {
-            FN(zero)(dx_plane, H * W);
-        }
-        /* 2x2 stride-2 windows are disjoint: the block's pixels are simply written, first, so
-         * the border windows find the plane in cache. */
-        if (blk.K == 2) {
-            const int64_t corner = pool_block_input(pb, blk.p_lo, blk.q_lo);
-            mk.max_grad_rows_k2(dx_plane + corner, W, dy_plane + blk.p_lo * Q + blk.q_lo, Q,
-                                x_plane + corner, blk.q_hi - blk.q_lo, blk.p_hi - blk.p_lo);
-        }
-        for (int64_t p = pool_border_row(&rows_to_skip, 0, Q); p < P;
-             p = pool_border_row(&rows_to_skip, p + 1, Q)) {
-            int64_t left_end, right_begin;
-            pool_block_split(&blk, p, Q, &left_end, &right_begin);
-            if (blk.K != 2) {
-                FN(zero_rows)(dx_plane, pb, &zeroed, FN(rows_reached)(pb, p));
-            }
-            FN(max_grad_windows)(dx_plane, dy_plane + p * Q, x_plane, pb, p, 0, left_end);
-            if (blk.K == 3 && left_end < right_begin) {
-                FN(max_grad_block_row_k3)(&mk, &blk, dx_plane, dy_plane + p * Q, x_plane, pb, p);
-            }
-            FN(max_grad_windows)(dx_plane, dy_plane + p * Q, x_plane, pb, p, right_begin, Q);
-        }
-        if (blk.K != 2) {
-            FN(zero_rows)(dx_plane, pb, &zeroed, H);   /* rows no window reaches */
+        const REAL *dy_plane = dy + nc * P * Q;
+        /* one call per pass, each with the pass as a constant (POOL_SPECIALISED) */
+        switch (kind) {
+        case POOL_GRAD_MAX_FROM_X:
+            FN(backward_plane)(POOL_GRAD_MAX_FROM_X, &mk, &blk, tiled, dx_plane, dy_plane, &src,
+                               pb);
+            break;
+        case POOL_GRAD_MAX_FROM_ARGMAX:
+            FN(backward_plane)(POOL_GRAD_MAX_FROM_ARGMAX, &mk, &blk, tiled, dx_plane, dy_plane,
+                               &src, pb);
+            break;
+        default:
+            FN(backward_plane)(POOL_GRAD_AVG, &mk, &blk, tiled, dx_plane, dy_plane, &src, pb);
+            break;
         }
     }
     return FC_OK;
+}
+
+fc_status FN(fc_max_pool_backward)(REAL *dx, const REAL *dy, const REAL *x,
+                                   const fc_pool_problem *pb)
+{
+    /* dx (N, C, H, W): each dy (N, C, P, Q) value goes to the maximum of its window of
+     * x (N, C, H, W), found again here, where the forward pass found it. */
+    return FN(pool_backward)(POOL_GRAD_MAX_FROM_X, dx, dy, x, NULL, pb);
 }
 
 fc_status FN(fc_max_pool_backward_argmax)(REAL *dx, const REAL *dy, const uint8_t *argmax,
@@ -514,52 +681,7 @@ fc_status FN(fc_max_pool_backward_argmax)(REAL *dx, const REAL *dy, const uint8_
 {
     /* dx (N, C, H, W): each dy (N, C, P, Q) value goes to the tap argmax (N, C, P, Q) of its
      * window that the forward pass found; x is not read at all. */
-    if (!pool_problem_ok(pb)) {
-        return FC_ERR_INVALID;
-    }
-    const FN(pool_micro) mk = FN(pool_micro_select)();
-    const pool_block blk = pool_block_of(pb, pool_fast_window(pb));
-    const int64_t H = pb->H, W = pb->W, P = pb->P, Q = pb->Q, planes = pb->N * pb->C;
-    const int tiled = pool_block_tiles_plane(pb, &blk);
-    /* As in fc_max_pool_backward: overlapping 3x3 windows row by row, in window order. */
-    const pool_block rows_to_skip = blk.K == 3 ? pool_block_of(pb, 0) : blk;
-
-#pragma omp parallel for schedule(static) if (planes * H * W >= POOL_PARALLEL_MIN)
-    for (int64_t nc = 0; nc < planes; nc++) {
-        const REAL *dy_plane = dy + nc * P * Q;
-        const uint8_t *a_plane = argmax + nc * P * Q;
-        REAL *dx_plane = dx + nc * H * W;
-        int64_t zeroed = 0;   /* rows of dx_plane cleared so far, when cleared row by row */
-        if (!tiled && blk.K == 2) {
-            FN(zero)(dx_plane, H * W);
-        }
-        if (blk.K == 2) {
-            const int64_t out = blk.p_lo * Q + blk.q_lo;
-            mk.max_grad_argmax_rows_k2(dx_plane + pool_block_input(pb, blk.p_lo, blk.q_lo), W,
-                                       dy_plane + out, Q, a_plane + out, Q, blk.q_hi - blk.q_lo,
-                                       blk.p_hi - blk.p_lo);
-        }
-        for (int64_t p = pool_border_row(&rows_to_skip, 0, Q); p < P;
-             p = pool_border_row(&rows_to_skip, p + 1, Q)) {
-            const REAL *dy_row = dy_plane + p * Q;
-            const uint8_t *a_row = a_plane + p * Q;
-            int64_t left_end, right_begin;
-            pool_block_split(&blk, p, Q, &left_end, &right_begin);
-            if (blk.K != 2) {
-                FN(zero_rows)(dx_plane, pb, &zeroed, FN(rows_reached)(pb, p));
-            }
-            FN(max_grad_argmax_windows)(dx_plane, dy_row, a_row, pb, p, 0, left_end);
-            if (blk.K == 3 && left_end < right_begin) {
-                FN(scatter_block_row)(dx_plane, dy_row, a_row + blk.q_lo, pb, 3, p, blk.q_lo,
-                                      blk.q_hi - blk.q_lo);
-            }
-            FN(max_grad_argmax_windows)(dx_plane, dy_row, a_row, pb, p, right_begin, Q);
-        }
-        if (blk.K != 2) {
-            FN(zero_rows)(dx_plane, pb, &zeroed, H);   /* rows no window reaches */
-        }
-    }
-    return FC_OK;
+    return FN(pool_backward)(POOL_GRAD_MAX_FROM_ARGMAX, dx, dy, NULL, argmax, pb);
 }
 
 fc_status FN(fc_max_pool_backward_indices)(REAL *dx, const REAL *dy, const int64_t *indices,
@@ -587,110 +709,11 @@ fc_status FN(fc_max_pool_backward_indices)(REAL *dx, const REAL *dy, const int64
     return FC_OK;
 }
 
-/* ---- average pooling ---- */
-
-/* The micro-kernels' windows are whole: padding or not, they divide by the window size. */
-static inline REAL FN(block_divisor)(const fc_pool_problem *pb)
-{
-    return (REAL)(pb->divisor_override ? pb->divisor_override : pb->R * pb->S);
-}
-
-fc_status FN(fc_avg_pool_forward)(REAL *y, const REAL *x, const fc_pool_problem *pb)
-{
-    /* y (N, C, P, Q) = the sum of each window of x (N, C, H, W) / PyTorch's divisor */
-    if (!pool_problem_ok(pb)) {
-        return FC_ERR_INVALID;
-    }
-    const FN(pool_micro) mk = FN(pool_micro_select)();
-    const pool_block blk = pool_block_of(pb, pool_fast_window(pb));
-    const int64_t H = pb->H, W = pb->W, P = pb->P, Q = pb->Q, planes = pb->N * pb->C;
-
-#pragma omp parallel for schedule(static) if (planes * H * W >= POOL_PARALLEL_MIN)
-    for (int64_t nc = 0; nc < planes; nc++) {
-        const REAL *x_plane = x + nc * H * W;
-        REAL *y_plane = y + nc * P * Q;
-        if (blk.K) {
-            mk.avg_rows[blk.K - 2](y_plane + blk.p_lo * Q + blk.q_lo, Q,
-                                   x_plane + pool_block_input(pb, blk.p_lo, blk.q_lo), W,
-                                   blk.q_hi - blk.q_lo, blk.p_hi - blk.p_lo,
-                                   FN(block_divisor)(pb));
-        }
-        for (int64_t p = pool_border_row(&blk, 0, Q); p < P; p = pool_border_row(&blk, p + 1, Q)) {
-            int64_t left_end, right_begin;
-            pool_block_split(&blk, p, Q, &left_end, &right_begin);
-            FN(avg_windows)(y_plane + p * Q, x_plane, pb, p, 0, left_end);
-            FN(avg_windows)(y_plane + p * Q, x_plane, pb, p, right_begin, Q);
-        }
-    }
-    return FC_OK;
-}
-
-/* Block row p of overlapping 3x3 windows: dy / divisor added to each window's 9 pixels, in
- * window order (PyTorch's, so the sums round alike). */
-static void FN(avg_grad_block_row_k3)(REAL *dx_plane, const REAL *dy_row,
-                                      const fc_pool_problem *pb, REAL divisor, int64_t p,
-                                      int64_t q0, int64_t n)
-{
-    REAL *corner = dx_plane + pool_block_input(pb, p, q0);
-    for (int64_t j = 0; j < n; j++) {
-        const REAL g = dy_row[q0 + j] / divisor;
-        for (int r = 0; r < 3; r++) {
-            REAL *d = corner + r * pb->W + 2 * j;
-            d[0] += g;
-            d[1] += g;
-            d[2] += g;
-        }
-    }
-}
-
 fc_status FN(fc_avg_pool_backward)(REAL *dx, const REAL *dy, const fc_pool_problem *pb)
 {
     /* dx (N, C, H, W): each dy (N, C, P, Q) value / the window's divisor, added to every input
      * pixel of its window, windows in order (so overlapping windows add up as in PyTorch). */
-    if (!pool_problem_ok(pb)) {
-        return FC_ERR_INVALID;
-    }
-    const FN(pool_micro) mk = FN(pool_micro_select)();
-    const pool_block blk = pool_block_of(pb, pool_fast_window(pb));
-    const int64_t H = pb->H, W = pb->W, P = pb->P, Q = pb->Q, planes = pb->N * pb->C;
-    const int tiled = pool_block_tiles_plane(pb, &blk);
-    /* 2x2 windows are disjoint: a micro-kernel writes the block's pixels; 3x3 ones overlap:
-     * row by row, in window order. */
-    const pool_block rows_to_skip = blk.K == 3 ? pool_block_of(pb, 0) : blk;
-    const REAL divisor = FN(block_divisor)(pb);
-
-#pragma omp parallel for schedule(static) if (planes * H * W >= POOL_PARALLEL_MIN)
-    for (int64_t nc = 0; nc < planes; nc++) {
-        const REAL *dy_plane = dy + nc * P * Q;
-        REAL *dx_plane = dx + nc * H * W;
-        int64_t zeroed = 0;   /* rows of dx_plane cleared so far, when cleared row by row */
-        if (!tiled && blk.K == 2) {
-            FN(zero)(dx_plane, H * W);
-        }
-        if (blk.K == 2) {
-            mk.avg_grad_rows_k2(dx_plane + pool_block_input(pb, blk.p_lo, blk.q_lo), W,
-                                dy_plane + blk.p_lo * Q + blk.q_lo, Q, blk.q_hi - blk.q_lo,
-                                blk.p_hi - blk.p_lo, divisor);
-        }
-        for (int64_t p = pool_border_row(&rows_to_skip, 0, Q); p < P;
-             p = pool_border_row(&rows_to_skip, p + 1, Q)) {
-            int64_t left_end, right_begin;
-            pool_block_split(&blk, p, Q, &left_end, &right_begin);
-            if (blk.K != 2) {
-                FN(zero_rows)(dx_plane, pb, &zeroed, FN(rows_reached)(pb, p));
-            }
-            FN(avg_grad_windows)(dx_plane, dy_plane + p * Q, pb, p, 0, left_end);
-            if (blk.K == 3 && left_end < right_begin) {
-                FN(avg_grad_block_row_k3)(dx_plane, dy_plane + p * Q, pb, divisor, p, blk.q_lo,
-                                          blk.q_hi - blk.q_lo);
-            }
-            FN(avg_grad_windows)(dx_plane, dy_plane + p * Q, pb, p, right_begin, Q);
-        }
-        if (blk.K != 2) {
-            FN(zero_rows)(dx_plane, pb, &zeroed, H);   /* rows no window reaches */
-        }
-    }
-    return FC_OK;
+    return FN(pool_backward)(POOL_GRAD_AVG, dx, dy, NULL, NULL, pb);
 }
 
 /* ---- adaptive average pooling (global pooling is the 1 x 1 case) ---- */

@@ -1,6 +1,7 @@
 """The direct convolution's own paths (src/conv_direct*): filter blocks, strips, bands,
 the data gradient's scatter and gather forms, the weight gradient by pixels and by
-filters, non-finite values, on every SIMD path and with 1 and 2 threads."""
+filters, non-finite values, on every SIMD path and with 1 and 2 threads; and the plan
+(src/conv_direct_plan.h): the variant it names for a layer is the one that runs."""
 import functools
 
 import numpy as np
@@ -59,7 +60,7 @@ def case(name):
     g = conv_geometry(x.shape, w.shape, kw["stride"], kw["padding"], kw["dilation"],
                       kw["groups"], "t")
     norm = dict(stride=g.stride, padding=g.padding, dilation=g.dilation, groups=g.groups)
-    y = reference.conv2d_forward(x, w, b, **norm)
+    y = reference.conv2d(x, w, b, **norm)
     dy = rng.standard_normal(y.shape)
     return x, w, b, dy, y, reference.conv2d_backward(dy, x, w, **norm)
 
@@ -194,3 +195,153 @@ def test_direct_gradients_bitwise_reproducible_with_2_threads(name, threads):
     for _ in range(3):
         for a, b_ in zip(first, fastconv.conv2d_backward(*args, algorithm="direct", **kw)):
             assert np.array_equal(a, b_)
+
+
+# -- the plan (src/conv_direct_plan.h) and the variant that really runs ---------------------
+# (N, C, H, W, K, R, S, stride): the layers each variant is planned for, on one thread, on
+# every SIMD path
+LENET5_CONV1 = (2, 1, 32, 32, 6, 5, 5, 1)
+LENET5_CONV2 = (2, 6, 14, 14, 16, 5, 5, 1)
+LECTURE_LAYER1 = (2, 3, 39, 39, 10, 3, 3, 1)
+LECTURE_LAYER2 = (2, 10, 37, 37, 20, 5, 5, 2)
+
+
+BOTH_DTYPES = pytest.mark.parametrize("dtype", [np.float64, np.float32])
+
+
+@pytest.fixture
+def one_thread(threads):
+    """The variants above are the plan's on one thread (two threads cut more bands)."""
+    threads(1)
+
+
+def plan_of(layer, dtype):
+    N, C, H, W, K, R, S, stride = layer
+    geom = conv_geometry((N, C, H, W), (K, C, R, S), stride, 0, 1, 1, "t")
+    return fastconv._ext.conv_direct_plan(geom, np.dtype(dtype).name,
+                                          fastconv.get_num_threads())
+
+
+def layer_arrays(layer, dtype):
+    N, C, H, W, K, R, S, stride = layer
+    rng = np.random.default_rng(sum(layer))
+    x = rng.standard_normal((N, C, H, W))
+    w = rng.standard_normal((K, C, R, S))
+    b = rng.standard_normal(K)
+    P, Q = (H - R) // stride + 1, (W - S) // stride + 1
+    dy = rng.standard_normal((N, K, P, Q))
+    return x, w, b, dy
+
+
+def runs_during(call):
+    """call's result, and how many times each variant ran during it, per pass."""
+    before = fastconv._ext.conv_direct_variant_counts()
+    result = call()
+    after = fastconv._ext.conv_direct_variant_counts()
+    return result, {p: {v: after[p][v] - before[p][v] for v in after[p]} for p in after}
+
+
+def only(pass_, variant, counts):
+    """counts with one run of `variant` in `pass_` and none of its other variants."""
+    return {v: int(v == variant) for v in counts[pass_]}
+
+
+def tolerance(dtype):
+    return 1e-12 if dtype == np.float64 else 1e-5
+
+
+def check_forward_runs(layer, variant, dtype):
+    assert plan_of(layer, dtype)["forward"] == variant
+    x, w, b, _ = layer_arrays(layer, dtype)
+    stride = layer[7]
+    y, runs = runs_during(lambda: fastconv.conv2d(x.astype(dtype), w.astype(dtype),
+                                                  b.astype(dtype), stride=stride,
+                                                  algorithm="direct"))
+    assert runs["forward"] == only("forward", variant, runs)
+    assert sum(runs["backward_data"].values()) == sum(runs["backward_weight"].values()) == 0
+    assert rel_err(y, reference.conv2d(x, w, b, stride=(stride, stride))) \
+        < tolerance(dtype)
+
+
+def check_backward_runs(layer, pass_, variant, dtype, w_edit=None):
+    x, w, _, dy = layer_arrays(layer, dtype)
+    if w_edit is not None:
+        w_edit(w)
+    else:
+        assert plan_of(layer, dtype)[pass_] == variant
+    stride = layer[7]
+    grads, runs = runs_during(lambda: fastconv.conv2d_backward(
+        dy.astype(dtype), x.astype(dtype), w.astype(dtype), stride=stride,
+        algorithm="direct"))
+    assert runs[pass_] == only(pass_, variant, runs)
+    other = {"backward_data": "backward_weight", "backward_weight": "backward_data"}[pass_]
+    assert sum(runs[other].values()) == 1 and sum(runs["forward"].values()) == 0
+    want = reference.conv2d_backward(dy, x, w, stride=(stride, stride))
+    if w_edit is not None:       # dx holds inf exactly where the definition puts it
+        finite = np.isfinite(want[0])
+        assert np.array_equal(np.isfinite(grads[0]), finite) and np.any(~finite)
+        assert np.array_equal(grads[0][~finite], want[0][~finite])
+        assert rel_err(grads[0][finite], want[0][finite]) < tolerance(dtype)
+        return
+    for got, ref in zip(grads, want):
+        assert rel_err(got, ref) < tolerance(dtype)
+
+
+@BOTH_DTYPES
+def test_lenet5_conv1_forward_runs_by_pixels(dtype, simd, one_thread):
+    check_forward_runs(LENET5_CONV1, "by_pixels", dtype)
+
+
+def test_lenet5_conv2_forward_runs_by_filters(simd, one_thread):
+    """float32 on every path; float64 (half the filters per vector) only with AVX-512."""
+    check_forward_runs(LENET5_CONV2, "by_filters", np.float32)
+    if simd == "avx512":
+        check_forward_runs(LENET5_CONV2, "by_filters", np.float64)
+
+
+def test_lenet5_conv2_forward_reads_input_in_place(simd, one_thread):
+    """A 'valid' layer of one band per image: the forward by filters reads x itself."""
+    plan = plan_of(LENET5_CONV2, np.float32)
+    assert plan["reads_input_in_place"] and plan["bands"] == 1
+    assert plan["band_rows"] == 10 and plan["gather_phases"] == 1
+
+
+def test_two_threads_cut_two_lenet5_conv1_images_into_four_bands_each(threads):
+    """4 work items per thread: 2 images x 4 bands of 7 of the 28 output rows."""
+    threads(2)
+    plan = plan_of(LENET5_CONV1, np.float64)
+    assert plan["bands"] == 4 and plan["band_rows"] == 7
+
+
+@BOTH_DTYPES
+@pytest.mark.parametrize("layer, pass_, variant", [
+    pytest.param(LENET5_CONV1, "backward_data", "scatter",
+                 id="lenet5_conv1_data_gradient_runs_scatter"),
+    pytest.param(LECTURE_LAYER1, "backward_data", "gather",
+                 id="lecture_layer1_data_gradient_runs_gather"),
+    pytest.param(LENET5_CONV1, "backward_weight", "by_pixels",
+                 id="lenet5_conv1_weight_gradient_runs_by_pixels"),
+    pytest.param(LECTURE_LAYER2, "backward_weight", "by_filters",
+                 id="lecture_layer2_weight_gradient_runs_by_filters"),
+])
+def test_gradient_runs_the_planned_variant(layer, pass_, variant, dtype, simd, one_thread):
+    check_backward_runs(layer, pass_, variant, dtype)
+
+
+@BOTH_DTYPES
+def test_inf_weight_data_gradient_runs_loops(dtype, simd, one_thread):
+    """Weights holding an inf run the loops whatever the plan names for finite weights."""
+    assert plan_of(LENET5_CONV1, dtype)["backward_data_nonfinite_weights"] == "loops"
+
+    def put_inf(w):
+        w[...] = np.abs(w)
+        w[2, 0, 1, 3] = np.inf
+    check_backward_runs(LENET5_CONV1, "backward_data", "loops", dtype, w_edit=put_inf)
+
+
+def test_conv_direct_plan_refuses_an_unknown_dtype_and_zero_threads():
+    geom = conv_geometry((1, 1, 8, 8), (1, 1, 3, 3), 1, 0, 1, 1, "t")
+    with pytest.raises(ValueError):
+        fastconv._ext.conv_direct_plan(geom, "int8", 1)
+    with pytest.raises(RuntimeError):
+        fastconv._ext.conv_direct_plan(geom, "float32", 0)

@@ -397,3 +397,40 @@ def test_fused_relu_kernels_match_numpy(dtype, size):
     np.testing.assert_array_equal(grad_view, before)         # input untouched
     with pytest.raises(ValueError, match="expected grad_out of shape"):
         _activation_backward(np.ones(size + 1, dtype), out, "relu")
+
+
+# ---- an input a layer cannot take: the error names the layer and the input ----
+
+@pytest.mark.parametrize("layer, x, message", [
+    (Conv2D(3, 4, 3), np.zeros((2, 1, 8, 8)),
+     r"^Conv2D\(in_channels=3, out_channels=4, kernel_size=3\): expected input with 3 "
+     r"channels, got 1 \(input shape \(2, 1, 8, 8\)\)$"),
+    (Conv2D(1, 4, 3, name="conv1"), np.zeros((1, 8, 8)),
+     r"^conv1 \(Conv2D\(in_channels=1, out_channels=4, kernel_size=3\)\): expected a 4-D "
+     r"input \(N, 1, H, W\), got shape \(1, 8, 8\)$"),
+    (Conv2D(1, 4, 5, padding=1), np.zeros((2, 1, 2, 2)),
+     r"^Conv2D\(in_channels=1, out_channels=4, kernel_size=5, padding=1\): the kernel "
+     r"\(5x5.*larger than the padded input \(4x4 from input 2x2"),
+    (Linear(4, 3), np.zeros((2, 5)),
+     r"^Linear\(in_features=4, out_features=3\): expected input of shape \(N, 4\), got "
+     r"shape \(2, 5\)$"),
+    (Linear(4, 3), np.zeros(4),
+     r"^Linear\(in_features=4, out_features=3\): expected input of shape \(N, 4\), got "
+     r"shape \(4,\)$"),
+    (MaxPool2D(2), np.zeros((2, 3, 1, 1)),
+     r"^MaxPool2D\(kernel_size=2\): the window \(2x2.*larger than the padded input "
+     r"\(1x1 from input 1x1"),
+    (AvgPool2D(3, stride=1), np.zeros((3, 3)),
+     r"^AvgPool2D\(kernel_size=3, stride=1\): expected a 4-D input \(N, C, H, W\), got "
+     r"shape \(3, 3\)$"),
+    (Flatten(), np.zeros(3),
+     r"^Flatten\(\): expected an input of shape \(N, \.\.\.\) with at least 2 axes, got "
+     r"shape \(3,\)$"),
+])
+@pytest.mark.parametrize("training", [True, False])
+def test_an_input_the_layer_cannot_take_is_named_with_the_layer(layer, x, message, training):
+    layer.train(training).reuse_buffers(training)
+    with pytest.raises(ValueError, match=message):
+        layer.forward(x)
+    with pytest.raises(ValueError, match=message):
+        layer.output_shape(x.shape)

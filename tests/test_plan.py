@@ -221,7 +221,7 @@ def test_conv_plan_is_frozen_and_readable():
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.forward = "direct"
     assert repr(p) == ("ConvPlan(forward='winograd', backward_data='winograd', "
-                       "backward_weight='direct')")
+                       f"backward_weight='direct ({p.variant('backward_weight')})')")
     text = str(p)
     assert "x (8, 64, 56, 56), weight (64, 64, 3, 3)" in text and "float64" in text
     for name in plan.PASSES:
@@ -308,3 +308,42 @@ def test_an_unknown_algorithm_name_is_refused_by_the_c_dispatcher():
     geom = conv_geometry(x.shape, w.shape, 1, 0, 1, 1, "t")
     with pytest.raises(RuntimeError, match="rejected"):
         _ext.conv_forward(np.empty(geom.output_shape), x, w, None, geom, "fft")
+
+
+def direct_runs_during(call):
+    """How many times each direct variant ran during call(), per pass."""
+    before = fastconv._ext.conv_direct_variant_counts()
+    call()
+    after = fastconv._ext.conv_direct_variant_counts()
+    return {p: {v: after[p][v] - before[p][v] for v in after[p]} for p in after}
+
+
+@pytest.mark.parametrize("x_shape, w_shape, stride", [
+    pytest.param((64, 1, 32, 32), (6, 1, 5, 5), 1, id="lenet5_conv1"),
+    pytest.param((64, 6, 14, 14), (16, 6, 5, 5), 1, id="lenet5_conv2"),
+    pytest.param((32, 3, 39, 39), (10, 3, 3, 3), 1, id="lecture_layer1"),
+    pytest.param((32, 10, 37, 37), (20, 10, 5, 5), 2, id="lecture_layer2"),
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv_plan_names_the_direct_variant_each_pass_runs(x_shape, w_shape, stride, dtype):
+    p = fastconv.conv_plan(x_shape, w_shape, stride=stride, dtype=dtype)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    y = fastconv.conv2d(x, w, stride=stride)
+    runs = direct_runs_during(lambda: fastconv.conv2d(x, w, stride=stride))
+    runs_back = direct_runs_during(lambda: fastconv.conv2d_backward(np.ones_like(y), x, w,
+                                                                    stride=stride))
+    runs.update(backward_data=runs_back["backward_data"],
+                backward_weight=runs_back["backward_weight"])
+    for name in plan.PASSES:
+        assert getattr(p, name) == "direct"      # small layers: every pass runs direct
+        assert runs[name] == {v: int(v == p.variant(name)) for v in runs[name]}, name
+
+
+def test_conv_plan_names_no_variant_for_passes_that_do_not_run_direct():
+    p = fastconv.conv_plan((8, 64, 56, 56), (64, 64, 3, 3), padding=1)
+    assert (p.forward, p.backward_data) == ("winograd", "winograd")
+    assert p.variant("forward") is None and p.variant("backward_data") is None
+    assert p.backward_weight == "direct"
+    assert p.variant("backward_weight") in ("by_pixels", "by_filters")

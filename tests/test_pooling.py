@@ -12,7 +12,7 @@ import pytest
 
 import fastconv
 from fastconv import reference as ref
-from fastconv.sizing import conv_output_size
+from fastconv.sizing import output_length
 
 from conftest import simd_path, thread_count
 
@@ -59,7 +59,7 @@ def _axis_geometries(dilations):
     for n, k, s, d, ceil in itertools.product(range(1, 13), range(1, 6), range(1, 5),
                                               dilations, (False, True)):
         for p in range(k // 2 + 1):
-            if conv_output_size(n, k, s, p, d, ceil) >= 1:
+            if output_length(n, k, s, p, d, ceil) >= 1:
                 found[ceil].append((n, k, s, p, d))
     return found
 
@@ -99,7 +99,7 @@ def _input(rng, shape, dtype, ties=False):
 
 def _has_empty_window(n, k, s, p, d, ceil):
     """Whether some window along this axis has no tap inside the input (only padding)."""
-    out = conv_output_size(n, k, s, p, d, ceil)
+    out = output_length(n, k, s, p, d, ceil)
     return any(all(not 0 <= o * s - p + t * d < n for t in range(k)) for o in range(out))
 
 
@@ -117,7 +117,7 @@ def test_max_pool_matches_reference_sweep(simd):
     for case_number, (h, w, ceil) in enumerate(MAX_SWEEP):
         args = _max_args(h, w, ceil)
         x = _input(rng, (1, 2, h[0], w[0]), np.float64, ties=case_number % 3 == 0)
-        y_ref, i_ref = ref.max_pool2d_forward(x, *_reference_args(args))
+        y_ref, i_ref = ref.max_pool2d(x, *_reference_args(args), return_indices=True)
         dy = rng.standard_normal(y_ref.shape)
         dx_ref = ref.max_pool2d_backward(dy, x, *_reference_args(args))
         for dtype in DTYPES:
@@ -170,11 +170,11 @@ def test_fast_paths_match_reference_across_row_lengths(simd, kernel, padding, ce
         H = 5 + W % 4
         x = _input(rng, (2, 2, H, W), np.float64, ties=W % 2 == 0)
         ref_args = ((kernel, kernel), (2, 2), (padding, padding), (1, 1), ceil_mode)
-        y_ref, i_ref = ref.max_pool2d_forward(x, *ref_args)
+        y_ref, i_ref = ref.max_pool2d(x, *ref_args, return_indices=True)
         dy = rng.standard_normal(y_ref.shape)
         dx_ref = ref.max_pool2d_backward(dy, x, *ref_args)
         avg_args = ref_args[:3] + (ceil_mode,)
-        ya_ref = ref.avg_pool2d_forward(x, *avg_args)
+        ya_ref = ref.avg_pool2d(x, *avg_args)
         dxa_ref = ref.avg_pool2d_backward(dy, x, *avg_args)
         for dtype in DTYPES:
             tol = dict(rtol=1e-6, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12)
@@ -203,7 +203,7 @@ def test_max_pool_propagates_nan(simd, kernel, stride):
         x[nan_at] = np.nan
         x[0, 2, 4, 4:6] = np.nan           # two NaNs in one window
         y, indices = fastconv.max_pool2d(x, kernel, stride, return_indices=True)
-        y_ref, i_ref = ref.max_pool2d_forward(x, (kernel,) * 2, (stride,) * 2)
+        y_ref, i_ref = ref.max_pool2d(x, (kernel,) * 2, (stride,) * 2, return_indices=True)
         np.testing.assert_array_equal(np.isnan(y), np.isnan(y_ref))
         assert np.isnan(y).any()
         np.testing.assert_array_equal(y, y_ref.astype(dtype))     # NaNs compare equal here
@@ -235,7 +235,7 @@ def test_max_pool_ties_take_the_first_maximum(simd):
         np.testing.assert_array_equal(dx[0, 0, ::2, ::2], 1)
         assert dx.sum() == y.size
         y3, i3 = fastconv.max_pool2d(x, 3, 2, 1, return_indices=True)
-        y3_ref, i3_ref = ref.max_pool2d_forward(x, (3, 3), (2, 2), (1, 1))
+        y3_ref, i3_ref = ref.max_pool2d(x, (3, 3), (2, 2), (1, 1), return_indices=True)
         np.testing.assert_array_equal(i3, i3_ref)
 
 
@@ -247,7 +247,8 @@ def test_max_pool_all_neg_inf_window_gives_neg_inf_and_a_valid_index(simd):
                                                      return_indices=True, return_argmax=True)
             assert np.all(y == -np.inf)
             assert indices.min() >= 0 and indices.max() < 8 * 18
-            _, i_ref = ref.max_pool2d_forward(x, (kernel,) * 2, (stride,) * 2, (padding,) * 2)
+            _, i_ref = ref.max_pool2d(x, (kernel,) * 2, (stride,) * 2, (padding,) * 2,
+                                      return_indices=True)
             np.testing.assert_array_equal(indices, i_ref)   # the window's first pixel
             dy = np.ones_like(y)
             dx = fastconv.max_pool2d_backward(dy, x, kernel, stride, padding)
@@ -359,7 +360,7 @@ def test_large_windows_return_indices_but_no_argmax():
     rng = np.random.default_rng(11)
     x = _input(rng, (1, 2, 20, 20), np.float64)
     y, indices = fastconv.max_pool2d(x, 17, return_indices=True)
-    y_ref, i_ref = ref.max_pool2d_forward(x, (17, 17), (17, 17))
+    y_ref, i_ref = ref.max_pool2d(x, (17, 17), (17, 17), return_indices=True)
     np.testing.assert_array_equal(indices, i_ref)
     with pytest.raises(ValueError, match="at most 256 taps"):
         fastconv.max_pool2d(x, 17, return_argmax=True)
@@ -378,7 +379,7 @@ def test_avg_pool_matches_reference_sweep(simd):
         ref_args = (args["kernel_size"], args["stride"], args["padding"], ceil,
                     args["count_include_pad"], args["divisor_override"])
         x = rng.standard_normal((1, 2, h[0], w[0]))
-        y_ref = ref.avg_pool2d_forward(x, *ref_args)
+        y_ref = ref.avg_pool2d(x, *ref_args)
         dy = rng.standard_normal(y_ref.shape)
         dx_ref = ref.avg_pool2d_backward(dy, x, *ref_args)
         for dtype in DTYPES:
@@ -470,7 +471,7 @@ def test_adaptive_avg_pool_matches_reference(simd, H, W):
     x = rng.standard_normal((2, 3, H, W))
     for size in [(1, 1), (2, 3), (3, 5), (4, 4), (5, 7), (H, W), (2 * H, W + 3)]:
         y = fastconv.adaptive_avg_pool2d(x, size)
-        np.testing.assert_allclose(y, ref.adaptive_avg_pool2d_forward(x, size), rtol=1e-12)
+        np.testing.assert_allclose(y, ref.adaptive_avg_pool2d(x, size), rtol=1e-12)
         dy = rng.standard_normal(y.shape)
         np.testing.assert_allclose(fastconv.adaptive_avg_pool2d_backward(dy, x, size),
                                    ref.adaptive_avg_pool2d_backward(dy, x, size), rtol=1e-12)

@@ -121,3 +121,20 @@ def test_lenet5_shapes_and_parameters():
             layers["fc3"].parameters) == (48_120, 10_164, 850)
     assert sum(lay.parameters for lay in lenet5_layers()) == 61_706
     assert conv_output_size(28, 5, padding=2) == 28        # MNIST padded by 2 -> 32 -> 28
+
+
+@pytest.mark.parametrize("args, kwargs, words", [
+    ((3, 5), {}, ["kernel_size=5", "n=3", "padding=0"]),
+    ((4, 3), dict(dilation=2), ["kernel_size=3", "dilation=2", "5 pixels", "n=4"]),
+    ((2, 6), dict(padding=(1, 1)), ["kernel_size=6", "n=2", "padding=(1, 1)", "4 pixels"]),
+])
+def test_conv_output_size_raises_when_the_kernel_does_not_fit(args, kwargs, words):
+    with pytest.raises(ValueError, match="conv_output_size: the kernel") as exc:
+        conv_output_size(*args, **kwargs)
+    assert all(word in str(exc.value) for word in words)
+
+
+def test_conv_output_size_where_the_kernel_just_fits_and_with_ceil_mode():
+    assert conv_output_size(5, 5) == 1
+    assert conv_output_size(3, 5, padding=1) == 1
+    assert conv_output_size(1, 3, stride=3, ceil_mode=True) == 1     # as PyTorch pools

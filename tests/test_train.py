@@ -275,10 +275,13 @@ def test_cli_writes_plots_with_matplotlib(tmp_path, mnist_folder, capsys):
 
 def test_cli_errors_are_clear(tmp_path, capsys):
     bad = tmp_path / "bad.npz"
-    bad.write_bytes(b"PK\x03\x04 not really")
-    with pytest.raises(CheckpointError, match="truncated or not a .npz"):
-        main(["evaluate", str(bad)])
-    with pytest.raises(FileNotFoundError):
-        main(["train", "--out", str(tmp_path / "nothing"), "--resume"])
-    with pytest.raises(SystemExit):
-        main(["train", "--dataset", "cifar"])
+    bad.write_bytes(b"PK\x05\x06" + bytes(18))          # an empty zip archive
+    for argv, message in [(["evaluate", str(bad)], "is not a fastconv checkpoint"),
+                          (["train", "--out", str(tmp_path / "nothing"), "--resume"],
+                           "--resume: there is no checkpoint"),
+                          (["train", "--dataset", "cifar"], "invalid choice: 'cifar'")]:
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1

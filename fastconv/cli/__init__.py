@@ -6,10 +6,10 @@ its argparse sub-parser and ``run(args)`` does the work and returns the exit sta
 Adding a command is one entry in COMMANDS. ``train`` and ``evaluate`` share one module,
 which registers both sub-parsers itself (``train.add_parser``).
 """
-import argparse
 import importlib
 
 from . import train
+from .options import ArgumentParser, run_command
 
 # name -> (module, one-line help)
 COMMANDS = {
@@ -22,7 +22,7 @@ COMMANDS = {
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="fastconv",
         description="fastconv: 2-D convolution, pooling, edge filters and LeNet-5 on NumPy "
                     "arrays, with C/OpenMP kernels.")
@@ -37,7 +37,9 @@ def build_parser():
 
 
 def main(argv=None):
-    """Parse argv (sys.argv[1:] when None), run the command, return its exit status."""
-    args = build_parser().parse_args(argv)
-    return args.run(args)
+    """Parse argv (sys.argv[1:] when None), run the command, return its exit status. A user
+    mistake raises SystemExit(2) after one line on stderr (see fastconv.cli.options)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return run_command(args, f"{parser.prog} {args.command}")
 

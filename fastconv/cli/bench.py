@@ -10,7 +10,6 @@ table in README.md between the markers ``<!-- bench:start -->`` and ``<!-- bench
 
 (``fastconv bench`` is ``python -m fastconv.cli.bench``.)
 """
-import argparse
 import contextlib
 import datetime
 import json
@@ -24,8 +23,9 @@ import numpy as np
 import fastconv
 from fastconv import reference
 from fastconv._checks import conv_geometry
+from fastconv.cli.options import (ArgumentParser, CommandError, existing_file, output_file,
+                                  positive_int, run_command, thread_count)
 from fastconv.plan import winograd_supports
-from fastconv.cli.options import thread_count
 
 README_START = "<!-- bench:start -->"
 README_END = "<!-- bench:end -->"
@@ -152,8 +152,8 @@ class Runner:
         if unit == "GFLOP/s" and rate is not None and self.ceiling:
             row["pct_ceiling"] = 100 * rate / self.ceiling
         self.rows.append(row)
-        print(f"  {group:15s} {case:42s} {fastconv_s * 1e3:9.3f} ms"
-              + (f"  x{row['vs_torch']:.2f} vs torch" if torch_s else ""), flush=True)
+        progress(f"  {group:15s} {case:42s} {fastconv_s * 1e3:9.3f} ms"
+                 + (f"  x{row['vs_torch']:.2f} vs torch" if torch_s else ""))
 
     # -- the matrix-multiply ceiling and our GEMM
     def gemm(self, sizes):
@@ -225,7 +225,7 @@ class Runner:
                 # The loops run on one image; the time is scaled to the batch.
                 norm = dict(stride=geom.stride, padding=geom.padding, dilation=geom.dilation)
                 x1 = x[:1]
-                t1 = median_time(lambda: reference.conv2d_forward(x1, w, b, **norm), 0, min_reps=1,
+                t1 = median_time(lambda: reference.conv2d(x1, w, b, **norm), 0, min_reps=1,
                                  max_reps=1)
                 naive_f = t1 * N
             self.add("conv forward", name, t_f, tt_f, naive_f, work=geom.flops(),
@@ -407,13 +407,23 @@ def chart(rows, path):
     fig.savefig(path, dpi=120)
 
 
-def update_readme(path, table):
-    with open(path) as f:
-        text = f.read()
+def readme_parts(path):
+    """(text before the table, text after it) of the README at `path`; a file without the
+    markers, or none, is a CommandError naming --readme."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except (OSError, ValueError) as exc:       # unreadable, or not text
+        raise CommandError(f"--readme: cannot read {path} as text ({exc})") from None
     if README_START not in text or README_END not in text:
-        raise SystemExit(f"{path} has no {README_START} ... {README_END} markers")
+        raise CommandError(f"--readme: {path} has no {README_START} ... {README_END} "
+                           f"markers to put the table between")
     head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
+    return head, rest.split(README_END, 1)[1]
+
+
+def update_readme(path, table):
+    head, tail = readme_parts(path)
     with open(path, "w") as f:
         f.write(head + README_START + "\n" + table + README_END + tail)
 
@@ -423,18 +433,30 @@ def add_arguments(parser):
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="short timing budget (default)")
     mode.add_argument("--full", action="store_true", help="longer timing budget per case")
-    parser.add_argument("--threads", type=thread_count, default=int(os.environ.get("FASTCONV_BENCH_THREADS", 2)),
+    parser.add_argument("--threads", type=thread_count,
+                        default=os.environ.get("FASTCONV_BENCH_THREADS", "2"),
                         help="threads for every contender (default 2, or $FASTCONV_BENCH_THREADS)")
-    parser.add_argument("--markdown", metavar="PATH", help="write the table here (default: print)")
-    parser.add_argument("--json", metavar="PATH", help="write all rows and metadata as JSON")
-    parser.add_argument("--png", metavar="PATH", help="write a chart of the speed-ups (matplotlib)")
-    parser.add_argument("--readme", metavar="PATH", help="replace the table in this README")
+    parser.add_argument("--markdown", metavar="PATH", type=output_file,
+                        help="write the table here (default: print)")
+    parser.add_argument("--json", metavar="PATH", type=output_file,
+                        help="write all rows and metadata as JSON")
+    parser.add_argument("--png", metavar="PATH", type=output_file,
+                        help="write a chart of the speed-ups (matplotlib)")
+    parser.add_argument("--readme", metavar="PATH", type=existing_file,
+                        help="replace the table in this README")
+
+
+def progress(line):
+    """A progress line: stderr, so that stdout carries the report alone (``> table.md``)."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def run(args):
+    if args.readme:
+        readme_parts(args.readme)        # a README without the markers fails before the run
     fastconv.set_num_threads(args.threads)
     runner = Runner(args.threads, budget=1.0 if args.full else 0.25, naive=True)
-    print(f"fastconv bench: {'full' if args.full else 'quick'} run on {args.threads} threads", flush=True)
+    progress(f"fastconv bench: {'full' if args.full else 'quick'} run on {args.threads} threads")
     runner.gemm([(64, 576, 3136), (128, 1152, 784), (256, 2304, 196), (6, 25, 784)])
     runner.conv(list(CONV_SHAPES))
     runner.thread_scaling([name for name in CONV_SHAPES if CONV_SHAPES[name][1] >= 64])
@@ -462,10 +484,12 @@ def run(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m fastconv.cli.bench",
-                                     description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog="python -m fastconv.cli.bench",
+                            description=__doc__.split("\n")[0])
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    args.run = run
+    return run_command(args, parser.prog)
 
 
 if __name__ == "__main__":

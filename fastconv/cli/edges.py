@@ -3,34 +3,34 @@ strongest edge is white) or Canny's edge map. Without IMAGE a built-in synthetic
 image is used. Reading and writing PNG/JPEG needs Pillow (pip install "fastconv[examples]");
 .npy input and .pgm/.npy output work without it."""
 import os
-import sys
 
 import numpy as np
 
 from .. import filters
+from .options import CommandError, existing_file, output_file, positive_float, positive_int
 
 METHODS = ("sobel", "scharr", "prewitt", "canny")
 
 
 def add_arguments(parser):
-    parser.add_argument("image", nargs="?", metavar="IMAGE",
+    parser.add_argument("image", nargs="?", metavar="IMAGE", type=existing_file,
                         help="picture to read (any format Pillow reads, or .npy); default: "
                              "the synthetic test image")
     parser.add_argument("--method", choices=METHODS, default="sobel",
                         help="edge detector (default: sobel)")
-    parser.add_argument("-o", "--output", metavar="OUT",
+    parser.add_argument("-o", "--output", metavar="OUT", type=output_file,
                         help="file to write: .png and other Pillow formats, .pgm, or .npy "
                              "for the raw float result (default: edges.png, or edges.pgm "
                              "without Pillow)")
     parser.add_argument("--mode", default="reflect", choices=filters.BORDER_MODES,
                         help="border mode (default: reflect)")
-    parser.add_argument("--sigma", type=float, default=1.0,
+    parser.add_argument("--sigma", type=positive_float, default=1.0,
                         help="canny: Gaussian smoothing sigma (default: 1.0)")
     parser.add_argument("--low", type=float, default=None,
                         help="canny: low threshold (default: 0.1 x the value range)")
     parser.add_argument("--high", type=float, default=None,
                         help="canny: high threshold (default: 0.2 x the value range)")
-    parser.add_argument("--size", type=int, default=256,
+    parser.add_argument("--size", type=positive_int, default=256,
                         help="side of the synthetic image (default: 256)")
 
 
@@ -43,17 +43,26 @@ def _pillow():
 
 
 def read_image(path):
-    """A picture as an array: (H, W) for grayscale, (H, W, 3) for colour."""
-    if path.lower().endswith(".npy"):
-        return np.load(path)
-    Image = _pillow()
-    if Image is None:
-        raise RuntimeError(f"reading {path} needs Pillow: pip install 'fastconv[examples]' "
-                           f"(or give a .npy file)")
-    with Image.open(path) as img:
-        if img.mode not in ("L", "I", "I;16", "F", "RGB"):
-            img = img.convert("RGB")
-        return np.asarray(img)
+    """A picture as an array: (H, W) for grayscale, (H, W, 3) for colour. A file that
+    cannot be read as one is a CommandError naming IMAGE."""
+    try:
+        if path.lower().endswith(".npy"):
+            image = np.load(path)
+        else:
+            Image = _pillow()
+            if Image is None:
+                raise CommandError(f"IMAGE: reading {path} needs Pillow: pip install "
+                                   f"'fastconv[examples]' (or give a .npy file)")
+            with Image.open(path) as img:
+                if img.mode not in ("L", "I", "I;16", "F", "RGB"):
+                    img = img.convert("RGB")
+                image = np.asarray(img)
+    except (OSError, ValueError) as exc:    # unreadable, not a picture, a pickled .npy
+        raise CommandError(f"IMAGE: cannot read {path} as a picture ({exc})") from None
+    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] == 3)):
+        raise CommandError(f"IMAGE: expected one grayscale (H, W) or RGB (H, W, 3) picture "
+                           f"in {path}, got an array of shape {image.shape}")
+    return image
 
 
 def to_uint8(edges):
@@ -74,17 +83,22 @@ def write_pgm(path, gray):
 
 
 def write_image(path, edges):
+    """Write the edge image as the extension of `path` says; a file that cannot be
+    written so is a CommandError naming --output."""
     ext = os.path.splitext(path)[1].lower()
-    if ext == ".npy":
-        np.save(path, edges)
-    elif ext == ".pgm":
-        write_pgm(path, to_uint8(edges))
-    else:
-        Image = _pillow()
-        if Image is None:
-            raise RuntimeError(f"writing {path} needs Pillow: pip install "
-                               f"'fastconv[examples]' (or write a .pgm or .npy file)")
-        Image.fromarray(to_uint8(edges)).save(path)
+    try:
+        if ext == ".npy":
+            np.save(path, edges)
+        elif ext == ".pgm":
+            write_pgm(path, to_uint8(edges))
+        else:
+            Image = _pillow()
+            if Image is None:
+                raise CommandError(f"--output: writing {path} needs Pillow: pip install "
+                                   f"'fastconv[examples]' (or write a .pgm or .npy file)")
+            Image.fromarray(to_uint8(edges)).save(path)
+    except (OSError, ValueError) as exc:    # no such folder, no permission, unknown format
+        raise CommandError(f"--output: cannot write {path} ({exc})") from None
 
 
 def edge_image(image, method="sobel", mode="reflect", sigma=1.0, low=None, high=None):
@@ -95,21 +109,17 @@ def edge_image(image, method="sobel", mode="reflect", sigma=1.0, low=None, high=
 
 
 def run(args):
+    if args.image is None:
+        image = filters.synthetic_image(args.size)
+        source = f"synthetic {args.size}x{args.size} image"
+    else:
+        image, source = read_image(args.image), args.image
     try:
-        if args.image is None:
-            image = filters.synthetic_image(args.size)
-            source = f"synthetic {args.size}x{args.size} image"
-        else:
-            image, source = read_image(args.image), args.image
-            if not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] == 3)):
-                raise ValueError(f"expected one grayscale (H, W) or RGB (H, W, 3) picture, "
-                                 f"got an array of shape {image.shape}")
         edges = edge_image(image, args.method, args.mode, args.sigma, args.low, args.high)
-        output = args.output or ("edges.png" if _pillow() is not None else "edges.pgm")
-        write_image(output, edges)
-    except (OSError, RuntimeError, ValueError, TypeError) as exc:
-        print(f"fastconv edges: error: {exc}", file=sys.stderr)
-        return 1
+    except ValueError as exc:    # the options' values disagree (canny's --low > --high)
+        raise CommandError(str(exc)) from None
+    output = args.output or ("edges.png" if _pillow() is not None else "edges.pgm")
+    write_image(output, edges)
     what = ("edge pixels: " + f"{int(edges.sum()):,}" if edges.dtype == np.bool_
             else f"max magnitude {float(edges.max()):.4g}")
     print(f"{source} -> {output} ({args.method}, {edges.shape[1]}x{edges.shape[0]}, {what})")

@@ -6,7 +6,7 @@ matplotlib's object API on an Agg canvas, so no global pyplot state or display i
 """
 import numpy as np
 
-__all__ = ["have_matplotlib", "plot_history", "plot_filters", "plot_confusion"]
+__all__ = ["have_matplotlib", "plot_history", "plot_filters", "filters_figure", "plot_confusion"]
 
 
 def have_matplotlib():
@@ -52,21 +52,30 @@ def plot_history(history, path):
 
 
 def plot_filters(weight, path, title="conv1 filters (learned)"):
-    """The first conv layer's filters (K, 1, f, f) as small grayscale images."""
+    """The first conv layer's filters (K, 1, f, f) as small images (see filters_figure)."""
     if not have_matplotlib():
         return False
+    return _save(filters_figure(weight, title), path)
+
+
+def filters_figure(weight, title="conv1 filters (learned)"):
+    """The figure of plot_filters. A weight's sign matters as much as its size, so the
+    colours diverge from white at 0 (red positive, blue negative) on one scale symmetric
+    about 0 for all filters, and a colour bar gives the values."""
     weight = np.asarray(weight)
     count = weight.shape[0]
-    fig = _figure(1.6 * count, 2.0)
+    fig = _figure(1.6 * count + 1.0, 2.2)
     limit = float(np.abs(weight).max()) or 1.0
+    grid = fig.add_gridspec(1, count + 1, width_ratios=[1] * count + [0.1])
     for k in range(count):
-        ax = fig.add_subplot(1, count, k + 1)
-        ax.imshow(weight[k, 0], cmap="gray", vmin=-limit, vmax=limit)
+        ax = fig.add_subplot(grid[0, k])
+        image = ax.imshow(weight[k, 0], cmap="RdBu_r", vmin=-limit, vmax=limit)
         ax.set_title(f"filter {k}", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
+    fig.colorbar(image, cax=fig.add_subplot(grid[0, count]), label="weight")
     fig.suptitle(title)
-    return _save(fig, path)
+    return fig
 
 
 def plot_confusion(counts, path, title="confusion matrix (validation)"):

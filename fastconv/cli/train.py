@@ -9,14 +9,21 @@ import json
 import os
 import time
 
+import zipfile
+
 import numpy as np
 
-from ..nn.checkpoint import load_checkpoint
-from .options import thread_count
+from ..nn.checkpoint import CheckpointError, load_checkpoint
 from ..nn.models import LeNet5, from_config
 from ..nn.training import HISTORY_KEYS, confusion_matrix, evaluate, fit, format_epoch
+from .options import (CommandError, existing_file, nonnegative_int, positive_float,
+                      positive_int, thread_count)
 
 CHECKPOINT_NAME = "checkpoint.npz"
+METRICS_NAMES = ("metrics.csv", "metrics.json")
+PLOT_NAMES = ("curves.png", "conv1_filters.png", "confusion_matrix.png")
+#: The files of a run: a folder holding any of the first three holds a run.
+RUN_FILES = (CHECKPOINT_NAME,) + METRICS_NAMES + PLOT_NAMES
 
 
 def add_parser(subparsers):
@@ -31,25 +38,31 @@ def add_parser(subparsers):
     p.add_argument("--data-dir", default=None,
                    help="folder with the MNIST files (default: $FASTCONV_DATA/mnist or "
                         "~/.cache/fastconv/mnist)")
-    p.add_argument("--epochs", type=int, default=5, help="total epochs (default 5)")
-    p.add_argument("--batch-size", type=int, default=64, help="default 64")
-    p.add_argument("--lr", type=float, default=None,
+    p.add_argument("--epochs", type=positive_int, default=5,
+                   help="total epochs, at least 1 (default 5)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="default 64")
+    p.add_argument("--lr", type=positive_float, default=None,
                    help="learning rate (default: 2e-3 for adam, 0.05 for sgd)")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam",
                    help="adam (default) or sgd (Nesterov momentum 0.9)")
     p.add_argument("--activation", choices=("relu", "tanh"), default="relu")
     p.add_argument("--pool", choices=("max", "avg"), default="max")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=nonnegative_int, default=0,
                    help="seeds the initialisation and the shuffling (default 0)")
-    p.add_argument("--threads", type=thread_count, default=None, help="OpenMP threads for the kernels")
-    p.add_argument("--limit", type=int, default=None,
+    p.add_argument("--threads", type=thread_count, default=None,
+                   help="OpenMP threads for the kernels")
+    p.add_argument("--limit", type=positive_int, default=None,
                    help="train on the first N training images only")
     p.add_argument("--out", default=os.path.join("runs", "lenet"),
-                   help="output folder (default runs/lenet)")
-    p.add_argument("--resume", action="store_true",
-                   help=f"continue from OUT/{CHECKPOINT_NAME} up to --epochs, with the "
-                        f"settings stored in it; the result is bitwise identical to an "
-                        f"uninterrupted run")
+                   help="output folder (default runs/lenet); a folder that already holds "
+                        "a run needs --resume or --overwrite")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help=f"continue from OUT/{CHECKPOINT_NAME} up to --epochs, with the "
+                            f"settings stored in it; the result is bitwise identical to an "
+                            f"uninterrupted run")
+    again.add_argument("--overwrite", action="store_true",
+                       help="replace the run already in OUT")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run_train)
 
@@ -57,7 +70,8 @@ def add_parser(subparsers):
         "evaluate", help="accuracy of a checkpoint on its dataset's test images",
         description="Load a checkpoint written by 'train' and report loss, accuracy and the "
                     "confusion matrix on the test split of the dataset it was trained on.")
-    e.add_argument("checkpoint", help=f"a {CHECKPOINT_NAME} written by 'train'")
+    e.add_argument("checkpoint", type=existing_file,
+                   help=f"a {CHECKPOINT_NAME} written by 'train'")
     e.add_argument("--dataset", choices=("mnist", "digits"), default=None,
                    help="default: the checkpoint's")
     e.add_argument("--data-dir", default=None, help="default: the checkpoint's")
@@ -66,12 +80,57 @@ def add_parser(subparsers):
 
 
 def load_split(dataset, data_dir, train):
-    """(images, labels) of a dataset's training or test split."""
+    """(images, labels) of a dataset's training or test split. What keeps a dataset from
+    loading (its files, its folder, a missing package) is the user's to fix: a
+    CommandError naming the option."""
     if dataset == "digits":
         from ..data.datasets import load_digits
-        return load_digits(train=train)
+        try:
+            return load_digits(train=train)
+        except ImportError as exc:
+            raise CommandError(f"--dataset digits: {exc}") from None
     from ..data.datasets import load_mnist
-    return load_mnist(root=data_dir, train=train)
+    try:
+        return load_mnist(root=data_dir, train=train)
+    except (OSError, ValueError) as exc:      # files missing, unreadable or corrupt
+        raise CommandError(f"--data-dir: {exc}") from None
+
+
+def read_checkpoint(path, option):
+    """load_checkpoint(path); a missing file or one that is no checkpoint is a
+    CommandError naming `option`."""
+    if not os.path.isfile(path):
+        raise CommandError(f"{option}: there is no checkpoint {path}")
+    if not zipfile.is_zipfile(path):     # NumPy's own complaint would be about pickles
+        raise CommandError(f"{option}: {path} is not a checkpoint written by 'fastconv "
+                           f"train' (not a .npz archive)")
+    try:
+        return load_checkpoint(path)
+    except (OSError, CheckpointError) as exc:
+        raise CommandError(f"{option}: {exc}") from None
+
+
+def checkpoint_model(state, path, option):
+    """The model a checkpoint describes; one that train did not write (another model, or
+    none) is a CommandError naming `option`."""
+    try:
+        return from_config(state["model_config"])
+    except (KeyError, ValueError) as exc:
+        raise CommandError(f"{option}: {path} holds no model that 'fastconv train' writes "
+                           f"({exc})") from None
+
+
+def check_new_run(out, overwrite):
+    """Refuse an --out that is a file, or a folder holding an earlier run (a checkpoint
+    or metrics) unless --overwrite: a run is never replaced by accident."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise CommandError(f"--out: expected a folder, but {out} is a file")
+    earlier = [name for name in (CHECKPOINT_NAME,) + METRICS_NAMES
+               if os.path.exists(os.path.join(out, name))]
+    if earlier and not overwrite:
+        raise CommandError(f"--out: {out} already holds a run ({', '.join(earlier)}); give "
+                           f"--resume to continue it, --overwrite to replace it, or another "
+                           f"--out")
 
 
 def write_metrics(out, history):
@@ -106,26 +165,37 @@ def _set_threads(threads):
 
 
 def run_train(args):
-    _set_threads(args.threads)
-    os.makedirs(args.out, exist_ok=True)
     checkpoint = os.path.join(args.out, CHECKPOINT_NAME)
     settings = {key: getattr(args, key) for key in
                 ("dataset", "data_dir", "batch_size", "lr", "optimizer", "activation", "pool",
                  "seed", "limit")}
     resume = None
     if args.resume:
-        state = load_checkpoint(checkpoint)
+        state = read_checkpoint(checkpoint, "--resume")
+        if args.epochs <= state["epoch"]:
+            raise CommandError(f"--epochs is the total to train up to, and {checkpoint} "
+                               f"already holds {state['epoch']} epochs; expected more than "
+                               f"{state['epoch']}, got {args.epochs}")
         settings.update(state["meta"].get("settings", {}))
-        model = from_config(state["model_config"])
+        model = checkpoint_model(state, checkpoint, "--resume")
         resume = checkpoint
-        print(f"resuming from {checkpoint} (epoch {state['epoch']}) with its settings")
     else:
+        check_new_run(args.out, args.overwrite)
         model = LeNet5(seed=settings["seed"], activation=settings["activation"],
                        pool=settings["pool"])
+    _set_threads(args.threads)
     images, labels = load_split(settings["dataset"], settings["data_dir"], train=True)
     if settings["limit"] is not None:
         images, labels = images[:settings["limit"]], labels[:settings["limit"]]
     val_images, val_labels = load_split(settings["dataset"], settings["data_dir"], train=False)
+    # Only now, with every input loaded and checked, does the run touch --out.
+    if args.overwrite:
+        for name in RUN_FILES:
+            if os.path.exists(os.path.join(args.out, name)):
+                os.unlink(os.path.join(args.out, name))
+    os.makedirs(args.out, exist_ok=True)
+    if resume:
+        print(f"resuming from {checkpoint} (epoch {state['epoch']}) with its settings")
     print(f"{settings['dataset']}: {len(images)} training and {len(val_images)} "
           f"validation images")
     model.summary()
@@ -153,11 +223,11 @@ def run_train(args):
 
 def run_evaluate(args):
     _set_threads(args.threads)
-    state = load_checkpoint(args.checkpoint)
+    state = read_checkpoint(args.checkpoint, "checkpoint")
     settings = state["meta"].get("settings", {})
     dataset = args.dataset or settings.get("dataset", "mnist")
     data_dir = args.data_dir or settings.get("data_dir")
-    model = from_config(state["model_config"])
+    model = checkpoint_model(state, args.checkpoint, "checkpoint")
     model.load_state_dict(state["model"])
     images, labels = load_split(dataset, data_dir, train=False)
     loss, accuracy = evaluate(model, images, labels)

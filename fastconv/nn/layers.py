@@ -38,11 +38,10 @@ import math
 import numpy as np
 
 from .. import _ext
-from .._checks import as_kernel_input, as_real_input
+from .._checks import as_kernel_input, as_real_input, conv_geometry
 from ..conv import conv2d, conv2d_backward
-from ..sizing import conv_output_size
-
-from ..pooling import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
+from ..pooling import (avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward,
+                       pool_geometry)
 
 __all__ = ["Layer", "Conv2D", "MaxPool2D", "AvgPool2D", "ReLU", "Tanh", "Flatten", "Linear",
            "Sequential", "init_weight"]
@@ -256,6 +255,18 @@ class Layer:
         """Short text for messages: "name (kind)" or "kind"."""
         return f"{self.name} ({self.kind()})" if self.name else self.kind()
 
+    def signature(self):
+        """The layer as built, for messages about its input: "name (Conv2D(in_channels=3,
+        ...))" or "Conv2D(in_channels=3, ...)"."""
+        text = f"{type(self).__name__}({self.extra_repr()})"
+        return f"{self.name} ({text})" if self.name else text
+
+    def _check_ndim(self, shape, ndim, layout):
+        """A ValueError naming the layer unless an input of `shape` has `ndim` axes."""
+        if len(shape) != ndim:
+            raise ValueError(f"{self.signature()}: expected a {ndim}-D input {layout}, got "
+                             f"shape {tuple(shape)}")
+
     def __repr__(self):
         return f"{type(self).__name__}({self.extra_repr()})"
 
@@ -342,10 +353,10 @@ class Conv2D(Layer):
 
     def forward(self, x):
         x = as_real_input(x, "x", f"{self.describe()}.forward", self.dtype)
+        shape = self.output_shape(x.shape)        # an input that does not fit fails here
         out = None
-        if self._reuse and self.training and x.ndim == 4 and x.shape[1] == self.in_channels:
-            shape = self.output_shape(x.shape)
-            out = self._out("y", shape, self.dtype, (x,)) if min(shape) > 0 else None
+        if self._reuse and self.training and min(shape) > 0:
+            out = self._out("y", shape, self.dtype, (x,))
         y = conv2d(x, self._params["weight"], self._params["bias"], self.stride, self.padding,
                    out=out)
         y = _activation_forward(y, self.activation)
@@ -366,19 +377,29 @@ class Conv2D(Layer):
         return grad_x
 
     def output_shape(self, input_shape):
-        N, C, H, W = input_shape
-        pad = self.padding
-        P = conv_output_size(H, self.kernel_size[0], self.stride, pad)
-        Q = conv_output_size(W, self.kernel_size[1], self.stride, pad)
-        return (N, self.out_channels, P, Q)
+        """The output shape for an input of `input_shape`; an input the layer cannot take
+        raises a ValueError naming the layer and the input (not conv2d's weight)."""
+        self._check_ndim(input_shape, 4, f"(N, {self.in_channels}, H, W)")
+        if input_shape[1] != self.in_channels:
+            raise ValueError(f"{self.signature()}: expected input with {self.in_channels} "
+                             f"channels, got {input_shape[1]} (input shape "
+                             f"{tuple(input_shape)})")
+        geom = conv_geometry(input_shape, self._params["weight"].shape, self.stride,
+                             self.padding, 1, 1, self.signature())
+        return geom.output_shape
 
     def kind(self):
         return f"Conv2D+{self.activation}" if self.activation else "Conv2D"
 
     def extra_repr(self):
-        act = f", activation={self.activation!r}" if self.activation else ""
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}{act}")
+        kh, kw = self.kernel_size
+        text = (f"in_channels={self.in_channels}, out_channels={self.out_channels}, "
+                f"kernel_size={kh if kh == kw else (kh, kw)}")
+        if self.stride != 1:
+            text += f", stride={self.stride}"
+        if self.padding != 0:
+            text += f", padding={self.padding!r}"
+        return text + (f", activation={self.activation!r}" if self.activation else "")
 
 
 class Linear(Layer):
@@ -407,9 +428,7 @@ class Linear(Layer):
     def forward(self, x):
         x = as_kernel_input(as_real_input(x, "x", f"{self.describe()}.forward", self.dtype),
                             self.dtype)                       # aligned, C-contiguous
-        if x.ndim != 2 or x.shape[1] != self.in_features:
-            raise ValueError(f"{self.describe()}: expected input of shape (N, "
-                             f"{self.in_features}), got {x.shape}")
+        self.output_shape(x.shape)
         y = self._out("y", (x.shape[0], self.out_features), self.dtype, (x,))
         if y is None:
             y = np.empty((x.shape[0], self.out_features), dtype=self.dtype)
@@ -433,10 +452,15 @@ class Linear(Layer):
         return grad_x
 
     def output_shape(self, input_shape):
+        """(N, out_features); an input that is not (N, in_features) raises a ValueError
+        naming the layer and the input."""
+        if len(input_shape) != 2 or input_shape[1] != self.in_features:
+            raise ValueError(f"{self.signature()}: expected input of shape (N, "
+                             f"{self.in_features}), got shape {tuple(input_shape)}")
         return (input_shape[0], self.out_features)
 
     def extra_repr(self):
-        return f"{self.in_features}, {self.out_features}"
+        return f"in_features={self.in_features}, out_features={self.out_features}"
 
 
 class _Pool2D(Layer):
@@ -450,18 +474,19 @@ class _Pool2D(Layer):
         self._x = None
 
     def output_shape(self, input_shape):
-        N, C, H, W = input_shape
-        P = conv_output_size(H, self.kernel_size, self.stride, self.padding)
-        Q = conv_output_size(W, self.kernel_size, self.stride, self.padding)
-        return (N, C, P, Q)
+        """The output shape for an input of `input_shape`; an input the window does not
+        fit raises a ValueError naming the layer and the input."""
+        self._check_ndim(input_shape, 4, "(N, C, H, W)")
+        return pool_geometry(self.signature(), input_shape, self.kernel_size, self.stride,
+                             self.padding).output_shape
 
-    def _kept_outputs(self, x, roles):
-        """The `out` for forward under buffer reuse (y, and argmax for max pooling), or
-        None; an input the pooling function will reject gets None and its error."""
+    def _kept_outputs(self, x, shape, roles):
+        """The `out` for forward under buffer reuse (y, and argmax for max pooling) of an
+        output of `shape`, or None; an input the pooling function will reject gets None and
+        its error."""
         if not (self._reuse and self.training) or not isinstance(x, np.ndarray) \
-                or x.ndim != 4 or x.dtype not in (np.float32, np.float64):
+                or x.dtype not in (np.float32, np.float64):
             return None
-        shape = self.output_shape(x.shape)
         kinds = {"y": x.dtype, "argmax": np.uint8}
         return tuple(self._out(role, shape, kinds[role], (x,)) for role in roles)
 
@@ -471,7 +496,10 @@ class _Pool2D(Layer):
         return self._out("grad_x", x.shape, x.dtype, (x, grad_out))
 
     def extra_repr(self):
-        return f"kernel_size={self.kernel_size}, stride={self.stride}"
+        text = f"kernel_size={self.kernel_size}"
+        if self.stride != self.kernel_size:
+            text += f", stride={self.stride}"
+        return text + (f", padding={self.padding}" if self.padding != 0 else "")
 
 
 class MaxPool2D(_Pool2D):
@@ -479,10 +507,11 @@ class MaxPool2D(_Pool2D):
     the position that won (the compact uint8 argmax saved by forward; none in eval mode)."""
 
     def forward(self, x):
+        shape = self.output_shape(np.shape(x))
         if not self.training:
             self._x = self._argmax = None
             return max_pool2d(x, self.kernel_size, self.stride, self.padding)
-        out = self._kept_outputs(x, ("y", "argmax"))
+        out = self._kept_outputs(x, shape, ("y", "argmax"))
         y, argmax = max_pool2d(x, self.kernel_size, self.stride, self.padding,
                                return_argmax=True, out=out)
         self._x, self._argmax = x, argmax
@@ -500,9 +529,10 @@ class AvgPool2D(_Pool2D):
     among the window's inputs."""
 
     def forward(self, x):
+        shape = self.output_shape(np.shape(x))
         self._x = x if self.training else None
         return avg_pool2d(x, self.kernel_size, self.stride, self.padding,
-                          out=self._kept_outputs(x, ("y",)))
+                          out=self._kept_outputs(x, shape, ("y",)))
 
     def backward(self, grad_out, input_grad=True):
         x = self._saved(self._x)
@@ -557,6 +587,7 @@ class Flatten(Layer):
         self._shape = None
 
     def forward(self, x):
+        self.output_shape(np.shape(x))
         self._shape = x.shape if self.training else None
         return x.reshape(x.shape[0], -1)
 
@@ -564,6 +595,11 @@ class Flatten(Layer):
         return grad_out.reshape(self._saved(self._shape))
 
     def output_shape(self, input_shape):
+        """(N, product of the other axes); an input without a batch axis and at least one
+        more raises a ValueError naming the layer and the input."""
+        if len(input_shape) < 2:
+            raise ValueError(f"{self.signature()}: expected an input of shape (N, ...) with "
+                             f"at least 2 axes, got shape {tuple(input_shape)}")
         return (input_shape[0], int(np.prod(input_shape[1:])))
 
 

@@ -1,16 +1,18 @@
-/* conv_winograd_weight_transforms.h: the data movement and transforms of the F(2x2, 3x3)
- * weight gradient (conv_winograd_weight_impl.h), included by conv_winograd_weight.c once per
- * element type and instruction set with REAL, FN_ISA(name) and ISA_TARGET (a target
- * attribute or nothing) defined, and optionally TRANSPOSE16(out, ldo, in, ldi), a 16 x 16
- * block transpose. Only adds, subtracts and copies: every instruction set gives the same
- * bits; the wider ones only vectorise the channel loops better. */
+/* conv_winograd_weight_transforms_impl.h: the data movement and transforms of the
+ * F(2x2, 3x3) weight gradient (conv_winograd_weight_impl.h), included by
+ * conv_winograd_weight.c once per element type and instruction set (template.h: REAL, FN,
+ * ISA; FC_TEMPLATE_TARGET, a target attribute or nothing, and optionally
+ * FC_TEMPLATE_TRANSPOSE16(out, ldo, in, ldi), a 16 x 16 block transpose). Only adds,
+ * subtracts and copies: every instruction set gives the same bits; the wider ones only
+ * vectorise the channel loops better. */
 
 /* band (rows, width, planes) <- rows [row, row + rows) and columns [col, col + width) of
  * every one of `planes` (H x W) planes starting at src (plane stride H*W); zero outside the
  * planes. The channel-minor copy the transforms read. */
-static ISA_TARGET void FN_ISA(winograd_band)(REAL *restrict band, const REAL *src,
-                                             int64_t planes, int64_t H, int64_t W, int64_t row,
-                                             int64_t rows, int64_t col, int64_t width)
+static FC_TEMPLATE_TARGET void FN(ISA(winograd_band))(REAL *restrict band, const REAL *src,
+                                                      int64_t planes, int64_t H, int64_t W,
+                                                      int64_t row, int64_t rows, int64_t col,
+                                                      int64_t width)
 {
     const int64_t j_lo = col < 0 ? -col : 0;
     const int64_t j_hi = W - col < width ? W - col : width;
@@ -40,10 +42,10 @@ static ISA_TARGET void FN_ISA(winograd_band)(REAL *restrict band, const REAL *sr
             const REAL *in = src + (p0 * H + row + a) * W + col;
             REAL *out = band + a * width * planes;
             int64_t j = j_lo;
-#ifdef TRANSPOSE16
-            /* Whole 16 x 16 blocks in registers (TRANSPOSE16, where the includer has one). */
+#ifdef FC_TEMPLATE_TRANSPOSE16
+            /* Whole 16 x 16 blocks in registers, where the includer has a transpose. */
             for (; p1 - p0 == 16 && j + 16 <= j_hi; j += 16) {
-                TRANSPOSE16(out + j * planes + p0, planes, in + j, H * W);
+                FC_TEMPLATE_TRANSPOSE16(out + j * planes + p0, planes, in + j, H * W);
             }
 #endif
             for (; j < j_hi; j++) {
@@ -57,8 +59,10 @@ static ISA_TARGET void FN_ISA(winograd_band)(REAL *restrict band, const REAL *sr
 
 /* u (16, ld, C) at tiles [tile0, tile0 + tiles_w) <- B^T d B of one tile row, from band
  * (4, 2*tiles_w + 2, C): the tile row's input patches, channel-minor. */
-static ISA_TARGET void FN_ISA(winograd_input_row)(REAL *restrict u, int64_t ld, int64_t tile0,
-                                   const REAL *restrict band, int64_t tiles_w, int64_t C)
+static FC_TEMPLATE_TARGET void FN(ISA(winograd_input_row))(REAL *restrict u, int64_t ld,
+                                                           int64_t tile0,
+                                                           const REAL *restrict band,
+                                                           int64_t tiles_w, int64_t C)
 {
     /* B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], applied to the
      * patch's columns (s = B^T d) and then to its rows (s B). Plain pointers per patch row
@@ -91,8 +95,10 @@ static ISA_TARGET void FN_ISA(winograd_input_row)(REAL *restrict u, int64_t ld, 
 
 /* v (16, ld, K) at tiles [tile0, tile0 + tiles_w) <- A dy A^T of one tile row, from band
  * (2, 2*tiles_w, K): the tile row's output gradients, channel-minor. */
-static ISA_TARGET void FN_ISA(winograd_grad_row)(REAL *restrict v, int64_t ld, int64_t tile0,
-                                  const REAL *restrict band, int64_t tiles_w, int64_t K)
+static FC_TEMPLATE_TARGET void FN(ISA(winograd_grad_row))(REAL *restrict v, int64_t ld,
+                                                          int64_t tile0,
+                                                          const REAL *restrict band,
+                                                          int64_t tiles_w, int64_t K)
 {
     /* A = [[1, 0], [1, 1], [1, -1], [0, -1]]: rows (f0, f0 + f1, f0 - f1, -f1) of the 2x2
      * tile, then the same along each of the four rows. */
@@ -119,9 +125,11 @@ static ISA_TARGET void FN_ISA(winograd_grad_row)(REAL *restrict v, int64_t ld, i
  * [row0, row1), one image's run of rows at a time; xband and dband are scratch of
  * (2*runs + 2) x (2*tiles_w + 2) x C and 2*runs x 2*tiles_w x K, runs = min(row1 - row0,
  * tiles_h). */
-static ISA_TARGET void FN_ISA(winograd_chunk_tiles)(REAL *u, REAL *v, REAL *xband, REAL *dband,
-                                                    const REAL *x, const REAL *dy, int64_t row0,
-                                                    int64_t row1, const fc_conv_problem *pb)
+static FC_TEMPLATE_TARGET void FN(ISA(winograd_chunk_tiles))(REAL *u, REAL *v, REAL *xband,
+                                                             REAL *dband, const REAL *x,
+                                                             const REAL *dy, int64_t row0,
+                                                             int64_t row1,
+                                                             const fc_conv_problem *pb)
 {
     const int64_t C = pb->C, K = pb->K, H = pb->H, W = pb->W, P = pb->P, Q = pb->Q;
     const int64_t tiles_h = (P + 1) / 2, tiles_w = (Q + 1) / 2;
@@ -130,13 +138,13 @@ static ISA_TARGET void FN_ISA(winograd_chunk_tiles)(REAL *u, REAL *v, REAL *xban
     for (int64_t row = row0; row < row1;) {
         const int64_t n = row / tiles_h, th0 = row % tiles_h;
         const int64_t run = tiles_h - th0 < row1 - row ? tiles_h - th0 : row1 - row;
-        FN_ISA(winograd_band)(xband, x + n * C * H * W, C, H, W, 2 * th0 - pb->pad_top,
+        FN(ISA(winograd_band))(xband, x + n * C * H * W, C, H, W, 2 * th0 - pb->pad_top,
                               2 * run + 2, -pb->pad_left, xwidth);
-        FN_ISA(winograd_band)(dband, dy + n * K * P * Q, K, P, Q, 2 * th0, 2 * run, 0, dwidth);
+        FN(ISA(winograd_band))(dband, dy + n * K * P * Q, K, P, Q, 2 * th0, 2 * run, 0, dwidth);
         for (int64_t i = 0; i < run; i++) {
             const int64_t tile0 = (row - row0 + i) * tiles_w;
-            FN_ISA(winograd_input_row)(u, tiles, tile0, xband + 2 * i * xwidth * C, tiles_w, C);
-            FN_ISA(winograd_grad_row)(v, tiles, tile0, dband + 2 * i * dwidth * K, tiles_w, K);
+            FN(ISA(winograd_input_row))(u, tiles, tile0, xband + 2 * i * xwidth * C, tiles_w, C);
+            FN(ISA(winograd_grad_row))(v, tiles, tile0, dband + 2 * i * dwidth * K, tiles_w, K);
         }
         row += run;
     }

@@ -1,0 +1,56 @@
+/* filter2d_avx2_impl.h: the AVX2+FMA micro-kernel of the 2-D filters for one element type
+ * (template.h: REAL, FN). Included by filter2d.c, which also defines the vector of
+ * REAL and its operations:
+ *     FC_TEMPLATE_LANES      REALs per vector (8 float, 4 double)
+ *     FC_TEMPLATE_VEC        the vector type
+ *     FC_TEMPLATE_LOADU, FC_TEMPLATE_STOREU, FC_TEMPLATE_SETZERO, FC_TEMPLATE_BROADCAST,
+ *     FC_TEMPLATE_FMADD      its unaligned load and store, zero, broadcast and a*b + c
+ *     FC_TEMPLATE_FMA        the scalar fused a*b + c of REAL
+ */
+
+/* y[j] = sum over r, s of k[r*S + s] * rows[r][j + s] for j in [0, n): two vectors of
+ * outputs per step in two accumulators, then one vector, then single pixels. Taps
+ * accumulate in the order r, s, as in the portable twin (which does not fuse the
+ * multiply-add, so the two differ in rounding). */
+__attribute__((target("avx2,fma")))
+static void FN(filter_row_avx2)(REAL *y, const REAL *const *rows, const REAL *k, int64_t R,
+                                int64_t S, int64_t n)
+{
+    const int64_t L = FC_TEMPLATE_LANES;
+    int64_t j = 0;
+    for (; j + 2 * L <= n; j += 2 * L) {
+        FC_TEMPLATE_VEC acc0 = FC_TEMPLATE_SETZERO();
+        FC_TEMPLATE_VEC acc1 = FC_TEMPLATE_SETZERO();
+        for (int64_t r = 0; r < R; r++) {
+            const REAL *x = rows[r] + j;
+            const REAL *kr = k + r * S;
+            for (int64_t s = 0; s < S; s++) {
+                const FC_TEMPLATE_VEC wv = FC_TEMPLATE_BROADCAST(kr + s);
+                acc0 = FC_TEMPLATE_FMADD(wv, FC_TEMPLATE_LOADU(x + s), acc0);
+                acc1 = FC_TEMPLATE_FMADD(wv, FC_TEMPLATE_LOADU(x + s + L), acc1);
+            }
+        }
+        FC_TEMPLATE_STOREU(y + j, acc0);
+        FC_TEMPLATE_STOREU(y + j + L, acc1);
+    }
+    for (; j + L <= n; j += L) {
+        FC_TEMPLATE_VEC acc = FC_TEMPLATE_SETZERO();
+        for (int64_t r = 0; r < R; r++) {
+            const REAL *x = rows[r] + j;
+            for (int64_t s = 0; s < S; s++) {
+                acc = FC_TEMPLATE_FMADD(FC_TEMPLATE_BROADCAST(k + r * S + s),
+                                        FC_TEMPLATE_LOADU(x + s), acc);
+            }
+        }
+        FC_TEMPLATE_STOREU(y + j, acc);
+    }
+    for (; j < n; j++) {
+        REAL acc = 0;
+        for (int64_t r = 0; r < R; r++) {
+            for (int64_t s = 0; s < S; s++) {
+                acc = FC_TEMPLATE_FMA(k[r * S + s], rows[r][j + s], acc);
+            }
+        }
+        y[j] = acc;
+    }
+}
