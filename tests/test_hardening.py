@@ -172,7 +172,7 @@ def test_matmul_refuses_an_out_that_overlaps_an_input(which, accumulate):
 
 def _square_layers():
     from fastconv.nn import Conv2D, Linear, MaxPool2D, AvgPool2D
-    return [(Linear(6, 6, seed=0), (5, 6)),
+    return [(Linear(64, 64, seed=0), (64, 64)),      # large enough for the GEMM to pack
             (Conv2D(3, 3, 3, padding=1, seed=0), (2, 3, 6, 6)),
             (Conv2D(3, 3, 3, padding=1, activation="relu", seed=0), (2, 3, 6, 6)),
             (MaxPool2D(1), (2, 3, 4, 4)), (AvgPool2D(1), (2, 3, 4, 4))]
