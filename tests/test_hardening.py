@@ -306,3 +306,10 @@ def test_float16_computes_in_float32_alone_and_mixed_with_float32():
     assert fastconv.conv2d(x16, w32.astype(np.float16)).dtype == np.float32
     assert fastconv.conv2d(x16, w32).dtype == np.float32
     assert fastconv.conv2d(x16, w32.astype(np.float64)).dtype == np.float64
+
+
+@pytest.mark.parametrize("method", ["train", "reuse_buffers"])
+def test_layer_mode_flags_refuse_a_string_with_a_type_error(method):
+    from fastconv.nn import Linear
+    with pytest.raises(TypeError, match=rf"Linear.{method}: mode must be a bool, got str"):
+        getattr(Linear(2, 2), method)("no")

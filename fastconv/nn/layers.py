@@ -38,7 +38,7 @@ import math
 import numpy as np
 
 from .. import _ext
-from .._checks import as_kernel_input, as_real_input, conv_geometry
+from .._checks import as_bool, as_kernel_input, as_real_input, conv_geometry
 from ..conv import conv2d, conv2d_backward
 from ..pooling import (avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward,
                        pool_geometry)
@@ -155,7 +155,7 @@ class Layer:
         """Keep output and gradient arrays between training-mode calls (see the module
         docstring for what that changes); ``reuse_buffers(False)`` goes back to new arrays
         every call and drops the kept ones. Returns self."""
-        self._reuse = bool(mode)
+        self._reuse = as_bool(mode, "mode", f"{self.describe()}.reuse_buffers")
         if not self._reuse:
             self._kept = {}
         return self
@@ -198,7 +198,7 @@ class Layer:
     # -- modes --------------------------------------------------------------------------
     def train(self, mode=True):
         """Training mode: forward keeps what backward needs. Returns self."""
-        self.training = bool(mode)
+        self.training = as_bool(mode, "mode", f"{self.describe()}.train")
         return self
 
     def eval(self):
