@@ -105,6 +105,19 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def _bound_threads_from_env():
+    """An initial thread count above MAX_THREADS (OMP_NUM_THREADS=1000000) would crash the
+    first kernel inside OpenMP, so fastconv starts with MAX_THREADS instead, and warns.
+    The variable is read here rather than asked of OpenMP: asking counts as OpenMP having
+    started, which a forked child must not inherit (see set_num_threads)."""
+    text = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if text.isdigit() and int(text) > MAX_THREADS:
+        warnings.warn(f"fastconv: OMP_NUM_THREADS asks for {int(text)} threads; fastconv's "
+                      f"kernels use at most {MAX_THREADS} (four per core, at least 16)",
+                      RuntimeWarning, stacklevel=2)
+        _ext.set_num_threads(MAX_THREADS)
+
+
 def _init_simd_from_env():
     path = os.environ.get("FASTCONV_SIMD", "auto").strip().lower() or "auto"
     if path not in SIMD_CHOICES:

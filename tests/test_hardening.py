@@ -313,3 +313,21 @@ def test_layer_mode_flags_refuse_a_string_with_a_type_error(method):
     from fastconv.nn import Linear
     with pytest.raises(TypeError, match=rf"Linear.{method}: mode must be a bool, got str"):
         getattr(Linear(2, 2), method)("no")
+
+
+def test_an_initial_omp_num_threads_above_the_bound_is_capped_with_a_warning():
+    import os
+    import subprocess
+    import sys
+    code = ("import warnings, numpy as np\n"
+            "with warnings.catch_warnings(record=True) as w:\n"
+            "    warnings.simplefilter('always')\n"
+            "    import fastconv\n"
+            "from fastconv.config import MAX_THREADS\n"
+            "assert fastconv.get_num_threads() == MAX_THREADS, fastconv.get_num_threads()\n"
+            "assert any('OMP_NUM_THREADS asks for 1000000' in str(x.message) for x in w)\n"
+            "assert fastconv.conv2d(np.ones((1, 1, 4, 4)), np.ones((1, 1, 3, 3))).sum() == 36\n")
+    env = dict(os.environ, OMP_NUM_THREADS="1000000")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
