@@ -40,6 +40,7 @@ from . import filters
 from . import data, nn
 
 _config._init_simd_from_env()
+_config._bound_threads_from_env()
 
 __all__ = [
     "conv2d", "conv2d_backward", "conv_plan", "ConvPlan", "matmul",

@@ -132,6 +132,9 @@ cdef extern from "fastconv.h" nogil:
     fc_status fc_adaptive_avg_pool_backward_f64(double *dx, const double *dy,
                                                 const fc_pool_problem *pb)
 
+    fc_status fc_max_abs_f32(float *result, const float *x, int64_t n)
+    fc_status fc_max_abs_f64(double *result, const double *x, int64_t n)
+
     void fc_relu_forward_f32(float *y, int64_t n)
     void fc_relu_forward_f64(double *y, int64_t n)
     void fc_relu_backward_f32(float *dx, const float *dy, const float *y, int64_t n)

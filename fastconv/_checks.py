@@ -54,10 +54,12 @@ def as_int_tuple(value, name, length, func, minimum, maximum=MAX_HYPERPARAMETER)
 
 
 def result_dtype(func, **arrays):
-    """The dtype a call computes in: float32 if every float input is float32, else float64.
+    """The dtype a call computes in: float64 when any input is float64 (or wider), integer
+    or bool, else float32.
 
     Integer and bool inputs compute in float64 (as NumPy's true division does); float16
-    computes in float32. Complex, object, string and other dtypes raise TypeError.
+    computes in float32, alone or mixed with float32 (a float16 input converts to float32
+    exactly). Complex, object, string and other dtypes raise TypeError.
     """
     dtypes = []
     for name, a in arrays.items():
@@ -229,6 +231,26 @@ def conv_geometry(x_shape, w_shape, stride, padding, dilation, groups, func):
             f"input ({H + padding[0] + padding[1]}x{W + padding[2] + padding[3]} from input "
             f"{H}x{W} and padding {padding}); expected a kernel that fits")
     return ConvGeometry(N, C, H, W, K, R, S, stride, padding, dilation, groups, P, Q)
+
+
+def as_count(value, name, func, minimum=1, maximum=MAX_HYPERPARAMETER):
+    """An integer argument (batch size, divisor, ...) in [minimum, maximum] as an int:
+    TypeError for a bool or a non-integer, ValueError outside the range."""
+    count = as_integer(value)
+    if count is None:
+        raise TypeError(f"{func}: {name} must be an int, got {type(value).__name__} "
+                        f"{value!r}")
+    if not minimum <= count <= maximum:
+        raise ValueError(f"{func}: {name} must be from {minimum} to {maximum}, got {count}")
+    return count
+
+
+def as_real_input(value, name, func, dtype):
+    """A layer's input as an array of `dtype`: TypeError for complex, object, string and
+    other non-real dtypes (which a cast would silently drop or garble)."""
+    a = as_array(value, name, func)
+    result_dtype(func, **{name: a})
+    return a.astype(dtype, copy=False)
 
 
 def as_bool(value, name, func):

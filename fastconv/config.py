@@ -5,12 +5,21 @@ import sys
 import warnings
 
 from . import _ext
+from ._checks import as_integer
 
 __all__ = ["show_config", "set_num_threads", "get_num_threads", "set_simd", "get_simd"]
 
 SIMD_CHOICES = ("auto", "avx512", "avx2", "generic")
 # simd_select levels; "auto" asks for the highest and gets the best the CPU has
 _SIMD_LEVELS = {"generic": 0, "avx2": 1, "avx512": 2, "auto": 2}
+
+# Most threads set_num_threads accepts: four per core the machine has (at least 16). More
+# threads than cores only share the cores (four per core leaves room to measure
+# oversubscription), while each OpenMP thread costs a stack and its kernels' per-thread
+# workspace (up to tens of MiB for im2col and Winograd): tens of thousands of threads
+# exhaust memory, and GNU OpenMP then aborts the process or crashes inside its thread
+# start, which no Python code can catch.
+MAX_THREADS = max(16, 4 * (os.cpu_count() or 1))
 
 # True in a child forked after fastconv's kernels ran with several OpenMP threads: GNU
 # OpenMP's thread pool does not survive fork, and the child's first parallel region with
@@ -27,15 +36,18 @@ def set_num_threads(n):
     ``threadpool_limits`` works too (for the thread that uses it, until the next
     set_num_threads). Without OpenMP the kernels always run on one thread.
 
+    n is any integer (a Python int, a NumPy integer: anything ``operator.index`` takes;
+    not a bool) from 1 to ``fastconv.config.MAX_THREADS``, four times the machine's cores
+    (at least 16): beyond the cores threads only share them, and each costs a stack and its
+    kernels' workspace, so tens of thousands exhaust memory and OpenMP aborts the process.
+    TypeError for a non-integer, ValueError outside the range.
+
     In a process forked (``multiprocessing`` with the "fork" start method) after fastconv
     ran on several threads, kernels run on one thread and n > 1 warns: GNU OpenMP cannot
     start threads again after fork. Use the "spawn" or "forkserver" start method for
     parallel kernels in child processes.
     """
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__} {n!r}")
-    if n < 1:
-        raise ValueError(f"set_num_threads: n must be >= 1, got {n}")
+    n = check_thread_count(n, "n", "set_num_threads")
     if _serial_after_fork and n > 1:
         warnings.warn("fastconv: this process was forked after fastconv used OpenMP threads; "
                       "its kernels stay on 1 thread (GNU OpenMP cannot start threads again "
@@ -43,6 +55,18 @@ def set_num_threads(n):
                       "parallel kernels in child processes.", RuntimeWarning, stacklevel=2)
         n = 1
     _ext.set_num_threads(n)
+
+
+def check_thread_count(n, name, func):
+    """n as an int if it is a thread count set_num_threads accepts (1 to MAX_THREADS, any
+    integral type but bool); TypeError or ValueError naming the argument otherwise."""
+    count = as_integer(n)
+    if count is None:
+        raise TypeError(f"{func}: {name} must be an int, got {type(n).__name__} {n!r}")
+    if not 1 <= count <= MAX_THREADS:
+        raise ValueError(f"{func}: {name} must be from 1 to {MAX_THREADS} (four threads per "
+                         f"core of this machine, at least 16), got {count}")
+    return count
 
 
 def _after_fork_in_child():
@@ -79,6 +103,19 @@ def get_simd():
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _bound_threads_from_env():
+    """An initial thread count above MAX_THREADS (OMP_NUM_THREADS=1000000) would crash the
+    first kernel inside OpenMP, so fastconv starts with MAX_THREADS instead, and warns.
+    The variable is read here rather than asked of OpenMP: asking counts as OpenMP having
+    started, which a forked child must not inherit (see set_num_threads)."""
+    text = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if text.isdigit() and int(text) > MAX_THREADS:
+        warnings.warn(f"fastconv: OMP_NUM_THREADS asks for {int(text)} threads; fastconv's "
+                      f"kernels use at most {MAX_THREADS} (four per core, at least 16)",
+                      RuntimeWarning, stacklevel=2)
+        _ext.set_num_threads(MAX_THREADS)
 
 
 def _init_simd_from_env():

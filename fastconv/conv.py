@@ -12,18 +12,22 @@ import numpy as np
 from . import _ext
 from ._checks import (as_array, as_bool, as_kernel_input, check_out, conv_geometry, out_arrays,
                       result_dtype)
-from .plan import check_algorithm, plan_for
+from .plan import check_algorithm, plan_for, plan_for_values
 
 __all__ = ["conv2d", "conv2d_backward"]
 
 
-def _prepare(func, x, weight, stride, padding, dilation, groups, algorithm, flip, **others):
-    """Shared checks of conv2d and conv2d_backward: (geometry, dtype, plan, weight)."""
+def _prepare(func, x, weight, stride, padding, dilation, groups, algorithm, flip,
+             input_grad=True, **others):
+    """Shared checks of conv2d and conv2d_backward: (geometry, dtype, plan, weight). The
+    plan is the one for these values (plan_for_values): others holds bias (conv2d) or
+    grad_out (conv2d_backward)."""
     check_algorithm(algorithm, func)
     dtype = result_dtype(func, x=x, weight=weight, **others)
     geom = conv_geometry(x.shape, weight.shape, stride, padding, dilation, groups, func)
-    plan = plan_for(geom, dtype, algorithm, func)
-    if flip:
+    plan = plan_for_values(plan_for(geom, dtype, algorithm, func), algorithm, x, weight,
+                           input_grad=input_grad, **others)
+    if as_bool(flip, "flip", func):
         weight = weight[:, :, ::-1, ::-1]
     return geom, dtype, plan, weight
 
@@ -67,8 +71,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     Returns
     -------
     ndarray, shape (N, K, P, Q)
-        P and Q from :func:`fastconv.conv_output_size`. float32 inputs give float32;
-        float64, mixed, integer or bool inputs give float64.
+        P and Q from :func:`fastconv.conv_output_size`. The dtype rule of every fastconv
+        function: float64 when any input is float64, integer or bool, else float32
+        (float16 and float32 inputs, alone or together, compute in float32).
 
     Examples
     --------
@@ -134,13 +139,13 @@ def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups
     grad_out = as_array(grad_out, "grad_out", func, ndim=4)
     x = as_array(x, "x", func, ndim=4)
     weight = as_array(weight, "weight", func, ndim=4)
+    input_grad = as_bool(input_grad, "input_grad", func)
     geom, dtype, plan, w_used = _prepare(func, x, weight, stride, padding, dilation, groups,
-                                         algorithm, flip, grad_out=grad_out)
+                                         algorithm, flip, input_grad, grad_out=grad_out)
     if grad_out.shape != geom.output_shape:
         raise ValueError(f"{func}: expected grad_out of shape {geom.output_shape} (the "
                          f"output of conv2d for x {geom.input_shape} and weight "
                          f"{geom.weight_shape}), got shape {grad_out.shape}")
-    input_grad = as_bool(input_grad, "input_grad", func)
     grad_x, grad_w, grad_b = out_arrays(out, 3, func)
     if grad_x is not None and not input_grad:
         raise ValueError(f"{func}: out[0] (grad_x) must be None when input_grad is False")
@@ -157,10 +162,13 @@ def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups
     if grad_b is None:
         grad_b = np.empty((geom.K,), dtype=dtype)
     if grad_out.size == 0 or x.size == 0 or weight.size == 0:
+        # Some sum is empty: grad_x sums grad_out x weight, grad_weight grad_out x x, and
+        # those are 0 where a factor is empty; grad_bias sums grad_out alone, so an empty
+        # x or weight (C = 0, H = 0) leaves it grad_out's sum over (N, P, Q).
         if input_grad:
             grad_x[...] = 0
         grad_w[...] = 0
-        grad_b[...] = 0
+        np.sum(grad_out, axis=(0, 2, 3), dtype=dtype, out=grad_b)
         return grad_x, grad_w, grad_b
     # flip: the kernels' weight gradient is of the flipped filters; flip it back after.
     grad_w_used = np.empty_like(grad_w) if flip else grad_w

@@ -4,12 +4,15 @@ and the Canny edge detector, on fastconv's single-plane filter kernel (src/filte
 Conventions
 -----------
 Input
-    A 2-D grayscale image (H, W); an RGB image (H, W, 3), converted to luminance
-    ``0.299 R + 0.587 G + 0.114 B`` (ITU-R BT.601, as OpenCV and Pillow); a batch (N, H, W)
-    of grayscale images or (N, H, W, 3) of RGB images. A 3-D array whose last axis has
-    length 3 is one RGB image. Values are used as given: a uint8 image is *not* rescaled to
-    [0, 1]. float32 computes in float32; float64, integer and bool in float64. The input is
-    never modified.
+    A 2-D grayscale image (H, W); an RGB image (H, W, 3) or RGBA image (H, W, 4) (what
+    Pillow's ``np.asarray(img)`` gives), converted to luminance ``0.299 R + 0.587 G +
+    0.114 B`` (ITU-R BT.601, as OpenCV and Pillow) with any alpha channel dropped; a batch
+    (N, H, W) of grayscale images or (N, H, W, 3) / (N, H, W, 4) of colour images. A 3-D
+    array whose last axis has length 3 or 4 is one colour image (a batch of grayscale
+    images 3 or 4 pixels wide would read as one; filter such images one at a time). Values
+    are used as given: a uint8 image is *not* rescaled to [0, 1]. float16 and float32
+    compute in float32; float64, integer and bool in float64. The input is never
+    modified.
 Axes
     ``axis=0`` is the derivative down the rows (y, it finds *horizontal* edges);
     ``axis=1`` along the columns (x, it finds *vertical* edges). In a batch the axes are
@@ -53,7 +56,7 @@ import numbers
 import numpy as np
 
 from . import _ext
-from ._checks import as_array, as_kernel_input, result_dtype
+from ._checks import as_array, as_bool, as_kernel_input, result_dtype
 
 __all__ = [
     "LECTURE_IMAGE", "VERTICAL_EDGE", "HORIZONTAL_EDGE",
@@ -100,6 +103,12 @@ OPERATORS = {"sobel": (1, 2, 1), "scharr": (3, 10, 3), "prewitt": (1, 1, 1)}
 
 # ITU-R BT.601 luma weights, as OpenCV's cvtColor and Pillow's convert("L").
 _LUMA = (0.299, 0.587, 0.114)
+# Lengths of a colour image's last axis: RGB, and RGBA whose alpha the filters drop (as
+# Pillow's convert("L") does).
+_COLOUR_CHANNELS = (3, 4)
+# Largest Gaussian kernel radius, truncate x sigma, in pixels: the kernel has 2 radius + 1
+# taps, and a wider one is far beyond any image it could blur.
+MAX_GAUSSIAN_RADIUS = 2**20
 
 
 # ---- argument checks --------------------------------------------------------------------
@@ -153,14 +162,15 @@ def _planes(image, func, kernel=None):
         raise TypeError(f"{func}: image must be a real (float, integer or bool) array, "
                         f"got dtype {a.dtype}")
     dtype = result_dtype(func, image=a, kernel=kernel)
-    rgb = a.ndim in (3, 4) and a.shape[-1] == 3
+    rgb = a.ndim in (3, 4) and a.shape[-1] in _COLOUR_CHANNELS
     if a.ndim == 2 or (a.ndim == 3 and rgb):
         out_shape = a.shape[:2]
     elif a.ndim == 3 or (a.ndim == 4 and rgb):
         out_shape = a.shape[:3]
     else:
-        raise ValueError(f"{func}: expected image of shape (H, W), (H, W, 3) RGB, (N, H, W) "
-                         f"or (N, H, W, 3), got shape {a.shape}")
+        raise ValueError(f"{func}: expected image of shape (H, W), (H, W, 3) RGB, (H, W, 4) "
+                         f"RGBA, (N, H, W), (N, H, W, 3) or (N, H, W, 4), got shape "
+                         f"{a.shape}")
     gray = _luminance(a, dtype) if rgb else a
     n_planes = out_shape[0] if len(out_shape) == 3 else 1
     planes = as_kernel_input(gray, dtype).reshape((n_planes,) + out_shape[-2:])
@@ -168,8 +178,9 @@ def _planes(image, func, kernel=None):
 
 
 def _luminance(rgb, dtype):
+    """Luminance of (..., 3) RGB or (..., 4) RGBA values (alpha dropped)."""
     weights = np.asarray(_LUMA, dtype=dtype)
-    return rgb.astype(dtype, copy=False) @ weights
+    return rgb[..., :3].astype(dtype, copy=False) @ weights
 
 
 def _value_range(dtype):
@@ -215,7 +226,7 @@ def edge_kernel(operator="sobel", axis=1, *, normalize=False):
     axis = _axis(axis, func)
     if axis is None:
         raise ValueError(f"{func}: axis must be 0 or 1, got None")
-    if normalize:
+    if as_bool(normalize, "normalize", func):
         smooth /= smooth.sum()
     derivative = np.array([-1.0, 0.0, 1.0])
     return np.outer(derivative, smooth) if axis == 0 else np.outer(smooth, derivative)
@@ -250,7 +261,7 @@ def filter2d(image, kernel, *, mode="reflect", flip=False):
                          f"{k.shape}")
     border = _border(mode, func)
     planes, out_shape, _ = _planes(image, func, kernel=k)
-    if flip:
+    if as_bool(flip, "flip", func):
         k = k[::-1, ::-1]
     return _correlate(planes, k, border).reshape(out_shape)
 
@@ -273,24 +284,30 @@ def gaussian(image, sigma=1.0, *, mode="reflect", truncate=4.0):
     """Gaussian blur: two 1-D passes (rows, then columns) of the sampled Gaussian.
 
     The kernel has radius ``int(truncate * sigma + 0.5)`` and sums to 1, as in
-    ``scipy.ndimage.gaussian_filter``. sigma = 0 returns a copy (as floats).
+    ``scipy.ndimage.gaussian_filter``. sigma = 0 returns a copy (as floats). truncate x
+    sigma must be at most MAX_GAUSSIAN_RADIUS (2**20) pixels.
     """
     func = "gaussian"
     sigma = _real(sigma, "sigma", func, minimum=0)
     truncate = _real(truncate, "truncate", func, minimum=0)
+    if truncate * sigma > MAX_GAUSSIAN_RADIUS:
+        raise ValueError(f"{func}: sigma={sigma!r} with truncate={truncate!r} gives a kernel "
+                         f"radius of {truncate * sigma:.3g} pixels; expected truncate x sigma "
+                         f"<= {MAX_GAUSSIAN_RADIUS}")
     border = _border(mode, func)
     planes, out_shape, _ = _planes(image, func)
     return _smooth(planes, sigma, truncate, border).reshape(out_shape)
 
 
 def rgb_to_gray(image):
-    """Luminance ``0.299 R + 0.587 G + 0.114 B`` of an (..., 3) RGB array, as floats
-    (float32 for float32 input, float64 otherwise); the values are not rescaled."""
+    """Luminance ``0.299 R + 0.587 G + 0.114 B`` of an (..., 3) RGB or (..., 4) RGBA array
+    (alpha dropped), as floats (float32 for float16 and float32 input, float64 otherwise);
+    the values are not rescaled."""
     func = "rgb_to_gray"
     a = as_array(image, "image", func)
-    if a.ndim < 2 or a.shape[-1] != 3:
-        raise ValueError(f"{func}: expected image with a last axis of 3 (RGB), got shape "
-                         f"{a.shape}")
+    if a.ndim < 2 or a.shape[-1] not in _COLOUR_CHANNELS:
+        raise ValueError(f"{func}: expected image with a last axis of 3 (RGB) or 4 (RGBA), "
+                         f"got shape {a.shape}")
     return _luminance(a, result_dtype(func, image=a))
 
 

@@ -6,7 +6,7 @@ the OpenMP threads of the convolution kernels. One pool serves every kernel.
 import numpy as np
 
 from . import _ext
-from ._checks import as_array, as_kernel_input, result_dtype
+from ._checks import as_array, as_bool, as_kernel_input, check_out, result_dtype
 
 __all__ = ["matmul"]
 
@@ -20,7 +20,9 @@ def matmul(a, b, out=None, *, accumulate=False):
     b : array_like, shape (K, N)
         Any strides (a transposed view costs nothing extra).
     out : ndarray, shape (M, N), optional
-        C-contiguous array of the result dtype to write into.
+        Where to write the result, as NumPy's ``out=``: the result dtype, C-contiguous,
+        writeable and not overlapping a or b (ValueError/TypeError otherwise: the GEMM
+        reads a and b while it writes out).
     accumulate : bool
         Add the product to ``out`` instead of overwriting it (requires ``out``).
 
@@ -37,16 +39,12 @@ def matmul(a, b, out=None, *, accumulate=False):
         raise ValueError(f"{func}: a has shape {a.shape} and b has shape {b.shape}; expected "
                          f"a's columns ({a.shape[1]}) to equal b's rows ({b.shape[0]})")
     shape = (a.shape[0], b.shape[1])
+    accumulate = as_bool(accumulate, "accumulate", func)
+    out = check_out(out, "out", shape, dtype, func, (("a", a), ("b", b)))
     if out is None:
         if accumulate:
             raise ValueError(f"{func}: accumulate=True needs an out array to add to")
         out = np.empty(shape, dtype=dtype)
-    elif (not isinstance(out, np.ndarray) or out.shape != shape or out.dtype != dtype
-          or not out.flags.c_contiguous or not out.flags.writeable or not out.flags.aligned):
-        raise ValueError(f"{func}: expected out to be a writeable, aligned, C-contiguous "
-                         f"{dtype} array "
-                         f"of shape {shape}, got "
-                         f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
     # The kernel reads any strides that are whole elements from an aligned buffer;
     # anything else is copied.
     a = a.astype(dtype, copy=False)

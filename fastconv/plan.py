@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from . import _ext
-from ._checks import ALGORITHMS, ConvGeometry, as_int_tuple, conv_geometry
+from ._checks import ALGORITHMS, ConvGeometry, as_int_tuple, as_kernel_input, conv_geometry
 from .config import get_num_threads
 
 __all__ = ["ConvPlan", "conv_plan"]
@@ -71,6 +71,20 @@ WINOGRAD_FILTER_BANK_VALUES = 36
 WINOGRAD_FILTER_BANK_ITEM_BYTES = 4
 # Largest transformed filter bank auto accepts (direct and im2col copy no weights).
 WINOGRAD_MAX_FILTER_BANK_BYTES = 64 << 20
+
+# -- values: where the algorithms agree on which outputs are NaN, inf or finite -----------
+# How much F(4x4, 3x3)'s transforms can grow a value, in the infinity norm (the largest row
+# sum of |entries|) of each 1-D transform of src/conv_winograd.h, squared for 2-D: the
+# input transform B^T 10 (row 4, 0, -5, 0, 1, 0), the filter transform G 1 (its last row
+# picks g[2]; the others sum to at most 1/2) and the output transform A^T 19 (row
+# 0, 1, -1, 8, -8, 1). One output and every intermediate of its computation is at most
+# WINOGRAD_GAIN x channels x max|input| x max|filter| in magnitude. The weight gradient's
+# F(2x2, 3x3) grows a value at most 2 (x), 2 (grad_out) and 2 (its G^T) per axis, 64 in
+# 2-D, so the same gain bounds it with its sums over the tiles (at most N x P x Q terms).
+WINOGRAD_GAIN = 10**2 * 1**2 * 19**2
+# The part of the dtype's largest finite value the bound must stay under: the rest absorbs
+# the rounding of the bound's own product.
+VALUE_HEADROOM = 0.5
 
 # -- Winograd F(2x2, 3x3): weight gradient -------------------------------------------------
 # Fewer channels or filters than this: the backward pass's algorithm (GEMMs too small).
@@ -203,6 +217,68 @@ def _plan(geom, dtype, algorithm):
     if algorithm == "auto" and winograd_weight_pays(geom):
         backward_weight = "winograd"
     return ConvPlan(forward, backward_data, backward_weight, geom, dtype.name)
+
+
+def plan_for_values(plan, algorithm, x, weight, bias=None, grad_out=None, input_grad=True):
+    """The plan a call runs for its values: ``auto``'s plan, with direct for every pass
+    whose inputs are not all finite or are so large that a sum could overflow.
+
+    Direct convolution sums each output's products one by one, so a NaN or inf input
+    reaches exactly the outputs whose sums read it, and an output overflows only when its
+    own sum does. Winograd mixes every value of a tile into the others (one NaN pixel
+    makes a whole tile NaN; 0 x inf from the padding adds NaN; a transform can overflow
+    where the true result is finite), and im2col's GEMM and Winograd's sum in other orders,
+    so near the overflow threshold they can disagree with direct about which outputs are
+    inf. A pass runs as planned when its two inputs a and b (and the bias) are finite and
+
+        max|a| x max|b| x terms x WINOGRAD_GAIN + max|bias| <= VALUE_HEADROOM x finfo.max
+
+    with terms the products each output sums (forward: x and weight, C/groups x R x S;
+    input gradient: grad_out and weight, K/groups x R x S; weight gradient: grad_out and x,
+    N x P x Q). Then every intermediate of every algorithm is finite, so all give finite
+    outputs; elsewhere auto runs direct. An explicit algorithm always runs as asked. The
+    check is a scan of each input (``_ext.max_abs``), only for passes auto planned other
+    than direct. grad_out None means a forward call (x, weight, bias); else a backward call
+    (input_grad False: no input gradient).
+    """
+    if algorithm != "auto":
+        return plan
+    g = plan.geometry
+    taps = g.R * g.S
+    if grad_out is None:
+        checks = {"forward": (x, weight, bias, g.C // g.groups * taps)}
+    else:
+        checks = {"backward_weight": (grad_out, x, None, g.N * g.P * g.Q)}
+        if input_grad:
+            checks["backward_data"] = (grad_out, weight, None, g.K // g.groups * taps)
+    limit = VALUE_HEADROOM * float(np.finfo(plan.dtype).max)
+    scanned = {}
+
+    def largest(a):
+        if a is None:
+            return 0.0
+        if id(a) not in scanned:
+            scanned[id(a)] = _max_abs(a, plan.dtype)
+        return scanned[id(a)]
+
+    changes = {}
+    for name, (a, b, c, terms) in checks.items():
+        if getattr(plan, name) == "direct":
+            continue
+        bound = largest(a) * largest(b) * terms * WINOGRAD_GAIN + largest(c)
+        if not bound <= limit:         # also NaN: an input holds NaN, or inf x 0
+            changes[name] = "direct"
+    return replace(plan, **changes) if changes else plan
+
+
+def _max_abs(a, dtype):
+    """The largest |a| (inf or nan where a holds them), as a Python float."""
+    if a.size == 0:
+        return 0.0
+    if a.dtype.kind != "f":
+        return float(np.abs(a.astype(np.float64)).max())
+    return _ext.max_abs(as_kernel_input(a, np.float64 if a.dtype.itemsize > 4 else
+                                        np.float32).reshape(-1))
 
 
 def auto_algorithm(geom, dtype, backward):

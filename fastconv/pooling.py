@@ -11,8 +11,8 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _ext
-from ._checks import (as_array, as_bool, as_int_tuple, as_integer, as_kernel_input, check_out,
-                      out_arrays, result_dtype)
+from ._checks import (MAX_HYPERPARAMETER, as_array, as_bool, as_int_tuple, as_integer,
+                      as_kernel_input, check_out, out_arrays, result_dtype)
 from .sizing import output_length
 
 __all__ = [
@@ -51,6 +51,8 @@ class PoolGeometry(NamedTuple):
 
 
 def _divisor(value, func):
+    """None, or divisor_override as a nonzero int within the C struct's int64 (the same
+    bound as every other integer hyper-parameter)."""
     if value is None:
         return None
     divisor = as_integer(value)
@@ -59,6 +61,9 @@ def _divisor(value, func):
                         f"{type(value).__name__} {value!r}")
     if divisor == 0:
         raise ValueError(f"{func}: divisor_override must be nonzero, got 0")
+    if abs(divisor) > MAX_HYPERPARAMETER:
+        raise ValueError(f"{func}: divisor_override must be within +-{MAX_HYPERPARAMETER}, "
+                         f"got {divisor}")
     return divisor
 
 

@@ -345,4 +345,10 @@ void fc_sgd_update_f32(float *param, float *velocity, const float *grad, int64_t
 void fc_sgd_update_f64(double *param, double *velocity, const double *grad, int64_t n,
                        double momentum, double lr, int nesterov, int first);
 
+/* ---- scan (scan.c) ---- */
+/* *result = the largest |x[i]| of n elements (0 when n = 0): +inf when an element is
+ * infinite, NaN when one is NaN. FC_ERR_INVALID for n < 0. */
+fc_status fc_max_abs_f32(float *result, const float *x, int64_t n);
+fc_status fc_max_abs_f64(double *result, const double *x, int64_t n);
+
 #endif /* FASTCONV_H */

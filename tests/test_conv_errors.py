@@ -61,7 +61,7 @@ def test_output_too_large_to_allocate_raises():
 
 
 def test_set_num_threads_rejects_non_positive():
-    with pytest.raises(ValueError, match="n must be >= 1"):
+    with pytest.raises(ValueError, match="n must be from 1 to"):
         fastconv.set_num_threads(0)
     with pytest.raises(TypeError):
         fastconv.set_num_threads(2.0)

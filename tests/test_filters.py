@@ -342,7 +342,7 @@ def test_inputs_are_not_modified_and_views_work():
 def test_lists_and_empty_images():
     np.testing.assert_array_equal(filters.sobel(IMAGE.tolist(), 1), filters.sobel(IMAGE, 1))
     assert filters.sobel(np.zeros((0, 5))).shape == (0, 5)
-    assert filters.canny(np.zeros((2, 0, 4))).shape == (2, 0, 4)
+    assert filters.canny(np.zeros((2, 0, 5))).shape == (2, 0, 5)
 
 
 # ---- bad arguments ------------------------------------------------------------------------
@@ -364,7 +364,7 @@ def test_lists_and_empty_images():
     (lambda: filters.filter2d(np.zeros((4, 4)), np.ones(3)), ValueError, "kernel"),
     (lambda: filters.filter2d(np.zeros((4, 4)), np.ones((0, 3))), ValueError, "kernel"),
     (lambda: filters.gaussian(np.zeros((4, 4)), truncate=float("nan")), ValueError, "truncate"),
-    (lambda: filters.rgb_to_gray(np.zeros((4, 4))), ValueError, "image"),
+    (lambda: filters.rgb_to_gray(np.zeros((4, 5))), ValueError, "image"),
     (lambda: filters.synthetic_image(4), ValueError, "size"),
 ])
 def test_bad_arguments_raise_naming_the_argument(call, error, word):

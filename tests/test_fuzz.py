@@ -20,6 +20,12 @@ Run modes (tests/conftest.py): the "ci" profile (default) runs a few dozen examp
 function; ``FASTCONV_HYPOTHESIS_PROFILE=thorough`` runs 2,000 per function. Add
 ``--hypothesis-show-statistics`` to see the counts.
 
+Three more entries: set_num_threads with any count (huge, negative, NumPy, bool, float);
+every function with ``out=`` given an out that overlaps an input (refused); and auto on
+layers it runs by Winograd or im2col, with NaN, inf and huge values in x, weight or
+grad_out (direct's NaN / inf / finite outputs exactly). conv2d's cases also leave one of
+C, K, H and W empty now and then (N is often 0).
+
 Damaged files get the same treatment at the end: random bytes and mutations (flipped,
 cut, inserted bytes) of IDX dataset files and checkpoints raise only the documented
 errors (ValueError naming the file; CheckpointError), or load unchanged.
@@ -225,6 +231,10 @@ def conv_cases(draw):
     K = groups * draw(st.integers(1, 3))
     R, S = draw(st.integers(1, 4)), draw(st.integers(1, 4))
     H, W = draw(st.integers(1, 10)), draw(st.integers(1, 10))
+    # one dimension empty now and then (N = 0 is drawn above): the sums over it are empty
+    empty = draw(st.sampled_from([None] * 8 + ["C", "K", "H", "W"]))
+    C, K = (0 if empty == "C" else C), (0 if empty == "K" else K)
+    H, W = (0 if empty == "H" else H), (0 if empty == "W" else W)
     stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     dilation = tuple(draw(st.sampled_from([1, 1, 2, 3])) for _ in range(2))
     pads = tuple(draw(st.integers(0, 2)) for _ in range(4))
@@ -362,12 +372,13 @@ _REFERENCE_MODE = {"nearest": "replicate"}
 def images(draw):
     """(image, valid, dtype, planes float64 (N, H, W), |planes| bound input, out shape)."""
     H, W = draw(st.integers(1, 12)), draw(st.integers(1, 12))
-    form = draw(st.sampled_from(["gray", "gray", "batch", "rgb", "rgb_batch", "bad_rank"]))
-    if form == "batch" and W == 3:
-        W = 4                         # (N, H, 3) is one RGB image by the documented rule
+    form = draw(st.sampled_from(["gray", "gray", "batch", "rgb", "rgb_batch", "rgba",
+                                 "rgba_batch", "bad_rank"]))
+    if form == "batch" and W in (3, 4):
+        W = 5                # (N, H, 3) and (N, H, 4) are one colour image by the documented rule
     N = draw(st.integers(0, 2))
     shape = {"gray": (H, W), "batch": (N, H, W), "rgb": (H, W, 3), "rgb_batch": (N, H, W, 3),
-             "bad_rank": (W,)}[form]
+             "rgba": (H, W, 4), "rgba_batch": (N, H, W, 4), "bad_rank": (W,)}[form]
     dtype = draw(dtypes())
     image = draw(input_arrays(shape, dtype, nonfinite=True))
     compute = compute_dtype(dtype)
@@ -376,9 +387,9 @@ def images(draw):
         return image, False, compute, None, None, None
     a = np.asarray(image, dtype=np.float64)
     with np.errstate(all="ignore"):
-        if form.startswith("rgb"):
+        if form.startswith("rgb"):            # RGBA: the alpha channel is dropped
             weights = np.array([0.299, 0.587, 0.114])
-            planes, absolute = a @ weights, finite_part(a) @ weights
+            planes, absolute = a[..., :3] @ weights, finite_part(a[..., :3]) @ weights
             out_shape = shape[:-1]
         else:
             planes, absolute, out_shape = a, finite_part(a), shape
@@ -389,7 +400,7 @@ def images(draw):
 def rgb_atol(image, dtype, kernel_abs_sum):
     """An RGB image's luminance is rounded to the compute dtype: an absolute error of up to
     half a denormal step per pixel, which a large kernel amplifies."""
-    if image.ndim >= 3 and image.shape[-1] == 3:
+    if image.ndim >= 3 and image.shape[-1] in (3, 4):
         return float(np.finfo(dtype).smallest_subnormal) * kernel_abs_sum
     return 0.0
 
@@ -704,6 +715,119 @@ def check_adaptive_avg_pool2d_backward(data):
 
 
 # -- the table: adding a function is adding a line ------------------------------------------
+# -- thread counts -----------------------------------------------------------------------
+THREAD_COUNTS = st.one_of(st.integers(-3, 3 * fastconv.config.MAX_THREADS),
+                          st.sampled_from(HUGE_INTS + (10**6, 50_000)),
+                          st.integers(1, 4).map(np.int64), st.booleans(),
+                          st.floats(-2, 8), st.sampled_from(["2", None]))
+
+
+def check_set_num_threads(data):
+    """Any integer from 1 to MAX_THREADS (a NumPy one too) is accepted and the kernels run
+    on it; anything else raises ValueError/TypeError and leaves the count as it was."""
+    n = data.draw(THREAD_COUNTS)
+    integral = isinstance(n, (int, np.integer)) and not isinstance(n, bool)
+    valid = integral and 1 <= n <= fastconv.config.MAX_THREADS
+    before = fastconv.get_num_threads()
+    call_checked(valid, fastconv.set_num_threads, n)
+    assert fastconv.get_num_threads() == (int(n) if valid else before)
+    x = np.ones((1, 2, 6, 6), np.float32)
+    assert fastconv.conv2d(x, np.ones((2, 2, 3, 3), np.float32)).sum() == 2 * 16 * 18
+
+
+# -- out= overlapping an input ---------------------------------------------------------
+def _alias(a, draw):
+    """a itself, or a view of all of it."""
+    return a if draw(st.booleans()) else a.reshape(a.shape)
+
+
+def check_out_aliasing(data):
+    """Every function with out= refuses an out that overlaps one of its inputs (the shapes
+    are chosen so that out could otherwise take the result), and modifies no input."""
+    draw = data.draw
+    dtype = draw(st.sampled_from(["float32", "float64"]))
+
+    def native(shape):           # a fresh C-contiguous array: a valid out but for overlap
+        return np.array(draw(arrays(shape, dtype)), dtype=dtype, order="C", copy=True)
+
+    N, C, H, W = (draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 5)),
+                  draw(st.integers(1, 5)))
+    x, dy = native((N, C, H, W)), native((N, C, H, W))
+    w = native((C, C, 1, 1))                # 1x1, C -> C: y has x's shape
+    n = draw(st.integers(1, 6))
+    a, b = native((n, n)), native((n, n))
+    pool = dict(kernel_size=1, stride=1)
+    cases = {
+        "matmul": lambda: fastconv.matmul(a, b, out=_alias(draw(st.sampled_from([a, b])),
+                                                           draw),
+                                          accumulate=draw(st.booleans())),
+        "conv2d": lambda: fastconv.conv2d(x, w, out=_alias(x, draw)),
+        "conv2d_backward grad_x": lambda: fastconv.conv2d_backward(
+            dy, x, w, out=(_alias(draw(st.sampled_from([x, dy])), draw), None, None)),
+        "conv2d_backward grad_weight": lambda: fastconv.conv2d_backward(
+            dy, x, w, out=(None, _alias(w, draw), None)),
+        "max_pool2d": lambda: fastconv.max_pool2d(x, out=_alias(x, draw), **pool),
+        "avg_pool2d": lambda: fastconv.avg_pool2d(x, out=_alias(x, draw), **pool),
+        "max_pool2d_backward": lambda: fastconv.max_pool2d_backward(
+            dy, x, out=_alias(draw(st.sampled_from([x, dy])), draw), **pool),
+        "avg_pool2d_backward": lambda: fastconv.avg_pool2d_backward(
+            dy, x, out=_alias(draw(st.sampled_from([x, dy])), draw), **pool),
+    }
+    name = draw(st.sampled_from(sorted(cases)))
+    note(f"aliased call: {name}")
+    snap = snapshot(x, w, dy, a, b)
+    with pytest.raises(ValueError, match="overlaps"):
+        cases[name]()
+    assert_unmodified(snap)
+
+
+# -- non-finite and huge values under auto -------------------------------------------------
+def _pattern(a):
+    return np.isnan(a), np.isposinf(a), np.isneginf(a)
+
+
+def check_auto_values(data):
+    """auto on layers it runs by Winograd or im2col gives exactly direct's NaN / inf /
+    finite outputs, forward and backward, whatever non-finite or huge values x, weight or
+    grad_out hold; explicit winograd runs (its own IEEE behaviour) without crashing."""
+    draw = data.draw
+    dtype = np.dtype(draw(st.sampled_from(["float32", "float64"])))
+    if draw(st.booleans()):      # Winograd's forward pass and input gradient
+        x_shape, w_shape, padding = (1, 48, 32, 32), (48, 48, 3, 3), 1
+    else:                        # im2col (1x1 filters)
+        x_shape, w_shape, padding = (1, 64, 8, 8), (32, 64, 1, 1), 0
+    plan = fastconv.conv_plan(x_shape, w_shape, padding=padding, dtype=dtype.name)
+    assert "direct" not in (plan.forward, plan.backward_data)
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    y_shape = fastconv.conv2d(x, w, padding=padding, algorithm="direct").shape
+    dy = rng.standard_normal(y_shape).astype(dtype)
+    info = np.finfo(dtype)
+    specials = [math.nan, math.inf, -math.inf, float(info.max), -float(info.max) / 2,
+                float(info.max) / 1e3, 1e38, 3e38]
+    target = draw(st.sampled_from(["x", "w", "dy"]))
+    a = {"x": x, "w": w, "dy": dy}[target]
+    if draw(st.integers(0, 4)) == 0:                  # the whole array huge
+        a *= dtype.type(float(info.max) / 8)
+    for _ in range(draw(st.integers(1, 3))):
+        index = tuple(draw(st.integers(0, n - 1)) for n in a.shape)
+        with np.errstate(over="ignore"):
+            a[index] = dtype.type(draw(st.sampled_from(specials)))
+    note(f"values put into {target}")
+    direct = fastconv.conv2d(x, w, padding=padding, algorithm="direct")
+    auto = fastconv.conv2d(x, w, padding=padding)
+    for got, want in zip(_pattern(auto), _pattern(direct)):
+        assert np.array_equal(got, want), "conv2d: auto's NaN/inf pattern differs from direct"
+    direct = fastconv.conv2d_backward(dy, x, w, padding=padding, algorithm="direct")
+    auto = fastconv.conv2d_backward(dy, x, w, padding=padding)
+    for name, g_auto, g_direct in zip(("grad_x", "grad_weight", "grad_bias"), auto, direct):
+        for got, want in zip(_pattern(g_auto), _pattern(g_direct)):
+            assert np.array_equal(got, want), f"conv2d_backward {name}: pattern differs"
+    if w_shape[2:] == (3, 3):
+        assert fastconv.conv2d(x, w, padding=padding, algorithm="winograd").shape == y_shape
+
+
 FUZZ_TABLE = {
     "conv2d": check_conv2d,
     "conv2d_backward": check_conv2d_backward,
@@ -722,6 +846,9 @@ FUZZ_TABLE = {
     "global_avg_pool2d": check_global_avg_pool2d,
     "adaptive_avg_pool2d": check_adaptive_avg_pool2d,
     "adaptive_avg_pool2d_backward": check_adaptive_avg_pool2d_backward,
+    "set_num_threads": check_set_num_threads,
+    "out= overlapping an input": check_out_aliasing,
+    "auto on non-finite and huge values": check_auto_values,
 }
 
 

@@ -24,7 +24,7 @@ import fastconv
 from fastconv import reference
 from fastconv._checks import conv_geometry
 from fastconv.cli.options import (ArgumentParser, CommandError, existing_file, output_file,
-                                  positive_int, run_command)
+                                  positive_int, run_command, thread_count)
 from fastconv.plan import winograd_supports
 
 README_START = "<!-- bench:start -->"
@@ -433,7 +433,7 @@ def add_arguments(parser):
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="short timing budget (default)")
     mode.add_argument("--full", action="store_true", help="longer timing budget per case")
-    parser.add_argument("--threads", type=positive_int,
+    parser.add_argument("--threads", type=thread_count,
                         default=os.environ.get("FASTCONV_BENCH_THREADS", "2"),
                         help="threads for every contender (default 2, or $FASTCONV_BENCH_THREADS)")
     parser.add_argument("--markdown", metavar="PATH", type=output_file,

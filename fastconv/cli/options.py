@@ -38,12 +38,12 @@ def run_command(args, prog):
         report(prog, exc)
 
 
-def _integer(text, minimum, expected):
+def _integer(text, minimum, expected, maximum=None):
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}") from None
-    if value < minimum:
+    if value < minimum or (maximum is not None and value > maximum):
         raise argparse.ArgumentTypeError(f"must be {expected}, got {value}")
     return value
 
@@ -51,6 +51,14 @@ def _integer(text, minimum, expected):
 def positive_int(text):
     """An option value that is an integer >= 1 (a count, a size)."""
     return _integer(text, 1, "a positive integer")
+
+
+def thread_count(text):
+    """An option value that is a thread count set_num_threads accepts: an integer from 1 to
+    fastconv.config.MAX_THREADS (four per core, at least 16)."""
+    from ..config import MAX_THREADS
+    return _integer(text, 1, f"an integer from 1 to {MAX_THREADS} (four threads per core, "
+                             f"at least 16)", MAX_THREADS)
 
 
 def nonnegative_int(text):

@@ -17,7 +17,7 @@ from ..nn.checkpoint import CheckpointError, load_checkpoint
 from ..nn.models import LeNet5, from_config
 from ..nn.training import HISTORY_KEYS, confusion_matrix, evaluate, fit, format_epoch
 from .options import (CommandError, existing_file, nonnegative_int, positive_float,
-                      positive_int)
+                      positive_int, thread_count)
 
 CHECKPOINT_NAME = "checkpoint.npz"
 METRICS_NAMES = ("metrics.csv", "metrics.json")
@@ -49,7 +49,7 @@ def add_parser(subparsers):
     p.add_argument("--pool", choices=("max", "avg"), default="max")
     p.add_argument("--seed", type=nonnegative_int, default=0,
                    help="seeds the initialisation and the shuffling (default 0)")
-    p.add_argument("--threads", type=positive_int, default=None,
+    p.add_argument("--threads", type=thread_count, default=None,
                    help="OpenMP threads for the kernels")
     p.add_argument("--limit", type=positive_int, default=None,
                    help="train on the first N training images only")
@@ -75,7 +75,7 @@ def add_parser(subparsers):
     e.add_argument("--dataset", choices=("mnist", "digits"), default=None,
                    help="default: the checkpoint's")
     e.add_argument("--data-dir", default=None, help="default: the checkpoint's")
-    e.add_argument("--threads", type=positive_int, default=None)
+    e.add_argument("--threads", type=thread_count, default=None)
     e.set_defaults(run=run_evaluate)
 
 

@@ -1,12 +1,16 @@
 """Batched inference shared by the models and the trainer."""
 import numpy as np
 
+from .._checks import as_count
+
 __all__ = ["predict_logits"]
 
 
-def predict_logits(model, x, batch_size=500):
+def predict_logits(model, x, batch_size=500, func="predict_logits"):
     """The model's outputs for prepared inputs `x`, in eval mode (nothing is kept for
-    backward), `batch_size` images at a time; the model's mode is restored after."""
+    backward), `batch_size` (an int >= 1) images at a time; the model's mode is restored
+    after. func names the caller in errors."""
+    batch_size = as_count(batch_size, "batch_size", func)
     was_training = model.training
     model.eval()
     try:

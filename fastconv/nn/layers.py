@@ -38,7 +38,7 @@ import math
 import numpy as np
 
 from .. import _ext
-from .._checks import as_kernel_input, conv_geometry
+from .._checks import as_bool, as_kernel_input, as_real_input, conv_geometry
 from ..conv import conv2d, conv2d_backward
 from ..pooling import (avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward,
                        pool_geometry)
@@ -155,7 +155,7 @@ class Layer:
         """Keep output and gradient arrays between training-mode calls (see the module
         docstring for what that changes); ``reuse_buffers(False)`` goes back to new arrays
         every call and drops the kept ones. Returns self."""
-        self._reuse = bool(mode)
+        self._reuse = as_bool(mode, "mode", f"{self.describe()}.reuse_buffers")
         if not self._reuse:
             self._kept = {}
         return self
@@ -165,14 +165,18 @@ class Layer:
         """Whether :meth:`reuse_buffers` is on."""
         return self._reuse
 
-    def _out(self, role, shape, dtype):
+    def _out(self, role, shape, dtype, reads=()):
         """The array to write this call's `role` result into ("y", "grad_x", ...): None
         (let the function allocate) unless buffers are reused in training mode; then the
-        array kept for `role`, made anew when the shape or dtype changed."""
+        array kept for `role`, made anew when the shape or dtype changed or when it
+        overlaps one of the arrays the call `reads` (a caller may hand a layer the array it
+        returned last time: the kernels must never write what they read)."""
         if not (self._reuse and self.training):
             return None
         kept = self._kept.get(role)
-        if kept is None or kept.shape != tuple(shape) or kept.dtype != dtype:
+        if (kept is None or kept.shape != tuple(shape) or kept.dtype != dtype
+                or any(isinstance(a, np.ndarray) and np.may_share_memory(kept, a)
+                       for a in reads)):
             kept = self._kept[role] = np.empty(shape, dtype=dtype)
         return kept
 
@@ -194,7 +198,7 @@ class Layer:
     # -- modes --------------------------------------------------------------------------
     def train(self, mode=True):
         """Training mode: forward keeps what backward needs. Returns self."""
-        self.training = bool(mode)
+        self.training = as_bool(mode, "mode", f"{self.describe()}.train")
         return self
 
     def eval(self):
@@ -348,11 +352,11 @@ class Conv2D(Layer):
         self._x = self._y = None
 
     def forward(self, x):
-        x = np.asarray(x, dtype=self.dtype)
+        x = as_real_input(x, "x", f"{self.describe()}.forward", self.dtype)
         shape = self.output_shape(x.shape)        # an input that does not fit fails here
         out = None
         if self._reuse and self.training and min(shape) > 0:
-            out = self._out("y", shape, self.dtype)
+            out = self._out("y", shape, self.dtype, (x,))
         y = conv2d(x, self._params["weight"], self._params["bias"], self.stride, self.padding,
                    out=out)
         y = _activation_forward(y, self.activation)
@@ -361,10 +365,11 @@ class Conv2D(Layer):
 
     def backward(self, grad_out, input_grad=True):
         x, y = self._saved(self._x), self._y
+        grad_out = np.asarray(grad_out, dtype=self.dtype)
         grad_pre = _activation_backward(
-            np.asarray(grad_out, dtype=self.dtype), y, self.activation,
-            self._out("grad_pre", y.shape, y.dtype) if self.activation else None)
-        out = (self._out("grad_x", x.shape, self.dtype) if input_grad else None,
+            grad_out, y, self.activation,
+            self._out("grad_pre", y.shape, y.dtype, (grad_out,)) if self.activation else None)
+        out = (self._out("grad_x", x.shape, self.dtype, (grad_pre, x)) if input_grad else None,
                self._grad_out("weight"), self._grad_out("bias"))
         grad_x, self._grads["weight"], self._grads["bias"] = conv2d_backward(
             grad_pre, x, self._params["weight"], self.stride, self.padding,
@@ -421,9 +426,10 @@ class Linear(Layer):
         self._x = None
 
     def forward(self, x):
-        x = as_kernel_input(x, self.dtype)                    # aligned, C-contiguous
+        x = as_kernel_input(as_real_input(x, "x", f"{self.describe()}.forward", self.dtype),
+                            self.dtype)                       # aligned, C-contiguous
         self.output_shape(x.shape)
-        y = self._out("y", (x.shape[0], self.out_features), self.dtype)
+        y = self._out("y", (x.shape[0], self.out_features), self.dtype, (x,))
         if y is None:
             y = np.empty((x.shape[0], self.out_features), dtype=self.dtype)
         _ext.gemm(y, x, self._params["weight"].T, False)      # (N, in) @ (in, out)
@@ -439,7 +445,7 @@ class Linear(Layer):
         self._grads["bias"] = g.sum(axis=0, out=self._grad_out("bias"))
         if not input_grad:
             return None
-        grad_x = self._out("grad_x", x.shape, x.dtype)
+        grad_x = self._out("grad_x", x.shape, x.dtype, (g, x))
         if grad_x is None:
             grad_x = np.empty_like(x)
         _ext.gemm(grad_x, g, w, False)                        # (N, out) @ (out, in)
@@ -482,12 +488,12 @@ class _Pool2D(Layer):
                 or x.dtype not in (np.float32, np.float64):
             return None
         kinds = {"y": x.dtype, "argmax": np.uint8}
-        return tuple(self._out(role, shape, kinds[role]) for role in roles)
+        return tuple(self._out(role, shape, kinds[role], (x,)) for role in roles)
 
-    def _grad_x_out(self, x):
+    def _grad_x_out(self, x, grad_out):
         if x.dtype not in (np.float32, np.float64):
             return None
-        return self._out("grad_x", x.shape, x.dtype)
+        return self._out("grad_x", x.shape, x.dtype, (x, grad_out))
 
     def extra_repr(self):
         text = f"kernel_size={self.kernel_size}"
@@ -513,9 +519,9 @@ class MaxPool2D(_Pool2D):
 
     def backward(self, grad_out, input_grad=True):
         x = self._saved(self._x)
-        return max_pool2d_backward(np.asarray(grad_out, dtype=x.dtype), x, self.kernel_size,
-                                   self.stride, self.padding, argmax=self._argmax,
-                                   out=self._grad_x_out(x))
+        grad_out = np.asarray(grad_out, dtype=x.dtype)
+        return max_pool2d_backward(grad_out, x, self.kernel_size, self.stride, self.padding,
+                                   argmax=self._argmax, out=self._grad_x_out(x, grad_out))
 
 
 class AvgPool2D(_Pool2D):
@@ -530,8 +536,9 @@ class AvgPool2D(_Pool2D):
 
     def backward(self, grad_out, input_grad=True):
         x = self._saved(self._x)
-        return avg_pool2d_backward(np.asarray(grad_out, dtype=x.dtype), x, self.kernel_size,
-                                   self.stride, self.padding, out=self._grad_x_out(x))
+        grad_out = np.asarray(grad_out, dtype=x.dtype)
+        return avg_pool2d_backward(grad_out, x, self.kernel_size, self.stride, self.padding,
+                                   out=self._grad_x_out(x, grad_out))
 
 
 class ReLU(Layer):

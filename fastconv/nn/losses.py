@@ -1,6 +1,8 @@
 """Losses: softmax cross-entropy with its fused gradient."""
 import numpy as np
 
+from .._checks import as_array, result_dtype
+
 __all__ = ["softmax", "softmax_cross_entropy", "accuracy"]
 
 
@@ -31,8 +33,13 @@ def softmax_cross_entropy(logits, labels):
     loss : float
     grad_logits : ndarray, shape (N, classes), logits' dtype
     """
-    logits = np.asarray(logits)
-    labels = np.asarray(labels)
+    func = "softmax_cross_entropy"
+    logits = as_array(logits, "logits", func)
+    result_dtype(func, logits=logits)
+    labels = as_array(labels, "labels", func)
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"{func}: labels must be an integer array of class indices, got "
+                        f"dtype {labels.dtype}")
     if logits.ndim != 2 or labels.shape != (logits.shape[0],):
         raise ValueError(f"softmax_cross_entropy: expected logits (N, classes) and labels "
                          f"(N,), got {logits.shape} and {labels.shape}")

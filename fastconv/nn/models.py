@@ -4,6 +4,7 @@ import numpy as np
 from .layers import (AvgPool2D, Conv2D, Flatten, Linear, MaxPool2D, ReLU, Sequential, Tanh,
                      as_rng)
 from .inference import predict_logits
+from .._checks import as_array, result_dtype
 from ..data.preprocessing import image_statistics, is_prepared, standardize
 
 __all__ = ["LeNet5", "from_config"]
@@ -87,6 +88,8 @@ class LeNet5(Sequential):
         """The network input for `images`: prepared (N, 1, 32, 32) float arrays pass
         through; raw images ((N, 28, 28) uint8 0..255, ...) get the stored preprocessing:
         scale to [0, 1], pad to 32x32, standardise."""
+        images = as_array(images, "images", "LeNet5.prepare")
+        result_dtype("LeNet5.prepare", images=images)       # real values only
         if is_prepared(images):
             return np.asarray(images, dtype=self.dtype)
         x = standardize(images, self._buffers["input_mean"], self._buffers["input_std"])
@@ -95,12 +98,15 @@ class LeNet5(Sequential):
     # -- inference ------------------------------------------------------------------------
     def logits(self, images, batch_size=500):
         """Class scores (N, 10) for raw or prepared images, in eval mode, in batches."""
-        return predict_logits(self, self.prepare(images), batch_size)
+        return self._logits(images, batch_size, "LeNet5.logits")
 
     def predict(self, images, batch_size=500):
         """Predicted labels (N,) int64 for raw ((N, 28, 28) uint8) or prepared
         ((N, 1, 32, 32) float) images."""
-        return np.argmax(self.logits(images, batch_size), axis=1)
+        return np.argmax(self._logits(images, batch_size, "LeNet5.predict"), axis=1)
+
+    def _logits(self, images, batch_size, func):
+        return predict_logits(self, self.prepare(images), batch_size, func)
 
 
 def from_config(config):

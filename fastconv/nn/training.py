@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 
+from .._checks import as_count
 from .checkpoint import load_checkpoint, save_checkpoint
 from .inference import predict_logits
 from .losses import softmax_cross_entropy
@@ -57,7 +58,7 @@ def evaluate(model, images, labels, batch_size=500):
     (loss, accuracy) : (float, float)
     """
     labels = np.asarray(labels, dtype=np.int64)
-    logits = predict_logits(model, _prepare(model, images), batch_size)
+    logits = predict_logits(model, _prepare(model, images), batch_size, "evaluate")
     loss, _ = softmax_cross_entropy(logits, labels)
     return loss, float(np.mean(logits.argmax(axis=1) == labels))
 
@@ -173,9 +174,8 @@ def fit(model, x, y, *, epochs=5, batch_size=64, optimizer=None, lr=None,
         epoch), ``val_loss``, ``val_accuracy`` (None without validation data),
         ``images_per_s`` (training throughput) and ``seconds`` per epoch.
     """
-    if epochs < 0 or batch_size < 1:
-        raise ValueError(f"fit: need epochs >= 0 and batch_size >= 1, got {epochs} and "
-                         f"{batch_size}")
+    epochs = as_count(epochs, "epochs", "fit", minimum=0)
+    batch_size = as_count(batch_size, "batch_size", "fit")
     labels = np.asarray(y, dtype=np.int64)
     if len(labels) != len(x):
         raise ValueError(f"fit: {len(x)} images but {len(labels)} labels")

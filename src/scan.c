@@ -1,0 +1,20 @@
+/* scan.c: the largest magnitude of an array, in one pass over memory (fastconv.h). */
+#include <stdint.h>
+
+#include "fastconv.h"
+#include "template.h"
+
+/* Below this many elements one thread is faster than waking the others. */
+#define SCAN_PARALLEL_MIN ((int64_t)1 << 16)
+
+#define REAL float
+#define TYPE_SUFFIX f32
+#define FC_TEMPLATE_UINT uint32_t
+#include "scan_impl.h"
+#include "template_end.h"
+
+#define REAL double
+#define TYPE_SUFFIX f64
+#define FC_TEMPLATE_UINT uint64_t
+#include "scan_impl.h"
+#include "template_end.h"
