@@ -12,24 +12,63 @@ import numpy as np
 from . import _ext
 from ._checks import (as_array, as_bool, as_kernel_input, check_out, conv_geometry, out_arrays,
                       result_dtype)
-from .plan import check_algorithm, plan_for, plan_for_values
+from .plan import check_algorithm, plan_for, plan_for_values, windows_geometry
 
 __all__ = ["conv2d", "conv2d_backward"]
 
 
 def _prepare(func, x, weight, stride, padding, dilation, groups, algorithm, flip,
              input_grad=True, **others):
-    """Shared checks of conv2d and conv2d_backward: (geometry, dtype, plan, weight). The
-    plan is the one for these values (plan_for_values): others holds bias (conv2d) or
-    grad_out (conv2d_backward)."""
+    """Shared checks of conv2d and conv2d_backward: (geometry, dtype, plan, weight, run).
+    run is (x, geometry, rows, cols) of the problem the kernels run
+    (:func:`fastconv.plan.windows_geometry`: x cut down to the rows and columns its
+    windows read where the stride leaves gaps). The plan is the one for that problem and
+    these values (plan_for_values): others holds bias (conv2d) or grad_out
+    (conv2d_backward)."""
     check_algorithm(algorithm, func)
     dtype = result_dtype(func, x=x, weight=weight, **others)
     geom = conv_geometry(x.shape, weight.shape, stride, padding, dilation, groups, func)
-    plan = plan_for_values(plan_for(geom, dtype, algorithm, func), algorithm, x, weight,
-                           input_grad=input_grad, **others)
+    run_geom, rows, cols = windows_geometry(geom, func)
+    run_x = x if run_geom is geom else _gather(x, rows, cols)
+    plan = plan_for_values(plan_for(run_geom, dtype, algorithm, func), algorithm, run_x,
+                           weight, input_grad=input_grad, **others)
     if as_bool(flip, "flip", func):
         weight = weight[:, :, ::-1, ::-1]
-    return geom, dtype, plan, weight
+    return geom, dtype, plan, weight, (run_x, run_geom, rows, cols)
+
+
+def _gather(x, rows, cols):
+    """x's rows and columns at the indices rows and cols (None: all of them), zeros where
+    an index is -1."""
+    for axis, index in ((2, rows), (3, cols)):
+        if index is not None:
+            shape = list(x.shape)
+            shape[axis] = index.size
+            gathered = np.zeros(shape, dtype=x.dtype)
+            inside = index >= 0
+            where = [slice(None)] * 4
+            where[axis] = inside
+            gathered[tuple(where)] = np.take(x, index[inside], axis=axis)
+            x = gathered
+    return x
+
+
+def _scatter(grad_x, run_grad_x, rows, cols):
+    """grad_x from the gradient of the gathered x (:func:`_gather`): each gathered row and
+    column goes back where it came from. Windows that leave gaps never share a row or a
+    column, so no two gathered values meet; what no window reads gets 0."""
+    grad_x[...] = 0
+    index = [slice(None), slice(None), slice(None), slice(None)]
+    for axis, taken in ((2, rows), (3, cols)):
+        if taken is not None:
+            inside = taken >= 0
+            where = [slice(None)] * 4
+            where[axis] = inside
+            run_grad_x = run_grad_x[tuple(where)]
+            index[axis] = taken[inside]
+    if rows is not None and cols is not None:
+        index[2] = index[2][:, None]
+    grad_x[tuple(index)] = run_grad_x
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
@@ -89,8 +128,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     weight = as_array(weight, "weight", func, ndim=4)
     if bias is not None:
         bias = as_array(bias, "bias", func, ndim=1)
-    geom, dtype, plan, weight = _prepare(func, x, weight, stride, padding, dilation, groups,
-                                         algorithm, flip, bias=bias)
+    geom, dtype, plan, weight, (run_x, run_geom, _, _) = _prepare(
+        func, x, weight, stride, padding, dilation, groups, algorithm, flip, bias=bias)
     if bias is not None and bias.shape != (geom.K,):
         raise ValueError(f"{func}: expected bias of shape ({geom.K},) (one per filter), "
                          f"got shape {bias.shape}")
@@ -101,8 +140,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     if y.size == 0 or x.size == 0:
         y[...] = 0 if bias is None else bias.astype(dtype)[:, None, None]
         return y
-    _ext.conv_forward(y, as_kernel_input(x, dtype), as_kernel_input(weight, dtype),
-                      None if bias is None else as_kernel_input(bias, dtype), geom,
+    _ext.conv_forward(y, as_kernel_input(run_x, dtype), as_kernel_input(weight, dtype),
+                      None if bias is None else as_kernel_input(bias, dtype), run_geom,
                       plan.forward)
     return y
 
@@ -140,8 +179,9 @@ def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups
     x = as_array(x, "x", func, ndim=4)
     weight = as_array(weight, "weight", func, ndim=4)
     input_grad = as_bool(input_grad, "input_grad", func)
-    geom, dtype, plan, w_used = _prepare(func, x, weight, stride, padding, dilation, groups,
-                                         algorithm, flip, input_grad, grad_out=grad_out)
+    geom, dtype, plan, w_used, (run_x, run_geom, rows, cols) = _prepare(
+        func, x, weight, stride, padding, dilation, groups, algorithm, flip, input_grad,
+        grad_out=grad_out)
     if grad_out.shape != geom.output_shape:
         raise ValueError(f"{func}: expected grad_out of shape {geom.output_shape} (the "
                          f"output of conv2d for x {geom.input_shape} and weight "
@@ -172,9 +212,13 @@ def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups
         return grad_x, grad_w, grad_b
     # flip: the kernels' weight gradient is of the flipped filters; flip it back after.
     grad_w_used = np.empty_like(grad_w) if flip else grad_w
-    _ext.conv_backward(as_kernel_input(grad_out, dtype), as_kernel_input(x, dtype),
-                       as_kernel_input(w_used, dtype), grad_x, grad_w_used, grad_b, geom,
-                       plan.backward_data, plan.backward_weight)
+    gathered = run_geom is not geom
+    run_grad_x = np.empty(run_geom.input_shape, dtype) if gathered and input_grad else grad_x
+    _ext.conv_backward(as_kernel_input(grad_out, dtype), as_kernel_input(run_x, dtype),
+                       as_kernel_input(w_used, dtype), run_grad_x, grad_w_used, grad_b,
+                       run_geom, plan.backward_data, plan.backward_weight)
+    if gathered and input_grad:
+        _scatter(grad_x, run_grad_x, rows, cols)
     if flip:
         np.copyto(grad_w, grad_w_used[:, :, ::-1, ::-1])
     return grad_x, grad_w, grad_b

@@ -173,7 +173,8 @@ def conv_plan(x_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1, 
     plan = plan_for(geom, dtype, algorithm, func)
     if "direct" not in (plan.forward, plan.backward_data, plan.backward_weight):
         return plan
-    direct = _ext.conv_direct_plan(geom, plan.dtype, get_num_threads())
+    direct = _ext.conv_direct_plan(windows_geometry(geom, func)[0], plan.dtype,
+                                   get_num_threads())
     variants = tuple(direct[name] if getattr(plan, name) == "direct" else None
                      for name in PASSES)
     return replace(plan, variants=variants)
@@ -217,6 +218,46 @@ def _plan(geom, dtype, algorithm):
     if algorithm == "auto" and winograd_weight_pays(geom):
         backward_weight = "winograd"
     return ConvPlan(forward, backward_data, backward_weight, geom, dtype.name)
+
+
+def windows_geometry(geom, func):
+    """The problem the kernels run for geom: geom itself, or, on each axis where the stride
+    exceeds the dilated filter's extent (the windows leave rows or columns no tap reads,
+    as a 1x1 filter at stride 2 does, or any filter at a huge stride), the same
+    convolution over just the rows (columns) the windows read.
+
+    On such an axis each window's taps stand next to each other, R rows per output row, so
+    the new problem has stride R, dilation 1 and no padding (a tap in the padding reads a
+    row of zeros), and the same output. The kernels' work and memory then follow the
+    output and the filter, never the stride. Returns (geometry, rows, cols): rows and cols
+    are the input indices of the new rows and columns (-1 for a padding tap), or None for
+    an axis left as it is.
+    """
+    rows = cols = None
+    stride, padding, dilation = list(geom.stride), list(geom.padding), list(geom.dilation)
+    if geom.stride[0] > (geom.R - 1) * geom.dilation[0] + 1:
+        rows = _tap_indices(geom.P, geom.R, geom.stride[0], geom.dilation[0], geom.padding[0],
+                            geom.H)
+        stride[0], dilation[0], padding[0:2] = geom.R, 1, (0, 0)
+    if geom.stride[1] > (geom.S - 1) * geom.dilation[1] + 1:
+        cols = _tap_indices(geom.Q, geom.S, geom.stride[1], geom.dilation[1], geom.padding[2],
+                            geom.W)
+        stride[1], dilation[1], padding[2:4] = geom.S, 1, (0, 0)
+    if rows is None and cols is None:
+        return geom, None, None
+    shape = (geom.N, geom.C, geom.H if rows is None else rows.size,
+             geom.W if cols is None else cols.size)
+    return (conv_geometry(shape, geom.weight_shape, tuple(stride), tuple(padding),
+                          tuple(dilation), geom.groups, func), rows, cols)
+
+
+def _tap_indices(outputs, taps, stride, dilation, pad_before, size):
+    """The input index each tap of each window reads along one axis, window by window
+    (outputs x taps values), -1 where the tap falls in the padding."""
+    index = (np.arange(outputs)[:, None] * stride + np.arange(taps) * dilation
+             - pad_before).ravel()
+    index[(index < 0) | (index >= size)] = -1
+    return index
 
 
 def plan_for_values(plan, algorithm, x, weight, bias=None, grad_out=None, input_grad=True):

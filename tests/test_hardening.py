@@ -1,10 +1,14 @@
 """Bad and extreme inputs: thread counts, out= aliasing, non-finite and huge values under
-algorithm="auto", empty dimensions, argument checks, RGBA images."""
+algorithm="auto", empty dimensions, argument checks, RGBA images, huge strides."""
 import numpy as np
 import pytest
 
 import fastconv
+from fastconv import plan, reference
+from fastconv._checks import conv_geometry
 from fastconv.config import MAX_THREADS
+
+from conftest import rel_err
 
 
 # -- thread counts ----------------------------------------------------------------------
@@ -331,3 +335,55 @@ def test_an_initial_omp_num_threads_above_the_bound_is_capped_with_a_warning():
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+# ---- huge strides: work and memory follow the output, never the stride -------------------
+
+@pytest.mark.parametrize("stride", [10**4, 10**5, 2**31 - 1])
+@pytest.mark.parametrize("algorithm", ["direct", "im2col", "auto"])
+def test_huge_stride_runs_like_its_one_output_pixel(stride, algorithm):
+    """A 3x3 image, a 1x1 filter and a stride past the image: one output pixel, computed
+    from the one pixel it reads, forward and backward, without a workspace per stride
+    phase (which asked for gigabytes, or ran for minutes)."""
+    x = np.arange(1.0, 19.0).reshape(1, 2, 3, 3)
+    w = np.array([[[[2.0]], [[3.0]]]])
+    y = fastconv.conv2d(x, w, stride=stride, algorithm=algorithm)
+    assert y.shape == (1, 1, 1, 1) and y[0, 0, 0, 0] == 2 * 1 + 3 * 10
+    gx, gw, gb = fastconv.conv2d_backward(np.full_like(y, 5.0), x, w, stride=stride,
+                                          algorithm=algorithm)
+    want_gx = np.zeros_like(x)
+    want_gx[0, :, 0, 0] = [10.0, 15.0]
+    assert np.array_equal(gx, want_gx)
+    assert np.array_equal(gw.ravel(), [5.0, 50.0]) and np.array_equal(gb, [5.0])
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", [
+    ((2, 3, 9, 11), (4, 3, 1, 1), dict(stride=2)),
+    ((2, 3, 9, 11), (4, 3, 2, 2), dict(stride=(3, 4), padding=1)),
+    ((2, 3, 17, 11), (4, 3, 2, 3), dict(stride=(5, 7), padding=(1, 2, 0, 3), dilation=(2, 1))),
+    ((1, 4, 9, 9), (2, 2, 1, 2), dict(stride=(3, 1), groups=2)),
+    ((1, 1, 5, 40), (1, 1, 3, 3), dict(stride=(1, 9), padding=(0, 0, 4, 0))),
+])
+@pytest.mark.parametrize("algorithm", ["direct", "im2col", "auto"])
+def test_strides_that_leave_gaps_match_the_reference(x_shape, w_shape, kwargs, algorithm):
+    """Where the stride exceeds the dilated filter, the kernels run on the rows and columns
+    the windows read (fastconv.plan.windows_geometry): results and every gradient are the
+    definition's, padding taps included, and rows no window reads get a zero gradient."""
+    rng = np.random.default_rng(len(x_shape) + sum(w_shape))
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    b = rng.standard_normal(w_shape[0])
+    y = fastconv.conv2d(x, w, b, algorithm=algorithm, **kwargs)
+    assert rel_err(y, reference.conv2d(x, w, b, **kwargs)) < 1e-12
+    dy = rng.standard_normal(y.shape)
+    got = fastconv.conv2d_backward(dy, x, w, algorithm=algorithm, **kwargs)
+    for g, want in zip(got, reference.conv2d_backward(dy, x, w, **kwargs)):
+        assert rel_err(g, want) < 1e-12
+
+
+def test_conv_plan_plans_the_rows_a_gapped_stride_reads():
+    """A 1x1 filter at stride 2 runs on the gathered pixels: stride 1, a quarter the image."""
+    geom = conv_geometry((2, 8, 16, 16), (4, 8, 1, 1), 2, 0, 1, 1, "t")
+    run, rows, cols = plan.windows_geometry(geom, "t")
+    assert run.input_shape == (2, 8, 8, 8) and run.stride == (1, 1)
+    assert run.output_shape == geom.output_shape
+    assert list(rows) == list(range(0, 16, 2)) and list(cols) == list(range(0, 16, 2))
