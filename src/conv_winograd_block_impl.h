@@ -90,44 +90,86 @@ void FN(ISA(gather))(REAL *restrict d, const REAL *x, const FN(ISA(panel_geometr
     }
 }
 
-/* out[(a*ALPHA + b) * os + j] <- (B^T d B)[a][b] for each tile j of d; tmp: scratch of
- * d's size. (Each pass is a loop along j alone: GCC vectorises those, not a store at the
- * run-time stride os inside the transform.) */
-static inline FC_TEMPLATE_TARGET
-void FN(ISA(input_2d))(REAL *restrict out, int64_t os, const REAL *restrict d,
-                       REAL *restrict tmp)
+/* The 1-D transform of one column or row of a tile: A^T (ALPHA -> m values) when output,
+ * else B^T (ALPHA -> ALPHA). Callers pass output as a constant, so each inlined copy holds
+ * its one transform. */
+static inline FC_TEMPLATE_TARGET __attribute__((always_inline))
+void FN(ISA(transform_1d))(const int output, REAL *restrict o, const REAL *restrict v)
 {
-    for (int b = 0; b < WG_ALPHA; b++) {          /* columns: tmp <- B^T d */
+    if (output) {
+        WG_OUTPUT_1D(o, v);
+    } else {
+        WG_INPUT_1D(o, v);
+    }
+}
+
+/* The first pass of a 2-D transform (output: A^T m; else B^T d) for each tile j:
+ * tmp[(i*ALPHA + b) * NR + j] <- the 1-D transform of column b of the tile, whose element
+ * (a, b) is src[(a*ALPHA + b) * ss + j]. */
+static inline FC_TEMPLATE_TARGET __attribute__((always_inline))
+void FN(ISA(columns))(const int output, REAL *restrict tmp, const REAL *restrict src,
+                      int64_t ss)
+{
+    const int n = output ? WG_M : WG_ALPHA;
+    for (int b = 0; b < WG_ALPHA; b++) {
         for (int j = 0; j < NR; j++) {
             REAL col[WG_ALPHA], o[WG_ALPHA];
             for (int a = 0; a < WG_ALPHA; a++) {
-                col[a] = d[(a * WG_ALPHA + b) * NR + j];
+                col[a] = src[(a * WG_ALPHA + b) * ss + j];
             }
-            WG_INPUT_1D(o, col);
-            for (int a = 0; a < WG_ALPHA; a++) {
-                tmp[(a * WG_ALPHA + b) * NR + j] = o[a];
+            FN(ISA(transform_1d))(output, o, col);
+            for (int i = 0; i < n; i++) {
+                tmp[(i * WG_ALPHA + b) * NR + j] = o[i];
             }
         }
     }
-    for (int a = 0; a < WG_ALPHA; a++) {          /* rows: out <- tmp B */
+}
+
+/* The second pass (output: (A^T m) A; else (B^T d) B) for each tile j of the first pass's
+ * tmp: out[(i*n + i2) * os + j] <- the 1-D transform of row i, n x n values per tile. The
+ * output's stride is NR, a constant, and it stores in place; the input's stride os is known
+ * at run time only, so its results go through rows[][] and every store is a loop along j
+ * alone: GCC vectorises those, not a store at a run-time stride inside the transform. */
+static inline FC_TEMPLATE_TARGET __attribute__((always_inline))
+void FN(ISA(rows))(const int output, REAL *restrict out, int64_t os, const REAL *restrict tmp)
+{
+    const int n = output ? WG_M : WG_ALPHA;
+    for (int i = 0; i < n; i++) {
         REAL rows[WG_ALPHA][NR];
         for (int j = 0; j < NR; j++) {
             REAL row[WG_ALPHA], o[WG_ALPHA];
             for (int b = 0; b < WG_ALPHA; b++) {
-                row[b] = tmp[(a * WG_ALPHA + b) * NR + j];
+                row[b] = tmp[(i * WG_ALPHA + b) * NR + j];
             }
-            WG_INPUT_1D(o, row);
-            for (int b = 0; b < WG_ALPHA; b++) {
-                rows[b][j] = o[b];
+            FN(ISA(transform_1d))(output, o, row);
+            for (int i2 = 0; i2 < n; i2++) {
+                if (output) {
+                    out[(i * n + i2) * NR + j] = o[i2];
+                } else {
+                    rows[i2][j] = o[i2];
+                }
             }
         }
-        for (int b = 0; b < WG_ALPHA; b++) {
-            REAL *restrict dst = out + (a * WG_ALPHA + b) * os;
+        if (output) {
+            continue;
+        }
+        for (int i2 = 0; i2 < n; i2++) {
+            REAL *restrict dst = out + (i * n + i2) * os;
             for (int j = 0; j < NR; j++) {
-                dst[j] = rows[b][j];
+                dst[j] = rows[i2][j];
             }
         }
     }
+}
+
+/* out[(a*ALPHA + b) * os + j] <- (B^T d B)[a][b] for each tile j of d; tmp: scratch of
+ * d's size. */
+static inline FC_TEMPLATE_TARGET
+void FN(ISA(input_2d))(REAL *restrict out, int64_t os, const REAL *restrict d,
+                       REAL *restrict tmp)
+{
+    FN(ISA(columns))(0, tmp, d, NR);
+    FN(ISA(rows))(0, out, os, tmp);
 }
 
 /* y[i][i2][j] (m x m x NR) <- (A^T m A) for each tile j of m[xi][j] (read at stride ms). */
@@ -135,30 +177,8 @@ static inline FC_TEMPLATE_TARGET
 void FN(ISA(output_2d))(REAL *restrict y, const REAL *restrict m, int64_t ms,
                         REAL *restrict tmp)
 {
-    for (int b = 0; b < WG_ALPHA; b++) {          /* columns: tmp (m x ALPHA) <- A^T m */
-        for (int j = 0; j < NR; j++) {
-            REAL col[WG_ALPHA], o[WG_M];
-            for (int a = 0; a < WG_ALPHA; a++) {
-                col[a] = m[(a * WG_ALPHA + b) * ms + j];
-            }
-            WG_OUTPUT_1D(o, col);
-            for (int i = 0; i < WG_M; i++) {
-                tmp[(i * WG_ALPHA + b) * NR + j] = o[i];
-            }
-        }
-    }
-    for (int i = 0; i < WG_M; i++) {              /* rows: y <- tmp A */
-        for (int j = 0; j < NR; j++) {
-            REAL row[WG_ALPHA], o[WG_M];
-            for (int b = 0; b < WG_ALPHA; b++) {
-                row[b] = tmp[(i * WG_ALPHA + b) * NR + j];
-            }
-            WG_OUTPUT_1D(o, row);
-            for (int i2 = 0; i2 < WG_M; i2++) {
-                y[(i * WG_M + i2) * NR + j] = o[i2];
-            }
-        }
-    }
+    FN(ISA(columns))(1, tmp, m, ms);
+    FN(ISA(rows))(1, y, NR, tmp);
 }
 
 /* The m x m outputs of the panel's tiles, out[(i*m + i2)*NR + j], plus bk, into the filter

@@ -198,25 +198,29 @@ FC_AVX2 static inline void max_rows(float *y, int64_t ldy, uint8_t *pos, int64_t
     }
 }
 
-/* Two copies of each loop, so the one without positions computes none. */
+/* Two copies of each loop, so the one without positions computes none; inlined into each
+ * public entry, which passes its window size as a constant. */
+FC_AVX2 static inline __attribute__((always_inline)) void
+max_rows_either(float *y, int64_t ldy, uint8_t *pos, int64_t ldpos, const float *x, int64_t ldx,
+                int64_t n, int64_t rows, const int K)
+{
+    if (pos) {
+        max_rows(y, ldy, pos, ldpos, x, ldx, n, rows, K);
+    } else {
+        max_rows(y, ldy, NULL, 0, x, ldx, n, rows, K);
+    }
+}
+
 FC_AVX2 void fc_max_rows_k2s2_avx2_f32(float *y, int64_t ldy, uint8_t *pos, int64_t ldpos,
                                        const float *x, int64_t ldx, int64_t n, int64_t rows)
 {
-    if (pos) {
-        max_rows(y, ldy, pos, ldpos, x, ldx, n, rows, 2);
-    } else {
-        max_rows(y, ldy, NULL, 0, x, ldx, n, rows, 2);
-    }
+    max_rows_either(y, ldy, pos, ldpos, x, ldx, n, rows, 2);
 }
 
 FC_AVX2 void fc_max_rows_k3s2_avx2_f32(float *y, int64_t ldy, uint8_t *pos, int64_t ldpos,
                                        const float *x, int64_t ldx, int64_t n, int64_t rows)
 {
-    if (pos) {
-        max_rows(y, ldy, pos, ldpos, x, ldx, n, rows, 3);
-    } else {
-        max_rows(y, ldy, NULL, 0, x, ldx, n, rows, 3);
-    }
+    max_rows_either(y, ldy, pos, ldpos, x, ldx, n, rows, 3);
 }
 
 /* Sums from zero in row-major window order, as PyTorch and the portable twin add. */

@@ -718,39 +718,52 @@ fc_status FN(fc_avg_pool_backward)(REAL *dx, const REAL *dy, const fc_pool_probl
 
 /* ---- adaptive average pooling (global pooling is the 1 x 1 case) ---- */
 
-fc_status FN(fc_adaptive_avg_pool_forward)(REAL *y, const REAL *x, const fc_pool_problem *pb)
+/* Adaptive average pooling of plane nc, forward (out y (N, C, P, Q) <- the mean of each
+ * window of in x (N, C, H, W)) or backward (each in dy (N, C, P, Q) value spread evenly over
+ * its window of out dx (N, C, H, W), zeroed first). One walk over the windows serves both
+ * passes; each calls it with `backward` as a constant (POOL_SPECIALISED), so each compiles
+ * to its own loop. */
+POOL_SPECIALISED void FN(adaptive_plane)(const int backward, REAL *out, const REAL *in,
+                                         int64_t H, int64_t W, int64_t P, int64_t Q, int64_t nc)
 {
-    /* y (N, C, P, Q) = the mean of each adaptive window of x (N, C, H, W) */
-    if (!adaptive_problem_ok(pb)) {
-        return FC_ERR_INVALID;
+    REAL *dx_plane = out + nc * H * W;          /* backward */
+    const REAL *x_plane = in + nc * H * W;      /* forward */
+    if (backward) {
+        FN(zero)(dx_plane, H * W);
     }
-    const int64_t H = pb->H, W = pb->W, P = pb->P, Q = pb->Q, planes = pb->N * pb->C;
-
-#pragma omp parallel for schedule(static) if (planes * H * W >= POOL_PARALLEL_MIN)
-    for (int64_t nc = 0; nc < planes; nc++) {
-        const REAL *x_plane = x + nc * H * W;
-        for (int64_t p = 0; p < P; p++) {
-            int64_t h0, h1;
-            adaptive_range(p, P, H, &h0, &h1);
-            for (int64_t q = 0; q < Q; q++) {
-                int64_t w0, w1;
-                adaptive_range(q, Q, W, &w0, &w1);
+    for (int64_t p = 0; p < P; p++) {
+        int64_t h0, h1;
+        adaptive_range(p, P, H, &h0, &h1);
+        for (int64_t q = 0; q < Q; q++) {
+            int64_t w0, w1;
+            adaptive_range(q, Q, W, &w0, &w1);
+            const int64_t pooled = (nc * P + p) * Q + q;
+            if (backward) {
+                const REAL g = in[pooled] / (REAL)((h1 - h0) * (w1 - w0));
+                for (int64_t h = h0; h < h1; h++) {
+                    for (int64_t w = w0; w < w1; w++) {
+                        dx_plane[h * W + w] += g;
+                    }
+                }
+            } else {
                 REAL sum = 0;
                 for (int64_t h = h0; h < h1; h++) {
                     for (int64_t w = w0; w < w1; w++) {
                         sum += x_plane[h * W + w];
                     }
                 }
-                y[(nc * P + p) * Q + q] = sum / (REAL)((h1 - h0) * (w1 - w0));
+                out[pooled] = sum / (REAL)((h1 - h0) * (w1 - w0));
             }
         }
     }
-    return FC_OK;
 }
 
-fc_status FN(fc_adaptive_avg_pool_backward)(REAL *dx, const REAL *dy, const fc_pool_problem *pb)
+/* The two passes, plane by plane. The parallel loop holds one call per pass, each with the
+ * pass as a constant: OpenMP outlines the loop before anything is inlined, so a constant
+ * passed into this function would not reach the loop's body. */
+static fc_status FN(adaptive_pass)(const int backward, REAL *out, const REAL *in,
+                                   const fc_pool_problem *pb)
 {
-    /* dx (N, C, H, W): each dy (N, C, P, Q) value spread evenly over its adaptive window */
     if (!adaptive_problem_ok(pb)) {
         return FC_ERR_INVALID;
     }
@@ -758,22 +771,23 @@ fc_status FN(fc_adaptive_avg_pool_backward)(REAL *dx, const REAL *dy, const fc_p
 
 #pragma omp parallel for schedule(static) if (planes * H * W >= POOL_PARALLEL_MIN)
     for (int64_t nc = 0; nc < planes; nc++) {
-        REAL *dx_plane = dx + nc * H * W;
-        FN(zero)(dx_plane, H * W);
-        for (int64_t p = 0; p < P; p++) {
-            int64_t h0, h1;
-            adaptive_range(p, P, H, &h0, &h1);
-            for (int64_t q = 0; q < Q; q++) {
-                int64_t w0, w1;
-                adaptive_range(q, Q, W, &w0, &w1);
-                const REAL g = dy[(nc * P + p) * Q + q] / (REAL)((h1 - h0) * (w1 - w0));
-                for (int64_t h = h0; h < h1; h++) {
-                    for (int64_t w = w0; w < w1; w++) {
-                        dx_plane[h * W + w] += g;
-                    }
-                }
-            }
+        if (backward) {
+            FN(adaptive_plane)(1, out, in, H, W, P, Q, nc);
+        } else {
+            FN(adaptive_plane)(0, out, in, H, W, P, Q, nc);
         }
     }
     return FC_OK;
+}
+
+fc_status FN(fc_adaptive_avg_pool_forward)(REAL *y, const REAL *x, const fc_pool_problem *pb)
+{
+    /* y (N, C, P, Q) = the mean of each adaptive window of x (N, C, H, W) */
+    return FN(adaptive_pass)(0, y, x, pb);
+}
+
+fc_status FN(fc_adaptive_avg_pool_backward)(REAL *dx, const REAL *dy, const fc_pool_problem *pb)
+{
+    /* dx (N, C, H, W): each dy (N, C, P, Q) value spread evenly over its adaptive window */
+    return FN(adaptive_pass)(1, dx, dy, pb);
 }
