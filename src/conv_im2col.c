@@ -92,12 +92,10 @@ typedef enum { IM2COL_FORWARD, IM2COL_BACKWARD_DATA, IM2COL_BACKWARD_WEIGHT } im
 
 #define REAL float
 #define TYPE_SUFFIX f32
-#define FC_TEMPLATE_GEMM fc_gemm_f32
 #include "conv_im2col_impl.h"
 #include "template_end.h"
 
 #define REAL double
 #define TYPE_SUFFIX f64
-#define FC_TEMPLATE_GEMM fc_gemm_f64
 #include "conv_im2col_impl.h"
 #include "template_end.h"

@@ -1,5 +1,5 @@
 /* conv_im2col_impl.h: im2col/col2im and the three GEMM-based kernels for one element type
- * (template.h: REAL, FN; FC_TEMPLATE_GEMM, the fc_gemm of REAL). Included by conv_im2col.c.
+ * (template.h: REAL, FN; the GEMM is FN(fc_gemm)). Included by conv_im2col.c.
  *
  * For image n and group g the convolution is one matrix product:
  *   y[n, g] (Kg x P*Q) = w[g] (Kg x Cg*R*S) @ col (Cg*R*S x P*Q)
@@ -110,8 +110,8 @@ static fc_status FN(forward_pair)(REAL *y_group, const REAL *x_group, const REAL
         const int64_t cols = (p1 - p0) * pb->Q;
         int64_t ldb;
         const REAL *b_mat = FN(band_columns)(col, &ldb, x_group, pl->Cg, p0, p1, pb);
-        if (FC_TEMPLATE_GEMM(pl->Kg, cols, pl->crs, w_group, pl->crs, 1, b_mat, ldb, 1, 0,
-                             y_group + p0 * pb->Q, pl->PQ, pl->gemm_threads) != FC_OK) {
+        if (FN(fc_gemm)(pl->Kg, cols, pl->crs, w_group, pl->crs, 1, b_mat, ldb, 1, 0,
+                        y_group + p0 * pb->Q, pl->PQ, pl->gemm_threads) != FC_OK) {
             return FC_ERR_NOMEM;
         }
     }
@@ -134,15 +134,15 @@ static fc_status FN(backward_data_pair)(REAL *dx_group, const REAL *dy_group,
 {
     if (pl->pointwise) {
         /* dx_group (Cg x HW) = w_group^T (Cg x Kg) @ dy_group (Kg x PQ), PQ == HW */
-        return FC_TEMPLATE_GEMM(pl->crs, pl->PQ, pl->Kg, w_group, 1, pl->crs, dy_group, pl->PQ,
-                                1, 0, dx_group, pl->PQ, pl->gemm_threads);
+        return FN(fc_gemm)(pl->crs, pl->PQ, pl->Kg, w_group, 1, pl->crs, dy_group, pl->PQ,
+                           1, 0, dx_group, pl->PQ, pl->gemm_threads);
     }
     memset(dx_group, 0, (size_t)(pl->Cg * pb->H * pb->W) * sizeof(REAL));
     for (int64_t p0 = 0; p0 < pb->P; p0 += pl->band) {
         const int64_t p1 = p0 + pl->band < pb->P ? p0 + pl->band : pb->P;
         const int64_t cols = (p1 - p0) * pb->Q;
-        if (FC_TEMPLATE_GEMM(pl->crs, cols, pl->Kg, w_group, 1, pl->crs, dy_group + p0 * pb->Q,
-                             pl->PQ, 1, 0, col, cols, pl->gemm_threads) != FC_OK) {
+        if (FN(fc_gemm)(pl->crs, cols, pl->Kg, w_group, 1, pl->crs, dy_group + p0 * pb->Q,
+                        pl->PQ, 1, 0, col, cols, pl->gemm_threads) != FC_OK) {
             return FC_ERR_NOMEM;
         }
         FN(col2im)(dx_group, col, pl->Cg, p0, p1, pb);
@@ -162,8 +162,8 @@ static fc_status FN(backward_weight_pair)(REAL *dw_group, const REAL *dy_group,
         int64_t ldb;
         const REAL *b_mat = FN(band_columns)(col, &ldb, x_group, pl->Cg, p0, p1, pb);
         /* dw_group (Kg x crs) += dy band (Kg x cols) @ col^T (cols x crs) */
-        if (FC_TEMPLATE_GEMM(pl->Kg, pl->crs, cols, dy_group + p0 * pb->Q, pl->PQ, 1, b_mat, 1,
-                             ldb, 1, dw_group, pl->crs, pl->gemm_threads) != FC_OK) {
+        if (FN(fc_gemm)(pl->Kg, pl->crs, cols, dy_group + p0 * pb->Q, pl->PQ, 1, b_mat, 1,
+                        ldb, 1, dw_group, pl->crs, pl->gemm_threads) != FC_OK) {
             return FC_ERR_NOMEM;
         }
     }
@@ -219,30 +219,13 @@ static fc_status FN(run_pairs)(im2col_pass pass, REAL *out, REAL *partials, cons
     return failed ? FC_ERR_NOMEM : FC_OK;
 }
 
-/* One call: its plan, then the pass. The weight gradient overwrites dw: each thread sums
- * its own (n, g) pairs into a private copy (thread 0 into dw itself), and the copies are
- * added in thread order, so the result is bitwise reproducible at a given thread count. */
+/* One call of the forward pass or the data gradient: its plan, then the pass. */
 static fc_status FN(im2col_call)(im2col_pass pass, REAL *out, const REAL *a, const REAL *b,
                                  const REAL *bias, const fc_conv_problem *pb)
 {
     im2col_plan pl;
-    fc_status st = im2col_plan_of(&pl, pb, sizeof(REAL));
-    if (st != FC_OK || pass != IM2COL_BACKWARD_WEIGHT) {
-        return st != FC_OK ? st : FN(run_pairs)(pass, out, NULL, a, b, bias, &pl, pb);
-    }
-    const int64_t dw_size = pb->K * pl.crs;
-    REAL *partials = NULL;
-    if (pl.team > 1) {
-        partials = calloc((size_t)((pl.team - 1) * dw_size), sizeof(REAL));
-        if (partials == NULL) {
-            return FC_ERR_NOMEM;
-        }
-    }
-    memset(out, 0, (size_t)dw_size * sizeof(REAL));
-    st = FN(run_pairs)(pass, out, partials, a, b, NULL, &pl, pb);
-    FN(fc_add_partials)(out, partials, pl.team, dw_size);
-    free(partials);
-    return st;
+    const fc_status st = im2col_plan_of(&pl, pb, sizeof(REAL));
+    return st != FC_OK ? st : FN(run_pairs)(pass, out, NULL, a, b, bias, &pl, pb);
 }
 
 fc_status FN(fc_conv_im2col_forward)(REAL *y, const REAL *x, const REAL *w, const REAL *bias,
@@ -252,16 +235,36 @@ fc_status FN(fc_conv_im2col_forward)(REAL *y, const REAL *x, const REAL *w, cons
     return FN(im2col_call)(IM2COL_FORWARD, y, x, w, bias, pb);
 }
 
+/* The weight gradient overwrites dw: each thread sums its own (n, g) pairs into a private
+ * copy (thread 0 into dw itself), and the copies are added in thread order, so the result
+ * is bitwise reproducible at a given thread count. */
+fc_status FN(fc_conv_im2col_backward_weight)(REAL *dw, const REAL *dy, const REAL *x,
+                                             const fc_conv_problem *pb)
+{
+    /* dw (K, C/g, R, S) = sum over n of dy (N, K, P, Q) @ im2col(x (N, C, H, W))^T */
+    im2col_plan pl;
+    fc_status st = im2col_plan_of(&pl, pb, sizeof(REAL));
+    if (st != FC_OK) {
+        return st;
+    }
+    const int64_t dw_size = pb->K * pl.crs;
+    REAL *partials = NULL;
+    if (pl.team > 1) {
+        partials = calloc((size_t)((pl.team - 1) * dw_size), sizeof(REAL));
+        if (partials == NULL) {
+            return FC_ERR_NOMEM;
+        }
+    }
+    memset(dw, 0, (size_t)dw_size * sizeof(REAL));
+    st = FN(run_pairs)(IM2COL_BACKWARD_WEIGHT, dw, partials, dy, x, NULL, &pl, pb);
+    FN(fc_add_partials)(dw, partials, pl.team, dw_size);
+    free(partials);
+    return st;
+}
+
 fc_status FN(fc_conv_im2col_backward_data)(REAL *dx, const REAL *dy, const REAL *w,
                                            const fc_conv_problem *pb)
 {
     /* dx (N, C, H, W) = col2im(w (K, C/g, R, S)^T @ dy (N, K, P, Q)) */
     return FN(im2col_call)(IM2COL_BACKWARD_DATA, dx, dy, w, NULL, pb);
-}
-
-fc_status FN(fc_conv_im2col_backward_weight)(REAL *dw, const REAL *dy, const REAL *x,
-                                             const fc_conv_problem *pb)
-{
-    /* dw (K, C/g, R, S) = sum over n of dy (N, K, P, Q) @ im2col(x (N, C, H, W))^T */
-    return FN(im2col_call)(IM2COL_BACKWARD_WEIGHT, dw, dy, x, NULL, pb);
 }

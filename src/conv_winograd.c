@@ -227,9 +227,7 @@ static void wg_plan_blocks(wg_plan *pl, int64_t elem_bytes, int nthreads)
 #define REAL float
 #define TYPE_SUFFIX f32
 #define ISA_SUFFIX generic
-#define FC_TEMPLATE_MR FC_GEMM_MR
-#define FC_TEMPLATE_NR FC_GEMM_NR_F32
-#define FC_TEMPLATE_KERNEL fc_gemm_kernel_generic_6x16_f32
+#include "gemm_tile.h"
 #define FC_TEMPLATE_TARGET 
 #define FC_TEMPLATE_SHUFFLES 0
 #include "conv_winograd_block_impl.h"
@@ -238,9 +236,7 @@ static void wg_plan_blocks(wg_plan *pl, int64_t elem_bytes, int nthreads)
 #define REAL double
 #define TYPE_SUFFIX f64
 #define ISA_SUFFIX generic
-#define FC_TEMPLATE_MR FC_GEMM_MR
-#define FC_TEMPLATE_NR FC_GEMM_NR_F64
-#define FC_TEMPLATE_KERNEL fc_gemm_kernel_generic_6x8_f64
+#include "gemm_tile.h"
 #define FC_TEMPLATE_TARGET 
 #define FC_TEMPLATE_SHUFFLES 0
 #include "conv_winograd_block_impl.h"

@@ -11,9 +11,7 @@
 #define REAL float
 #define TYPE_SUFFIX f32
 #define ISA_SUFFIX avx512
-#define FC_TEMPLATE_MR FC_GEMM_MR_AVX512
-#define FC_TEMPLATE_NR FC_GEMM_NR_AVX512_F32
-#define FC_TEMPLATE_KERNEL fc_gemm_kernel_avx512_f32
+#include "gemm_tile.h"
 #define FC_TEMPLATE_TARGET __attribute__((target("avx512f,prefer-vector-width=512")))
 #define FC_TEMPLATE_SHUFFLES 1
 #include "conv_winograd_block_impl.h"
@@ -22,9 +20,7 @@
 #define REAL double
 #define TYPE_SUFFIX f64
 #define ISA_SUFFIX avx512
-#define FC_TEMPLATE_MR FC_GEMM_MR_AVX512
-#define FC_TEMPLATE_NR FC_GEMM_NR_AVX512_F64
-#define FC_TEMPLATE_KERNEL fc_gemm_kernel_avx512_f64
+#include "gemm_tile.h"
 #define FC_TEMPLATE_TARGET __attribute__((target("avx512f,prefer-vector-width=512")))
 #define FC_TEMPLATE_SHUFFLES 0
 #include "conv_winograd_block_impl.h"

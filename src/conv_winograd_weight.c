@@ -163,12 +163,10 @@ static inline __attribute__((target("avx512f"))) void transpose16_f32_avx512(
 
 #define REAL float
 #define TYPE_SUFFIX f32
-#define FC_TEMPLATE_GEMM fc_gemm_f32
 #include "conv_winograd_weight_impl.h"
 #include "template_end.h"
 
 #define REAL double
 #define TYPE_SUFFIX f64
-#define FC_TEMPLATE_GEMM fc_gemm_f64
 #include "conv_winograd_weight_impl.h"
 #include "template_end.h"

@@ -1,7 +1,7 @@
 /* conv_winograd_weight_impl.h: the F(2x2, 3x3) weight gradient (conv_winograd_weight.c says
- * how it works) for one element type (template.h: REAL, FN; FC_TEMPLATE_GEMM, the fc_gemm
- * of REAL). Included by conv_winograd_weight.c after the transforms of every instruction
- * set (conv_winograd_weight_transforms_impl.h).
+ * how it works) for one element type (template.h: REAL, FN; the GEMM is FN(fc_gemm)).
+ * Included by conv_winograd_weight.c after the transforms of every instruction set
+ * (conv_winograd_weight_transforms_impl.h).
  *
  * Tiles: output tile (th, tw) covers output rows 2th, 2th+1 and columns 2tw, 2tw+1 (dy
  * past P or Q counts as 0) and reads the 4x4 input patch from row 2th - pad_top and column
@@ -88,8 +88,8 @@ static int FN(sum_chunks)(REAL *my_m, const REAL *dy, const REAL *x, FN(chunk_ti
         tiles_fn(u, v, xband, dband, x, dy, row0, row1, pb);
         for (int t = 0; t < 16 && !failed; t++) {
             /* my_m[t] (K x C) += v[t]^T (K x tiles) @ u[t] (tiles x C) */
-            if (FC_TEMPLATE_GEMM(K, C, tiles, v + t * tiles * K, 1, K, u + t * tiles * C, C, 1,
-                                 1, my_m + t * K * C, C, 1) != FC_OK) {
+            if (FN(fc_gemm)(K, C, tiles, v + t * tiles * K, 1, K, u + t * tiles * C, C, 1,
+                            1, my_m + t * K * C, C, 1) != FC_OK) {
                 failed = 1;
             }
         }

@@ -8,10 +8,10 @@
  * scalar loop that maps each column index. Written once in filter2d_impl.h and
  * instantiated for float and double; the AVX2 micro-kernel of filter2d_avx2_impl.h,
  * instantiated for both types below, is the only SIMD. */
-#include <math.h>
 #include <stdlib.h>
 
 #include "fastconv.h"
+#include "real_math.h"
 #include "template.h"
 
 #ifdef _OPENMP
@@ -89,27 +89,13 @@ static inline int64_t fc_border_index(int64_t i, int64_t n, fc_border mode)
 #if FC_FILTER_AVX2
 #define REAL float
 #define TYPE_SUFFIX f32
-#define FC_TEMPLATE_LANES 8
-#define FC_TEMPLATE_VEC __m256
-#define FC_TEMPLATE_LOADU _mm256_loadu_ps
-#define FC_TEMPLATE_STOREU _mm256_storeu_ps
-#define FC_TEMPLATE_SETZERO _mm256_setzero_ps
-#define FC_TEMPLATE_BROADCAST _mm256_broadcast_ss
-#define FC_TEMPLATE_FMADD _mm256_fmadd_ps
-#define FC_TEMPLATE_FMA fmaf
+#include "simd_avx2_f32.h"
 #include "filter2d_avx2_impl.h"
 #include "template_end.h"
 
 #define REAL double
 #define TYPE_SUFFIX f64
-#define FC_TEMPLATE_LANES 4
-#define FC_TEMPLATE_VEC __m256d
-#define FC_TEMPLATE_LOADU _mm256_loadu_pd
-#define FC_TEMPLATE_STOREU _mm256_storeu_pd
-#define FC_TEMPLATE_SETZERO _mm256_setzero_pd
-#define FC_TEMPLATE_BROADCAST _mm256_broadcast_sd
-#define FC_TEMPLATE_FMADD _mm256_fmadd_pd
-#define FC_TEMPLATE_FMA fma
+#include "simd_avx2_f64.h"
 #include "filter2d_avx2_impl.h"
 #include "template_end.h"
 #endif
@@ -117,12 +103,10 @@ static inline int64_t fc_border_index(int64_t i, int64_t n, fc_border mode)
 /* The filters themselves, float32 and float64. */
 #define REAL float
 #define TYPE_SUFFIX f32
-#define FC_TEMPLATE_SQRT sqrtf
 #include "filter2d_impl.h"
 #include "template_end.h"
 
 #define REAL double
 #define TYPE_SUFFIX f64
-#define FC_TEMPLATE_SQRT sqrt
 #include "filter2d_impl.h"
 #include "template_end.h"

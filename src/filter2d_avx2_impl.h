@@ -1,11 +1,10 @@
 /* filter2d_avx2_impl.h: the AVX2+FMA micro-kernel of the 2-D filters for one element type
- * (template.h: REAL, FN). Included by filter2d.c, which also defines the vector of
- * REAL and its operations:
+ * (template.h: REAL, FN; FN(fc_fma) of real_math.h). Included by filter2d.c, which also
+ * defines the vector of REAL and its operations (simd_avx2_f32.h, simd_avx2_f64.h):
  *     FC_TEMPLATE_LANES      REALs per vector (8 float, 4 double)
  *     FC_TEMPLATE_VEC        the vector type
  *     FC_TEMPLATE_LOADU, FC_TEMPLATE_STOREU, FC_TEMPLATE_SETZERO, FC_TEMPLATE_BROADCAST,
  *     FC_TEMPLATE_FMADD      its unaligned load and store, zero, broadcast and a*b + c
- *     FC_TEMPLATE_FMA        the scalar fused a*b + c of REAL
  */
 
 /* y[j] = sum over r, s of k[r*S + s] * rows[r][j + s] for j in [0, n): two vectors of
@@ -48,7 +47,7 @@ static void FN(filter_row_avx2)(REAL *y, const REAL *const *rows, const REAL *k,
         REAL acc = 0;
         for (int64_t r = 0; r < R; r++) {
             for (int64_t s = 0; s < S; s++) {
-                acc = FC_TEMPLATE_FMA(k[r * S + s], rows[r][j + s], acc);
+                acc = FN(fc_fma)(k[r * S + s], rows[r][j + s], acc);
             }
         }
         y[j] = acc;

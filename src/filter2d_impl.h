@@ -1,6 +1,6 @@
 /* filter2d_impl.h: the single-plane 2-D filter for one element type (template.h: REAL, FN;
- * FC_TEMPLATE_SQRT, the square root of REAL). Included by filter2d.c after the AVX2
- * micro-kernel filter_row_avx2_<type> (filter2d_avx2_impl.h), where FC_FILTER_AVX2 is 1. */
+ * FN(fc_sqrt) of real_math.h). Included by filter2d.c after the AVX2 micro-kernel
+ * filter_row_avx2_<type> (filter2d_avx2_impl.h), where FC_FILTER_AVX2 is 1. */
 
 /* y[j] = sum over r, s of k[r*S + s] * rows[r][j + s] for j in [0, n): the portable twin
  * of the AVX2 micro-kernel. One pass per tap over the output row (it stays in L1): plain
@@ -152,7 +152,7 @@ static fc_status FN(filter_planes)(REAL *y, const REAL *x, const REAL *kx, const
             REAL *gy = gy_rows + fc_filter_thread() * W;
             FN(filter_row)(gy, row_ptrs, ky, fp.lo, fp.hi, fp.row_kernel, pb);
             for (int64_t q = 0; q < W; q++) {
-                gx[q] = FC_TEMPLATE_SQRT(gx[q] * gx[q] + gy[q] * gy[q]);
+                gx[q] = FN(fc_sqrt)(gx[q] * gx[q] + gy[q] * gy[q]);
             }
         }
     }

@@ -110,18 +110,19 @@ static void gemm_grid(int64_t M, int64_t N, int64_t K, int mr, int nr, int nthre
 /* The depth of every block, all geometries. */
 #define GEMM_KC 384
 
-/* The portable micro-kernels. */
+/* Each instance below takes the micro-kernel of its type and instruction set, and that
+ * kernel's tile, from gemm_tile.h. First the portable micro-kernels themselves. */
 #define REAL float
 #define TYPE_SUFFIX f32
-#define FC_TEMPLATE_NR FC_GEMM_NR_F32
-#define FC_TEMPLATE_KERNEL fc_gemm_kernel_generic_6x16_f32
+#define ISA_SUFFIX generic
+#include "gemm_tile.h"
 #include "gemm_generic_impl.h"
 #include "template_end.h"
 
 #define REAL double
 #define TYPE_SUFFIX f64
-#define FC_TEMPLATE_NR FC_GEMM_NR_F64
-#define FC_TEMPLATE_KERNEL fc_gemm_kernel_generic_6x8_f64
+#define ISA_SUFFIX generic
+#include "gemm_tile.h"
 #include "gemm_generic_impl.h"
 #include "template_end.h"
 
@@ -129,12 +130,10 @@ static void gemm_grid(int64_t M, int64_t N, int64_t K, int mr, int nr, int nthre
 #define REAL float
 #define TYPE_SUFFIX f32
 #define ISA_SUFFIX generic
-#define FC_TEMPLATE_MR FC_GEMM_MR
-#define FC_TEMPLATE_NR FC_GEMM_NR_F32
+#include "gemm_tile.h"
 #define FC_TEMPLATE_MC GEMM_MC_6X16_F32
 #define FC_TEMPLATE_KC GEMM_KC
 #define FC_TEMPLATE_NC GEMM_NC_6X16_F32
-#define FC_TEMPLATE_KERNEL fc_gemm_kernel_generic_6x16_f32
 #include "gemm_impl.h"
 #include "template_end.h"
 
@@ -142,12 +141,10 @@ static void gemm_grid(int64_t M, int64_t N, int64_t K, int mr, int nr, int nthre
 #define REAL float
 #define TYPE_SUFFIX f32
 #define ISA_SUFFIX avx2
-#define FC_TEMPLATE_MR FC_GEMM_MR
-#define FC_TEMPLATE_NR FC_GEMM_NR_F32
+#include "gemm_tile.h"
 #define FC_TEMPLATE_MC GEMM_MC_6X16_F32
 #define FC_TEMPLATE_KC GEMM_KC
 #define FC_TEMPLATE_NC GEMM_NC_6X16_F32
-#define FC_TEMPLATE_KERNEL fc_gemm_kernel_avx2_6x16_f32
 #include "gemm_impl.h"
 #include "template_end.h"
 #endif
@@ -156,12 +153,10 @@ static void gemm_grid(int64_t M, int64_t N, int64_t K, int mr, int nr, int nthre
 #define REAL float
 #define TYPE_SUFFIX f32
 #define ISA_SUFFIX avx512
-#define FC_TEMPLATE_MR FC_GEMM_MR_AVX512
-#define FC_TEMPLATE_NR FC_GEMM_NR_AVX512_F32
+#include "gemm_tile.h"
 #define FC_TEMPLATE_MC GEMM_MC_AVX512_F32
 #define FC_TEMPLATE_KC GEMM_KC
 #define FC_TEMPLATE_NC GEMM_NC_AVX512_F32
-#define FC_TEMPLATE_KERNEL fc_gemm_kernel_avx512_f32
 #include "gemm_impl.h"
 #include "template_end.h"
 #endif
@@ -175,12 +170,10 @@ static void gemm_grid(int64_t M, int64_t N, int64_t K, int mr, int nr, int nthre
 #define REAL double
 #define TYPE_SUFFIX f64
 #define ISA_SUFFIX generic
-#define FC_TEMPLATE_MR FC_GEMM_MR
-#define FC_TEMPLATE_NR FC_GEMM_NR_F64
+#include "gemm_tile.h"
 #define FC_TEMPLATE_MC GEMM_MC_6X8_F64
 #define FC_TEMPLATE_KC GEMM_KC
 #define FC_TEMPLATE_NC GEMM_NC_6X8_F64
-#define FC_TEMPLATE_KERNEL fc_gemm_kernel_generic_6x8_f64
 #include "gemm_impl.h"
 #include "template_end.h"
 
@@ -188,12 +181,10 @@ static void gemm_grid(int64_t M, int64_t N, int64_t K, int mr, int nr, int nthre
 #define REAL double
 #define TYPE_SUFFIX f64
 #define ISA_SUFFIX avx2
-#define FC_TEMPLATE_MR FC_GEMM_MR
-#define FC_TEMPLATE_NR FC_GEMM_NR_F64
+#include "gemm_tile.h"
 #define FC_TEMPLATE_MC GEMM_MC_6X8_F64
 #define FC_TEMPLATE_KC GEMM_KC
 #define FC_TEMPLATE_NC GEMM_NC_6X8_F64
-#define FC_TEMPLATE_KERNEL fc_gemm_kernel_avx2_6x8_f64
 #include "gemm_impl.h"
 #include "template_end.h"
 #endif
@@ -202,12 +193,10 @@ static void gemm_grid(int64_t M, int64_t N, int64_t K, int mr, int nr, int nthre
 #define REAL double
 #define TYPE_SUFFIX f64
 #define ISA_SUFFIX avx512
-#define FC_TEMPLATE_MR FC_GEMM_MR_AVX512
-#define FC_TEMPLATE_NR FC_GEMM_NR_AVX512_F64
+#include "gemm_tile.h"
 #define FC_TEMPLATE_MC GEMM_MC_AVX512_F64
 #define FC_TEMPLATE_KC GEMM_KC
 #define FC_TEMPLATE_NC GEMM_NC_AVX512_F64
-#define FC_TEMPLATE_KERNEL fc_gemm_kernel_avx512_f64
 #include "gemm_impl.h"
 #include "template_end.h"
 #endif

@@ -16,29 +16,17 @@
 
 #define REAL float
 #define TYPE_SUFFIX f32
-#define FC_TEMPLATE_KERNEL fc_gemm_kernel_avx2_6x16_f32
-#define FC_TEMPLATE_LANES 8
-#define FC_TEMPLATE_VEC __m256
-#define FC_TEMPLATE_LOADU _mm256_loadu_ps
-#define FC_TEMPLATE_STOREU _mm256_storeu_ps
-#define FC_TEMPLATE_SETZERO _mm256_setzero_ps
-#define FC_TEMPLATE_BROADCAST _mm256_broadcast_ss
-#define FC_TEMPLATE_SET1 _mm256_set1_ps
-#define FC_TEMPLATE_FMADD _mm256_fmadd_ps
+#define ISA_SUFFIX avx2
+#include "gemm_tile.h"
+#include "simd_avx2_f32.h"
 #include "gemm_avx2_impl.h"
 #include "template_end.h"
 
 #define REAL double
 #define TYPE_SUFFIX f64
-#define FC_TEMPLATE_KERNEL fc_gemm_kernel_avx2_6x8_f64
-#define FC_TEMPLATE_LANES 4
-#define FC_TEMPLATE_VEC __m256d
-#define FC_TEMPLATE_LOADU _mm256_loadu_pd
-#define FC_TEMPLATE_STOREU _mm256_storeu_pd
-#define FC_TEMPLATE_SETZERO _mm256_setzero_pd
-#define FC_TEMPLATE_BROADCAST _mm256_broadcast_sd
-#define FC_TEMPLATE_SET1 _mm256_set1_pd
-#define FC_TEMPLATE_FMADD _mm256_fmadd_pd
+#define ISA_SUFFIX avx2
+#include "gemm_tile.h"
+#include "simd_avx2_f64.h"
 #include "gemm_avx2_impl.h"
 #include "template_end.h"
 

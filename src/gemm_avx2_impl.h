@@ -1,6 +1,6 @@
 /* gemm_avx2_impl.h: the AVX2+FMA GEMM micro-kernel (contract in gemm_kernels.h) for one
- * element type: 6 rows of two YMM vectors. Included by gemm_avx2.c with REAL (template.h)
- * and the vector of REAL:
+ * element type: 6 rows of two YMM vectors. Included by gemm_avx2.c with REAL (template.h),
+ * the kernel (gemm_tile.h) and the vector of REAL (simd_avx2_f32.h, simd_avx2_f64.h):
  *     FC_TEMPLATE_KERNEL     the name to define (fc_gemm_kernel_avx2_6x16_f32, ...)
  *     FC_TEMPLATE_LANES      REALs per vector (8 float, 4 double); the tile is 2 vectors wide
  *     FC_TEMPLATE_VEC        the vector type

@@ -30,7 +30,8 @@ static inline void prefetch_c(const char *c, int64_t ldc_bytes)
 
 #define REAL float
 #define TYPE_SUFFIX f32
-#define FC_TEMPLATE_KERNEL fc_gemm_kernel_avx512_f32
+#define ISA_SUFFIX avx512
+#include "gemm_tile.h"
 #define FC_TEMPLATE_LANES 16
 #define FC_TEMPLATE_VEC __m512
 #define FC_TEMPLATE_LOADU _mm512_loadu_ps
@@ -43,7 +44,8 @@ static inline void prefetch_c(const char *c, int64_t ldc_bytes)
 
 #define REAL double
 #define TYPE_SUFFIX f64
-#define FC_TEMPLATE_KERNEL fc_gemm_kernel_avx512_f64
+#define ISA_SUFFIX avx512
+#include "gemm_tile.h"
 #define FC_TEMPLATE_LANES 8
 #define FC_TEMPLATE_VEC __m512d
 #define FC_TEMPLATE_LOADU _mm512_loadu_pd

@@ -1,7 +1,7 @@
 /* gemm_avx512_impl.h: the AVX-512 GEMM micro-kernel (contract in gemm_kernels.h) for one
  * element type: MR = FC_GEMM_MR_AVX512 rows of two ZMM vectors. Included by gemm_avx512.c
  * with REAL (template.h) and the vector of REAL:
- *     FC_TEMPLATE_KERNEL     the name to define (fc_gemm_kernel_avx512_f32, ...)
+ *     FC_TEMPLATE_KERNEL     the name to define (gemm_tile.h: fc_gemm_kernel_avx512_f32, ...)
  *     FC_TEMPLATE_LANES      REALs per vector (16 float, 8 double); the tile is 2 vectors wide
  *     FC_TEMPLATE_VEC        the vector type
  *     FC_TEMPLATE_LOADU, FC_TEMPLATE_STOREU, FC_TEMPLATE_SETZERO, FC_TEMPLATE_SET1,

@@ -56,4 +56,22 @@ fc_gemm_kernel_f64 fc_gemm_kernel_avx512_f64;
 #define FC_GEMM_HAVE_AVX512 0
 #endif
 
+/* Each kernel and its tile, by type and instruction set (FC_GEMM_TILE_<WHAT>_<type>_<isa>):
+ * the names gemm_tile.h builds from TYPE_SUFFIX and ISA_SUFFIX. */
+#define FC_GEMM_TILE_MR_generic FC_GEMM_MR
+#define FC_GEMM_TILE_MR_avx2 FC_GEMM_MR
+#define FC_GEMM_TILE_MR_avx512 FC_GEMM_MR_AVX512
+#define FC_GEMM_TILE_NR_f32_generic FC_GEMM_NR_F32
+#define FC_GEMM_TILE_NR_f64_generic FC_GEMM_NR_F64
+#define FC_GEMM_TILE_NR_f32_avx2 FC_GEMM_NR_F32
+#define FC_GEMM_TILE_NR_f64_avx2 FC_GEMM_NR_F64
+#define FC_GEMM_TILE_NR_f32_avx512 FC_GEMM_NR_AVX512_F32
+#define FC_GEMM_TILE_NR_f64_avx512 FC_GEMM_NR_AVX512_F64
+#define FC_GEMM_TILE_KERNEL_f32_generic fc_gemm_kernel_generic_6x16_f32
+#define FC_GEMM_TILE_KERNEL_f64_generic fc_gemm_kernel_generic_6x8_f64
+#define FC_GEMM_TILE_KERNEL_f32_avx2 fc_gemm_kernel_avx2_6x16_f32
+#define FC_GEMM_TILE_KERNEL_f64_avx2 fc_gemm_kernel_avx2_6x8_f64
+#define FC_GEMM_TILE_KERNEL_f32_avx512 fc_gemm_kernel_avx512_f32
+#define FC_GEMM_TILE_KERNEL_f64_avx512 fc_gemm_kernel_avx512_f64
+
 #endif /* FC_GEMM_KERNELS_H */

@@ -9,19 +9,16 @@
  * rounded), so both give the same bits: tests/test_buffer_reuse.py checks it.
  * Single-threaded: LeNet-5's largest parameter (48,000 floats) takes microseconds, less
  * than waking a second thread. */
-#include <math.h>
-
 #include "fastconv.h"
+#include "real_math.h"
 #include "template.h"
 
 #define REAL float
 #define TYPE_SUFFIX f32
-#define FC_TEMPLATE_SQRT sqrtf
 #include "optim_impl.h"
 #include "template_end.h"
 
 #define REAL double
 #define TYPE_SUFFIX f64
-#define FC_TEMPLATE_SQRT sqrt
 #include "optim_impl.h"
 #include "template_end.h"

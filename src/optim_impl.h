@@ -1,5 +1,5 @@
 /* optim_impl.h: Adam's and SGD's updates of one parameter for one element type
- * (template.h: REAL, FN; FC_TEMPLATE_SQRT, the square root of REAL). Included by optim.c. */
+ * (template.h: REAL, FN; FN(fc_sqrt) of real_math.h). Included by optim.c. */
 
 void FN(fc_adam_update)(REAL *param, REAL *m, REAL *v, const REAL *grad, int64_t n,
                         const FN(fc_adam_scalars) *s)
@@ -12,7 +12,7 @@ void FN(fc_adam_update)(REAL *param, REAL *m, REAL *v, const REAL *grad, int64_t
         v[i] = vi;
         const REAL m_hat = mi / s->correction1;
         const REAL v_hat = vi / s->correction2;
-        param[i] -= (m_hat * s->lr) / (FC_TEMPLATE_SQRT(v_hat) + s->eps);
+        param[i] -= (m_hat * s->lr) / (FN(fc_sqrt)(v_hat) + s->eps);
     }
 }
 
