@@ -4,6 +4,17 @@
 #include "fastconv.h"
 #include "template.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* The AVX2 loop exists where the compiler can target x86 AVX2 per function. */
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#define SCAN_HAVE_AVX2 1
+#else
+#define SCAN_HAVE_AVX2 0
+#endif
+
 /* Below this many elements one thread is faster than waking the others. */
 #define SCAN_PARALLEL_MIN ((int64_t)1 << 16)
 

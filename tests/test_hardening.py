@@ -151,14 +151,23 @@ def test_auto_keeps_winograd_for_ordinary_values():
                                                           plan.backward_weight)
 
 
-def test_max_abs_scan_reports_the_largest_magnitude_inf_and_nan():
+@pytest.mark.parametrize("nthreads", [1, 2])
+def test_max_abs_scan_reports_the_largest_magnitude_inf_and_nan(simd, nthreads, threads):
+    """On every SIMD path, for short arrays and for ones each thread scans a share of."""
     from fastconv import _ext
+    threads(nthreads)
+    rng = np.random.default_rng(nthreads)
     for dtype in (np.float32, np.float64):
         a = np.array([1.0, -7.5, 3.0], dtype)
         assert _ext.max_abs(a) == 7.5
         assert _ext.max_abs(np.array([], dtype)) == 0.0
         assert _ext.max_abs(np.array([1.0, -np.inf], dtype)) == np.inf
         assert np.isnan(_ext.max_abs(np.array([np.inf, np.nan, 1.0], dtype)))
+        big = rng.standard_normal(200_003).astype(dtype)
+        big[123_457] = -1e30
+        assert _ext.max_abs(big) == np.abs(big).max() == np.float64(dtype(1e30))
+        big[199_999] = np.nan
+        assert np.isnan(_ext.max_abs(big))
 
 
 # -- out= aliasing ---------------------------------------------------------------------
