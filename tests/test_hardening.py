@@ -8,7 +8,7 @@ from fastconv import plan, reference
 from fastconv._checks import conv_geometry
 from fastconv.config import MAX_THREADS
 
-from conftest import rel_err
+from conftest import rel_err, subprocess_env
 
 
 # -- thread counts ----------------------------------------------------------------------
@@ -328,8 +328,7 @@ def test_layer_mode_flags_refuse_a_string_with_a_type_error(method):
         getattr(Linear(2, 2), method)("no")
 
 
-def test_an_initial_omp_num_threads_above_the_bound_is_capped_with_a_warning():
-    import os
+def test_an_initial_omp_num_threads_above_the_bound_is_capped_with_a_warning(tmp_path):
     import subprocess
     import sys
     code = ("import warnings, numpy as np\n"
@@ -340,9 +339,10 @@ def test_an_initial_omp_num_threads_above_the_bound_is_capped_with_a_warning():
             "assert fastconv.get_num_threads() == MAX_THREADS, fastconv.get_num_threads()\n"
             "assert any('OMP_NUM_THREADS asks for 1000000' in str(x.message) for x in w)\n"
             "assert fastconv.conv2d(np.ones((1, 1, 4, 4)), np.ones((1, 1, 3, 3))).sum() == 36\n")
-    env = dict(os.environ, OMP_NUM_THREADS="1000000")
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                          text=True, timeout=60)
+    # outside the checkout, so that the child imports the fastconv this process tests
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          env=subprocess_env(OMP_NUM_THREADS="1000000"), text=True,
+                          timeout=60)
     assert done.returncode == 0, done.stderr
 
 
