@@ -26,7 +26,7 @@ typedef enum {
  * or one output row (Cg*R*S x Q elements) if that is larger. One row above this limit is
  * refused with FC_ERR_TOO_LARGE instead of allocated; fastconv's algorithm="auto" then
  * runs the direct kernels, whose band buffers are ~256 KiB per thread (at least one output
- * row's inputs; conv_direct.c, FC_DIRECT_BAND_BYTES). So im2col never holds more than
+ * row's inputs; conv_direct_band.h, FC_DIRECT_BAND_BYTES). So im2col never holds more than
  * 64 MiB of columns per thread, plus (threads - 1) private copies of dw in the weight
  * gradient and the GEMM's packing buffers (at most 6.4 MiB per thread). */
 #define FC_IM2COL_MAX_ROW_BYTES ((int64_t)64 << 20)
