@@ -35,37 +35,50 @@ def compiler_command():
     return cc.split()
 
 
+def compiles(source, flags, link_flags=(), run=False):
+    """True when the compiler builds (and, with run=True, runs) source with these flags."""
+    tmp = tempfile.mkdtemp()
+    try:
+        src = os.path.join(tmp, "probe.c")
+        with open(src, "w") as f:
+            f.write(source)
+        exe = os.path.join(tmp, "probe")
+        try:
+            ok = subprocess.run(compiler_command() + flags + [src, "-o", exe] + list(link_flags),
+                                capture_output=True).returncode == 0
+            return ok and (not run or subprocess.run([exe], capture_output=True).returncode == 0)
+        except OSError:
+            return False
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def serial_flags():
+    """Compile flags for a build without OpenMP's runtime. The kernels' OpenMP directives
+    are meant to be ignored there, except `omp simd`, which -fopenmp-simd keeps; GCC still
+    warns about `omp atomic` under that flag, hence -Wno-unknown-pragmas."""
+    flags = ["-fopenmp-simd", "-Wno-unknown-pragmas"]
+    return flags if compiles("int main(void) { return 0; }\n", flags + ["-Werror"]) else []
+
+
 def openmp_flags():
-    """Return (compile_args, link_args) for OpenMP, or ([], []) when it does not work."""
+    """Return (compile_args, link_args) for OpenMP, or the serial build's when it does not
+    work or FASTCONV_NO_OPENMP is set."""
     if os.environ.get("FASTCONV_NO_OPENMP"):
         print("fastconv: OpenMP disabled by FASTCONV_NO_OPENMP; building serially", file=sys.stderr)
-        return [], []
+        return serial_flags(), []
     if sys.platform == "darwin":
         candidates = [["-Xpreprocessor", "-fopenmp"], ["-fopenmp"]]
         link = [["-lomp"], ["-fopenmp"]]
     else:
         candidates = [["-fopenmp"]]
         link = [["-fopenmp"]]
-    tmp = tempfile.mkdtemp()
-    try:
-        src = os.path.join(tmp, "omp_test.c")
-        with open(src, "w") as f:
-            f.write(OPENMP_TEST)
-        for cflags, lflags in zip(candidates, link):
-            exe = os.path.join(tmp, "omp_test")
-            cmd = compiler_command() + cflags + [src, "-o", exe] + lflags
-            try:
-                ok = subprocess.run(cmd, capture_output=True).returncode == 0
-                ok = ok and subprocess.run([exe], capture_output=True).returncode == 0
-            except OSError:
-                ok = False
-            if ok:
-                print("fastconv: building with OpenMP (%s)" % " ".join(cflags), file=sys.stderr)
-                return cflags, lflags
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    for cflags, lflags in zip(candidates, link):
+        if compiles(OPENMP_TEST, cflags, lflags, run=True):
+            print("fastconv: building with OpenMP (%s)" % " ".join(cflags), file=sys.stderr)
+            return cflags, lflags
     print("fastconv: OpenMP not available with this compiler; building serially", file=sys.stderr)
-    return [], []
+    return serial_flags(), []
 
 
 def build_extensions():

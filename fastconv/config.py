@@ -34,7 +34,8 @@ def set_num_threads(n):
     The setting is process-wide: it applies to calls from every Python thread, including
     threads started earlier. OMP_NUM_THREADS sets the initial value, and threadpoolctl's
     ``threadpool_limits`` works too (for the thread that uses it, until the next
-    set_num_threads). Without OpenMP the kernels always run on one thread.
+    set_num_threads). A build without OpenMP runs its kernels on one thread: there n > 1
+    warns and get_num_threads() stays 1.
 
     n is any integer (a Python int, a NumPy integer: anything ``operator.index`` takes;
     not a bool) from 1 to ``fastconv.config.MAX_THREADS``, four times the machine's cores
@@ -48,6 +49,10 @@ def set_num_threads(n):
     parallel kernels in child processes.
     """
     n = check_thread_count(n, "n", "set_num_threads")
+    if not _ext.have_openmp() and n > 1:
+        warnings.warn(f"fastconv: set_num_threads({n}) has no effect: this fastconv was built "
+                      "without OpenMP, so its kernels run on 1 thread (show_config() says "
+                      "how it was built)", RuntimeWarning, stacklevel=2)
     if _serial_after_fork and n > 1:
         warnings.warn("fastconv: this process was forked after fastconv used OpenMP threads; "
                       "its kernels stay on 1 thread (GNU OpenMP cannot start threads again "
@@ -109,9 +114,10 @@ def _bound_threads_from_env():
     """An initial thread count above MAX_THREADS (OMP_NUM_THREADS=1000000) would crash the
     first kernel inside OpenMP, so fastconv starts with MAX_THREADS instead, and warns.
     The variable is read here rather than asked of OpenMP: asking counts as OpenMP having
-    started, which a forked child must not inherit (see set_num_threads)."""
+    started, which a forked child must not inherit (see set_num_threads). A serial build
+    ignores the variable, as any program without OpenMP does."""
     text = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    if text.isdigit() and int(text) > MAX_THREADS:
+    if _ext.have_openmp() and text.isdigit() and int(text) > MAX_THREADS:
         warnings.warn(f"fastconv: OMP_NUM_THREADS asks for {int(text)} threads; fastconv's "
                       f"kernels use at most {MAX_THREADS} (four per core, at least 16)",
                       RuntimeWarning, stacklevel=2)

@@ -25,38 +25,37 @@ int fc_get_num_threads(void)
 #endif
 }
 
+/* OpenMP's thread count belongs to the thread that sets it: a Python thread started later
+ * would run its kernels with the default. fastconv.set_num_threads is process-wide (like
+ * torch.set_num_threads), so it is recorded here with a generation number, and
+ * fc_sync_num_threads, called by the glue before every kernel, applies it once to each
+ * calling thread. A later per-thread change (threadpoolctl's threadpool_limits) is left
+ * alone until the next set_num_threads. Written and read with the GIL held. A serial
+ * build has one thread and nothing to record. */
+static int openmp_started = 0;          /* a kernel may have started OpenMP's thread pool */
+
+#ifdef _OPENMP
+
 #if defined(_MSC_VER)
 #define FC_THREAD_LOCAL __declspec(thread)
 #else
 #define FC_THREAD_LOCAL _Thread_local
 #endif
 
-/* OpenMP's thread count belongs to the thread that sets it: a Python thread started later
- * would run its kernels with the default. fastconv.set_num_threads is process-wide (like
- * torch.set_num_threads), so it is recorded here with a generation number, and
- * fc_sync_num_threads, called by the glue before every kernel, applies it once to each
- * calling thread. A later per-thread change (threadpoolctl's threadpool_limits) is left
- * alone until the next set_num_threads. Written and read with the GIL held. */
 static int requested_threads = 0;       /* 0: never set, OpenMP's default */
 static unsigned generation = 0;
 static FC_THREAD_LOCAL unsigned seen_generation = 0;
-static int openmp_started = 0;          /* a kernel may have started OpenMP's thread pool */
 
 void fc_set_num_threads(int n)
 {
-#ifdef _OPENMP
     requested_threads = n > 0 ? n : 1;
     generation++;
     seen_generation = generation;
     omp_set_num_threads(requested_threads);
-#else
-    (void)n;
-#endif
 }
 
 void fc_sync_num_threads(void)
 {
-#ifdef _OPENMP
     if (requested_threads > 0 && seen_generation != generation) {
         omp_set_num_threads(requested_threads);
         seen_generation = generation;
@@ -64,8 +63,20 @@ void fc_sync_num_threads(void)
     if (omp_get_max_threads() > 1) {
         openmp_started = 1;
     }
-#endif
 }
+
+#else
+
+void fc_set_num_threads(int n)
+{
+    (void)n;
+}
+
+void fc_sync_num_threads(void)
+{
+}
+
+#endif
 
 int fc_openmp_started(void)
 {

@@ -63,9 +63,29 @@ def simd_path(path):
     return _setting(_simd_choice, fastconv.set_simd, path)
 
 
+# A build without OpenMP runs every kernel on one thread: there set_num_threads(n > 1)
+# warns and changes nothing, and the thread tests check that promise instead.
+OPENMP = fastconv._ext.have_openmp()
+needs_openmp = pytest.mark.skipif(not OPENMP, reason="built without OpenMP: one thread")
+
+
+def threads_in_effect(n):
+    """The thread count fastconv.set_num_threads(n) gives in this build."""
+    return int(n) if OPENMP else 1
+
+
+def set_threads(n):
+    """fastconv.set_num_threads(n), expecting its warning where the build is serial."""
+    if OPENMP or n == 1:
+        fastconv.set_num_threads(n)
+    else:
+        with pytest.warns(RuntimeWarning, match="built without OpenMP"):
+            fastconv.set_num_threads(n)
+
+
 def thread_count(n):
-    """Run the block on n threads, then on the thread count before."""
-    return _setting(fastconv.get_num_threads, fastconv.set_num_threads, n)
+    """Run the block on n threads (one in a serial build), then on the thread count before."""
+    return _setting(fastconv.get_num_threads, set_threads, n)
 
 
 @pytest.fixture(params=SIMD_PATHS)
@@ -77,9 +97,9 @@ def simd(request):
 
 @pytest.fixture
 def threads():
-    """Lets a test change the thread count; restores it afterwards."""
+    """Lets a test change the thread count (set_threads); restores it afterwards."""
     before = fastconv.get_num_threads()
-    yield fastconv.set_num_threads
+    yield set_threads
     fastconv.set_num_threads(before)
 
 

@@ -3,12 +3,13 @@ import io
 import subprocess
 import sys
 import tempfile
+import warnings
 
 import pytest
 
 import fastconv
 
-from conftest import subprocess_env
+from conftest import OPENMP, subprocess_env, threads_in_effect
 
 
 def test_show_config_reports_the_build():
@@ -20,6 +21,15 @@ def test_show_config_reports_the_build():
     assert f"threads   {fastconv.get_num_threads()}" in text
     assert f"simd      {fastconv.get_simd()} (cpu has avx2+fma:" in text
     assert ("openmp    on" in text) == fastconv._ext.have_openmp()
+
+
+def test_set_num_threads_above_one_warns_only_in_a_serial_build(threads):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fastconv.set_num_threads(2)
+    serial = [w for w in caught if "built without OpenMP" in str(w.message)]
+    assert len(serial) == (0 if OPENMP else 1)
+    assert fastconv.get_num_threads() == threads_in_effect(2)
 
 
 def run_python(code, **env):

@@ -11,7 +11,7 @@ import fastconv
 from fastconv import reference
 from fastconv._checks import conv_geometry
 
-from conftest import rel_err
+from conftest import needs_openmp, rel_err
 
 # (N, C, H, W, K, R, S, stride, padding, dilation, groups): what each one exercises
 SHAPES = {
@@ -306,6 +306,7 @@ def test_lenet5_conv2_forward_reads_input_in_place(simd, one_thread):
     assert plan["band_rows"] == 10 and plan["gather_phases"] == 1
 
 
+@needs_openmp
 def test_two_threads_cut_two_lenet5_conv1_images_into_four_bands_each(threads):
     """4 work items per thread: 2 images x 4 bands of 7 of the 28 output rows."""
     threads(2)
