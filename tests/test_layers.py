@@ -1,5 +1,7 @@
 """fastconv.nn: layers, losses and optimizers: each against PyTorch or NumPy, a whole-network
 finite-difference gradient check in float64, state_dict round trips, seeds."""
+import math
+
 import numpy as np
 import pytest
 
@@ -196,6 +198,16 @@ def test_softmax_cross_entropy_matches_torch():
     assert loss == pytest.approx(expected.item(), rel=1e-12)
     np.testing.assert_allclose(grad, t.grad.numpy(), rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(softmax(logits).sum(axis=1), 1.0)
+
+
+@needs_torch
+def test_softmax_cross_entropy_of_an_empty_batch_is_nan_as_torch():
+    t = torch.zeros((0, 3), dtype=torch.float64, requires_grad=True)
+    expected = F.cross_entropy(t, torch.zeros(0, dtype=torch.int64))
+    expected.backward()
+    loss, grad = softmax_cross_entropy(np.zeros((0, 3)), np.zeros(0, dtype=np.int64))
+    assert math.isnan(loss) and math.isnan(expected.item())
+    assert grad.shape == tuple(t.grad.shape) == (0, 3)
 
 
 def test_softmax_cross_entropy_is_stable_for_huge_logits():

@@ -1,4 +1,6 @@
 """Losses: softmax cross-entropy with its fused gradient."""
+import math
+
 import numpy as np
 
 from .._checks import as_array, result_dtype
@@ -31,6 +33,7 @@ def softmax_cross_entropy(logits, labels):
     Returns
     -------
     loss : float
+        NaN for an empty batch (N = 0), the mean over no samples, as in PyTorch.
     grad_logits : ndarray, shape (N, classes), logits' dtype
     """
     func = "softmax_cross_entropy"
@@ -51,7 +54,7 @@ def softmax_cross_entropy(logits, labels):
     shifted = logits - logits.max(axis=1, keepdims=True)
     log_sum_exp = np.log(np.exp(shifted).sum(axis=1))
     log_probs_true = shifted[rows, labels] - log_sum_exp
-    loss = float(-log_probs_true.mean()) if n else 0.0
+    loss = float(-log_probs_true.mean()) if n else math.nan    # no samples: NaN, as PyTorch
     grad = np.exp(shifted - log_sum_exp[:, None])      # softmax, reusing the shifted scores
     grad[rows, labels] -= 1
     grad /= max(n, 1)
