@@ -1,0 +1,172 @@
+/*
+ * batchnorm.c: batch normalisation over (N, C, HW) inputs, forward (training and
+ * inference) and backward, as PyTorch's batch_norm: the batch's mean and biased variance
+ * normalise, the unbiased variance enters the running estimate.
+ *
+ * Entry points in batchnorm_impl.h, written once for float and double; they call the
+ * plane loops of batchnorm_planes_impl.h, stamped out here for each instruction set. The
+ * loops are plain C the compiler vectorises; the AVX2 and AVX-512 twins are the same
+ * loops compiled with a target attribute, chosen at run time (config.c). The statistics
+ * take one pass over x, the training forward a second to write y, the backward two (the
+ * sums, then dx); each pass over a channel runs while its planes are still in cache.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "fastconv.h"
+#include "template.h"
+
+/* The sums' lanes are the same bits on every instruction set only without fused
+ * multiply-adds (GCC's ISO C mode does not fuse; Clang fuses by default). */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
+
+/* Per-function x86 targets exist where GCC or Clang can compile for them. */
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#define BN_HAVE_X86 1
+#else
+#define BN_HAVE_X86 0
+#endif
+
+/* Below this many elements one thread is faster than waking the others. */
+#define BN_PARALLEL_MIN ((int64_t)1 << 15)
+
+/* The AVX-512 loops run on 512-bit vectors (GCC would otherwise prefer 256 bits); Clang
+ * takes no vector width in a target attribute. */
+#if defined(__clang__)
+#define BN_TARGET_AVX512 __attribute__((target("avx512f")))
+#else
+#define BN_TARGET_AVX512 __attribute__((target("avx512f,prefer-vector-width=512")))
+#endif
+
+/* Float64 accumulators per sum: two AVX-512 vectors, and enough independent chains to
+ * hide the latency of the additions. */
+#define BN_LANES 16
+
+typedef struct {
+    double a[BN_LANES], b[BN_LANES];
+} bn_lanes;
+
+/* The plane loops of one type and instruction set (batchnorm_planes_impl.h). */
+typedef struct {
+    void (*sums)(bn_lanes *acc, const float *x, int64_t n, double shift);
+    void (*normalize)(float *y, const float *x, int64_t n, float mean, float scale,
+                      float shift);
+    void (*grad_sums)(bn_lanes *acc, const float *dy, const float *x, int64_t n, double mean);
+    void (*grad_input)(float *dx, const float *dy, const float *x, int64_t n, float mean,
+                       float k, float mean_dy, float scale);
+} bn_kernels_f32;
+
+typedef struct {
+    void (*sums)(bn_lanes *acc, const double *x, int64_t n, double shift);
+    void (*normalize)(double *y, const double *x, int64_t n, double mean, double scale,
+                      double shift);
+    void (*grad_sums)(bn_lanes *acc, const double *dy, const double *x, int64_t n,
+                      double mean);
+    void (*grad_input)(double *dx, const double *dy, const double *x, int64_t n, double mean,
+                       double k, double mean_dy, double scale);
+} bn_kernels_f64;
+
+/* Sizes no caller can mean: negative, or eps not positive and finite. */
+static int bn_problem_valid(const fc_batch_norm_problem *pb)
+{
+    return pb->N >= 0 && pb->C >= 0 && pb->HW >= 0 && pb->eps > 0 && isfinite(pb->eps);
+}
+
+#define REAL float
+#define TYPE_SUFFIX f32
+#define ISA_SUFFIX generic
+#define FC_TEMPLATE_TARGET
+#include "batchnorm_planes_impl.h"
+#include "template_end.h"
+
+#define REAL double
+#define TYPE_SUFFIX f64
+#define ISA_SUFFIX generic
+#define FC_TEMPLATE_TARGET
+#include "batchnorm_planes_impl.h"
+#include "template_end.h"
+
+#if BN_HAVE_X86
+
+#include <immintrin.h>
+
+#define BN_TARGET_AVX2 __attribute__((target("avx2")))
+
+/* Loads of 4 (AVX2) or 8 (AVX-512) values as doubles: FC_TEMPLATE_LOADU of the sums. */
+static inline BN_TARGET_AVX2 __m256d bn_load4_f32(const float *p)
+{
+    return _mm256_cvtps_pd(_mm_loadu_ps(p));
+}
+
+static inline BN_TARGET_AVX2 __m256d bn_load4_f64(const double *p)
+{
+    return _mm256_loadu_pd(p);
+}
+
+static inline BN_TARGET_AVX512 __m512d bn_load8_f32(const float *p)
+{
+    return _mm512_cvtps_pd(_mm256_loadu_ps(p));
+}
+
+static inline BN_TARGET_AVX512 __m512d bn_load8_f64(const double *p)
+{
+    return _mm512_loadu_pd(p);
+}
+
+#define REAL float
+#define TYPE_SUFFIX f32
+#define ISA_SUFFIX avx2
+#define FC_TEMPLATE_TARGET BN_TARGET_AVX2
+#define FC_TEMPLATE_VEC __m256d
+#define FC_TEMPLATE_LANES 4
+#define FC_TEMPLATE_SET1 _mm256_set1_pd
+#define FC_TEMPLATE_LOADU bn_load4_f32
+#include "batchnorm_planes_impl.h"
+#include "template_end.h"
+
+#define REAL double
+#define TYPE_SUFFIX f64
+#define ISA_SUFFIX avx2
+#define FC_TEMPLATE_TARGET BN_TARGET_AVX2
+#define FC_TEMPLATE_VEC __m256d
+#define FC_TEMPLATE_LANES 4
+#define FC_TEMPLATE_SET1 _mm256_set1_pd
+#define FC_TEMPLATE_LOADU bn_load4_f64
+#include "batchnorm_planes_impl.h"
+#include "template_end.h"
+
+#define REAL float
+#define TYPE_SUFFIX f32
+#define ISA_SUFFIX avx512
+#define FC_TEMPLATE_TARGET BN_TARGET_AVX512
+#define FC_TEMPLATE_VEC __m512d
+#define FC_TEMPLATE_LANES 8
+#define FC_TEMPLATE_SET1 _mm512_set1_pd
+#define FC_TEMPLATE_LOADU bn_load8_f32
+#include "batchnorm_planes_impl.h"
+#include "template_end.h"
+
+#define REAL double
+#define TYPE_SUFFIX f64
+#define ISA_SUFFIX avx512
+#define FC_TEMPLATE_TARGET BN_TARGET_AVX512
+#define FC_TEMPLATE_VEC __m512d
+#define FC_TEMPLATE_LANES 8
+#define FC_TEMPLATE_SET1 _mm512_set1_pd
+#define FC_TEMPLATE_LOADU bn_load8_f64
+#include "batchnorm_planes_impl.h"
+#include "template_end.h"
+
+#endif /* BN_HAVE_X86 */
+
+#define REAL float
+#define TYPE_SUFFIX f32
+#include "batchnorm_impl.h"
+#include "template_end.h"
+
+#define REAL double
+#define TYPE_SUFFIX f64
+#include "batchnorm_impl.h"
+#include "template_end.h"
