@@ -604,6 +604,11 @@ class Flatten(Layer):
         return (input_shape[0], int(np.prod(input_shape[1:])))
 
 
+def _as_3d(shape):
+    """(N, C, product of the other axes): how the batch norm kernels see an input."""
+    return (shape[0], shape[1], math.prod(shape[2:]))
+
+
 class _BatchNorm(Layer):
     """Batch normalisation, as PyTorch's BatchNorm: each channel normalised by the batch's
     mean and biased variance in training (and always without running statistics), by the
@@ -663,7 +668,7 @@ class _BatchNorm(Layer):
         self.output_shape(x.shape)                 # an input that does not fit fails here
         x = as_kernel_input(x, self.dtype)
         N, C = x.shape[:2]
-        x3 = x.reshape(N, C, -1)                   # (N, C, spatial), a view
+        x3 = x.reshape(_as_3d(x.shape))            # (N, C, spatial), a view
         y = self._out("y", x.shape, self.dtype, (x,))
         if y is None:
             y = np.empty_like(x)
@@ -699,7 +704,7 @@ class _BatchNorm(Layer):
             raise ValueError(f"{self.signature()}.backward: expected grad_out of shape "
                              f"{x.shape} (the output of the last forward), got shape "
                              f"{g.shape}")
-        x3 = x.reshape(x.shape[0], x.shape[1], -1)
+        x3 = x.reshape(_as_3d(x.shape))
         dx = None
         if input_grad:
             dx = self._out("grad_x", x.shape, self.dtype, (g, x))
