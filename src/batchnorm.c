@@ -8,9 +8,10 @@
  * loops are plain C the compiler vectorises; the AVX2 and AVX-512 twins are the same
  * loops compiled with a target attribute, chosen at run time (config.c). The statistics
  * take one pass over x, the training forward a second to write y, the backward two (the
- * sums, then dx); each pass over a channel runs while its planes are still in cache.
+ * sums, then dx).
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fastconv.h"
