@@ -4,7 +4,7 @@
  * normalise, the unbiased variance enters the running estimate.
  *
  * Entry points in batchnorm_impl.h, written once for float and double; they call the
- * plane loops of batchnorm_planes_impl.h, stamped out here for each instruction set. The
+ * plane loops of batchnorm_loops_impl.h, stamped out here for each instruction set. The
  * loops are plain C the compiler vectorises; the AVX2 and AVX-512 twins are the same
  * loops compiled with a target attribute, chosen at run time (config.c). The statistics
  * take one pass over x, the training forward a second to write y, the backward two (the
@@ -16,6 +16,10 @@
 
 #include "fastconv.h"
 #include "template.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 /* The sums' lanes are the same bits on every instruction set only without fused
  * multiply-adds (GCC's ISO C mode does not fuse; Clang fuses by default). */
@@ -41,32 +45,44 @@
 #define BN_TARGET_AVX512 __attribute__((target("avx512f,prefer-vector-width=512")))
 #endif
 
+/* Planes smaller than this run as rows (batchnorm_impl.h). */
+#define BN_ROWS_BELOW_HW 32
+
 /* Float64 accumulators per sum: two AVX-512 vectors, and enough independent chains to
  * hide the latency of the additions. */
 #define BN_LANES 16
 
+/* The loops of one type and instruction set (batchnorm_loops_impl.h). */
 typedef struct {
-    double a[BN_LANES], b[BN_LANES];
-} bn_lanes;
-
-/* The plane loops of one type and instruction set (batchnorm_planes_impl.h). */
-typedef struct {
-    void (*sums)(bn_lanes *acc, const float *x, int64_t n, double shift);
+    void (*sums)(const float *x, int64_t n, double shift, double *ta, double *tb);
     void (*normalize)(float *y, const float *x, int64_t n, float mean, float scale,
                       float shift);
-    void (*grad_sums)(bn_lanes *acc, const float *dy, const float *x, int64_t n, double mean);
+    void (*grad_sums)(const float *dy, const float *x, int64_t n, double mean, double *ta,
+                      double *tb);
     void (*grad_input)(float *dx, const float *dy, const float *x, int64_t n, float mean,
                        float k, float mean_dy, float scale);
+    void (*row_sums)(double *a, double *b, const float *x, int64_t n, const double *shift);
+    void (*row_grad_sums)(double *a, double *b, const float *dy, const float *x, int64_t n,
+                          const double *mean);
+    void (*row_normalize)(float *y, const float *x, int64_t n, const float *coef);
+    void (*row_grad_input)(float *dx, const float *dy, const float *x, int64_t n,
+                           const float *coef);
 } bn_kernels_f32;
 
 typedef struct {
-    void (*sums)(bn_lanes *acc, const double *x, int64_t n, double shift);
+    void (*sums)(const double *x, int64_t n, double shift, double *ta, double *tb);
     void (*normalize)(double *y, const double *x, int64_t n, double mean, double scale,
                       double shift);
-    void (*grad_sums)(bn_lanes *acc, const double *dy, const double *x, int64_t n,
-                      double mean);
+    void (*grad_sums)(const double *dy, const double *x, int64_t n, double mean, double *ta,
+                      double *tb);
     void (*grad_input)(double *dx, const double *dy, const double *x, int64_t n, double mean,
                        double k, double mean_dy, double scale);
+    void (*row_sums)(double *a, double *b, const double *x, int64_t n, const double *shift);
+    void (*row_grad_sums)(double *a, double *b, const double *dy, const double *x, int64_t n,
+                          const double *mean);
+    void (*row_normalize)(double *y, const double *x, int64_t n, const double *coef);
+    void (*row_grad_input)(double *dx, const double *dy, const double *x, int64_t n,
+                           const double *coef);
 } bn_kernels_f64;
 
 /* Sizes no caller can mean: negative, or eps not positive and finite. */
@@ -75,18 +91,31 @@ static int bn_problem_valid(const fc_batch_norm_problem *pb)
     return pb->N >= 0 && pb->C >= 0 && pb->HW >= 0 && pb->eps > 0 && isfinite(pb->eps);
 }
 
+/* This thread's contiguous share [lo, hi) of n items, in a parallel region (all of them
+ * outside one). */
+static void bn_share(int64_t n, int64_t *lo, int64_t *hi)
+{
+    *lo = 0;
+    *hi = n;
+#ifdef _OPENMP
+    const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
+    *lo = n / threads * t + (t < n % threads ? t : n % threads);
+    *hi = *lo + n / threads + (t < n % threads);
+#endif
+}
+
 #define REAL float
 #define TYPE_SUFFIX f32
 #define ISA_SUFFIX generic
 #define FC_TEMPLATE_TARGET
-#include "batchnorm_planes_impl.h"
+#include "batchnorm_loops_impl.h"
 #include "template_end.h"
 
 #define REAL double
 #define TYPE_SUFFIX f64
 #define ISA_SUFFIX generic
 #define FC_TEMPLATE_TARGET
-#include "batchnorm_planes_impl.h"
+#include "batchnorm_loops_impl.h"
 #include "template_end.h"
 
 #if BN_HAVE_X86
@@ -124,7 +153,7 @@ static inline BN_TARGET_AVX512 __m512d bn_load8_f64(const double *p)
 #define FC_TEMPLATE_LANES 4
 #define FC_TEMPLATE_SET1 _mm256_set1_pd
 #define FC_TEMPLATE_LOADU bn_load4_f32
-#include "batchnorm_planes_impl.h"
+#include "batchnorm_loops_impl.h"
 #include "template_end.h"
 
 #define REAL double
@@ -135,7 +164,7 @@ static inline BN_TARGET_AVX512 __m512d bn_load8_f64(const double *p)
 #define FC_TEMPLATE_LANES 4
 #define FC_TEMPLATE_SET1 _mm256_set1_pd
 #define FC_TEMPLATE_LOADU bn_load4_f64
-#include "batchnorm_planes_impl.h"
+#include "batchnorm_loops_impl.h"
 #include "template_end.h"
 
 #define REAL float
@@ -146,7 +175,7 @@ static inline BN_TARGET_AVX512 __m512d bn_load8_f64(const double *p)
 #define FC_TEMPLATE_LANES 8
 #define FC_TEMPLATE_SET1 _mm512_set1_pd
 #define FC_TEMPLATE_LOADU bn_load8_f32
-#include "batchnorm_planes_impl.h"
+#include "batchnorm_loops_impl.h"
 #include "template_end.h"
 
 #define REAL double
@@ -157,7 +186,7 @@ static inline BN_TARGET_AVX512 __m512d bn_load8_f64(const double *p)
 #define FC_TEMPLATE_LANES 8
 #define FC_TEMPLATE_SET1 _mm512_set1_pd
 #define FC_TEMPLATE_LOADU bn_load8_f64
-#include "batchnorm_planes_impl.h"
+#include "batchnorm_loops_impl.h"
 #include "template_end.h"
 
 #endif /* BN_HAVE_X86 */

@@ -1,20 +1,25 @@
 /*
  * batchnorm_impl.h: batch normalisation's entry points for one element type (template.h:
- * REAL, FN), included by batchnorm.c after the plane loops of every instruction set
- * (batchnorm_planes_impl.h).
+ * REAL, FN), included by batchnorm.c after the loops of every instruction set
+ * (batchnorm_loops_impl.h).
  *
  * Shapes: x, y, dy, dx (N, C, HW), C-contiguous: channel c is the N planes of HW values at
  * (n * C + c) * HW; weight, bias, running_mean, running_var, dweight, dbias (C) of REAL;
  * mean, invstd (C) of float64, from the training forward to the backward.
  *
- * Each pass runs over the N * C planes in memory order (threads take contiguous shares):
- * a stream the hardware prefetchers follow, where a channel's planes, C * HW apart, are
- * not (4 KiB planes 64 KiB apart also compete for a few cache sets). The sums go per plane
- * into float64 partials, which each channel then totals over n in order: the results do
- * not depend on the thread count.
+ * Every pass runs through memory in order, threads taking contiguous shares: a stream the
+ * hardware prefetchers follow, where a channel's planes, C * HW apart, are not (and 4 KiB
+ * planes 64 KiB apart compete for a few cache sets). Two layouts:
+ *   planes (HW >= BN_ROWS_BELOW_HW): the plane loops over each of the N * C planes; the
+ *          sums go per plane into float64 partials, which each channel totals over n;
+ *   rows   (smaller planes): the row loops over the N rows of C * HW columns; each column
+ *          sums over the rows into its own float64 pair, which each channel totals over
+ *          its HW columns.
+ * Either way every sum is added in an order fixed by the shape alone, so the results do not
+ * depend on the thread count.
  */
 
-/* The plane loops of the SIMD level in use (config.c), chosen once per call. */
+/* The loops of the SIMD level in use (config.c), chosen once per call. */
 static const FN(bn_kernels) *FN(bn_kernels_in_use)(void)
 {
 #if BN_HAVE_X86
@@ -28,49 +33,70 @@ static const FN(bn_kernels) *FN(bn_kernels_in_use)(void)
     return &FN(bn_kernels_generic);
 }
 
-/* The lanes' totals, added in a fixed order. */
-static void FN(bn_lanes_total)(const bn_lanes *acc, double *a, double *b)
+/* Channel c's statistics from its sums s1 of x - shift and s2 of (x - shift)^2 over count
+ * values: mean[c], invstd[c], and the running estimates when there are any. */
+static void FN(bn_channel_stats)(double *mean, double *invstd, REAL *running_mean,
+                                 REAL *running_var, int64_t c, double s1, double s2,
+                                 double shift, int64_t count, const fc_batch_norm_problem *pb)
 {
-    double sa = 0, sb = 0;
-    for (int l = 0; l < BN_LANES; l++) {
-        sa += acc->a[l];
-        sb += acc->b[l];
+    const double d = s1 / (double)count;
+    double var = s2 / (double)count - d * d;
+    var = var < 0 ? 0 : var;     /* rounding; NaN stays NaN */
+    const double m = shift + d;
+    mean[c] = m;
+    invstd[c] = 1 / sqrt(var + pb->eps);
+    if (running_mean != NULL) {
+        const double momentum = pb->momentum;
+        const double unbiased = var * (double)count / (double)(count - 1);
+        running_mean[c] = (REAL)(momentum * m + (1 - momentum) * (double)running_mean[c]);
+        running_var[c] = (REAL)(momentum * unbiased + (1 - momentum) * (double)running_var[c]);
     }
-    *a = sa;
-    *b = sb;
 }
 
-/* Channel c's totals of the per-plane sums part[2 * (n * C + c) + {0, 1}], over n in order. */
-static void FN(bn_channel_total)(const double *part, int64_t N, int64_t C, int64_t c,
-                                 double *a, double *b)
+/* y = (x - mean) * scale + shift with channel c's scale = weight * invstd, shift = bias. */
+static REAL FN(bn_scale)(const REAL *weight, int64_t c, double invstd)
 {
-    double sa = 0, sb = 0;
-    for (int64_t n = 0; n < N; n++) {
-        sa += part[2 * (n * C + c)];
-        sb += part[2 * (n * C + c) + 1];
-    }
-    *a = sa;
-    *b = sb;
+    return (REAL)((weight != NULL ? (double)weight[c] : 1.0) * invstd);
 }
 
-fc_status FN(fc_batch_norm_forward_train)(REAL *y, double *mean, double *invstd,
-                                          REAL *running_mean, REAL *running_var,
-                                          const REAL *x, const REAL *weight, const REAL *bias,
-                                          const fc_batch_norm_problem *pb)
+/* Channel c's parameter gradients from its sums of dy and dy * (x - mean), and the
+ * coefficients of dx = (dy - mean_dy - (x - mean) * k) * scale. */
+static void FN(bn_channel_grads)(REAL *dweight, REAL *dbias, REAL coef[3], int64_t c,
+                                 double sum_dy, double sum_dy_xmu, double invstd,
+                                 const REAL *weight, int64_t count)
 {
-    const int64_t N = pb->N, C = pb->C, HW = pb->HW, count = N * HW, planes = N * C;
-    if (!bn_problem_valid(pb) || (running_mean != NULL && count == 1)) {
-        return FC_ERR_INVALID;   /* one value has no unbiased variance */
+    if (dweight != NULL) {
+        dweight[c] = (REAL)(sum_dy_xmu * invstd);
     }
-    const double eps = pb->eps, momentum = pb->momentum;
-    if (count == 0) {
-        /* As PyTorch: an empty batch leaves the running statistics alone. */
-        for (int64_t c = 0; c < C; c++) {
-            mean[c] = 0;
-            invstd[c] = 1 / sqrt(eps);
-        }
-        return FC_OK;
+    if (dbias != NULL) {
+        dbias[c] = (REAL)sum_dy;
     }
+    coef[0] = (REAL)(sum_dy / (double)count);                        /* mean_dy */
+    coef[1] = (REAL)(sum_dy_xmu * invstd * invstd / (double)count);  /* k */
+    coef[2] = FN(bn_scale)(weight, c, invstd);                       /* scale */
+}
+
+/* Channel c's totals of per-plane sums part[2 * (n * C + c) + {0, 1}] over n (planes), or
+ * of per-column sums a[c * HW + i], b[c * HW + i] over i (rows: C = 1, N = HW, pairs
+ * apart by `stride` doubles). */
+static void FN(bn_total)(const double *a, const double *b, int64_t count, int64_t stride,
+                         double *sa, double *sb)
+{
+    double ta = 0, tb = 0;
+    for (int64_t i = 0; i < count; i++) {
+        ta += a[i * stride];
+        tb += b[i * stride];
+    }
+    *sa = ta;
+    *sb = tb;
+}
+
+static fc_status FN(bn_forward_train_planes)(REAL *y, double *mean, double *invstd,
+                                             REAL *running_mean, REAL *running_var,
+                                             const REAL *x, const REAL *weight,
+                                             const REAL *bias, const fc_batch_norm_problem *pb)
+{
+    const int64_t N = pb->N, C = pb->C, HW = pb->HW, planes = N * C;
     double *part = malloc(sizeof(double) * (2 * (size_t)planes + 1));   /* + 1: never 0 */
     if (part == NULL) {
         return FC_ERR_NOMEM;
@@ -88,81 +114,155 @@ fc_status FN(fc_batch_norm_forward_train)(REAL *y, double *mean, double *invstd,
 #pragma omp for schedule(static)
 #endif
         for (int64_t p = 0; p < planes; p++) {
-            bn_lanes acc = {{0}, {0}};
-            k->sums(&acc, x + p * HW, HW, (double)x[(p % C) * HW]);
-            FN(bn_lanes_total)(&acc, &part[2 * p], &part[2 * p + 1]);
+            k->sums(x + p * HW, HW, (double)x[(p % C) * HW], &part[2 * p], &part[2 * p + 1]);
         }
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
         for (int64_t c = 0; c < C; c++) {
             double s1, s2;
-            FN(bn_channel_total)(part, N, C, c, &s1, &s2);
-            const double d = s1 / (double)count;
-            double var = s2 / (double)count - d * d;
-            var = var < 0 ? 0 : var;     /* rounding; NaN stays NaN */
-            const double m = (double)x[c * HW] + d;
-            mean[c] = m;
-            invstd[c] = 1 / sqrt(var + eps);
-            if (running_mean != NULL) {
-                const double unbiased = var * (double)count / (double)(count - 1);
-                running_mean[c] = (REAL)(momentum * m
-                                         + (1 - momentum) * (double)running_mean[c]);
-                running_var[c] = (REAL)(momentum * unbiased
-                                        + (1 - momentum) * (double)running_var[c]);
-            }
+            FN(bn_total)(&part[2 * c], &part[2 * c + 1], N, 2 * C, &s1, &s2);
+            FN(bn_channel_stats)(mean, invstd, running_mean, running_var, c, s1, s2,
+                                 (double)x[c * HW], N * HW, pb);
         }
-        /* y plane by plane in memory order, a stream the prefetchers follow. */
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
         for (int64_t p = 0; p < planes; p++) {
             const int64_t c = p % C;
-            const REAL scale = (REAL)((weight != NULL ? (double)weight[c] : 1.0) * invstd[c]);
-            k->normalize(y + p * HW, x + p * HW, HW, (REAL)mean[c], scale,
-                         bias != NULL ? bias[c] : (REAL)0);
+            k->normalize(y + p * HW, x + p * HW, HW, (REAL)mean[c],
+                         FN(bn_scale)(weight, c, invstd[c]), bias != NULL ? bias[c] : (REAL)0);
         }
     }
     free(part);
     return FC_OK;
 }
 
+static fc_status FN(bn_forward_train_rows)(REAL *y, double *mean, double *invstd,
+                                           REAL *running_mean, REAL *running_var,
+                                           const REAL *x, const REAL *weight, const REAL *bias,
+                                           const fc_batch_norm_problem *pb)
+{
+    const int64_t N = pb->N, C = pb->C, HW = pb->HW, J = C * HW;
+    /* Per column: the two sums and the shift; then y's mean, scale and shift. */
+    double *sums = malloc(sizeof(double) * (3 * (size_t)J + 1));   /* + 1: never 0 */
+    REAL *coef = malloc(sizeof(REAL) * (3 * (size_t)J + 1));
+    if (sums == NULL || coef == NULL) {
+        free(sums);
+        free(coef);
+        return FC_ERR_NOMEM;
+    }
+    double *a = sums, *b = sums + J, *shift = sums + 2 * J;
+    const FN(bn_kernels) *k = FN(bn_kernels_in_use)();
+#ifdef _OPENMP
+#pragma omp parallel if (N * J >= BN_PARALLEL_MIN)
+#endif
+    {
+        int64_t lo, hi;
+        bn_share(J, &lo, &hi);
+        for (int64_t j = lo; j < hi; j++) {
+            a[j] = b[j] = 0;
+            shift[j] = (double)x[j - j % HW];    /* the channel's first value, as planes */
+        }
+        for (int64_t n = 0; n < N; n++) {
+            k->row_sums(a + lo, b + lo, x + n * J + lo, hi - lo, shift + lo);
+        }
+#ifdef _OPENMP
+#pragma omp barrier
+#pragma omp for schedule(static)
+#endif
+        for (int64_t c = 0; c < C; c++) {
+            double s1, s2;
+            FN(bn_total)(a + c * HW, b + c * HW, HW, 1, &s1, &s2);
+            FN(bn_channel_stats)(mean, invstd, running_mean, running_var, c, s1, s2,
+                                 shift[c * HW], N * HW, pb);
+            const REAL scale = FN(bn_scale)(weight, c, invstd[c]);
+            for (int64_t j = c * HW; j < (c + 1) * HW; j++) {
+                coef[j] = (REAL)mean[c];
+                coef[J + j] = scale;
+                coef[2 * J + j] = bias != NULL ? bias[c] : (REAL)0;
+            }
+        }
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (int64_t n = 0; n < N; n++) {
+            k->row_normalize(y + n * J, x + n * J, J, coef);
+        }
+    }
+    free(sums);
+    free(coef);
+    return FC_OK;
+}
+
+fc_status FN(fc_batch_norm_forward_train)(REAL *y, double *mean, double *invstd,
+                                          REAL *running_mean, REAL *running_var,
+                                          const REAL *x, const REAL *weight, const REAL *bias,
+                                          const fc_batch_norm_problem *pb)
+{
+    const int64_t count = pb->N * pb->HW;
+    if (!bn_problem_valid(pb) || (running_mean != NULL && count == 1)) {
+        return FC_ERR_INVALID;   /* one value has no unbiased variance */
+    }
+    if (count == 0) {
+        /* As PyTorch: an empty batch leaves the running statistics alone. */
+        for (int64_t c = 0; c < pb->C; c++) {
+            mean[c] = 0;
+            invstd[c] = 1 / sqrt(pb->eps);
+        }
+        return FC_OK;
+    }
+    return (pb->HW >= BN_ROWS_BELOW_HW ? FN(bn_forward_train_planes) : FN(bn_forward_train_rows))(
+        y, mean, invstd, running_mean, running_var, x, weight, bias, pb);
+}
+
 fc_status FN(fc_batch_norm_forward_eval)(REAL *y, const REAL *x, const REAL *mean,
                                          const REAL *var, const REAL *weight, const REAL *bias,
                                          const fc_batch_norm_problem *pb)
 {
-    const int64_t C = pb->C, HW = pb->HW, planes = pb->N * C;
+    const int64_t N = pb->N, C = pb->C, HW = pb->HW, J = C * HW;
     if (!bn_problem_valid(pb)) {
         return FC_ERR_INVALID;
     }
-    const FN(bn_kernels) *k = FN(bn_kernels_in_use)();
-    const double eps = pb->eps;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (planes * HW >= BN_PARALLEL_MIN)
-#endif
-    for (int64_t p = 0; p < planes; p++) {
-        const int64_t c = p % C;
-        const double is = 1 / sqrt((double)var[c] + eps);
-        const REAL scale = (REAL)((weight != NULL ? (double)weight[c] : 1.0) * is);
-        k->normalize(y + p * HW, x + p * HW, HW, mean[c], scale,
-                     bias != NULL ? bias[c] : (REAL)0);
+    const int rows = HW < BN_ROWS_BELOW_HW;
+    REAL *coef = rows ? malloc(sizeof(REAL) * (3 * (size_t)J + 1)) : NULL;
+    if (rows && coef == NULL) {
+        return FC_ERR_NOMEM;
     }
+    for (int64_t c = 0; rows && c < C; c++) {
+        const REAL scale = FN(bn_scale)(weight, c, 1 / sqrt((double)var[c] + pb->eps));
+        for (int64_t j = c * HW; j < (c + 1) * HW; j++) {
+            coef[j] = mean[c];
+            coef[J + j] = scale;
+            coef[2 * J + j] = bias != NULL ? bias[c] : (REAL)0;
+        }
+    }
+    const FN(bn_kernels) *k = FN(bn_kernels_in_use)();
+    const int64_t items = rows ? N : N * C;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (N * J >= BN_PARALLEL_MIN)
+#endif
+    for (int64_t i = 0; i < items; i++) {
+        if (rows) {
+            k->row_normalize(y + i * J, x + i * J, J, coef);
+        } else {
+            const int64_t c = i % C;
+            k->normalize(y + i * HW, x + i * HW, HW, mean[c],
+                         FN(bn_scale)(weight, c, 1 / sqrt((double)var[c] + pb->eps)),
+                         bias != NULL ? bias[c] : (REAL)0);
+        }
+    }
+    free(coef);
     return FC_OK;
 }
 
-/* Two passes: the sums of dy and dy * (x - mean) per plane, then dx from their channel
- * totals, dx = weight * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)) with
- * xhat = (x - mean) * invstd recomputed from x (no saved xhat: one array less to write
- * and read). dx NULL: the input gradient is not needed. */
-fc_status FN(fc_batch_norm_backward)(REAL *dx, REAL *dweight, REAL *dbias, const REAL *dy,
-                                     const REAL *x, const double *mean, const double *invstd,
-                                     const REAL *weight, const fc_batch_norm_problem *pb)
+static fc_status FN(bn_backward_planes)(REAL *dx, REAL *dweight, REAL *dbias, const REAL *dy,
+                                        const REAL *x, const double *mean,
+                                        const double *invstd, const REAL *weight,
+                                        const fc_batch_norm_problem *pb)
 {
-    const int64_t N = pb->N, C = pb->C, HW = pb->HW, count = N * HW, planes = N * C;
-    if (!bn_problem_valid(pb)) {
-        return FC_ERR_INVALID;
-    }
-    /* Per plane: the two sums, then (after the channel totals) dx's coefficients. */
+    const int64_t N = pb->N, C = pb->C, HW = pb->HW, planes = N * C;
+    /* Per plane: the two sums; per channel: dx's coefficients. */
     double *part = malloc(sizeof(double) * (2 * (size_t)planes + 1));   /* + 1: never 0 */
     REAL *coef = malloc(sizeof(REAL) * (3 * (size_t)C + 1));
     if (part == NULL || coef == NULL) {
@@ -179,42 +279,116 @@ fc_status FN(fc_batch_norm_backward)(REAL *dx, REAL *dweight, REAL *dbias, const
 #pragma omp for schedule(static)
 #endif
         for (int64_t p = 0; p < planes; p++) {
-            bn_lanes acc = {{0}, {0}};
-            k->grad_sums(&acc, dy + p * HW, x + p * HW, HW, mean[p % C]);
-            FN(bn_lanes_total)(&acc, &part[2 * p], &part[2 * p + 1]);
+            k->grad_sums(dy + p * HW, x + p * HW, HW, mean[p % C], &part[2 * p],
+                         &part[2 * p + 1]);
         }
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
         for (int64_t c = 0; c < C; c++) {
             double sum_dy, sum_dy_xmu;
-            FN(bn_channel_total)(part, N, C, c, &sum_dy, &sum_dy_xmu);
-            const double is = invstd[c];
-            if (dweight != NULL) {
-                dweight[c] = (REAL)(sum_dy_xmu * is);
-            }
-            if (dbias != NULL) {
-                dbias[c] = (REAL)sum_dy;
-            }
-            if (count > 0) {
-                const double w = weight != NULL ? (double)weight[c] : 1.0;
-                coef[3 * c] = (REAL)(sum_dy / (double)count);                     /* mean dy */
-                coef[3 * c + 1] = (REAL)(sum_dy_xmu * is * is / (double)count);   /* k */
-                coef[3 * c + 2] = (REAL)(w * is);                                 /* scale */
-            }
+            FN(bn_total)(&part[2 * c], &part[2 * c + 1], N, 2 * C, &sum_dy, &sum_dy_xmu);
+            FN(bn_channel_grads)(dweight, dbias, &coef[3 * c], c, sum_dy, sum_dy_xmu,
+                                 invstd[c], weight, N * HW);
         }
         if (dx != NULL) {
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
             for (int64_t p = 0; p < planes; p++) {
-                const int64_t c = p % C;
-                k->grad_input(dx + p * HW, dy + p * HW, x + p * HW, HW, (REAL)mean[c],
-                              coef[3 * c + 1], coef[3 * c], coef[3 * c + 2]);
+                const REAL *cf = &coef[3 * (p % C)];
+                k->grad_input(dx + p * HW, dy + p * HW, x + p * HW, HW, (REAL)mean[p % C],
+                              cf[1], cf[0], cf[2]);
             }
         }
     }
     free(part);
     free(coef);
     return FC_OK;
+}
+
+static fc_status FN(bn_backward_rows)(REAL *dx, REAL *dweight, REAL *dbias, const REAL *dy,
+                                      const REAL *x, const double *mean, const double *invstd,
+                                      const REAL *weight, const fc_batch_norm_problem *pb)
+{
+    const int64_t N = pb->N, C = pb->C, HW = pb->HW, J = C * HW;
+    /* Per column: the two sums and the mean; then dx's mean, k, mean_dy and scale. */
+    double *sums = malloc(sizeof(double) * (3 * (size_t)J + 1));   /* + 1: never 0 */
+    REAL *coef = malloc(sizeof(REAL) * (4 * (size_t)J + 1));
+    if (sums == NULL || coef == NULL) {
+        free(sums);
+        free(coef);
+        return FC_ERR_NOMEM;
+    }
+    double *a = sums, *b = sums + J, *mean_col = sums + 2 * J;
+    const FN(bn_kernels) *k = FN(bn_kernels_in_use)();
+#ifdef _OPENMP
+#pragma omp parallel if (N * J >= BN_PARALLEL_MIN)
+#endif
+    {
+        int64_t lo, hi;
+        bn_share(J, &lo, &hi);
+        for (int64_t j = lo; j < hi; j++) {
+            a[j] = b[j] = 0;
+            mean_col[j] = mean[j / HW];
+        }
+        for (int64_t n = 0; n < N; n++) {
+            k->row_grad_sums(a + lo, b + lo, dy + n * J + lo, x + n * J + lo, hi - lo,
+                             mean_col + lo);
+        }
+#ifdef _OPENMP
+#pragma omp barrier
+#pragma omp for schedule(static)
+#endif
+        for (int64_t c = 0; c < C; c++) {
+            double sum_dy, sum_dy_xmu;
+            REAL cf[3];
+            FN(bn_total)(a + c * HW, b + c * HW, HW, 1, &sum_dy, &sum_dy_xmu);
+            FN(bn_channel_grads)(dweight, dbias, cf, c, sum_dy, sum_dy_xmu, invstd[c], weight,
+                                 N * HW);
+            for (int64_t j = c * HW; j < (c + 1) * HW; j++) {
+                coef[j] = (REAL)mean[c];
+                coef[J + j] = cf[1];
+                coef[2 * J + j] = cf[0];
+                coef[3 * J + j] = cf[2];
+            }
+        }
+        if (dx != NULL) {
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+            for (int64_t n = 0; n < N; n++) {
+                k->row_grad_input(dx + n * J, dy + n * J, x + n * J, J, coef);
+            }
+        }
+    }
+    free(sums);
+    free(coef);
+    return FC_OK;
+}
+
+/* Two passes: the sums of dy and dy * (x - mean), then dx from their channel totals,
+ * dx = weight * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)) with
+ * xhat = (x - mean) * invstd recomputed from x (no saved xhat: one array less to write
+ * and read). dx NULL: the input gradient is not needed. */
+fc_status FN(fc_batch_norm_backward)(REAL *dx, REAL *dweight, REAL *dbias, const REAL *dy,
+                                     const REAL *x, const double *mean, const double *invstd,
+                                     const REAL *weight, const fc_batch_norm_problem *pb)
+{
+    if (!bn_problem_valid(pb)) {
+        return FC_ERR_INVALID;
+    }
+    if (pb->N * pb->HW == 0) {
+        for (int64_t c = 0; c < pb->C; c++) {
+            if (dweight != NULL) {
+                dweight[c] = 0;
+            }
+            if (dbias != NULL) {
+                dbias[c] = 0;
+            }
+        }
+        return FC_OK;
+    }
+    return (pb->HW >= BN_ROWS_BELOW_HW ? FN(bn_backward_planes) : FN(bn_backward_rows))(
+        dx, dweight, dbias, dy, x, mean, invstd, weight, pb);
 }

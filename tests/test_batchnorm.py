@@ -15,11 +15,13 @@ except ImportError:                       # the PyTorch comparisons skip; the re
     torch = None
 needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch is the oracle here")
 
-# (layer, PyTorch's name, input shape): 2-D images, and BatchNorm1D's two layouts.
+# (layer, PyTorch's name, input shape): 2-D images with small planes (the kernels' row
+# loops) and large ones (plane loops, here with a vector tail), and BatchNorm1D's two layouts.
 CASES = [(BatchNorm2D, "BatchNorm2d", (4, 3, 5, 6)),
+         (BatchNorm2D, "BatchNorm2d", (2, 3, 8, 9)),
          (BatchNorm1D, "BatchNorm1d", (6, 3)),
          (BatchNorm1D, "BatchNorm1d", (5, 3, 7))]
-CASE_IDS = ["2d", "1d-NC", "1d-NCL"]
+CASE_IDS = ["2d-rows", "2d-planes", "1d-NC", "1d-NCL"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -183,8 +185,8 @@ def test_batch_norm_float32_statistics_stay_accurate_far_from_zero():
     np.testing.assert_allclose(layer.backward(dy), dx_ref, rtol=0, atol=2e-3)
 
 
-@pytest.mark.parametrize("Layer,shape", [(BatchNorm2D, (2, 3, 3, 2)), (BatchNorm1D, (4, 2)),
-                                         (BatchNorm1D, (2, 2, 3))])
+@pytest.mark.parametrize("Layer,shape", [(BatchNorm2D, (2, 3, 3, 2)), (BatchNorm2D, (2, 2, 6, 6)),
+                                         (BatchNorm1D, (4, 2)), (BatchNorm1D, (2, 2, 3))])
 def test_batch_norm_gradients_match_finite_differences(Layer, shape):
     layer = Layer(shape[1], dtype=np.float64)
     layer.params()["weight"][:] = rand(shape[1], seed=1)
@@ -269,17 +271,18 @@ def test_batch_norm_same_bits_on_one_and_two_threads(shape, threads):
         np.testing.assert_array_equal(one, two)
 
 
+@pytest.mark.parametrize("shape", [(3, 4, 13, 29), (7, 5, 3)])   # planes (tail 9), rows
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_batch_norm_same_bits_on_every_simd_path(dtype, simd):
+def test_batch_norm_same_bits_on_every_simd_path(dtype, shape, simd):
     """The sums' float64 lanes do the same operations on every instruction set, and the
     elementwise loops too: each path gives the portable one's bits."""
-    shape = (3, 4, 13, 29)                                 # planes of 377: a tail of 9
+    Layer = BatchNorm2D if len(shape) == 4 else BatchNorm1D
     x, dy = rand(*shape, dtype=dtype, loc=-1.0), rand(*shape, seed=1, dtype=dtype)
-    layer = BatchNorm2D(4, dtype=dtype)
+    layer = Layer(shape[1], dtype=dtype)
     got = (layer.forward(x), layer.backward(dy), *layer.grads().values(),
            *layer.buffers().values())
     with simd_path("generic"):
-        layer = BatchNorm2D(4, dtype=dtype)
+        layer = Layer(shape[1], dtype=dtype)
         want = (layer.forward(x), layer.backward(dy), *layer.grads().values(),
                 *layer.buffers().values())
     for a, b in zip(got, want):
