@@ -52,43 +52,46 @@
  * hide the latency of the additions. */
 #define BN_LANES 16
 
-/* The loops of one type and instruction set (batchnorm_loops_impl.h). */
-typedef struct {
-    void (*sums)(const float *x, int64_t n, double shift, double *ta, double *tb);
-    void (*normalize)(float *y, const float *x, int64_t n, float mean, float scale,
-                      float shift);
-    void (*grad_sums)(const float *dy, const float *x, int64_t n, double mean, double *ta,
-                      double *tb);
-    void (*grad_input)(float *dx, const float *dy, const float *x, int64_t n, float mean,
-                       float k, float mean_dy, float scale);
-    void (*row_sums)(double *a, double *b, const float *x, int64_t n, const double *shift);
-    void (*row_grad_sums)(double *a, double *b, const float *dy, const float *x, int64_t n,
-                          const double *mean);
-    void (*row_normalize)(float *y, const float *x, int64_t n, const float *coef);
-    void (*row_grad_input)(float *dx, const float *dy, const float *x, int64_t n,
-                           const float *coef);
-} bn_kernels_f32;
-
-typedef struct {
-    void (*sums)(const double *x, int64_t n, double shift, double *ta, double *tb);
-    void (*normalize)(double *y, const double *x, int64_t n, double mean, double scale,
-                      double shift);
-    void (*grad_sums)(const double *dy, const double *x, int64_t n, double mean, double *ta,
-                      double *tb);
-    void (*grad_input)(double *dx, const double *dy, const double *x, int64_t n, double mean,
-                       double k, double mean_dy, double scale);
-    void (*row_sums)(double *a, double *b, const double *x, int64_t n, const double *shift);
-    void (*row_grad_sums)(double *a, double *b, const double *dy, const double *x, int64_t n,
-                          const double *mean);
-    void (*row_normalize)(double *y, const double *x, int64_t n, const double *coef);
-    void (*row_grad_input)(double *dx, const double *dy, const double *x, int64_t n,
-                           const double *coef);
-} bn_kernels_f64;
+/* The loops of one type T and instruction set (batchnorm_loops_impl.h). */
+#define BN_KERNELS(T)                                                                       \
+    struct {                                                                                \
+        void (*sums)(const T *x, int64_t n, double shift, double *ta, double *tb);          \
+        void (*normalize)(T *y, const T *x, int64_t n, T mean, T scale, T shift);           \
+        void (*grad_sums)(const T *dy, const T *x, int64_t n, double mean, double *ta,      \
+                          double *tb);                                                      \
+        void (*grad_input)(T *dx, const T *dy, const T *x, int64_t n, T mean, T k,          \
+                           T mean_dy, T scale);                                             \
+        void (*row_sums)(double *a, double *b, const T *x, int64_t n, const double *shift); \
+        void (*row_grad_sums)(double *a, double *b, const T *dy, const T *x, int64_t n,     \
+                              const double *mean);                                          \
+        void (*row_normalize)(T *y, const T *x, int64_t n, const T *coef);                  \
+        void (*row_grad_input)(T *dx, const T *dy, const T *x, int64_t n, const T *coef);   \
+    }
+typedef BN_KERNELS(float) bn_kernels_f32;
+typedef BN_KERNELS(double) bn_kernels_f64;
 
 /* Sizes no caller can mean: negative, or eps not positive and finite. */
 static int bn_problem_valid(const fc_batch_norm_problem *pb)
 {
     return pb->N >= 0 && pb->C >= 0 && pb->HW >= 0 && pb->eps > 0 && isfinite(pb->eps);
+}
+
+/* A call's workspaces: *sums of n_sums doubles and (coef not NULL) *coef of coef_bytes, or
+ * none (FC_ERR_NOMEM). Either may be of size 0; the caller frees what it asked for. */
+static fc_status bn_workspace(double **sums, int64_t n_sums, void **coef, int64_t coef_bytes)
+{
+    *sums = malloc(sizeof(double) * ((size_t)n_sums + 1));   /* + 1: malloc(0) may be NULL */
+    void *c = NULL;
+    if (coef != NULL) {
+        c = malloc((size_t)coef_bytes + 1);
+        *coef = c;
+    }
+    if (*sums == NULL || (coef != NULL && c == NULL)) {
+        free(*sums);
+        free(c);
+        return FC_ERR_NOMEM;
+    }
+    return FC_OK;
 }
 
 /* This thread's contiguous share [lo, hi) of n items, in a parallel region (all of them

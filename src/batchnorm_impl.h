@@ -97,8 +97,8 @@ static fc_status FN(bn_forward_train_planes)(REAL *y, double *mean, double *invs
                                              const REAL *bias, const fc_batch_norm_problem *pb)
 {
     const int64_t N = pb->N, C = pb->C, HW = pb->HW, planes = N * C;
-    double *part = malloc(sizeof(double) * (2 * (size_t)planes + 1));   /* + 1: never 0 */
-    if (part == NULL) {
+    double *part;
+    if (bn_workspace(&part, 2 * planes, NULL, 0) != FC_OK) {
         return FC_ERR_NOMEM;
     }
     const FN(bn_kernels) *k = FN(bn_kernels_in_use)();
@@ -138,6 +138,45 @@ static fc_status FN(bn_forward_train_planes)(REAL *y, double *mean, double *invs
     return FC_OK;
 }
 
+/* Columns c * HW .. (c + 1) * HW - 1 of y's per-column coefficients (J columns): channel
+ * c's mean, scale and shift. */
+static void FN(bn_fill_columns)(REAL *coef, int64_t J, int64_t HW, int64_t c, REAL mean,
+                                REAL scale, REAL shift)
+{
+    for (int64_t j = c * HW; j < (c + 1) * HW; j++) {
+        coef[j] = mean;
+        coef[J + j] = scale;
+        coef[2 * J + j] = shift;
+    }
+}
+
+/* Rows layout, inside a parallel region: this thread's share of the J = C * HW columns
+ * sums over the N rows into a and b, about ref[j] = channel_ref[channel] (channel_ref NULL:
+ * the channel's first value, as the planes' shift): x's sums (dy NULL), else the gradient
+ * sums. Ends with a barrier, so every column's sums are ready. */
+static void FN(bn_column_sums)(double *a, double *b, double *ref, const double *channel_ref,
+                               const REAL *dy, const REAL *x, int64_t N, int64_t J,
+                               int64_t HW, const FN(bn_kernels) *k)
+{
+    int64_t lo, hi;
+    bn_share(J, &lo, &hi);
+    for (int64_t j = lo; j < hi; j++) {
+        a[j] = b[j] = 0;
+        ref[j] = channel_ref != NULL ? channel_ref[j / HW] : (double)x[j - j % HW];
+    }
+    for (int64_t n = 0; n < N; n++) {
+        if (dy == NULL) {
+            k->row_sums(a + lo, b + lo, x + n * J + lo, hi - lo, ref + lo);
+        } else {
+            k->row_grad_sums(a + lo, b + lo, dy + n * J + lo, x + n * J + lo, hi - lo,
+                             ref + lo);
+        }
+    }
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+}
+
 static fc_status FN(bn_forward_train_rows)(REAL *y, double *mean, double *invstd,
                                            REAL *running_mean, REAL *running_var,
                                            const REAL *x, const REAL *weight, const REAL *bias,
@@ -145,11 +184,9 @@ static fc_status FN(bn_forward_train_rows)(REAL *y, double *mean, double *invstd
 {
     const int64_t N = pb->N, C = pb->C, HW = pb->HW, J = C * HW;
     /* Per column: the two sums and the shift; then y's mean, scale and shift. */
-    double *sums = malloc(sizeof(double) * (3 * (size_t)J + 1));   /* + 1: never 0 */
-    REAL *coef = malloc(sizeof(REAL) * (3 * (size_t)J + 1));
-    if (sums == NULL || coef == NULL) {
-        free(sums);
-        free(coef);
+    double *sums;
+    REAL *coef;
+    if (bn_workspace(&sums, 3 * J, (void **)&coef, sizeof(REAL) * 3 * J) != FC_OK) {
         return FC_ERR_NOMEM;
     }
     double *a = sums, *b = sums + J, *shift = sums + 2 * J;
@@ -158,17 +195,8 @@ static fc_status FN(bn_forward_train_rows)(REAL *y, double *mean, double *invstd
 #pragma omp parallel if (N * J >= BN_PARALLEL_MIN)
 #endif
     {
-        int64_t lo, hi;
-        bn_share(J, &lo, &hi);
-        for (int64_t j = lo; j < hi; j++) {
-            a[j] = b[j] = 0;
-            shift[j] = (double)x[j - j % HW];    /* the channel's first value, as planes */
-        }
-        for (int64_t n = 0; n < N; n++) {
-            k->row_sums(a + lo, b + lo, x + n * J + lo, hi - lo, shift + lo);
-        }
+        FN(bn_column_sums)(a, b, shift, NULL, NULL, x, N, J, HW, k);
 #ifdef _OPENMP
-#pragma omp barrier
 #pragma omp for schedule(static)
 #endif
         for (int64_t c = 0; c < C; c++) {
@@ -176,12 +204,9 @@ static fc_status FN(bn_forward_train_rows)(REAL *y, double *mean, double *invstd
             FN(bn_total)(a + c * HW, b + c * HW, HW, 1, &s1, &s2);
             FN(bn_channel_stats)(mean, invstd, running_mean, running_var, c, s1, s2,
                                  shift[c * HW], N * HW, pb);
-            const REAL scale = FN(bn_scale)(weight, c, invstd[c]);
-            for (int64_t j = c * HW; j < (c + 1) * HW; j++) {
-                coef[j] = (REAL)mean[c];
-                coef[J + j] = scale;
-                coef[2 * J + j] = bias != NULL ? bias[c] : (REAL)0;
-            }
+            FN(bn_fill_columns)(coef, J, HW, c, (REAL)mean[c],
+                                FN(bn_scale)(weight, c, invstd[c]),
+                                bias != NULL ? bias[c] : (REAL)0);
         }
 #ifdef _OPENMP
 #pragma omp for schedule(static)
@@ -212,8 +237,12 @@ fc_status FN(fc_batch_norm_forward_train)(REAL *y, double *mean, double *invstd,
         }
         return FC_OK;
     }
-    return (pb->HW >= BN_ROWS_BELOW_HW ? FN(bn_forward_train_planes) : FN(bn_forward_train_rows))(
-        y, mean, invstd, running_mean, running_var, x, weight, bias, pb);
+    if (pb->HW >= BN_ROWS_BELOW_HW) {
+        return FN(bn_forward_train_planes)(y, mean, invstd, running_mean, running_var, x,
+                                           weight, bias, pb);
+    }
+    return FN(bn_forward_train_rows)(y, mean, invstd, running_mean, running_var, x, weight,
+                                     bias, pb);
 }
 
 fc_status FN(fc_batch_norm_forward_eval)(REAL *y, const REAL *x, const REAL *mean,
@@ -225,17 +254,15 @@ fc_status FN(fc_batch_norm_forward_eval)(REAL *y, const REAL *x, const REAL *mea
         return FC_ERR_INVALID;
     }
     const int rows = HW < BN_ROWS_BELOW_HW;
-    REAL *coef = rows ? malloc(sizeof(REAL) * (3 * (size_t)J + 1)) : NULL;
-    if (rows && coef == NULL) {
+    double *unused;
+    REAL *coef;
+    if (bn_workspace(&unused, 0, (void **)&coef, rows ? sizeof(REAL) * 3 * J : 0) != FC_OK) {
         return FC_ERR_NOMEM;
     }
     for (int64_t c = 0; rows && c < C; c++) {
-        const REAL scale = FN(bn_scale)(weight, c, 1 / sqrt((double)var[c] + pb->eps));
-        for (int64_t j = c * HW; j < (c + 1) * HW; j++) {
-            coef[j] = mean[c];
-            coef[J + j] = scale;
-            coef[2 * J + j] = bias != NULL ? bias[c] : (REAL)0;
-        }
+        FN(bn_fill_columns)(coef, J, HW, c, mean[c],
+                            FN(bn_scale)(weight, c, 1 / sqrt((double)var[c] + pb->eps)),
+                            bias != NULL ? bias[c] : (REAL)0);
     }
     const FN(bn_kernels) *k = FN(bn_kernels_in_use)();
     const int64_t items = rows ? N : N * C;
@@ -252,6 +279,7 @@ fc_status FN(fc_batch_norm_forward_eval)(REAL *y, const REAL *x, const REAL *mea
                          bias != NULL ? bias[c] : (REAL)0);
         }
     }
+    free(unused);
     free(coef);
     return FC_OK;
 }
@@ -263,11 +291,9 @@ static fc_status FN(bn_backward_planes)(REAL *dx, REAL *dweight, REAL *dbias, co
 {
     const int64_t N = pb->N, C = pb->C, HW = pb->HW, planes = N * C;
     /* Per plane: the two sums; per channel: dx's coefficients. */
-    double *part = malloc(sizeof(double) * (2 * (size_t)planes + 1));   /* + 1: never 0 */
-    REAL *coef = malloc(sizeof(REAL) * (3 * (size_t)C + 1));
-    if (part == NULL || coef == NULL) {
-        free(part);
-        free(coef);
+    double *part;
+    REAL *coef;
+    if (bn_workspace(&part, 2 * planes, (void **)&coef, sizeof(REAL) * 3 * C) != FC_OK) {
         return FC_ERR_NOMEM;
     }
     const FN(bn_kernels) *k = FN(bn_kernels_in_use)();
@@ -313,11 +339,9 @@ static fc_status FN(bn_backward_rows)(REAL *dx, REAL *dweight, REAL *dbias, cons
 {
     const int64_t N = pb->N, C = pb->C, HW = pb->HW, J = C * HW;
     /* Per column: the two sums and the mean; then dx's mean, k, mean_dy and scale. */
-    double *sums = malloc(sizeof(double) * (3 * (size_t)J + 1));   /* + 1: never 0 */
-    REAL *coef = malloc(sizeof(REAL) * (4 * (size_t)J + 1));
-    if (sums == NULL || coef == NULL) {
-        free(sums);
-        free(coef);
+    double *sums;
+    REAL *coef;
+    if (bn_workspace(&sums, 3 * J, (void **)&coef, sizeof(REAL) * 4 * J) != FC_OK) {
         return FC_ERR_NOMEM;
     }
     double *a = sums, *b = sums + J, *mean_col = sums + 2 * J;
@@ -326,18 +350,8 @@ static fc_status FN(bn_backward_rows)(REAL *dx, REAL *dweight, REAL *dbias, cons
 #pragma omp parallel if (N * J >= BN_PARALLEL_MIN)
 #endif
     {
-        int64_t lo, hi;
-        bn_share(J, &lo, &hi);
-        for (int64_t j = lo; j < hi; j++) {
-            a[j] = b[j] = 0;
-            mean_col[j] = mean[j / HW];
-        }
-        for (int64_t n = 0; n < N; n++) {
-            k->row_grad_sums(a + lo, b + lo, dy + n * J + lo, x + n * J + lo, hi - lo,
-                             mean_col + lo);
-        }
+        FN(bn_column_sums)(a, b, mean_col, mean, dy, x, N, J, HW, k);
 #ifdef _OPENMP
-#pragma omp barrier
 #pragma omp for schedule(static)
 #endif
         for (int64_t c = 0; c < C; c++) {
@@ -389,6 +403,8 @@ fc_status FN(fc_batch_norm_backward)(REAL *dx, REAL *dweight, REAL *dbias, const
         }
         return FC_OK;
     }
-    return (pb->HW >= BN_ROWS_BELOW_HW ? FN(bn_backward_planes) : FN(bn_backward_rows))(
-        dx, dweight, dbias, dy, x, mean, invstd, weight, pb);
+    if (pb->HW >= BN_ROWS_BELOW_HW) {
+        return FN(bn_backward_planes)(dx, dweight, dbias, dy, x, mean, invstd, weight, pb);
+    }
+    return FN(bn_backward_rows)(dx, dweight, dbias, dy, x, mean, invstd, weight, pb);
 }

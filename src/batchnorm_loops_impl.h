@@ -9,13 +9,12 @@
  *                plane would cost more than its few values).
  *
  * The plane sums keep BN_LANES float64 accumulators: element i of a plane goes to lane
- * i % BN_LANES, so each lane adds in a fixed order, and the lanes are totalled in order. The portable instance is scalar;
- * an instance with FC_TEMPLATE_VEC (a vector of FC_TEMPLATE_LANES doubles, with
- * FC_TEMPLATE_SET1 and FC_TEMPLATE_LOADU, the latter loading that many REALs as doubles)
- * holds the lanes in vectors. Both do the same operations per lane, so the sums are the same
- * bits on every instruction set, and independent of the thread count (one thread owns a
- * channel). The two elementwise loops are plain loops the compiler vectorises at the
- * target.
+ * i % BN_LANES, so each lane adds in a fixed order, and the lanes are totalled in order.
+ * The portable instance is scalar; an instance with FC_TEMPLATE_VEC (a vector of
+ * FC_TEMPLATE_LANES doubles, with FC_TEMPLATE_SET1 and FC_TEMPLATE_LOADU, the latter
+ * loading that many REALs as doubles) holds the lanes in vectors. Both do the same
+ * operations per lane, so the sums are the same bits on every instruction set. The other
+ * loops are plain loops the compiler vectorises at the target, each element on its own.
  */
 
 #ifndef FC_TEMPLATE_VEC
@@ -41,50 +40,38 @@ static inline void FN(bn_lanes_finish)(double *a, double *b, const REAL *g, cons
     *tb = sb;
 }
 
-/* *ta = the sum of x - shift, *tb = that of (x - shift)^2, in float64. */
-static void FN(ISA(bn_plane_sums))(const REAL *x, int64_t n, double shift, double *ta,
-                                   double *tb)
+/* The plane sums, one body for both: dy NULL gives x's sums (*ta of x - ref, *tb of
+ * (x - ref)^2), else the gradient sums (*ta of dy, *tb of dy * (x - ref)); always inlined
+ * into the two below, so each gets its own loop. */
+static inline __attribute__((always_inline)) void FN(ISA(bn_plane_sums_body))(
+    const REAL *dy, const REAL *x, int64_t n, double ref, double *ta, double *tb)
 {
     double a[BN_LANES] = {0}, b[BN_LANES] = {0};
     int64_t i = 0;
     for (; i + BN_LANES <= n; i += BN_LANES) {
         for (int l = 0; l < BN_LANES; l++) {
-            const double d = (double)x[i + l] - shift;
-            a[l] += d;
-            b[l] += d * d;
+            const double d = (double)x[i + l] - ref;
+            const double e = dy != NULL ? (double)dy[i + l] : d;
+            a[l] += e;
+            b[l] += e * d;
         }
     }
-    FN(bn_lanes_finish)(a, b, NULL, x + i, n - i, shift, ta, tb);
-}
-
-/* *ta = the sum of dy, *tb = that of dy * (x - mean), in float64. */
-static void FN(ISA(bn_plane_grad_sums))(const REAL *dy, const REAL *x, int64_t n, double mean,
-                                        double *ta, double *tb)
-{
-    double a[BN_LANES] = {0}, b[BN_LANES] = {0};
-    int64_t i = 0;
-    for (; i + BN_LANES <= n; i += BN_LANES) {
-        for (int l = 0; l < BN_LANES; l++) {
-            const double g = (double)dy[i + l];
-            a[l] += g;
-            b[l] += g * ((double)x[i + l] - mean);
-        }
-    }
-    FN(bn_lanes_finish)(a, b, dy + i, x + i, n - i, mean, ta, tb);
+    FN(bn_lanes_finish)(a, b, dy != NULL ? dy + i : NULL, x + i, n - i, ref, ta, tb);
 }
 
 #else
 
-/* The same sums on vectors of FC_TEMPLATE_LANES doubles (BN_LANES / FC_TEMPLATE_LANES of
+/* The same body on vectors of FC_TEMPLATE_LANES doubles (BN_LANES / FC_TEMPLATE_LANES of
  * them per sum), with the same operations per lane and the same finish, so the same bits
  * as the portable loop. FC_TEMPLATE_LOADU loads that many REALs as doubles; vector
  * arithmetic is GCC's and Clang's operators on the intrinsics' types. */
 #define BN_VECS (BN_LANES / FC_TEMPLATE_LANES)
 
-static FC_TEMPLATE_TARGET void FN(ISA(bn_plane_sums))(const REAL *x, int64_t n, double shift,
-                                                      double *ta, double *tb)
+static inline __attribute__((always_inline)) FC_TEMPLATE_TARGET
+void FN(ISA(bn_plane_sums_body))(const REAL *dy, const REAL *x, int64_t n, double ref,
+                                 double *ta, double *tb)
 {
-    const FC_TEMPLATE_VEC s = FC_TEMPLATE_SET1(shift);
+    const FC_TEMPLATE_VEC r = FC_TEMPLATE_SET1(ref);
     FC_TEMPLATE_VEC a[BN_VECS], b[BN_VECS];
     for (int v = 0; v < BN_VECS; v++) {
         a[v] = b[v] = FC_TEMPLATE_SET1(0.0);
@@ -92,43 +79,37 @@ static FC_TEMPLATE_TARGET void FN(ISA(bn_plane_sums))(const REAL *x, int64_t n, 
     int64_t i = 0;
     for (; i + BN_LANES <= n; i += BN_LANES) {
         for (int v = 0; v < BN_VECS; v++) {
-            const FC_TEMPLATE_VEC d = FC_TEMPLATE_LOADU(x + i + v * FC_TEMPLATE_LANES) - s;
-            a[v] += d;
-            b[v] += d * d;
+            const int64_t at = i + v * FC_TEMPLATE_LANES;
+            const FC_TEMPLATE_VEC d = FC_TEMPLATE_LOADU(x + at) - r;
+            const FC_TEMPLATE_VEC e = dy != NULL ? FC_TEMPLATE_LOADU(dy + at) : d;
+            a[v] += e;
+            b[v] += e * d;
         }
     }
     double la[BN_LANES], lb[BN_LANES];
     memcpy(la, a, sizeof la);
     memcpy(lb, b, sizeof lb);
-    FN(bn_lanes_finish)(la, lb, NULL, x + i, n - i, shift, ta, tb);
-}
-
-static FC_TEMPLATE_TARGET void FN(ISA(bn_plane_grad_sums))(const REAL *dy, const REAL *x,
-                                                           int64_t n, double mean, double *ta,
-                                                           double *tb)
-{
-    const FC_TEMPLATE_VEC m = FC_TEMPLATE_SET1(mean);
-    FC_TEMPLATE_VEC a[BN_VECS], b[BN_VECS];
-    for (int v = 0; v < BN_VECS; v++) {
-        a[v] = b[v] = FC_TEMPLATE_SET1(0.0);
-    }
-    int64_t i = 0;
-    for (; i + BN_LANES <= n; i += BN_LANES) {
-        for (int v = 0; v < BN_VECS; v++) {
-            const FC_TEMPLATE_VEC g = FC_TEMPLATE_LOADU(dy + i + v * FC_TEMPLATE_LANES);
-            a[v] += g;
-            b[v] += g * (FC_TEMPLATE_LOADU(x + i + v * FC_TEMPLATE_LANES) - m);
-        }
-    }
-    double la[BN_LANES], lb[BN_LANES];
-    memcpy(la, a, sizeof la);
-    memcpy(lb, b, sizeof lb);
-    FN(bn_lanes_finish)(la, lb, dy + i, x + i, n - i, mean, ta, tb);
+    FN(bn_lanes_finish)(la, lb, dy != NULL ? dy + i : NULL, x + i, n - i, ref, ta, tb);
 }
 
 #undef BN_VECS
 
 #endif /* FC_TEMPLATE_VEC */
+
+/* *ta = the sum of x - shift, *tb = that of (x - shift)^2, in float64. */
+static FC_TEMPLATE_TARGET void FN(ISA(bn_plane_sums))(const REAL *x, int64_t n, double shift,
+                                                      double *ta, double *tb)
+{
+    FN(ISA(bn_plane_sums_body))(NULL, x, n, shift, ta, tb);
+}
+
+/* *ta = the sum of dy, *tb = that of dy * (x - mean), in float64. */
+static FC_TEMPLATE_TARGET void FN(ISA(bn_plane_grad_sums))(const REAL *dy, const REAL *x,
+                                                           int64_t n, double mean, double *ta,
+                                                           double *tb)
+{
+    FN(ISA(bn_plane_sums_body))(dy, x, n, mean, ta, tb);
+}
 
 /* y = (x - mean) * scale + shift: subtracting the mean first keeps y accurate when the
  * mean is large beside the spread (x * scale + (shift - mean * scale) would cancel). */

@@ -185,7 +185,8 @@ def test_batch_norm_float32_statistics_stay_accurate_far_from_zero():
     np.testing.assert_allclose(layer.backward(dy), dx_ref, rtol=0, atol=2e-3)
 
 
-@pytest.mark.parametrize("Layer,shape", [(BatchNorm2D, (2, 3, 3, 2)), (BatchNorm2D, (2, 2, 6, 6)),
+@pytest.mark.parametrize("Layer,shape", [(BatchNorm2D, (2, 3, 3, 2)),
+                                         (BatchNorm2D, (2, 2, 6, 6)),      # plane loops
                                          (BatchNorm1D, (4, 2)), (BatchNorm1D, (2, 2, 3))])
 def test_batch_norm_gradients_match_finite_differences(Layer, shape):
     layer = Layer(shape[1], dtype=np.float64)
@@ -348,8 +349,9 @@ def test_batch_norm_glue_refuses_mismatched_arrays():
         _ext.batch_norm_forward_train(x, np.empty_like(x), np.empty(3), np.empty(3), None, None,
                                       np.ones(2, np.float32), None, 1e-5, 0.1)
     with pytest.raises(ValueError, match="y must have the shape of x"):
-        _ext.batch_norm_forward_eval(x, np.empty((2, 3, 5), np.float32), np.zeros(3, np.float32),
-                                     np.ones(3, np.float32), None, None, 1e-5)
+        _ext.batch_norm_forward_eval(x, np.empty((2, 3, 5), np.float32),
+                                     np.zeros(3, np.float32), np.ones(3, np.float32), None, None,
+                                     1e-5)
 
 
 # -- the layer contract ---------------------------------------------------------------------
@@ -362,12 +364,14 @@ def test_batch_norm_params_buffers_and_state_dict_round_trip():
         layer.backward(rand(4, 3, 5, 5, seed=9, dtype=np.float32))
     layer.params()["weight"][:] = [1.0, 2.0, 3.0]
     state = layer.state_dict()
-    assert state["num_batches_tracked"].dtype == np.int64 and int(state["num_batches_tracked"]) == 3
+    tracked = state["num_batches_tracked"]
+    assert tracked.dtype == np.int64 and tracked.shape == () and int(tracked) == 3
     copy = BatchNorm2D(3, momentum=None)
     copy.load_state_dict(state)
     x = rand(2, 3, 5, 5, seed=7, dtype=np.float32)
     np.testing.assert_array_equal(copy.eval().forward(x), layer.eval().forward(x))
-    with pytest.raises(ValueError, match="has dtype float32 in the state_dict, expected float64"):
+    with pytest.raises(ValueError, match="has dtype float32 in the state_dict, expected "
+                                         "float64"):
         BatchNorm2D(3, dtype=np.float64).load_state_dict(state)
     assert BatchNorm2D(3, affine=False).params() == {}
     assert BatchNorm2D(3, track_running_stats=False).state_dict().keys() == {"weight", "bias"}
