@@ -182,3 +182,31 @@ cdef extern from "fastconv.h" nogil:
     int64_t fc_conv_direct_forward_runs(fc_direct_forward_variant variant)
     int64_t fc_conv_direct_data_runs(fc_direct_data_variant variant)
     int64_t fc_conv_direct_weight_runs(fc_direct_weight_variant variant)
+
+    # Batch normalisation over (N, C, HW) (batchnorm.c).
+    ctypedef struct fc_batch_norm_problem:
+        int64_t N, C, HW
+        double eps, momentum
+
+    fc_status fc_batch_norm_forward_train_f32(float *y, double *mean, double *invstd,
+                                             float *running_mean, float *running_var,
+                                             const float *x, const float *weight,
+                                             const float *bias, const fc_batch_norm_problem *pb)
+    fc_status fc_batch_norm_forward_train_f64(double *y, double *mean, double *invstd,
+                                             double *running_mean, double *running_var,
+                                             const double *x, const double *weight,
+                                             const double *bias, const fc_batch_norm_problem *pb)
+    fc_status fc_batch_norm_forward_eval_f32(float *y, const float *x, const float *mean,
+                                            const float *var, const float *weight,
+                                            const float *bias, const fc_batch_norm_problem *pb)
+    fc_status fc_batch_norm_forward_eval_f64(double *y, const double *x, const double *mean,
+                                            const double *var, const double *weight,
+                                            const double *bias, const fc_batch_norm_problem *pb)
+    fc_status fc_batch_norm_backward_f32(float *dx, float *dweight, float *dbias,
+                                        const float *dy, const float *x, const double *mean,
+                                        const double *invstd, const float *weight,
+                                        const fc_batch_norm_problem *pb)
+    fc_status fc_batch_norm_backward_f64(double *dx, double *dweight, double *dbias,
+                                        const double *dy, const double *x, const double *mean,
+                                        const double *invstd, const double *weight,
+                                        const fc_batch_norm_problem *pb)

@@ -2,6 +2,7 @@
 
 Every error names the function, the argument, what was given and what was expected.
 """
+import numbers
 import operator
 from dataclasses import dataclass
 
@@ -260,3 +261,19 @@ def as_bool(value, name, func):
     if isinstance(value, (int, np.integer)) and value in (0, 1):
         return bool(value)
     raise TypeError(f"{func}: {name} must be a bool, got {type(value).__name__} {value!r}")
+
+
+def as_real_number(value, name, func, low=None, high=None, low_open=False):
+    """A finite real number (not a bool) in [low, high] (low excluded when low_open) as a
+    float: TypeError for a non-number, ValueError outside the range."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{func}: {name} must be a real number, got "
+                        f"{type(value).__name__} {value!r}")
+    number = float(value)
+    too_low = low is not None and (number <= low if low_open else number < low)
+    if not np.isfinite(number) or too_low or (high is not None and number > high):
+        lower = "" if low is None else f"{'>' if low_open else '>='} {low}"
+        upper = "" if high is None else f"<= {high}"
+        expected = " and ".join(part for part in ("finite", lower, upper) if part)
+        raise ValueError(f"{func}: {name} must be {expected}, got {value!r}")
+    return number

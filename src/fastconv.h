@@ -351,4 +351,40 @@ void fc_sgd_update_f64(double *param, double *velocity, const double *grad, int6
 fc_status fc_max_abs_f32(float *result, const float *x, int64_t n);
 fc_status fc_max_abs_f64(double *result, const double *x, int64_t n);
 
+/* ---- batch normalisation (batchnorm.c): x, y, dy, dx (N, C, HW) C-contiguous, channel c
+ * the N planes of HW values at (n * C + c) * HW; per-channel arrays of C values. ---- */
+typedef struct {
+    int64_t N, C, HW;
+    double eps;        /* added to the variance before the square root; > 0 */
+    double momentum;   /* weight of the batch's statistics in the running ones */
+} fc_batch_norm_problem;
+/* Training: y from the batch's mean and biased variance; mean and invstd (float64) kept for
+ * the backward; running_mean/var (NULL: none) <- momentum * batch + (1 - momentum) * running,
+ * with the unbiased variance (then N * HW must not be 1). weight, bias NULL: 1 and 0. An
+ * empty batch leaves the running statistics alone. */
+fc_status fc_batch_norm_forward_train_f32(float *y, double *mean, double *invstd,
+                                         float *running_mean, float *running_var,
+                                         const float *x, const float *weight,
+                                         const float *bias, const fc_batch_norm_problem *pb);
+fc_status fc_batch_norm_forward_train_f64(double *y, double *mean, double *invstd,
+                                         double *running_mean, double *running_var,
+                                         const double *x, const double *weight,
+                                         const double *bias, const fc_batch_norm_problem *pb);
+/* Inference: y from given statistics (the running ones); pb->momentum is not read. */
+fc_status fc_batch_norm_forward_eval_f32(float *y, const float *x, const float *mean,
+                                        const float *var, const float *weight,
+                                        const float *bias, const fc_batch_norm_problem *pb);
+fc_status fc_batch_norm_forward_eval_f64(double *y, const double *x, const double *mean,
+                                        const double *var, const double *weight,
+                                        const double *bias, const fc_batch_norm_problem *pb);
+/* Backward of the training forward, from its mean and invstd: dx (NULL: not needed),
+ * dweight and dbias (NULL: not needed), overwritten. No output may overlap an input. */
+fc_status fc_batch_norm_backward_f32(float *dx, float *dweight, float *dbias, const float *dy,
+                                    const float *x, const double *mean, const double *invstd,
+                                    const float *weight, const fc_batch_norm_problem *pb);
+fc_status fc_batch_norm_backward_f64(double *dx, double *dweight, double *dbias,
+                                    const double *dy, const double *x, const double *mean,
+                                    const double *invstd, const double *weight,
+                                    const fc_batch_norm_problem *pb);
+
 #endif /* FASTCONV_H */

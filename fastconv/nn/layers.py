@@ -38,13 +38,14 @@ import math
 import numpy as np
 
 from .. import _ext
-from .._checks import as_bool, as_kernel_input, as_real_input, conv_geometry
+from .._checks import (as_bool, as_count, as_kernel_input, as_real_input, as_real_number,
+                       conv_geometry)
 from ..conv import conv2d, conv2d_backward
 from ..pooling import (avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward,
                        pool_geometry)
 
 __all__ = ["Layer", "Conv2D", "MaxPool2D", "AvgPool2D", "ReLU", "Tanh", "Flatten", "Linear",
-           "Sequential", "init_weight"]
+           "BatchNorm1D", "BatchNorm2D", "Sequential", "init_weight"]
 
 ACTIVATIONS = (None, "relu", "tanh")
 INITS = ("he", "glorot")
@@ -601,6 +602,168 @@ class Flatten(Layer):
             raise ValueError(f"{self.signature()}: expected an input of shape (N, ...) with "
                              f"at least 2 axes, got shape {tuple(input_shape)}")
         return (input_shape[0], int(np.prod(input_shape[1:])))
+
+
+def _as_3d(shape):
+    """(N, C, product of the other axes): how the batch norm kernels see an input."""
+    return (shape[0], shape[1], math.prod(shape[2:]))
+
+
+class _BatchNorm(Layer):
+    """Batch normalisation, as PyTorch's BatchNorm: each channel normalised by the batch's
+    mean and biased variance in training (and always without running statistics), by the
+    running estimates in evaluation, then scaled by weight and shifted by bias (when
+    affine). The running estimates follow running = (1 - momentum) * running + momentum *
+    batch, with the batch's unbiased variance; momentum=None makes them the cumulative
+    average of every batch so far. The statistics and gradients come from fastconv's C
+    kernels, per channel in float64.
+
+    Parameters
+    ----------
+    num_features : int
+        The channels C.
+    eps : float
+        Added to the variance before its square root (> 0).
+    momentum : float in [0, 1] or None
+    affine : bool
+        Learn weight (ones at first) and bias (zeros).
+    track_running_stats : bool
+        Keep running_mean, running_var and num_batches_tracked (buffers in state_dict).
+    dtype : float32 or float64
+    name : str, optional
+    """
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
+                 track_running_stats=True, dtype=np.float32, name=None):
+        super().__init__(name)
+        func = type(self).__name__
+        self.num_features = as_count(num_features, "num_features", func)
+        self.eps = as_real_number(eps, "eps", func, low=0, low_open=True)
+        self.momentum = None if momentum is None else as_real_number(momentum, "momentum",
+                                                                     func, low=0, high=1)
+        self.affine = as_bool(affine, "affine", func)
+        self.track_running_stats = as_bool(track_running_stats, "track_running_stats", func)
+        self._dtype = np.dtype(dtype)
+        if self._dtype not in (np.float32, np.float64):
+            raise TypeError(f"{func}: dtype must be float32 or float64, got {self._dtype}")
+        C = self.num_features
+        if self.affine:
+            self._new_param("weight", np.ones(C, dtype=self._dtype))
+            self._new_param("bias", np.zeros(C, dtype=self._dtype))
+        if self.track_running_stats:
+            self._buffers["running_mean"] = np.zeros(C, dtype=self._dtype)
+            self._buffers["running_var"] = np.ones(C, dtype=self._dtype)
+            self._buffers["num_batches_tracked"] = np.zeros((), dtype=np.int64)
+        self._x = self._mean = self._invstd = None
+
+    def astype(self, dtype):
+        super().astype(dtype)
+        for key in ("running_mean", "running_var"):
+            if key in self._buffers:
+                self._buffers[key] = self._buffers[key].astype(self._dtype)
+        return self
+
+    def forward(self, x):
+        x = as_real_input(x, "x", f"{self.describe()}.forward", self.dtype)
+        self.output_shape(x.shape)                 # an input that does not fit fails here
+        x = as_kernel_input(x, self.dtype)
+        N, C = x.shape[:2]
+        x3 = x.reshape(_as_3d(x.shape))            # (N, C, spatial), a view
+        y = self._out("y", x.shape, self.dtype, (x,))
+        if y is None:
+            y = np.empty_like(x)
+        y3 = y.reshape(x3.shape)
+        weight, bias = self._params.get("weight"), self._params.get("bias")
+        self._x = self._mean = self._invstd = None
+        if self.training or not self.track_running_stats:
+            if N * x3.shape[2] == 1:
+                raise ValueError(f"{self.signature()}: expected more than 1 value per channel "
+                                 f"when training, got input shape {tuple(x.shape)}")
+            mean, invstd = np.empty(C), np.empty(C)
+            running_mean = running_var = None
+            momentum = 0.0
+            if self.training and self.track_running_stats:
+                running_mean = self._buffers["running_mean"]
+                running_var = self._buffers["running_var"]
+                tracked = self._buffers["num_batches_tracked"]
+                tracked += 1
+                momentum = 1.0 / int(tracked) if self.momentum is None else self.momentum
+            _ext.batch_norm_forward_train(x3, y3, mean, invstd, running_mean, running_var,
+                                          weight, bias, self.eps, momentum)
+            if self.training:
+                self._x, self._mean, self._invstd = x, mean, invstd
+        else:
+            _ext.batch_norm_forward_eval(x3, y3, self._buffers["running_mean"],
+                                         self._buffers["running_var"], weight, bias, self.eps)
+        return y
+
+    def backward(self, grad_out, input_grad=True):
+        x = self._saved(self._x)
+        g = as_kernel_input(np.asarray(grad_out), self.dtype)
+        if g.shape != x.shape:
+            raise ValueError(f"{self.signature()}.backward: expected grad_out of shape "
+                             f"{x.shape} (the output of the last forward), got shape "
+                             f"{g.shape}")
+        x3 = x.reshape(_as_3d(x.shape))
+        dx = None
+        if input_grad:
+            dx = self._out("grad_x", x.shape, self.dtype, (g, x))
+            if dx is None:
+                dx = np.empty_like(x)
+        dweight = dbias = None
+        if self.affine:
+            dweight, dbias = self._grad_out("weight"), self._grad_out("bias")
+            if dweight is None:
+                dweight, dbias = np.empty(x.shape[1], self.dtype), np.empty(x.shape[1],
+                                                                            self.dtype)
+        _ext.batch_norm_backward(g.reshape(x3.shape), x3, self._mean, self._invstd,
+                                 self._params.get("weight"),
+                                 None if dx is None else dx.reshape(x3.shape), dweight, dbias)
+        if self.affine:
+            self._grads["weight"], self._grads["bias"] = dweight, dbias
+        return dx
+
+    def output_shape(self, input_shape):
+        """The input's shape; an input with the wrong number of axes or channels raises a
+        ValueError naming the layer and the input."""
+        self._check_layout(tuple(input_shape))
+        if input_shape[1] != self.num_features:
+            raise ValueError(f"{self.signature()}: expected input with {self.num_features} "
+                             f"channels, got {input_shape[1]} (input shape "
+                             f"{tuple(input_shape)})")
+        return tuple(input_shape)
+
+    def extra_repr(self):
+        text = f"num_features={self.num_features}"
+        if self.eps != 1e-5:
+            text += f", eps={self.eps!r}"
+        if self.momentum != 0.1:
+            text += f", momentum={self.momentum!r}"
+        if not self.affine:
+            text += ", affine=False"
+        if not self.track_running_stats:
+            text += ", track_running_stats=False"
+        return text
+
+
+class BatchNorm2D(_BatchNorm):
+    """Batch normalisation of (N, C, H, W) inputs over N, H and W, per channel (PyTorch's
+    BatchNorm2d). Parameters as :class:`_BatchNorm`: ``BatchNorm2D(num_features, eps=1e-5,
+    momentum=0.1, affine=True, track_running_stats=True)``."""
+
+    def _check_layout(self, shape):
+        self._check_ndim(shape, 4, f"(N, {self.num_features}, H, W)")
+
+
+class BatchNorm1D(_BatchNorm):
+    """Batch normalisation of (N, C) or (N, C, L) inputs over N (and L), per channel
+    (PyTorch's BatchNorm1d). Parameters as :class:`_BatchNorm`."""
+
+    def _check_layout(self, shape):
+        if len(shape) not in (2, 3):
+            raise ValueError(f"{self.signature()}: expected a 2-D input (N, "
+                             f"{self.num_features}) or a 3-D input (N, {self.num_features}, "
+                             f"L), got shape {shape}")
 
 
 class Sequential(Layer):
