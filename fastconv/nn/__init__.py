@@ -9,8 +9,9 @@ fills ``grads()``), ``params()``, ``train()`` / ``eval()``, ``state_dict()`` /
     history = fit(model, images, labels, epochs=5)
 """
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .layers import (AvgPool2D, BatchNorm1D, BatchNorm2D, Conv2D, Flatten, Layer, Linear,
-                     MaxPool2D, ReLU, Sequential, Tanh)
+from .layers import (AvgPool2D, BatchNorm1D, BatchNorm2D, Conv2D, Dropout, Flatten,
+                     GlobalAvgPool2D, Identity, Layer, Linear, MaxPool2D, ReLU, Residual,
+                     Sequential, Tanh)
 from .losses import accuracy, softmax, softmax_cross_entropy
 from .models import LeNet5, from_config
 from .optim import SGD, Adam, Optimizer, make_optimizer
@@ -18,7 +19,8 @@ from .training import confusion_matrix, evaluate, fit
 
 __all__ = [
     "Layer", "Conv2D", "MaxPool2D", "AvgPool2D", "ReLU", "Tanh", "Flatten", "Linear",
-    "BatchNorm1D", "BatchNorm2D", "Sequential", "LeNet5", "from_config",
+    "BatchNorm1D", "BatchNorm2D", "Identity", "Dropout", "GlobalAvgPool2D", "Sequential",
+    "Residual", "LeNet5", "from_config",
     "softmax", "softmax_cross_entropy", "accuracy",
     "Optimizer", "SGD", "Adam", "make_optimizer",
     "fit", "evaluate", "confusion_matrix",

@@ -41,11 +41,13 @@ from .. import _ext
 from .._checks import (as_bool, as_count, as_kernel_input, as_real_input, as_real_number,
                        conv_geometry)
 from ..conv import conv2d, conv2d_backward
-from ..pooling import (avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward,
+from ..pooling import (avg_pool2d, avg_pool2d_backward, global_avg_pool2d,
+                       global_avg_pool2d_backward, max_pool2d, max_pool2d_backward,
                        pool_geometry)
 
 __all__ = ["Layer", "Conv2D", "MaxPool2D", "AvgPool2D", "ReLU", "Tanh", "Flatten", "Linear",
-           "BatchNorm1D", "BatchNorm2D", "Sequential", "init_weight"]
+           "BatchNorm1D", "BatchNorm2D", "Identity", "Dropout", "GlobalAvgPool2D", "Sequential",
+           "Residual", "init_weight"]
 
 ACTIVATIONS = (None, "relu", "tanh")
 INITS = ("he", "glorot")
@@ -766,7 +768,127 @@ class BatchNorm1D(_BatchNorm):
                              f"L), got shape {shape}")
 
 
-class Sequential(Layer):
+class Identity(Layer):
+    """Returns its input unchanged (and the gradient likewise): a placeholder, e.g. the
+    shortcut of a residual block whose shapes already match."""
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training each value is zeroed with probability p and the rest
+    are scaled by 1 / (1 - p), so eval mode (where it is the identity) needs no rescaling.
+
+    The mask is drawn from ``seed``'s generator: a model passes its own Generator, so one
+    seed makes a whole run repeatable. p = 1 zeroes everything, as in PyTorch.
+    """
+
+    def __init__(self, p=0.5, seed=None, name=None):
+        super().__init__(name)
+        self.p = as_real_number(p, "p", "Dropout", low=0.0, high=1.0)
+        self._rng = as_rng(seed)
+        self._mask = None
+
+    def forward(self, x):
+        x = np.asarray(x)
+        if not self.training or self.p == 0.0:
+            self._mask = None
+            return x.copy() if self.training else x
+        scale = 0.0 if self.p == 1.0 else 1.0 / (1.0 - self.p)
+        keep = self._rng.random(x.shape) >= self.p
+        self._mask = keep.astype(x.dtype if x.dtype.kind == "f" else np.float64) * scale
+        return x * self._mask
+
+    def backward(self, grad_out, input_grad=True):
+        if not self.training:
+            self._saved(None)
+        if self.p == 0.0:
+            return np.array(grad_out, copy=True)
+        mask = self._saved(self._mask)
+        if np.shape(grad_out) != mask.shape:
+            raise ValueError(f"{self.signature()}: expected grad_out of shape {mask.shape} "
+                             f"(the output of the last forward), got shape {np.shape(grad_out)}")
+        return grad_out * mask
+
+    def extra_repr(self):
+        return f"p={self.p:g}"
+
+
+class GlobalAvgPool2D(Layer):
+    """(N, C, H, W) -> (N, C): the mean of each channel, the head of ResNet and MobileNet
+    before their last Linear layer (PyTorch: ``AdaptiveAvgPool2d(1)`` then flatten)."""
+
+    def __init__(self, name=None):
+        super().__init__(name)
+        self._x = None
+
+    def forward(self, x):
+        self._check_ndim(np.shape(x), 4, "(N, C, H, W)")
+        y = global_avg_pool2d(x)
+        self._x = x if self.training else None
+        return y.reshape(y.shape[:2])
+
+    def backward(self, grad_out, input_grad=True):
+        x = self._saved(self._x)
+        expected = tuple(np.shape(x)[:2])
+        if np.shape(grad_out) != expected:
+            raise ValueError(f"{self.signature()}: expected grad_out of shape {expected} "
+                             f"(the output of the last forward), got shape {np.shape(grad_out)}")
+        grad_out = np.asarray(grad_out)
+        return global_avg_pool2d_backward(grad_out.reshape(grad_out.shape + (1, 1)), x)
+
+    def output_shape(self, input_shape):
+        self._check_ndim(input_shape, 4, "(N, C, H, W)")
+        return tuple(input_shape[:2])
+
+
+class _Container(Layer):
+    """A layer made of named sub-layers (:meth:`named_layers`): parameters, gradients and
+    buffers are theirs, under ``"<sub-layer name>.<name>"``, and modes, dtype and buffer
+    reuse apply to all of them."""
+
+    def named_layers(self):
+        """[(name, layer), ...]."""
+        raise NotImplementedError
+
+    def _escaping(self, result):
+        """What forward/backward return: under buffer reuse a copy, since the layer that
+        made it would overwrite it on its next call (the caller keeps new arrays)."""
+        if self._reuse and self.training and isinstance(result, np.ndarray):
+            return result.copy()
+        return result
+
+    def _on_all(self, method, *args):
+        """Run a Layer method on this container and on each of its layers."""
+        getattr(super(), method)(*args)
+        for _, layer in self.named_layers():
+            getattr(layer, method)(*args)
+        return self
+
+    def reuse_buffers(self, mode=True):
+        return self._on_all("reuse_buffers", mode)
+
+    def _gather(self, method):
+        out = dict(getattr(super(), method)())
+        for name, layer in self.named_layers():
+            out.update({f"{name}.{k}": v for k, v in getattr(layer, method)().items()})
+        return out
+
+    def params(self):
+        return self._gather("params")
+
+    def grads(self):
+        return self._gather("grads")
+
+    def buffers(self):
+        return self._gather("buffers")
+
+    def astype(self, dtype):
+        return self._on_all("astype", dtype)
+
+    def train(self, mode=True):
+        return self._on_all("train", mode)
+
+
+class Sequential(_Container):
     """Layers applied in order; backward runs them in reverse.
 
     Parameter names are ``"<layer name>.<param>"``, the layer name being the layer's
@@ -809,44 +931,6 @@ class Sequential(Layer):
             grad_out = self.layers[i].backward(grad_out, input_grad=input_grad or i > 0)
         return self._escaping(grad_out) if input_grad else None
 
-    def _escaping(self, result):
-        """What forward/backward return: under buffer reuse a copy, since the layer that
-        made it would overwrite it on its next call (the caller keeps new arrays)."""
-        if self._reuse and self.training and isinstance(result, np.ndarray):
-            return result.copy()
-        return result
-
-    def _on_all(self, method, *args):
-        """Run a Layer method on this model and on each of its layers."""
-        getattr(super(), method)(*args)
-        for layer in self.layers:
-            getattr(layer, method)(*args)
-        return self
-
-    def reuse_buffers(self, mode=True):
-        return self._on_all("reuse_buffers", mode)
-
-    def _gather(self, method):
-        out = dict(getattr(super(), method)())
-        for name, layer in self.named_layers():
-            out.update({f"{name}.{k}": v for k, v in getattr(layer, method)().items()})
-        return out
-
-    def params(self):
-        return self._gather("params")
-
-    def grads(self):
-        return self._gather("grads")
-
-    def buffers(self):
-        return self._gather("buffers")
-
-    def astype(self, dtype):
-        return self._on_all("astype", dtype)
-
-    def train(self, mode=True):
-        return self._on_all("train", mode)
-
     def output_shape(self, input_shape):
         for layer in self.layers:
             input_shape = layer.output_shape(input_shape)
@@ -882,3 +966,53 @@ class Sequential(Layer):
 
     def extra_repr(self):
         return ", ".join(repr(layer) for layer in self.layers)
+
+
+class Residual(_Container):
+    """y = body(x) + shortcut(x): the residual block of ResNet and MobileNetV2.
+
+    ``shortcut=None`` is the identity (body must keep the shape). backward sends the
+    gradient through both branches and adds what comes back. Parameter names are
+    ``"body.<...>"`` and ``"shortcut.<...>"``. An activation after the sum (ResNet's ReLU)
+    is the next layer of the enclosing :class:`Sequential`.
+    """
+
+    def __init__(self, body, shortcut=None, name=None):
+        super().__init__(name)
+        for what, layer in (("body", body), ("shortcut", shortcut)):
+            if layer is not None and not isinstance(layer, Layer):
+                raise TypeError(f"Residual: {what} must be a Layer, got {type(layer).__name__}")
+        self.body = body
+        self.shortcut = shortcut if shortcut is not None else Identity()
+
+    def named_layers(self):
+        return [("body", self.body), ("shortcut", self.shortcut)]
+
+    def forward(self, x):
+        main = self.body.forward(x)
+        side = self.shortcut.forward(x)
+        if np.shape(main) != np.shape(side):
+            raise ValueError(f"{self.signature()}: the body gives shape {np.shape(main)} and "
+                             f"the shortcut {np.shape(side)} for an input of shape "
+                             f"{np.shape(x)}; they must match to be added")
+        return np.add(main, side, out=self._elementwise_out("y", main, side))
+
+    def backward(self, grad_out, input_grad=True):
+        grad_body = self.body.backward(grad_out, input_grad=input_grad)
+        grad_short = self.shortcut.backward(grad_out, input_grad=input_grad)
+        if not input_grad:
+            return None
+        return np.add(grad_body, grad_short,
+                      out=self._elementwise_out("grad_x", grad_body, grad_short))
+
+    def output_shape(self, input_shape):
+        main = tuple(self.body.output_shape(input_shape))
+        side = tuple(self.shortcut.output_shape(input_shape))
+        if main != side:
+            raise ValueError(f"{self.signature()}: the body gives shape {main} and the "
+                             f"shortcut {side} for an input of shape {tuple(input_shape)}; "
+                             f"they must match to be added")
+        return main
+
+    def extra_repr(self):
+        return f"body={self.body!r}, shortcut={self.shortcut!r}"
