@@ -195,3 +195,42 @@ def test_residual_reusing_buffers_gives_the_same_bits():
         np.testing.assert_array_equal(plain.backward(g), reusing.backward(g))
         for name, grad in plain.grads().items():
             np.testing.assert_array_equal(grad, reusing.grads()[name])
+
+
+# -- Conv2D's groups, dilation and bias ------------------------------------------------------
+@needs_torch
+@pytest.mark.parametrize("groups, out_channels, dilation, bias", [
+    pytest.param(4, 8, 1, False, id="depthwise_multiplier_2_no_bias"),
+    pytest.param(2, 6, 2, True, id="two_groups_dilated"),
+    pytest.param(1, 5, 1, False, id="dense_no_bias"),
+])
+def test_conv2d_layer_groups_dilation_and_bias_match_torch(groups, out_channels, dilation, bias):
+    layer = Conv2D(4, out_channels, 3, stride=2, padding=1, dilation=dilation, groups=groups,
+                   bias=bias, seed=0, dtype=np.float64)
+    x = rand(2, 4, 9, 9, seed=1)
+    assert layer.params()["weight"].shape == (out_channels, 4 // groups, 3, 3)
+    assert ("bias" in layer.params()) == bias and layer.num_params() == (
+        out_channels * 4 // groups * 9 + (out_channels if bias else 0))
+    arrays = [x, layer.params()["weight"]] + ([layer.params()["bias"]] if bias else [])
+    want, upstream, want_grads = torch_grads(
+        lambda t, w, *b: F.conv2d(t, w, b[0] if b else None, stride=2, padding=1,
+                                  dilation=dilation, groups=groups), *arrays)
+    np.testing.assert_allclose(layer.forward(x), want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(layer.backward(upstream), want_grads[0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(layer.grads()["weight"], want_grads[1], rtol=1e-12, atol=1e-12)
+    if bias:
+        np.testing.assert_allclose(layer.grads()["bias"], want_grads[2], rtol=1e-12, atol=1e-12)
+    assert layer.output_shape(x.shape) == want.shape
+
+
+def test_conv2d_layer_refuses_channels_that_groups_do_not_divide():
+    with pytest.raises(ValueError, match=r"Conv2D: out_channels must be a multiple of groups "
+                                         r"\(4\), got 6"):
+        Conv2D(4, 6, 3, groups=4)
+    with pytest.raises(ValueError, match=r"Conv2D: in_channels must be a multiple of groups "
+                                         r"\(2\), got 3"):
+        Conv2D(3, 4, 3, groups=2)
+    with pytest.raises(ValueError, match="Conv2D: groups must be from 1"):
+        Conv2D(3, 3, 3, groups=0)
+    assert repr(Conv2D(4, 8, 3, groups=4, bias=False, dilation=2)) == (
+        "Conv2D(in_channels=4, out_channels=8, kernel_size=3, dilation=2, groups=4, bias=False)")

@@ -324,8 +324,13 @@ class Conv2D(Layer):
         Input depth n_c(l-1) and number of filters n_c(l).
     kernel_size : int or (int, int)
         Filter size f.
-    stride, padding : int
-        As in :func:`fastconv.conv2d`.
+    stride, padding, dilation, groups : int
+        As in :func:`fastconv.conv2d` (and PyTorch's ``Conv2d``): ``groups`` splits the
+        channels and filters into groups convolved separately; ``groups == in_channels``
+        is a depthwise convolution (``out_channels`` a multiple of it).
+    bias : bool
+        Whether the layer adds a learnable bias per filter (False before a BatchNorm,
+        whose shift makes it redundant).
     activation : {None, "relu", "tanh"}
         Fused nonlinearity applied after the bias.
     init : {"he", "glorot"}, optional
@@ -335,23 +340,31 @@ class Conv2D(Layer):
     dtype : float32 or float64
     name : str, optional
 
-    Shapes: x (N, C, H, W) -> y (N, K, P, Q); weight (K, C, f, f); bias (K,).
+    Shapes: x (N, C, H, W) -> y (N, K, P, Q); weight (K, C / groups, f, f); bias (K,).
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
-                 activation=None, init=None, seed=None, dtype=np.float32, name=None):
+                 dilation=1, groups=1, bias=True, activation=None, init=None, seed=None,
+                 dtype=np.float32, name=None):
         super().__init__(name)
         _check_choice(activation, ACTIVATIONS, "activation", "Conv2D")
+        groups = as_count(groups, "groups", "Conv2D", minimum=1)
+        for what, count in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if as_count(count, what, "Conv2D", minimum=1) % groups:
+                raise ValueError(f"Conv2D: {what} must be a multiple of groups ({groups}), "
+                                 f"got {count}")
         kh, kw = (kernel_size, kernel_size) if np.isscalar(kernel_size) else kernel_size
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.padding = (kh, kw), stride, padding
+        self.dilation, self.groups = dilation, groups
         self.activation = activation
         init = init or ("he" if activation == "relu" else "glorot")
-        fan_in, fan_out = in_channels * kh * kw, out_channels * kh * kw
-        rng = as_rng(seed)
-        self._new_param("weight", init_weight((out_channels, in_channels, kh, kw), fan_in,
-                                              fan_out, init, rng, dtype))
-        self._new_param("bias", np.zeros(out_channels, dtype=dtype))
+        shape = (out_channels, in_channels // groups, kh, kw)
+        # fans as PyTorch counts them: the weight's input and output axes times the taps
+        fan_in, fan_out = shape[1] * kh * kw, shape[0] * kh * kw
+        self._new_param("weight", init_weight(shape, fan_in, fan_out, init, as_rng(seed), dtype))
+        if as_bool(bias, "bias", "Conv2D"):
+            self._new_param("bias", np.zeros(out_channels, dtype=dtype))
         self._x = self._y = None
 
     def forward(self, x):
@@ -360,8 +373,8 @@ class Conv2D(Layer):
         out = None
         if self._reuse and self.training and min(shape) > 0:
             out = self._out("y", shape, self.dtype, (x,))
-        y = conv2d(x, self._params["weight"], self._params["bias"], self.stride, self.padding,
-                   out=out)
+        y = conv2d(x, self._params["weight"], self._params.get("bias"), self.stride,
+                   self.padding, self.dilation, self.groups, out=out)
         y = _activation_forward(y, self.activation)
         self._x, self._y = (x, y) if self.training else (None, None)
         return y
@@ -372,11 +385,14 @@ class Conv2D(Layer):
         grad_pre = _activation_backward(
             grad_out, y, self.activation,
             self._out("grad_pre", y.shape, y.dtype, (grad_out,)) if self.activation else None)
+        has_bias = "bias" in self._params
         out = (self._out("grad_x", x.shape, self.dtype, (grad_pre, x)) if input_grad else None,
-               self._grad_out("weight"), self._grad_out("bias"))
-        grad_x, self._grads["weight"], self._grads["bias"] = conv2d_backward(
-            grad_pre, x, self._params["weight"], self.stride, self.padding,
-            input_grad=input_grad, out=out)
+               self._grad_out("weight"), self._grad_out("bias") if has_bias else None)
+        grad_x, self._grads["weight"], grad_bias = conv2d_backward(
+            grad_pre, x, self._params["weight"], self.stride, self.padding, self.dilation,
+            self.groups, input_grad=input_grad, out=out)
+        if has_bias:
+            self._grads["bias"] = grad_bias
         return grad_x
 
     def output_shape(self, input_shape):
@@ -388,7 +404,7 @@ class Conv2D(Layer):
                              f"channels, got {input_shape[1]} (input shape "
                              f"{tuple(input_shape)})")
         geom = conv_geometry(input_shape, self._params["weight"].shape, self.stride,
-                             self.padding, 1, 1, self.signature())
+                             self.padding, self.dilation, self.groups, self.signature())
         return geom.output_shape
 
     def kind(self):
@@ -402,6 +418,12 @@ class Conv2D(Layer):
             text += f", stride={self.stride}"
         if self.padding != 0:
             text += f", padding={self.padding!r}"
+        if self.dilation != 1:
+            text += f", dilation={self.dilation!r}"
+        if self.groups != 1:
+            text += f", groups={self.groups}"
+        if "bias" not in self._params:
+            text += ", bias=False"
         return text + (f", activation={self.activation!r}" if self.activation else "")
 
 
