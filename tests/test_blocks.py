@@ -5,6 +5,7 @@ import pytest
 
 from fastconv.nn import (BatchNorm2D, Conv2D, Dropout, GlobalAvgPool2D, Identity, Linear, ReLU,
                          Residual, Sequential, softmax_cross_entropy)
+from fastconv.nn.layers import ZeroPadShortcut
 
 from test_layers import F, central_difference, needs_torch, rand, torch, torch_grads
 
@@ -234,3 +235,38 @@ def test_conv2d_layer_refuses_channels_that_groups_do_not_divide():
         Conv2D(3, 3, 3, groups=0)
     assert repr(Conv2D(4, 8, 3, groups=4, bias=False, dilation=2)) == (
         "Conv2D(in_channels=4, out_channels=8, kernel_size=3, dilation=2, groups=4, bias=False)")
+
+
+def test_residual_activation_is_applied_after_the_sum_and_masks_the_gradient():
+    x, g = rand(2, 3, 5, 5), rand(2, 3, 5, 5, seed=1)
+    body = Conv2D(3, 3, 3, padding=1, seed=0, dtype=np.float64)
+    fused = Residual(body, activation="relu")
+    y = fused.forward(x)
+    np.testing.assert_array_equal(y, np.maximum(body.forward(x) + x, 0))
+    body.forward(x)
+    grad_sum = g * (y > 0)
+    np.testing.assert_allclose(fused.backward(g), body.backward(grad_sum) + grad_sum,
+                               rtol=1e-14, atol=1e-15)
+    assert fused.kind() == "Residual+relu"
+
+
+# -- ZeroPadShortcut (ResNet's option A) ----------------------------------------------------
+@needs_torch
+def test_zero_pad_shortcut_subsamples_and_pads_channels_as_torch():
+    x = rand(2, 16, 9, 9)
+    layer = ZeroPadShortcut(16, 32, stride=2)
+    want, upstream, (want_gx,) = torch_grads(
+        lambda t: F.pad(t[:, :, ::2, ::2], (0, 0, 0, 0, 8, 8)), x)
+    y = layer.forward(x)
+    np.testing.assert_array_equal(y, want)
+    assert layer.output_shape(x.shape) == y.shape == (2, 32, 5, 5)
+    np.testing.assert_array_equal(layer.backward(upstream), want_gx)
+
+
+def test_zero_pad_shortcut_refuses_an_odd_or_negative_channel_change():
+    with pytest.raises(ValueError, match="in_channels plus an even number, got 16 -> 33"):
+        ZeroPadShortcut(16, 33)
+    with pytest.raises(ValueError, match="got 16 -> 8"):
+        ZeroPadShortcut(16, 8)
+    with pytest.raises(ValueError, match="expected input with 16 channels, got 3"):
+        ZeroPadShortcut(16, 32).forward(rand(1, 3, 4, 4))

@@ -47,7 +47,7 @@ from ..pooling import (avg_pool2d, avg_pool2d_backward, global_avg_pool2d,
 
 __all__ = ["Layer", "Conv2D", "MaxPool2D", "AvgPool2D", "ReLU", "Tanh", "Flatten", "Linear",
            "BatchNorm1D", "BatchNorm2D", "Identity", "Dropout", "GlobalAvgPool2D", "Sequential",
-           "Residual", "init_weight"]
+           "Residual", "ZeroPadShortcut", "init_weight"]
 
 ACTIVATIONS = (None, "relu", "tanh")
 INITS = ("he", "glorot")
@@ -862,6 +862,52 @@ class GlobalAvgPool2D(Layer):
         return tuple(input_shape[:2])
 
 
+class ZeroPadShortcut(Layer):
+    """ResNet's parameter-free shortcut ("option A"): the input subsampled by `stride`
+    (``x[:, :, ::stride, ::stride]``) with zero channels added, half before and half after
+    its own, to reach `out_channels`."""
+
+    def __init__(self, in_channels, out_channels, stride=2, name=None):
+        super().__init__(name)
+        self.in_channels = as_count(in_channels, "in_channels", "ZeroPadShortcut")
+        self.out_channels = as_count(out_channels, "out_channels", "ZeroPadShortcut")
+        self.stride = as_count(stride, "stride", "ZeroPadShortcut")
+        extra = self.out_channels - self.in_channels
+        if extra < 0 or extra % 2:
+            raise ValueError(f"ZeroPadShortcut: out_channels must be in_channels plus an even "
+                             f"number, got {in_channels} -> {out_channels}")
+        self.before = extra // 2
+        self._x_shape = None
+
+    def forward(self, x):
+        self.output_shape(np.shape(x))
+        s, c0 = self.stride, self.before
+        sub = x[:, :, ::s, ::s]
+        y = np.zeros((x.shape[0], self.out_channels) + sub.shape[2:], dtype=x.dtype)
+        y[:, c0:c0 + self.in_channels] = sub
+        self._x_shape = x.shape if self.training else None
+        return y
+
+    def backward(self, grad_out, input_grad=True):
+        shape = self._saved(self._x_shape)
+        s, c0 = self.stride, self.before
+        grad_x = np.zeros(shape, dtype=grad_out.dtype)
+        grad_x[:, :, ::s, ::s] = grad_out[:, c0:c0 + self.in_channels]
+        return grad_x
+
+    def output_shape(self, input_shape):
+        self._check_ndim(input_shape, 4, f"(N, {self.in_channels}, H, W)")
+        if input_shape[1] != self.in_channels:
+            raise ValueError(f"{self.signature()}: expected input with {self.in_channels} "
+                             f"channels, got {input_shape[1]}")
+        n, _, h, w = input_shape
+        return (n, self.out_channels, -(-h // self.stride), -(-w // self.stride))
+
+    def extra_repr(self):
+        return (f"in_channels={self.in_channels}, out_channels={self.out_channels}, "
+                f"stride={self.stride}")
+
+
 class _Container(Layer):
     """A layer made of named sub-layers (:meth:`named_layers`): parameters, gradients and
     buffers are theirs, under ``"<sub-layer name>.<name>"``, and modes, dtype and buffer
@@ -991,21 +1037,24 @@ class Sequential(_Container):
 
 
 class Residual(_Container):
-    """y = body(x) + shortcut(x): the residual block of ResNet and MobileNetV2.
+    """y = body(x) + shortcut(x), then an optional activation: the residual block of ResNet
+    (``activation="relu"``) and MobileNetV2 (none).
 
     ``shortcut=None`` is the identity (body must keep the shape). backward sends the
     gradient through both branches and adds what comes back. Parameter names are
-    ``"body.<...>"`` and ``"shortcut.<...>"``. An activation after the sum (ResNet's ReLU)
-    is the next layer of the enclosing :class:`Sequential`.
+    ``"body.<...>"`` and ``"shortcut.<...>"``.
     """
 
-    def __init__(self, body, shortcut=None, name=None):
+    def __init__(self, body, shortcut=None, activation=None, name=None):
         super().__init__(name)
         for what, layer in (("body", body), ("shortcut", shortcut)):
             if layer is not None and not isinstance(layer, Layer):
                 raise TypeError(f"Residual: {what} must be a Layer, got {type(layer).__name__}")
+        _check_choice(activation, ACTIVATIONS, "activation", "Residual")
         self.body = body
         self.shortcut = shortcut if shortcut is not None else Identity()
+        self.activation = activation
+        self._y = None
 
     def named_layers(self):
         return [("body", self.body), ("shortcut", self.shortcut)]
@@ -1017,9 +1066,19 @@ class Residual(_Container):
             raise ValueError(f"{self.signature()}: the body gives shape {np.shape(main)} and "
                              f"the shortcut {np.shape(side)} for an input of shape "
                              f"{np.shape(x)}; they must match to be added")
-        return np.add(main, side, out=self._elementwise_out("y", main, side))
+        out = self._elementwise_out("y", main, side)
+        if out is None and self.activation:      # a new array the activation may overwrite
+            out = np.empty(np.broadcast_shapes(np.shape(main), np.shape(side)),
+                           np.result_type(main, side))
+        y = _activation_forward(np.add(main, side, out=out), self.activation)
+        self._y = y if self.training and self.activation else None
+        return y
 
     def backward(self, grad_out, input_grad=True):
+        if self.activation:
+            y = self._saved(self._y)
+            grad_out = _activation_backward(grad_out, y, self.activation,
+                                            self._elementwise_out("grad_sum", y, grad_out))
         grad_body = self.body.backward(grad_out, input_grad=input_grad)
         grad_short = self.shortcut.backward(grad_out, input_grad=input_grad)
         if not input_grad:
@@ -1036,5 +1095,9 @@ class Residual(_Container):
                              f"they must match to be added")
         return main
 
+    def kind(self):
+        return f"Residual+{self.activation}" if self.activation else "Residual"
+
     def extra_repr(self):
-        return f"body={self.body!r}, shortcut={self.shortcut!r}"
+        text = f"body={self.body!r}, shortcut={self.shortcut!r}"
+        return text + (f", activation={self.activation!r}" if self.activation else "")

@@ -1,20 +1,92 @@
-"""Models built from :mod:`fastconv.nn.layers`: LeNet-5."""
+"""Models built from :mod:`fastconv.nn.layers`: LeNet-5 and ResNet."""
 import numpy as np
 
-from .layers import (AvgPool2D, Conv2D, Flatten, Linear, MaxPool2D, ReLU, Sequential, Tanh,
-                     as_rng)
+from .layers import (AvgPool2D, BatchNorm2D, Conv2D, Flatten, GlobalAvgPool2D, Linear,
+                     MaxPool2D, ReLU, Residual, Sequential, Tanh, ZeroPadShortcut, as_rng)
 from .inference import predict_logits
-from .._checks import as_array, result_dtype
+from .._checks import as_array, as_count, result_dtype
 from ..data.preprocessing import image_statistics, is_prepared, standardize
 
-__all__ = ["LeNet5", "from_config"]
+__all__ = ["LeNet5", "ResNet", "from_config"]
 
 # MNIST's pixel statistics after scaling to [0, 1] and padding to 32x32; fit() replaces
 # them by those of the training images it is given.
 MNIST_MEAN, MNIST_STD = 0.1000, 0.2752
 
 
-class LeNet5(Sequential):
+class ImageClassifier(Sequential):
+    """A Sequential network from images (N, C, H, W) to class scores (N, classes), with
+    batched inference in eval mode. Subclasses set ``input_shape`` and may override
+    :meth:`prepare` (the network input for the images a user has)."""
+
+    #: the shape of one input image (channels, height, width)
+    input_shape = None
+
+    def summary(self, file=None):
+        """Print a table of layers, output shapes and parameter counts (like Keras)."""
+        super().summary((1,) + tuple(self.input_shape), file=file)
+
+    def prepare(self, images):
+        """The network input for `images`: a real (N, C, H, W) array in the model's dtype."""
+        func = f"{type(self).__name__}.prepare"
+        images = as_array(images, "images", func)
+        result_dtype(func, images=images)                 # real values only
+        self._check_ndim(images.shape, 4, f"(N, {self.input_shape[0]}, H, W)")
+        return np.asarray(images, dtype=self.dtype)
+
+    def logits(self, images, batch_size=500):
+        """Class scores (N, classes) for raw or prepared images, in eval mode, in batches."""
+        return self._logits(images, batch_size, f"{type(self).__name__}.logits")
+
+    def predict(self, images, batch_size=500):
+        """Predicted labels (N,) int64 for raw or prepared images."""
+        return np.argmax(self._logits(images, batch_size, f"{type(self).__name__}.predict"),
+                         axis=1)
+
+    def _logits(self, images, batch_size, func):
+        return predict_logits(self, self.prepare(images), batch_size, func)
+
+    # -- PyTorch interop --------------------------------------------------------------------
+    def torch_name(self, name):
+        """The name PyTorch's usual definition of this network gives parameter or buffer
+        `name` (the same name unless a subclass says otherwise)."""
+        return name
+
+    def torch_state_dict(self):
+        """The parameters and buffers as NumPy arrays under PyTorch's names (copies)."""
+        return {self.torch_name(k): v for k, v in self.state_dict().items()}
+
+    def load_torch_state_dict(self, state_dict):
+        """Load a PyTorch state dict of the same network: names to CPU tensors or arrays.
+
+        A leading ``module.`` (DataParallel checkpoints) is dropped and values are
+        converted to the model's dtype. Missing, unexpected and mis-shaped entries are
+        refused together, in one ValueError that lists them all; nothing is loaded then.
+        """
+        func = f"{type(self).__name__}.load_torch_state_dict"
+        if not hasattr(state_dict, "items"):
+            raise TypeError(f"{func}: state_dict must be a mapping of names to tensors or "
+                            f"arrays, got {type(state_dict).__name__}")
+        given = {}
+        for key, value in state_dict.items():
+            key = key[len("module."):] if key.startswith("module.") else key
+            if hasattr(value, "detach"):                     # a torch.Tensor
+                value = value.detach().cpu().numpy()
+            given[key] = np.asarray(value)
+        own = {self.torch_name(k): v for k, v in {**self.params(), **self.buffers()}.items()}
+        problems = [f"missing {k} {v.shape}" for k, v in own.items() if k not in given]
+        problems += [f"unexpected {k}" for k in given if k not in own]
+        problems += [f"{k}: shape {given[k].shape}, expected {v.shape}"
+                     for k, v in own.items() if k in given and given[k].shape != v.shape]
+        if problems:
+            raise ValueError(f"{func}: the state dict does not fit {self.name}: "
+                             + "; ".join(problems))
+        for key, target in own.items():
+            np.copyto(target, given[key].astype(target.dtype, copy=False))
+        return self
+
+
+class LeNet5(ImageClassifier):
     """LeNet-5 for 32x32 grayscale digits, 10 classes (61,706 parameters).
 
     ::
@@ -73,10 +145,6 @@ class LeNet5(Sequential):
         return {"class": "LeNet5", "activation": self.activation, "pool": self.pool,
                 "dtype": str(self.dtype)}
 
-    def summary(self, file=None):
-        """Print a table of layers, output shapes and parameter counts (like Keras)."""
-        super().summary((1,) + self.input_shape, file=file)
-
     # -- input ----------------------------------------------------------------------------
     def fit_preprocessing(self, images):
         """Set the input standardisation from raw training images' pixel statistics."""
@@ -95,25 +163,98 @@ class LeNet5(Sequential):
         x = standardize(images, self._buffers["input_mean"], self._buffers["input_std"])
         return x.astype(self.dtype, copy=False)
 
-    # -- inference ------------------------------------------------------------------------
-    def logits(self, images, batch_size=500):
-        """Class scores (N, 10) for raw or prepared images, in eval mode, in batches."""
-        return self._logits(images, batch_size, "LeNet5.logits")
 
-    def predict(self, images, batch_size=500):
-        """Predicted labels (N,) int64 for raw ((N, 28, 28) uint8) or prepared
-        ((N, 1, 32, 32) float) images."""
-        return np.argmax(self._logits(images, batch_size, "LeNet5.predict"), axis=1)
+class ResNet(ImageClassifier):
+    """ResNet for 32x32 images (He et al. 2016, section 4.2: the CIFAR-10 networks).
 
-    def _logits(self, images, batch_size, func):
-        return predict_logits(self, self.prepare(images), batch_size, func)
+    ::
+
+        32x32xC -> conv 3x3, 16 -> BN -> ReLU
+                -> n blocks of 16 filters (32x32), n of 32 (16x16), n of 64 (8x8)
+                -> global average pooling -> FC num_classes        depth = 6n + 2
+
+    Each block is conv 3x3 -> BN -> ReLU -> conv 3x3 -> BN, plus the shortcut, then ReLU;
+    the first block of the second and third stages halves the size with stride 2. There
+    the shortcut is ``shortcut="A"``: the input subsampled by 2 with zero channels added
+    (no parameters; ResNet-20 has 269,722), or ``"B"``: a 1x1 convolution with stride 2
+    and BN. Convolutions have no bias (the BN after each shifts); weights are He-initialised.
+
+    Parameters
+    ----------
+    depth : int
+        6n + 2 for n blocks per stage: 20, 32, 44, 56, 110, ...
+    num_classes, in_channels : int
+    shortcut : {"A", "B"}
+    seed : int, numpy.random.Generator or None
+    dtype : float32 or float64
+
+    Layer names follow the usual PyTorch definition (``conv1``, ``bn1``, ``layer1.0.conv1``,
+    ..., ``linear``), with each block's main branch under ``body``.
+    """
+
+    def __init__(self, depth=20, num_classes=10, in_channels=3, shortcut="A", seed=None,
+                 dtype=np.float32):
+        depth = as_count(depth, "depth", "ResNet", minimum=8)
+        if (depth - 2) % 6:
+            raise ValueError(f"ResNet: depth must be 6n + 2 (20, 32, 44, 56, 110, ...), got "
+                             f"{depth}")
+        if shortcut not in ("A", "B"):
+            raise ValueError(f"ResNet: shortcut must be 'A' or 'B', got {shortcut!r}")
+        self.depth, self.shortcut_kind = depth, shortcut
+        self.num_classes = as_count(num_classes, "num_classes", "ResNet")
+        self.input_shape = (as_count(in_channels, "in_channels", "ResNet"), 32, 32)
+        rng = as_rng(seed)
+        layers = [Conv2D(in_channels, 16, 3, padding=1, bias=False, seed=rng, dtype=dtype,
+                         name="conv1"),
+                  BatchNorm2D(16, dtype=dtype, name="bn1"), ReLU(name="relu")]
+        planes_in = 16
+        for stage, (planes, stride) in enumerate(((16, 1), (32, 2), (64, 2)), start=1):
+            blocks = []
+            for i in range((depth - 2) // 6):
+                blocks.append(self._block(planes_in, planes, stride if i == 0 else 1, rng,
+                                          dtype, str(i)))
+                planes_in = planes
+            layers.append(Sequential(*blocks, name=f"layer{stage}"))
+        layers += [GlobalAvgPool2D(name="pool"),
+                   Linear(64, num_classes, init="he", seed=rng, dtype=dtype, name="linear")]
+        super().__init__(*layers, name=f"ResNet{depth}")
+
+    def _block(self, planes_in, planes, stride, rng, dtype, name):
+        body = Sequential(
+            Conv2D(planes_in, planes, 3, stride, 1, bias=False, seed=rng, dtype=dtype,
+                   name="conv1"),
+            BatchNorm2D(planes, dtype=dtype, name="bn1"), ReLU(name="relu"),
+            Conv2D(planes, planes, 3, 1, 1, bias=False, seed=rng, dtype=dtype, name="conv2"),
+            BatchNorm2D(planes, dtype=dtype, name="bn2"))
+        shortcut = None
+        if stride != 1 or planes_in != planes:
+            if self.shortcut_kind == "A":
+                shortcut = ZeroPadShortcut(planes_in, planes, stride)
+            else:
+                shortcut = Sequential(
+                    Conv2D(planes_in, planes, 1, stride, bias=False, seed=rng, dtype=dtype,
+                           name="0"),
+                    BatchNorm2D(planes, dtype=dtype, name="1"))
+        return Residual(body, shortcut, activation="relu", name=name)
+
+    def torch_name(self, name):
+        """PyTorch's block modules hold conv1, bn1, ... directly: no ``body``."""
+        return name.replace(".body.", ".")
+
+    def config(self):
+        """What :func:`from_config` needs to rebuild this architecture."""
+        return {"class": "ResNet", "depth": self.depth, "num_classes": self.num_classes,
+                "in_channels": self.input_shape[0], "shortcut": self.shortcut_kind,
+                "dtype": str(self.dtype)}
 
 
 def from_config(config):
-    """Rebuild a model from :meth:`LeNet5.config` (weights are loaded separately)."""
+    """Rebuild a model from its ``config()`` (weights are loaded separately)."""
     config = dict(config)
     kind = config.pop("class", None)
-    if kind != "LeNet5":
-        raise ValueError(f"unknown model class {kind!r}; expected 'LeNet5'")
-    return LeNet5(activation=config["activation"], pool=config["pool"],
-                  dtype=np.dtype(config.get("dtype", "float32")))
+    dtype = np.dtype(config.pop("dtype", "float32"))
+    if kind == "LeNet5":
+        return LeNet5(activation=config["activation"], pool=config["pool"], dtype=dtype)
+    if kind == "ResNet":
+        return ResNet(**config, dtype=dtype)
+    raise ValueError(f"unknown model class {kind!r}; expected 'LeNet5' or 'ResNet'")

@@ -1,0 +1,194 @@
+"""ResNet: its architecture (depths, shortcuts, parameter counts), PyTorch's weights loaded
+into it (eval logits and one training step's gradients against PyTorch's), the state dict
+interop's errors, checkpoints and configs."""
+import numpy as np
+import pytest
+
+from fastconv.nn import ResNet, from_config, softmax_cross_entropy
+
+try:
+    import torch
+    from torch import nn
+    F = torch.nn.functional
+except ImportError:                       # the PyTorch comparisons skip; the rest runs
+    torch = None
+needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch is the oracle here")
+
+
+def rel_to_largest(actual, expected):
+    """max |actual - expected| / max |expected|."""
+    return float(np.max(np.abs(actual - expected)) / np.max(np.abs(expected)))
+
+
+# -- the usual PyTorch definition (CIFAR ResNet, option A or B shortcuts) ------------------
+if torch is not None:
+    class TorchBlock(nn.Module):
+        def __init__(self, planes_in, planes, stride, option):
+            super().__init__()
+            self.conv1 = nn.Conv2d(planes_in, planes, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(planes)
+            self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(planes)
+            self.option, self.pad = option, planes // 4
+            self.shortcut = nn.Sequential()
+            if (stride != 1 or planes_in != planes) and option == "B":
+                self.shortcut = nn.Sequential(nn.Conv2d(planes_in, planes, 1, stride, bias=False),
+                                              nn.BatchNorm2d(planes))
+            self.subsample = (stride != 1 or planes_in != planes) and option == "A"
+
+        def forward(self, x):
+            out = F.relu(self.bn1(self.conv1(x)))
+            out = self.bn2(self.conv2(out))
+            if self.subsample:
+                side = F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad))
+            else:
+                side = self.shortcut(x)
+            return F.relu(out + side)
+
+    class TorchResNet(nn.Module):
+        def __init__(self, depth, option, num_classes=10, in_channels=3):
+            super().__init__()
+            n = (depth - 2) // 6
+            self.conv1 = nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(16)
+            planes_in, stages = 16, []
+            for planes, stride in ((16, 1), (32, 2), (64, 2)):
+                blocks = []
+                for i in range(n):
+                    blocks.append(TorchBlock(planes_in, planes, stride if i == 0 else 1, option))
+                    planes_in = planes
+                stages.append(nn.Sequential(*blocks))
+            self.layer1, self.layer2, self.layer3 = stages
+            self.linear = nn.Linear(64, num_classes)
+
+        def forward(self, x):
+            out = F.relu(self.bn1(self.conv1(x)))
+            out = self.layer3(self.layer2(self.layer1(out)))
+            return self.linear(F.adaptive_avg_pool2d(out, 1).flatten(1))
+
+
+def torch_pair(depth=20, option="A", seed=0):
+    """A PyTorch ResNet with random weights and running statistics, and fastconv's with
+    them loaded."""
+    torch.manual_seed(seed)
+    theirs = TorchResNet(depth, option)
+    with torch.no_grad():                     # running statistics away from (0, 1)
+        for module in theirs.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 1.5)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.2, 0.2)
+    ours = ResNet(depth, shortcut=option).load_torch_state_dict(theirs.state_dict())
+    return theirs, ours
+
+
+# -- architecture ----------------------------------------------------------------------------
+@pytest.mark.parametrize("depth, shortcut, params", [
+    (20, "A", 269_722), (32, "A", 464_154), (44, "A", 658_586), (56, "A", 853_018),
+    (110, "A", 1_727_962), (20, "B", 272_474)])
+def test_resnet_parameter_counts(depth, shortcut, params):
+    """ResNet-20 with option A: 269,722 (He et al.'s 0.27M); each extra block of the three
+    stages adds its two convolutions and BNs; option B adds two 1x1 convolutions + BN."""
+    assert ResNet(depth, shortcut=shortcut, seed=0).num_params() == params
+
+
+def test_resnet_maps_images_to_class_scores():
+    model = ResNet(20, num_classes=7, in_channels=1, seed=0)
+    x = np.random.default_rng(0).standard_normal((3, 1, 32, 32)).astype(np.float32)
+    assert model.forward(x).shape == (3, 7) and model.predict(x).shape == (3,)
+    assert model.output_shape((5, 1, 32, 32)) == (5, 7)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"depth": 21}, ValueError, r"depth must be 6n \+ 2"),
+    ({"depth": 2}, ValueError, "depth must be from 8"),
+    ({"shortcut": "C"}, ValueError, "shortcut must be 'A' or 'B'"),
+    ({"num_classes": 0}, ValueError, "num_classes must be from 1"),
+])
+def test_resnet_refuses_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        ResNet(**kwargs)
+
+
+def test_resnet_config_rebuilds_the_architecture():
+    model = ResNet(32, num_classes=5, in_channels=1, shortcut="B", seed=0)
+    again = from_config(model.config())
+    assert repr(again) == repr(model) and again.num_params() == model.num_params()
+
+
+# -- PyTorch interop ---------------------------------------------------------------------
+@needs_torch
+@pytest.mark.parametrize("option", ["A", "B"])
+def test_resnet20_with_pytorch_weights_gives_pytorch_eval_logits(option):
+    theirs, ours = torch_pair(20, option)
+    x = np.random.default_rng(1).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        want = theirs.eval()(torch.tensor(x)).numpy()
+    assert rel_to_largest(ours.logits(x), want) < 1e-4
+
+
+@needs_torch
+@pytest.mark.parametrize("option", ["A", "B"])
+@pytest.mark.parametrize("dtype, tolerance", [(np.float64, 1e-9), (np.float32, 1e-2)])
+def test_resnet20_training_step_gradients_match_pytorch(option, dtype, tolerance):
+    """Every parameter gradient of one training step, and the running statistics after it.
+    float32 allows 1e-2: a pre-activation within rounding of zero can switch a ReLU on in
+    one computation and off in the other (on this batch one of 131,072 values of a block's
+    output does, under option B, which moves the earlier layers' gradients by 1e-3); in
+    float64 every gradient agrees to rounding."""
+    theirs, ours = torch_pair(20, option, seed=2)
+    if dtype == np.float64:
+        theirs.double()
+        ours.astype(np.float64).load_torch_state_dict(theirs.state_dict())
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((8, 3, 32, 32)).astype(dtype)
+    labels = rng.integers(0, 10, 8)
+    theirs.train()
+    loss = F.cross_entropy(theirs(torch.tensor(x)), torch.tensor(labels))
+    loss.backward()
+    ours.train()
+    ours_loss, grad = softmax_cross_entropy(ours.forward(x), labels)
+    ours.backward(grad, input_grad=False)
+    assert ours_loss == pytest.approx(loss.item(), rel=1e-5)
+    want = {name: param.grad.numpy() for name, param in theirs.named_parameters()}
+    assert sorted(want) == sorted(ours.torch_name(k) for k in ours.grads())
+    for name, got in ours.grads().items():
+        assert rel_to_largest(got, want[ours.torch_name(name)]) < tolerance, name
+    theirs_state = theirs.state_dict()
+    for name, value in ours.torch_state_dict().items():
+        if "running" in name:
+            np.testing.assert_allclose(value, theirs_state[name].numpy(), rtol=10 * tolerance,
+                                       atol=1e-6, err_msg=name)
+
+
+@needs_torch
+def test_torch_state_dict_round_trips_through_pytorch():
+    theirs, ours = torch_pair(20, "B", seed=4)
+    state = {k: torch.tensor(v) for k, v in ours.torch_state_dict().items()}
+    fresh = TorchResNet(20, "B")
+    fresh.load_state_dict(state)                         # PyTorch takes every name
+    for name, value in theirs.state_dict().items():
+        np.testing.assert_array_equal(fresh.state_dict()[name].numpy(), value.numpy())
+
+
+def test_load_torch_state_dict_drops_module_prefix_and_lists_every_problem():
+    model = ResNet(20, seed=0)
+    state = {f"module.{k}": v for k, v in ResNet(20, seed=1).torch_state_dict().items()}
+    model.load_torch_state_dict(state)
+    np.testing.assert_array_equal(model.params()["conv1.weight"],
+                                  state["module.conv1.weight"])
+    del state["module.linear.bias"]
+    state["module.fc.weight"] = np.zeros((10, 64))
+    state["module.conv1.weight"] = np.zeros((16, 1, 3, 3))
+    before = model.params()["layer1.0.body.conv2.weight"].copy()
+    state["module.layer1.0.conv2.weight"] = before + 1
+    with pytest.raises(ValueError) as info:
+        model.load_torch_state_dict(state)
+    message = str(info.value)
+    for part in ("missing linear.bias (10,)", "unexpected fc.weight",
+                 "conv1.weight: shape (16, 1, 3, 3), expected (16, 3, 3, 3)"):
+        assert part in message
+    np.testing.assert_array_equal(model.params()["layer1.0.body.conv2.weight"], before)
+    with pytest.raises(TypeError, match="state_dict must be a mapping"):
+        model.load_torch_state_dict([1, 2])
