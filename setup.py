@@ -27,6 +27,7 @@ import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.errors import PlatformError
 
 OPENMP_TEST = r"""
 #include <omp.h>
@@ -108,6 +109,12 @@ def build_extensions():
     )
 
 
+MSVC_UNSUPPORTED = (
+    "fastconv cannot be built with MSVC: its SIMD kernels use GCC/Clang per-function "
+    "target attributes (__attribute__((target(...)))), which MSVC does not support; "
+    "build on Linux or macOS (on Windows, in WSL)")
+
+
 def build_jobs():
     """How many C files compile at once: FASTCONV_BUILD_JOBS, else one per core."""
     jobs = os.environ.get("FASTCONV_BUILD_JOBS")
@@ -123,6 +130,10 @@ class ParallelBuildExt(build_ext):
     """
 
     def build_extension(self, ext):
+        # The SIMD kernels need GCC/Clang per-function target attributes; MSVC has none
+        # (it does not know __attribute__), so stop here with one line that says why.
+        if self.compiler.compiler_type == "msvc":
+            raise PlatformError(MSVC_UNSUPPORTED)
         compile_serially = self.compiler.compile
 
         def compile_in_parallel(sources, *args, **kwargs):
