@@ -11,11 +11,12 @@
 # The wheel is as portable as this machine's glibc allows (its tag says how old a glibc it
 # needs); cibuildwheel's manylinux_2_28 images build the wheels meant for PyPI.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python3}
-dist=${1:-dist}
+# DIST and PYTHON are taken relative to the caller's folder, dist/ to the checkout's.
+dist=${1:-$(dirname "$0")/../dist}
 mkdir -p "$dist"
 dist=$(cd "$dist" && pwd)
+PYTHON=$("${PYTHON:-python3}" -c 'import sys; print(sys.executable)')
+cd "$(dirname "$0")/.."
 work=$(mktemp -d /tmp/fastconv-wheel.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
