@@ -38,8 +38,9 @@ fi
 # under valgrind instead and start Python natively, checking nothing.
 PYEXE=$("$PYTHON" -c 'import sys; print(sys.executable)')
 # Without debug info the reports still name fastconv's functions, only not file and line.
-ext=$("$PYTHON" -c 'import fastconv._ext as e; print(e.__file__)')
-if ! readelf -S "$ext" 2>/dev/null | grep -q '\.debug_info'; then
+ext=$("$PYTHON" -c 'import fastconv._ext as e; print(e.__file__)' 2>/dev/null || true)
+sections=$(readelf -S "$ext" 2>/dev/null || true)
+if [ -n "$ext" ] && [[ $sections != *.debug_info* ]]; then
     echo "valgrind.sh: $ext has no debug info (rebuild it with FASTCONV_DEBUG_INFO=1)" >&2
 fi
 logs=$(mktemp -d /tmp/fastconv-valgrind.XXXXXX)
