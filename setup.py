@@ -4,6 +4,15 @@ OpenMP is used when a compile-and-link test with -fopenmp succeeds; otherwise th
 goes on serially and says so (fastconv.show_config() reports it at run time too).
 Portable by default: no -march=native. The AVX2/FMA micro-kernels carry their own
 per-function target attributes and are chosen at run time.
+
+Environment:
+  FASTCONV_NO_OPENMP=1    build serially, without OpenMP.
+  FASTCONV_BUILD_JOBS=N   compile N C files at once (default: one per core).
+  FASTCONV_DEBUG_INFO=1   keep debug info in the extension. Without it, -g0 follows
+                          Python's own CFLAGS (which hold -g), so the module ships without
+                          DWARF sections, a fifth of the size. tools/sanitize.sh sets it
+                          and tools/valgrind.sh asks for it: their reports then give file
+                          and line.
 """
 import glob
 import os
@@ -18,6 +27,7 @@ import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.errors import PlatformError
 
 OPENMP_TEST = r"""
 #include <omp.h>
@@ -89,6 +99,8 @@ def build_extensions():
         # In extra_compile_args, after the user's CFLAGS, so a CFLAGS=-O0 cannot silently
         # drop the optimisation level the kernels are designed for.
         base = ["-O3", "-std=c11", "-fno-math-errno", "-Wall"]
+        if os.environ.get("FASTCONV_DEBUG_INFO", "") in ("", "0"):
+            base.append("-g0")    # the last -g option wins, so this cancels CFLAGS' -g
     ext = Extension(
         "fastconv._ext",
         sources=["fastconv/_ext.pyx"] + sorted(glob.glob("src/*.c")),
@@ -110,6 +122,12 @@ def build_extensions():
     )
 
 
+MSVC_UNSUPPORTED = (
+    "fastconv cannot be built with MSVC: its SIMD kernels use GCC/Clang per-function "
+    "target attributes (__attribute__((target(...)))), which MSVC does not support; "
+    "build on Linux or macOS (on Windows, in WSL)")
+
+
 def build_jobs():
     """How many C files compile at once: FASTCONV_BUILD_JOBS, else one per core."""
     jobs = os.environ.get("FASTCONV_BUILD_JOBS")
@@ -125,6 +143,10 @@ class ParallelBuildExt(build_ext):
     """
 
     def build_extension(self, ext):
+        # The SIMD kernels need GCC/Clang per-function target attributes; MSVC has none
+        # (it does not know __attribute__), so stop here with one line that says why.
+        if self.compiler.compiler_type == "msvc":
+            raise PlatformError(MSVC_UNSUPPORTED)
         compile_serially = self.compiler.compile
 
         def compile_in_parallel(sources, *args, **kwargs):

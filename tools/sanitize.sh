@@ -48,8 +48,10 @@ cd "$scratch/src"
 
 # setup.py's own -O3 stays, so the kernels are checked as they ship (vectorised loops and
 # all). -fno-sanitize-recover=all makes the first UBSan report abort the run.
+# FASTCONV_DEBUG_INFO=1 keeps the -g (setup.py adds -g0 otherwise), so reports give file
+# and line.
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g"
-CFLAGS="$SAN" LDFLAGS="$SAN" "$PYTHON" setup.py build_ext --inplace -q 2>&1 \
+CFLAGS="$SAN" LDFLAGS="$SAN" FASTCONV_DEBUG_INFO=1 "$PYTHON" setup.py build_ext --inplace -q 2>&1 \
     | grep -v '^\(gcc\|copying\|cythoning\|Compiling\)' || true
 
 export LD_PRELOAD="$LIBASAN $LIBSTDCXX"

@@ -11,7 +11,9 @@
 # PYTHONMALLOC=malloc makes CPython use malloc for every object, so memcheck sees each
 # allocation (pymalloc's arenas would hide overruns of small blocks). Leak checking is
 # off: CPython and NumPy keep memory until exit on purpose. The extension used is the one
-# the interpreter imports (build it first: python setup.py build_ext --inplace -q).
+# the interpreter imports; build it first with debug info, so that reports give file and
+# line (setup.py leaves it out otherwise):
+#   FASTCONV_DEBUG_INFO=1 python setup.py build_ext --inplace -q
 # Environment: PYTHON (default python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +37,12 @@ fi
 # valgrind must run the interpreter itself: a launcher script (a pyenv shim) would run
 # under valgrind instead and start Python natively, checking nothing.
 PYEXE=$("$PYTHON" -c 'import sys; print(sys.executable)')
+# Without debug info the reports still name fastconv's functions, only not file and line.
+ext=$("$PYTHON" -c 'import fastconv._ext as e; print(e.__file__)' 2>/dev/null || true)
+sections=$(readelf -S "$ext" 2>/dev/null || true)
+if [ -n "$ext" ] && [[ $sections != *.debug_info* ]]; then
+    echo "valgrind.sh: $ext has no debug info (rebuild it with FASTCONV_DEBUG_INFO=1)" >&2
+fi
 logs=$(mktemp -d /tmp/fastconv-valgrind.XXXXXX)
 set +e
 PYTHONMALLOC=malloc FASTCONV_NO_TORCH=1 valgrind --tool=memcheck --leak-check=no \
