@@ -93,14 +93,12 @@ def openmp_flags():
 
 def build_extensions():
     omp_compile, omp_link = openmp_flags()
-    if sys.platform == "win32":
-        base = ["/O2"]
-    else:
-        # In extra_compile_args, after the user's CFLAGS, so a CFLAGS=-O0 cannot silently
-        # drop the optimisation level the kernels are designed for.
-        base = ["-O3", "-std=c11", "-fno-math-errno", "-Wall"]
-        if os.environ.get("FASTCONV_DEBUG_INFO", "") in ("", "0"):
-            base.append("-g0")    # the last -g option wins, so this cancels CFLAGS' -g
+    # In extra_compile_args, after the user's CFLAGS, so a CFLAGS=-O0 cannot silently drop
+    # the optimisation level the kernels are designed for. GCC and Clang (also MinGW's)
+    # only: MSVC is refused below.
+    base = ["-O3", "-std=c11", "-fno-math-errno", "-Wall"]
+    if os.environ.get("FASTCONV_DEBUG_INFO", "") in ("", "0"):
+        base.append("-g0")    # the last -g option wins, so this cancels CFLAGS' -g
     ext = Extension(
         "fastconv._ext",
         sources=["fastconv/_ext.pyx"] + sorted(glob.glob("src/*.c")),
