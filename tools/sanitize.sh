@@ -31,19 +31,10 @@ if [ ! -e "$LIBASAN" ]; then
     exit 2
 fi
 
-# The scratch copy is not next to ../shared: point the tests at the real MNIST files.
-for d in ../shared/data/mnist ../../shared/data/mnist; do
-    if [ -z "${FASTCONV_SHARED_MNIST:-}" ] && [ -d "$d" ]; then
-        export FASTCONV_SHARED_MNIST=$(cd "$d" && pwd)
-    fi
-done
-
+. tools/scratch_copy.sh
 scratch=${SANITIZE_DIR:-$(mktemp -d /tmp/fastconv-sanitize.XXXXXX)}
 [ -n "${SANITIZE_DIR:-}" ] || trap 'rm -rf "$scratch"' EXIT
-mkdir -p "$scratch/src"
-# The tracked sources plus any uncommitted edits, without the normal build.
-git ls-files -z --cached --others --exclude-standard | grep -zv '^ISSUE' \
-    | xargs -0 cp --parents -t "$scratch/src"
+copy_tree_to "$scratch/src"
 cd "$scratch/src"
 
 # setup.py's own -O3 stays, so the kernels are checked as they ship (vectorised loops and

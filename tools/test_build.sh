@@ -27,17 +27,10 @@ if [ "$variant" = clang ] && ! command -v clang > /dev/null; then
     exit 2
 fi
 
-# The scratch copy is not next to ../shared: point the tests at the real MNIST files.
-for d in ../shared/data/mnist ../../shared/data/mnist; do
-    if [ -z "${FASTCONV_SHARED_MNIST:-}" ] && [ -d "$d" ]; then
-        export FASTCONV_SHARED_MNIST=$(cd "$d" && pwd)
-    fi
-done
-
+. tools/scratch_copy.sh
 scratch=$(mktemp -d "/tmp/fastconv-$variant.XXXXXX")
 trap 'rm -rf "$scratch"' EXIT
-# The tracked sources plus any uncommitted edits, without the normal build.
-git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$scratch"
+copy_tree_to "$scratch"
 cd "$scratch"
 
 log="$scratch/build.log"
