@@ -4,7 +4,7 @@ interop's errors, checkpoints and configs."""
 import numpy as np
 import pytest
 
-from fastconv.nn import ResNet, from_config, softmax_cross_entropy
+from fastconv.nn import MobileNetV2, ResNet, from_config, softmax_cross_entropy
 
 try:
     import torch
@@ -67,18 +67,67 @@ if torch is not None:
             return self.linear(F.adaptive_avg_pool2d(out, 1).flatten(1))
 
 
+    class TorchInvertedResidual(nn.Module):
+        def __init__(self, cin, cout, expansion, stride):
+            super().__init__()
+            planes = expansion * cin
+            self.stride = stride
+            self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(planes)
+            self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, groups=planes, bias=False)
+            self.bn2 = nn.BatchNorm2d(planes)
+            self.conv3 = nn.Conv2d(planes, cout, 1, bias=False)
+            self.bn3 = nn.BatchNorm2d(cout)
+            self.shortcut = nn.Sequential()
+            if stride == 1 and cin != cout:
+                self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False),
+                                              nn.BatchNorm2d(cout))
+
+        def forward(self, x):
+            out = F.relu(self.bn1(self.conv1(x)))
+            out = F.relu(self.bn2(self.conv2(out)))
+            out = self.bn3(self.conv3(out))
+            return out + self.shortcut(x) if self.stride == 1 else out
+
+    class TorchMobileNetV2(nn.Module):
+        def __init__(self, num_classes=10):
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, 32, 3, 1, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(32)
+            blocks, cin = [], 32
+            for expansion, cout, repeats, stride in MobileNetV2.BLOCKS:
+                for i in range(repeats):
+                    blocks.append(TorchInvertedResidual(cin, cout, expansion,
+                                                        stride if i == 0 else 1))
+                    cin = cout
+            self.layers = nn.Sequential(*blocks)
+            self.conv2 = nn.Conv2d(320, 1280, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(1280)
+            self.linear = nn.Linear(1280, num_classes)
+
+        def forward(self, x):
+            out = F.relu(self.bn1(self.conv1(x)))
+            out = F.relu(self.bn2(self.conv2(self.layers(out))))
+            return self.linear(F.adaptive_avg_pool2d(out, 1).flatten(1))
+
+
+def randomise_batch_norms(module):
+    """Running statistics and affine parameters away from their initial (0, 1)."""
+    with torch.no_grad():
+        for layer in module.modules():
+            if isinstance(layer, nn.BatchNorm2d):
+                layer.running_mean.uniform_(-0.2, 0.2)
+                layer.running_var.uniform_(0.5, 1.5)
+                layer.weight.uniform_(0.5, 1.5)
+                layer.bias.uniform_(-0.2, 0.2)
+    return module
+
+
 def torch_pair(depth=20, option="A", seed=0):
     """A PyTorch ResNet with random weights and running statistics, and fastconv's with
     them loaded."""
     torch.manual_seed(seed)
-    theirs = TorchResNet(depth, option)
-    with torch.no_grad():                     # running statistics away from (0, 1)
-        for module in theirs.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.2, 0.2)
-                module.running_var.uniform_(0.5, 1.5)
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.uniform_(-0.2, 0.2)
+    theirs = randomise_batch_norms(TorchResNet(depth, option))
     ours = ResNet(depth, shortcut=option).load_torch_state_dict(theirs.state_dict())
     return theirs, ours
 
@@ -192,3 +241,47 @@ def test_load_torch_state_dict_drops_module_prefix_and_lists_every_problem():
     np.testing.assert_array_equal(model.params()["layer1.0.body.conv2.weight"], before)
     with pytest.raises(TypeError, match="state_dict must be a mapping"):
         model.load_torch_state_dict([1, 2])
+
+
+# -- MobileNetV2 -------------------------------------------------------------------------------
+def test_mobilenetv2_parameter_count_and_shapes():
+    model = MobileNetV2(seed=0)
+    assert model.num_params() == 2_296_922
+    assert model.output_shape((4, 3, 32, 32)) == (4, 10)
+    assert MobileNetV2(num_classes=100, width=0.5, in_channels=1, seed=0).output_shape(
+        (2, 1, 32, 32)) == (2, 100)
+    again = from_config(MobileNetV2(width=0.75, seed=0).config())
+    assert again.num_params() == MobileNetV2(width=0.75).num_params()
+
+
+@needs_torch
+def test_mobilenetv2_with_pytorch_weights_matches_pytorch_in_eval_and_training():
+    """Eval logits within 1e-4 of PyTorch's in float32; in float64 one training step's
+    gradients agree to rounding (depthwise, pointwise, both shortcut kinds)."""
+    torch.manual_seed(5)
+    theirs = randomise_batch_norms(TorchMobileNetV2())
+    ours = MobileNetV2().load_torch_state_dict(theirs.state_dict())
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, 3, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        want = theirs.eval()(torch.tensor(x)).numpy()
+    assert rel_to_largest(ours.logits(x), want) < 1e-4
+
+    theirs.double().train()
+    ours.astype(np.float64).load_torch_state_dict(theirs.state_dict())
+    labels = rng.integers(0, 10, 2)
+    loss = F.cross_entropy(theirs(torch.tensor(x, dtype=torch.float64)), torch.tensor(labels))
+    loss.backward()
+    ours.train()
+    ours_loss, grad = softmax_cross_entropy(ours.forward(x.astype(np.float64)), labels)
+    ours.backward(grad, input_grad=False)
+    assert ours_loss == pytest.approx(loss.item(), rel=1e-10)
+    want = {name: param.grad.numpy() for name, param in theirs.named_parameters()}
+    # Some gradients are zero but for rounding (a projection's BN bias, when every path
+    # from it leads into a training-mode BN, which removes per-channel shifts): they are
+    # measured against the model's largest gradient instead of their own.
+    scale = max(float(np.max(np.abs(g))) for g in want.values())
+    for name, got in ours.grads().items():
+        expected = want[ours.torch_name(name)]
+        error = np.max(np.abs(got - expected)) / max(np.max(np.abs(expected)), 1e-6 * scale)
+        assert error < 1e-8, name

@@ -13,14 +13,14 @@ from .layers import (AvgPool2D, BatchNorm1D, BatchNorm2D, Conv2D, Dropout, Flatt
                      GlobalAvgPool2D, Identity, Layer, Linear, MaxPool2D, ReLU, Residual,
                      Sequential, Tanh)
 from .losses import accuracy, softmax, softmax_cross_entropy
-from .models import LeNet5, ResNet, from_config
+from .models import LeNet5, MobileNetV2, ResNet, from_config
 from .optim import SGD, Adam, Optimizer, make_optimizer
 from .training import confusion_matrix, evaluate, fit
 
 __all__ = [
     "Layer", "Conv2D", "MaxPool2D", "AvgPool2D", "ReLU", "Tanh", "Flatten", "Linear",
     "BatchNorm1D", "BatchNorm2D", "Identity", "Dropout", "GlobalAvgPool2D", "Sequential",
-    "Residual", "LeNet5", "ResNet", "from_config",
+    "Residual", "LeNet5", "ResNet", "MobileNetV2", "from_config",
     "softmax", "softmax_cross_entropy", "accuracy",
     "Optimizer", "SGD", "Adam", "make_optimizer",
     "fit", "evaluate", "confusion_matrix",

@@ -1,13 +1,13 @@
-"""Models built from :mod:`fastconv.nn.layers`: LeNet-5 and ResNet."""
+"""Models built from :mod:`fastconv.nn.layers`: LeNet-5, ResNet and MobileNetV2."""
 import numpy as np
 
 from .layers import (AvgPool2D, BatchNorm2D, Conv2D, Flatten, GlobalAvgPool2D, Linear,
                      MaxPool2D, ReLU, Residual, Sequential, Tanh, ZeroPadShortcut, as_rng)
 from .inference import predict_logits
-from .._checks import as_array, as_count, result_dtype
+from .._checks import as_array, as_count, as_real_number, result_dtype
 from ..data.preprocessing import image_statistics, is_prepared, standardize
 
-__all__ = ["LeNet5", "ResNet", "from_config"]
+__all__ = ["LeNet5", "ResNet", "MobileNetV2", "from_config"]
 
 # MNIST's pixel statistics after scaling to [0, 1] and padding to 32x32; fit() replaces
 # them by those of the training images it is given.
@@ -49,8 +49,9 @@ class ImageClassifier(Sequential):
     # -- PyTorch interop --------------------------------------------------------------------
     def torch_name(self, name):
         """The name PyTorch's usual definition of this network gives parameter or buffer
-        `name` (the same name unless a subclass says otherwise)."""
-        return name
+        `name`: the same, except that PyTorch's blocks hold their layers directly where a
+        :class:`Residual` holds them under ``body``."""
+        return name.replace(".body.", ".")
 
     def torch_state_dict(self):
         """The parameters and buffers as NumPy arrays under PyTorch's names (copies)."""
@@ -237,15 +238,94 @@ class ResNet(ImageClassifier):
                     BatchNorm2D(planes, dtype=dtype, name="1"))
         return Residual(body, shortcut, activation="relu", name=name)
 
-    def torch_name(self, name):
-        """PyTorch's block modules hold conv1, bn1, ... directly: no ``body``."""
-        return name.replace(".body.", ".")
-
     def config(self):
         """What :func:`from_config` needs to rebuild this architecture."""
         return {"class": "ResNet", "depth": self.depth, "num_classes": self.num_classes,
                 "in_channels": self.input_shape[0], "shortcut": self.shortcut_kind,
                 "dtype": str(self.dtype)}
+
+
+class MobileNetV2(ImageClassifier):
+    """MobileNetV2 for 32x32 images (Sandler et al. 2018, with CIFAR's stride-1 start).
+
+    ::
+
+        32x32xC -> conv 3x3, 32 -> BN -> ReLU
+                -> inverted-residual blocks (t, c, n, s) = (1, 16, 1, 1), (6, 24, 2, 1),
+                   (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)
+                -> conv 1x1, 1280 -> BN -> ReLU -> global average pooling -> FC num_classes
+
+    Each block expands its input t times with a 1x1 convolution (+ BN + ReLU), filters
+    each channel alone with a 3x3 depthwise convolution of stride s on its first repeat
+    (+ BN + ReLU) and projects to c channels with a 1x1 convolution (+ BN, no ReLU: the
+    linear bottleneck). Blocks of stride 1 add a shortcut: the identity, or a 1x1
+    convolution + BN where the channels change. Convolutions have no bias. With width 1.0
+    and 10 classes there are 2,296,922 parameters; ``width`` scales every channel count
+    (to a multiple of 8) but the last 1280.
+
+    Parameters
+    ----------
+    num_classes : int
+    width : float > 0
+    in_channels : int
+    seed : int, numpy.random.Generator or None
+    dtype : float32 or float64
+
+    Layer names follow the usual PyTorch definition (``conv1``, ``bn1``,
+    ``layers.{i}.conv1`` ... ``bn3``, ``layers.{i}.shortcut.0/1``, ``conv2``, ``bn2``,
+    ``linear``), with a residual block's layers under ``body``.
+    """
+
+    BLOCKS = ((1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+              (6, 160, 3, 2), (6, 320, 1, 1))
+
+    def __init__(self, num_classes=10, width=1.0, in_channels=3, seed=None, dtype=np.float32):
+        self.num_classes = as_count(num_classes, "num_classes", "MobileNetV2")
+        self.width = as_real_number(width, "width", "MobileNetV2", low=0, low_open=True)
+        self.input_shape = (as_count(in_channels, "in_channels", "MobileNetV2"), 32, 32)
+        rng = as_rng(seed)
+
+        def conv(cin, cout, k, stride=1, groups=1, name=None):
+            return Conv2D(cin, cout, k, stride, k // 2, groups=groups, bias=False, seed=rng,
+                          dtype=dtype, name=name)
+
+        def bn(channels, name):
+            return BatchNorm2D(channels, dtype=dtype, name=name)
+
+        first = self._channels(32)
+        layers = [conv(in_channels, first, 3, name="conv1"), bn(first, "bn1"), ReLU(name="relu")]
+        blocks, cin = [], first
+        for expansion, c, repeats, stride in self.BLOCKS:
+            cout = self._channels(c)
+            for i in range(repeats):
+                s, planes = (stride if i == 0 else 1), expansion * cin
+                body = Sequential(conv(cin, planes, 1, name="conv1"), bn(planes, "bn1"),
+                                  ReLU(name="relu1"),
+                                  conv(planes, planes, 3, s, groups=planes, name="conv2"),
+                                  bn(planes, "bn2"), ReLU(name="relu2"),
+                                  conv(planes, cout, 1, name="conv3"), bn(cout, "bn3"),
+                                  name=str(len(blocks)))
+                if s == 1:
+                    shortcut = None if cin == cout else Sequential(
+                        conv(cin, cout, 1, name="0"), bn(cout, "1"))
+                    body.name = None
+                    body = Residual(body, shortcut, name=str(len(blocks)))
+                blocks.append(body)
+                cin = cout
+        layers += [Sequential(*blocks, name="layers"), conv(cin, 1280, 1, name="conv2"),
+                   bn(1280, "bn2"), ReLU(name="relu2"), GlobalAvgPool2D(name="pool"),
+                   Linear(1280, num_classes, init="he", seed=rng, dtype=dtype, name="linear")]
+        super().__init__(*layers, name="MobileNetV2")
+
+    def _channels(self, c):
+        """c scaled by the width, to the nearest multiple of 8 and never 10% below it."""
+        scaled = max(8, int(c * self.width + 4) // 8 * 8)
+        return scaled + 8 if scaled < 0.9 * c * self.width else scaled
+
+    def config(self):
+        """What :func:`from_config` needs to rebuild this architecture."""
+        return {"class": "MobileNetV2", "num_classes": self.num_classes, "width": self.width,
+                "in_channels": self.input_shape[0], "dtype": str(self.dtype)}
 
 
 def from_config(config):
@@ -257,4 +337,7 @@ def from_config(config):
         return LeNet5(activation=config["activation"], pool=config["pool"], dtype=dtype)
     if kind == "ResNet":
         return ResNet(**config, dtype=dtype)
-    raise ValueError(f"unknown model class {kind!r}; expected 'LeNet5' or 'ResNet'")
+    if kind == "MobileNetV2":
+        return MobileNetV2(**config, dtype=dtype)
+    raise ValueError(f"unknown model class {kind!r}; expected 'LeNet5', 'ResNet' or "
+                     f"'MobileNetV2'")
