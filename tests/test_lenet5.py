@@ -39,12 +39,13 @@ def test_summary_prints_a_keras_style_table(capsys):
     lines = text.splitlines()
     assert lines[0] == "Model: LeNet5"
     assert "Layer (type)" in text and "Output shape" in text and "Param #" in text
+    assert "Mult-adds" in text
     row = next(line for line in lines if line.startswith("conv1"))
-    assert "(Conv2D+relu)" in row and "(None, 6, 28, 28)" in row and row.endswith("156")
+    assert "(Conv2D+relu)" in row and "(None, 6, 28, 28)" in row and row.split()[-2:] == ["156", "117,600"]
     row = next(line for line in lines if line.startswith("fc1"))
-    assert "(None, 120)" in row and row.endswith("48,120")
-    assert next(line for line in lines if line.startswith("pool2")).endswith(" 0")
-    assert "Total params: 61,706" in text
+    assert "(None, 120)" in row and row.split()[-2:] == ["48,120", "48,000"]
+    assert next(line for line in lines if line.startswith("pool2")).split()[-2:] == ["0", "0"]
+    assert "Total params: 61,706" in text and "Multiply-adds per image: 416,520" in text
 
 
 def test_seed_makes_lenet5_reproducible():

@@ -285,3 +285,23 @@ def test_mobilenetv2_with_pytorch_weights_matches_pytorch_in_eval_and_training()
         expected = want[ours.torch_name(name)]
         error = np.max(np.abs(got - expected)) / max(np.max(np.abs(expected)), 1e-6 * scale)
         assert error < 1e-8, name
+
+
+# -- summaries ---------------------------------------------------------------------------------
+def test_summary_counts_multiply_adds_per_layer_and_image():
+    """A convolution's output values each sum C/groups x f x f products; a Linear layer's
+    in x out; a BatchNorm's one per value; residual blocks both branches."""
+    from fastconv.nn import LeNet5
+    rows = {row[0]: row for row in LeNet5().summary_table((64, 1, 32, 32))}
+    assert rows["conv1 (Conv2D+relu)"][3] == 6 * 28 * 28 * (1 * 5 * 5)
+    assert rows["conv2 (Conv2D+relu)"][3] == 16 * 10 * 10 * (6 * 5 * 5)
+    assert rows["fc1 (Linear)"][3] == 400 * 120 and rows["pool1 (MaxPool2D)"][3] == 0
+    resnet = ResNet(20, shortcut="B")
+    block = resnet["layer2"][0]             # 16 -> 32 channels at 16x16, stride 2
+    body = 32 * 16 * 16 * (16 * 9) + 32 * 16 * 16 * (32 * 9) + 2 * 32 * 16 * 16
+    shortcut = 32 * 16 * 16 * 16 + 32 * 16 * 16
+    assert block.multiply_adds((1, 16, 32, 32)) == body + shortcut
+    depthwise = MobileNetV2()["layers"][1].body[3]    # 3x3 over 96 channels, one each
+    assert depthwise.multiply_adds((1, 96, 32, 32)) == 96 * 32 * 32 * 9
+    assert resnet.multiply_adds((1, 3, 32, 32)) == sum(
+        row[3] for row in resnet.summary_table((1, 3, 32, 32)))

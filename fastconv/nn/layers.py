@@ -115,6 +115,11 @@ class Layer:
         """The output shape for an input of `input_shape` (no computation)."""
         return tuple(input_shape)
 
+    def multiply_adds(self, input_shape):
+        """The multiply-adds of one forward pass on an input of `input_shape` (0 for
+        layers that only compare, copy or add)."""
+        return 0
+
     # -- parameters ---------------------------------------------------------------------
     def params(self):
         """``{name: array}`` of the learnable parameters (the layer's own arrays)."""
@@ -407,6 +412,11 @@ class Conv2D(Layer):
                              self.padding, self.dilation, self.groups, self.signature())
         return geom.output_shape
 
+    def multiply_adds(self, input_shape):
+        """Each output value sums C / groups x f x f products."""
+        n, k, p, q = self.output_shape(input_shape)
+        return n * k * p * q * math.prod(self._params["weight"].shape[1:])
+
     def kind(self):
         return f"Conv2D+{self.activation}" if self.activation else "Conv2D"
 
@@ -483,6 +493,9 @@ class Linear(Layer):
             raise ValueError(f"{self.signature()}: expected input of shape (N, "
                              f"{self.in_features}), got shape {tuple(input_shape)}")
         return (input_shape[0], self.out_features)
+
+    def multiply_adds(self, input_shape):
+        return self.output_shape(input_shape)[0] * self.in_features * self.out_features
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}"
@@ -679,6 +692,10 @@ class _BatchNorm(Layer):
             self._buffers["running_var"] = np.ones(C, dtype=self._dtype)
             self._buffers["num_batches_tracked"] = np.zeros((), dtype=np.int64)
         self._x = self._mean = self._invstd = None
+
+    def multiply_adds(self, input_shape):
+        """One per value: normalising, scaling and shifting fold into x * a + b."""
+        return math.prod(input_shape)
 
     def astype(self, dtype):
         super().astype(dtype)
@@ -1004,16 +1021,27 @@ class Sequential(_Container):
             input_shape = layer.output_shape(input_shape)
         return input_shape
 
-    def summary_table(self, input_shape):
-        """The rows of :meth:`summary`: [(layer, output shape, parameter count), ...]."""
-        rows, shape = [], tuple(input_shape)
-        for name, layer in self.named_layers():
+    def multiply_adds(self, input_shape):
+        total, shape = 0, tuple(input_shape)
+        for _, layer in self.named_layers():
+            total += layer.multiply_adds(shape)
             shape = layer.output_shape(shape)
-            rows.append((f"{name} ({layer.kind()})", ("None",) + tuple(shape[1:]), layer.num_params()))
+        return total
+
+    def summary_table(self, input_shape):
+        """The rows of :meth:`summary`: [(layer, output shape, parameters, multiply-adds
+        per image), ...]."""
+        rows, shape = [], (1,) + tuple(input_shape[1:])
+        for name, layer in self.named_layers():
+            adds = layer.multiply_adds(shape)
+            shape = layer.output_shape(shape)
+            rows.append((f"{name} ({layer.kind()})", ("None",) + tuple(shape[1:]),
+                         layer.num_params(), adds))
         return rows
 
     def summary(self, input_shape, file=None):
-        """Print a Keras-style table of layers, output shapes and parameter counts.
+        """Print a Keras-style table of layers, output shapes, parameter counts and
+        multiply-adds per image.
 
         Parameters
         ----------
@@ -1021,15 +1049,17 @@ class Sequential(_Container):
             The shape of one batch, e.g. (1, 1, 32, 32); the batch size shows as None.
         """
         rows = self.summary_table(input_shape)
-        width = 64
+        width = 80
         lines = [f"Model: {self.name or type(self).__name__}", "_" * width,
-                 f"{'Layer (type)':<26}{'Output shape':<24}{'Param #':>14}", "=" * width]
-        for label, shape, count in rows:
+                 f"{'Layer (type)':<26}{'Output shape':<24}{'Param #':>14}{'Mult-adds':>16}",
+                 "=" * width]
+        for label, shape, count, adds in rows:
             shape_text = "(" + ", ".join(str(s) for s in shape) + ")"
-            lines.append(f"{label:<26}{shape_text:<24}{count:>14,}")
+            lines.append(f"{label:<26}{shape_text:<24}{count:>14,}{adds:>16,}")
         total = self.num_params()
         lines += ["=" * width, f"Total params: {total:,}", f"Trainable params: {total:,}",
-                  "Non-trainable params: 0", "_" * width]
+                  "Non-trainable params: 0",
+                  f"Multiply-adds per image: {sum(row[3] for row in rows):,}", "_" * width]
         print("\n".join(lines), file=file)
 
     def extra_repr(self):
@@ -1094,6 +1124,9 @@ class Residual(_Container):
                              f"shortcut {side} for an input of shape {tuple(input_shape)}; "
                              f"they must match to be added")
         return main
+
+    def multiply_adds(self, input_shape):
+        return self.body.multiply_adds(input_shape) + self.shortcut.multiply_adds(input_shape)
 
     def kind(self):
         return f"Residual+{self.activation}" if self.activation else "Residual"
