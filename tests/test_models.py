@@ -4,7 +4,7 @@ interop's errors, checkpoints and configs."""
 import numpy as np
 import pytest
 
-from fastconv.nn import MobileNetV2, ResNet, from_config, softmax_cross_entropy
+from fastconv.nn import BatchNorm2D, MobileNetV2, ResNet, from_config, softmax_cross_entropy
 
 try:
     import torch
@@ -305,3 +305,49 @@ def test_summary_counts_multiply_adds_per_layer_and_image():
     assert depthwise.multiply_adds((1, 96, 32, 32)) == 96 * 32 * 32 * 9
     assert resnet.multiply_adds((1, 3, 32, 32)) == sum(
         row[3] for row in resnet.summary_table((1, 3, 32, 32)))
+
+
+# -- eval-mode fusion ----------------------------------------------------------------------
+def trained_statistics(model, seed):
+    """Give every BatchNorm running statistics and affine parameters away from (0, 1), as
+    training would."""
+    rng = np.random.default_rng(seed)
+    stack = [model]
+    while stack:
+        layer = stack.pop()
+        stack.extend(child for _, child in getattr(layer, "named_layers", list)())
+        if isinstance(layer, BatchNorm2D):
+            for key in ("running_var", "weight"):
+                arrays = {**layer.params(), **layer.buffers()}
+                arrays[key][...] = rng.uniform(0.5, 1.5, layer.num_features)
+            for key in ("running_mean", "bias"):
+                arrays[key][...] = rng.uniform(-0.2, 0.2, layer.num_features)
+    return model
+
+
+@pytest.mark.parametrize("make", [lambda: ResNet(20, shortcut="B", seed=0),
+                                  lambda: MobileNetV2(seed=0)], ids=["resnet20_B", "mobilenetv2"])
+@pytest.mark.parametrize("dtype, tolerance", [(np.float64, 1e-12), (np.float32, 1e-5)])
+def test_fuse_folds_every_batch_norm_and_relu_and_keeps_the_outputs(make, dtype, tolerance):
+    model = trained_statistics(make().astype(dtype), seed=1).eval()
+    fused = model.fuse()
+    names = list(fused.state_dict())
+    assert not any("bn" in name or "running" in name for name in names), names
+    assert all(layer.training is False for _, layer in fused.named_layers())
+    x = np.random.default_rng(2).standard_normal((3, 3, 32, 32)).astype(dtype)
+    want = model.forward(x)
+    got = fused.forward(x)
+    assert got.dtype == dtype
+    assert rel_to_largest(got, want) < tolerance
+    # the model itself is unchanged and still has its BatchNorms
+    assert any("running_mean" in name for name in model.state_dict())
+
+
+def test_fuse_makes_conv_bn_relu_one_convolution_with_relu():
+    model = ResNet(20, seed=0).eval()
+    fused = model.fuse()
+    kinds = [layer.kind() for _, layer in fused.named_layers()]
+    assert kinds[0] == "Conv2D+relu" and "BatchNorm2D" not in kinds and "ReLU" not in kinds
+    body = fused["layer1"][0].body
+    assert [layer.kind() for layer in body] == ["Conv2D+relu", "Conv2D"]
+    assert "bias" in body[1].params()          # the BN's shift, now the conv's bias

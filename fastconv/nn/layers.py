@@ -33,6 +33,7 @@ The heavy lifting happens in fastconv's C/OpenMP kernels (conv2d, pooling, and i
 GEMM for Linear), so one OpenMP thread pool serves a whole forward/backward pass; NumPy is
 used only for elementwise work (ReLU, tanh, bias, reshapes).
 """
+import copy
 import math
 
 import numpy as np
@@ -119,6 +120,18 @@ class Layer:
         """The multiply-adds of one forward pass on an input of `input_shape` (0 for
         layers that only compare, copy or add)."""
         return 0
+
+    def fuse(self):
+        """An eval-mode copy of this layer for inference, with each BatchNorm2D folded into
+        the Conv2D before it (weights and bias) and a ReLU after them fused into the
+        convolution's kernel. The outputs equal this layer's in eval mode within float
+        rounding; this layer is left as it is."""
+        fused = copy.deepcopy(self).eval()
+        fused._fuse_in_place()
+        return fused
+
+    def _fuse_in_place(self):
+        """Fold what can be folded inside this layer (containers: in their layers)."""
 
     # -- parameters ---------------------------------------------------------------------
     def params(self):
@@ -411,6 +424,21 @@ class Conv2D(Layer):
         geom = conv_geometry(input_shape, self._params["weight"].shape, self.stride,
                              self.padding, self.dilation, self.groups, self.signature())
         return geom.output_shape
+
+    def _fold_batch_norm(self, bn):
+        """Make this convolution compute bn(conv(x)) with bn's running statistics:
+        w' = w * s and b' = (b - mean) * s + beta per filter, s = gamma / sqrt(var + eps)
+        (gamma = 1, beta = 0 without affine), in float64."""
+        scale = 1.0 / np.sqrt(bn.buffers()["running_var"].astype(np.float64) + bn.eps)
+        shift = -bn.buffers()["running_mean"].astype(np.float64) * scale
+        if bn.affine:
+            gamma = bn.params()["weight"].astype(np.float64)
+            shift = shift * gamma + bn.params()["bias"]
+            scale = scale * gamma
+        weight = self._params["weight"]
+        bias = self._params.get("bias", np.zeros(self.out_channels))
+        self._params["weight"] = (weight * scale[:, None, None, None]).astype(weight.dtype)
+        self._new_param("bias", (bias * scale + shift).astype(weight.dtype))
 
     def multiply_adds(self, input_shape):
         """Each output value sums C / groups x f x f products."""
@@ -951,6 +979,10 @@ class _Container(Layer):
     def reuse_buffers(self, mode=True):
         return self._on_all("reuse_buffers", mode)
 
+    def _fuse_in_place(self):
+        for _, layer in self.named_layers():
+            layer._fuse_in_place()
+
     def _gather(self, method):
         out = dict(getattr(super(), method)())
         for name, layer in self.named_layers():
@@ -1001,6 +1033,22 @@ class Sequential(_Container):
         if isinstance(index, str):
             return self.layers[self._names.index(index)]
         return self.layers[index]
+
+    def _fuse_in_place(self):
+        super()._fuse_in_place()
+        kept = []
+        for name, layer in self.named_layers():
+            last = kept[-1][1] if kept else None
+            if isinstance(last, Conv2D) and last.activation is None \
+                    and isinstance(layer, BatchNorm2D) and layer.track_running_stats:
+                last._fold_batch_norm(layer)
+            elif isinstance(last, Conv2D) and last.activation is None \
+                    and type(layer) is ReLU:
+                last.activation = "relu"
+            else:
+                kept.append((name, layer))
+        self._names = [name for name, _ in kept]
+        self.layers = [layer for _, layer in kept]
 
     def named_layers(self):
         """[(name, layer), ...] in order."""
