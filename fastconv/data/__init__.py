@@ -1,11 +1,14 @@
 """fastconv.data: datasets and preprocessing.
 
-Loaders return images raw, as the files hold them ((N, H, W) uint8 with (N,) labels);
+Loaders return images raw, as the files hold them ((N, H, W) uint8, or (N, 3, 32, 32) for
+CIFAR, with (N,) labels);
 :mod:`fastconv.data.preprocessing` turns them into network input (scaled, padded to
 32 x 32, standardised).
 """
-from .datasets import DownloadError, load_digits, load_mnist, read_idx
+from .datasets import (DownloadError, load_cifar10, load_cifar100, load_digits,
+                       load_fashion_mnist, load_mnist, read_idx)
 from .preprocessing import image_statistics, is_prepared, scale_and_pad, standardize
 
-__all__ = ["read_idx", "load_mnist", "load_digits", "DownloadError",
+__all__ = ["read_idx", "load_mnist", "load_fashion_mnist", "load_cifar10", "load_cifar100",
+           "load_digits", "DownloadError",
            "scale_and_pad", "is_prepared", "image_statistics", "standardize"]

@@ -1,15 +1,17 @@
-"""Digit datasets: IDX files, MNIST (downloaded, verified, cached) and scikit-learn's
-bundled 8x8 digits (offline, brought to LeNet-5's 32x32 input).
+"""Image datasets: IDX files, MNIST and Fashion-MNIST, CIFAR-10 and CIFAR-100 (downloaded
+once, verified, cached) and scikit-learn's bundled 8x8 digits (offline, brought to
+LeNet-5's 32x32 input).
 
-Images come back *raw*, as the files hold them: (N, H, W) uint8 0..255, with labels (N,)
-uint8; the model's preprocessing (:mod:`fastconv.data.preprocessing`) turns them into network
-input.
+Images come back *raw*, as the files hold them: (N, H, W) uint8 0..255 for the grey ones,
+(N, 3, 32, 32) uint8 for CIFAR, with labels (N,) uint8; the model's preprocessing
+(:mod:`fastconv.data.preprocessing`) turns them into network input.
 """
 import gzip
 import hashlib
 import http.client
 import math
 import os
+import tarfile
 import urllib.request
 import zlib
 
@@ -17,8 +19,9 @@ import numpy as np
 
 from .._files import write_atomic
 
-__all__ = ["read_idx", "load_mnist", "load_digits", "download_file", "mnist_root",
-           "DownloadError", "MNIST_MIRRORS", "MNIST_FILES"]
+__all__ = ["read_idx", "load_mnist", "load_fashion_mnist", "load_cifar10", "load_cifar100",
+           "load_digits", "download_file", "data_root", "mnist_root", "DownloadError",
+           "MNIST_MIRRORS", "MNIST_FILES"]
 
 # IDX type codes (third byte of the magic number) and their big-endian dtypes.
 IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -42,6 +45,31 @@ MNIST_FILES = {
     "t10k-labels-idx1-ubyte.gz": ("ec29112dd5afa0611ce80d1b7f02629c",
                                   "27ae3e4e09519cfbb04c329615203637"),
 }
+
+#: Fashion-MNIST (Zalando Research): MNIST's file names and format, other images.
+FASHION_MNIST_MIRRORS = (
+    "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+)
+FASHION_MNIST_FILES = {
+    "train-images-idx3-ubyte.gz": ("8d4fb7e6c68d591d4c3dfef9ec88bf0d", None),
+    "train-labels-idx1-ubyte.gz": ("25c81989df183df01b3e8a0aad5dffbe", None),
+    "t10k-images-idx3-ubyte.gz": ("bef4ecab320f06d8554ea6380940ec79", None),
+    "t10k-labels-idx1-ubyte.gz": ("bb300cfdad3c16e7a12a480ee83cd310", None),
+}
+
+#: The CIFAR archives in their binary version (records of label bytes and 3,072 pixel
+#: bytes: no pickle), from the authors' site, with the md5 it publishes.
+CIFAR_MIRRORS = ("https://www.cs.toronto.edu/~kriz/",)
+CIFAR_ARCHIVES = {
+    # name: (archive, md5, folder inside it, training files, test files, label bytes, classes)
+    "cifar10": ("cifar-10-binary.tar.gz", "c32a1d4ab5d03f1284b67883e8d87530",
+                "cifar-10-batches-bin", [f"data_batch_{i}.bin" for i in range(1, 6)],
+                ["test_batch.bin"], 1, 10),
+    "cifar100": ("cifar-100-binary.tar.gz", "03b5dce01913d631647c71ecec9e9cb8",
+                 "cifar-100-binary", ["train.bin"], ["test.bin"], 2, 100),
+}
+CIFAR_PIXELS = 3 * 32 * 32
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -206,15 +234,20 @@ def download_file(filename, root, mirrors=None, checksums=None, timeout=30):
 
 
 # -- MNIST --------------------------------------------------------------------------------
-def mnist_root(root=None):
-    """Where MNIST is cached: `root`, else $FASTCONV_DATA/mnist, else
-    ~/.cache/fastconv/mnist."""
+def data_root(dataset, root=None):
+    """Where `dataset` ("mnist", "cifar10", ...) is cached: `root`, else
+    $FASTCONV_DATA/<dataset>, else ~/.cache/fastconv/<dataset>."""
     if root is not None:
         return os.fspath(root)
     base = os.environ.get("FASTCONV_DATA")
     if base:
-        return os.path.join(base, "mnist")
-    return os.path.join(os.path.expanduser("~"), ".cache", "fastconv", "mnist")
+        return os.path.join(base, dataset)
+    return os.path.join(os.path.expanduser("~"), ".cache", "fastconv", dataset)
+
+
+def mnist_root(root=None):
+    """Where MNIST is cached (:func:`data_root` of "mnist")."""
+    return data_root("mnist", root)
 
 
 def _find_local(root, filename):
@@ -259,7 +292,23 @@ def load_mnist(root=None, train=True, download=True, mirrors=None, timeout=30):
     ValueError
         When a file is corrupt or truncated, or images and labels disagree.
     """
-    root = mnist_root(root)
+    return _load_idx_pair("MNIST", mnist_root(root), MNIST_FILES, mirror_list(mirrors), train,
+                          download, timeout)
+
+
+def load_fashion_mnist(root=None, train=True, download=True, mirrors=None, timeout=30):
+    """Fashion-MNIST: 28x28 grey images of 10 kinds of clothing, 60,000 for training and
+    10,000 for testing, in MNIST's file format: arguments, results and errors as
+    :func:`load_mnist`, the cache folder ``data_root("fashion-mnist")`` and the mirrors
+    :data:`FASHION_MNIST_MIRRORS`. Labels: 0 T-shirt/top, 1 trouser, 2 pullover, 3 dress,
+    4 coat, 5 sandal, 6 shirt, 7 sneaker, 8 bag, 9 ankle boot."""
+    mirrors = mirror_list(FASHION_MNIST_MIRRORS if mirrors is None else mirrors)
+    return _load_idx_pair("Fashion-MNIST", data_root("fashion-mnist", root),
+                          FASHION_MNIST_FILES, mirrors, train, download, timeout)
+
+
+def _load_idx_pair(dataset, root, files, mirrors, train, download, timeout):
+    """Images (N, 28, 28) uint8 and labels (N,) 0..9 from MNIST-format IDX files."""
     prefix = "train" if train else "t10k"
     names = [f"{prefix}-images-idx3-ubyte.gz", f"{prefix}-labels-idx1-ubyte.gz"]
     paths, problems = [], []
@@ -267,7 +316,7 @@ def load_mnist(root=None, train=True, download=True, mirrors=None, timeout=30):
         path = _find_local(root, name)
         if path is None and download:
             try:
-                path = download_file(name, root, mirrors, timeout=timeout)
+                path = download_file(name, root, mirrors, files[name], timeout=timeout)
             except DownloadError as exc:
                 problems.append(str(exc))
         paths.append(path)
@@ -275,9 +324,9 @@ def load_mnist(root=None, train=True, download=True, mirrors=None, timeout=30):
         missing = [n for n, p in zip(names, paths) if p is None]
         why = ("\n" + "\n".join(problems)) if problems else " (download=False)"
         raise FileNotFoundError(
-            f"MNIST {'training' if train else 'test'} files are missing from {root} and "
+            f"{dataset} {'training' if train else 'test'} files are missing from {root} and "
             f"could not be downloaded{why}\nTo work offline, place "
-            f"{' and '.join(missing)} (from any MNIST mirror, .gz or decompressed) in "
+            f"{' and '.join(missing)} (from any {dataset} mirror, .gz or decompressed) in "
             f"{root}, or point root= (CLI: --data-dir) at a folder holding them.")
     images, labels = read_idx(paths[0]), read_idx(paths[1])
     if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
@@ -292,6 +341,101 @@ def load_mnist(root=None, train=True, download=True, mirrors=None, timeout=30):
     if labels.size and labels.max() > 9:
         raise ValueError(f"{paths[1]}: labels must be 0..9, found {labels.max()}")
     return images, labels
+
+
+# -- CIFAR ----------------------------------------------------------------------------------
+def load_cifar10(root=None, train=True, download=True, mirrors=None, timeout=30):
+    """CIFAR-10: 32x32 colour images of 10 classes, 50,000 for training and 10,000 for
+    testing.
+
+    The binary archive (``cifar-10-binary.tar.gz``, 162 MB) is looked up in the cache
+    folder (``data_root("cifar10")``), or downloaded from the authors' site and verified by
+    the md5 they publish; its record files are read straight from the archive, nothing is
+    extracted. Offline, place the archive, or its extracted folder
+    ``cifar-10-batches-bin``, in `root`.
+
+    Returns
+    -------
+    images : ndarray, (N, 3, 32, 32) uint8, 0..255 (channels first, as the network takes)
+    labels : ndarray, (N,) uint8: 0 airplane, 1 automobile, 2 bird, 3 cat, 4 deer, 5 dog,
+        6 frog, 7 horse, 8 ship, 9 truck
+
+    Raises
+    ------
+    FileNotFoundError
+        When the data is missing and cannot be downloaded: the message says what to place
+        where.
+    ValueError
+        When a record file is truncated or holds a label out of range.
+    """
+    return _load_cifar("cifar10", root, train, download, mirrors, timeout)
+
+
+def load_cifar100(root=None, train=True, download=True, mirrors=None, timeout=30,
+                  labels="fine"):
+    """CIFAR-100: as :func:`load_cifar10` with 100 classes (``labels="fine"``) or their 20
+    superclasses (``labels="coarse"``); the archive is ``cifar-100-binary.tar.gz`` and its
+    folder ``cifar-100-binary``."""
+    if labels not in ("fine", "coarse"):
+        raise ValueError(f"load_cifar100: labels must be 'fine' or 'coarse', got {labels!r}")
+    images, coarse_and_fine = _load_cifar("cifar100", root, train, download, mirrors, timeout)
+    return images, coarse_and_fine[:, 1 if labels == "fine" else 0]
+
+
+def _load_cifar(name, root, train, download, mirrors, timeout):
+    """Images (N, 3, 32, 32) and labels (N, label bytes) of one CIFAR split."""
+    archive, md5, folder, train_files, test_files, label_bytes, classes = CIFAR_ARCHIVES[name]
+    root = data_root(name, root)
+    members = train_files if train else test_files
+    extracted = os.path.join(root, folder)
+    if all(os.path.isfile(os.path.join(extracted, m)) for m in members):
+        chunks = []
+        for member in members:
+            with open(os.path.join(extracted, member), "rb") as f:
+                chunks.append((os.path.join(extracted, member), f.read()))
+    else:
+        path = os.path.join(root, archive)
+        problem = " (download=False)"
+        if not os.path.isfile(path) and download:
+            try:
+                download_file(archive, root, mirror_list(CIFAR_MIRRORS if mirrors is None
+                                                         else mirrors), (md5, None), timeout)
+            except DownloadError as exc:
+                problem = "\n" + str(exc)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"{archive} is missing from {root} and could not be downloaded{problem}\n"
+                f"To work offline, place {archive} (or its extracted folder {folder}) in "
+                f"{root}, or point root= (CLI: --data-dir) at a folder holding it.")
+        chunks = _read_archive_members(path, [f"{folder}/{m}" for m in members])
+    images, labels = [], []
+    record = label_bytes + CIFAR_PIXELS
+    for where, data in chunks:
+        if len(data) % record:
+            raise ValueError(f"{where}: {len(data)} bytes is not a whole number of "
+                             f"{record}-byte records (truncated?)")
+        rows = np.frombuffer(data, dtype=np.uint8).reshape(-1, record)
+        if rows.size and rows[:, label_bytes - 1].max() >= classes:
+            raise ValueError(f"{where}: labels must be below {classes}, found "
+                             f"{rows[:, label_bytes - 1].max()}")
+        labels.append(rows[:, :label_bytes])
+        images.append(rows[:, label_bytes:].reshape(-1, 3, 32, 32))
+    labels = np.concatenate(labels)
+    return np.concatenate(images), (labels[:, 0] if label_bytes == 1 else labels)
+
+
+def _read_archive_members(path, names):
+    """[(where, bytes)] of the named regular files of a .tar.gz, read in memory (the
+    archive's other entries, and any path it holds, are never written anywhere)."""
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            found = {member.name: member for member in tar.getmembers() if member.isfile()}
+            missing = [name for name in names if name not in found]
+            if missing:
+                raise ValueError(f"{path}: the archive lacks {', '.join(missing)}")
+            return [(f"{path}:{name}", tar.extractfile(found[name]).read()) for name in names]
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        raise ValueError(f"{path}: not a readable .tar.gz archive ({exc})") from None
 
 
 # -- scikit-learn's digits ----------------------------------------------------------------
