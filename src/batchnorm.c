@@ -4,11 +4,11 @@
  * normalise, the unbiased variance enters the running estimate.
  *
  * Entry points in batchnorm_impl.h, written once for float and double; they call the
- * plane loops of batchnorm_loops_impl.h, stamped out here for each instruction set. The
- * loops are plain C the compiler vectorises; the AVX2 and AVX-512 twins are the same
- * loops compiled with a target attribute, chosen at run time (config.c). The statistics
- * take one pass over x, the training forward a second to write y, the backward two (the
- * sums, then dx).
+ * loops of batchnorm_loops_impl.h, stamped out here for each instruction set and chosen at
+ * run time (config.c): plain C the compiler vectorises at each target, but for the plane
+ * sums, whose AVX2 and AVX-512 twins hold their float64 lanes in the vector types. The
+ * statistics take one pass over x, the training forward a second to write y, the backward
+ * two (the sums, then dx).
  */
 #include <math.h>
 #include <stdlib.h>

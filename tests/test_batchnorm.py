@@ -350,8 +350,8 @@ def test_batch_norm_glue_refuses_mismatched_arrays():
                                       np.ones(2, np.float32), None, 1e-5, 0.1)
     with pytest.raises(ValueError, match="y must have the shape of x"):
         _ext.batch_norm_forward_eval(x, np.empty((2, 3, 5), np.float32),
-                                     np.zeros(3, np.float32), np.ones(3, np.float32), None, None,
-                                     1e-5)
+                                     np.zeros(3, np.float32), np.ones(3, np.float32),
+                                     None, None, 1e-5)
 
 
 # -- the layer contract ---------------------------------------------------------------------
