@@ -14,7 +14,8 @@ from .layers import (AvgPool2D, BatchNorm1D, BatchNorm2D, Conv2D, Dropout, Flatt
                      Sequential, Tanh)
 from .losses import accuracy, softmax, softmax_cross_entropy
 from .models import LeNet5, MobileNetV2, ResNet, from_config
-from .optim import SGD, Adam, Optimizer, make_optimizer
+from .optim import (SGD, Adam, CosineAnnealingLR, LinearLR, Optimizer, SequentialLR, StepLR,
+                    make_optimizer)
 from .training import confusion_matrix, evaluate, fit
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "Residual", "LeNet5", "ResNet", "MobileNetV2", "from_config",
     "softmax", "softmax_cross_entropy", "accuracy",
     "Optimizer", "SGD", "Adam", "make_optimizer",
+    "StepLR", "CosineAnnealingLR", "LinearLR", "SequentialLR",
     "fit", "evaluate", "confusion_matrix",
     "save_checkpoint", "load_checkpoint", "CheckpointError",
 ]

@@ -1,4 +1,5 @@
-"""Optimizers: SGD (momentum, Nesterov, weight decay) and Adam, each with a state_dict.
+"""Optimizers: SGD (momentum, Nesterov, weight decay) and Adam, each with a state_dict, and
+learning-rate schedules (step, cosine, linear warm-up, in sequence).
 
 An optimizer holds a model (anything with ``params()`` and ``grads()`` returning
 ``{name: array}``) and, on :meth:`Optimizer.step`, updates every parameter in place from
@@ -13,20 +14,29 @@ optimizer keeps; both do the plain expressions' operations in the same order, so
 the same bits. A step of LeNet-5 thus allocates nothing: temporaries the size of the large
 fc1 weight would cost fresh pages every step.
 """
+import math
+
 import numpy as np
 
 from .. import _ext
+from .._checks import as_count, as_real_number
 
-__all__ = ["Optimizer", "SGD", "Adam", "make_optimizer"]
+__all__ = ["Optimizer", "SGD", "Adam", "make_optimizer", "StepLR", "CosineAnnealingLR",
+           "LinearLR", "SequentialLR"]
 
 
 class Optimizer:
-    """Base class: hyper-parameters, a step counter and per-parameter buffers."""
+    """Base class: hyper-parameters, a step counter and per-parameter buffers.
+
+    ``weight_decay`` adds ``weight_decay * param`` to each gradient (L2, as torch.optim);
+    ``decay_biases_and_norms=False`` leaves the one-dimensional parameters (biases,
+    BatchNorm's weight and bias) undecayed.
+    """
 
     #: names of the per-parameter buffers, e.g. ("velocity",)
     buffer_names = ()
 
-    def __init__(self, model, lr, weight_decay=0.0):
+    def __init__(self, model, lr, weight_decay=0.0, decay_biases_and_norms=True):
         if not lr > 0:
             raise ValueError(f"{type(self).__name__}: lr must be > 0, got {lr!r}")
         if weight_decay < 0:
@@ -35,6 +45,10 @@ class Optimizer:
         self.model = model
         self.lr = float(lr)
         self.weight_decay = float(weight_decay)
+        # Biases and normalisation scales and shifts are the one-dimensional parameters:
+        # decaying them towards zero only constrains the model (the usual ResNet recipe
+        # leaves them alone, as PyTorch users do with a second parameter group).
+        self.decay_biases_and_norms = bool(decay_biases_and_norms)
         self.steps = 0
         self.buffers = {b: {} for b in self.buffer_names}
         self._scratch_store = {}      # (slot, dtype) -> flat array, never handed out
@@ -49,8 +63,9 @@ class Optimizer:
         self.steps += 1
         for name, param in self.model.params().items():
             grad = grads[name]
-            if self.weight_decay:                         # L2 penalty, as torch.optim does:
-                decayed = self._scratch("decay", param)   # grad + weight_decay * param
+            if self.weight_decay and (param.ndim > 1 or self.decay_biases_and_norms):
+                # L2 penalty, as torch.optim does:
+                decayed = self._scratch("decay", param)       # grad + weight_decay * param
                 np.multiply(param, self.weight_decay, out=decayed)
                 grad = np.add(grad, decayed, out=decayed)
             self.update(name, param, grad)
@@ -121,8 +136,9 @@ class SGD(Optimizer):
 
     buffer_names = ("velocity",)
 
-    def __init__(self, model, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
-        super().__init__(model, lr, weight_decay)
+    def __init__(self, model, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0,
+                 decay_biases_and_norms=True):
+        super().__init__(model, lr, weight_decay, decay_biases_and_norms)
         if momentum < 0:
             raise ValueError(f"SGD: momentum must be >= 0, got {momentum!r}")
         if nesterov and momentum == 0:
@@ -164,8 +180,9 @@ class Adam(Optimizer):
 
     buffer_names = ("m", "v")
 
-    def __init__(self, model, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        super().__init__(model, lr, weight_decay)
+    def __init__(self, model, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 decay_biases_and_norms=True):
+        super().__init__(model, lr, weight_decay, decay_biases_and_norms)
         self.beta1, self.beta2 = (float(b) for b in betas)
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ValueError(f"Adam: betas must be in [0, 1), got {betas!r}")
@@ -229,3 +246,98 @@ def make_optimizer(optimizer, model, lr=None):
         return SGD(model, lr=0.05 if lr is None else lr, momentum=0.9, nesterov=True)
     raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)} or an Optimizer, "
                      f"got {optimizer!r}")
+
+
+# -- learning-rate schedules ----------------------------------------------------------------
+class _Schedule:
+    """Sets ``optimizer.lr`` from the epoch count, as torch.optim.lr_scheduler does:
+    construction applies epoch 0's rate and each :meth:`step` (once per epoch, after the
+    optimizer's steps) moves to the next epoch. The rate is a closed form of the epoch
+    (:meth:`lr_at`), so a resumed run sets ``last_epoch`` and gets the same rates."""
+
+    def __init__(self, optimizer, last_epoch=0):
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"{type(self).__name__}: optimizer must be an Optimizer, got "
+                            f"{type(optimizer).__name__}")
+        self.optimizer = optimizer
+        # The rate the optimizer had before any schedule changed it: schedules combined
+        # (SequentialLR) all start from it.
+        if not hasattr(optimizer, "initial_lr"):
+            optimizer.initial_lr = optimizer.lr
+        self.base_lr = optimizer.initial_lr
+        self.last_epoch = as_count(last_epoch, "last_epoch", type(self).__name__, minimum=0)
+        optimizer.lr = self.lr_at(self.last_epoch)
+
+    def lr_at(self, epoch):
+        raise NotImplementedError
+
+    def step(self):
+        """Move to the next epoch and set its learning rate; returns it."""
+        self.last_epoch += 1
+        self.optimizer.lr = self.lr_at(self.last_epoch)
+        return self.optimizer.lr
+
+
+class StepLR(_Schedule):
+    """lr = base_lr * gamma ** (epoch // step_size)."""
+
+    def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=0):
+        self.step_size = as_count(step_size, "step_size", "StepLR")
+        self.gamma = as_real_number(gamma, "gamma", "StepLR", low=0, low_open=True)
+        super().__init__(optimizer, last_epoch)
+
+    def lr_at(self, epoch):
+        return self.base_lr * self.gamma ** (epoch // self.step_size)
+
+
+class CosineAnnealingLR(_Schedule):
+    """lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * epoch / T_max)) / 2, from base_lr
+    at epoch 0 down to eta_min at epoch T_max (and back up beyond it, as PyTorch's)."""
+
+    def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=0):
+        self.T_max = as_count(T_max, "T_max", "CosineAnnealingLR")
+        self.eta_min = as_real_number(eta_min, "eta_min", "CosineAnnealingLR", low=0)
+        super().__init__(optimizer, last_epoch)
+
+    def lr_at(self, epoch):
+        cosine = (1 + math.cos(math.pi * epoch / self.T_max)) / 2
+        return self.eta_min + (self.base_lr - self.eta_min) * cosine
+
+
+class LinearLR(_Schedule):
+    """lr = base_lr * factor, the factor going linearly from start_factor at epoch 0 to
+    end_factor at epoch total_iters and staying there: a linear warm-up."""
+
+    def __init__(self, optimizer, start_factor=1 / 3, end_factor=1.0, total_iters=5,
+                 last_epoch=0):
+        self.start_factor = as_real_number(start_factor, "start_factor", "LinearLR", low=0,
+                                           low_open=True, high=1)
+        self.end_factor = as_real_number(end_factor, "end_factor", "LinearLR", low=0, high=1)
+        self.total_iters = as_count(total_iters, "total_iters", "LinearLR")
+        super().__init__(optimizer, last_epoch)
+
+    def lr_at(self, epoch):
+        done = min(epoch, self.total_iters) / self.total_iters
+        return self.base_lr * (self.start_factor + (self.end_factor - self.start_factor) * done)
+
+
+class SequentialLR(_Schedule):
+    """Schedules one after another: ``schedules[i]`` from epoch ``milestones[i - 1]`` on,
+    counting its own epochs from 0 there (a warm-up, then a cosine decay)."""
+
+    def __init__(self, optimizer, schedules, milestones, last_epoch=0):
+        schedules, milestones = list(schedules), [int(m) for m in milestones]
+        if len(milestones) != len(schedules) - 1 or milestones != sorted(set(milestones)) \
+                or (milestones and milestones[0] < 1):
+            raise ValueError(f"SequentialLR: expected {len(schedules) - 1} increasing "
+                             f"milestones >= 1 for {len(schedules)} schedules, got "
+                             f"{milestones}")
+        if any(s.optimizer is not optimizer for s in schedules):
+            raise ValueError("SequentialLR: every schedule must drive the same optimizer")
+        self.schedules, self.milestones = schedules, milestones
+        super().__init__(optimizer, last_epoch)
+
+    def lr_at(self, epoch):
+        starts = [0] + self.milestones
+        index = max(i for i, start in enumerate(starts) if start <= epoch)
+        return self.schedules[index].lr_at(epoch - starts[index])
