@@ -351,3 +351,47 @@ def test_fuse_makes_conv_bn_relu_one_convolution_with_relu():
     body = fused["layer1"][0].body
     assert [layer.kind() for layer in body] == ["Conv2D+relu", "Conv2D"]
     assert "bias" in body[1].params()          # the BN's shift, now the conv's bias
+
+
+# -- input preprocessing and training ----------------------------------------------------
+def test_raw_images_are_scaled_padded_and_standardised_per_channel():
+    rng = np.random.default_rng(7)
+    raw = rng.integers(0, 256, (6, 3, 28, 30), dtype=np.uint8)
+    model = ResNet(20, seed=0)
+    model.fit_preprocessing(raw)
+    padded = np.zeros((6, 3, 32, 32))
+    padded[:, :, 2:30, 1:31] = raw / 255
+    mean, std = padded.mean(axis=(0, 2, 3)), padded.std(axis=(0, 2, 3))
+    np.testing.assert_allclose(model.buffers()["input_mean"], mean, rtol=1e-6)   # float32 pixels
+    np.testing.assert_allclose(model.buffers()["input_std"], std, rtol=1e-6)
+    want = (padded - mean[:, None, None]) / std[:, None, None]
+    np.testing.assert_allclose(model.prepare(raw), want, rtol=1e-5, atol=1e-5)
+    prepared = want.astype(np.float32)
+    assert model.prepare(prepared) is not None and model.is_prepared(prepared)
+    assert "input_mean" not in model.torch_state_dict()
+    with pytest.raises(ValueError, match=r"expected raw images \(N, 3, H, W\)"):
+        model.prepare(np.zeros((2, 1, 28, 28), dtype=np.uint8))
+    with pytest.raises(TypeError, match="raw integer pixels"):
+        model.prepare(np.zeros((2, 3, 28, 28)))
+
+
+def test_fit_augments_each_batch_and_follows_the_schedule():
+    from fastconv.data import random_crop_flip
+    from fastconv.nn import SGD, StepLR, fit
+    rng = np.random.default_rng(8)
+    images = rng.integers(0, 256, (24, 3, 32, 32), dtype=np.uint8)
+    labels = rng.integers(0, 10, 24)
+    model = ResNet(8, seed=0)
+    calls = []
+
+    def augment(batch, generator):
+        calls.append(batch.shape)
+        return random_crop_flip(batch, rng=generator)
+
+    optimizer = SGD(model, lr=0.1, momentum=0.9)
+    history = fit(model, images, labels, epochs=3, batch_size=8, optimizer=optimizer,
+                  augment=augment, schedule=lambda o: StepLR(o, 1, gamma=0.5), seed=0,
+                  progress=False)
+    assert calls == [(8, 3, 32, 32)] * 9 and len(history["loss"]) == 3
+    assert optimizer.lr == pytest.approx(0.1 * 0.5 ** 3)
+    assert all(np.isfinite(history["loss"]))

@@ -1,4 +1,6 @@
 """Models built from :mod:`fastconv.nn.layers`: LeNet-5, ResNet and MobileNetV2."""
+import math
+
 import numpy as np
 
 from .layers import (AvgPool2D, BatchNorm2D, Conv2D, Flatten, GlobalAvgPool2D, Linear,
@@ -16,23 +18,86 @@ MNIST_MEAN, MNIST_STD = 0.1000, 0.2752
 
 class ImageClassifier(Sequential):
     """A Sequential network from images (N, C, H, W) to class scores (N, classes), with
-    batched inference in eval mode. Subclasses set ``input_shape`` and may override
-    :meth:`prepare` (the network input for the images a user has)."""
+    batched inference in eval mode and the input preprocessing it was trained with.
+
+    *Prepared* images are the network's input: float arrays of ``(N,) + input_shape``.
+    *Raw* images are integer pixels 0..255, (N, H, W) or (N, C, H, W) up to the input
+    size: :meth:`prepare` scales them to [0, 1], pads them to the input size and
+    standardises each channel with the ``input_mean`` and ``input_std`` buffers, which
+    :meth:`fit_preprocessing` (called by ``fit`` on raw training images) sets. A model
+    given weights from elsewhere keeps mean 0 and std 1 until told otherwise.
+    """
 
     #: the shape of one input image (channels, height, width)
     input_shape = None
+    #: buffers describing the input, not the network: PyTorch's state dicts lack them
+    PREPROCESSING = ("input_mean", "input_std")
+
+    def _init_preprocessing(self):
+        channels = self.input_shape[0]
+        self._buffers["input_mean"] = np.zeros(channels)
+        self._buffers["input_std"] = np.ones(channels)
 
     def summary(self, file=None):
         """Print a table of layers, output shapes and parameter counts (like Keras)."""
         super().summary((1,) + tuple(self.input_shape), file=file)
 
+    def is_prepared(self, images):
+        """True for float arrays of shape (N,) + input_shape: the network's own input."""
+        images = np.asarray(images)
+        return (images.dtype.kind == "f" and images.ndim == 4
+                and images.shape[1:] == tuple(self.input_shape))
+
+    def _scaled_and_padded(self, images, func):
+        """Raw integer images -> (N, C, H, W) float32 in [0, 1], centred in the input."""
+        if images.dtype.kind not in "iu":
+            raise TypeError(f"{func}: expected prepared float images of shape "
+                            f"(N,) + {tuple(self.input_shape)} or raw integer pixels "
+                            f"0..255, got {images.dtype} images of shape {images.shape}")
+        x = images[:, None] if images.ndim == 3 else images
+        channels, size = self.input_shape[0], self.input_shape[1:]
+        if x.ndim != 4 or x.shape[1] != channels or x.shape[2] > size[0] \
+                or x.shape[3] > size[1]:
+            raise ValueError(f"{func}: expected raw images (N, {channels}, H, W) (or "
+                             f"(N, H, W) for one channel) of at most {size[0]}x{size[1]} "
+                             f"pixels, got shape {images.shape}")
+        top, left = (size[0] - x.shape[2]) // 2, (size[1] - x.shape[3]) // 2
+        out = np.zeros((len(x), channels) + tuple(size), dtype=np.float32)
+        out[:, :, top:top + x.shape[2], left:left + x.shape[3]] = x / np.float32(255)
+        return out
+
+    def fit_preprocessing(self, images, batch=10_000):
+        """Set each channel's mean and standard deviation from raw training images (their
+        scaled, padded pixels, summed in float64); prepared images leave them alone."""
+        images = as_array(images, "images", f"{type(self).__name__}.fit_preprocessing")
+        if self.is_prepared(images):
+            return
+        total = total_sq = 0.0
+        for start in range(0, len(images), batch):
+            x = self._scaled_and_padded(images[start:start + batch],
+                                        f"{type(self).__name__}.fit_preprocessing")
+            total = total + x.sum(axis=(0, 2, 3), dtype=np.float64)
+            total_sq = total_sq + np.square(x, dtype=np.float64).sum(axis=(0, 2, 3))
+        count = len(images) * math.prod(self.input_shape[1:])
+        if count == 0:
+            raise ValueError(f"{type(self).__name__}.fit_preprocessing: no images")
+        mean = total / count
+        self._buffers["input_mean"][...] = mean
+        self._buffers["input_std"][...] = np.maximum(np.sqrt(np.maximum(
+            total_sq / count - mean * mean, 0.0)), 1e-6)
+
     def prepare(self, images):
-        """The network input for `images`: a real (N, C, H, W) array in the model's dtype."""
+        """The network input for `images`: prepared images pass through (in the model's
+        dtype); raw ones get the stored preprocessing (see the class docstring)."""
         func = f"{type(self).__name__}.prepare"
         images = as_array(images, "images", func)
         result_dtype(func, images=images)                 # real values only
-        self._check_ndim(images.shape, 4, f"(N, {self.input_shape[0]}, H, W)")
-        return np.asarray(images, dtype=self.dtype)
+        if self.is_prepared(images):
+            return np.asarray(images, dtype=self.dtype)
+        x = self._scaled_and_padded(images, func)
+        mean = self._buffers["input_mean"].astype(np.float32)[:, None, None]
+        std = self._buffers["input_std"].astype(np.float32)[:, None, None]
+        return ((x - mean) / std).astype(self.dtype, copy=False)
 
     def logits(self, images, batch_size=500):
         """Class scores (N, classes) for raw or prepared images, in eval mode, in batches."""
@@ -53,9 +118,16 @@ class ImageClassifier(Sequential):
         :class:`Residual` holds them under ``body``."""
         return name.replace(".body.", ".")
 
+    def _network_arrays(self):
+        """{name: array} of the parameters and buffers PyTorch's definition also has."""
+        arrays = {**self.params(), **self.buffers()}
+        return {k: v for k, v in arrays.items() if k not in self.PREPROCESSING}
+
     def torch_state_dict(self):
-        """The parameters and buffers as NumPy arrays under PyTorch's names (copies)."""
-        return {self.torch_name(k): v for k, v in self.state_dict().items()}
+        """The parameters and buffers as NumPy arrays under PyTorch's names (copies); the
+        input preprocessing, which PyTorch keeps outside the model, is left out."""
+        return {self.torch_name(k): np.array(v, copy=True)
+                for k, v in self._network_arrays().items()}
 
     def load_torch_state_dict(self, state_dict):
         """Load a PyTorch state dict of the same network: names to CPU tensors or arrays.
@@ -74,7 +146,7 @@ class ImageClassifier(Sequential):
             if hasattr(value, "detach"):                     # a torch.Tensor
                 value = value.detach().cpu().numpy()
             given[key] = np.asarray(value)
-        own = {self.torch_name(k): v for k, v in {**self.params(), **self.buffers()}.items()}
+        own = {self.torch_name(k): v for k, v in self._network_arrays().items()}
         problems = [f"missing {k} {v.shape}" for k, v in own.items() if k not in given]
         problems += [f"unexpected {k}" for k in given if k not in own]
         problems += [f"{k}: shape {given[k].shape}, expected {v.shape}"
@@ -219,6 +291,7 @@ class ResNet(ImageClassifier):
         layers += [GlobalAvgPool2D(name="pool"),
                    Linear(64, num_classes, init="he", seed=rng, dtype=dtype, name="linear")]
         super().__init__(*layers, name=f"ResNet{depth}")
+        self._init_preprocessing()
 
     def _block(self, planes_in, planes, stride, rng, dtype, name):
         body = Sequential(
@@ -316,6 +389,7 @@ class MobileNetV2(ImageClassifier):
                    bn(1280, "bn2"), ReLU(name="relu2"), GlobalAvgPool2D(name="pool"),
                    Linear(1280, num_classes, init="he", seed=rng, dtype=dtype, name="linear")]
         super().__init__(*layers, name="MobileNetV2")
+        self._init_preprocessing()
 
     def _channels(self, c):
         """c scaled by the width, to the nearest multiple of 8 and never 10% below it."""

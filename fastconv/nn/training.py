@@ -124,7 +124,7 @@ def format_epoch(row):
 
 def fit(model, x, y, *, epochs=5, batch_size=64, optimizer=None, lr=None,
         validation_data=None, seed=None, shuffle=True, callbacks=(), progress=True,
-        checkpoint=None, resume=None, meta=None):
+        checkpoint=None, resume=None, meta=None, augment=None, schedule=None):
     """Train `model` on images `x` with labels `y` by mini-batch gradient descent.
 
     The defaults (Adam, lr 2e-3, batch 64, He initialisation, inputs standardised with the
@@ -166,6 +166,13 @@ def fit(model, x, y, *, epochs=5, batch_size=64, optimizer=None, lr=None,
         are restored, so the result is bitwise identical to an uninterrupted run.
     meta : dict, optional
         JSON-serialisable information stored in the checkpoints.
+    augment : callable, optional
+        ``augment(batch, rng) -> batch``: varies each training batch of prepared images
+        (e.g. :func:`fastconv.data.random_crop_flip`), drawing from fit's seeded generator.
+    schedule : callable, optional
+        ``schedule(optimizer) -> schedule`` making a learning-rate schedule for the
+        optimizer (e.g. ``lambda o: CosineAnnealingLR(o, epochs)``); it steps after every
+        epoch, and a resumed run starts it at the epoch it resumes from.
 
     Returns
     -------
@@ -195,19 +202,23 @@ def fit(model, x, y, *, epochs=5, batch_size=64, optimizer=None, lr=None,
         start_epoch = state["epoch"]
         history.update({k: list(v) for k, v in state["history"].items() if k in history})
 
+    if schedule is not None:
+        schedule = schedule(optimizer)
+        schedule.last_epoch = start_epoch
+        optimizer.lr = schedule.lr_at(start_epoch)
     inputs = _prepare(model, x)
     n = len(inputs)
     steps = math.ceil(n / batch_size)
     with _reusing_buffers(model):
         _run_epochs(model, inputs, labels, optimizer, rng, history, start_epoch, epochs,
                     batch_size, steps, shuffle, validation_data, progress, checkpoint, meta,
-                    callbacks)
+                    callbacks, augment, schedule)
     return history
 
 
 def _run_epochs(model, inputs, labels, optimizer, rng, history, start_epoch, epochs,
                 batch_size, steps, shuffle, validation_data, progress, checkpoint, meta,
-                callbacks):
+                callbacks, augment, schedule):
     """fit's loop over epochs and batches (arguments as fit has prepared them)."""
     n = len(inputs)
     # One array takes every batch's images in turn (np.take into it), as the layers keep
@@ -224,6 +235,8 @@ def _run_epochs(model, inputs, labels, optimizer, rng, history, start_epoch, epo
             # mode="clip": the indices are a permutation, in range; "raise" would buffer
             xb = np.take(inputs, batch, axis=0, out=batch_store[:len(batch)], mode="clip")
             yb = labels[batch]
+            if augment is not None:
+                xb = augment(xb, rng)
             logits = model.forward(xb)
             loss, grad = softmax_cross_entropy(logits, yb)
             model.backward(grad, input_grad=False)          # no use for dL/d(images)
@@ -243,6 +256,8 @@ def _run_epochs(model, inputs, labels, optimizer, rng, history, start_epoch, epo
         for key in HISTORY_KEYS:
             history[key].append(row[key])
         bar.close(format_epoch(row))
+        if schedule is not None:
+            schedule.step()
         if checkpoint is not None:
             save_checkpoint(checkpoint, model, optimizer, rng, epoch + 1, history, meta)
         for callback in callbacks:
