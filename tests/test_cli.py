@@ -266,3 +266,29 @@ def test_filter_picture_diverges_from_zero_on_one_scale_with_a_colour_bar(tmp_pa
     assert len(fig.axes) == 7 and fig.axes[-1].get_ylabel() == "weight"   # the colour bar
     assert plots.plot_filters(weight, tmp_path / "f.png")
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_train_a_resnet_with_augmentation_and_a_schedule_then_resume_and_evaluate(
+        tmp_path, mnist, capsys, quiet):
+    """--model, --augment and --schedule are stored with the run: --resume continues with
+    them (the cosine rate reaches 0 at the last epoch) and evaluate rebuilds the ResNet."""
+    out, argv = train(tmp_path, mnist, "--model", "resnet20", "--augment", "--schedule",
+                      "cosine", "--optimizer", "sgd", "--limit", "32")
+    assert main(argv + ["--epochs", "1"]) == 0
+    assert main(argv + ["--epochs", "2", "--resume"]) == 0
+    state = load_checkpoint(out / "checkpoint.npz")
+    settings = state["meta"]["settings"]
+    assert (settings["model"], settings["augment"], settings["schedule"]) == (
+        "resnet20", True, "cosine")
+    assert state["model_config"]["class"] == "ResNet" and state["epoch"] == 2
+    assert float(state["optimizer"]["lr"]) == pytest.approx(0.0, abs=1e-12)
+    capsys.readouterr()
+    assert main(["evaluate", str(out / "checkpoint.npz")]) == 0
+    assert "on mnist test images (32)" in capsys.readouterr().out
+
+
+def test_train_lenet5_refuses_colour_images_naming_the_model(tmp_path, capsys, quiet):
+    err = fails(["train", "--model", "lenet5", "--dataset", "cifar10", "--out",
+                 str(tmp_path / "run")], capsys)
+    assert "--model lenet5 takes one-channel images" in err and "resnet20" in err
+    assert not (tmp_path / "run").exists()

@@ -13,8 +13,9 @@ import zipfile
 
 import numpy as np
 
+from ..data.augment import random_crop_flip
 from ..nn.checkpoint import CheckpointError, load_checkpoint
-from ..nn.models import LeNet5, from_config
+from ..nn.models import LeNet5, MobileNetV2, ResNet, from_config
 from ..nn.training import HISTORY_KEYS, confusion_matrix, evaluate, fit, format_epoch
 from .options import (CommandError, existing_file, nonnegative_int, positive_float,
                       positive_int, thread_count)
@@ -24,20 +25,35 @@ METRICS_NAMES = ("metrics.csv", "metrics.json")
 PLOT_NAMES = ("curves.png", "conv1_filters.png", "confusion_matrix.png")
 #: The files of a run: a folder holding any of the first three holds a run.
 RUN_FILES = (CHECKPOINT_NAME,) + METRICS_NAMES + PLOT_NAMES
+DATASETS = ("mnist", "digits", "fashion-mnist", "cifar10")
+MODELS = ("lenet5", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "mobilenetv2")
+SCHEDULES = ("none", "cosine", "step")
 
 
 def add_parser(subparsers):
     """Register the ``train`` and ``evaluate`` subcommands."""
     p = subparsers.add_parser(
-        "train", help="train LeNet-5 on MNIST or scikit-learn's digits",
-        description="Train LeNet-5. Writes a checkpoint and metrics every epoch into --out, "
+        "train", help="train LeNet-5, a ResNet or MobileNetV2 on MNIST, Fashion-MNIST, "
+                      "CIFAR-10 or scikit-learn's digits",
+        description="Train a network. Writes a checkpoint and metrics every epoch into --out, "
                     "and plots at the end when matplotlib is installed.")
-    p.add_argument("--dataset", choices=("mnist", "digits"), default="mnist",
-                   help="mnist (downloaded once, cached) or digits (scikit-learn's bundled "
-                        "8x8 digits: offline; needs fastconv[examples])")
+    p.add_argument("--model", choices=MODELS, default="lenet5",
+                   help="lenet5 (default; one-channel datasets), resnet20 ... resnet110 (He et "
+                        "al.'s CIFAR ResNets, option A) or mobilenetv2; the input channels "
+                        "follow the dataset, 28x28 images are padded to 32x32")
+    p.add_argument("--dataset", choices=DATASETS, default="mnist",
+                   help="mnist, fashion-mnist, cifar10 (each downloaded once, cached) or "
+                        "digits (scikit-learn's bundled 8x8 digits: offline; needs "
+                        "fastconv[examples])")
     p.add_argument("--data-dir", default=None,
-                   help="folder with the MNIST files (default: $FASTCONV_DATA/mnist or "
-                        "~/.cache/fastconv/mnist)")
+                   help="folder with the dataset's files (default: $FASTCONV_DATA/<dataset> "
+                        "or ~/.cache/fastconv/<dataset>)")
+    p.add_argument("--augment", action="store_true",
+                   help="random crops (4 pixels of zero padding) and horizontal flips of "
+                        "every training batch")
+    p.add_argument("--schedule", choices=SCHEDULES, default="none",
+                   help="learning-rate schedule over the epochs: none (default), cosine "
+                        "(down to 0 at the last epoch) or step (x0.1 every third of them)")
     p.add_argument("--epochs", type=positive_int, default=5,
                    help="total epochs, at least 1 (default 5)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="default 64")
@@ -72,7 +88,7 @@ def add_parser(subparsers):
                     "confusion matrix on the test split of the dataset it was trained on.")
     e.add_argument("checkpoint", type=existing_file,
                    help=f"a {CHECKPOINT_NAME} written by 'train'")
-    e.add_argument("--dataset", choices=("mnist", "digits"), default=None,
+    e.add_argument("--dataset", choices=DATASETS, default=None,
                    help="default: the checkpoint's")
     e.add_argument("--data-dir", default=None, help="default: the checkpoint's")
     e.add_argument("--threads", type=thread_count, default=None)
@@ -83,17 +99,46 @@ def load_split(dataset, data_dir, train):
     """(images, labels) of a dataset's training or test split. What keeps a dataset from
     loading (its files, its folder, a missing package) is the user's to fix: a
     CommandError naming the option."""
+    from ..data import datasets
     if dataset == "digits":
-        from ..data.datasets import load_digits
         try:
-            return load_digits(train=train)
+            return datasets.load_digits(train=train)
         except ImportError as exc:
             raise CommandError(f"--dataset digits: {exc}") from None
-    from ..data.datasets import load_mnist
+    load = {"mnist": datasets.load_mnist, "fashion-mnist": datasets.load_fashion_mnist,
+            "cifar10": datasets.load_cifar10}[dataset]
     try:
-        return load_mnist(root=data_dir, train=train)
+        return load(root=data_dir, train=train)
     except (OSError, ValueError) as exc:      # files missing, unreadable or corrupt
         raise CommandError(f"--data-dir: {exc}") from None
+
+
+def build_model(name, dataset, seed, activation, pool):
+    """The network --model names, for the dataset's images."""
+    channels = 3 if dataset == "cifar10" else 1
+    if name == "lenet5":
+        if channels != 1:
+            raise CommandError(f"--model lenet5 takes one-channel images; --dataset {dataset} "
+                               f"has {channels} channels (try --model resnet20)")
+        return LeNet5(seed=seed, activation=activation, pool=pool)
+    if name == "mobilenetv2":
+        return MobileNetV2(in_channels=channels, seed=seed)
+    return ResNet(int(name[len("resnet"):]), in_channels=channels, seed=seed)
+
+
+def augment_batch(batch, rng):
+    """--augment: a random crop of the batch padded by 4 pixels, and random flips."""
+    return random_crop_flip(batch, padding=4, rng=rng)
+
+
+def make_schedule(name, epochs):
+    """fit's schedule= for --schedule, or None."""
+    from ..nn.optim import CosineAnnealingLR, StepLR
+    if name == "cosine":
+        return lambda optimizer: CosineAnnealingLR(optimizer, epochs)
+    if name == "step":
+        return lambda optimizer: StepLR(optimizer, max(1, epochs // 3), gamma=0.1)
+    return None
 
 
 def read_checkpoint(path, option):
@@ -152,10 +197,14 @@ def write_plots(out, model, history, val_images, val_labels):
               "(pip install 'fastconv[examples]')")
         return
     plots.plot_history(history, os.path.join(out, "curves.png"))
-    plots.plot_filters(model["conv1"].params()["weight"], os.path.join(out, "conv1_filters.png"))
+    written = ["curves.png"]
+    if isinstance(model, LeNet5):         # six one-channel filters: one row of images
+        plots.plot_filters(model["conv1"].params()["weight"],
+                           os.path.join(out, "conv1_filters.png"))
+        written.append("conv1_filters.png")
     counts = confusion_matrix(val_labels, model.predict(val_images))
     plots.plot_confusion(counts, os.path.join(out, "confusion_matrix.png"))
-    print(f"plots: {out}/curves.png, conv1_filters.png, confusion_matrix.png")
+    print(f"plots: {out}/" + ", ".join(written + ["confusion_matrix.png"]))
 
 
 def _set_threads(threads):
@@ -167,8 +216,8 @@ def _set_threads(threads):
 def run_train(args):
     checkpoint = os.path.join(args.out, CHECKPOINT_NAME)
     settings = {key: getattr(args, key) for key in
-                ("dataset", "data_dir", "batch_size", "lr", "optimizer", "activation", "pool",
-                 "seed", "limit")}
+                ("model", "dataset", "data_dir", "batch_size", "lr", "optimizer",
+                 "activation", "pool", "seed", "limit", "augment", "schedule")}
     resume = None
     if args.resume:
         state = read_checkpoint(checkpoint, "--resume")
@@ -176,13 +225,14 @@ def run_train(args):
             raise CommandError(f"--epochs is the total to train up to, and {checkpoint} "
                                f"already holds {state['epoch']} epochs; expected more than "
                                f"{state['epoch']}, got {args.epochs}")
+        settings.update({"model": "lenet5", "augment": False, "schedule": "none"})
         settings.update(state["meta"].get("settings", {}))
         model = checkpoint_model(state, checkpoint, "--resume")
         resume = checkpoint
     else:
         check_new_run(args.out, args.overwrite)
-        model = LeNet5(seed=settings["seed"], activation=settings["activation"],
-                       pool=settings["pool"])
+        model = build_model(settings["model"], settings["dataset"], settings["seed"],
+                            settings["activation"], settings["pool"])
     _set_threads(args.threads)
     images, labels = load_split(settings["dataset"], settings["data_dir"], train=True)
     if settings["limit"] is not None:
@@ -210,7 +260,8 @@ def run_train(args):
                   lr=settings["lr"], validation_data=(val_images, val_labels),
                   seed=settings["seed"], progress=not args.no_progress,
                   checkpoint=checkpoint, resume=resume, meta={"settings": settings},
-                  callbacks=callbacks)
+                  callbacks=callbacks, augment=augment_batch if settings["augment"] else None,
+                  schedule=make_schedule(settings["schedule"], args.epochs))
     seconds = time.perf_counter() - start
     if history["epoch"]:
         print(f"validation accuracy {history['val_accuracy'][-1]:.2%} after "
