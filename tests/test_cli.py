@@ -292,3 +292,34 @@ def test_train_lenet5_refuses_colour_images_naming_the_model(tmp_path, capsys, q
                  str(tmp_path / "run")], capsys)
     assert "--model lenet5 takes one-channel images" in err and "resnet20" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_convert_a_pytorch_resnet_then_evaluate_it(tmp_path, capsys, quiet, mnist):
+    """A bare state dict and one under 'state_dict' both convert; the checkpoint holds
+    PyTorch's weights, and mistakes are one-line errors naming the option."""
+    torch = pytest.importorskip("torch")
+    from test_models import TorchResNet
+    torch.manual_seed(0)
+    theirs = TorchResNet(20, "A", in_channels=1)
+    torch.save(theirs.state_dict(), tmp_path / "bare.pt")
+    torch.save({"state_dict": theirs.state_dict(), "epoch": 3}, tmp_path / "wrapped.pt")
+    for name in ("bare", "wrapped"):
+        out = tmp_path / f"{name}.npz"
+        assert main(["convert", str(tmp_path / f"{name}.pt"), "--model", "resnet20",
+                     "--dataset", "mnist", "-o", str(out)]) == 0
+        state = load_checkpoint(out)
+        np.testing.assert_array_equal(state["model"]["layer2.0.body.conv1.weight"],
+                                      theirs.layer2[0].conv1.weight.detach().numpy())
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "bare.npz"), "--data-dir", str(mnist)]) == 0
+    assert "on mnist test images (32)" in capsys.readouterr().out
+    assert "--output" in fails(["convert", str(tmp_path / "bare.pt"), "--model", "resnet20",
+                                "--dataset", "mnist", "-o", str(tmp_path / "bare.npz")], capsys)
+    err = fails(["convert", str(tmp_path / "bare.pt"), "--model", "resnet32", "--dataset",
+                 "mnist", "-o", str(tmp_path / "other.npz")], capsys)
+    assert "--model resnet32" in err and "missing layer1.3.conv1.weight" in err
+    err = fails(["convert", str(tmp_path / "bare.npz"), "--model", "resnet20", "-o",
+                 str(tmp_path / "x.npz")], capsys)
+    assert err.startswith("fastconv convert: error: file:")
+    assert "--dataset" in fails(["evaluate", str(tmp_path / "bare.npz"), "--dataset",
+                                 "cifar10"], capsys)

@@ -18,6 +18,8 @@ COMMANDS = {
     "explain": ("fastconv.cli.explain", "walk through the lecture's examples, computed "
                                         "live by fastconv"),
     "bench": ("fastconv.cli.bench", "time the key cases beside PyTorch and write the report"),
+    "convert": ("fastconv.cli.convert", "turn a PyTorch ResNet or MobileNetV2 state dict into "
+                                        "a fastconv checkpoint"),
 }
 
 

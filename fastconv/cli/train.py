@@ -113,9 +113,14 @@ def load_split(dataset, data_dir, train):
         raise CommandError(f"--data-dir: {exc}") from None
 
 
+def dataset_channels(dataset):
+    """The colour channels of a dataset's images."""
+    return 3 if dataset == "cifar10" else 1
+
+
 def build_model(name, dataset, seed, activation, pool):
     """The network --model names, for the dataset's images."""
-    channels = 3 if dataset == "cifar10" else 1
+    channels = dataset_channels(dataset)
     if name == "lenet5":
         if channels != 1:
             raise CommandError(f"--model lenet5 takes one-channel images; --dataset {dataset} "
@@ -280,6 +285,10 @@ def run_evaluate(args):
     data_dir = args.data_dir or settings.get("data_dir")
     model = checkpoint_model(state, args.checkpoint, "checkpoint")
     model.load_state_dict(state["model"])
+    if model.input_shape[0] != dataset_channels(dataset):
+        raise CommandError(f"--dataset: {args.checkpoint} holds a network for images of "
+                           f"{model.input_shape[0]} channels; {dataset} has "
+                           f"{dataset_channels(dataset)}")
     images, labels = load_split(dataset, data_dir, train=False)
     loss, accuracy = evaluate(model, images, labels)
     counts = confusion_matrix(labels, model.predict(images))

@@ -1,0 +1,60 @@
+"""Convert a PyTorch state dict of ResNet or MobileNetV2 (the usual CIFAR definitions) into a
+fastconv checkpoint that ``fastconv evaluate`` and :func:`fastconv.nn.load_checkpoint` read.
+Reading the .pt file needs PyTorch; the checkpoint it writes does not."""
+import os
+
+from ..nn.checkpoint import save_checkpoint
+from .options import CommandError, existing_file
+from .train import DATASETS, MODELS, build_model
+
+
+def add_arguments(parser):
+    parser.add_argument("file", type=existing_file,
+                        help="a .pt file: a state dict, or a dict holding one under "
+                             "'state_dict' (torch.save(model.state_dict(), ...))")
+    parser.add_argument("--model", required=True,
+                        choices=[m for m in MODELS if m != "lenet5"],
+                        help="the architecture the state dict is for")
+    parser.add_argument("--dataset", choices=DATASETS, default="cifar10",
+                        help="the images it takes (default cifar10: 3 channels); evaluate "
+                             "uses it")
+    parser.add_argument("-o", "--output", required=True,
+                        help="the checkpoint to write (.npz); an existing file needs "
+                             "--overwrite")
+    parser.add_argument("--overwrite", action="store_true", help="replace --output")
+
+
+def read_state_dict(path):
+    """The state dict in a .pt file, read with torch.load(weights_only=True)."""
+    try:
+        import torch
+    except ImportError:
+        raise CommandError("file: reading a PyTorch file needs PyTorch (pip install "
+                           "torch); the converted checkpoint does not") from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:                  # pickle, zip and torch errors alike
+        raise CommandError(f"file: {path} is not a PyTorch file torch.load reads with "
+                           f"weights_only=True ({type(exc).__name__}: {exc})") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise CommandError(f"file: {path} holds a {type(state).__name__}, expected a state "
+                           f"dict (or a dict with one under 'state_dict')")
+    return state
+
+
+def run(args):
+    if os.path.exists(args.output) and not args.overwrite:
+        raise CommandError(f"--output: {args.output} exists; give --overwrite to replace it")
+    state = read_state_dict(args.file)
+    model = build_model(args.model, args.dataset, seed=0, activation="relu", pool="max")
+    try:
+        model.load_torch_state_dict(state)
+    except (ValueError, TypeError) as exc:
+        raise CommandError(f"--model {args.model}: {exc}") from None
+    save_checkpoint(args.output, model, meta={"settings": {
+        "model": args.model, "dataset": args.dataset, "converted_from": args.file}})
+    print(f"{args.file} -> {args.output}: {model.name}, {model.num_params():,} parameters "
+          f"({args.dataset} input: give it images normalised as the PyTorch model's were)")
+    return 0
