@@ -182,3 +182,12 @@ cdef extern from "fastconv.h" nogil:
     int64_t fc_conv_direct_forward_runs(fc_direct_forward_variant variant)
     int64_t fc_conv_direct_data_runs(fc_direct_data_variant variant)
     int64_t fc_conv_direct_weight_runs(fc_direct_weight_variant variant)
+
+
+# The depthwise convolution (src/fastconv.h, "depthwise convolution"); its kernels run
+# through the fc_conv_* dispatchers as FC_CONV_DEPTHWISE.
+cdef extern from "fastconv.h" nogil:
+    enum: FC_CONV_DEPTHWISE
+    enum: FC_DEPTHWISE_MAX_WORKSPACE_BYTES
+    int fc_depthwise_supports(const fc_conv_problem *pb)
+    int64_t fc_depthwise_workspace_bytes(const fc_conv_problem *pb, int64_t itemsize)
