@@ -109,6 +109,12 @@ WINOGRAD_WEIGHT_SUM_ITEM_BYTES = 8
 # Fewer groups than this: direct or im2col (one group is an ordinary convolution of one
 # channel, LeNet-5's first layer, whose filters direct vectorises together).
 DEPTHWISE_MIN_GROUPS = 2
+# More filters per channel than this: direct (it vectorises a channel's filters together;
+# depthwise runs them one by one).
+DEPTHWISE_MAX_MULTIPLIER = 1
+# Strided forward passes over input planes of more than this many pixels: direct (its band
+# copy splits the stride phases faster than depthwise's plane copy).
+DEPTHWISE_STRIDED_MAX_INPUT_PIXELS = 1024
 
 # Algorithms that sum each output's own products one by one, in a fixed order, so NaN, inf
 # and overflow reach exactly the outputs whose sums produce them (plan_for_values).
@@ -227,7 +233,9 @@ def _plan(geom, dtype, algorithm):
     """plan_for's decision. The rules read only the problem and fixed limits, so a plan is
     kept per problem: a layer plans once, not once per call."""
     if algorithm == "auto" and depthwise_pays(geom, dtype):
-        return ConvPlan("depthwise", "depthwise", "depthwise", geom, dtype.name)
+        forward = ("depthwise" if depthwise_forward_pays(geom)
+                   else _runnable(direct_or_im2col(geom, backward=False), geom, dtype))
+        return ConvPlan(forward, "depthwise", "depthwise", geom, dtype.name)
     if algorithm == "auto":
         forward = auto_algorithm(geom, dtype, backward=False)
         backward_data = auto_algorithm(geom, dtype, backward=True)
@@ -385,13 +393,24 @@ def depthwise_supports(geom):
 
 
 def depthwise_pays(geom, dtype):
-    """Where auto runs every pass by the depthwise kernels: depthwise layers
-    (:func:`depthwise_supports`) of at least DEPTHWISE_MIN_GROUPS groups whose per-thread
-    workspace (one channel plane, padded, and one output plane) fits
-    ``_ext.DEPTHWISE_MAX_WORKSPACE_BYTES``, above which the kernels refuse."""
+    """Where auto runs the backward passes by the depthwise kernels (and the forward pass
+    where :func:`depthwise_forward_pays` says too): depthwise layers
+    (:func:`depthwise_supports`) of at least DEPTHWISE_MIN_GROUPS groups and at most
+    DEPTHWISE_MAX_MULTIPLIER filters per channel whose per-thread workspace (one channel
+    plane, padded, and one output plane) fits ``_ext.DEPTHWISE_MAX_WORKSPACE_BYTES``, above
+    which the kernels refuse."""
     return (depthwise_supports(geom) and geom.groups >= DEPTHWISE_MIN_GROUPS
+            and geom.K // geom.C <= DEPTHWISE_MAX_MULTIPLIER
             and _ext.depthwise_workspace_bytes(geom, np.dtype(dtype).itemsize)
             <= _ext.DEPTHWISE_MAX_WORKSPACE_BYTES)
+
+
+def depthwise_forward_pays(geom):
+    """On a layer :func:`depthwise_pays` accepts, whether the forward pass runs depthwise
+    too: always at stride 1, and for strided layers up to
+    DEPTHWISE_STRIDED_MAX_INPUT_PIXELS pixels per input plane."""
+    return (tuple(geom.stride) == (1, 1)
+            or geom.H * geom.W <= DEPTHWISE_STRIDED_MAX_INPUT_PIXELS)
 
 
 def direct_or_im2col(geom, backward):

@@ -50,7 +50,7 @@
 #define DW_BLOCK(T) ((int)(DW_BLOCK_BYTES / sizeof(T)))
 /* Partial sums per dot product: 128 bytes, enough independent FMA chains to cover the
  * FMA latency. */
-#define DW_LANES_BYTES 128
+#define DW_LANES_BYTES 256
 #define DW_LANES(T) ((int)(DW_LANES_BYTES / sizeof(T)))
 /* Multiply-adds below which a pass runs on one thread (fork/join would cost more), and
  * the least a thread gets when the pass runs on several. */

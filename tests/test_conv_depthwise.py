@@ -91,10 +91,12 @@ def test_float32_matches_pytorch(case, simd):
     assert rel_err(gb, bt.grad.numpy()) < 1e-5
 
 
-def test_auto_runs_depthwise_on_the_cases():
+def test_auto_runs_depthwise_on_the_cases_of_multiplier_one():
     for case in CASES:
         x, w, _, kw = make(case)
-        assert fastconv.conv_plan(x.shape, w.shape, **kw).forward == "depthwise"
+        plan = fastconv.conv_plan(x.shape, w.shape, **kw)
+        expected = "depthwise" if w.shape[0] == x.shape[1] else "direct"
+        assert plan.backward_data == plan.backward_weight == expected
 
 
 @needs_openmp
@@ -232,28 +234,33 @@ def test_explicit_depthwise_is_refused_where_it_does_not_apply():
 
 # -- the plan's rule ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("x_shape, w_shape, groups, expected", [
-    ((8, 32, 16, 16), (32, 1, 3, 3), 32, "depthwise"),
-    ((8, 32, 16, 16), (64, 1, 3, 3), 32, "depthwise"),          # multiplier 2
-    ((8, 2, 16, 16), (2, 1, 3, 3), 2, "depthwise"),             # DEPTHWISE_MIN_GROUPS
-    ((8, 1, 16, 16), (6, 1, 5, 5), 1, None),                    # one group: not depthwise
-    ((8, 32, 16, 16), (32, 2, 3, 3), 16, None),                 # grouped, not depthwise
-    ((8, 32, 16, 16), (32, 32, 1, 1), 1, None),                 # pointwise
+@pytest.mark.parametrize("x_shape, w_shape, groups, stride, expected", [
+    ((8, 32, 16, 16), (32, 1, 3, 3), 32, 1, ("depthwise",) * 3),
+    ((8, 2, 16, 16), (2, 1, 3, 3), 2, 1, ("depthwise",) * 3),        # DEPTHWISE_MIN_GROUPS
+    ((8, 1, 16, 16), (6, 1, 5, 5), 1, 1, None),                      # one group
+    ((8, 32, 16, 16), (64, 1, 3, 3), 32, 1, None),                   # multiplier 2
+    ((8, 32, 16, 16), (32, 2, 3, 3), 16, 1, None),                   # grouped, not depthwise
+    ((8, 32, 16, 16), (32, 32, 1, 1), 1, 1, None),                   # pointwise
+    ((8, 96, 32, 32), (96, 1, 3, 3), 96, 2, ("depthwise",) * 3),     # 1024 input pixels
+    ((8, 96, 32, 33), (96, 1, 3, 3), 96, 2, ("direct", "depthwise", "depthwise")),
+    ((8, 96, 56, 56), (96, 1, 3, 3), 96, 1, ("depthwise",) * 3),     # stride 1: any size
 ])
-def test_auto_picks_depthwise_exactly_where_the_rule_says(x_shape, w_shape, groups, expected):
-    plan = fastconv.conv_plan(x_shape, w_shape, groups=groups, padding=1)
+def test_auto_picks_depthwise_exactly_where_the_rule_says(x_shape, w_shape, groups, stride,
+                                                          expected):
+    plan = fastconv.conv_plan(x_shape, w_shape, groups=groups, padding=1, stride=stride)
     passes = (plan.forward, plan.backward_data, plan.backward_weight)
     if expected:
-        assert passes == (expected,) * 3
-        assert plan.variants == (None, None, None)
+        assert passes == expected
     else:
         assert "depthwise" not in passes
 
 
-def test_min_groups_threshold():
+def test_thresholds():
     assert plan_module.DEPTHWISE_MIN_GROUPS == 2
-    below = fastconv.conv_plan((2, 1, 8, 8), (3, 1, 3, 3), groups=1)
-    at = fastconv.conv_plan((2, 2, 8, 8), (6, 1, 3, 3), groups=2)
+    assert plan_module.DEPTHWISE_MAX_MULTIPLIER == 1
+    assert plan_module.DEPTHWISE_STRIDED_MAX_INPUT_PIXELS == 32 * 32
+    below = fastconv.conv_plan((2, 1, 8, 8), (1, 1, 3, 3), groups=1)
+    at = fastconv.conv_plan((2, 2, 8, 8), (2, 1, 3, 3), groups=2)
     assert below.forward != "depthwise" and at.forward == "depthwise"
 
 
