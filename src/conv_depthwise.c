@@ -115,18 +115,11 @@ FC_DEFINE_DW_KERNELS(f64, double)
 #include "conv_depthwise_simd_impl.h"
 #include "template_end.h"
 
-/* The AVX-512 vectors, with the names simd_avx2_f32.h gives the AVX2 ones. */
 #define REAL float
 #define TYPE_SUFFIX f32
 #define ISA_SUFFIX avx512
 #define FC_TEMPLATE_TARGET __attribute__((target("avx512f")))
-#define FC_TEMPLATE_LANES 16
-#define FC_TEMPLATE_VEC __m512
-#define FC_TEMPLATE_LOADU _mm512_loadu_ps
-#define FC_TEMPLATE_STOREU _mm512_storeu_ps
-#define FC_TEMPLATE_SETZERO _mm512_setzero_ps
-#define FC_TEMPLATE_SET1 _mm512_set1_ps
-#define FC_TEMPLATE_FMADD _mm512_fmadd_ps
+#include "simd_avx512_f32.h"
 #include "conv_depthwise_simd_impl.h"
 #include "template_end.h"
 
@@ -134,13 +127,7 @@ FC_DEFINE_DW_KERNELS(f64, double)
 #define TYPE_SUFFIX f64
 #define ISA_SUFFIX avx512
 #define FC_TEMPLATE_TARGET __attribute__((target("avx512f")))
-#define FC_TEMPLATE_LANES 8
-#define FC_TEMPLATE_VEC __m512d
-#define FC_TEMPLATE_LOADU _mm512_loadu_pd
-#define FC_TEMPLATE_STOREU _mm512_storeu_pd
-#define FC_TEMPLATE_SETZERO _mm512_setzero_pd
-#define FC_TEMPLATE_SET1 _mm512_set1_pd
-#define FC_TEMPLATE_FMADD _mm512_fmadd_pd
+#include "simd_avx512_f64.h"
 #include "conv_depthwise_simd_impl.h"
 #include "template_end.h"
 #endif

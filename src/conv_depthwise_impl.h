@@ -124,26 +124,40 @@ static void FN(dw_fill_wide)(REAL *restrict dyw, const REAL *restrict dy,
     }
 }
 
+/* What every pass does first: checks pb (FC_ERR_INVALID outside fc_depthwise_supports),
+ * fills g, and, unless the batch is empty (*empty), checks the workspace limit
+ * (FC_ERR_TOO_LARGE) and makes the tap table tp (FC_ERR_NOMEM; free tp->off after). */
+static fc_status FN(dw_begin)(const fc_conv_problem *pb, fc_dw_geom *g, FN(fc_dw_taps) *tp,
+                              int *empty)
+{
+    tp->off = NULL;
+    *empty = 0;
+    if (!fc_depthwise_supports(pb)) {
+        return FC_ERR_INVALID;
+    }
+    dw_geom_of(g, pb, DW_BLOCK(REAL));
+    if (pb->N == 0) {
+        *empty = 1;
+        return FC_OK;
+    }
+    if (dw_thread_bytes(g, sizeof(REAL)) > FC_DEPTHWISE_MAX_WORKSPACE_BYTES) {
+        return FC_ERR_TOO_LARGE;
+    }
+    return FN(dw_taps_of)(tp, pb, g) ? FC_OK : FC_ERR_NOMEM;
+}
+
 /* ---- forward ---- */
 
 fc_status FN(fc_conv_depthwise_forward)(REAL *y, const REAL *x, const REAL *w,
                                         const REAL *bias, const fc_conv_problem *pb)
 {
     /* y (N, K, P, Q) = x (N, C, H, W) correlated plane by plane with w (K, 1, R, S) + bias */
-    if (!fc_depthwise_supports(pb)) {
-        return FC_ERR_INVALID;
-    }
-    if (pb->N == 0) {
-        return FC_OK;
-    }
     fc_dw_geom g;
-    dw_geom_of(&g, pb, DW_BLOCK(REAL));
-    if (dw_thread_bytes(&g, sizeof(REAL)) > FC_DEPTHWISE_MAX_WORKSPACE_BYTES) {
-        return FC_ERR_TOO_LARGE;
-    }
     FN(fc_dw_taps) tp;
-    if (!FN(dw_taps_of)(&tp, pb, &g)) {
-        return FC_ERR_NOMEM;
+    int empty;
+    const fc_status status = FN(dw_begin)(pb, &g, &tp, &empty);
+    if (status != FC_OK || empty) {
+        return status;
     }
     const FN(fc_dw_kernels) *kern = FN(dw_kernels_now)();
     const int64_t items = pb->N * pb->C;
@@ -199,20 +213,12 @@ fc_status FN(fc_conv_depthwise_backward_data)(REAL *dx, const REAL *dy, const RE
 {
     /* dx (N, C, H, W) = sum over each channel's filters k of dy (N, K, P, Q) correlated
      * transposed with w (K, 1, R, S) */
-    if (!fc_depthwise_supports(pb)) {
-        return FC_ERR_INVALID;
-    }
-    if (pb->N == 0) {
-        return FC_OK;
-    }
     fc_dw_geom g;
-    dw_geom_of(&g, pb, DW_BLOCK(REAL));
-    if (dw_thread_bytes(&g, sizeof(REAL)) > FC_DEPTHWISE_MAX_WORKSPACE_BYTES) {
-        return FC_ERR_TOO_LARGE;
-    }
     FN(fc_dw_taps) tp;
-    if (!FN(dw_taps_of)(&tp, pb, &g)) {
-        return FC_ERR_NOMEM;
+    int empty;
+    const fc_status status = FN(dw_begin)(pb, &g, &tp, &empty);
+    if (status != FC_OK || empty) {
+        return status;
     }
     const FN(fc_dw_kernels) *kern = FN(dw_kernels_now)();
     /* finite[c]: channel c's filters are all finite (the wide sums apply). */
@@ -320,22 +326,17 @@ fc_status FN(fc_conv_depthwise_backward_weight)(REAL *dw, const REAL *dy, const 
 {
     /* dw (K, 1, R, S) = sum over n, p, q of dy (N, K, P, Q) times the x (N, C, H, W)
      * pixel each tap reads */
-    if (!fc_depthwise_supports(pb)) {
-        return FC_ERR_INVALID;
-    }
     fc_dw_geom g;
-    dw_geom_of(&g, pb, DW_BLOCK(REAL));
+    FN(fc_dw_taps) tp;
+    int empty;
+    const fc_status status = FN(dw_begin)(pb, &g, &tp, &empty);
+    if (status != FC_OK) {
+        return status;
+    }
     const int64_t size = pb->K * g.taps;
     memset(dw, 0, (size_t)size * sizeof(REAL));
-    if (pb->N == 0) {
+    if (empty) {
         return FC_OK;
-    }
-    if (dw_thread_bytes(&g, sizeof(REAL)) > FC_DEPTHWISE_MAX_WORKSPACE_BYTES) {
-        return FC_ERR_TOO_LARGE;
-    }
-    FN(fc_dw_taps) tp;
-    if (!FN(dw_taps_of)(&tp, pb, &g)) {
-        return FC_ERR_NOMEM;
     }
     const FN(fc_dw_kernels) *kern = FN(dw_kernels_now)();
     const int64_t items = pb->N * pb->C;
