@@ -161,7 +161,9 @@ fc_status FN(fc_conv_depthwise_forward)(REAL *y, const REAL *x, const REAL *w,
     }
     const FN(fc_dw_kernels) *kern = FN(dw_kernels_now)();
     const int64_t items = pb->N * pb->C;
+#ifdef _OPENMP
     const int team = dw_team(items, pb->N * pb->K * pb->P * pb->Q * g.taps);
+#endif
     int failed = 0;
 
 #pragma omp parallel num_threads(team) reduction(|| : failed)
@@ -231,7 +233,9 @@ fc_status FN(fc_conv_depthwise_backward_data)(REAL *dx, const REAL *dy, const RE
         finite[c] = (char)kern->all_finite(w + c * g.mult * g.taps, g.mult * g.taps);
     }
     const int64_t items = pb->N * pb->C;
+#ifdef _OPENMP
     const int team = dw_team(items, pb->N * pb->K * pb->P * pb->Q * g.taps);
+#endif
     int failed = 0;
 
 #pragma omp parallel num_threads(team) reduction(|| : failed)
