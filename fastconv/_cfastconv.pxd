@@ -210,3 +210,12 @@ cdef extern from "fastconv.h" nogil:
                                         const double *dy, const double *x, const double *mean,
                                         const double *invstd, const double *weight,
                                         const fc_batch_norm_problem *pb)
+
+
+# The depthwise convolution (src/fastconv.h, "depthwise convolution"); its kernels run
+# through the fc_conv_* dispatchers as FC_CONV_DEPTHWISE.
+cdef extern from "fastconv.h" nogil:
+    enum: FC_CONV_DEPTHWISE
+    enum: FC_DEPTHWISE_MAX_WORKSPACE_BYTES
+    int fc_depthwise_supports(const fc_conv_problem *pb)
+    int64_t fc_depthwise_workspace_bytes(const fc_conv_problem *pb, int64_t itemsize)

@@ -17,7 +17,7 @@ cdef fc_conv_problem _conv_problem(geom):
 
 # The C enum of each algorithm name of fastconv/plan.py.
 _ALGORITHM_CODES = {"direct": FC_CONV_DIRECT, "im2col": FC_CONV_IM2COL,
-                    "winograd": FC_CONV_WINOGRAD}
+                    "winograd": FC_CONV_WINOGRAD, "depthwise": FC_CONV_DEPTHWISE}
 
 
 cdef fc_conv_algorithm _algorithm_code(str algorithm):
@@ -37,6 +37,8 @@ cdef int _check_conv(fc_status status, str what, str algorithm,
         raise MemoryError(f"{what}: the winograd weight gradient's sums (16 x {pb.C} "
                           f"channels x {pb.K} filters) exceed the workspace limit of "
                           f"{FC_WINOGRAD_MAX_SUMS_BYTES >> 20} MiB per thread")
+    if algorithm == "depthwise":
+        _check_depthwise(status, what, pb)
     return _check(status, what)
 
 

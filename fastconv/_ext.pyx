@@ -13,6 +13,7 @@ from fastconv._cfastconv cimport *
 include "_config.pxi"
 include "_gemm.pxi"
 include "_conv.pxi"
+include "_depthwise.pxi"
 include "_direct_plan.pxi"
 include "_filter.pxi"
 include "_pool.pxi"

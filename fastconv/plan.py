@@ -18,6 +18,11 @@ weight gradient (``conv2d_backward``). Three algorithms compute them:
   transforms every input tile (work ~ C per tile), every output tile (~ K) and the filters
   (~ C x K per call), so it pays only where the channel and filter counts are large and
   many tiles share the transformed filters.
+* **depthwise** computes depthwise convolutions (groups == C, each filter one channel, K a
+  multiple of C) plane by plane: each (image, channel) plane is copied once, zero-padded,
+  and every filter tap is one multiply-add over a contiguous run of it, vectorised along
+  the rows. Direct and im2col spread such a layer over C tiny groups (one channel, a few
+  filters each), where their tiles and GEMMs hold almost no work.
 
 ``algorithm="auto"`` picks per pass by the rules below (:func:`auto_algorithm`,
 :func:`auto_weight_algorithm`); an explicit algorithm runs every pass, except that
@@ -100,10 +105,26 @@ WINOGRAD_WEIGHT_SUMS_PER_PAIR = 16
 # Bytes per sum the workspace rule counts: float64's, so one rule serves both dtypes.
 WINOGRAD_WEIGHT_SUM_ITEM_BYTES = 8
 
+# -- depthwise: every pass -----------------------------------------------------------------
+# Fewer groups than this: direct or im2col (one group is an ordinary convolution of one
+# channel, LeNet-5's first layer, whose filters direct vectorises together).
+DEPTHWISE_MIN_GROUPS = 2
+# More filters per channel than this: direct (it vectorises a channel's filters together;
+# depthwise runs them one by one).
+DEPTHWISE_MAX_MULTIPLIER = 1
+# Strided forward passes over input planes of more than this many pixels: direct (its band
+# copy splits the stride phases faster than depthwise's plane copy).
+DEPTHWISE_STRIDED_MAX_INPUT_PIXELS = 1024
+
+# Algorithms that sum each output's own products one by one, in a fixed order, so NaN, inf
+# and overflow reach exactly the outputs whose sums produce them (plan_for_values).
+EXACT_ALGORITHMS = ("direct", "depthwise")
+
 
 @dataclass(frozen=True)
 class ConvPlan:
-    """The algorithm ("direct", "im2col" or "winograd") each pass of a convolution runs.
+    """The algorithm ("direct", "im2col", "winograd" or "depthwise") each pass of a
+    convolution runs.
 
     ``forward`` runs ``conv2d``; ``backward_data`` computes ``conv2d_backward``'s grad_x and
     ``backward_weight`` its grad_weight (grad_bias is a plain sum). ``geometry`` and
@@ -195,11 +216,15 @@ def check_algorithm(algorithm, func):
 
 def plan_for(geom, dtype, algorithm, func):
     """The plan of a checked problem (geom, dtype: a NumPy float dtype) for a checked
-    algorithm name; ValueError where algorithm="winograd" does not apply."""
+    algorithm name; ValueError where algorithm="winograd" or "depthwise" does not apply."""
     if algorithm == "winograd" and not winograd_supports(geom):
         raise ValueError(f"{func}: algorithm='winograd' needs 3x3 filters, stride 1, "
                          f"dilation 1 and groups 1, got filters {geom.R}x{geom.S}, stride "
                          f"{geom.stride}, dilation {geom.dilation}, groups {geom.groups}")
+    if algorithm == "depthwise" and not depthwise_supports(geom):
+        raise ValueError(f"{func}: algorithm='depthwise' needs groups equal to the input "
+                         f"channels and a filter count that is a multiple of them, got "
+                         f"{geom.C} channels, groups {geom.groups}, {geom.K} filters")
     return _plan(geom, dtype, algorithm)
 
 
@@ -207,6 +232,10 @@ def plan_for(geom, dtype, algorithm, func):
 def _plan(geom, dtype, algorithm):
     """plan_for's decision. The rules read only the problem and fixed limits, so a plan is
     kept per problem: a layer plans once, not once per call."""
+    if algorithm == "auto" and depthwise_pays(geom, dtype):
+        forward = ("depthwise" if depthwise_forward_pays(geom)
+                   else _runnable(direct_or_im2col(geom, backward=False), geom, dtype))
+        return ConvPlan(forward, "depthwise", "depthwise", geom, dtype.name)
     if algorithm == "auto":
         forward = auto_algorithm(geom, dtype, backward=False)
         backward_data = auto_algorithm(geom, dtype, backward=True)
@@ -279,7 +308,8 @@ def plan_for_values(plan, algorithm, x, weight, bias=None, grad_out=None, input_
     N x P x Q). Then every intermediate of every algorithm is finite, so all give finite
     outputs; elsewhere auto runs direct. An explicit algorithm always runs as asked. The
     check is a scan of each input (``_ext.max_abs``), only for passes auto planned other
-    than direct. grad_out None means a forward call (x, weight, bias); else a backward call
+    than direct or depthwise (EXACT_ALGORITHMS: they sum each output's products one by
+    one too). grad_out None means a forward call (x, weight, bias); else a backward call
     (input_grad False: no input gradient).
     """
     if algorithm != "auto":
@@ -304,7 +334,7 @@ def plan_for_values(plan, algorithm, x, weight, bias=None, grad_out=None, input_
 
     changes = {}
     for name, (a, b, c, terms) in checks.items():
-        if getattr(plan, name) == "direct":
+        if getattr(plan, name) in EXACT_ALGORITHMS:
             continue
         bound = largest(a) * largest(b) * terms * WINOGRAD_GAIN + largest(c)
         if not bound <= limit:         # also NaN: an input holds NaN, or inf x 0
@@ -355,6 +385,32 @@ def winograd_pays(geom, backward=False):
             and geom.C * geom.K >= WINOGRAD_MIN_CHANNEL_PRODUCT
             and tiles >= WINOGRAD_MIN_TILES
             and filter_bank_bytes <= WINOGRAD_MAX_FILTER_BANK_BYTES)
+
+
+def depthwise_supports(geom):
+    """True where the depthwise kernels apply: groups == C and K a multiple of C."""
+    return geom.C >= 1 and geom.groups == geom.C and geom.K % geom.C == 0
+
+
+def depthwise_pays(geom, dtype):
+    """Where auto runs the backward passes by the depthwise kernels (and the forward pass
+    where :func:`depthwise_forward_pays` says too): depthwise layers
+    (:func:`depthwise_supports`) of at least DEPTHWISE_MIN_GROUPS groups and at most
+    DEPTHWISE_MAX_MULTIPLIER filters per channel whose per-thread workspace (one channel
+    plane, padded, and one output plane) fits ``_ext.DEPTHWISE_MAX_WORKSPACE_BYTES``, above
+    which the kernels refuse."""
+    return (depthwise_supports(geom) and geom.groups >= DEPTHWISE_MIN_GROUPS
+            and geom.K // geom.C <= DEPTHWISE_MAX_MULTIPLIER
+            and _ext.depthwise_workspace_bytes(geom, np.dtype(dtype).itemsize)
+            <= _ext.DEPTHWISE_MAX_WORKSPACE_BYTES)
+
+
+def depthwise_forward_pays(geom):
+    """On a layer :func:`depthwise_pays` accepts, whether the forward pass runs depthwise
+    too: always at stride 1, and for strided layers up to
+    DEPTHWISE_STRIDED_MAX_INPUT_PIXELS pixels per input plane."""
+    return (tuple(geom.stride) == (1, 1)
+            or geom.H * geom.W <= DEPTHWISE_STRIDED_MAX_INPUT_PIXELS)
 
 
 def direct_or_im2col(geom, backward):

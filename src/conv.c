@@ -1,12 +1,12 @@
 /* conv.c: one entry point per convolution pass (forward, data gradient, weight gradient)
  * that runs the algorithm the caller names: direct (conv_direct.c), im2col + GEMM
- * (conv_im2col.c) or Winograd (conv_winograd.c, conv_winograd_weight.c). Written once in
- * conv_impl.h and instantiated for float and double. */
+ * (conv_im2col.c), Winograd (conv_winograd.c, conv_winograd_weight.c) or depthwise
+ * (conv_depthwise.c). Written once in conv_impl.h and instantiated for float and double. */
 #include "fastconv.h"
 #include "template.h"
 
 /* How many algorithms fc_conv_algorithm names (0 .. FC_CONV_ALGORITHM_COUNT - 1). */
-#define FC_CONV_ALGORITHM_COUNT 3
+#define FC_CONV_ALGORITHM_COUNT 4
 
 /* 1 for a value of fc_conv_algorithm, 0 for anything else the caller passed. */
 static int conv_algorithm_known(fc_conv_algorithm algorithm)

@@ -10,16 +10,19 @@ static FN(fc_conv_forward_fn) *const FN(forward_kernels)[FC_CONV_ALGORITHM_COUNT
     [FC_CONV_DIRECT] = FN(fc_conv_direct_forward),
     [FC_CONV_IM2COL] = FN(fc_conv_im2col_forward),
     [FC_CONV_WINOGRAD] = FN(fc_conv_winograd_forward),
+    [FC_CONV_DEPTHWISE] = FN(fc_conv_depthwise_forward),
 };
 static FN(fc_conv_data_fn) *const FN(backward_data_kernels)[FC_CONV_ALGORITHM_COUNT] = {
     [FC_CONV_DIRECT] = FN(fc_conv_direct_backward_data),
     [FC_CONV_IM2COL] = FN(fc_conv_im2col_backward_data),
     [FC_CONV_WINOGRAD] = FN(fc_conv_winograd_backward_data),
+    [FC_CONV_DEPTHWISE] = FN(fc_conv_depthwise_backward_data),
 };
 static FN(fc_conv_weight_fn) *const FN(backward_weight_kernels)[FC_CONV_ALGORITHM_COUNT] = {
     [FC_CONV_DIRECT] = FN(fc_conv_direct_backward_weight),
     [FC_CONV_IM2COL] = FN(fc_conv_im2col_backward_weight),
     [FC_CONV_WINOGRAD] = FN(fc_conv_winograd_backward_weight),
+    [FC_CONV_DEPTHWISE] = FN(fc_conv_depthwise_backward_weight),
 };
 
 fc_status FN(fc_conv_forward)(REAL *y, const REAL *x, const REAL *w, const REAL *bias,

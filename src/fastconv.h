@@ -221,7 +221,8 @@ fc_conv_data_fn_f64 fc_conv_winograd_backward_data_f64;
 typedef enum {
     FC_CONV_DIRECT = 0,   /* conv_direct.c */
     FC_CONV_IM2COL = 1,   /* conv_im2col.c */
-    FC_CONV_WINOGRAD = 2  /* F(4x4, 3x3) forward and data gradient; F(2x2, 3x3) weight */
+    FC_CONV_WINOGRAD = 2, /* F(4x4, 3x3) forward and data gradient; F(2x2, 3x3) weight */
+    FC_CONV_DEPTHWISE = 3 /* conv_depthwise.c */
 } fc_conv_algorithm;
 fc_status fc_conv_forward_f32(float *y, const float *x, const float *w, const float *bias,
                               const fc_conv_problem *pb, fc_conv_algorithm algorithm);
@@ -386,5 +387,23 @@ fc_status fc_batch_norm_backward_f64(double *dx, double *dweight, double *dbias,
                                     const double *dy, const double *x, const double *mean,
                                     const double *invstd, const double *weight,
                                     const fc_batch_norm_problem *pb);
+
+/* ---- depthwise convolution (conv_depthwise.c) ----
+ * groups == C and K = C x multiplier filters of one channel each (filter k reads channel
+ * k / multiplier), any filter size, stride, padding and dilation (fc_depthwise_supports;
+ * other problems return FC_ERR_INVALID); the same arrays as the direct convolution.
+ * Workspace per thread: the zero-padded phase planes of one channel plane and one wide
+ * output plane (fc_depthwise_workspace_bytes), refused with FC_ERR_TOO_LARGE above
+ * FC_DEPTHWISE_MAX_WORKSPACE_BYTES. The weight gradient is bitwise reproducible at a given
+ * thread count. */
+#define FC_DEPTHWISE_MAX_WORKSPACE_BYTES ((int64_t)64 << 20)
+int fc_depthwise_supports(const fc_conv_problem *pb);
+int64_t fc_depthwise_workspace_bytes(const fc_conv_problem *pb, int64_t itemsize);
+fc_conv_forward_fn_f32 fc_conv_depthwise_forward_f32;
+fc_conv_forward_fn_f64 fc_conv_depthwise_forward_f64;
+fc_conv_data_fn_f32 fc_conv_depthwise_backward_data_f32;
+fc_conv_data_fn_f64 fc_conv_depthwise_backward_data_f64;
+fc_conv_weight_fn_f32 fc_conv_depthwise_backward_weight_f32;
+fc_conv_weight_fn_f64 fc_conv_depthwise_backward_weight_f64;
 
 #endif /* FASTCONV_H */

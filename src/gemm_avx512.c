@@ -32,13 +32,7 @@ static inline void prefetch_c(const char *c, int64_t ldc_bytes)
 #define TYPE_SUFFIX f32
 #define ISA_SUFFIX avx512
 #include "gemm_tile.h"
-#define FC_TEMPLATE_LANES 16
-#define FC_TEMPLATE_VEC __m512
-#define FC_TEMPLATE_LOADU _mm512_loadu_ps
-#define FC_TEMPLATE_STOREU _mm512_storeu_ps
-#define FC_TEMPLATE_SETZERO _mm512_setzero_ps
-#define FC_TEMPLATE_SET1 _mm512_set1_ps
-#define FC_TEMPLATE_FMADD _mm512_fmadd_ps
+#include "simd_avx512_f32.h"
 #include "gemm_avx512_impl.h"
 #include "template_end.h"
 
@@ -46,13 +40,7 @@ static inline void prefetch_c(const char *c, int64_t ldc_bytes)
 #define TYPE_SUFFIX f64
 #define ISA_SUFFIX avx512
 #include "gemm_tile.h"
-#define FC_TEMPLATE_LANES 8
-#define FC_TEMPLATE_VEC __m512d
-#define FC_TEMPLATE_LOADU _mm512_loadu_pd
-#define FC_TEMPLATE_STOREU _mm512_storeu_pd
-#define FC_TEMPLATE_SETZERO _mm512_setzero_pd
-#define FC_TEMPLATE_SET1 _mm512_set1_pd
-#define FC_TEMPLATE_FMADD _mm512_fmadd_pd
+#include "simd_avx512_f64.h"
 #include "gemm_avx512_impl.h"
 #include "template_end.h"
 
