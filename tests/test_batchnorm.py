@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import simd_path, thread_count
+from test_layers import central_difference
 from fastconv import _ext
 from fastconv.nn.layers import BatchNorm1D, BatchNorm2D, Conv2D, ReLU, Sequential
 
@@ -201,17 +202,10 @@ def test_batch_norm_gradients_match_finite_differences(Layer, shape):
     dx = layer.backward(r)
     grads = {"x": dx, **{k: v.copy() for k, v in layer.grads().items()}}
     arrays = {"x": x, **layer.params()}
-    h = 1e-6
     for name, a in arrays.items():
         numeric = np.empty_like(a)
         for i in np.ndindex(a.shape):
-            keep = a[i]
-            a[i] = keep + h
-            up = loss()
-            a[i] = keep - h
-            down = loss()
-            a[i] = keep
-            numeric[i] = (up - down) / (2 * h)
+            numeric[i] = central_difference(loss, a, i)
         np.testing.assert_allclose(grads[name], numeric, rtol=1e-6, atol=1e-7, err_msg=name)
 
 
