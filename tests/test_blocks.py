@@ -270,3 +270,7 @@ def test_zero_pad_shortcut_refuses_an_odd_or_negative_channel_change():
         ZeroPadShortcut(16, 8)
     with pytest.raises(ValueError, match="expected input with 16 channels, got 3"):
         ZeroPadShortcut(16, 32).forward(rand(1, 3, 4, 4))
+    layer = ZeroPadShortcut(16, 32)
+    layer.forward(rand(2, 16, 8, 8))
+    with pytest.raises(ValueError, match=r"expected grad_out of shape \(2, 32, 4, 4\)"):
+        layer.backward(rand(2, 32, 1, 4))

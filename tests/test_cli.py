@@ -271,7 +271,8 @@ def test_filter_picture_diverges_from_zero_on_one_scale_with_a_colour_bar(tmp_pa
 def test_train_a_resnet_with_augmentation_and_a_schedule_then_resume_and_evaluate(
         tmp_path, mnist, capsys, quiet):
     """--model, --augment and --schedule are stored with the run: --resume continues with
-    them (the cosine rate reaches 0 at the last epoch) and evaluate rebuilds the ResNet."""
+    them, the schedule spanning the first run's epochs (cosine over 1 epoch: 0 after it,
+    back to the start rate after 2, as PyTorch's), and evaluate rebuilds the ResNet."""
     out, argv = train(tmp_path, mnist, "--model", "resnet20", "--augment", "--schedule",
                       "cosine", "--optimizer", "sgd", "--limit", "32")
     assert main(argv + ["--epochs", "1"]) == 0
@@ -281,7 +282,8 @@ def test_train_a_resnet_with_augmentation_and_a_schedule_then_resume_and_evaluat
     assert (settings["model"], settings["augment"], settings["schedule"]) == (
         "resnet20", True, "cosine")
     assert state["model_config"]["class"] == "ResNet" and state["epoch"] == 2
-    assert float(state["optimizer"]["lr"]) == pytest.approx(0.0, abs=1e-12)
+    assert settings["schedule_epochs"] == 1
+    assert float(state["optimizer"]["lr"]) == pytest.approx(0.05, rel=1e-12)
     capsys.readouterr()
     assert main(["evaluate", str(out / "checkpoint.npz")]) == 0
     assert "on mnist test images (32)" in capsys.readouterr().out
@@ -318,6 +320,13 @@ def test_convert_a_pytorch_resnet_then_evaluate_it(tmp_path, capsys, quiet, mnis
     err = fails(["convert", str(tmp_path / "bare.pt"), "--model", "resnet32", "--dataset",
                  "mnist", "-o", str(tmp_path / "other.npz")], capsys)
     assert "--model resnet32" in err and "missing layer1.3.conv1.weight" in err
+    assert main(["convert", str(tmp_path / "bare.pt"), "--model", "resnet20", "--dataset",
+                 "mnist", "--mean", "0.13", "--std", "0.31", "-o", str(tmp_path / "n.npz")]) == 0
+    state = load_checkpoint(tmp_path / "n.npz")["model"]
+    assert (state["input_mean"].tolist(), state["input_std"].tolist()) == ([0.13], [0.31])
+    assert "--std" in fails(["convert", str(tmp_path / "bare.pt"), "--model", "resnet20",
+                             "--dataset", "mnist", "--std", "0", "-o",
+                             str(tmp_path / "z.npz")], capsys)
     err = fails(["convert", str(tmp_path / "bare.npz"), "--model", "resnet20", "-o",
                  str(tmp_path / "x.npz")], capsys)
     assert err.startswith("fastconv convert: error: file:")

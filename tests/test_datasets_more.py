@@ -84,6 +84,11 @@ def test_cifar100_gives_fine_or_coarse_labels(tmp_path, kind, column):
     np.testing.assert_array_equal(got_labels, labels[:, column])
     with pytest.raises(ValueError, match="labels must be 'fine' or 'coarse'"):
         load_cifar100(tmp_path, labels="both")
+    bad_coarse = bytes([20, 5]) + bytes(3072)
+    (tmp_path / "cifar-100-binary.tar.gz").write_bytes(
+        tar_gz({"cifar-100-binary/test.bin": bad_coarse}))
+    with pytest.raises(ValueError, match="labels must be below 20, found 20"):
+        load_cifar100(tmp_path, train=False, download=False)
 
 
 def test_cifar_refuses_truncated_records_labels_out_of_range_and_missing_members(

@@ -395,3 +395,30 @@ def test_fit_augments_each_batch_and_follows_the_schedule():
     assert calls == [(8, 3, 32, 32)] * 9 and len(history["loss"]) == 3
     assert optimizer.lr == pytest.approx(0.1 * 0.5 ** 3)
     assert all(np.isfinite(history["loss"]))
+
+
+def test_a_resumed_fit_follows_the_schedule_of_an_uninterrupted_one(tmp_path):
+    """The checkpoint holds the scheduled rate; the resumed schedule still starts from the
+    configured one, so every epoch trains at the rate an uninterrupted run uses."""
+    from fastconv.nn import SGD, CosineAnnealingLR, fit
+    rng = np.random.default_rng(9)
+    images = rng.integers(0, 256, (16, 3, 32, 32), dtype=np.uint8)
+    labels = rng.integers(0, 10, 16)
+    rates = {}
+
+    def run(name, epochs, resume=None):
+        model = ResNet(8, seed=0)
+        optimizer = SGD(model, lr=0.1, momentum=0.9)
+        rates.setdefault(name, [])
+        fit(model, images, labels, epochs=epochs, batch_size=8, optimizer=optimizer,
+            schedule=lambda o: CosineAnnealingLR(o, 4), seed=0, progress=False,
+            checkpoint=str(tmp_path / f"{name}.npz"), resume=resume,
+            callbacks=[lambda epoch, h: rates[name].append(optimizer.lr)])
+        return model
+
+    whole = run("whole", 4)
+    run("split", 2)
+    resumed = run("split", 4, resume=str(tmp_path / "split.npz"))
+    assert rates["split"] == pytest.approx(rates["whole"], rel=1e-15)
+    for name, value in whole.params().items():
+        np.testing.assert_array_equal(resumed.params()[name], value, err_msg=name)

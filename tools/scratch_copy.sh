@@ -11,5 +11,8 @@ done
 
 copy_tree_to() {
     mkdir -p "$1"
-    git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$1"
+    # a tracked file deleted in the working tree is still listed: copy what exists
+    git ls-files -z --cached --others --exclude-standard --deduplicate \
+        | while IFS= read -rd '' f; do if [ -e "$f" ]; then printf '%s\0' "$f"; fi; done \
+        | xargs -0 cp --parents -t "$1"
 }

@@ -1,6 +1,7 @@
 """Convert a PyTorch state dict of ResNet or MobileNetV2 (the usual CIFAR definitions) into a
 fastconv checkpoint that ``fastconv evaluate`` and :func:`fastconv.nn.load_checkpoint` read.
 Reading the .pt file needs PyTorch; the checkpoint it writes does not."""
+import math
 import os
 
 from ..nn.checkpoint import save_checkpoint
@@ -18,6 +19,13 @@ def add_arguments(parser):
     parser.add_argument("--dataset", choices=DATASETS, default="cifar10",
                         help="the images it takes (default cifar10: 3 channels); evaluate "
                              "uses it")
+    parser.add_argument("--mean", type=float, nargs="+", default=None, metavar="M",
+                        help="the per-channel mean the PyTorch model's inputs were "
+                             "normalised with, on pixels scaled to [0, 1] (e.g. CIFAR-10's "
+                             "0.4914 0.4822 0.4465); stored, so raw images get it")
+    parser.add_argument("--std", type=float, nargs="+", default=None, metavar="S",
+                        help="the per-channel standard deviation likewise (e.g. 0.2470 "
+                             "0.2435 0.2616)")
     parser.add_argument("-o", "--output", required=True,
                         help="the checkpoint to write (.npz); an existing file needs "
                              "--overwrite")
@@ -53,8 +61,22 @@ def run(args):
         model.load_torch_state_dict(state)
     except (ValueError, TypeError) as exc:
         raise CommandError(f"--model {args.model}: {exc}") from None
+    channels = model.input_shape[0]
+    for option, values, buffer in (("--mean", args.mean, "input_mean"),
+                                   ("--std", args.std, "input_std")):
+        if values is None:
+            continue
+        if len(values) != channels or not all(math.isfinite(v) for v in values) \
+                or (option == "--std" and min(values) <= 0):
+            raise CommandError(f"{option}: expected {channels} finite values (one per "
+                               f"channel{', each > 0' if option == '--std' else ''}), got "
+                               f"{' '.join(map(str, values))}")
+        model.buffers()[buffer][...] = values
     save_checkpoint(args.output, model, meta={"settings": {
         "model": args.model, "dataset": args.dataset, "converted_from": args.file}})
-    print(f"{args.file} -> {args.output}: {model.name}, {model.num_params():,} parameters "
-          f"({args.dataset} input: give it images normalised as the PyTorch model's were)")
+    normalised = "then standardised with the given mean and std" if args.mean or args.std \
+        else "and not standardised (give --mean and --std, or pass images normalised as the " \
+             "PyTorch model's were)"
+    print(f"{args.file} -> {args.output}: {model.name}, {model.num_params():,} parameters; "
+          f"raw {args.dataset} images are scaled to [0, 1] {normalised}")
     return 0

@@ -49,11 +49,12 @@ def add_parser(subparsers):
                    help="folder with the dataset's files (default: $FASTCONV_DATA/<dataset> "
                         "or ~/.cache/fastconv/<dataset>)")
     p.add_argument("--augment", action="store_true",
-                   help="random crops (4 pixels of zero padding) and horizontal flips of "
-                        "every training batch")
+                   help="random crops (the standardised images padded by 4 pixels of "
+                        "the mean colour) and horizontal flips of every training batch")
     p.add_argument("--schedule", choices=SCHEDULES, default="none",
-                   help="learning-rate schedule over the epochs: none (default), cosine "
-                        "(down to 0 at the last epoch) or step (x0.1 every third of them)")
+                   help="learning-rate schedule over the epochs of the first run: none "
+                        "(default), cosine (annealed towards 0 over them) or step (x0.1 "
+                        "after every third of them); --resume keeps it")
     p.add_argument("--epochs", type=positive_int, default=5,
                    help="total epochs, at least 1 (default 5)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="default 64")
@@ -230,12 +231,14 @@ def run_train(args):
             raise CommandError(f"--epochs is the total to train up to, and {checkpoint} "
                                f"already holds {state['epoch']} epochs; expected more than "
                                f"{state['epoch']}, got {args.epochs}")
-        settings.update({"model": "lenet5", "augment": False, "schedule": "none"})
+        settings.update({"model": "lenet5", "augment": False, "schedule": "none",
+                         "schedule_epochs": args.epochs})
         settings.update(state["meta"].get("settings", {}))
         model = checkpoint_model(state, checkpoint, "--resume")
         resume = checkpoint
     else:
         check_new_run(args.out, args.overwrite)
+        settings["schedule_epochs"] = args.epochs     # a resumed run keeps the schedule
         model = build_model(settings["model"], settings["dataset"], settings["seed"],
                             settings["activation"], settings["pool"])
     _set_threads(args.threads)
@@ -266,7 +269,7 @@ def run_train(args):
                   seed=settings["seed"], progress=not args.no_progress,
                   checkpoint=checkpoint, resume=resume, meta={"settings": settings},
                   callbacks=callbacks, augment=augment_batch if settings["augment"] else None,
-                  schedule=make_schedule(settings["schedule"], args.epochs))
+                  schedule=make_schedule(settings["schedule"], settings["schedule_epochs"]))
     seconds = time.perf_counter() - start
     if history["epoch"]:
         print(f"validation accuracy {history['val_accuracy'][-1]:.2%} after "

@@ -6,7 +6,7 @@ input at its image's offset, with the column index mirrored for flipped images.
 """
 import numpy as np
 
-from .._checks import as_array, as_count
+from .._checks import as_array, as_bool, as_count
 
 __all__ = ["random_crop_flip"]
 
@@ -15,7 +15,9 @@ def random_crop_flip(images, padding=4, flip=True, rng=None):
     """Randomly shifted (and mirrored) copies of `images`, as torchvision's
     ``RandomCrop(size, padding)`` followed by ``RandomHorizontalFlip()``.
 
-    Each image is padded with `padding` zeros on every side and cropped back to its size
+    Each image is padded with `padding` zeros on every side (``fit`` augments the
+    standardised network input, where 0 is the mean colour; torchvision pads the raw
+    pixels with black) and cropped back to its size
     at an offset drawn uniformly from 0..2 * padding in each direction; with `flip`, half
     the images (each with probability 1/2) are mirrored left to right.
 
@@ -39,6 +41,7 @@ def random_crop_flip(images, padding=4, flip=True, rng=None):
         raise ValueError(f"{func}: expected images of shape (N, C, H, W), got shape "
                          f"{images.shape}")
     padding = as_count(padding, "padding", func, minimum=0)
+    flip = as_bool(flip, "flip", func)
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     n, c, h, w = images.shape
     padded = np.zeros((n, c, h + 2 * padding, w + 2 * padding), dtype=images.dtype)

@@ -62,12 +62,13 @@ FASHION_MNIST_FILES = {
 #: bytes: no pickle), from the authors' site, with the md5 it publishes.
 CIFAR_MIRRORS = ("https://www.cs.toronto.edu/~kriz/",)
 CIFAR_ARCHIVES = {
-    # name: (archive, md5, folder inside it, training files, test files, label bytes, classes)
+    # name: (archive, md5, folder inside it, training files, test files, label bytes,
+    # classes of each label byte)
     "cifar10": ("cifar-10-binary.tar.gz", "c32a1d4ab5d03f1284b67883e8d87530",
                 "cifar-10-batches-bin", [f"data_batch_{i}.bin" for i in range(1, 6)],
-                ["test_batch.bin"], 1, 10),
+                ["test_batch.bin"], 1, (10,)),
     "cifar100": ("cifar-100-binary.tar.gz", "03b5dce01913d631647c71ecec9e9cb8",
-                 "cifar-100-binary", ["train.bin"], ["test.bin"], 2, 100),
+                 "cifar-100-binary", ["train.bin"], ["test.bin"], 2, (20, 100)),
 }
 CIFAR_PIXELS = 3 * 32 * 32
 
@@ -415,9 +416,10 @@ def _load_cifar(name, root, train, download, mirrors, timeout):
             raise ValueError(f"{where}: {len(data)} bytes is not a whole number of "
                              f"{record}-byte records (truncated?)")
         rows = np.frombuffer(data, dtype=np.uint8).reshape(-1, record)
-        if rows.size and rows[:, label_bytes - 1].max() >= classes:
-            raise ValueError(f"{where}: labels must be below {classes}, found "
-                             f"{rows[:, label_bytes - 1].max()}")
+        for column, count in enumerate(classes):
+            if rows.size and rows[:, column].max() >= count:
+                raise ValueError(f"{where}: labels must be below {count}, found "
+                                 f"{rows[:, column].max()}")
         labels.append(rows[:, :label_bytes])
         images.append(rows[:, label_bytes:].reshape(-1, 3, 32, 32))
     labels = np.concatenate(labels)

@@ -11,7 +11,7 @@ fills ``grads()``), ``params()``, ``train()`` / ``eval()``, ``state_dict()`` /
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .layers import (AvgPool2D, BatchNorm1D, BatchNorm2D, Conv2D, Dropout, Flatten,
                      GlobalAvgPool2D, Identity, Layer, Linear, MaxPool2D, ReLU, Residual,
-                     Sequential, Tanh)
+                     Sequential, Tanh, ZeroPadShortcut)
 from .losses import accuracy, softmax, softmax_cross_entropy
 from .models import LeNet5, MobileNetV2, ResNet, from_config
 from .optim import (SGD, Adam, CosineAnnealingLR, LinearLR, Optimizer, SequentialLR, StepLR,
@@ -21,7 +21,7 @@ from .training import confusion_matrix, evaluate, fit
 __all__ = [
     "Layer", "Conv2D", "MaxPool2D", "AvgPool2D", "ReLU", "Tanh", "Flatten", "Linear",
     "BatchNorm1D", "BatchNorm2D", "Identity", "Dropout", "GlobalAvgPool2D", "Sequential",
-    "Residual", "LeNet5", "ResNet", "MobileNetV2", "from_config",
+    "Residual", "ZeroPadShortcut", "LeNet5", "ResNet", "MobileNetV2", "from_config",
     "softmax", "softmax_cross_entropy", "accuracy",
     "Optimizer", "SGD", "Adam", "make_optimizer",
     "StepLR", "CosineAnnealingLR", "LinearLR", "SequentialLR",

@@ -925,7 +925,8 @@ class ZeroPadShortcut(Layer):
         self._x_shape = None
 
     def forward(self, x):
-        self.output_shape(np.shape(x))
+        x = np.asarray(x)
+        self.output_shape(x.shape)
         s, c0 = self.stride, self.before
         sub = x[:, :, ::s, ::s]
         y = np.zeros((x.shape[0], self.out_channels) + sub.shape[2:], dtype=x.dtype)
@@ -935,6 +936,11 @@ class ZeroPadShortcut(Layer):
 
     def backward(self, grad_out, input_grad=True):
         shape = self._saved(self._x_shape)
+        grad_out = np.asarray(grad_out)
+        expected = self.output_shape(shape)
+        if grad_out.shape != expected:
+            raise ValueError(f"{self.signature()}: expected grad_out of shape {expected} "
+                             f"(the output of the last forward), got shape {grad_out.shape}")
         s, c0 = self.stride, self.before
         grad_x = np.zeros(shape, dtype=grad_out.dtype)
         grad_x[:, :, ::s, ::s] = grad_out[:, c0:c0 + self.in_channels]

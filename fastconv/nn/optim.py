@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from .. import _ext
-from .._checks import as_count, as_real_number
+from .._checks import as_bool, as_count, as_real_number
 
 __all__ = ["Optimizer", "SGD", "Adam", "make_optimizer", "StepLR", "CosineAnnealingLR",
            "LinearLR", "SequentialLR"]
@@ -48,7 +48,8 @@ class Optimizer:
         # Biases and normalisation scales and shifts are the one-dimensional parameters:
         # decaying them towards zero only constrains the model (the usual ResNet recipe
         # leaves them alone, as PyTorch users do with a second parameter group).
-        self.decay_biases_and_norms = bool(decay_biases_and_norms)
+        self.decay_biases_and_norms = as_bool(decay_biases_and_norms,
+                                              "decay_biases_and_norms", type(self).__name__)
         self.steps = 0
         self.buffers = {b: {} for b in self.buffer_names}
         self._scratch_store = {}      # (slot, dtype) -> flat array, never handed out

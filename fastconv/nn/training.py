@@ -195,6 +195,10 @@ def fit(model, x, y, *, epochs=5, batch_size=64, optimizer=None, lr=None,
     if resume is not None:
         state = load_checkpoint(resume)
         model.load_state_dict(state["model"])
+        # The schedule starts from the rate the optimizer was configured with, not from
+        # the scheduled rate the checkpoint holds.
+        if schedule is not None and not hasattr(optimizer, "initial_lr"):
+            optimizer.initial_lr = optimizer.lr
         if state["optimizer"]:
             optimizer.load_state_dict(state["optimizer"])
         if state["rng_state"]:
