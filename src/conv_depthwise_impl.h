@@ -53,30 +53,42 @@ static int FN(dw_taps_of)(FN(fc_dw_taps) *tp, const fc_conv_problem *pb, const f
     return 1;
 }
 
-/* The phase planes (fc_dw_geom) of one padded channel plane x (H, W): only the values
- * that come from x are written; the padding is the buffer's zeros. */
-static void FN(dw_fill_phases)(REAL *restrict xph, const REAL *restrict x,
-                               const fc_conv_problem *pb, const fc_dw_geom *g)
+/* Copies between a channel plane (H, W) and the phase planes (fc_dw_geom) of the padded
+ * plane, only the values that come from the plane (the padding is the buffer's zeros):
+ * into the phases when into_phases, else out of them. The plane is only read when
+ * into_phases (dw_fill_phases passes its const input through here). */
+static void FN(dw_move_phases)(REAL *restrict plane, REAL *restrict phases,
+                               const fc_conv_problem *pb, const fc_dw_geom *g, int into_phases)
 {
+    const int64_t sw = pb->stride_w;
     for (int64_t a = 0; a < pb->stride_h; a++) {
         int64_t u0, u1;
         fc_valid_range(g->Hph, pb->H, pb->stride_h, a - pb->pad_top, &u0, &u1);
-        for (int64_t b = 0; b < pb->stride_w; b++) {
+        for (int64_t b = 0; b < sw; b++) {
             int64_t v0, v1;
-            fc_valid_range(g->Wph, pb->W, pb->stride_w, b - pb->pad_left, &v0, &v1);
+            fc_valid_range(g->Wph, pb->W, sw, b - pb->pad_left, &v0, &v1);
             if (v0 >= v1) {
                 continue;
             }
-            REAL *dst = xph + (a * pb->stride_w + b) * g->plane;
             for (int64_t u = u0; u < u1; u++) {
-                const REAL *src = x + (u * pb->stride_h + a - pb->pad_top) * pb->W
-                                  + v0 * pb->stride_w + b - pb->pad_left;
-                REAL *row = dst + u * g->Wph;
-                if (pb->stride_w == 1) {
-                    FN(dw_copy)(row + v0, src, v1 - v0);
+                /* the run of the plane row (stride sw) and of the phase row (contiguous) */
+                REAL *run = plane + (u * pb->stride_h + a - pb->pad_top) * pb->W
+                            + v0 * sw + b - pb->pad_left;
+                REAL *row = phases + (a * sw + b) * g->plane + u * g->Wph + v0;
+                const int64_t n = v1 - v0;
+                if (sw == 1) {
+                    if (into_phases) {
+                        FN(dw_copy)(row, run, n);
+                    } else {
+                        FN(dw_copy)(run, row, n);
+                    }
+                } else if (into_phases) {
+                    for (int64_t v = 0; v < n; v++) {
+                        row[v] = run[v * sw];
+                    }
                 } else {
-                    for (int64_t v = v0; v < v1; v++) {
-                        row[v] = src[(v - v0) * pb->stride_w];
+                    for (int64_t v = 0; v < n; v++) {
+                        run[v * sw] = row[v];
                     }
                 }
             }
@@ -84,35 +96,19 @@ static void FN(dw_fill_phases)(REAL *restrict xph, const REAL *restrict x,
     }
 }
 
+/* The phase planes of one channel plane x (H, W). */
+static void FN(dw_fill_phases)(REAL *xph, const REAL *x, const fc_conv_problem *pb,
+                               const fc_dw_geom *g)
+{
+    FN(dw_move_phases)((REAL *)x, xph, pb, g, 1);
+}
+
 /* The inverse of dw_fill_phases: dx (H, W) from the phase planes of the padded dx, the
  * padding left out. */
-static void FN(dw_unfill_phases)(REAL *restrict dx, const REAL *restrict dxph,
-                                 const fc_conv_problem *pb, const fc_dw_geom *g)
+static void FN(dw_unfill_phases)(REAL *dx, const REAL *dxph, const fc_conv_problem *pb,
+                                 const fc_dw_geom *g)
 {
-    for (int64_t a = 0; a < pb->stride_h; a++) {
-        int64_t u0, u1;
-        fc_valid_range(g->Hph, pb->H, pb->stride_h, a - pb->pad_top, &u0, &u1);
-        for (int64_t b = 0; b < pb->stride_w; b++) {
-            int64_t v0, v1;
-            fc_valid_range(g->Wph, pb->W, pb->stride_w, b - pb->pad_left, &v0, &v1);
-            if (v0 >= v1) {
-                continue;
-            }
-            const REAL *src = dxph + (a * pb->stride_w + b) * g->plane;
-            for (int64_t u = u0; u < u1; u++) {
-                REAL *dst = dx + (u * pb->stride_h + a - pb->pad_top) * pb->W
-                            + v0 * pb->stride_w + b - pb->pad_left;
-                const REAL *row = src + u * g->Wph;
-                if (pb->stride_w == 1) {
-                    FN(dw_copy)(dst, row + v0, v1 - v0);
-                } else {
-                    for (int64_t v = v0; v < v1; v++) {
-                        dst[(v - v0) * pb->stride_w] = row[v];
-                    }
-                }
-            }
-        }
-    }
+    FN(dw_move_phases)(dx, (REAL *)dxph, pb, g, 0);
 }
 
 /* dy (P, Q) laid out wide (row pitch Wph) at dyw; the non-pixels keep their zeros. */
