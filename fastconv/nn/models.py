@@ -94,10 +94,10 @@ class ImageClassifier(Sequential):
         result_dtype(func, images=images)                 # real values only
         if self.is_prepared(images):
             return np.asarray(images, dtype=self.dtype)
-        x = self._scaled_and_padded(images, func)
-        mean = self._buffers["input_mean"].astype(np.float32)[:, None, None]
-        std = self._buffers["input_std"].astype(np.float32)[:, None, None]
-        return ((x - mean) / std).astype(self.dtype, copy=False)
+        x = self._scaled_and_padded(images, func)       # a new array: standardised in place
+        x -= self._buffers["input_mean"].astype(np.float32)[:, None, None]
+        x /= self._buffers["input_std"].astype(np.float32)[:, None, None]
+        return x.astype(self.dtype, copy=False)
 
     def logits(self, images, batch_size=500):
         """Class scores (N, classes) for raw or prepared images, in eval mode, in batches."""
