@@ -191,30 +191,45 @@ static fc_status FN(pair)(im2col_pass pass, REAL *out, const REAL *a, const REAL
     }
 }
 
-/* One pass over every (n, g) pair, shared out among pl->team threads, each with its own
- * column buffer. out: y, dx or dw; in the weight gradient thread t > 0 sums into its own
- * copy of dw in partials, (t - 1) * K * crs elements in. */
+/* The calling thread's share of the (n, g) pairs (all of them outside a parallel region),
+ * with its own column buffer; nonzero when its buffer could not be allocated. out: y, dx
+ * or dw; in the weight gradient thread t > 0 sums into its own copy of dw in partials,
+ * (t - 1) * K * crs elements in. */
+static int FN(run_share)(im2col_pass pass, REAL *out, REAL *partials, const REAL *a,
+                         const REAL *b, const REAL *bias, const im2col_plan *pl,
+                         const fc_conv_problem *pb)
+{
+    int failed = 0;
+    const int t = fc_thread_num();
+    REAL *my_out = pass == IM2COL_BACKWARD_WEIGHT && t > 0
+                       ? partials + (t - 1) * pb->K * pl->crs
+                       : out;
+    REAL *col = FN(column_buffer)(pl, pb, &failed);
+#pragma omp for schedule(static)
+    for (int64_t ng = 0; ng < pl->pairs; ng++) {
+        if (failed) {
+            continue;
+        }
+        failed = FN(pair)(pass, my_out, a, b, bias, col, ng, pl, pb) != FC_OK;
+    }
+    free(col);
+    return failed;
+}
+
+/* One pass over every (n, g) pair, shared out among pl->team threads. A team of one runs
+ * outside any parallel region: the GEMMs then use the threads themselves, and a parallel
+ * region inside another (even one of one thread) is a nested team, whose threads OpenMP
+ * runtimes start afresh on every call. */
 static fc_status FN(run_pairs)(im2col_pass pass, REAL *out, REAL *partials, const REAL *a,
                                const REAL *b, const REAL *bias, const im2col_plan *pl,
                                const fc_conv_problem *pb)
 {
     int failed = 0;
-
+    if (pl->team == 1) {
+        failed = FN(run_share)(pass, out, partials, a, b, bias, pl, pb);
+    } else {
 #pragma omp parallel num_threads(pl->team) reduction(|| : failed)
-    {
-        const int t = fc_thread_num();
-        REAL *my_out = pass == IM2COL_BACKWARD_WEIGHT && t > 0
-                           ? partials + (t - 1) * pb->K * pl->crs
-                           : out;
-        REAL *col = FN(column_buffer)(pl, pb, &failed);
-#pragma omp for schedule(static)
-        for (int64_t ng = 0; ng < pl->pairs; ng++) {
-            if (failed) {
-                continue;
-            }
-            failed = FN(pair)(pass, my_out, a, b, bias, col, ng, pl, pb) != FC_OK;
-        }
-        free(col);
+        failed = FN(run_share)(pass, out, partials, a, b, bias, pl, pb);
     }
     return failed ? FC_ERR_NOMEM : FC_OK;
 }

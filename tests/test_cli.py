@@ -300,7 +300,7 @@ def test_convert_a_pytorch_resnet_then_evaluate_it(tmp_path, capsys, quiet, mnis
     """A bare state dict and one under 'state_dict' both convert; the checkpoint holds
     PyTorch's weights, and mistakes are one-line errors naming the option."""
     torch = pytest.importorskip("torch")
-    from test_models import TorchResNet
+    from fastconv.nn.torch_models import TorchResNet
     torch.manual_seed(0)
     theirs = TorchResNet(20, "A", in_channels=1)
     torch.save(theirs.state_dict(), tmp_path / "bare.pt")

@@ -10,6 +10,7 @@ try:
     import torch
     from torch import nn
     F = torch.nn.functional
+    from fastconv.nn.torch_models import TorchMobileNetV2, TorchResNet
 except ImportError:                       # the PyTorch comparisons skip; the rest runs
     torch = None
 needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch is the oracle here")
@@ -18,97 +19,6 @@ needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch is the oracle he
 def rel_to_largest(actual, expected):
     """max |actual - expected| / max |expected|."""
     return float(np.max(np.abs(actual - expected)) / np.max(np.abs(expected)))
-
-
-# -- the usual PyTorch definition (CIFAR ResNet, option A or B shortcuts) ------------------
-if torch is not None:
-    class TorchBlock(nn.Module):
-        def __init__(self, planes_in, planes, stride, option):
-            super().__init__()
-            self.conv1 = nn.Conv2d(planes_in, planes, 3, stride, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(planes)
-            self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(planes)
-            self.option, self.pad = option, planes // 4
-            self.shortcut = nn.Sequential()
-            if (stride != 1 or planes_in != planes) and option == "B":
-                self.shortcut = nn.Sequential(nn.Conv2d(planes_in, planes, 1, stride, bias=False),
-                                              nn.BatchNorm2d(planes))
-            self.subsample = (stride != 1 or planes_in != planes) and option == "A"
-
-        def forward(self, x):
-            out = F.relu(self.bn1(self.conv1(x)))
-            out = self.bn2(self.conv2(out))
-            if self.subsample:
-                side = F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad))
-            else:
-                side = self.shortcut(x)
-            return F.relu(out + side)
-
-    class TorchResNet(nn.Module):
-        def __init__(self, depth, option, num_classes=10, in_channels=3):
-            super().__init__()
-            n = (depth - 2) // 6
-            self.conv1 = nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(16)
-            planes_in, stages = 16, []
-            for planes, stride in ((16, 1), (32, 2), (64, 2)):
-                blocks = []
-                for i in range(n):
-                    blocks.append(TorchBlock(planes_in, planes, stride if i == 0 else 1, option))
-                    planes_in = planes
-                stages.append(nn.Sequential(*blocks))
-            self.layer1, self.layer2, self.layer3 = stages
-            self.linear = nn.Linear(64, num_classes)
-
-        def forward(self, x):
-            out = F.relu(self.bn1(self.conv1(x)))
-            out = self.layer3(self.layer2(self.layer1(out)))
-            return self.linear(F.adaptive_avg_pool2d(out, 1).flatten(1))
-
-
-    class TorchInvertedResidual(nn.Module):
-        def __init__(self, cin, cout, expansion, stride):
-            super().__init__()
-            planes = expansion * cin
-            self.stride = stride
-            self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(planes)
-            self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, groups=planes, bias=False)
-            self.bn2 = nn.BatchNorm2d(planes)
-            self.conv3 = nn.Conv2d(planes, cout, 1, bias=False)
-            self.bn3 = nn.BatchNorm2d(cout)
-            self.shortcut = nn.Sequential()
-            if stride == 1 and cin != cout:
-                self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False),
-                                              nn.BatchNorm2d(cout))
-
-        def forward(self, x):
-            out = F.relu(self.bn1(self.conv1(x)))
-            out = F.relu(self.bn2(self.conv2(out)))
-            out = self.bn3(self.conv3(out))
-            return out + self.shortcut(x) if self.stride == 1 else out
-
-    class TorchMobileNetV2(nn.Module):
-        def __init__(self, num_classes=10):
-            super().__init__()
-            self.conv1 = nn.Conv2d(3, 32, 3, 1, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(32)
-            blocks, cin = [], 32
-            for expansion, cout, repeats, stride in MobileNetV2.BLOCKS:
-                for i in range(repeats):
-                    blocks.append(TorchInvertedResidual(cin, cout, expansion,
-                                                        stride if i == 0 else 1))
-                    cin = cout
-            self.layers = nn.Sequential(*blocks)
-            self.conv2 = nn.Conv2d(320, 1280, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(1280)
-            self.linear = nn.Linear(1280, num_classes)
-
-        def forward(self, x):
-            out = F.relu(self.bn1(self.conv1(x)))
-            out = F.relu(self.bn2(self.conv2(self.layers(out))))
-            return self.linear(F.adaptive_avg_pool2d(out, 1).flatten(1))
 
 
 def randomise_batch_norms(module):

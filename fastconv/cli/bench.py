@@ -12,11 +12,13 @@ table in README.md between the markers ``<!-- bench:start -->`` and ``<!-- bench
 """
 import contextlib
 import datetime
+import io
 import json
 import os
 import platform
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -41,6 +43,103 @@ CONV_SHAPES = {
     "8x256x14x14 -> 256 @3x3 p1": (8, 256, 14, 14, 256, 3, 1, 1),
 }
 POOL_SHAPES = [(64, 6, 28, 28), (64, 16, 10, 10), (8, 64, 112, 112)]
+
+
+# The networks beyond LeNet-5 in the bench: name -> (training batch, fastconv's class and
+# arguments, PyTorch's twin class name in fastconv.nn.torch_models).
+NETWORKS = {"ResNet-20": (128, "ResNet", dict(depth=20), "TorchResNet"),
+            "MobileNetV2": (64, "MobileNetV2", {}, "TorchMobileNetV2")}
+INFERENCE_BATCHES = (1, 256)
+
+
+def network_twins(name, torch, seed=0):
+    """fastconv's network `name` and PyTorch's with the same weights (None without PyTorch)."""
+    from fastconv import nn as fnn
+    _, cls, kwargs, torch_cls = NETWORKS[name]
+    ours = getattr(fnn, cls)(seed=seed, **kwargs)
+    if torch is None:
+        return ours, None
+    from fastconv.nn import torch_models
+    torch.manual_seed(seed)
+    theirs = getattr(torch_models, torch_cls)(**kwargs)
+    ours.load_torch_state_dict(theirs.state_dict())
+    return ours, theirs
+
+
+def training_steps(name, torch, seed=0):
+    """(fastconv's step, PyTorch's or None) on network `name` with its training batch of
+    random 32x32x3 images: forward, cross-entropy, backward, SGD (momentum 0.9, weight
+    decay 5e-4), each as its trainer runs it."""
+    from fastconv.nn import SGD, softmax_cross_entropy
+    batch = NETWORKS[name][0]
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
+    y = rng.integers(0, 10, batch)
+    ours, theirs = network_twins(name, torch, seed)
+    ours.reuse_buffers().train()                  # as fastconv.nn.fit trains
+    opt = SGD(ours, lr=0.1, momentum=0.9, weight_decay=5e-4)
+
+    def step():
+        _, grad = softmax_cross_entropy(ours.forward(x), y)
+        ours.backward(grad, input_grad=False)
+        opt.step()
+    if theirs is None:
+        return step, None
+    theirs.train()
+    topt = torch.optim.SGD(theirs.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+
+    def torch_step():
+        topt.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(theirs(xt), yt).backward()
+        topt.step()
+    return step, torch_step
+
+
+def inference_calls(name, batch, torch, threads, seed=0):
+    """(fastconv, PyTorch, ONNX Runtime) eval-mode forward passes of network `name` on a
+    batch of random images: fastconv after fuse(), PyTorch under inference_mode, ONNX
+    Runtime (when installed) on the PyTorch network exported to ONNX, on `threads`
+    intra-op threads. A missing contender is None."""
+    x = np.random.default_rng(seed).standard_normal((batch, 3, 32, 32)).astype(np.float32)
+    ours, theirs = network_twins(name, torch, seed)
+    ours = ours.fuse()
+
+    def call():
+        ours.forward(x)
+    if theirs is None:
+        return call, None, None
+    theirs.eval()
+    xt = torch.from_numpy(x)
+
+    def torch_call():
+        with torch.inference_mode():
+            theirs(xt)
+    return call, torch_call, onnx_runtime_call(theirs, x, threads, torch)
+
+
+def onnx_runtime_call(module, x, threads, torch):
+    """A call running PyTorch `module` exported to ONNX on input `x` in ONNX Runtime with
+    `threads` intra-op threads, or None when onnxruntime or onnx is not installed."""
+    try:
+        import onnx  # noqa: F401  (the exporter needs it)
+        import onnxruntime
+    except ImportError:
+        return None
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, torch.from_numpy(x), buffer, dynamo=False,
+                          input_names=["x"], output_names=["logits"])
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = onnxruntime.InferenceSession(buffer.getvalue(), options,
+                                           providers=["CPUExecutionProvider"])
+
+    def ort_call():
+        session.run(None, {"x": x})
+    return ort_call
 
 
 def other_times(times, chosen):
@@ -134,11 +233,11 @@ class Runner:
         self.rows = []
         self.ceiling = None
 
-    def versus(self, fastconv_fn, torch_fn):
+    def versus(self, fastconv_fn, torch_fn, turns=8):
         """(fastconv's time, PyTorch's or None): medians, the two timed in turn."""
-        if self.torch is None:
+        if torch_fn is None:
             return median_time(fastconv_fn, self.budget), None
-        return tuple(median_times([fastconv_fn, torch_fn], self.budget))
+        return tuple(median_times([fastconv_fn, torch_fn], self.budget, turns))
 
     def add(self, group, case, fastconv_s, torch_s=None, naive_s=None, work=None, unit="GFLOP/s",
             note=""):
@@ -326,6 +425,26 @@ class Runner:
         self.add("LeNet-5", "training step, batch 64", t_fc, t_t,
                  note=f"{64 / t_fc:,.0f} images/s" + (f" vs {64 / t_t:,.0f}" if t_t else ""))
 
+    # -- ResNet-20 and MobileNetV2: a training step, and inference after fuse() at batch 1
+    # (latency) and 256 (throughput) against PyTorch and ONNX Runtime
+    def networks(self):
+        for name in NETWORKS:
+            batch = NETWORKS[name][0]
+            t_fc, t_t = self.versus(*training_steps(name, self.torch), turns=4)
+            self.add("network", f"{name} training step, batch {batch}", t_fc, t_t,
+                     note=f"{batch / t_fc:,.0f} images/s"
+                     + (f" vs {batch / t_t:,.0f}" if t_t else ""))
+            for batch in INFERENCE_BATCHES:
+                call, torch_call, ort_call = inference_calls(name, batch, self.torch,
+                                                             self.threads)
+                t_fc, t_t, *t_ort = median_times([f for f in (call, torch_call, ort_call) if f],
+                                                 self.budget, turns=4)
+                note = f"fused; {batch / t_fc:,.0f} images/s"
+                if t_ort:
+                    note += (f"; ONNX Runtime {t_ort[0] * 1e3:.3f} ms, fastconv "
+                             f"{t_ort[0] / t_fc:.2f}x")
+                self.add("network", f"{name} inference, batch {batch}", t_fc, t_t, note=note)
+
     # -- edge filter: Sobel along one axis on a 1024x1024 float32 image
     def sobel(self):
         img = np.random.default_rng(0).random((1024, 1024)).astype(np.float32)
@@ -462,6 +581,7 @@ def run(args):
     runner.thread_scaling([name for name in CONV_SHAPES if CONV_SHAPES[name][1] >= 64])
     runner.pooling()
     runner.lenet()
+    runner.networks()
     runner.sobel()
     meta = dict(date=datetime.date.today().isoformat(), cpu=cpu_model(), threads=args.threads,
                 version=fastconv.__version__, simd=fastconv.get_simd(), numpy=np.__version__,
