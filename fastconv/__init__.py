@@ -28,6 +28,7 @@ except ImportError as exc:  # pragma: no cover - only when the C extension is no
 
 from . import config as _config
 from .config import get_num_threads, get_simd, set_num_threads, set_simd, show_config
+from .autotune import get_autotune, set_autotune
 from .conv import conv2d, conv2d_backward
 from .plan import ConvPlan, conv_plan
 from .linalg import matmul
@@ -47,6 +48,7 @@ __all__ = [
     "conv_output_size", "conv_params", "dense_params", "compare_conv_dense",
     "filters", "data", "nn",
     "show_config", "set_num_threads", "get_num_threads", "set_simd", "get_simd",
+    "set_autotune", "get_autotune",
     "max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
     "adaptive_avg_pool2d", "adaptive_avg_pool2d_backward",
     "global_avg_pool2d", "global_avg_pool2d_backward",

@@ -10,7 +10,7 @@ import numpy as np
 
 from .sizing import output_length
 
-ALGORITHMS = ("auto", "direct", "im2col", "winograd", "depthwise")
+ALGORITHMS = ("auto", "autotune", "direct", "im2col", "winograd", "depthwise")
 
 # Largest stride, padding, dilation or group count accepted. No image is that large, and
 # the bound keeps every product of the kernels' int64 index math far from overflow (a

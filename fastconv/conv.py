@@ -94,8 +94,11 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     groups : int
         Split channels and filters into groups convolved separately (groups = C is a
         depthwise convolution).
-    algorithm : {"auto", "direct", "im2col", "winograd", "depthwise"}
-        Kernel to run; "auto" picks per shape (:func:`fastconv.conv_plan` shows which).
+    algorithm : {"auto", "autotune", "direct", "im2col", "winograd", "depthwise"}
+        Kernel to run; "auto" picks per shape (:func:`fastconv.conv_plan` shows which);
+        "autotune" runs what was measured fastest for the problem on this machine, timed
+        on its first call (:mod:`fastconv.autotune`; ``fastconv.set_autotune(True)`` makes
+        "auto" do it).
         "winograd" (F(4x4, 3x3)) needs 3x3 filters, stride 1, dilation 1 and groups 1; it
         rounds a little more in float32 (max error / max |y| up to ~1e-5 against float64,
         vs ~1e-6 for direct). "depthwise" needs groups == C and K a multiple of C (a

@@ -25,7 +25,9 @@ weight gradient (``conv2d_backward``). Three algorithms compute them:
   filters each), where their tiles and GEMMs hold almost no work.
 
 ``algorithm="auto"`` picks per pass by the rules below (:func:`auto_algorithm`,
-:func:`auto_weight_algorithm`); an explicit algorithm runs every pass, except that
+:func:`auto_weight_algorithm`); ``"autotune"`` (and ``"auto"`` after
+``fastconv.set_autotune(True)``) times the algorithms that can run each pass and keeps the
+fastest (:mod:`fastconv.autotune`); an explicit algorithm runs every pass, except that
 ``"winograd"`` computes the weight gradient as ``auto`` would without Winograd (direct or
 im2col). :func:`conv_plan` states the choice for a problem; ``conv2d`` and
 ``conv2d_backward`` run what it states. docs/PERFORMANCE.md holds the measurements behind
@@ -37,7 +39,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import _ext
+from . import _ext, autotune
 from ._checks import ALGORITHMS, ConvGeometry, as_int_tuple, as_kernel_input, conv_geometry
 from .config import get_num_threads
 
@@ -225,7 +227,43 @@ def plan_for(geom, dtype, algorithm, func):
         raise ValueError(f"{func}: algorithm='depthwise' needs groups equal to the input "
                          f"channels and a filter count that is a multiple of them, got "
                          f"{geom.C} channels, groups {geom.groups}, {geom.K} filters")
+    if algorithm == "autotune" or (algorithm == "auto" and autotune.get_autotune()):
+        return _tuned_plan(geom, dtype)
     return _plan(geom, dtype, algorithm)
+
+
+def _tuned_plan(geom, dtype):
+    """The plan of the algorithms measured fastest for each pass of this problem at the
+    current thread count and SIMD level (:mod:`fastconv.autotune`), measured on its first
+    call. An empty problem has nothing to time: auto's plan."""
+    if 0 in geom.input_shape + geom.weight_shape + geom.output_shape:
+        return _plan(geom, dtype, "auto")
+    key = (geom, dtype.name, get_num_threads(), _ext.simd_name())
+    return autotune.remembered(key, lambda: ConvPlan(
+        *autotune.fastest_passes(geom, dtype, tuning_candidates(geom, dtype)), geom,
+        dtype.name))
+
+
+def tuning_candidates(geom, dtype):
+    """{pass: the algorithms autotuning times for it}: direct always; im2col where its
+    workspace bound allows; Winograd F(4x4, 3x3) (forward, input gradient) where it applies
+    and its transformed filter bank fits WINOGRAD_MAX_FILTER_BANK_BYTES, F(2x2, 3x3) (weight
+    gradient) where its sums fit ``_ext.WINOGRAD_MAX_SUMS_BYTES``; depthwise where it
+    applies and its workspace fits (:func:`depthwise_pays`' limits)."""
+    general = ["direct"] + (["im2col"] if _runnable("im2col", geom, dtype) == "im2col" else [])
+    if depthwise_supports(geom) and (_ext.depthwise_workspace_bytes(geom, dtype.itemsize)
+                                     <= _ext.DEPTHWISE_MAX_WORKSPACE_BYTES):
+        general.append("depthwise")
+    bank_bytes = (WINOGRAD_FILTER_BANK_VALUES * geom.C * geom.K
+                  * WINOGRAD_FILTER_BANK_ITEM_BYTES)
+    sums_bytes = (WINOGRAD_WEIGHT_SUMS_PER_PAIR * geom.C * geom.K
+                  * WINOGRAD_WEIGHT_SUM_ITEM_BYTES)
+    supported = winograd_supports(geom)
+    winograd = ["winograd"] if supported and bank_bytes <= WINOGRAD_MAX_FILTER_BANK_BYTES else []
+    winograd_weight = (["winograd"] if supported and sums_bytes <= _ext.WINOGRAD_MAX_SUMS_BYTES
+                       else [])
+    return {"forward": general + winograd, "backward_data": general + winograd,
+            "backward_weight": general + winograd_weight}
 
 
 @functools.lru_cache(maxsize=256)
@@ -306,13 +344,13 @@ def plan_for_values(plan, algorithm, x, weight, bias=None, grad_out=None, input_
     with terms the products each output sums (forward: x and weight, C/groups x R x S;
     input gradient: grad_out and weight, K/groups x R x S; weight gradient: grad_out and x,
     N x P x Q). Then every intermediate of every algorithm is finite, so all give finite
-    outputs; elsewhere auto runs direct. An explicit algorithm always runs as asked. The
-    check is a scan of each input (``_ext.max_abs``), only for passes auto planned other
-    than direct or depthwise (EXACT_ALGORITHMS: they sum each output's products one by
-    one too). grad_out None means a forward call (x, weight, bias); else a backward call
+    outputs; elsewhere auto (and autotune) runs direct. An explicit algorithm always runs
+    as asked. The check is a scan of each input (``_ext.max_abs``), only for passes
+    planned other than direct or depthwise (EXACT_ALGORITHMS: they sum each output's
+    products one by one too). grad_out None means a forward call (x, weight, bias); else a backward call
     (input_grad False: no input gradient).
     """
-    if algorithm != "auto":
+    if algorithm not in ("auto", "autotune"):
         return plan
     g = plan.geometry
     taps = g.R * g.S

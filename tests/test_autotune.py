@@ -1,0 +1,161 @@
+"""Autotuning (fastconv.autotune): each pass runs the algorithm timed fastest for the
+problem, chosen once per problem, thread count and SIMD level; results equal the exact
+reference; the switch, its environment variable and concurrent first calls."""
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv import autotune, reference
+from fastconv.plan import PASSES, plan_for_values, tuning_candidates
+from fastconv._checks import conv_geometry
+from conftest import needs_openmp, rel_err, subprocess_env, thread_count
+
+
+@pytest.fixture(autouse=True)
+def fresh_choices():
+    """Every test starts with nothing tuned and autotuning off, and leaves it so."""
+    autotune.clear_autotune()
+    before = fastconv.get_autotune()
+    fastconv.set_autotune(False)
+    yield
+    fastconv.set_autotune(before)
+    autotune.clear_autotune()
+
+
+@pytest.fixture
+def timed(monkeypatch):
+    """The candidate lists autotune.fastest was asked to time, in call order."""
+    calls = []
+    fastest = autotune.fastest
+
+    def counting(candidates, run):
+        calls.append(list(candidates))
+        return fastest(candidates, run)
+    monkeypatch.setattr(autotune, "fastest", counting)
+    return calls
+
+
+def geometry(x_shape, w_shape, **kwargs):
+    return conv_geometry(x_shape, w_shape, kwargs.get("stride", 1), kwargs.get("padding", 0),
+                         kwargs.get("dilation", 1), kwargs.get("groups", 1), "test")
+
+
+CASES = [  # x shape, weight shape, conv arguments
+    ((2, 32, 12, 12), (32, 32, 3, 3), dict(padding=1)),                 # Winograd applies
+    ((2, 8, 11, 11), (8, 1, 3, 3), dict(stride=2, padding=1, groups=8)),  # depthwise
+    ((3, 6, 9, 10), (4, 3, 2, 3), dict(dilation=2, groups=2)),          # grouped, dilated
+]
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", CASES)
+@pytest.mark.parametrize("dtype, tolerance", [(np.float64, 1e-12), (np.float32, 2e-5)])
+def test_autotuned_passes_equal_the_reference(x_shape, w_shape, kwargs, dtype, tolerance):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype)
+    y = fastconv.conv2d(x, w, b, algorithm="autotune", **kwargs)
+    assert rel_err(y, reference.conv2d(x, w, b, **kwargs)) < tolerance
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    got = fastconv.conv2d_backward(dy, x, w, algorithm="autotune", **kwargs)
+    want = reference.conv2d_backward(dy, x, w, **kwargs)
+    assert all(rel_err(g, e) < tolerance for g, e in zip(got, want))
+
+
+def test_candidates_are_the_algorithms_that_can_run_each_pass():
+    winograd = tuning_candidates(geometry((2, 32, 12, 12), (32, 32, 3, 3), padding=1),
+                                 np.dtype(np.float32))
+    assert winograd == {name: ["direct", "im2col", "winograd"] for name in PASSES}
+    depthwise = tuning_candidates(geometry((2, 8, 11, 11), (8, 1, 3, 3), stride=2, groups=8),
+                                  np.dtype(np.float32))
+    assert depthwise == {name: ["direct", "im2col", "depthwise"] for name in PASSES}
+
+
+def test_a_problem_is_timed_once_then_its_choice_is_kept(timed):
+    """The first call times the candidates of its three passes; later calls, forward or
+    backward, reuse the choice; the plan conv_plan shows is the one the calls run."""
+    x = np.ones((2, 32, 12, 12), np.float32)
+    w = np.ones((32, 32, 3, 3), np.float32)
+    fastconv.conv2d(x, w, padding=1, algorithm="autotune")
+    assert timed == [["direct", "im2col", "winograd"]] * 3
+    fastconv.conv2d(x, w, padding=1, algorithm="autotune")
+    fastconv.conv2d_backward(np.ones((2, 32, 12, 12), np.float32), x, w, padding=1,
+                             algorithm="autotune")
+    plan = fastconv.conv_plan(x.shape, w.shape, padding=1, algorithm="autotune")
+    assert len(timed) == 3
+    assert all(getattr(plan, name) in ("direct", "im2col", "winograd") for name in PASSES)
+
+
+@needs_openmp
+def test_each_thread_count_is_tuned_on_its_own(timed):
+    x = np.ones((2, 16, 10, 10), np.float32)
+    w = np.ones((16, 16, 3, 3), np.float32)
+    for n in (1, 2, 1):
+        with thread_count(n):
+            fastconv.conv2d(x, w, algorithm="autotune")
+    assert len(timed) == 6                  # 3 passes x 2 thread counts, the third reused
+
+
+def test_set_autotune_makes_auto_autotune(timed):
+    x_shape, w_shape = (2, 32, 12, 12), (32, 32, 3, 3)
+    assert not fastconv.get_autotune()
+    fastconv.conv_plan(x_shape, w_shape, padding=1)
+    assert timed == []
+    fastconv.set_autotune(True)
+    assert fastconv.get_autotune()
+    auto = fastconv.conv_plan(x_shape, w_shape, padding=1)
+    assert len(timed) == 3
+    assert auto == fastconv.conv_plan(x_shape, w_shape, padding=1, algorithm="autotune")
+    with pytest.raises(TypeError, match="set_autotune: enabled must be True or False, got 1"):
+        fastconv.set_autotune(1)
+
+
+def test_the_environment_variable_turns_it_on_at_import():
+    code = "import fastconv; print(fastconv.get_autotune())"
+    for value, expected in (("1", "True"), ("0", "False")):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env=subprocess_env(FASTCONV_AUTOTUNE=value), check=True)
+        assert out.stdout.strip() == expected
+
+
+def test_values_that_could_overflow_run_direct_as_under_auto(monkeypatch):
+    """A tuned plan is checked against the values as auto's is: with an inf in x, the
+    passes tuned to Winograd run direct, whose NaN and inf reach only the outputs whose
+    sums read them."""
+    monkeypatch.setattr(autotune, "fastest", lambda candidates, run: candidates[-1])
+    x = np.ones((1, 32, 8, 8), np.float32)
+    w = np.ones((32, 32, 3, 3), np.float32)
+    plan = fastconv.conv_plan(x.shape, w.shape, padding=1, algorithm="autotune")
+    assert plan.forward == "winograd"
+    x[0, 0, 0, 0] = np.inf
+    assert plan_for_values(plan, "autotune", x, w).forward == "direct"
+    y = fastconv.conv2d(x, w, padding=1, algorithm="autotune")
+    assert np.isinf(y[0, :, :2, :2]).all() and np.isfinite(y[0, :, 2:, :]).all()
+
+
+def test_empty_problems_are_not_timed(timed):
+    y = fastconv.conv2d(np.ones((0, 4, 5, 5)), np.ones((4, 4, 3, 3)), algorithm="autotune")
+    assert y.shape == (0, 4, 3, 3) and timed == []
+
+
+def test_threads_that_meet_an_untuned_problem_share_one_tuning(timed):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 32, 12, 12)).astype(np.float32)
+    w = rng.standard_normal((32, 32, 3, 3)).astype(np.float32)
+    results = [None] * 4
+    start = threading.Barrier(len(results))
+
+    def call(i):
+        start.wait()
+        results[i] = fastconv.conv2d(x, w, padding=1, algorithm="autotune")
+    workers = [threading.Thread(target=call, args=(i,)) for i in range(len(results))]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    assert len(timed) == 3
+    assert all(np.array_equal(r, results[0]) for r in results)
