@@ -142,6 +142,18 @@ def onnx_runtime_call(module, x, threads, torch):
     return ort_call
 
 
+def autotuned(fn):
+    """fn, called with autotuning on (fastconv.set_autotune), the setting restored after."""
+    def call():
+        before = fastconv.get_autotune()
+        fastconv.set_autotune(True)
+        try:
+            fn()
+        finally:
+            fastconv.set_autotune(before)
+    return call
+
+
 def other_times(times, chosen):
     """The times of the algorithms auto did not choose, for a note: "im2col 1.234 ms; ..."."""
     return "; ".join(f"{a} {t * 1e3:.3f} ms" for a, t in times.items() if a != chosen)
@@ -288,6 +300,7 @@ class Runner:
             geom = conv_geometry(x.shape, w.shape, s, p, 1, 1, "bench")
             dy = rng.standard_normal(geom.output_shape).astype(np.float32)
             plan = fastconv.conv_plan(x.shape, w.shape, s, p)
+            tuned = fastconv.conv_plan(x.shape, w.shape, s, p, algorithm="autotune")
             algo, algo_b = plan.forward, plan.backward_data
             winograd_w = plan.backward_weight == "winograd"
             torch_f = torch_b = None
@@ -328,11 +341,13 @@ class Runner:
                                  max_reps=1)
                 naive_f = t1 * N
             self.add("conv forward", name, t_f, tt_f, naive_f, work=geom.flops(),
-                     note=f"auto -> {algo}; " + other_times(fwd, algo)
+                     note=f"auto -> {algo}, autotune -> {tuned.forward}; "
+                     + other_times(fwd, algo)
                      + ("; naive: 1 image x N" if naive_f else ""))
             self.add("conv backward", name, t_b, tt_b, work=2 * geom.flops(),
                      note=f"grad_x + grad_w + grad_b; auto -> {algo_b}"
-                     + (" (grad_w winograd F(2x2))" if winograd_w else "") + "; "
+                     + (" (grad_w winograd F(2x2))" if winograd_w else "")
+                     + f", autotune -> {tuned.backward_data} (grad_w {tuned.backward_weight}); "
                      + other_times(bwd, None if winograd_w else algo_b))
 
     # -- how the large layers scale from one thread to all of them
@@ -430,20 +445,28 @@ class Runner:
     def networks(self):
         for name in NETWORKS:
             batch = NETWORKS[name][0]
-            t_fc, t_t = self.versus(*training_steps(name, self.torch), turns=4)
-            self.add("network", f"{name} training step, batch {batch}", t_fc, t_t,
-                     note=f"{batch / t_fc:,.0f} images/s"
-                     + (f" vs {batch / t_t:,.0f}" if t_t else ""))
+            step, torch_step = training_steps(name, self.torch)
+            calls = [step, autotuned(step)] + ([torch_step] if torch_step else [])
+            t_auto, t_tuned, *t_t = median_times(calls, self.budget, turns=4)
+            t_t = t_t[0] if t_t else None
+            for label, t_fc in (("", t_auto), (" (autotune)", t_tuned)):
+                self.add("network", f"{name} training step, batch {batch}{label}", t_fc, t_t,
+                         note=f"{batch / t_fc:,.0f} images/s"
+                         + (f" vs {batch / t_t:,.0f}" if t_t else ""))
             for batch in INFERENCE_BATCHES:
                 call, torch_call, ort_call = inference_calls(name, batch, self.torch,
                                                              self.threads)
-                t_fc, t_t, *t_ort = median_times([f for f in (call, torch_call, ort_call) if f],
-                                                 self.budget, turns=4)
-                note = f"fused; {batch / t_fc:,.0f} images/s"
-                if t_ort:
-                    note += (f"; ONNX Runtime {t_ort[0] * 1e3:.3f} ms, fastconv "
-                             f"{t_ort[0] / t_fc:.2f}x")
-                self.add("network", f"{name} inference, batch {batch}", t_fc, t_t, note=note)
+                calls = [call, autotuned(call)] + [f for f in (torch_call, ort_call) if f]
+                t_auto, t_tuned, *t_peers = median_times(calls, self.budget, turns=4)
+                t_t = t_peers[0] if torch_call else None
+                t_ort = t_peers[-1] if ort_call else None
+                for label, t_fc in (("", t_auto), (" (autotune)", t_tuned)):
+                    note = f"fused; {batch / t_fc:,.0f} images/s"
+                    if t_ort:
+                        note += (f"; ONNX Runtime {t_ort * 1e3:.3f} ms, fastconv "
+                                 f"{t_ort / t_fc:.2f}x")
+                    self.add("network", f"{name} inference, batch {batch}{label}", t_fc, t_t,
+                             note=note)
 
     # -- edge filter: Sobel along one axis on a 1024x1024 float32 image
     def sobel(self):
