@@ -21,7 +21,9 @@ parameter gradients into arrays it keeps from call to call (reallocated when the
 changes). The results are bitwise the same; what changes is aliasing:
 
 - an array a layer returned is overwritten by that layer's next call (forward output by
-  the next forward, input gradient by the next backward);
+  the next forward, input gradient by the next backward), a :class:`Residual`'s too (its
+  results are whole activation maps, not worth a copy inside a model); a layer still
+  takes such an array back as its next input and computes what it would without reuse;
 - ``grads()`` arrays are updated in place by every backward (as PyTorch's ``.grad``);
 - a :class:`Sequential` still returns new arrays from forward and backward (it copies
   its last layer's output and first layer's input gradient, which are small), so for a
@@ -205,16 +207,17 @@ class Layer:
         """The parameter gradient array to overwrite in place under buffer reuse, or None."""
         return self._grads[name] if self._reuse and self.training else None
 
-    def _elementwise_out(self, role, x, other=None):
+    def _elementwise_out(self, role, x, other=None, reads=()):
         """A kept array for an elementwise layer's result, only where NumPy would give the
-        same: float arrays of one dtype and shape (else None: NumPy allocates and promotes)."""
+        same: float arrays of one dtype and shape (else None: NumPy allocates and promotes).
+        `reads` as for :meth:`_out`: arrays the result must not be written into."""
         if not (self._reuse and self.training) or not isinstance(x, np.ndarray) \
                 or x.dtype not in (np.float32, np.float64):
             return None
         if other is not None and not (isinstance(other, np.ndarray) and other.dtype == x.dtype
                                       and other.shape == x.shape):
             return None
-        return self._out(role, x.shape, x.dtype)
+        return self._out(role, x.shape, x.dtype, reads)
 
     # -- modes --------------------------------------------------------------------------
     def train(self, mode=True):
@@ -968,13 +971,6 @@ class _Container(Layer):
         """[(name, layer), ...]."""
         raise NotImplementedError
 
-    def _escaping(self, result):
-        """What forward/backward return: under buffer reuse a copy, since the layer that
-        made it would overwrite it on its next call (the caller keeps new arrays)."""
-        if self._reuse and self.training and isinstance(result, np.ndarray):
-            return result.copy()
-        return result
-
     def _on_all(self, method, *args):
         """Run a Layer method on this container and on each of its layers."""
         getattr(super(), method)(*args)
@@ -1060,6 +1056,13 @@ class Sequential(_Container):
         """[(name, layer), ...] in order."""
         return list(zip(self._names, self.layers))
 
+    def _escaping(self, result):
+        """What forward/backward return: under buffer reuse a copy, since the layer that
+        made it would overwrite it on its next call (the caller keeps new arrays)."""
+        if self._reuse and self.training and isinstance(result, np.ndarray):
+            return result.copy()
+        return result
+
     def forward(self, x):
         for layer in self.layers:
             x = layer.forward(x)
@@ -1126,7 +1129,8 @@ class Residual(_Container):
 
     ``shortcut=None`` is the identity (body must keep the shape). backward sends the
     gradient through both branches and adds what comes back. Parameter names are
-    ``"body.<...>"`` and ``"shortcut.<...>"``.
+    ``"body.<...>"`` and ``"shortcut.<...>"``. Under :meth:`reuse_buffers` it returns the
+    arrays it keeps, as every layer does (a Sequential around it returns new ones).
     """
 
     def __init__(self, body, shortcut=None, activation=None, name=None):
@@ -1150,7 +1154,9 @@ class Residual(_Container):
             raise ValueError(f"{self.signature()}: the body gives shape {np.shape(main)} and "
                              f"the shortcut {np.shape(side)} for an input of shape "
                              f"{np.shape(x)}; they must match to be added")
-        out = self._elementwise_out("y", main, side)
+        # Not into x, which may be the sum this block returned last time: the body's
+        # layers keep x for their backward.
+        out = self._elementwise_out("y", main, side, reads=(x,))
         if out is None and self.activation:      # a new array the activation may overwrite
             out = np.empty(np.broadcast_shapes(np.shape(main), np.shape(side)),
                            np.result_type(main, side))
