@@ -10,6 +10,8 @@ Every layer follows one small contract, in the spirit of cs231n's layer pairs:
 - ``train()`` / ``eval()`` switch modes; in eval mode forward keeps nothing for backward;
 - ``state_dict()`` / ``load_state_dict()`` save and restore parameters (and buffers),
   checking names, shapes and dtypes;
+- ``generators()`` returns ``{name: Generator}`` of the random generators the layer
+  draws from in training (Dropout's), whose states checkpoints keep;
 - ``reuse_buffers()`` lets a training loop skip the allocations of every step (below).
 
 Buffer reuse. By default every forward and backward returns new arrays, as NumPy and
@@ -147,6 +149,12 @@ class Layer:
     def buffers(self):
         """``{name: array}`` of saved, non-learnable state."""
         return dict(self._buffers)
+
+    def generators(self):
+        """``{name: numpy.random.Generator}`` the layer draws from in training (Dropout's
+        masks), its own objects: a checkpoint saves their states, so a resumed run draws
+        what an uninterrupted one would."""
+        return {}
 
     def num_params(self):
         """The number of learnable scalars."""
@@ -867,6 +875,9 @@ class Dropout(Layer):
         self._mask = keep.astype(x.dtype if x.dtype.kind == "f" else np.float64) * scale
         return x * self._mask
 
+    def generators(self):
+        return {"rng": self._rng}
+
     def backward(self, grad_out, input_grad=True):
         if not self.training:
             self._saved(None)
@@ -999,6 +1010,9 @@ class _Container(Layer):
 
     def buffers(self):
         return self._gather("buffers")
+
+    def generators(self):
+        return self._gather("generators")
 
     def astype(self, dtype):
         return self._on_all("astype", dtype)

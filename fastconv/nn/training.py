@@ -162,8 +162,9 @@ def fit(model, x, y, *, epochs=5, batch_size=64, optimizer=None, lr=None,
     checkpoint : str, optional
         Path of a ``.npz`` checkpoint rewritten (atomically) after every epoch.
     resume : str, optional
-        Checkpoint to continue from: model, optimizer, shuffling state, epoch and history
-        are restored, so the result is bitwise identical to an uninterrupted run.
+        Checkpoint to continue from: model, optimizer, shuffling state, the model's own
+        generators (Dropout's), epoch and history are restored, so the result is bitwise
+        identical to an uninterrupted run.
     meta : dict, optional
         JSON-serialisable information stored in the checkpoints.
     augment : callable, optional
@@ -195,6 +196,8 @@ def fit(model, x, y, *, epochs=5, batch_size=64, optimizer=None, lr=None,
     if resume is not None:
         state = load_checkpoint(resume)
         model.load_state_dict(state["model"])
+        if state["model_rng_state"] is not None:
+            _restore_generators(model, state["model_rng_state"], resume)
         # The schedule starts from the rate the optimizer was configured with, not from
         # the scheduled rate the checkpoint holds.
         if schedule is not None and not hasattr(optimizer, "initial_lr"):
@@ -218,6 +221,22 @@ def fit(model, x, y, *, epochs=5, batch_size=64, optimizer=None, lr=None,
                     batch_size, steps, shuffle, validation_data, progress, checkpoint, meta,
                     callbacks, augment, schedule)
     return history
+
+
+def _restore_generators(model, states, path):
+    """Set the generators the model draws from (Dropout's) to the states a checkpoint
+    saved, so the resumed run draws the masks the uninterrupted one would; the names
+    must match, as those of the parameters do."""
+    own = model.generators() if hasattr(model, "generators") else {}
+    if set(states) != set(own):
+        raise ValueError(f"fit: resume={path} holds generator states for {sorted(states)}, "
+                         f"the model draws from {sorted(own)}")
+    for name, generator in own.items():
+        try:
+            generator.bit_generator.state = states[name]
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ValueError(f"fit: resume={path}: the saved state of generator {name} does "
+                             f"not fit it ({exc})") from None
 
 
 def _run_epochs(model, inputs, labels, optimizer, rng, history, start_epoch, epochs,
