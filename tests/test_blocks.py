@@ -274,6 +274,23 @@ def test_conv2d_layer_refuses_channels_that_groups_do_not_divide():
         "Conv2D(in_channels=4, out_channels=8, kernel_size=3, dilation=2, groups=4, bias=False)")
 
 
+@pytest.mark.parametrize("dilation, error, words", [
+    (0, ValueError, "Conv2D: dilation must be >= 1, got 0"),
+    ((2, -1), ValueError, "Conv2D: dilation must be >= 1, got (2, -1)"),
+    (2.0, TypeError, "Conv2D: dilation must be an int or a tuple of 2 ints, got 2.0"),
+    ("2", TypeError, "Conv2D: dilation must be an int or a tuple of 2 ints, got '2'"),
+    (True, TypeError, "got True"),
+    ((1, 2, 3), ValueError, "Conv2D: dilation must be an int or a tuple of 2 ints, got (1, 2, 3)"),
+])
+def test_conv2d_layer_refuses_a_dilation_that_is_not_positive_ints_when_built(dilation, error,
+                                                                              words):
+    with pytest.raises(error) as info:
+        Conv2D(1, 1, 3, dilation=dilation)
+    assert words in str(info.value)
+    layer = Conv2D(1, 1, 3, dilation=(2, 1), seed=0)
+    assert layer.forward(rand(1, 1, 7, 7)).shape == (1, 1, 3, 5)
+
+
 def test_residual_activation_is_applied_after_the_sum_and_masks_the_gradient():
     x, g = rand(2, 3, 5, 5), rand(2, 3, 5, 5, seed=1)
     body = Conv2D(3, 3, 3, padding=1, seed=0, dtype=np.float64)

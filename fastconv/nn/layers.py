@@ -43,8 +43,8 @@ import math
 import numpy as np
 
 from .. import _ext
-from .._checks import (as_bool, as_count, as_kernel_input, as_real_input, as_real_number,
-                       conv_geometry)
+from .._checks import (as_bool, as_count, as_int_tuple, as_kernel_input, as_real_input,
+                       as_real_number, conv_geometry)
 from ..conv import conv2d, conv2d_backward
 from ..pooling import (avg_pool2d, avg_pool2d_backward, global_avg_pool2d,
                        global_avg_pool2d_backward, max_pool2d, max_pool2d_backward,
@@ -378,6 +378,7 @@ class Conv2D(Layer):
         super().__init__(name)
         _check_choice(activation, ACTIVATIONS, "activation", "Conv2D")
         groups = as_count(groups, "groups", "Conv2D", minimum=1)
+        as_int_tuple(dilation, "dilation", 2, "Conv2D", 1)     # here, not at the first forward
         for what, count in (("in_channels", in_channels), ("out_channels", out_channels)):
             if as_count(count, what, "Conv2D", minimum=1) % groups:
                 raise ValueError(f"Conv2D: {what} must be a multiple of groups ({groups}), "
