@@ -14,7 +14,7 @@ from fastconv.cli import main
 from fastconv.nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from fastconv.nn.layers import Dropout, Flatten, Identity, Linear, ReLU, Sequential
 from fastconv.nn.models import LeNet5
-from fastconv.nn.optim import SGD, Adam
+from fastconv.nn.optim import SGD, Adam, CosineAnnealingLR, StepLR
 from fastconv.nn.training import HISTORY_KEYS, confusion_matrix, evaluate, fit
 from train_helpers import synthetic_digits, write_synthetic_mnist
 
@@ -71,6 +71,52 @@ def test_fit_trains_bitwise_as_a_plain_loop_and_restores_buffer_reuse(tiny_data)
             optimizer.step()
     got, want = model.state_dict(), ref.state_dict()
     assert all(got[k].tobytes() == want[k].tobytes() for k in want)
+
+
+@pytest.mark.parametrize("settings, error, words", [
+    (dict(augment=5), TypeError,
+     "fit: augment must be a callable augment(batch, rng) -> batch, or None, got int 5"),
+    (dict(schedule="cosine"), TypeError, "fit: schedule must be a callable "
+     "schedule(optimizer) -> schedule (e.g. lambda o: CosineAnnealingLR(o, epochs)), or None, "
+     "got str 'cosine'"),
+    (dict(schedule=CosineAnnealingLR(SGD(Linear(2, 2), lr=0.1), 4)), TypeError,
+     "fit: schedule must be a callable schedule(optimizer) -> schedule"),
+    (dict(schedule=lambda optimizer: None), TypeError,
+     "fit: schedule(optimizer) must return a learning-rate schedule (StepLR, "
+     "CosineAnnealingLR, ...), got NoneType"),
+    (dict(schedule=lambda optimizer: StepLR(SGD(Linear(2, 2), lr=0.1), 2)), ValueError,
+     "fit: schedule(optimizer) returned a schedule of another optimizer"),
+])
+def test_fit_refuses_a_bad_augment_or_schedule_before_touching_the_model(tiny_data, settings,
+                                                                         error, words):
+    (x, y), _ = tiny_data
+    model = LeNet5(seed=0)
+    before = model.state_dict()
+    with pytest.raises(error) as info:
+        fit(model, x[:64], y[:64], epochs=1, batch_size=32, progress=False, **settings)
+    assert words in str(info.value)
+    after = model.state_dict()                 # not even the input statistics were learnt
+    assert all(np.array_equal(after[k], v) for k, v in before.items())
+
+
+@pytest.mark.parametrize("augment, error, words", [
+    (lambda batch, rng: None, TypeError, "fit: augment(batch, rng) must return an array of "
+                                         "the batch's shape (32, 1, 32, 32), got NoneType"),
+    (lambda batch, rng: batch[:, :, 2:-2, 2:-2], ValueError,
+     "fit: augment(batch, rng) must return an array of the batch's shape (32, 1, 32, 32), "
+     "got shape (32, 1, 28, 28)"),
+])
+def test_fit_refuses_an_augmented_batch_of_another_shape_before_the_step(tiny_data, augment,
+                                                                         error, words):
+    (x, y), _ = tiny_data
+    model = LeNet5(seed=0)
+    inputs = model.prepare(x[:64])
+    before = model.state_dict()
+    with pytest.raises(error) as info:
+        fit(model, inputs, y[:64], epochs=1, batch_size=32, progress=False, augment=augment)
+    assert words in str(info.value)
+    after = model.state_dict()
+    assert all(np.array_equal(after[k], v) for k, v in before.items())
 
 
 def test_evaluate_and_confusion_matrix(tiny_data):
