@@ -198,6 +198,43 @@ def test_residual_reusing_buffers_gives_the_same_bits():
             np.testing.assert_array_equal(grad, reusing.grads()[name])
 
 
+def test_residual_alone_with_reuse_rewrites_what_it_returned_as_every_layer_does():
+    """Under reuse_buffers a Residual is a layer like Conv2D: its next forward rewrites the
+    output it returned, its next backward the input gradient; a Sequential around it
+    returns new arrays."""
+    x1, x2, g = rand(2, 4, 6, 6, seed=1), rand(2, 4, 6, 6, seed=2), rand(2, 4, 6, 6, seed=3)
+    plain = Residual(basic_block(seed=4)[0].body, activation="relu")
+    block = Residual(basic_block(seed=4)[0].body, activation="relu").reuse_buffers()
+    y1, gx1 = block.forward(x1), block.backward(g)
+    y2, gx2 = block.forward(x2), block.backward(g)
+    assert y2 is y1 and gx2 is gx1
+    plain.forward(x1), plain.backward(g)
+    np.testing.assert_array_equal(y2, plain.forward(x2))
+    np.testing.assert_array_equal(gx2, plain.backward(g))
+    model = Sequential(Residual(basic_block(seed=4)[0].body, activation="relu")).reuse_buffers()
+    out1 = model.forward(x1)
+    kept = out1.copy()
+    out2 = model.forward(x2)
+    assert out2 is not out1
+    np.testing.assert_array_equal(out1, kept)
+
+
+@pytest.mark.parametrize("activation", [None, "relu"])
+def test_residual_with_reuse_takes_back_the_arrays_it_returned(activation):
+    """A caller may hand a layer what it returned last time. The body keeps that input for
+    its backward, so the new sum must go to another array: gradients as without reuse."""
+    x, g = rand(2, 3, 5, 5, seed=1), rand(2, 3, 5, 5, seed=2)
+    results = []
+    for reuse in (False, True):
+        body = Conv2D(3, 3, 3, padding=1, seed=0, dtype=np.float64)
+        block = Residual(body, activation=activation).reuse_buffers(reuse)
+        y = block.forward(block.forward(x))
+        gx = block.backward(block.backward(g))
+        results.append([y.copy(), gx.copy(), body.grads()["weight"].copy()])
+    for without, with_reuse in zip(*results):
+        np.testing.assert_array_equal(with_reuse, without)
+
+
 # -- Conv2D's groups, dilation and bias ------------------------------------------------------
 @needs_torch
 @pytest.mark.parametrize("groups, out_channels, dilation, bias", [
@@ -235,6 +272,23 @@ def test_conv2d_layer_refuses_channels_that_groups_do_not_divide():
         Conv2D(3, 3, 3, groups=0)
     assert repr(Conv2D(4, 8, 3, groups=4, bias=False, dilation=2)) == (
         "Conv2D(in_channels=4, out_channels=8, kernel_size=3, dilation=2, groups=4, bias=False)")
+
+
+@pytest.mark.parametrize("dilation, error, words", [
+    (0, ValueError, "Conv2D: dilation must be >= 1, got 0"),
+    ((2, -1), ValueError, "Conv2D: dilation must be >= 1, got (2, -1)"),
+    (2.0, TypeError, "Conv2D: dilation must be an int or a tuple of 2 ints, got 2.0"),
+    ("2", TypeError, "Conv2D: dilation must be an int or a tuple of 2 ints, got '2'"),
+    (True, TypeError, "got True"),
+    ((1, 2, 3), ValueError, "Conv2D: dilation must be an int or a tuple of 2 ints, got (1, 2, 3)"),
+])
+def test_conv2d_layer_refuses_a_dilation_that_is_not_positive_ints_when_built(dilation, error,
+                                                                              words):
+    with pytest.raises(error) as info:
+        Conv2D(1, 1, 3, dilation=dilation)
+    assert words in str(info.value)
+    layer = Conv2D(1, 1, 3, dilation=(2, 1), seed=0)
+    assert layer.forward(rand(1, 1, 7, 7)).shape == (1, 1, 3, 5)
 
 
 def test_residual_activation_is_applied_after_the_sum_and_masks_the_gradient():

@@ -230,6 +230,8 @@ def fix_checksum(entries):
     (lambda e: e.__setitem__("version", np.array(99)), ["version 99"]),
     (lambda e: e.__setitem__("model_config", np.array('{"class": "VGG"}')), ["model_config"]),
     (lambda e: e.__setitem__("history", np.array("{not json")), ["incomplete"]),
+    (lambda e: e.__setitem__("model_rng_state", np.array('{"3.rng": 5}')),
+     ["model_rng_state must map generator names to bit-generator states", "5"]),
 ])
 def test_inconsistent_checkpoints_raise_clear_errors(saved, change, words):
     """Each defect alone, with a correct checksum, so the validation itself must see it."""
@@ -243,6 +245,13 @@ def test_inconsistent_checkpoints_raise_clear_errors(saved, change, words):
 def test_version_1_checkpoints_without_checksum_still_load(saved):
     rewrite(saved, lambda e: (e.pop("checksum"), e.__setitem__("version", np.array(1))))
     assert load_checkpoint(saved)["epoch"] == 2
+
+
+def test_checkpoints_written_before_model_rng_state_still_load(saved):
+    assert load_checkpoint(saved)["model_rng_state"] == {}      # LeNet-5 draws no masks
+    rewrite(saved, lambda e: (e.pop("model_rng_state"), fix_checksum(e)))
+    state = load_checkpoint(saved)
+    assert state["model_rng_state"] is None and state["epoch"] == 2
 
 
 def test_saving_non_finite_parameters_keeps_the_previous_checkpoint(saved):

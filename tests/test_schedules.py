@@ -62,6 +62,37 @@ def test_schedule_resumes_at_its_epoch_and_refuses_bad_settings():
         SequentialLR(optimizer, [StepLR(optimizer, 2), StepLR(optimizer, 3)], [])
 
 
+@pytest.mark.parametrize("schedules, milestones, error, words", [
+    ("cosine", [3], TypeError, "SequentialLR: schedules must be a list of schedules, got str"),
+    ([], [], ValueError, "SequentialLR: schedules must hold at least one schedule, got []"),
+    ("step_and_text", [3], TypeError, "SequentialLR: schedules[1] must be a schedule "
+                                      "(StepLR, CosineAnnealingLR, ...), got str 'cosine'"),
+    ("two", 3, TypeError, "SequentialLR: milestones must be a list of ints, got int 3"),
+    ("two", [2.7], TypeError, "SequentialLR: milestones[0] must be an int, got float 2.7"),
+    ("two", ["3"], TypeError, "SequentialLR: milestones[0] must be an int, got str '3'"),
+    ("two", [True], TypeError, "SequentialLR: milestones[0] must be an int, got bool True"),
+    ("two", [0], ValueError, "SequentialLR: milestones[0] must be from 1"),
+    ("two", [2, 4], ValueError, "SequentialLR: expected 1 increasing milestones >= 1 for 2 "
+                                "schedules, got [2, 4]"),
+    ("three", [4, 4], ValueError, "expected 2 increasing milestones >= 1 for 3 schedules, "
+                                  "got [4, 4]"),
+    ("three", [5, 2], ValueError, "got [5, 2]"),
+])
+def test_sequential_lr_refuses_bad_schedules_and_milestones_at_construction(
+        schedules, milestones, error, words):
+    optimizer = SGD(small_model(), lr=1.0)
+    given = {"two": [StepLR(optimizer, 2), StepLR(optimizer, 3)],
+             "three": [StepLR(optimizer, 2), StepLR(optimizer, 3), StepLR(optimizer, 4)],
+             "step_and_text": [StepLR(optimizer, 2), "cosine"]}
+    if isinstance(schedules, str) and schedules in given:
+        schedules = given[schedules]
+    with pytest.raises(error) as info:
+        SequentialLR(optimizer, schedules, milestones)
+    assert words in str(info.value)
+    lr = SequentialLR(optimizer, (StepLR(optimizer, 2), StepLR(optimizer, 3)), (2,))
+    assert lr.milestones == [2] and optimizer.lr == 1.0
+
+
 @pytest.mark.parametrize("decay_all", [True, False])
 def test_weight_decay_leaves_biases_and_norms_alone_when_asked(decay_all):
     model = small_model()

@@ -12,9 +12,9 @@ import fastconv
 from fastconv.nn import checkpoint as ckpt
 from fastconv.cli import main
 from fastconv.nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from fastconv.nn.layers import Flatten, Linear, Sequential
+from fastconv.nn.layers import Dropout, Flatten, Identity, Linear, ReLU, Sequential
 from fastconv.nn.models import LeNet5
-from fastconv.nn.optim import SGD, Adam
+from fastconv.nn.optim import SGD, Adam, CosineAnnealingLR, StepLR
 from fastconv.nn.training import HISTORY_KEYS, confusion_matrix, evaluate, fit
 from train_helpers import synthetic_digits, write_synthetic_mnist
 
@@ -71,6 +71,52 @@ def test_fit_trains_bitwise_as_a_plain_loop_and_restores_buffer_reuse(tiny_data)
             optimizer.step()
     got, want = model.state_dict(), ref.state_dict()
     assert all(got[k].tobytes() == want[k].tobytes() for k in want)
+
+
+@pytest.mark.parametrize("settings, error, words", [
+    (dict(augment=5), TypeError,
+     "fit: augment must be a callable augment(batch, rng) -> batch, or None, got int 5"),
+    (dict(schedule="cosine"), TypeError, "fit: schedule must be a callable "
+     "schedule(optimizer) -> schedule (e.g. lambda o: CosineAnnealingLR(o, epochs)), or None, "
+     "got str 'cosine'"),
+    (dict(schedule=CosineAnnealingLR(SGD(Linear(2, 2), lr=0.1), 4)), TypeError,
+     "fit: schedule must be a callable schedule(optimizer) -> schedule"),
+    (dict(schedule=lambda optimizer: None), TypeError,
+     "fit: schedule(optimizer) must return a learning-rate schedule (StepLR, "
+     "CosineAnnealingLR, ...), got NoneType"),
+    (dict(schedule=lambda optimizer: StepLR(SGD(Linear(2, 2), lr=0.1), 2)), ValueError,
+     "fit: schedule(optimizer) returned a schedule of another optimizer"),
+])
+def test_fit_refuses_a_bad_augment_or_schedule_before_touching_the_model(tiny_data, settings,
+                                                                         error, words):
+    (x, y), _ = tiny_data
+    model = LeNet5(seed=0)
+    before = model.state_dict()
+    with pytest.raises(error) as info:
+        fit(model, x[:64], y[:64], epochs=1, batch_size=32, progress=False, **settings)
+    assert words in str(info.value)
+    after = model.state_dict()                 # not even the input statistics were learnt
+    assert all(np.array_equal(after[k], v) for k, v in before.items())
+
+
+@pytest.mark.parametrize("augment, error, words", [
+    (lambda batch, rng: None, TypeError, "fit: augment(batch, rng) must return an array of "
+                                         "the batch's shape (32, 1, 32, 32), got NoneType"),
+    (lambda batch, rng: batch[:, :, 2:-2, 2:-2], ValueError,
+     "fit: augment(batch, rng) must return an array of the batch's shape (32, 1, 32, 32), "
+     "got shape (32, 1, 28, 28)"),
+])
+def test_fit_refuses_an_augmented_batch_of_another_shape_before_the_step(tiny_data, augment,
+                                                                         error, words):
+    (x, y), _ = tiny_data
+    model = LeNet5(seed=0)
+    inputs = model.prepare(x[:64])
+    before = model.state_dict()
+    with pytest.raises(error) as info:
+        fit(model, inputs, y[:64], epochs=1, batch_size=32, progress=False, augment=augment)
+    assert words in str(info.value)
+    after = model.state_dict()
+    assert all(np.array_equal(after[k], v) for k, v in before.items())
 
 
 def test_evaluate_and_confusion_matrix(tiny_data):
@@ -193,6 +239,45 @@ def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path, tiny_data
     assert a["rng_state"] == b["rng_state"] and a["epoch"] == b["epoch"] == 3
     for key, value in a["optimizer"].items():
         assert np.array_equal(b["optimizer"][key], value), key
+
+
+def dropout_net(seed):
+    """A small dense network whose two Dropout layers share its seeded generator."""
+    rng = np.random.default_rng(seed)
+    return Sequential(Flatten(), Linear(28 * 28, 32, init="he", seed=rng), ReLU(),
+                      Dropout(0.5, seed=rng), Linear(32, 16, init="he", seed=rng), ReLU(),
+                      Dropout(0.25, seed=rng), Linear(16, 10, seed=rng))
+
+
+def test_resume_with_dropout_is_bitwise_identical_to_an_uninterrupted_run(tmp_path, tiny_data):
+    (x, y), _ = tiny_data
+    images = (x / 255).astype(np.float32)
+    settings = dict(batch_size=32, seed=7, progress=False)
+    straight = dropout_net(seed=3)
+    fit(straight, images, y, epochs=2, **settings)
+    interrupted = dropout_net(seed=3)
+    fit(interrupted, images, y, epochs=1, checkpoint=tmp_path / "c.npz", **settings)
+    resumed = dropout_net(seed=99)        # a fresh process: other weights, other masks
+    fit(resumed, images, y, epochs=2, resume=tmp_path / "c.npz", **settings)
+    assert sorted(load_checkpoint(tmp_path / "c.npz")["model_rng_state"]) == ["3.rng", "6.rng"]
+    for key, value in straight.state_dict().items():
+        assert np.array_equal(resumed.state_dict()[key], value), key
+    assert straight[3].generators()["rng"].random() == resumed[3].generators()["rng"].random()
+
+
+def test_checkpoint_keeps_any_bit_generator_and_resume_checks_the_names(tmp_path, tiny_data):
+    (x, y), _ = tiny_data
+    generator = np.random.Generator(np.random.MT19937(5))     # its state holds an array
+    generator.random(3)
+    model = Sequential(Flatten(), Dropout(0.5, seed=generator), Linear(28 * 28, 10, seed=0))
+    save_checkpoint(tmp_path / "c.npz", model, epoch=1)
+    restored = np.random.Generator(np.random.MT19937(0))
+    restored.bit_generator.state = load_checkpoint(tmp_path / "c.npz")["model_rng_state"]["1.rng"]
+    assert restored.random() == generator.random()
+    without = Sequential(Flatten(), Identity(), Linear(28 * 28, 10, seed=0))
+    with pytest.raises(ValueError, match=r"generator states for \['1.rng'\], the model draws "
+                                         r"from \[\]"):
+        fit(without, x[:32], y[:32], epochs=2, resume=tmp_path / "c.npz", progress=False)
 
 
 def test_resume_rejects_a_checkpoint_of_another_architecture(tmp_path, tiny_data):

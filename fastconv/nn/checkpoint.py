@@ -13,6 +13,8 @@ entry                  content
 ``model/<name>``       every parameter and buffer (``model.state_dict()``)
 ``optimizer/<name>``   the optimizer's type, settings, step count and buffers
 ``rng_state``          JSON: the shuffling Generator's bit-generator state
+``model_rng_state``    JSON: ``{name: bit-generator state}`` of ``model.generators()``
+                       (Dropout's masks); absent in files written before it was added
 ``history``            JSON: per-epoch metrics so far
 ``meta``               JSON: anything else the caller wants back (dataset, ...)
 =====================  ==========================================================
@@ -57,12 +59,14 @@ def save_checkpoint(path, model, optimizer=None, rng=None, epoch=0, history=None
         Has ``state_dict()`` and, to be rebuilt by ``evaluate``, ``config()``.
     optimizer : Optimizer, optional
     rng : numpy.random.Generator, optional
-        The training loop's shuffling generator.
+        The training loop's shuffling generator. (The model's own generators, from its
+        ``generators()``, are saved too.)
     epoch : int
         Epochs completed.
     history, meta : dict, optional
         JSON-serialisable.
     """
+    generators = model.generators() if hasattr(model, "generators") else {}
     entries = {
         "format": np.array(FORMAT),
         "version": np.array(VERSION),
@@ -70,6 +74,9 @@ def save_checkpoint(path, model, optimizer=None, rng=None, epoch=0, history=None
         "model_config": np.array(json.dumps(model.config() if hasattr(model, "config")
                                             else {})),
         "rng_state": np.array(json.dumps(rng.bit_generator.state if rng is not None else {})),
+        "model_rng_state": np.array(json.dumps(
+            {name: g.bit_generator.state for name, g in generators.items()},
+            default=_listed)),
         "history": np.array(json.dumps(history or {})),
         "meta": np.array(json.dumps(meta or {})),
     }
@@ -88,6 +95,14 @@ def save_checkpoint(path, model, optimizer=None, rng=None, epoch=0, history=None
     write_atomic(path, lambda f: np.savez(f, **entries))
     _remove_stale_parts(folder, os.path.basename(path))
     return path
+
+
+def _listed(value):
+    """JSON for what a bit-generator state holds besides numbers: arrays (MT19937's key),
+    as lists, which setting the state accepts back."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def _remove_stale_parts(folder, name):
@@ -109,8 +124,9 @@ def load_checkpoint(path):
     -------
     dict
         ``epoch`` (int), ``model_config``, ``rng_state``, ``history``, ``meta`` (parsed
-        JSON), ``model`` and ``optimizer`` (``{name: array}`` state dicts; ``optimizer`` is
-        empty when none was saved).
+        JSON), ``model_rng_state`` (``{name: bit-generator state}``, or None for a file
+        written before it was saved), ``model`` and ``optimizer`` (``{name: array}`` state
+        dicts; ``optimizer`` is empty when none was saved).
 
     Raises
     ------
@@ -155,8 +171,15 @@ def load_checkpoint(path):
         result = {key: json.loads(str(entries[key]))
                   for key in ("model_config", "rng_state", "history", "meta")}
         result["epoch"] = int(entries["epoch"])
+        generators = entries.get("model_rng_state")
+        result["model_rng_state"] = None if generators is None else json.loads(str(generators))
     except (KeyError, ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: incomplete checkpoint ({exc})") from None
+    states = result["model_rng_state"]
+    if states is not None and not (isinstance(states, dict)
+                                   and all(isinstance(v, dict) for v in states.values())):
+        raise CheckpointError(f"{path}: model_rng_state must map generator names to "
+                              f"bit-generator states, got {str(states)[:80]}")
     if result["epoch"] < 0:
         raise CheckpointError(f"{path}: negative epoch count {result['epoch']}")
     for group in ("model", "optimizer"):

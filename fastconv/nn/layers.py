@@ -10,6 +10,8 @@ Every layer follows one small contract, in the spirit of cs231n's layer pairs:
 - ``train()`` / ``eval()`` switch modes; in eval mode forward keeps nothing for backward;
 - ``state_dict()`` / ``load_state_dict()`` save and restore parameters (and buffers),
   checking names, shapes and dtypes;
+- ``generators()`` returns ``{name: Generator}`` of the random generators the layer
+  draws from in training (Dropout's), whose states checkpoints keep;
 - ``reuse_buffers()`` lets a training loop skip the allocations of every step (below).
 
 Buffer reuse. By default every forward and backward returns new arrays, as NumPy and
@@ -21,7 +23,9 @@ parameter gradients into arrays it keeps from call to call (reallocated when the
 changes). The results are bitwise the same; what changes is aliasing:
 
 - an array a layer returned is overwritten by that layer's next call (forward output by
-  the next forward, input gradient by the next backward);
+  the next forward, input gradient by the next backward), a :class:`Residual`'s too (its
+  results are whole activation maps, not worth a copy inside a model); a layer still
+  takes such an array back as its next input and computes what it would without reuse;
 - ``grads()`` arrays are updated in place by every backward (as PyTorch's ``.grad``);
 - a :class:`Sequential` still returns new arrays from forward and backward (it copies
   its last layer's output and first layer's input gradient, which are small), so for a
@@ -39,8 +43,8 @@ import math
 import numpy as np
 
 from .. import _ext
-from .._checks import (as_bool, as_count, as_kernel_input, as_real_input, as_real_number,
-                       conv_geometry)
+from .._checks import (as_bool, as_count, as_int_tuple, as_kernel_input, as_real_input,
+                       as_real_number, conv_geometry)
 from ..conv import conv2d, conv2d_backward
 from ..pooling import (avg_pool2d, avg_pool2d_backward, global_avg_pool2d,
                        global_avg_pool2d_backward, max_pool2d, max_pool2d_backward,
@@ -146,6 +150,12 @@ class Layer:
         """``{name: array}`` of saved, non-learnable state."""
         return dict(self._buffers)
 
+    def generators(self):
+        """``{name: numpy.random.Generator}`` the layer draws from in training (Dropout's
+        masks), its own objects: a checkpoint saves their states, so a resumed run draws
+        what an uninterrupted one would."""
+        return {}
+
     def num_params(self):
         """The number of learnable scalars."""
         return sum(p.size for p in self.params().values())
@@ -205,16 +215,17 @@ class Layer:
         """The parameter gradient array to overwrite in place under buffer reuse, or None."""
         return self._grads[name] if self._reuse and self.training else None
 
-    def _elementwise_out(self, role, x, other=None):
+    def _elementwise_out(self, role, x, other=None, reads=()):
         """A kept array for an elementwise layer's result, only where NumPy would give the
-        same: float arrays of one dtype and shape (else None: NumPy allocates and promotes)."""
+        same: float arrays of one dtype and shape (else None: NumPy allocates and promotes).
+        `reads` as for :meth:`_out`: arrays the result must not be written into."""
         if not (self._reuse and self.training) or not isinstance(x, np.ndarray) \
                 or x.dtype not in (np.float32, np.float64):
             return None
         if other is not None and not (isinstance(other, np.ndarray) and other.dtype == x.dtype
                                       and other.shape == x.shape):
             return None
-        return self._out(role, x.shape, x.dtype)
+        return self._out(role, x.shape, x.dtype, reads)
 
     # -- modes --------------------------------------------------------------------------
     def train(self, mode=True):
@@ -367,6 +378,7 @@ class Conv2D(Layer):
         super().__init__(name)
         _check_choice(activation, ACTIVATIONS, "activation", "Conv2D")
         groups = as_count(groups, "groups", "Conv2D", minimum=1)
+        as_int_tuple(dilation, "dilation", 2, "Conv2D", 1)     # here, not at the first forward
         for what, count in (("in_channels", in_channels), ("out_channels", out_channels)):
             if as_count(count, what, "Conv2D", minimum=1) % groups:
                 raise ValueError(f"Conv2D: {what} must be a multiple of groups ({groups}), "
@@ -864,6 +876,9 @@ class Dropout(Layer):
         self._mask = keep.astype(x.dtype if x.dtype.kind == "f" else np.float64) * scale
         return x * self._mask
 
+    def generators(self):
+        return {"rng": self._rng}
+
     def backward(self, grad_out, input_grad=True):
         if not self.training:
             self._saved(None)
@@ -968,13 +983,6 @@ class _Container(Layer):
         """[(name, layer), ...]."""
         raise NotImplementedError
 
-    def _escaping(self, result):
-        """What forward/backward return: under buffer reuse a copy, since the layer that
-        made it would overwrite it on its next call (the caller keeps new arrays)."""
-        if self._reuse and self.training and isinstance(result, np.ndarray):
-            return result.copy()
-        return result
-
     def _on_all(self, method, *args):
         """Run a Layer method on this container and on each of its layers."""
         getattr(super(), method)(*args)
@@ -1003,6 +1011,9 @@ class _Container(Layer):
 
     def buffers(self):
         return self._gather("buffers")
+
+    def generators(self):
+        return self._gather("generators")
 
     def astype(self, dtype):
         return self._on_all("astype", dtype)
@@ -1059,6 +1070,13 @@ class Sequential(_Container):
     def named_layers(self):
         """[(name, layer), ...] in order."""
         return list(zip(self._names, self.layers))
+
+    def _escaping(self, result):
+        """What forward/backward return: under buffer reuse a copy, since the layer that
+        made it would overwrite it on its next call (the caller keeps new arrays)."""
+        if self._reuse and self.training and isinstance(result, np.ndarray):
+            return result.copy()
+        return result
 
     def forward(self, x):
         for layer in self.layers:
@@ -1126,7 +1144,8 @@ class Residual(_Container):
 
     ``shortcut=None`` is the identity (body must keep the shape). backward sends the
     gradient through both branches and adds what comes back. Parameter names are
-    ``"body.<...>"`` and ``"shortcut.<...>"``.
+    ``"body.<...>"`` and ``"shortcut.<...>"``. Under :meth:`reuse_buffers` it returns the
+    arrays it keeps, as every layer does (a Sequential around it returns new ones).
     """
 
     def __init__(self, body, shortcut=None, activation=None, name=None):
@@ -1150,7 +1169,9 @@ class Residual(_Container):
             raise ValueError(f"{self.signature()}: the body gives shape {np.shape(main)} and "
                              f"the shortcut {np.shape(side)} for an input of shape "
                              f"{np.shape(x)}; they must match to be added")
-        out = self._elementwise_out("y", main, side)
+        # Not into x, which may be the sum this block returned last time: the body's
+        # layers keep x for their backward.
+        out = self._elementwise_out("y", main, side, reads=(x,))
         if out is None and self.activation:      # a new array the activation may overwrite
             out = np.empty(np.broadcast_shapes(np.shape(main), np.shape(side)),
                            np.result_type(main, side))

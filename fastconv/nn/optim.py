@@ -324,13 +324,34 @@ class LinearLR(_Schedule):
 
 class SequentialLR(_Schedule):
     """Schedules one after another: ``schedules[i]`` from epoch ``milestones[i - 1]`` on,
-    counting its own epochs from 0 there (a warm-up, then a cosine decay)."""
+    counting its own epochs from 0 there (a warm-up, then a cosine decay).
+
+    `schedules` is a list of schedules of this optimizer and `milestones` a list of
+    increasing ints >= 1, one fewer than the schedules; both are checked here.
+    """
 
     def __init__(self, optimizer, schedules, milestones, last_epoch=0):
-        schedules, milestones = list(schedules), [int(m) for m in milestones]
-        if len(milestones) != len(schedules) - 1 or milestones != sorted(set(milestones)) \
-                or (milestones and milestones[0] < 1):
-            raise ValueError(f"SequentialLR: expected {len(schedules) - 1} increasing "
+        func = "SequentialLR"
+        if not isinstance(schedules, (list, tuple)):
+            raise TypeError(f"{func}: schedules must be a list of schedules, got "
+                            f"{type(schedules).__name__} {schedules!r}")
+        if not schedules:
+            raise ValueError(f"{func}: schedules must hold at least one schedule, got "
+                             f"{schedules!r}")
+        for i, schedule in enumerate(schedules):
+            if not isinstance(schedule, _Schedule):
+                raise TypeError(f"{func}: schedules[{i}] must be a schedule (StepLR, "
+                                f"CosineAnnealingLR, ...), got {type(schedule).__name__} "
+                                f"{schedule!r}")
+        if not isinstance(milestones, (list, tuple)):
+            raise TypeError(f"{func}: milestones must be a list of ints, got "
+                            f"{type(milestones).__name__} {milestones!r}")
+        schedules = list(schedules)
+        # Milestones are whole epochs: a float or a string is refused, not rounded or parsed.
+        milestones = [as_count(m, f"milestones[{i}]", func) for i, m in enumerate(milestones)]
+        if len(milestones) != len(schedules) - 1 or any(
+                a >= b for a, b in zip(milestones, milestones[1:])):
+            raise ValueError(f"{func}: expected {len(schedules) - 1} increasing "
                              f"milestones >= 1 for {len(schedules)} schedules, got "
                              f"{milestones}")
         if any(s.optimizer is not optimizer for s in schedules):

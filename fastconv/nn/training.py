@@ -19,7 +19,7 @@ from .._checks import as_count
 from .checkpoint import load_checkpoint, save_checkpoint
 from .inference import predict_logits
 from .losses import softmax_cross_entropy
-from .optim import make_optimizer
+from .optim import _Schedule, make_optimizer
 from ..data.preprocessing import is_prepared
 
 __all__ = ["fit", "evaluate", "predict_logits", "confusion_matrix"]
@@ -162,17 +162,20 @@ def fit(model, x, y, *, epochs=5, batch_size=64, optimizer=None, lr=None,
     checkpoint : str, optional
         Path of a ``.npz`` checkpoint rewritten (atomically) after every epoch.
     resume : str, optional
-        Checkpoint to continue from: model, optimizer, shuffling state, epoch and history
-        are restored, so the result is bitwise identical to an uninterrupted run.
+        Checkpoint to continue from: model, optimizer, shuffling state, the model's own
+        generators (Dropout's), epoch and history are restored, so the result is bitwise
+        identical to an uninterrupted run.
     meta : dict, optional
         JSON-serialisable information stored in the checkpoints.
     augment : callable, optional
         ``augment(batch, rng) -> batch``: varies each training batch of prepared images
-        (e.g. :func:`fastconv.data.random_crop_flip`), drawing from fit's seeded generator.
+        (e.g. :func:`fastconv.data.random_crop_flip`), drawing from fit's seeded generator;
+        it returns an array of the batch's shape.
     schedule : callable, optional
         ``schedule(optimizer) -> schedule`` making a learning-rate schedule for the
-        optimizer (e.g. ``lambda o: CosineAnnealingLR(o, epochs)``); it steps after every
-        epoch, and a resumed run starts it at the epoch it resumes from.
+        optimizer it is given (e.g. ``lambda o: CosineAnnealingLR(o, epochs)``); it steps
+        after every epoch, and a resumed run starts it at the epoch it resumes from.
+        fit checks both before it trains, and what augment returns before a step uses it.
 
     Returns
     -------
@@ -186,19 +189,29 @@ def fit(model, x, y, *, epochs=5, batch_size=64, optimizer=None, lr=None,
     labels = np.asarray(y, dtype=np.int64)
     if len(labels) != len(x):
         raise ValueError(f"fit: {len(x)} images but {len(labels)} labels")
+    if augment is not None and not callable(augment):
+        raise TypeError(f"fit: augment must be a callable augment(batch, rng) -> batch, or "
+                        f"None, got {type(augment).__name__} {augment!r}")
+    if schedule is not None and not callable(schedule):
+        raise TypeError(f"fit: schedule must be a callable schedule(optimizer) -> schedule "
+                        f"(e.g. lambda o: CosineAnnealingLR(o, epochs)), or None, got "
+                        f"{type(schedule).__name__} {schedule!r}")
+    optimizer = make_optimizer(optimizer, model, lr)
+    # Made before a checkpoint's optimizer state is loaded: the schedule starts from the
+    # rate the optimizer was configured with, not from the scheduled one the checkpoint
+    # holds; and a bad schedule fails before the model changes.
+    if schedule is not None:
+        schedule = _made_schedule(schedule, optimizer)
     if not is_prepared(x) and hasattr(model, "fit_preprocessing"):
         model.fit_preprocessing(x)
-    optimizer = make_optimizer(optimizer, model, lr)
     rng = np.random.default_rng(seed)
     history = {key: [] for key in HISTORY_KEYS}
     start_epoch = 0
     if resume is not None:
         state = load_checkpoint(resume)
         model.load_state_dict(state["model"])
-        # The schedule starts from the rate the optimizer was configured with, not from
-        # the scheduled rate the checkpoint holds.
-        if schedule is not None and not hasattr(optimizer, "initial_lr"):
-            optimizer.initial_lr = optimizer.lr
+        if state["model_rng_state"] is not None:
+            _restore_generators(model, state["model_rng_state"], resume)
         if state["optimizer"]:
             optimizer.load_state_dict(state["optimizer"])
         if state["rng_state"]:
@@ -207,7 +220,6 @@ def fit(model, x, y, *, epochs=5, batch_size=64, optimizer=None, lr=None,
         history.update({k: list(v) for k, v in state["history"].items() if k in history})
 
     if schedule is not None:
-        schedule = schedule(optimizer)
         schedule.last_epoch = start_epoch
         optimizer.lr = schedule.lr_at(start_epoch)
     inputs = _prepare(model, x)
@@ -218,6 +230,47 @@ def fit(model, x, y, *, epochs=5, batch_size=64, optimizer=None, lr=None,
                     batch_size, steps, shuffle, validation_data, progress, checkpoint, meta,
                     callbacks, augment, schedule)
     return history
+
+
+def _made_schedule(schedule, optimizer):
+    """schedule(optimizer), which must be a learning-rate schedule of that optimizer."""
+    made = schedule(optimizer)
+    if not isinstance(made, _Schedule):
+        raise TypeError(f"fit: schedule(optimizer) must return a learning-rate schedule "
+                        f"(StepLR, CosineAnnealingLR, ...), got {type(made).__name__}")
+    if made.optimizer is not optimizer:
+        raise ValueError("fit: schedule(optimizer) returned a schedule of another optimizer; "
+                         "it must set the rate of the optimizer it is given")
+    return made
+
+
+def _augmented(augment, batch, rng):
+    """augment(batch, rng), which must be an array of the batch's shape (the network's
+    input), checked before the model sees it."""
+    out = augment(batch, rng)
+    expected = f"fit: augment(batch, rng) must return an array of the batch's shape " \
+               f"{batch.shape}"
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{expected}, got {type(out).__name__}")
+    if out.shape != batch.shape:
+        raise ValueError(f"{expected}, got shape {out.shape}")
+    return out
+
+
+def _restore_generators(model, states, path):
+    """Set the generators the model draws from (Dropout's) to the states a checkpoint
+    saved, so the resumed run draws the masks the uninterrupted one would; the names
+    must match, as those of the parameters do."""
+    own = model.generators() if hasattr(model, "generators") else {}
+    if set(states) != set(own):
+        raise ValueError(f"fit: resume={path} holds generator states for {sorted(states)}, "
+                         f"the model draws from {sorted(own)}")
+    for name, generator in own.items():
+        try:
+            generator.bit_generator.state = states[name]
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ValueError(f"fit: resume={path}: the saved state of generator {name} does "
+                             f"not fit it ({exc})") from None
 
 
 def _run_epochs(model, inputs, labels, optimizer, rng, history, start_epoch, epochs,
@@ -240,7 +293,7 @@ def _run_epochs(model, inputs, labels, optimizer, rng, history, start_epoch, epo
             xb = np.take(inputs, batch, axis=0, out=batch_store[:len(batch)], mode="clip")
             yb = labels[batch]
             if augment is not None:
-                xb = augment(xb, rng)
+                xb = _augmented(augment, xb, rng)
             logits = model.forward(xb)
             loss, grad = softmax_cross_entropy(logits, yb)
             model.backward(grad, input_grad=False)          # no use for dL/d(images)
