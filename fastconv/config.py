@@ -101,6 +101,18 @@ def set_simd(path):
     _ext.simd_select(_SIMD_LEVELS[path])
 
 
+def cpu_model():
+    """The CPU's model name (Linux's /proc/cpuinfo; else what the platform module says)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def get_simd():
     """The micro-kernel path in use: "avx512", "avx2+fma" or "generic"."""
     return _ext.simd_name()

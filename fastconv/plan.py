@@ -239,9 +239,10 @@ def _tuned_plan(geom, dtype):
     if 0 in geom.input_shape + geom.weight_shape + geom.output_shape:
         return _plan(geom, dtype, "auto")
     key = (geom, dtype.name, get_num_threads(), _ext.simd_name())
-    return autotune.remembered(key, lambda: ConvPlan(
-        *autotune.fastest_passes(geom, dtype, tuning_candidates(geom, dtype)), geom,
-        dtype.name))
+    candidates = tuning_candidates(geom, dtype)
+    passes = autotune.remembered(
+        key, candidates, lambda: autotune.fastest_passes(geom, dtype, candidates))
+    return ConvPlan(*passes, geom, dtype.name)
 
 
 def tuning_candidates(geom, dtype):

@@ -137,3 +137,18 @@ else:
         "thorough", max_examples=2000, deadline=None, print_blob=True,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     _hypothesis_settings.load_profile(os.environ.get("FASTCONV_HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def autotune_cache_in_a_temporary_folder(tmp_path_factory):
+    """Autotuning's cache file (fastconv.autotune) lives in the session's temporary folder,
+    for this process and the programs the tests start: the tests never write the user's
+    ~/.cache."""
+    before = os.environ.get("FASTCONV_AUTOTUNE_CACHE")
+    os.environ["FASTCONV_AUTOTUNE_CACHE"] = str(tmp_path_factory.mktemp("autotune")
+                                                / "autotune.json")
+    yield
+    if before is None:
+        del os.environ["FASTCONV_AUTOTUNE_CACHE"]
+    else:
+        os.environ["FASTCONV_AUTOTUNE_CACHE"] = before

@@ -1,6 +1,7 @@
 """Autotuning (fastconv.autotune): each pass runs the algorithm timed fastest for the
 problem, chosen once per problem, thread count and SIMD level; results equal the exact
 reference; the switch, its environment variable and concurrent first calls."""
+import json
 import subprocess
 import sys
 import threading
@@ -12,12 +13,15 @@ import fastconv
 from fastconv import autotune, reference
 from fastconv.plan import PASSES, plan_for_values, tuning_candidates
 from fastconv._checks import conv_geometry
+from fastconv.config import cpu_model
 from conftest import needs_openmp, rel_err, subprocess_env, thread_count
 
 
 @pytest.fixture(autouse=True)
-def fresh_choices():
-    """Every test starts with nothing tuned and autotuning off, and leaves it so."""
+def fresh_choices(tmp_path, monkeypatch):
+    """Every test starts with nothing tuned, a cache file of its own (not there yet) and
+    autotuning off, and leaves the process so."""
+    monkeypatch.setenv("FASTCONV_AUTOTUNE_CACHE", str(tmp_path / "autotune.json"))
     autotune.clear_autotune()
     before = fastconv.get_autotune()
     fastconv.set_autotune(False)
@@ -159,3 +163,114 @@ def test_threads_that_meet_an_untuned_problem_share_one_tuning(timed):
         t.join()
     assert len(timed) == 3
     assert all(np.array_equal(r, results[0]) for r in results)
+
+
+# -- the cache file ----------------------------------------------------------------------------
+X_SHAPE, W_SHAPE = (2, 32, 12, 12), (32, 32, 3, 3)
+
+
+def tune_one():
+    """Tune the module's example problem (padding 1); its plan."""
+    return fastconv.conv_plan(X_SHAPE, W_SHAPE, padding=1, algorithm="autotune")
+
+
+def cache_file():
+    return json.loads(open(autotune.cache_path()).read())
+
+
+def test_choices_reach_the_cache_file_and_a_new_process_starts_from_it(timed):
+    plan = tune_one()
+    assert len(timed) == 3
+    content = cache_file()
+    section = content["sections"][f"fastconv {fastconv.__version__} on {cpu_model()}"]
+    assert list(section.values()) == [[plan.forward, plan.backward_data, plan.backward_weight]]
+    autotune.clear_autotune()                     # as a new process: nothing in memory
+    assert tune_one() == plan and len(timed) == 3
+    code = ("import fastconv\n"
+            "from fastconv import autotune\n"
+            "autotune.fastest = None   # tuning would fail: the file must answer\n"
+            f"print(fastconv.conv_plan({X_SHAPE}, {W_SHAPE}, padding=1, "
+            "algorithm='autotune').forward)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=subprocess_env(), check=True)
+    assert out.stdout.strip() == plan.forward
+
+
+def test_a_new_version_or_cpu_tunes_afresh_and_old_versions_are_dropped(timed, monkeypatch):
+    tune_one()
+    old = f"fastconv {fastconv.__version__} on {cpu_model()}"
+    monkeypatch.setattr(autotune, "_section", lambda: f"fastconv {fastconv.__version__} on "
+                                                      f"another CPU")
+    autotune.clear_autotune()
+    tune_one()
+    assert len(timed) == 6
+    assert set(cache_file()["sections"]) == {old, f"fastconv {fastconv.__version__} on "
+                                                  f"another CPU"}
+    monkeypatch.setattr(autotune, "_section", lambda: "fastconv 99.0 on another CPU")
+    autotune.clear_autotune()
+    tune_one()
+    assert len(timed) == 9
+    assert set(cache_file()["sections"]) == {"fastconv 99.0 on another CPU"}
+
+
+@pytest.mark.parametrize("content, reason", [
+    ("{not json", "is not JSON"),
+    ('{"format": "something else", "sections": {}}', "is not a fastconv autotune cache"),
+    ('[1, 2, 3]', "is not a fastconv autotune cache"),
+])
+def test_a_file_that_is_not_a_cache_is_ignored_with_a_warning_and_replaced(
+        timed, content, reason):
+    path = autotune.cache_path()
+    with open(path, "w") as f:
+        f.write(content)
+    with pytest.warns(RuntimeWarning, match=f"ignoring {path}: it {reason}"):
+        tune_one()
+    assert len(timed) == 3 and cache_file()["format"] == autotune.CACHE_FORMAT
+
+
+def test_entries_naming_algorithms_that_cannot_run_are_tuned_again(timed):
+    tune_one()
+    content = cache_file()
+    for section in content["sections"].values():
+        for key in section:
+            section[key] = ["depthwise", "nonsense", 3]
+    with open(autotune.cache_path(), "w") as f:
+        json.dump(content, f)
+    autotune.clear_autotune()
+    plan = tune_one()
+    assert len(timed) == 6 and plan.forward in ("direct", "im2col", "winograd")
+
+
+def test_an_empty_setting_keeps_choices_in_memory_only(timed, monkeypatch, tmp_path):
+    monkeypatch.setenv("FASTCONV_AUTOTUNE_CACHE", "")
+    assert autotune.cache_path() is None
+    tune_one()
+    assert len(timed) == 3 and list(tmp_path.iterdir()) == []
+
+
+def test_an_unwritable_cache_warns_and_keeps_the_choice_in_memory(timed, monkeypatch, tmp_path):
+    blocker = tmp_path / "a file"
+    blocker.write_text("")
+    monkeypatch.setenv("FASTCONV_AUTOTUNE_CACHE", str(blocker / "autotune.json"))
+    with pytest.warns(RuntimeWarning) as caught:
+        plan = tune_one()
+    assert [str(w.message).split(" (")[0] for w in caught] == [
+        f"fastconv autotune: ignoring {blocker / 'autotune.json'}: it cannot be read",
+        f"fastconv autotune: cannot write {blocker / 'autotune.json'}"]
+    assert tune_one() == plan and len(timed) == 3
+
+
+def test_processes_tuning_at_once_keep_each_others_choices(tmp_path):
+    """Four processes, each tuning two problems of its own into one file at the same time:
+    the file ends with all eight choices (the lock serialises the read-merge-writes)."""
+    code = ("import sys, fastconv\n"
+            "i = int(sys.argv[1])\n"
+            "for c in (2 * i + 1, 2 * i + 2):\n"
+            "    fastconv.conv_plan((1, c, 6, 6), (c, c, 3, 3), algorithm='autotune')\n")
+    env = subprocess_env(FASTCONV_AUTOTUNE_CACHE=str(tmp_path / "shared.json"))
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(i)], env=env)
+             for i in range(4)]
+    assert [p.wait(timeout=120) for p in procs] == [0] * 4
+    content = json.loads((tmp_path / "shared.json").read_text())
+    (section,) = content["sections"].values()
+    assert sorted(int(k.split(", ")[1]) for k in section) == list(range(1, 9))

@@ -1,6 +1,7 @@
 """The command-line programs with user mistakes: one line on stderr naming the option,
 exit status 2, no traceback, nothing left behind; existing runs are kept unless asked;
 written files follow the umask; fastconv bench keeps stdout for the report."""
+import json
 import os
 import subprocess
 import sys
@@ -332,3 +333,29 @@ def test_convert_a_pytorch_resnet_then_evaluate_it(tmp_path, capsys, quiet, mnis
     assert err.startswith("fastconv convert: error: file:")
     assert "--dataset" in fails(["evaluate", str(tmp_path / "bare.npz"), "--dataset",
                                  "cifar10"], capsys)
+
+
+def test_tune_writes_each_convolution_of_a_network_to_the_cache(tmp_path, capsys, quiet,
+                                                                monkeypatch):
+    """LeNet-5 at two batch sizes: its two convolutions at each, tuned into the cache file
+    and listed; autotuning is off again after; an empty cache setting is refused."""
+    from fastconv import autotune
+    cache = tmp_path / "autotune.json"
+    monkeypatch.setenv("FASTCONV_AUTOTUNE_CACHE", str(cache))
+    autotune.clear_autotune()
+    try:
+        assert main(["tune", "--model", "lenet5", "--batch-size", "4", "1", "--threads",
+                     "1"]) == 0
+        out = capsys.readouterr().out
+        (section,) = json.loads(cache.read_text())["sections"].values()
+        assert sorted(section) == sorted(
+            f"x({n}, {c}, {h}, {h}) w({k}, {c}, 5, 5) stride(1, 1) padding(0, 0, 0, 0) "
+            f"dilation(1, 1) groups 1 float32 threads 1 {fastconv._ext.simd_name()}"
+            for n in (4, 1) for c, h, k in ((1, 32, 6), (6, 14, 16)))
+        assert f"into {cache}" in out and all(text in out for text in section)
+        assert not fastconv.get_autotune()
+        monkeypatch.setenv("FASTCONV_AUTOTUNE_CACHE", "")
+        assert "FASTCONV_AUTOTUNE_CACHE is empty" in fails(["tune", "--model", "lenet5"],
+                                                           capsys)
+    finally:
+        autotune.clear_autotune()

@@ -20,6 +20,8 @@ COMMANDS = {
     "bench": ("fastconv.cli.bench", "time the key cases beside PyTorch and write the report"),
     "convert": ("fastconv.cli.convert", "turn a PyTorch ResNet or MobileNetV2 state dict into "
                                         "a fastconv checkpoint"),
+    "tune": ("fastconv.cli.tune", "autotune a network's convolutions ahead of time, into the "
+                                  "autotune cache file"),
 }
 
 

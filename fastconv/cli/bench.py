@@ -15,7 +15,6 @@ import datetime
 import io
 import json
 import os
-import platform
 import sys
 import time
 import warnings
@@ -25,6 +24,7 @@ import numpy as np
 import fastconv
 from fastconv import reference
 from fastconv._checks import conv_geometry
+from fastconv.config import cpu_model
 from fastconv.cli.options import (ArgumentParser, CommandError, existing_file, output_file,
                                   positive_int, run_command, thread_count)
 from fastconv.plan import winograd_supports
@@ -191,17 +191,6 @@ def median_time(fn, budget, min_reps=5, max_reps=200):
         fn()
         times.append(time.perf_counter() - t0)
     return float(np.median(times))
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def blas_threads(n):
