@@ -1,6 +1,6 @@
 """ResNet: its architecture (depths, shortcuts, parameter counts), PyTorch's weights loaded
 into it (eval logits and one training step's gradients against PyTorch's), the state dict
-interop's errors, checkpoints and configs."""
+interop's errors, checkpoints and configs, and ResNet-20's convergence on real MNIST."""
 import numpy as np
 import pytest
 
@@ -332,3 +332,23 @@ def test_a_resumed_fit_follows_the_schedule_of_an_uninterrupted_one(tmp_path):
     assert rates["split"] == pytest.approx(rates["whole"], rel=1e-15)
     for name, value in whole.params().items():
         np.testing.assert_array_equal(resumed.params()[name], value, err_msg=name)
+
+
+@pytest.mark.slow
+def test_resnet20_reaches_98_5_percent_on_real_mnist_in_3_epochs():
+    """ResNet-20 trained on the first 8,000 MNIST test images (padded to 32x32) for 3
+    epochs reaches 98.5% on the last 2,000. The recipe: SGD, Nesterov momentum 0.9, lr
+    0.05, weight decay 5e-4 on the weights only (not BN or biases), batch 64, no
+    augmentation, lr x 0.1 for the last epoch (StepLR). Seeds 0-4 gave 98.8-99.05%
+    (seed 0: 98.9%); a cosine decay over the 3 epochs (lr 0.0125 in the last) gave 97.9-99.0%."""
+    from fastconv.data.datasets import load_mnist
+    from fastconv.nn import SGD, StepLR, fit
+    from train_helpers import require_shared_mnist
+    images, labels = load_mnist(require_shared_mnist(), train=False, download=False)
+    model = ResNet(20, in_channels=1, seed=0)
+    optimizer = SGD(model, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4,
+                    decay_biases_and_norms=False)
+    history = fit(model, images[:8000], labels[:8000], epochs=3, batch_size=64,
+                  optimizer=optimizer, schedule=lambda o: StepLR(o, step_size=2, gamma=0.1),
+                  validation_data=(images[8000:], labels[8000:]), seed=0, progress=False)
+    assert history["val_accuracy"][-1] >= 0.985, history
