@@ -290,6 +290,26 @@ def test_train_a_resnet_with_augmentation_and_a_schedule_then_resume_and_evaluat
     assert "on mnist test images (32)" in capsys.readouterr().out
 
 
+def test_train_autotune_tunes_the_network_into_the_cache_and_then_turns_it_off(
+        tmp_path, mnist, quiet, monkeypatch):
+    """--autotune: LeNet-5's two convolutions (at the batch size and at the last, smaller
+    batch) are tuned and written to the cache file; autotuning is off again after."""
+    from fastconv import autotune
+    cache = tmp_path / "autotune.json"
+    monkeypatch.setenv("FASTCONV_AUTOTUNE_CACHE", str(cache))
+    autotune.clear_autotune()
+    try:
+        out, argv = train(tmp_path, mnist, "--autotune", "--limit", "40", "--epochs", "1")
+        assert main(argv) == 0
+        (section,) = json.loads(cache.read_text())["sections"].values()
+        shapes = sorted(text.split(" stride")[0] for text in section)
+        assert shapes == sorted(f"x({n}, {c}, {h}, {h}) w({k}, {c}, 5, 5)" for n in (32, 8)
+                                for c, h, k in ((1, 32, 6), (6, 14, 16)))
+        assert not fastconv.get_autotune()
+    finally:
+        autotune.clear_autotune()
+
+
 def test_train_lenet5_refuses_colour_images_naming_the_model(tmp_path, capsys, quiet):
     err = fails(["train", "--model", "lenet5", "--dataset", "cifar10", "--out",
                  str(tmp_path / "run")], capsys)

@@ -13,6 +13,7 @@ import zipfile
 
 import numpy as np
 
+from ..autotune import get_autotune, set_autotune
 from ..data.augment import random_crop_flip
 from ..nn.checkpoint import CheckpointError, load_checkpoint
 from ..nn.models import LeNet5, MobileNetV2, ResNet, from_config
@@ -68,6 +69,10 @@ def add_parser(subparsers):
                    help="seeds the initialisation and the shuffling (default 0)")
     p.add_argument("--threads", type=thread_count, default=None,
                    help="OpenMP threads for the kernels")
+    p.add_argument("--autotune", action="store_true",
+                   help="time the algorithms of each convolution on its first step and "
+                        "keep the fastest (fastconv.set_autotune; the choices go to the "
+                        "autotune cache file, for later runs)")
     p.add_argument("--limit", type=positive_int, default=None,
                    help="train on the first N training images only")
     p.add_argument("--out", default=os.path.join("runs", "lenet"),
@@ -263,13 +268,20 @@ def run_train(args):
             f"epoch {epoch}/{args.epochs}  "
             + format_epoch({k: h[k][-1] for k in HISTORY_KEYS}), flush=True))
     start = time.perf_counter()
-    history = fit(model, images, labels, epochs=args.epochs,
-                  batch_size=settings["batch_size"], optimizer=settings["optimizer"],
-                  lr=settings["lr"], validation_data=(val_images, val_labels),
-                  seed=settings["seed"], progress=not args.no_progress,
-                  checkpoint=checkpoint, resume=resume, meta={"settings": settings},
-                  callbacks=callbacks, augment=augment_batch if settings["augment"] else None,
-                  schedule=make_schedule(settings["schedule"], settings["schedule_epochs"]))
+    autotuning = get_autotune()
+    set_autotune(autotuning or args.autotune)
+    try:
+        history = fit(model, images, labels, epochs=args.epochs,
+                      batch_size=settings["batch_size"], optimizer=settings["optimizer"],
+                      lr=settings["lr"], validation_data=(val_images, val_labels),
+                      seed=settings["seed"], progress=not args.no_progress,
+                      checkpoint=checkpoint, resume=resume, meta={"settings": settings},
+                      callbacks=callbacks,
+                      augment=augment_batch if settings["augment"] else None,
+                      schedule=make_schedule(settings["schedule"],
+                                             settings["schedule_epochs"]))
+    finally:
+        set_autotune(autotuning)
     seconds = time.perf_counter() - start
     if history["epoch"]:
         print(f"validation accuracy {history['val_accuracy'][-1]:.2%} after "
