@@ -401,7 +401,7 @@ fc_status fc_batch_norm_backward_f64(double *dx, double *dweight, double *dbias,
  * channels per vector (conv_depthwise.c): on small planes the plane-by-plane path's rows,
  * padded to whole blocks, are mostly padding, and its per-plane work outweighs its short
  * sums; on larger planes its long rows make it the faster. */
-#define FC_DEPTHWISE_CHANNELS_LAST_MAX_PIXELS 256
+#define FC_DEPTHWISE_CHANNELS_LAST_MAX_PIXELS 400
 int fc_depthwise_supports(const fc_conv_problem *pb);
 int64_t fc_depthwise_workspace_bytes(const fc_conv_problem *pb, int64_t itemsize);
 fc_conv_forward_fn_f32 fc_conv_depthwise_forward_f32;

@@ -302,7 +302,7 @@ def test_layer_uses_depthwise_and_matches_direct():
 # -- DEPTHWISE_CHANNELS_LAST_MAX_PIXELS pixels ----------------------------------------------
 
 # (N, C, H, W, multiplier, R, S, stride, padding, dilation): channel counts that are not a
-# multiple of the block (16 float32, 8 float64 lanes), 1x1 to 16x16 planes, strides,
+# multiple of the block (16 float32, 8 float64 lanes), 1x1 to 20x20 planes, strides,
 # dilations, padding from 0 to beyond the filter's reach (the data gradient's gather then
 # sums the definition's products alone), and filters of more taps than the weight gradient
 # holds in registers at once.
@@ -322,12 +322,13 @@ SMALL_CASES = [
     (1, 16, 7, 7, 1, 2, 2, 1, (1, 0, 1, 0), 1),
     (1, 20, 16, 16, 1, 7, 7, 1, 3, 1),
     (3, 24, 3, 17, 1, 5, 5, 1, 2, 1),
+    (2, 19, 20, 20, 1, 3, 3, 1, 1, 1),
 ]
 
 
 def test_small_cases_take_the_channels_last_path_and_the_others_do_not():
     limit = fastconv._ext.DEPTHWISE_CHANNELS_LAST_MAX_PIXELS
-    assert limit == 256
+    assert limit == 400
     assert all(H * W <= limit and mult == 1 for _, _, H, W, mult, *_ in SMALL_CASES)
     # CASES keeps the plane-by-plane path in use: larger planes, and multiplier 2
     assert any(H * W > limit and mult == 1 for _, _, H, W, mult, *_ in CASES)
