@@ -17,22 +17,22 @@
  * gradient sums at once. */
 #define DW_CL_NV (DW_CB(REAL) / FC_TEMPLATE_LANES)
 #define DW_CL_QB (DW_CL_PIX_VECS / DW_CL_NV > 1 ? DW_CL_PIX_VECS / DW_CL_NV : 1)
-_Static_assert(DW_CL_QB <= 8 && (DW_CL_QB & (DW_CL_QB - 1)) == 0,
-               "dw_cl_forward's groups are DW_CL_QB, half and a quarter of it, and 1");
+_Static_assert(DW_CL_QB <= 8, "dw_cl_forward's cases of short rows go up to 7 pixels");
 #define DW_CL_TB (DW_CL_TAP_VECS / DW_CL_NV > 1 ? DW_CL_TAP_VECS / DW_CL_NV : 1)
 _Static_assert(DW_CL_TB <= 12, "dw_cl_weight's cases go up to 12 taps");
 
-/* yb[p][q][.] for nq consecutive output pixels of one row from q0: the sum over the taps,
- * in order, of wcl[t][.] times xb at the pixel's tap. nq is a constant at each call. */
+/* yb[p][q][.] for nq consecutive output pixels from q0 of nrows consecutive rows from the
+ * one at yrow (reading xrow): the sum over the taps, in order, of wcl[t][.] times xb at the
+ * pixel's tap. nrows * nq <= DW_CL_QB; both are constants at each call. */
 static inline __attribute__((always_inline)) FC_TEMPLATE_TARGET void
 FN(ISA(dw_cl_forward_run))(REAL *restrict yrow, const REAL *xrow, const REAL *wcl,
-                           const fc_dw_cl_geom *g, int64_t q0, const int nq)
+                           const fc_dw_cl_geom *g, int64_t q0, const int nrows, const int nq)
 {
     const int64_t cb = DW_CB(REAL);
-    const int64_t step = g->sw * cb;
+    const int64_t step = g->sw * cb, row_step = g->sh * g->Wp * cb, out_row = g->Q * cb;
     FC_TEMPLATE_VEC acc[DW_CL_QB][DW_CL_NV];
     DW_UNROLL
-    for (int i = 0; i < nq; i++) {
+    for (int i = 0; i < nrows * nq; i++) {
         DW_UNROLL
         for (int v = 0; v < DW_CL_NV; v++) {
             acc[i][v] = FC_TEMPLATE_SETZERO();
@@ -50,35 +50,44 @@ FN(ISA(dw_cl_forward_run))(REAL *restrict yrow, const REAL *xrow, const REAL *wc
                 wv[v] = FC_TEMPLATE_LOADU(w_r + s * cb + v * FC_TEMPLATE_LANES);
             }
             DW_UNROLL
-            for (int i = 0; i < nq; i++) {
+            for (int k = 0; k < nrows; k++) {
                 DW_UNROLL
-                for (int v = 0; v < DW_CL_NV; v++) {
-                    acc[i][v] = FC_TEMPLATE_FMADD(
-                        wv[v], FC_TEMPLATE_LOADU(in + i * step + v * FC_TEMPLATE_LANES),
-                        acc[i][v]);
+                for (int i = 0; i < nq; i++) {
+                    DW_UNROLL
+                    for (int v = 0; v < DW_CL_NV; v++) {
+                        acc[k * nq + i][v] = FC_TEMPLATE_FMADD(
+                            wv[v],
+                            FC_TEMPLATE_LOADU(in + k * row_step + i * step
+                                              + v * FC_TEMPLATE_LANES),
+                            acc[k * nq + i][v]);
+                    }
                 }
             }
         }
     }
     DW_UNROLL
-    for (int i = 0; i < nq; i++) {
+    for (int k = 0; k < nrows; k++) {
         DW_UNROLL
-        for (int v = 0; v < DW_CL_NV; v++) {
-            FC_TEMPLATE_STOREU(yrow + (q0 + i) * cb + v * FC_TEMPLATE_LANES, acc[i][v]);
+        for (int i = 0; i < nq; i++) {
+            DW_UNROLL
+            for (int v = 0; v < DW_CL_NV; v++) {
+                FC_TEMPLATE_STOREU(yrow + k * out_row + (q0 + i) * cb + v * FC_TEMPLATE_LANES,
+                                   acc[k * nq + i][v]);
+            }
         }
     }
 }
 
-/* One output row of nq-pixel groups, the last group ending at the row's end (overlapping
- * the one before: its pixels get the same sums again); nq <= Q is a constant at each
- * call. */
+/* nrows output rows of nq-pixel groups, the last group ending at the row's end
+ * (overlapping the one before: its pixels get the same sums again); nq <= Q and nrows are
+ * constants at each call. */
 static inline __attribute__((always_inline)) FC_TEMPLATE_TARGET void
 FN(ISA(dw_cl_forward_row))(REAL *restrict yrow, const REAL *xrow, const REAL *wcl,
-                           const fc_dw_cl_geom *g, const int nq)
+                           const fc_dw_cl_geom *g, const int nrows, const int nq)
 {
     for (int64_t q0 = 0;; q0 += nq) {
         const int64_t q = q0 + nq <= g->Q ? q0 : g->Q - nq;
-        FN(ISA(dw_cl_forward_run))(yrow, xrow, wcl, g, q, nq);
+        FN(ISA(dw_cl_forward_run))(yrow, xrow, wcl, g, q, nrows, nq);
         if (q0 + nq >= g->Q) {
             break;
         }
@@ -86,31 +95,41 @@ FN(ISA(dw_cl_forward_row))(REAL *restrict yrow, const REAL *xrow, const REAL *wc
 }
 
 /* yb (P, Q, CB) from the zero-padded xb (Hp, Wp, CB) and the block's filters wcl (taps,
- * CB), in groups of the largest of DW_CL_QB, DW_CL_QB / 2, ... 1 pixels the rows hold (a
- * group's sums are independent chains in registers). */
+ * CB), a group's sums independent chains in registers: rows of at least DW_CL_QB pixels in
+ * groups of DW_CL_QB (dw_cl_forward_row); shorter rows whole, two at a time where two fit
+ * in DW_CL_QB (the last pair of an odd number of rows overlapping the one before). */
 static FC_TEMPLATE_TARGET void FN(ISA(dw_cl_forward))(REAL *restrict yb, const REAL *xb,
                                                       const REAL *wcl, const fc_dw_cl_geom *g)
 {
     const int64_t cb = DW_CB(REAL);
-    int nq = DW_CL_QB;
-    while (nq > g->Q && nq > 1) {
-        nq /= 2;
-    }
-#define DW_CL_HALF(k) (DW_CL_QB / (k) > 1 ? DW_CL_QB / (k) : 1)
-    for (int64_t p = 0; p < g->P; p++) {
+    const int pairs = 2 * g->Q <= DW_CL_QB && g->P >= 2;
+    for (int64_t p0 = 0; p0 < g->P; p0 += 1 + pairs) {
+        const int64_t p = pairs && p0 + 2 > g->P ? g->P - 2 : p0;
         const REAL *xrow = xb + p * g->sh * g->Wp * cb;
         REAL *yrow = yb + p * g->Q * cb;
-        if (nq == DW_CL_QB) {
-            FN(ISA(dw_cl_forward_row))(yrow, xrow, wcl, g, DW_CL_QB);
-        } else if (nq == DW_CL_HALF(2)) {
-            FN(ISA(dw_cl_forward_row))(yrow, xrow, wcl, g, DW_CL_HALF(2));
-        } else if (nq == DW_CL_HALF(4)) {
-            FN(ISA(dw_cl_forward_row))(yrow, xrow, wcl, g, DW_CL_HALF(4));
-        } else {
-            FN(ISA(dw_cl_forward_row))(yrow, xrow, wcl, g, 1);
+        if (g->Q >= DW_CL_QB) {
+            FN(ISA(dw_cl_forward_row))(yrow, xrow, wcl, g, 1, DW_CL_QB);
+            continue;
+        }
+        /* Q < DW_CL_QB <= 8: the row (or pair) in one group of Q pixels */
+        switch (g->Q) {
+#define DW_CL_FORWARD_CASE(n)                                                            \
+    case n:                                                                              \
+        if (pairs) {                                                                     \
+            FN(ISA(dw_cl_forward_run))(yrow, xrow, wcl, g, 0, 2,                         \
+                                       2 * (n) <= DW_CL_QB ? (n) : 1);                   \
+        } else {                                                                         \
+            FN(ISA(dw_cl_forward_run))(yrow, xrow, wcl, g, 0, 1, (n) <= DW_CL_QB ? (n) : 1); \
+        }                                                                                \
+        break;
+            DW_CL_FORWARD_CASE(1) DW_CL_FORWARD_CASE(2) DW_CL_FORWARD_CASE(3)
+            DW_CL_FORWARD_CASE(4) DW_CL_FORWARD_CASE(5) DW_CL_FORWARD_CASE(6)
+            DW_CL_FORWARD_CASE(7)
+#undef DW_CL_FORWARD_CASE
+        default:
+            break;
         }
     }
-#undef DW_CL_HALF
 }
 
 /* dxb (H, W, CB) from dyb (P, Q, CB) and wcl (taps, CB): each input pixel sums, taps in

@@ -159,11 +159,12 @@ static const FN(fc_dw_cl_kernels) *FN(dw_cl_kernels_now)(void)
 }
 
 /* Bytes of one thread's buffers in the channels-last passes: the padded x block, the dy or
- * y block and the dx block. */
+ * y block, the data gradient's padded dy block (dw_cl_flip_geom) and the dx block. */
 static int64_t FN(dw_cl_thread_bytes)(const fc_dw_cl_geom *g)
 {
-    return (g->Hp * g->Wp + g->P * g->Q + g->H * g->W + g->R * g->S) * DW_CB(REAL)
-           * (int64_t)sizeof(REAL) + 4 * 64;
+    const int64_t flip = (g->H + (g->R - 1) * g->dh) * (g->W + (g->S - 1) * g->dw);
+    return (g->Hp * g->Wp + g->P * g->Q + flip + g->H * g->W + g->R * g->S) * DW_CB(REAL)
+           * (int64_t)sizeof(REAL) + 5 * 64;
 }
 
 /* 1 when the passes run pb (which fc_depthwise_supports accepts) channels-last: multiplier
