@@ -252,7 +252,7 @@ static fc_status FN(dw_cl_forward_pass)(REAL *y, const REAL *x, const REAL *w,
         REAL *xb = dw_calloc(g->Hp * g->Wp * cb * (int64_t)sizeof(REAL));
         REAL *yb = dw_calloc(g->P * g->Q * cb * (int64_t)sizeof(REAL));
         failed = xb == NULL || yb == NULL;
-#pragma omp for schedule(dynamic, 4)
+#pragma omp for schedule(static)
         for (int64_t it = 0; it < items; it++) {
             if (failed) {
                 continue;
@@ -377,7 +377,7 @@ static fc_status FN(dw_cl_data_pass)(REAL *dx, const REAL *dy, const REAL *w,
         REAL *dybp = flip ? dw_calloc(gf.Hp * gf.Wp * cb * (int64_t)sizeof(REAL)) : NULL;
         REAL *dxb = dw_calloc(g->H * g->W * cb * (int64_t)sizeof(REAL));
         failed = dyb == NULL || dxb == NULL || (flip && dybp == NULL);
-#pragma omp for schedule(dynamic, 4)
+#pragma omp for schedule(static)
         for (int64_t it = 0; it < items; it++) {
             if (failed) {
                 continue;
