@@ -9,9 +9,12 @@
  *     FC_TEMPLATE_LOADU, FC_TEMPLATE_STOREU, FC_TEMPLATE_SETZERO, FC_TEMPLATE_FMADD
  *                            its unaligned load and store, zero and a*b + c
  *     FC_TEMPLATE_TARGET     the target attribute of the instruction set (may be empty)
- * and the register budgets DW_CL_PIX_VECS (the forward pass's sums: output pixels times
+ * the register budgets DW_CL_PIX_VECS (the forward pass's sums: output pixels times
  * vectors per block) and DW_CL_TAP_VECS (the weight gradient's: taps times vectors per
- * block). */
+ * block), and, where a block is one vector and the instruction set has an in-register
+ * transpose, DW_CL_TRANSPOSE(r) (r[i] row i in, column i out, DW_CB(REAL) vectors) and
+ * DW_CL_ADD_SET1(v, b) (v plus b in every lane) for the copies into and out of the
+ * channels-last layout; without them the copies are scalar loops. */
 
 /* Vectors per channel block; output pixels the forward pass sums at once; taps the weight
  * gradient sums at once. */
@@ -267,12 +270,28 @@ static FC_TEMPLATE_TARGET void FN(ISA(dw_cl_fill))(REAL *restrict buf, const REA
         for (int64_t i0 = 0;; i0 += cb) {
             const int64_t i = i0 + cb <= npix ? i0 : npix - cb;
             FC_TEMPLATE_VEC r[DW_CB(REAL)];
-            for (int j = 0; j < cb; j++) {
-                r[j] = j < lanes ? FC_TEMPLATE_LOADU(src + j * plane + i) : FC_TEMPLATE_SETZERO();
+            if (lanes == cb) {
+                DW_UNROLL
+                for (int j = 0; j < DW_CB(REAL); j++) {
+                    r[j] = FC_TEMPLATE_LOADU(src + j * plane + i);
+                }
+            } else {
+                for (int j = 0; j < cb; j++) {
+                    r[j] = j < lanes ? FC_TEMPLATE_LOADU(src + j * plane + i)
+                                     : FC_TEMPLATE_SETZERO();
+                }
             }
             DW_CL_TRANSPOSE(r);
-            for (int k = 0; k < cb; k++) {
-                FC_TEMPLATE_STOREU(buf + (pos == NULL ? i + k : pos[i + k]) * cb, r[k]);
+            if (pos == NULL) {
+                DW_UNROLL
+                for (int k = 0; k < DW_CB(REAL); k++) {
+                    FC_TEMPLATE_STOREU(buf + (i + k) * cb, r[k]);
+                }
+            } else {
+                DW_UNROLL
+                for (int k = 0; k < DW_CB(REAL); k++) {
+                    FC_TEMPLATE_STOREU(buf + pos[i + k] * cb, r[k]);
+                }
             }
             if (i0 + cb >= npix) {
                 break;
@@ -312,9 +331,16 @@ static FC_TEMPLATE_TARGET void FN(ISA(dw_cl_unfill))(REAL *restrict dst, const R
                 r[k] = FC_TEMPLATE_LOADU(buf + (i + k) * cb);
             }
             DW_CL_TRANSPOSE(r);
-            for (int j = 0; j < lanes; j++) {
-                FC_TEMPLATE_STOREU(dst + j * npix + i,
-                                   bias == NULL ? r[j] : DW_CL_ADD_SET1(r[j], bias[j]));
+            if (lanes == cb && bias == NULL) {
+                DW_UNROLL
+                for (int j = 0; j < DW_CB(REAL); j++) {
+                    FC_TEMPLATE_STOREU(dst + j * npix + i, r[j]);
+                }
+            } else {
+                for (int j = 0; j < lanes; j++) {
+                    FC_TEMPLATE_STOREU(dst + j * npix + i,
+                                       bias == NULL ? r[j] : DW_CL_ADD_SET1(r[j], bias[j]));
+                }
             }
             if (i0 + cb >= npix) {
                 break;
