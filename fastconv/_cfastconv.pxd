@@ -217,5 +217,6 @@ cdef extern from "fastconv.h" nogil:
 cdef extern from "fastconv.h" nogil:
     enum: FC_CONV_DEPTHWISE
     enum: FC_DEPTHWISE_MAX_WORKSPACE_BYTES
+    enum: FC_DEPTHWISE_CHANNELS_LAST_MAX_PIXELS
     int fc_depthwise_supports(const fc_conv_problem *pb)
     int64_t fc_depthwise_workspace_bytes(const fc_conv_problem *pb, int64_t itemsize)

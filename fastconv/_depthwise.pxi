@@ -4,6 +4,9 @@
 # Largest workspace (bytes) one thread of the depthwise kernels takes; above it they
 # refuse (FC_ERR_TOO_LARGE) and fastconv/plan.py's auto runs another algorithm.
 DEPTHWISE_MAX_WORKSPACE_BYTES = FC_DEPTHWISE_MAX_WORKSPACE_BYTES
+# Input planes of at most this many pixels (multiplier 1) run the kernels' channels-last
+# path, a block of channels per vector; larger ones, plane by plane.
+DEPTHWISE_CHANNELS_LAST_MAX_PIXELS = FC_DEPTHWISE_CHANNELS_LAST_MAX_PIXELS
 
 
 def depthwise_supports(geom):

@@ -34,7 +34,26 @@
  * definition's products, and an (image, channel) plane of x that is not all finite runs
  * the weight gradient's sums over the pixels alone. The forward pass's extra products are
  * the padding's (which the definition has: 0 x inf is NaN there too) and the non-pixels'
- * (never stored), so it needs no check. */
+ * (never stored), so it needs no check.
+ *
+ * The channels-last path (multiplier 1, planes of at most
+ * FC_DEPTHWISE_CHANNELS_LAST_MAX_PIXELS pixels, fastconv.h). Small planes are mostly wide
+ * rows' padding, so there the passes work on a block of DW_CB channels at once, one
+ * vector's lanes (conv_depthwise_cl_impl.h): an (image, channel block) pair is copied into a
+ * zero-padded buffer of Hp x Wp pixels of DW_CB lanes, and each output pixel is the sum
+ * over the taps, in order, of the filters' lanes times the buffer at the tap; the result is
+ * copied back plane by plane.
+ *   - forward: exactly the definition's products, the padding's included.
+ *   - data gradient: at stride 1, on channel blocks whose filters are all finite, the
+ *     forward kernel over dy zero-padded by the filter's reach less the padding, with the
+ *     flipped filters (its extra products are finite weights times zeros); otherwise each
+ *     input pixel sums the definition's products alone, from per-row and per-column tables
+ *     of the taps that reach it.
+ *   - weight gradient: each tap's lanes sum dy times the padded x over the output pixels,
+ *     exactly the definition's products, image after image. Each thread owns whole
+ *     channel blocks, so the bits do not depend on the thread count.
+ * Each thread owns whole (image, channel block) pairs in the forward pass and the data
+ * gradient. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,6 +79,22 @@
  * it); with fewer, by images. */
 #define DW_WEIGHT_CHANNELS_PER_THREAD 4
 
+/* The channels-last path. Channels per block: 64 bytes, one AVX-512 vector. */
+#define DW_CB_BYTES 64
+#define DW_CB(T) ((int)(DW_CB_BYTES / sizeof(T)))
+/* The geometry of the channels-last kernels: x padded to Hp x Wp pixels of DW_CB lanes. */
+typedef struct {
+    int64_t H, W, P, Q, R, S;
+    int64_t sh, sw, dh, dw, pt, pl;
+    int64_t Hp, Wp;
+} fc_dw_cl_geom;
+
+/* For each input row (or column) of the data gradient, the filter rows (columns) and
+ * output rows (columns) whose products land on it (dw_cl_data). */
+typedef struct {
+    int64_t *count, *tap, *at;
+} fc_dw_cl_lists;
+
 /* ---- the micro-kernel table ---- */
 
 #define FC_DEFINE_DW_KERNELS(SUFFIX, T)                                                      \
@@ -73,6 +108,21 @@
 FC_DEFINE_DW_KERNELS(f32, float)
 FC_DEFINE_DW_KERNELS(f64, double)
 #undef FC_DEFINE_DW_KERNELS
+
+#define FC_DEFINE_DW_CL_KERNELS(SUFFIX, T)                                                   \
+    typedef struct {                                                                         \
+        void (*forward)(T *restrict yb, const T *xb, const T *wcl, const fc_dw_cl_geom *g);  \
+        void (*data)(T *restrict dxb, const T *dyb, const T *wcl, const fc_dw_cl_geom *g,    \
+                     const fc_dw_cl_lists *rows, const fc_dw_cl_lists *cols);                \
+        void (*weight)(T *restrict sums, const T *xb, const T *dyb, const fc_dw_cl_geom *g); \
+        void (*fill)(T *restrict buf, const T *src, int64_t lanes, int64_t plane,            \
+                     const int64_t *pos, int64_t npix);                                      \
+        void (*unfill)(T *restrict dst, const T *buf, int64_t lanes, int64_t npix,           \
+                       const T *bias);                                                       \
+    } fc_dw_cl_kernels_##SUFFIX;
+FC_DEFINE_DW_CL_KERNELS(f32, float)
+FC_DEFINE_DW_CL_KERNELS(f64, double)
+#undef FC_DEFINE_DW_CL_KERNELS
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #define FC_DW_HAVE_X86 1
@@ -94,10 +144,36 @@ FC_DEFINE_DW_KERNELS(f64, double)
 #include "conv_depthwise_kernels_impl.h"
 #include "template_end.h"
 
+#define DW_UNROLL _Pragma("GCC unroll 16")
+
+/* The portable channels-last kernels: "vectors" of one REAL, loops over a block's lanes
+ * the compiler vectorises. */
+#define FC_TEMPLATE_LANES 1
+#define FC_TEMPLATE_VEC REAL
+#define FC_TEMPLATE_LOADU(p) (*(p))
+#define FC_TEMPLATE_STOREU(p, v) (*(p) = (v))
+#define FC_TEMPLATE_SETZERO() ((REAL)0)
+#define FC_TEMPLATE_FMADD(a, b, c) ((a) * (b) + (c))
+#define FC_TEMPLATE_TARGET
+#define DW_CL_PIX_VECS 32
+#define DW_CL_TAP_VECS 48
+#define REAL float
+#define TYPE_SUFFIX f32
+#define ISA_SUFFIX generic
+#include "conv_depthwise_cl_impl.h"
+#undef REAL
+#undef TYPE_SUFFIX
+#undef ISA_SUFFIX
+#define REAL double
+#define TYPE_SUFFIX f64
+#define ISA_SUFFIX generic
+#include "conv_depthwise_cl_impl.h"
+#include "template_end.h"
+#undef DW_CL_PIX_VECS
+#undef DW_CL_TAP_VECS
+
 #if FC_DW_HAVE_X86
 #include <immintrin.h>
-
-#define DW_UNROLL _Pragma("GCC unroll 16")
 
 #define REAL float
 #define TYPE_SUFFIX f32
@@ -105,6 +181,11 @@ FC_DEFINE_DW_KERNELS(f64, double)
 #define FC_TEMPLATE_TARGET __attribute__((target("avx2,fma")))
 #include "simd_avx2_f32.h"
 #include "conv_depthwise_simd_impl.h"
+#define DW_CL_PIX_VECS 8
+#define DW_CL_TAP_VECS 12
+#include "conv_depthwise_cl_impl.h"
+#undef DW_CL_PIX_VECS
+#undef DW_CL_TAP_VECS
 #include "template_end.h"
 
 #define REAL double
@@ -113,7 +194,63 @@ FC_DEFINE_DW_KERNELS(f64, double)
 #define FC_TEMPLATE_TARGET __attribute__((target("avx2,fma")))
 #include "simd_avx2_f64.h"
 #include "conv_depthwise_simd_impl.h"
+#define DW_CL_PIX_VECS 8
+#define DW_CL_TAP_VECS 12
+#include "conv_depthwise_cl_impl.h"
+#undef DW_CL_PIX_VECS
+#undef DW_CL_TAP_VECS
 #include "template_end.h"
+
+/* In-register transposes of a channels-last block for dw_cl_fill and dw_cl_unfill: r[i]
+ * holds row i on entry and column i on return. */
+static inline __attribute__((always_inline, target("avx512f"))) void
+dw_transpose16_f32_avx512(__m512 *r)
+{
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 16; i += 8) {
+        for (int k = 0; k < 4; k++) {
+            t[i + k] = _mm512_shuffle_f32x4(r[i + k], r[i + 4 + k], 0x88);
+            t[i + 4 + k] = _mm512_shuffle_f32x4(r[i + k], r[i + 4 + k], 0xDD);
+        }
+    }
+    for (int k = 0; k < 8; k++) {
+        r[k] = _mm512_shuffle_f32x4(t[k], t[8 + k], 0x88);
+        r[8 + k] = _mm512_shuffle_f32x4(t[k], t[8 + k], 0xDD);
+    }
+}
+
+static inline __attribute__((always_inline, target("avx512f"))) void
+dw_transpose8_f64_avx512(__m512d *r)
+{
+    __m512d t[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm512_unpacklo_pd(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_pd(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        for (int k = 0; k < 2; k++) {
+            r[i + k] = _mm512_shuffle_f64x2(t[i + k], t[i + 2 + k], 0x88);
+            r[i + 2 + k] = _mm512_shuffle_f64x2(t[i + k], t[i + 2 + k], 0xDD);
+        }
+    }
+    for (int k = 0; k < 4; k++) {
+        t[k] = _mm512_shuffle_f64x2(r[k], r[4 + k], 0x88);
+        t[4 + k] = _mm512_shuffle_f64x2(r[k], r[4 + k], 0xDD);
+    }
+    for (int k = 0; k < 8; k++) {
+        r[k] = t[k];
+    }
+}
 
 #define REAL float
 #define TYPE_SUFFIX f32
@@ -121,6 +258,15 @@ FC_DEFINE_DW_KERNELS(f64, double)
 #define FC_TEMPLATE_TARGET __attribute__((target("avx512f")))
 #include "simd_avx512_f32.h"
 #include "conv_depthwise_simd_impl.h"
+#define DW_CL_PIX_VECS 8
+#define DW_CL_TAP_VECS 12
+#define DW_CL_TRANSPOSE dw_transpose16_f32_avx512
+#define DW_CL_ADD_SET1(v, b) _mm512_add_ps(v, _mm512_set1_ps(b))
+#include "conv_depthwise_cl_impl.h"
+#undef DW_CL_TRANSPOSE
+#undef DW_CL_ADD_SET1
+#undef DW_CL_PIX_VECS
+#undef DW_CL_TAP_VECS
 #include "template_end.h"
 
 #define REAL double
@@ -129,6 +275,15 @@ FC_DEFINE_DW_KERNELS(f64, double)
 #define FC_TEMPLATE_TARGET __attribute__((target("avx512f")))
 #include "simd_avx512_f64.h"
 #include "conv_depthwise_simd_impl.h"
+#define DW_CL_PIX_VECS 8
+#define DW_CL_TAP_VECS 12
+#define DW_CL_TRANSPOSE dw_transpose8_f64_avx512
+#define DW_CL_ADD_SET1(v, b) _mm512_add_pd(v, _mm512_set1_pd(b))
+#include "conv_depthwise_cl_impl.h"
+#undef DW_CL_TRANSPOSE
+#undef DW_CL_ADD_SET1
+#undef DW_CL_PIX_VECS
+#undef DW_CL_TAP_VECS
 #include "template_end.h"
 #endif
 

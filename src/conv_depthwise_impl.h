@@ -142,12 +142,336 @@ static fc_status FN(dw_begin)(const fc_conv_problem *pb, fc_dw_geom *g, FN(fc_dw
     return FN(dw_taps_of)(tp, pb, g) ? FC_OK : FC_ERR_NOMEM;
 }
 
+/* ---- the channels-last path (fastconv.h: FC_DEPTHWISE_CHANNELS_LAST_MAX_PIXELS) ---- */
+
+/* The channels-last micro-kernels of the current SIMD level. */
+static const FN(fc_dw_cl_kernels) *FN(dw_cl_kernels_now)(void)
+{
+#if FC_DW_HAVE_X86
+    if (fc_simd_avx512()) {
+        return &FN(dw_cl_kernels_avx512);
+    }
+    if (fc_simd_avx2()) {
+        return &FN(dw_cl_kernels_avx2);
+    }
+#endif
+    return &FN(dw_cl_kernels_generic);
+}
+
+/* Bytes of one thread's buffers in the channels-last passes: the padded x block, the dy or
+ * y block, the data gradient's padded dy block (dw_cl_flip_geom) and the dx block. */
+static int64_t FN(dw_cl_thread_bytes)(const fc_dw_cl_geom *g)
+{
+    const int64_t flip = (g->H + (g->R - 1) * g->dh) * (g->W + (g->S - 1) * g->dw);
+    return (g->Hp * g->Wp + g->P * g->Q + flip + g->H * g->W + g->R * g->S) * DW_CB(REAL)
+           * (int64_t)sizeof(REAL) + 5 * 64;
+}
+
+/* 1 when the passes run pb (which fc_depthwise_supports accepts) channels-last: multiplier
+ * 1, input planes of at most FC_DEPTHWISE_CHANNELS_LAST_MAX_PIXELS pixels, and the buffers
+ * within the workspace limit. Fills g. */
+static int FN(dw_cl_applies)(fc_dw_cl_geom *g, const fc_conv_problem *pb)
+{
+    if (pb->K != pb->C || pb->H * pb->W > FC_DEPTHWISE_CHANNELS_LAST_MAX_PIXELS) {
+        return 0;
+    }
+    g->H = pb->H;
+    g->W = pb->W;
+    g->P = pb->P;
+    g->Q = pb->Q;
+    g->R = pb->R;
+    g->S = pb->S;
+    g->sh = pb->stride_h;
+    g->sw = pb->stride_w;
+    g->dh = pb->dil_h;
+    g->dw = pb->dil_w;
+    g->pt = pb->pad_top;
+    g->pl = pb->pad_left;
+    g->Hp = pb->H + pb->pad_top + pb->pad_bottom;
+    g->Wp = pb->W + pb->pad_left + pb->pad_right;
+    return FN(dw_cl_thread_bytes)(g) <= FC_DEPTHWISE_MAX_WORKSPACE_BYTES;
+}
+
+/* Each pixel's place in the zero-padded channels-last x (fc_dw_cl_geom), for dw_cl_fill;
+ * NULL when out of memory. */
+static int64_t *FN(dw_cl_positions)(const fc_dw_cl_geom *g)
+{
+    int64_t *pos = malloc((size_t)(g->H * g->W + 1) * sizeof(int64_t));
+    if (pos != NULL) {
+        for (int64_t h = 0; h < g->H; h++) {
+            for (int64_t w = 0; w < g->W; w++) {
+                pos[h * g->W + w] = (h + g->pt) * g->Wp + w + g->pl;
+            }
+        }
+    }
+    return pos;
+}
+
+/* The filters of every channel block channels-last, (blocks, taps, CB), the lanes past the
+ * last channel zero; NULL when out of memory. */
+static REAL *FN(dw_cl_filters)(const REAL *w, const fc_conv_problem *pb, int64_t blocks)
+{
+    const int64_t cb = DW_CB(REAL), taps = pb->R * pb->S;
+    REAL *wcl = dw_calloc(blocks * taps * cb * (int64_t)sizeof(REAL));
+    if (wcl == NULL) {
+        return NULL;
+    }
+    for (int64_t c = 0; c < pb->C; c++) {
+        REAL *dst = wcl + c / cb * taps * cb + c % cb;
+        for (int64_t t = 0; t < taps; t++) {
+            dst[t * cb] = w[c * taps + t];
+        }
+    }
+    return wcl;
+}
+
+static fc_status FN(dw_cl_forward_pass)(REAL *y, const REAL *x, const REAL *w,
+                                        const REAL *bias, const fc_conv_problem *pb,
+                                        const fc_dw_cl_geom *g)
+{
+    const int64_t cb = DW_CB(REAL), taps = pb->R * pb->S;
+    const int64_t blocks = fc_ceil_div(pb->C, cb), items = pb->N * blocks;
+    if (items == 0) {
+        return FC_OK;
+    }
+    REAL *wcl = FN(dw_cl_filters)(w, pb, blocks);
+    int64_t *pos = FN(dw_cl_positions)(g);
+    if (wcl == NULL || pos == NULL) {
+        free(wcl);
+        free(pos);
+        return FC_ERR_NOMEM;
+    }
+    const FN(fc_dw_cl_kernels) *kern = FN(dw_cl_kernels_now)();
+#ifdef _OPENMP
+    const int team = dw_team(items, pb->N * pb->K * pb->P * pb->Q * taps);
+#endif
+    int failed = 0;
+
+#pragma omp parallel num_threads(team) reduction(|| : failed)
+    {
+        REAL *xb = dw_calloc(g->Hp * g->Wp * cb * (int64_t)sizeof(REAL));
+        REAL *yb = dw_calloc(g->P * g->Q * cb * (int64_t)sizeof(REAL));
+        failed = xb == NULL || yb == NULL;
+#pragma omp for schedule(static)
+        for (int64_t it = 0; it < items; it++) {
+            if (failed) {
+                continue;
+            }
+            const int64_t n = it / blocks, c0 = it % blocks * cb;
+            const int64_t lanes = pb->C - c0 < cb ? pb->C - c0 : cb;
+            kern->fill(xb, x + (n * pb->C + c0) * pb->H * pb->W, lanes, pb->H * pb->W, pos,
+                       pb->H * pb->W);
+            kern->forward(yb, xb, wcl + c0 * taps, g);
+            kern->unfill(y + (n * pb->K + c0) * pb->P * pb->Q, yb, lanes, pb->P * pb->Q,
+                         bias == NULL ? NULL : bias + c0);
+        }
+        free(xb);
+        free(yb);
+    }
+    free(wcl);
+    free(pos);
+    return failed ? FC_ERR_NOMEM : FC_OK;
+}
+
+/* The data gradient's tables (fc_dw_cl_lists) along one axis: n_in input positions, n_out
+ * output positions of stride stride, filter taps taps of dilation dil, padding pad; tap
+ * numbers scaled by tap_scale and output offsets by at_scale. */
+static int FN(dw_cl_lists_of)(fc_dw_cl_lists *l, int64_t n_in, int64_t n_out, int64_t taps,
+                              int64_t stride, int64_t dil, int64_t pad, int64_t tap_scale,
+                              int64_t at_scale)
+{
+    l->count = malloc((size_t)(n_in * (1 + 2 * taps) + 1) * sizeof(int64_t));
+    if (l->count == NULL) {
+        return 0;
+    }
+    l->tap = l->count + n_in;
+    l->at = l->tap + n_in * taps;
+    for (int64_t i = 0; i < n_in; i++) {
+        int64_t count = 0;
+        for (int64_t r = 0; r < taps; r++) {
+            const int64_t num = i + pad - r * dil;
+            if (num >= 0 && num % stride == 0 && num / stride < n_out) {
+                l->tap[i * taps + count] = r * tap_scale;
+                l->at[i * taps + count] = num / stride * at_scale;
+                count++;
+            }
+        }
+        l->count[i] = count;
+    }
+    return 1;
+}
+
+/* At stride 1 the data gradient is a correlation of dy, zero-padded by the filter's reach
+ * less the padding, with the flipped filters: the forward kernel. Its products with the
+ * zeros around dy are not the definition's, so it runs only on channel blocks whose
+ * filters are all finite (0 x inf would be NaN), and only where the padding is at most the
+ * reach on every side (the padded dy then holds all of dy); otherwise, and at other
+ * strides, the kernel that sums the definition's products alone. The flipped correlation's
+ * geometry in *gf (x's place taken by the padded dy, y's by dx: dw_cl_positions gives dy's
+ * place in it); 0 where it does not apply. */
+static int FN(dw_cl_flip_geom)(fc_dw_cl_geom *gf, const fc_conv_problem *pb)
+{
+    const int64_t reach_h = (pb->R - 1) * pb->dil_h, reach_w = (pb->S - 1) * pb->dil_w;
+    if (pb->stride_h != 1 || pb->stride_w != 1 || pb->pad_top > reach_h
+        || pb->pad_bottom > reach_h || pb->pad_left > reach_w || pb->pad_right > reach_w) {
+        return 0;
+    }
+    *gf = (fc_dw_cl_geom){.H = pb->P, .W = pb->Q, .P = pb->H, .Q = pb->W, .R = pb->R,
+                          .S = pb->S, .sh = 1, .sw = 1, .dh = pb->dil_h, .dw = pb->dil_w,
+                          .pt = reach_h - pb->pad_top, .pl = reach_w - pb->pad_left,
+                          .Hp = pb->H + reach_h, .Wp = pb->W + reach_w};
+    return 1;
+}
+
+static fc_status FN(dw_cl_data_pass)(REAL *dx, const REAL *dy, const REAL *w,
+                                     const fc_conv_problem *pb, const fc_dw_cl_geom *g)
+{
+    const int64_t cb = DW_CB(REAL), taps = pb->R * pb->S;
+    const int64_t blocks = fc_ceil_div(pb->C, cb), items = pb->N * blocks;
+    if (items == 0) {
+        return FC_OK;
+    }
+    fc_dw_cl_geom gf;
+    const int flip = FN(dw_cl_flip_geom)(&gf, pb);
+    fc_dw_cl_lists rows, cols;
+    rows.count = cols.count = NULL;
+    REAL *wcl = FN(dw_cl_filters)(w, pb, blocks);
+    /* per block: 1 when the flipped correlation runs it; then its filters flipped */
+    char *flipped = calloc((size_t)blocks, 1);
+    REAL *wflip = flip ? dw_calloc(blocks * taps * cb * (int64_t)sizeof(REAL)) : NULL;
+    int64_t *pos = flip ? FN(dw_cl_positions)(&gf) : NULL;
+    int ok = wcl != NULL && flipped != NULL && (!flip || (wflip != NULL && pos != NULL))
+             && FN(dw_cl_lists_of)(&rows, pb->H, pb->P, pb->R, pb->stride_h, pb->dil_h,
+                                   pb->pad_top, pb->S, pb->Q * cb)
+             && FN(dw_cl_lists_of)(&cols, pb->W, pb->Q, pb->S, pb->stride_w, pb->dil_w,
+                                   pb->pad_left, 1, cb);
+    if (ok && flip) {
+        const FN(fc_dw_kernels) *check = FN(dw_kernels_now)();
+        for (int64_t b = 0; b < blocks; b++) {
+            const int64_t c0 = b * cb, lanes = pb->C - c0 < cb ? pb->C - c0 : cb;
+            flipped[b] = (char)check->all_finite(w + c0 * taps, lanes * taps);
+            for (int64_t t = 0; t < taps; t++) {
+                memcpy(wflip + (b * taps + t) * cb, wcl + (b * taps + taps - 1 - t) * cb,
+                       (size_t)cb * sizeof(REAL));
+            }
+        }
+    }
+    if (!ok) {
+        free(wcl);
+        free(flipped);
+        free(wflip);
+        free(pos);
+        free(rows.count);
+        free(cols.count);
+        return FC_ERR_NOMEM;
+    }
+    const FN(fc_dw_cl_kernels) *kern = FN(dw_cl_kernels_now)();
+#ifdef _OPENMP
+    const int team = dw_team(items, pb->N * pb->K * pb->P * pb->Q * taps);
+#endif
+    int failed = 0;
+
+#pragma omp parallel num_threads(team) reduction(|| : failed)
+    {
+        REAL *dyb = dw_calloc(g->P * g->Q * cb * (int64_t)sizeof(REAL));
+        REAL *dybp = flip ? dw_calloc(gf.Hp * gf.Wp * cb * (int64_t)sizeof(REAL)) : NULL;
+        REAL *dxb = dw_calloc(g->H * g->W * cb * (int64_t)sizeof(REAL));
+        failed = dyb == NULL || dxb == NULL || (flip && dybp == NULL);
+#pragma omp for schedule(static)
+        for (int64_t it = 0; it < items; it++) {
+            if (failed) {
+                continue;
+            }
+            const int64_t n = it / blocks, b = it % blocks, c0 = b * cb;
+            const int64_t lanes = pb->C - c0 < cb ? pb->C - c0 : cb;
+            const REAL *dyn = dy + (n * pb->K + c0) * pb->P * pb->Q;
+            if (flipped[b]) {
+                kern->fill(dybp, dyn, lanes, pb->P * pb->Q, pos, pb->P * pb->Q);
+                kern->forward(dxb, dybp, wflip + c0 * taps, &gf);
+            } else {
+                kern->fill(dyb, dyn, lanes, pb->P * pb->Q, NULL, pb->P * pb->Q);
+                kern->data(dxb, dyb, wcl + c0 * taps, g, &rows, &cols);
+            }
+            kern->unfill(dx + (n * pb->C + c0) * pb->H * pb->W, dxb, lanes, pb->H * pb->W,
+                         NULL);
+        }
+        free(dyb);
+        free(dybp);
+        free(dxb);
+    }
+    free(wcl);
+    free(flipped);
+    free(wflip);
+    free(pos);
+    free(rows.count);
+    free(cols.count);
+    return failed ? FC_ERR_NOMEM : FC_OK;
+}
+
+/* dw has been zeroed. Each thread owns whole channel blocks and sums their images in order,
+ * so the bits do not depend on the thread count. */
+static fc_status FN(dw_cl_weight_pass)(REAL *dw, const REAL *dy, const REAL *x,
+                                       const fc_conv_problem *pb, const fc_dw_cl_geom *g)
+{
+    const int64_t cb = DW_CB(REAL), taps = pb->R * pb->S;
+    const int64_t blocks = fc_ceil_div(pb->C, cb);
+    if (pb->N == 0) {
+        return FC_OK;
+    }
+    int64_t *pos = FN(dw_cl_positions)(g);
+    if (pos == NULL) {
+        return FC_ERR_NOMEM;
+    }
+    const FN(fc_dw_cl_kernels) *kern = FN(dw_cl_kernels_now)();
+#ifdef _OPENMP
+    const int team = dw_team(blocks, pb->N * pb->K * pb->P * pb->Q * taps);
+#endif
+    int failed = 0;
+
+#pragma omp parallel num_threads(team) reduction(|| : failed)
+    {
+        REAL *xb = dw_calloc(g->Hp * g->Wp * cb * (int64_t)sizeof(REAL));
+        REAL *dyb = dw_calloc(g->P * g->Q * cb * (int64_t)sizeof(REAL));
+        REAL *sums = dw_calloc(taps * cb * (int64_t)sizeof(REAL));
+        failed = xb == NULL || dyb == NULL || sums == NULL;
+#pragma omp for schedule(dynamic)
+        for (int64_t b = 0; b < blocks; b++) {
+            if (failed) {
+                continue;
+            }
+            const int64_t c0 = b * cb, lanes = pb->C - c0 < cb ? pb->C - c0 : cb;
+            memset(sums, 0, (size_t)(taps * cb) * sizeof(REAL));
+            for (int64_t n = 0; n < pb->N; n++) {
+                kern->fill(xb, x + (n * pb->C + c0) * pb->H * pb->W, lanes, pb->H * pb->W,
+                           pos, pb->H * pb->W);
+                kern->fill(dyb, dy + (n * pb->K + c0) * pb->P * pb->Q, lanes, pb->P * pb->Q,
+                           NULL, pb->P * pb->Q);
+                kern->weight(sums, xb, dyb, g);
+            }
+            for (int64_t j = 0; j < lanes; j++) {
+                for (int64_t t = 0; t < taps; t++) {
+                    dw[(c0 + j) * taps + t] = sums[t * cb + j];
+                }
+            }
+        }
+        free(xb);
+        free(dyb);
+        free(sums);
+    }
+    free(pos);
+    return failed ? FC_ERR_NOMEM : FC_OK;
+}
+
 /* ---- forward ---- */
 
 fc_status FN(fc_conv_depthwise_forward)(REAL *y, const REAL *x, const REAL *w,
                                         const REAL *bias, const fc_conv_problem *pb)
 {
     /* y (N, K, P, Q) = x (N, C, H, W) correlated plane by plane with w (K, 1, R, S) + bias */
+    fc_dw_cl_geom clg;
+    if (fc_depthwise_supports(pb) && FN(dw_cl_applies)(&clg, pb)) {
+        return FN(dw_cl_forward_pass)(y, x, w, bias, pb, &clg);
+    }
     fc_dw_geom g;
     FN(fc_dw_taps) tp;
     int empty;
@@ -211,6 +535,10 @@ fc_status FN(fc_conv_depthwise_backward_data)(REAL *dx, const REAL *dy, const RE
 {
     /* dx (N, C, H, W) = sum over each channel's filters k of dy (N, K, P, Q) correlated
      * transposed with w (K, 1, R, S) */
+    fc_dw_cl_geom clg;
+    if (fc_depthwise_supports(pb) && FN(dw_cl_applies)(&clg, pb)) {
+        return FN(dw_cl_data_pass)(dx, dy, w, pb, &clg);
+    }
     fc_dw_geom g;
     FN(fc_dw_taps) tp;
     int empty;
@@ -337,6 +665,11 @@ fc_status FN(fc_conv_depthwise_backward_weight)(REAL *dw, const REAL *dy, const 
     memset(dw, 0, (size_t)size * sizeof(REAL));
     if (empty) {
         return FC_OK;
+    }
+    fc_dw_cl_geom clg;
+    if (FN(dw_cl_applies)(&clg, pb)) {
+        free(tp.off);
+        return FN(dw_cl_weight_pass)(dw, dy, x, pb, &clg);
     }
     const FN(fc_dw_kernels) *kern = FN(dw_kernels_now)();
     const int64_t items = pb->N * pb->C;

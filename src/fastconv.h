@@ -397,6 +397,11 @@ fc_status fc_batch_norm_backward_f64(double *dx, double *dweight, double *dbias,
  * FC_DEPTHWISE_MAX_WORKSPACE_BYTES. The weight gradient is bitwise reproducible at a given
  * thread count. */
 #define FC_DEPTHWISE_MAX_WORKSPACE_BYTES ((int64_t)64 << 20)
+/* Multiplier 1 on input planes of at most this many pixels runs channels-last, a block of
+ * channels per vector (conv_depthwise.c): on small planes the plane-by-plane path's rows,
+ * padded to whole blocks, are mostly padding, and its per-plane work outweighs its short
+ * sums; on larger planes its long rows make it the faster. */
+#define FC_DEPTHWISE_CHANNELS_LAST_MAX_PIXELS 400
 int fc_depthwise_supports(const fc_conv_problem *pb);
 int64_t fc_depthwise_workspace_bytes(const fc_conv_problem *pb, int64_t itemsize);
 fc_conv_forward_fn_f32 fc_conv_depthwise_forward_f32;

@@ -296,3 +296,112 @@ def test_layer_uses_depthwise_and_matches_direct():
     with thread_count(1):
         y1 = fastconv.conv2d(x, w, b, **kw)
     np.testing.assert_array_equal(y, y1)
+
+
+# -- the channels-last path: multiplier 1 on planes of at most -----------------------------
+# -- DEPTHWISE_CHANNELS_LAST_MAX_PIXELS pixels ----------------------------------------------
+
+# (N, C, H, W, multiplier, R, S, stride, padding, dilation): channel counts that are not a
+# multiple of the block (16 float32, 8 float64 lanes), 1x1 to 20x20 planes, strides,
+# dilations, padding from 0 to beyond the filter's reach (the data gradient's gather then
+# sums the definition's products alone), and filters of more taps than the weight gradient
+# holds in registers at once.
+SMALL_CASES = [
+    (1, 19, 7, 7, 1, 3, 3, 1, 1, 1),
+    (3, 33, 7, 7, 1, 3, 3, 1, 1, 1),
+    (3, 33, 4, 4, 1, 3, 3, 1, 1, 1),
+    (1, 19, 1, 1, 1, 3, 3, 1, 1, 1),
+    (3, 17, 1, 1, 1, 1, 1, 1, 0, 1),
+    (1, 33, 5, 7, 1, 3, 3, 2, 1, 1),
+    (3, 19, 8, 8, 1, 3, 3, 2, 0, 1),
+    (1, 19, 7, 7, 1, 3, 3, 1, 2, 2),
+    (3, 19, 9, 11, 1, 3, 3, (2, 1), (1, 2), (1, 2)),
+    (1, 33, 6, 5, 1, 3, 3, 1, 0, 1),
+    (1, 19, 4, 4, 1, 3, 3, 1, 2, 1),
+    (3, 19, 4, 3, 1, 3, 3, 1, 3, 1),
+    (1, 16, 7, 7, 1, 2, 2, 1, (1, 0, 1, 0), 1),
+    (1, 20, 16, 16, 1, 7, 7, 1, 3, 1),
+    (3, 24, 3, 17, 1, 5, 5, 1, 2, 1),
+    (2, 19, 20, 20, 1, 3, 3, 1, 1, 1),
+]
+
+
+def test_small_cases_take_the_channels_last_path_and_the_others_do_not():
+    limit = fastconv._ext.DEPTHWISE_CHANNELS_LAST_MAX_PIXELS
+    assert limit == 400
+    assert all(H * W <= limit and mult == 1 for _, _, H, W, mult, *_ in SMALL_CASES)
+    # CASES keeps the plane-by-plane path in use: larger planes, and multiplier 2
+    assert any(H * W > limit and mult == 1 for _, _, H, W, mult, *_ in CASES)
+    assert any(mult > 1 for _, _, H, W, mult, *_ in CASES)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", SMALL_CASES, ids=str)
+def test_channels_last_matches_reference(case, dtype, simd):
+    x, w, b, kw = make(case, dtype)
+    dy = np.random.default_rng(1).standard_normal(output_shape(x, w, kw)).astype(dtype)
+    x64, w64, b64, dy64 = (a.astype(np.float64) for a in (x, w, b, dy))
+    ref_kw = reference_kwargs(x, w, kw)
+    tol = 1e-13 if dtype == np.float64 else 1e-5
+    y = fastconv.conv2d(x, w, b, algorithm="depthwise", **kw)
+    assert y.dtype == dtype
+    assert rel_err(y, reference.conv2d(x64, w64, b64, **ref_kw)) < tol
+    gx, gw, gb = fastconv.conv2d_backward(dy, x, w, algorithm="depthwise", **kw)
+    rx, rw, rb = reference.conv2d_backward(dy64, x64, w64, **ref_kw)
+    assert rel_err(gx, rx) < tol
+    assert rel_err(gw, rw) < tol
+    assert rel_err(gb, rb) < tol
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", [(2, 19, 7, 7, 1, 3, 3, 1, 1, 1),
+                                  (2, 19, 7, 7, 1, 3, 3, 2, 1, 1),
+                                  (2, 19, 7, 7, 1, 3, 3, 1, 2, 2)], ids=str)
+def test_channels_last_nan_and_inf_propagate_as_pytorch(case, dtype, simd):
+    torch = pytest.importorskip("torch")
+    x, w, b, kw = make(case, dtype)
+    x[0, 0, 0, 0] = np.nan
+    x[1, 1, 4, 4] = np.inf
+    x[1, 17, 6, 6] = -np.inf
+    w[2, 0, 0, 0] = np.inf          # a filter of the first block
+    w[18, 0, 2, 2] = np.nan         # one of the last block, beside finite ones
+    dy = np.random.default_rng(1).standard_normal(output_shape(x, w, kw)).astype(dtype)
+    dy[0, 3, 0, 0] = np.inf         # at the border: times the padding in grad_w
+    dy[1, 5, 2, 2] = -np.inf
+    # PyTorch in float64 follows the definition (its float32 3x3 depthwise kernel leaves
+    # out the padding's products, 0 x inf among them).
+    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    wt = torch.tensor(w, dtype=torch.float64, requires_grad=True)
+    g = conv_geometry(x.shape, w.shape, kw["stride"], kw["padding"], kw["dilation"],
+                      kw["groups"], "test")
+    yt = torch.nn.functional.conv2d(xt, wt, torch.tensor(b, dtype=torch.float64),
+                                    stride=g.stride, padding=g.padding[::2],
+                                    dilation=g.dilation, groups=g.groups)
+    yt.backward(torch.tensor(dy, dtype=torch.float64))
+    y = fastconv.conv2d(x, w, b, algorithm="depthwise", **kw)
+    gx, gw, _ = fastconv.conv2d_backward(dy, x, w, algorithm="depthwise", **kw)
+    for got, want in ((y, yt.detach().numpy()), (gx, xt.grad.numpy()), (gw, wt.grad.numpy())):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_array_equal(np.isposinf(got), np.isposinf(want))
+        np.testing.assert_array_equal(np.isneginf(got), np.isneginf(want))
+        finite = np.isfinite(want)
+        assert rel_err(got[finite], want[finite]) < 1e-4
+
+
+@needs_openmp
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", [SMALL_CASES[1], SMALL_CASES[6], (9, 40, 4, 4, 1, 3, 3, 1, 1, 1)],
+                         ids=str)
+def test_channels_last_is_bitwise_repeatable_at_any_thread_count(case, dtype, threads):
+    x, w, b, kw = make(case, dtype)
+    dy = np.random.default_rng(1).standard_normal(output_shape(x, w, kw)).astype(dtype)
+    results = []
+    for n in (1, 2, 3, 2):
+        set_threads(n)
+        results.append((fastconv.conv2d(x, w, b, **kw),)
+                       + fastconv.conv2d_backward(dy, x, w, **kw))
+    # Each thread owns whole (image, channel block) pairs of y and grad_x and whole channel
+    # blocks of grad_weight.
+    for other in results[1:]:
+        for got, want in zip(other, results[0]):
+            np.testing.assert_array_equal(got, want)
