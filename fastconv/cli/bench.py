@@ -5,7 +5,7 @@ Writes a Markdown table (time, speed-up vs PyTorch and vs naive loops, GFLOP/s o
 % of the matrix-multiply ceiling), optionally JSON and a PNG chart, and can replace the
 table in README.md between the markers ``<!-- bench:start -->`` and ``<!-- bench:end -->``.
 
-    fastconv bench --quick                 # under 2 minutes on 2 cores
+    fastconv bench --quick                 # about 4 minutes on 2 cores
     fastconv bench --full --json out.json --png chart.png --readme README.md
 
 (``fastconv bench`` is ``python -m fastconv.cli.bench``.)
@@ -432,11 +432,14 @@ class Runner:
     # -- ResNet-20 and MobileNetV2: a training step, and inference after fuse() at batch 1
     # (latency) and 256 (throughput) against PyTorch and ONNX Runtime
     def networks(self):
+        # Four times the budget of a kernel: a network's call lasts milliseconds (batch 1) to
+        # a second, and four contenders take turns, each meeting the others' idle threads.
+        budget = 4 * self.budget
         for name in NETWORKS:
             batch = NETWORKS[name][0]
             step, torch_step = training_steps(name, self.torch)
             calls = [step, autotuned(step)] + ([torch_step] if torch_step else [])
-            t_auto, t_tuned, *t_t = median_times(calls, self.budget, turns=4)
+            t_auto, t_tuned, *t_t = median_times(calls, budget, turns=4)
             t_t = t_t[0] if t_t else None
             for label, t_fc in (("", t_auto), (" (autotune)", t_tuned)):
                 self.add("network", f"{name} training step, batch {batch}{label}", t_fc, t_t,
@@ -446,7 +449,7 @@ class Runner:
                 call, torch_call, ort_call = inference_calls(name, batch, self.torch,
                                                              self.threads)
                 calls = [call, autotuned(call)] + [f for f in (torch_call, ort_call) if f]
-                t_auto, t_tuned, *t_peers = median_times(calls, self.budget, turns=4)
+                t_auto, t_tuned, *t_peers = median_times(calls, budget, turns=4)
                 t_t = t_peers[0] if torch_call else None
                 t_ort = t_peers[-1] if ort_call else None
                 for label, t_fc in (("", t_auto), (" (autotune)", t_tuned)):
