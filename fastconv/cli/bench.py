@@ -5,7 +5,7 @@ Writes a Markdown table (time, speed-up vs PyTorch and vs naive loops, GFLOP/s o
 % of the matrix-multiply ceiling), optionally JSON and a PNG chart, and can replace the
 table in README.md between the markers ``<!-- bench:start -->`` and ``<!-- bench:end -->``.
 
-    fastconv bench --quick                 # about 4 minutes on 2 cores
+    fastconv bench --quick                 # about 3 minutes on 2 cores
     fastconv bench --full --json out.json --png chart.png --readme README.md
 
 (``fastconv bench`` is ``python -m fastconv.cli.bench``.)
