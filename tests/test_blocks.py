@@ -291,6 +291,24 @@ def test_conv2d_layer_refuses_a_dilation_that_is_not_positive_ints_when_built(di
     assert layer.forward(rand(1, 1, 7, 7)).shape == (1, 1, 3, 5)
 
 
+@pytest.mark.parametrize("kwargs, error, words", [
+    (dict(kernel_size=0), ValueError, "Conv2D: kernel_size must be >= 1, got 0"),
+    (dict(kernel_size="3"), TypeError, "Conv2D: kernel_size must be an int or a tuple of 2"),
+    (dict(stride=0), ValueError, "Conv2D: stride must be >= 1, got 0"),
+    (dict(stride=1.5), TypeError, "Conv2D: stride must be an int or a tuple of 2 ints"),
+    (dict(padding=-1), ValueError, "Conv2D: padding must be >= 0, got -1"),
+    (dict(padding="full"), ValueError, "Conv2D: padding must be an int, a tuple, 'valid' or"),
+    (dict(padding="same", stride=2), ValueError, "Conv2D: padding='same' is not supported "
+                                                 "for strided convolutions"),
+])
+def test_conv2d_layer_refuses_bad_kernel_size_stride_or_padding_when_built(kwargs, error,
+                                                                          words):
+    arguments = dict(kernel_size=3) | kwargs
+    with pytest.raises(error) as info:
+        Conv2D(1, 1, **arguments)
+    assert words in str(info.value)
+
+
 def test_residual_activation_is_applied_after_the_sum_and_masks_the_gradient():
     x, g = rand(2, 3, 5, 5), rand(2, 3, 5, 5, seed=1)
     body = Conv2D(3, 3, 3, padding=1, seed=0, dtype=np.float64)

@@ -44,7 +44,7 @@ import numpy as np
 
 from .. import _ext
 from .._checks import (as_bool, as_count, as_int_tuple, as_kernel_input, as_real_input,
-                       as_real_number, conv_geometry)
+                       as_real_number, conv_geometry, normalize_padding)
 from ..conv import conv2d, conv2d_backward
 from ..pooling import (avg_pool2d, avg_pool2d_backward, global_avg_pool2d,
                        global_avg_pool2d_backward, max_pool2d, max_pool2d_backward,
@@ -378,12 +378,14 @@ class Conv2D(Layer):
         super().__init__(name)
         _check_choice(activation, ACTIVATIONS, "activation", "Conv2D")
         groups = as_count(groups, "groups", "Conv2D", minimum=1)
-        as_int_tuple(dilation, "dilation", 2, "Conv2D", 1)     # here, not at the first forward
         for what, count in (("in_channels", in_channels), ("out_channels", out_channels)):
             if as_count(count, what, "Conv2D", minimum=1) % groups:
                 raise ValueError(f"Conv2D: {what} must be a multiple of groups ({groups}), "
                                  f"got {count}")
-        kh, kw = (kernel_size, kernel_size) if np.isscalar(kernel_size) else kernel_size
+        # The hyper-parameters are checked here, not at the first forward.
+        kh, kw = as_int_tuple(kernel_size, "kernel_size", 2, "Conv2D", 1)
+        normalize_padding(padding, (kh, kw), as_int_tuple(dilation, "dilation", 2, "Conv2D", 1),
+                          as_int_tuple(stride, "stride", 2, "Conv2D", 1), "Conv2D")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.padding = (kh, kw), stride, padding
         self.dilation, self.groups = dilation, groups
