@@ -118,11 +118,12 @@ def test_set_autotune_makes_auto_autotune(timed):
         fastconv.set_autotune(1)
 
 
-def test_the_environment_variable_turns_it_on_at_import():
+def test_the_environment_variable_turns_it_on_at_import(tmp_path):
     code = "import fastconv; print(fastconv.get_autotune())"
     for value, expected in (("1", "True"), ("0", "False")):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             env=subprocess_env(FASTCONV_AUTOTUNE=value), check=True)
+                             env=subprocess_env(FASTCONV_AUTOTUNE=value), cwd=tmp_path,
+                             check=True)
         assert out.stdout.strip() == expected
 
 
@@ -178,7 +179,7 @@ def cache_file():
     return json.loads(open(autotune.cache_path()).read())
 
 
-def test_choices_reach_the_cache_file_and_a_new_process_starts_from_it(timed):
+def test_choices_reach_the_cache_file_and_a_new_process_starts_from_it(timed, tmp_path):
     plan = tune_one()
     assert len(timed) == 3
     content = cache_file()
@@ -192,7 +193,7 @@ def test_choices_reach_the_cache_file_and_a_new_process_starts_from_it(timed):
             f"print(fastconv.conv_plan({X_SHAPE}, {W_SHAPE}, padding=1, "
             "algorithm='autotune').forward)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=subprocess_env(), check=True)
+                         env=subprocess_env(), cwd=tmp_path, check=True)
     assert out.stdout.strip() == plan.forward
 
 
@@ -268,7 +269,7 @@ def test_processes_tuning_at_once_keep_each_others_choices(tmp_path):
             "for c in (2 * i + 1, 2 * i + 2):\n"
             "    fastconv.conv_plan((1, c, 6, 6), (c, c, 3, 3), algorithm='autotune')\n")
     env = subprocess_env(FASTCONV_AUTOTUNE_CACHE=str(tmp_path / "shared.json"))
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(i)], env=env)
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(i)], env=env, cwd=tmp_path)
              for i in range(4)]
     assert [p.wait(timeout=120) for p in procs] == [0] * 4
     content = json.loads((tmp_path / "shared.json").read_text())
