@@ -234,11 +234,11 @@ class Runner:
         self.rows = []
         self.ceiling = None
 
-    def versus(self, fastconv_fn, torch_fn, turns=8):
+    def versus(self, fastconv_fn, torch_fn):
         """(fastconv's time, PyTorch's or None): medians, the two timed in turn."""
         if torch_fn is None:
             return median_time(fastconv_fn, self.budget), None
-        return tuple(median_times([fastconv_fn, torch_fn], self.budget, turns))
+        return tuple(median_times([fastconv_fn, torch_fn], self.budget))
 
     def add(self, group, case, fastconv_s, torch_s=None, naive_s=None, work=None, unit="GFLOP/s",
             note=""):
