@@ -175,6 +175,8 @@ FC_DEFINE_DW_CL_KERNELS(f64, double)
 #if FC_DW_HAVE_X86
 #include <immintrin.h>
 
+#include "transpose_avx512.h"
+
 #define REAL float
 #define TYPE_SUFFIX f32
 #define ISA_SUFFIX avx2
@@ -201,57 +203,6 @@ FC_DEFINE_DW_CL_KERNELS(f64, double)
 #undef DW_CL_TAP_VECS
 #include "template_end.h"
 
-/* In-register transposes of a channels-last block for dw_cl_fill and dw_cl_unfill: r[i]
- * holds row i on entry and column i on return. */
-static inline __attribute__((always_inline, target("avx512f"))) void
-dw_transpose16_f32_avx512(__m512 *r)
-{
-    __m512 t[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) {
-        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
-        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
-        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-    }
-    for (int i = 0; i < 16; i += 8) {
-        for (int k = 0; k < 4; k++) {
-            t[i + k] = _mm512_shuffle_f32x4(r[i + k], r[i + 4 + k], 0x88);
-            t[i + 4 + k] = _mm512_shuffle_f32x4(r[i + k], r[i + 4 + k], 0xDD);
-        }
-    }
-    for (int k = 0; k < 8; k++) {
-        r[k] = _mm512_shuffle_f32x4(t[k], t[8 + k], 0x88);
-        r[8 + k] = _mm512_shuffle_f32x4(t[k], t[8 + k], 0xDD);
-    }
-}
-
-static inline __attribute__((always_inline, target("avx512f"))) void
-dw_transpose8_f64_avx512(__m512d *r)
-{
-    __m512d t[8];
-    for (int i = 0; i < 8; i += 2) {
-        t[i] = _mm512_unpacklo_pd(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_pd(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 8; i += 4) {
-        for (int k = 0; k < 2; k++) {
-            r[i + k] = _mm512_shuffle_f64x2(t[i + k], t[i + 2 + k], 0x88);
-            r[i + 2 + k] = _mm512_shuffle_f64x2(t[i + k], t[i + 2 + k], 0xDD);
-        }
-    }
-    for (int k = 0; k < 4; k++) {
-        t[k] = _mm512_shuffle_f64x2(r[k], r[4 + k], 0x88);
-        t[4 + k] = _mm512_shuffle_f64x2(r[k], r[4 + k], 0xDD);
-    }
-    for (int k = 0; k < 8; k++) {
-        r[k] = t[k];
-    }
-}
-
 #define REAL float
 #define TYPE_SUFFIX f32
 #define ISA_SUFFIX avx512
@@ -260,7 +211,7 @@ dw_transpose8_f64_avx512(__m512d *r)
 #include "conv_depthwise_simd_impl.h"
 #define DW_CL_PIX_VECS 8
 #define DW_CL_TAP_VECS 12
-#define DW_CL_TRANSPOSE dw_transpose16_f32_avx512
+#define DW_CL_TRANSPOSE fc_transpose16_f32_avx512
 #define DW_CL_ADD_SET1(v, b) _mm512_add_ps(v, _mm512_set1_ps(b))
 #include "conv_depthwise_cl_impl.h"
 #undef DW_CL_TRANSPOSE
@@ -277,7 +228,7 @@ dw_transpose8_f64_avx512(__m512d *r)
 #include "conv_depthwise_simd_impl.h"
 #define DW_CL_PIX_VECS 8
 #define DW_CL_TAP_VECS 12
-#define DW_CL_TRANSPOSE dw_transpose8_f64_avx512
+#define DW_CL_TRANSPOSE fc_transpose8_f64_avx512
 #define DW_CL_ADD_SET1(v, b) _mm512_add_pd(v, _mm512_set1_pd(b))
 #include "conv_depthwise_cl_impl.h"
 #undef DW_CL_TRANSPOSE

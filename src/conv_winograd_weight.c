@@ -79,36 +79,19 @@ static void wg_weight_plan_of(wg_weight_plan *wp, const fc_conv_problem *pb, int
 #if FC_WINOGRAD_HAVE_X86
 #include <immintrin.h>
 
+#include "transpose_avx512.h"
+
 /* out[j*ldo + i] = in[i*ldi + j] for i, j < 16: one 16 x 16 block of floats transposed in
- * ZMM registers (unpack pairs, then 4x4 blocks, then 128-bit lanes twice). The scalar copy
- * of the same block costs several cycles per element (a load per channel plane). */
+ * ZMM registers. The scalar copy of the same block costs several cycles per element (a
+ * load per channel plane). */
 static inline __attribute__((target("avx512f"))) void transpose16_f32_avx512(
     float *out, int64_t ldo, const float *in, int64_t ldi)
 {
-    __m512 r[16], t[16];
+    __m512 r[16];
     for (int i = 0; i < 16; i++) {
         r[i] = _mm512_loadu_ps(in + i * ldi);
     }
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) {
-        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
-        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
-        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-    }
-    for (int i = 0; i < 16; i += 8) {
-        for (int k = 0; k < 4; k++) {
-            t[i + k] = _mm512_shuffle_f32x4(r[i + k], r[i + 4 + k], 0x88);
-            t[i + 4 + k] = _mm512_shuffle_f32x4(r[i + k], r[i + 4 + k], 0xDD);
-        }
-    }
-    for (int k = 0; k < 8; k++) {
-        r[k] = _mm512_shuffle_f32x4(t[k], t[8 + k], 0x88);
-        r[8 + k] = _mm512_shuffle_f32x4(t[k], t[8 + k], 0xDD);
-    }
+    fc_transpose16_f32_avx512(r);
     for (int j = 0; j < 16; j++) {
         _mm512_storeu_ps(out + j * ldo, r[j]);
     }
