@@ -252,17 +252,11 @@ def tuning_candidates(geom, dtype):
     gradient) where its sums fit ``_ext.WINOGRAD_MAX_SUMS_BYTES``; depthwise where it
     applies and its workspace fits (:func:`depthwise_pays`' limits)."""
     general = ["direct"] + (["im2col"] if _runnable("im2col", geom, dtype) == "im2col" else [])
-    if depthwise_supports(geom) and (_ext.depthwise_workspace_bytes(geom, dtype.itemsize)
-                                     <= _ext.DEPTHWISE_MAX_WORKSPACE_BYTES):
+    if depthwise_supports(geom) and depthwise_workspace_fits(geom, dtype):
         general.append("depthwise")
-    bank_bytes = (WINOGRAD_FILTER_BANK_VALUES * geom.C * geom.K
-                  * WINOGRAD_FILTER_BANK_ITEM_BYTES)
-    sums_bytes = (WINOGRAD_WEIGHT_SUMS_PER_PAIR * geom.C * geom.K
-                  * WINOGRAD_WEIGHT_SUM_ITEM_BYTES)
     supported = winograd_supports(geom)
-    winograd = ["winograd"] if supported and bank_bytes <= WINOGRAD_MAX_FILTER_BANK_BYTES else []
-    winograd_weight = (["winograd"] if supported and sums_bytes <= _ext.WINOGRAD_MAX_SUMS_BYTES
-                       else [])
+    winograd = ["winograd"] if supported and winograd_filter_bank_fits(geom) else []
+    winograd_weight = ["winograd"] if supported and winograd_weight_sums_fit(geom) else []
     return {"forward": general + winograd, "backward_data": general + winograd,
             "backward_weight": general + winograd_weight}
 
@@ -418,12 +412,16 @@ def winograd_pays(geom, backward=False):
     """
     height, width = (geom.H, geom.W) if backward else (geom.P, geom.Q)
     tiles = geom.N * -(-height // WINOGRAD_TILE) * -(-width // WINOGRAD_TILE)
-    filter_bank_bytes = (WINOGRAD_FILTER_BANK_VALUES * geom.C * geom.K
-                         * WINOGRAD_FILTER_BANK_ITEM_BYTES)
     return (min(geom.C, geom.K) >= WINOGRAD_MIN_CHANNELS
             and geom.C * geom.K >= WINOGRAD_MIN_CHANNEL_PRODUCT
             and tiles >= WINOGRAD_MIN_TILES
-            and filter_bank_bytes <= WINOGRAD_MAX_FILTER_BANK_BYTES)
+            and winograd_filter_bank_fits(geom))
+
+
+def winograd_filter_bank_fits(geom):
+    """True where F(4x4, 3x3)'s transformed filter bank fits WINOGRAD_MAX_FILTER_BANK_BYTES."""
+    return (WINOGRAD_FILTER_BANK_VALUES * geom.C * geom.K * WINOGRAD_FILTER_BANK_ITEM_BYTES
+            <= WINOGRAD_MAX_FILTER_BANK_BYTES)
 
 
 def depthwise_supports(geom):
@@ -440,7 +438,13 @@ def depthwise_pays(geom, dtype):
     which the kernels refuse."""
     return (depthwise_supports(geom) and geom.groups >= DEPTHWISE_MIN_GROUPS
             and geom.K // geom.C <= DEPTHWISE_MAX_MULTIPLIER
-            and _ext.depthwise_workspace_bytes(geom, np.dtype(dtype).itemsize)
+            and depthwise_workspace_fits(geom, dtype))
+
+
+def depthwise_workspace_fits(geom, dtype):
+    """True where the depthwise kernels' per-thread workspace fits
+    ``_ext.DEPTHWISE_MAX_WORKSPACE_BYTES``, above which they refuse."""
+    return (_ext.depthwise_workspace_bytes(geom, np.dtype(dtype).itemsize)
             <= _ext.DEPTHWISE_MAX_WORKSPACE_BYTES)
 
 
@@ -486,13 +490,19 @@ def winograd_weight_pays(geom):
     """
     tiles = (geom.N * -(-geom.P // WINOGRAD_WEIGHT_TILE)
              * -(-geom.Q // WINOGRAD_WEIGHT_TILE))
-    sums_bytes = (WINOGRAD_WEIGHT_SUMS_PER_PAIR * geom.C * geom.K
-                  * WINOGRAD_WEIGHT_SUM_ITEM_BYTES)
     return (winograd_supports(geom)
             and min(geom.C, geom.K) >= WINOGRAD_WEIGHT_MIN_CHANNELS
             and max(geom.C, geom.K) >= WINOGRAD_WEIGHT_MIN_WIDER
             and tiles >= WINOGRAD_WEIGHT_MIN_TILES
-            and sums_bytes <= _ext.WINOGRAD_MAX_SUMS_BYTES)
+            and winograd_weight_sums_fit(geom))
+
+
+def winograd_weight_sums_fit(geom):
+    """True where the F(2x2, 3x3) weight gradient's per-thread sums
+    (WINOGRAD_WEIGHT_SUMS_PER_PAIR per channel and filter) fit
+    ``_ext.WINOGRAD_MAX_SUMS_BYTES``, above which the kernel refuses."""
+    return (WINOGRAD_WEIGHT_SUMS_PER_PAIR * geom.C * geom.K * WINOGRAD_WEIGHT_SUM_ITEM_BYTES
+            <= _ext.WINOGRAD_MAX_SUMS_BYTES)
 
 
 def _runnable(algorithm, geom, dtype):
