@@ -1,5 +1,5 @@
 # C declarations of src/fastconv.h, shared by the Cython glue.
-from libc.stdint cimport int64_t, uint8_t
+from libc.stdint cimport int32_t, int64_t, uint8_t
 
 cdef extern from "fastconv.h" nogil:
     ctypedef enum fc_status:
@@ -34,6 +34,7 @@ cdef extern from "fastconv.h" nogil:
     int fc_get_num_threads()
     void fc_set_num_threads(int n)
     void fc_sync_num_threads()
+    void fc_set_thread_num_threads(int n)
     int fc_openmp_started()
     int fc_simd_avx2()
     int fc_simd_avx512()
@@ -102,6 +103,10 @@ cdef extern from "fastconv.h" nogil:
                                double low, double high)
     fc_status fc_canny_hysteresis(uint8_t *edges, const uint8_t *classes, int64_t N,
                                   int64_t H, int64_t W)
+    fc_status fc_label_regions(int32_t *labels, const uint8_t *classes, int64_t N, int64_t H,
+                               int64_t W, int64_t *count)
+    void fc_border_indices(int64_t *out, int64_t start, int64_t count, int64_t n,
+                           fc_border mode)
 
     fc_status fc_max_pool_forward_f32(float *y, uint8_t *argmax, int64_t *indices, const float *x,
                                       const fc_pool_problem *pb)

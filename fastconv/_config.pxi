@@ -34,6 +34,11 @@ def set_num_threads(int n):
     fc_set_num_threads(n)
 
 
+def set_thread_num_threads(int n):
+    """n threads for the calling thread's kernels alone (see fc_set_thread_num_threads)."""
+    fc_set_thread_num_threads(n)
+
+
 def openmp_started():
     return bool(fc_openmp_started())
 

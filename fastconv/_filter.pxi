@@ -74,3 +74,28 @@ def canny_hysteresis(uint8_t[:, :, ::1] edges, const uint8_t[:, :, ::1] classes)
     with nogil:
         st = fc_canny_hysteresis(&edges[0, 0, 0], &classes[0, 0, 0], N, H, W)
     _check(st, "canny (hysteresis)")
+
+
+def label_regions(int32_t[:, :, ::1] labels, const uint8_t[:, :, ::1] classes):
+    """labels (N, H, W): the 8-connected regions of nonzero classes pixels numbered 1, 2, ...
+    (each plane on its own, numbers going on across planes); returns their count."""
+    cdef int64_t N = classes.shape[0], H = classes.shape[1], W = classes.shape[2]
+    cdef int64_t count = 0
+    cdef fc_status st = FC_OK
+    if N == 0 or H == 0 or W == 0:
+        return 0
+    with nogil:
+        st = fc_label_regions(&labels[0, 0, 0], &classes[0, 0, 0], N, H, W, &count)
+    _check(st, "label_regions")
+    return count
+
+
+def border_indices(int64_t start, int64_t count, int64_t n, int border):
+    """int64 array of the indices in [0, n) that positions start .. start + count - 1 read
+    under BORDER_MODES[border] (-1: a zero of the constant mode)."""
+    import numpy as np
+    out = np.empty(max(count, 0), dtype=np.int64)
+    cdef int64_t[::1] view = out
+    if count > 0:
+        fc_border_indices(&view[0], start, count, n, <fc_border>border)
+    return out

@@ -54,6 +54,12 @@ void fc_set_num_threads(int n)
     omp_set_num_threads(requested_threads);
 }
 
+void fc_set_thread_num_threads(int n)
+{
+    omp_set_num_threads(n > 0 ? n : 1);
+    seen_generation = generation;
+}
+
 void fc_sync_num_threads(void)
 {
     if (requested_threads > 0 && seen_generation != generation) {
@@ -74,6 +80,11 @@ void fc_set_num_threads(int n)
 
 void fc_sync_num_threads(void)
 {
+}
+
+void fc_set_thread_num_threads(int n)
+{
+    (void)n;
 }
 
 #endif

@@ -85,6 +85,9 @@ int fc_get_num_threads(void);
 void fc_set_num_threads(int n);
 /* Call before every kernel, with the GIL held: gives this thread the set_num_threads count. */
 void fc_sync_num_threads(void);
+/* The calling thread alone runs its kernels on n threads, until it or set_num_threads
+ * changes that (fastconv.dask's tasks share the cores of their worker). */
+void fc_set_thread_num_threads(int n);
 /* 1 once a kernel ran with more than one thread allowed (so a forked child must not). */
 int fc_openmp_started(void);
 /* SIMD levels of the micro-kernels. AVX-512 kernels exist for the direct convolution, the
@@ -284,6 +287,15 @@ fc_status fc_canny_nms_f64(uint8_t *classes, const double *gx, const double *gy,
  * strong one through weak pixels, 0 elsewhere. */
 fc_status fc_canny_hysteresis(uint8_t *edges, const uint8_t *classes, int64_t N, int64_t H,
                               int64_t W);
+/* The 8-connected regions of nonzero classes pixels, each plane on its own: labels
+ * (N, H, W) numbers them 1, 2, ... in the order their first pixel comes in memory, going on
+ * from plane to plane, and is 0 elsewhere; *count is the number of regions. N * H * W must
+ * fit an int32 (FC_ERR_INVALID otherwise). */
+fc_status fc_label_regions(int32_t *labels, const uint8_t *classes, int64_t N, int64_t H,
+                           int64_t W, int64_t *count);
+/* out[k] = the index inside [0, n) that position start + k reads under border mode, or -1
+ * for a zero of the constant mode (as the filters read past the border), k < count. */
+void fc_border_indices(int64_t *out, int64_t start, int64_t count, int64_t n, fc_border mode);
 
 /* ---- pooling (pool.c) ----
  * x, dx (N, C, H, W); y, dy (N, C, P, Q). Where each window's maximum is, two ways, each
