@@ -29,7 +29,7 @@ def _prepare(func, x, weight, stride, padding, dilation, groups, algorithm, flip
     dtype = result_dtype(func, x=x, weight=weight, **others)
     geom = conv_geometry(x.shape, weight.shape, stride, padding, dilation, groups, func)
     run_geom, rows, cols = windows_geometry(geom, func)
-    run_x = x if run_geom is geom else _gather(x, rows, cols)
+    run_x = x if run_geom is geom else gather(x, rows, cols)
     plan = plan_for_values(plan_for(run_geom, dtype, algorithm, func), algorithm, run_x,
                            weight, input_grad=input_grad, **others)
     if as_bool(flip, "flip", func):
@@ -37,16 +37,16 @@ def _prepare(func, x, weight, stride, padding, dilation, groups, algorithm, flip
     return geom, dtype, plan, weight, (run_x, run_geom, rows, cols)
 
 
-def _gather(x, rows, cols):
-    """x's rows and columns at the indices rows and cols (None: all of them), zeros where
-    an index is -1."""
-    for axis, index in ((2, rows), (3, cols)):
+def gather(x, rows, cols):
+    """x's rows and columns (its last two axes) at the indices rows and cols (None: all of
+    them), zeros where an index is -1."""
+    for axis, index in ((-2, rows), (-1, cols)):
         if index is not None:
             shape = list(x.shape)
             shape[axis] = index.size
             gathered = np.zeros(shape, dtype=x.dtype)
             inside = index >= 0
-            where = [slice(None)] * 4
+            where = [slice(None)] * x.ndim
             where[axis] = inside
             gathered[tuple(where)] = np.take(x, index[inside], axis=axis)
             x = gathered
@@ -54,7 +54,7 @@ def _gather(x, rows, cols):
 
 
 def _scatter(grad_x, run_grad_x, rows, cols):
-    """grad_x from the gradient of the gathered x (:func:`_gather`): each gathered row and
+    """grad_x from the gradient of the gathered x (:func:`gather`): each gathered row and
     column goes back where it came from. Windows that leave gaps never share a row or a
     column, so no two gathered values meet; what no window reads gets 0."""
     grad_x[...] = 0

@@ -51,6 +51,7 @@ Borders (``mode``)
 Correlation, not convolution: every filter here slides its kernel unflipped, like
 :func:`fastconv.conv2d`; ``filter2d(..., flip=True)`` convolves.
 """
+import math
 import numbers
 
 import numpy as np
@@ -267,7 +268,7 @@ def filter2d(image, kernel, *, mode="reflect", flip=False):
 
 
 def _gaussian_kernel1d(sigma, truncate):
-    radius = int(truncate * sigma + 0.5)
+    radius = gaussian_radius(sigma, truncate)
     x = np.arange(-radius, radius + 1, dtype=np.float64)
     weights = np.exp(-0.5 * (x / sigma) ** 2)
     return weights / weights.sum()
@@ -442,11 +443,17 @@ def canny(image, sigma=1.0, low_threshold=None, high_threshold=None, *, mode="re
         neighbours along the gradient, linearly interpolated between the two pixels the
         direction falls between.
     """
-    func = "canny"
-    sigma = _real(sigma, "sigma", func, minimum=0)
-    border = _border(mode, func)
-    planes, out_shape, in_dtype = _planes(image, func)
-    scale = _value_range(in_dtype)
+    classes = canny_classes(image, sigma, low_threshold, high_threshold, mode=mode)
+    planes = classes.reshape((math.prod(classes.shape[:-2]),) + classes.shape[-2:])
+    edges = np.empty(planes.shape, dtype=np.bool_)
+    _ext.canny_hysteresis(edges.view(np.uint8), planes)
+    return edges.reshape(classes.shape)
+
+
+def canny_thresholds(dtype, low_threshold, high_threshold, func="canny"):
+    """Canny's (low, high) thresholds for an image of dtype: the given ones, checked, or
+    0.1 and 0.2 times the dtype's value range."""
+    scale = _value_range(np.dtype(dtype))
     low = 0.1 * scale if low_threshold is None else _real(low_threshold, "low_threshold",
                                                           func, minimum=0)
     high = 0.2 * scale if high_threshold is None else _real(high_threshold, "high_threshold",
@@ -454,14 +461,30 @@ def canny(image, sigma=1.0, low_threshold=None, high_threshold=None, *, mode="re
     if low > high:
         raise ValueError(f"{func}: low_threshold ({low}) must not exceed high_threshold "
                          f"({high})")
+    return low, high
+
+
+def canny_classes(image, sigma=1.0, low_threshold=None, high_threshold=None, *,
+                  mode="reflect"):
+    """Canny's stages before hysteresis: uint8 of the image's shape (H, W) or (N, H, W),
+    2 for strong edge pixels, 1 for weak ones, 0 elsewhere (the outermost ring included).
+    Arguments as :func:`canny`; its edges are the regions of nonzero pixels that hold a 2."""
+    func = "canny"
+    sigma = _real(sigma, "sigma", func, minimum=0)
+    border = _border(mode, func)
+    planes, out_shape, in_dtype = _planes(image, func)
+    low, high = canny_thresholds(in_dtype, low_threshold, high_threshold, func)
     smoothed = _smooth(planes, sigma, 4.0, border)
     gy, gx = _derivatives(smoothed, "sobel", (0, 1), border, False)
     magnitude = _magnitude(gx.copy(), gy.copy())
     classes = np.empty(planes.shape, dtype=np.uint8)
     _ext.canny_nms(classes, gx, gy, magnitude, low, high)
-    edges = np.empty(planes.shape, dtype=np.bool_)
-    _ext.canny_hysteresis(edges.view(np.uint8), classes)
-    return edges.reshape(out_shape)
+    return classes.reshape(out_shape)
+
+
+def gaussian_radius(sigma, truncate=4.0):
+    """The radius in pixels of :func:`gaussian`'s kernel (0 for sigma 0)."""
+    return int(truncate * sigma + 0.5) if sigma > 0 else 0
 
 
 def synthetic_image(size=256):

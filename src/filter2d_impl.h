@@ -1,5 +1,5 @@
 /* filter2d_impl.h: the single-plane 2-D filter for one element type (template.h: REAL, FN;
- * FN(fc_sqrt) of real_math.h). Included by filter2d.c after the AVX2 micro-kernel
+ * FN(fc_sqrt) and FN(fc_fma) of real_math.h). Included by filter2d.c after the AVX2 micro-kernel
  * filter_row_avx2_<type> (filter2d_avx2_impl.h), where FC_FILTER_AVX2 is 1. */
 
 /* y[j] = sum over r, s of k[r*S + s] * rows[r][j + s] for j in [0, n): the portable twin
@@ -23,9 +23,11 @@ static void FN(filter_row_generic)(REAL *y, const REAL *const *rows, const REAL 
 }
 
 /* One border pixel: column q of the row whose R input rows are `rows`, every column index
- * mapped through the border mode. */
+ * mapped through the border mode. The taps are summed as the row's micro-kernel sums them
+ * (fused multiply-adds or not), so a pixel's value does not depend on its column: a tile
+ * of the image (fastconv.dask) gets the same values as the whole. */
 static REAL FN(filter_border_pixel)(const REAL *const *rows, const REAL *k, int64_t q,
-                                    const fc_filter_problem *pb)
+                                    int fused, const fc_filter_problem *pb)
 {
     const int64_t aw = pb->S / 2;
     REAL acc = 0;
@@ -33,7 +35,8 @@ static REAL FN(filter_border_pixel)(const REAL *const *rows, const REAL *k, int6
         for (int64_t s = 0; s < pb->S; s++) {
             const int64_t c = fc_border_index(q + s - aw, pb->W, pb->border);
             if (c >= 0) {
-                acc += k[r * pb->S + s] * rows[r][c];
+                acc = fused ? FN(fc_fma)(k[r * pb->S + s], rows[r][c], acc)
+                            : acc + k[r * pb->S + s] * rows[r][c];
             }
         }
     }
@@ -53,11 +56,12 @@ static void FN(filter_row)(REAL *y_row, const REAL *const *row_ptrs, const REAL 
         /* output column q reads input columns q - S/2 .. q - S/2 + S - 1, from 0 at q = lo */
         row_kernel(y_row + lo, row_ptrs, k, pb->R, pb->S, hi - lo);
     }
+    const int fused = row_kernel != FN(filter_row_generic);
     for (int64_t q = 0; q < lo; q++) {
-        y_row[q] = FN(filter_border_pixel)(row_ptrs, k, q, pb);
+        y_row[q] = FN(filter_border_pixel)(row_ptrs, k, q, fused, pb);
     }
     for (int64_t q = hi; q < pb->W; q++) {
-        y_row[q] = FN(filter_border_pixel)(row_ptrs, k, q, pb);
+        y_row[q] = FN(filter_border_pixel)(row_ptrs, k, q, fused, pb);
     }
 }
 
