@@ -1,26 +1,37 @@
 """Edge image of a picture: the Sobel, Scharr or Prewitt gradient magnitude (scaled so the
 strongest edge is white) or Canny's edge map. Without IMAGE a built-in synthetic test
 image is used. Reading and writing PNG/JPEG needs Pillow (pip install "fastconv[examples]");
-.npy input and .pgm/.npy output work without it."""
+.npy input and .pgm/.npy output work without it.
+
+Images larger than memory: IMAGE and --output may be .npy files (memory-mapped) or .zarr
+stores, and the work then runs chunk by chunk on Dask (pip install "fastconv[dask]"):
+whenever a .zarr store is read or written, --chunks or --scheduler is given, or a .npy
+image is larger than one chunk. The result equals the in-memory one; .npy and .zarr
+outputs hold the raw values (float magnitudes, or booleans for canny)."""
+import argparse
 import os
 
 import numpy as np
 
 from .. import filters
-from .options import CommandError, existing_file, output_file, positive_float, positive_int
+from .options import (CommandError, existing_file, output_file, positive_float,
+                      positive_int)
 
 METHODS = ("sobel", "scharr", "prewitt", "canny")
+# Side of the square chunks of the chunked (Dask) path, unless --chunks says otherwise.
+DEFAULT_CHUNK = 4096
+STORES = (".npy", ".zarr")
 
 
 def add_arguments(parser):
-    parser.add_argument("image", nargs="?", metavar="IMAGE", type=existing_file,
-                        help="picture to read (any format Pillow reads, or .npy); default: "
-                             "the synthetic test image")
+    parser.add_argument("image", nargs="?", metavar="IMAGE", type=existing_input,
+                        help="picture to read (any format Pillow reads, .npy or a .zarr "
+                             "store); default: the synthetic test image")
     parser.add_argument("--method", choices=METHODS, default="sobel",
                         help="edge detector (default: sobel)")
-    parser.add_argument("-o", "--output", metavar="OUT", type=output_file,
+    parser.add_argument("-o", "--output", metavar="OUT", type=output_path,
                         help="file to write: .png and other Pillow formats, .pgm, or .npy "
-                             "for the raw float result (default: edges.png, or edges.pgm "
+                             "or .zarr for the raw result (default: edges.png, or edges.pgm "
                              "without Pillow)")
     parser.add_argument("--mode", default="reflect", choices=filters.BORDER_MODES,
                         help="border mode (default: reflect)")
@@ -32,6 +43,31 @@ def add_arguments(parser):
                         help="canny: high threshold (default: 0.2 x the value range)")
     parser.add_argument("--size", type=positive_int, default=256,
                         help="side of the synthetic image (default: 256)")
+    parser.add_argument("--chunks", type=positive_int, default=None, metavar="N",
+                        help=f"run on Dask in chunks of N x N pixels (default when chunked: "
+                             f"{DEFAULT_CHUNK})")
+    parser.add_argument("--scheduler", default=None, metavar="S",
+                        help="run on Dask with scheduler S: threads (the default when "
+                             "chunked), processes, synchronous, or a dask.distributed "
+                             "scheduler's address tcp://HOST:PORT")
+
+
+def existing_input(text):
+    """An option value naming a file, or a .zarr store (a folder), that exists."""
+    if text.lower().rstrip("/").endswith(".zarr") and os.path.isdir(text):
+        return text
+    return existing_file(text)
+
+
+def output_path(text):
+    """A file to write, or a .zarr store to create (replacing one that is there)."""
+    if text.lower().rstrip("/").endswith(".zarr"):
+        folder = os.path.dirname(text.rstrip("/")) or "."
+        if not os.path.isdir(folder):
+            raise argparse.ArgumentTypeError(f"expected a store to write, but there is no "
+                                             f"folder {folder}")
+        return text
+    return output_file(text)
 
 
 def _pillow():
@@ -47,7 +83,7 @@ def read_image(path):
     cannot be read as one is a CommandError naming IMAGE."""
     try:
         if path.lower().endswith(".npy"):
-            image = np.load(path)
+            image = np.load(path, mmap_mode="r")
         else:
             Image = _pillow()
             if Image is None:
@@ -108,19 +144,54 @@ def edge_image(image, method="sobel", mode="reflect", sigma=1.0, low=None, high=
     return getattr(filters, method)(image, mode=mode)
 
 
+def _extension(path):
+    return os.path.splitext(path.rstrip("/"))[1].lower() if path else ""
+
+
+def _chunked(args, image):
+    """Whether the run goes chunk by chunk on Dask (the module's docstring says when)."""
+    if args.chunks is not None or args.scheduler is not None:
+        return True
+    if ".zarr" in (_extension(args.image), _extension(args.output)):
+        return True
+    side = DEFAULT_CHUNK
+    return (image is not None and isinstance(image, np.memmap)
+            and (image.shape[0] > side or image.shape[1] > side) and _have_dask())
+
+
+def _have_dask():
+    try:
+        import dask.array    # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def run(args):
     if args.image is None:
         image = filters.synthetic_image(args.size)
         source = f"synthetic {args.size}x{args.size} image"
+    elif _extension(args.image) == ".zarr":
+        image, source = None, args.image
     else:
         image, source = read_image(args.image), args.image
+    output = args.output or ("edges.png" if _pillow() is not None else "edges.pgm")
+    if _chunked(args, image):
+        from . import edges_chunked
+        return edges_chunked.run(args, image, source, output)
     try:
         edges = edge_image(image, args.method, args.mode, args.sigma, args.low, args.high)
     except ValueError as exc:    # the options' values disagree (canny's --low > --high)
         raise CommandError(str(exc)) from None
-    output = args.output or ("edges.png" if _pillow() is not None else "edges.pgm")
     write_image(output, edges)
-    what = ("edge pixels: " + f"{int(edges.sum()):,}" if edges.dtype == np.bool_
-            else f"max magnitude {float(edges.max()):.4g}")
-    print(f"{source} -> {output} ({args.method}, {edges.shape[1]}x{edges.shape[0]}, {what})")
+    print(summary_line(source, output, args.method, edges.shape, edges.dtype,
+                       edges.sum() if edges.dtype == np.bool_ else edges.max()))
     return 0
+
+
+def summary_line(source, output, method, shape, dtype, statistic):
+    """The line a run ends with: what was read and written, and the edge pixels (canny) or
+    the largest magnitude."""
+    what = (f"edge pixels: {int(statistic):,}" if dtype == np.bool_
+            else f"max magnitude {float(statistic):.4g}")
+    return f"{source} -> {output} ({method}, {shape[-1]}x{shape[-2]}, {what})"
