@@ -14,7 +14,8 @@ Quick tour::
 The package: the operations here (conv2d, pooling, matmul, sizes and costs, config,
 ``fastconv.reference`` as plain loops, ``fastconv.filters``); ``fastconv.nn`` layers,
 models, losses, optimizers, training and checkpoints; ``fastconv.data`` datasets and
-preprocessing; ``fastconv.cli`` the command-line programs.
+preprocessing; ``fastconv.cli`` the command-line programs; ``fastconv.dask`` (the ``dask``
+extra, imported on its own) the operations on dask arrays.
 """
 __version__ = "0.2.0"
 

@@ -187,21 +187,24 @@ def _pieces(sources, chunks):
     return pieces, renumbered
 
 
-def _slice_copy(block, rows, cols):
-    """A copy of block[..., rows, cols], so the rest of the block can be freed."""
-    return np.array(block[..., rows[0]:rows[1], cols[0]:cols[1]])
+def _cut(block, slices):
+    """Copies of block[..., rows, cols] for each (rows, cols) of slices: the parts of the
+    block that neighbouring chunks read, so the rest of the block can be freed."""
+    return [np.array(block[..., r0:r1, c0:c1]) for (r0, r1), (c0, c1) in slices]
 
 
-def _run_tile(func, blocks, rows, cols, keep_rows, keep_cols, pads, threads):
-    """One output chunk: the region from its input pieces, func(region, pads), cut to the
-    chunk."""
+def _run_tile(func, pieces, rows, cols, keep_rows, keep_cols, pads, threads):
+    """One output chunk: the region from its input pieces ([block, None] for a whole block,
+    [cuts, k] for the k-th cut of one), func(region, pads), cut to the chunk."""
+    blocks = [[value if k is None else value[k] for value, k in row] for row in pieces]
     region = blocks[0][0] if len(blocks) == 1 and len(blocks[0]) == 1 else np.block(blocks)
     region = _conv.gather(region, rows, cols)
     with _task_threads(threads):
         out = func(region, pads)
-    whole = (keep_rows == (0, out.shape[-2]) and keep_cols == (0, out.shape[-1]))
-    return out if whole else np.array(out[..., keep_rows[0]:keep_rows[1],
-                                          keep_cols[0]:keep_cols[1]])
+    kept = out[..., keep_rows[0]:keep_rows[1], keep_cols[0]:keep_cols[1]]
+    # A view when it is most of out (a copy would cost a fresh allocation of the chunk's
+    # size); a copy when holding on to out would waste more than the chunk.
+    return kept if 2 * kept.size >= out.size else np.array(kept)
 
 
 def _stencil(name, x, rows, cols, func, dtype, lead_chunks, threads):
@@ -209,43 +212,61 @@ def _stencil(name, x, rows, cols, func, dtype, lead_chunks, threads):
     rows.sources[i] and cols.sources[j] select from the same leading block, cut to
     rows.keep[i] and cols.keep[j]. func(region, (top, bottom, left, right)) gets the
     padding the region needs. lead_chunks: the output's leading chunks, one block for
-    each of x's leading blocks."""
+    each of x's leading blocks. Each input block has at most one task cutting the parts
+    its neighbours read."""
     token = dask.base.tokenize(name, x, rows.sources, cols.sources, rows.keep, cols.keep,
                                rows.pads, cols.pads, func, dtype, lead_chunks, threads)
-    out_name, piece_name, func_key = f"{name}-{token}", f"{name}-piece-{token}", \
-        f"{name}-func-{token}"
-    dsk = {func_key: func}
+    out_name, cut_name, func_key = (f"{name}-{token}", f"{name}-cut-{token}",
+                                    f"{name}-func-{token}")
     row_pieces = [_pieces(s, x.chunks[-2]) for s in rows.sources]
     col_pieces = [_pieces(s, x.chunks[-1]) for s in cols.sources]
+    cuts = {}          # input block index -> the (rows, cols) slices read from it
+    tiles = {}         # output block index -> (pieces, rows index, columns index)
     for lead in np.ndindex(*x.numblocks[:-2]):
         for i, (r_pieces, r_index) in enumerate(row_pieces):
             for j, (c_pieces, c_index) in enumerate(col_pieces):
                 if r_pieces and c_pieces:
-                    blocks = [[_piece_key(dsk, piece_name, x, lead, rp, cp)
-                               for cp in c_pieces] for rp in r_pieces]
+                    pieces = [[_piece(cuts, x, lead, rp, cp) for cp in c_pieces]
+                              for rp in r_pieces]
                 else:   # a region that reads nothing: zeros (or nothing) of its size
                     shape = tuple(x.chunks[k][b] for k, b in enumerate(lead))
-                    blocks = [[np.zeros(shape + (len(rows.sources[i]),
-                                                 len(cols.sources[j])), x.dtype)]]
+                    pieces = [[(np.zeros(shape + (len(rows.sources[i]),
+                                                  len(cols.sources[j])), x.dtype), None)]]
                     r_index = c_index = None
-                dsk[(out_name,) + lead + (i, j)] = (
-                    _run_tile, func_key, blocks, r_index, c_index, rows.keep[i], cols.keep[j],
-                    rows.pads[i] + cols.pads[j], threads)
+                tiles[lead + (i, j)] = (pieces, r_index, c_index)
+    dsk = {func_key: func}
+    dsk.update({(cut_name,) + block: (_cut, (x.name,) + block, slices)
+                for block, slices in cuts.items()})
+
+    def reference(block, k):
+        """What _run_tile gets for a piece: [a zero region, None], [a block's key, None] or
+        [the key of its cuts, k]."""
+        if not isinstance(block, tuple):
+            return [block, None]
+        return [((x.name,) if k is None else (cut_name,)) + block, k]
+
+    for index, (pieces, r_index, c_index) in tiles.items():
+        pieces = [[reference(block, k) for block, k in row] for row in pieces]
+        i, j = index[-2:]
+        dsk[(out_name,) + index] = (_run_tile, func_key, pieces, r_index, c_index,
+                                    rows.keep[i], cols.keep[j], rows.pads[i] + cols.pads[j],
+                                    threads)
     graph = HighLevelGraph.from_collections(out_name, dsk, dependencies=[x])
     return da.Array(graph, out_name, tuple(lead_chunks) + (rows.chunks, cols.chunks),
                     meta=np.empty((0,) * x.ndim, dtype))
 
 
-def _piece_key(dsk, piece_name, x, lead, row_piece, col_piece):
-    """The key of x's block (lead, row block, column block) cut to the piece's slices: the
-    block's own key when the piece is all of it."""
+def _piece(cuts, x, lead, row_piece, col_piece):
+    """(x's block index, None) when the piece is all of the block, else (the block index,
+    k) for the k-th slice cut from it (recorded in cuts)."""
     (rb, r0, r1), (cb, c0, c1) = row_piece, col_piece
-    key = (x.name,) + lead + (rb, cb)
+    block = lead + (rb, cb)
     if (r0, r1) == (0, x.chunks[-2][rb]) and (c0, c1) == (0, x.chunks[-1][cb]):
-        return key
-    piece = (piece_name,) + lead + (rb, cb, r0, r1, c0, c1)
-    dsk[piece] = (_slice_copy, key, (r0, r1), (c0, c1))
-    return piece
+        return block, None
+    slices = cuts.setdefault(block, [])
+    if ((r0, r1), (c0, c1)) not in slices:
+        slices.append(((r0, r1), (c0, c1)))
+    return block, slices.index(((r0, r1), (c0, c1)))
 
 
 # ---- inputs -----------------------------------------------------------------------------

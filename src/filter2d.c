@@ -85,6 +85,13 @@ static inline int64_t fc_border_index(int64_t i, int64_t n, fc_border mode)
     }
 }
 
+void fc_border_indices(int64_t *out, int64_t start, int64_t count, int64_t n, fc_border mode)
+{
+    for (int64_t k = 0; k < count; k++) {
+        out[k] = fc_border_index(start + k, n, mode);
+    }
+}
+
 /* The AVX2+FMA micro-kernel (filter2d_avx2_impl.h), float32 (8 lanes) and float64 (4). */
 #if FC_FILTER_AVX2
 #define REAL float
