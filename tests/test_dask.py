@@ -221,6 +221,7 @@ def _holds(value, model):
 
 # ---- schedulers and threads -------------------------------------------------------------
 
+@pytest.mark.skipif(not fastconv._ext.have_openmp(), reason="a serial build has 1 thread")
 def test_threaded_scheduler_gives_each_task_its_share_of_the_threads():
     before = fastconv.get_num_threads()
     fastconv.set_num_threads(4)
