@@ -627,8 +627,8 @@ def logits(model, images, batch_size=500, *, threads=None):
         raise TypeError(f"{func}: model must be a fastconv image classifier (LeNet5, ResNet, "
                         f"MobileNetV2, ...), got {type(model).__name__}")
     batch_size = as_count(batch_size, "batch_size", func)
-    images = _one_chunk(_dask_input(images, "images", func, (3, 4)),
-                        range(1, images.ndim if hasattr(images, "ndim") else 1))
+    images = _dask_input(images, "images", func, (3, 4))
+    images = _one_chunk(images, range(1, images.ndim))
     probe = model.logits(np.zeros((0,) + images.shape[1:], images.dtype), batch_size)
     return da.map_blocks(_block_logits, images, dask.delayed(model), batch_size, threads,
                          dtype=probe.dtype, chunks=(images.chunks[0], probe.shape[1:]),
