@@ -13,6 +13,7 @@ rows x columns (default 16,384 and 1024x2048 when timed: 1 GiB of float32 in chu
 dask-image's Sobel magnitude is two ``ndfilters.sobel`` and ``hypot``; fastconv's is
 ``fastconv.dask.sobel``, both in the stores' chunks.
 """
+import contextlib
 import os
 import subprocess
 import sys
@@ -143,12 +144,38 @@ def test_sobel_store_to_store_threads(benchmark, stores, sizes):
            copy_vs_dask_image=round(medians["dask-image"] / medians["copy"], 2))
 
 
+# dask.distributed's nanny starts its workers with MALLOC_TRIM_THRESHOLD_=65536, which also
+# freezes glibc's mmap threshold at 128 KiB: every array above 128 KiB, and any heap top
+# above 64 KiB, goes back to the kernel when freed, so the next one costs page faults, and
+# fastconv's kernels ran 1.5-2.5x slower in such workers here. Both variables, set in the
+# environment the cluster starts in, reach the workers (README, Scaling out).
+WORKER_ENVIRONMENT = {"MALLOC_TRIM_THRESHOLD_": str(64 << 20),
+                      "MALLOC_MMAP_THRESHOLD_": str(64 << 20)}
+
+
+@contextlib.contextmanager
+def local_cluster(workers):
+    """A Client of a LocalCluster of single-threaded worker processes on 127.0.0.1, started
+    with WORKER_ENVIRONMENT."""
+    before = {name: os.environ.get(name) for name in WORKER_ENVIRONMENT}
+    os.environ.update(WORKER_ENVIRONMENT)
+    try:
+        with distributed.LocalCluster(n_workers=workers, threads_per_worker=1,
+                                      processes=True, dashboard_address=None,
+                                      host="127.0.0.1") as cluster, \
+                distributed.Client(cluster) as client:
+            yield client
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 @pytest.fixture(scope="module", params=[1, 2], ids=lambda n: f"{n} worker(s)")
 def cluster(request):
-    with distributed.LocalCluster(n_workers=request.param, threads_per_worker=1,
-                                  processes=True, dashboard_address=None,
-                                  host="127.0.0.1") as cluster, \
-            distributed.Client(cluster) as client:
+    with local_cluster(request.param) as client:
         yield request.param, client
 
 
@@ -182,16 +209,15 @@ def digits(tmp_path_factory, sizes):
 def test_lenet5_batch_inference(benchmark, digits):
     """LeNet-5 labels for every digit, taking turns, each alone on the machine: model.predict
     on THREADS threads, then fastconv.dask.predict on a LocalCluster of 2 single-threaded
-    workers reading the store (started and warmed up before its turn, closed after it:
-    even idle, a cluster's processes wake often enough to slow OpenMP's teams)."""
+    workers reading the store (started with WORKER_ENVIRONMENT and warmed up before its
+    turn, closed after it: even idle, a cluster's processes wake often enough to slow
+    OpenMP's teams)."""
     model, images, path = digits
     before = fastconv.get_num_threads()
     fastconv.set_num_threads(THREADS)
 
     def on_cluster():
-        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                      dashboard_address=None, host="127.0.0.1") as cluster, \
-                distributed.Client(cluster):
+        with local_cluster(2):
             fd.predict(model, da.from_zarr(path)[:20_000]).compute()    # warm-up
             start = time.perf_counter()
             fd.predict(model, da.from_zarr(path)).compute()

@@ -352,3 +352,16 @@ def test_resnet20_reaches_98_5_percent_on_real_mnist_in_3_epochs():
                   optimizer=optimizer, schedule=lambda o: StepLR(o, step_size=2, gamma=0.1),
                   validation_data=(images[8000:], labels[8000:]), seed=0, progress=False)
     assert history["val_accuracy"][-1] >= 0.985, history
+
+
+def test_logits_of_raw_images_prepare_them_batch_by_batch_with_the_same_result():
+    from fastconv.nn import LeNet5
+    from fastconv.nn.inference import predict_logits
+    model = LeNet5(seed=3)
+    rng = np.random.default_rng(3)
+    model.fit_preprocessing((rng.random((50, 28, 28)) * 255).astype(np.uint8))
+    digits = (rng.random((1234, 28, 28)) * 255).astype(np.uint8)
+    whole = predict_logits(model, model.prepare(digits), 100)
+    assert np.array_equal(model.logits(digits, batch_size=100), whole)
+    assert np.array_equal(model.predict(digits, batch_size=100), whole.argmax(axis=1))
+    assert model.logits(digits[:0]).shape == (0, 10)
