@@ -20,7 +20,6 @@ from .options import (CommandError, existing_file, output_file, positive_float,
 METHODS = ("sobel", "scharr", "prewitt", "canny")
 # Side of the square chunks of the chunked (Dask) path, unless --chunks says otherwise.
 DEFAULT_CHUNK = 4096
-STORES = (".npy", ".zarr")
 
 
 def add_arguments(parser):
@@ -154,9 +153,8 @@ def _chunked(args, image):
         return True
     if ".zarr" in (_extension(args.image), _extension(args.output)):
         return True
-    side = DEFAULT_CHUNK
-    return (image is not None and isinstance(image, np.memmap)
-            and (image.shape[0] > side or image.shape[1] > side) and _have_dask())
+    return (isinstance(image, np.memmap) and max(image.shape[:2]) > DEFAULT_CHUNK
+            and _have_dask())
 
 
 def _have_dask():
