@@ -41,7 +41,9 @@ def gather(x, rows, cols):
     """x's rows and columns (its last two axes) at the indices rows and cols (None: all of
     them), zeros where an index is -1."""
     for axis, index in ((-2, rows), (-1, cols)):
-        if index is not None:
+        if index is not None and index.size and index.min() >= 0:
+            x = np.take(x, index, axis=axis)          # no zeros: one pass
+        elif index is not None:
             shape = list(x.shape)
             shape[axis] = index.size
             gathered = np.zeros(shape, dtype=x.dtype)
