@@ -384,14 +384,11 @@ def _image_input(image, func, dtype_of):
     3 or 4) become their luminance in dtype_of(image)'s dtype, as the in-memory filters
     compute it."""
     image = _dask_input(image, "image", func, (2, 3, 4))
-    if image.ndim in (3, 4) and image.shape[-1] in filters._COLOUR_CHANNELS:
+    rgb, _ = filters._image_layout(image.shape, func)
+    if rgb:
         dtype = dtype_of(image)
         image = _one_chunk(image, (-1,)).map_blocks(filters._luminance, dtype, dtype=dtype,
                                                     drop_axis=image.ndim - 1)
-    elif image.ndim == 4:
-        raise ValueError(f"{func}: expected image of shape (H, W), (H, W, 3) RGB, (H, W, 4) "
-                         f"RGBA, (N, H, W), (N, H, W, 3) or (N, H, W, 4), got shape "
-                         f"{image.shape}")
     return image
 
 

@@ -163,19 +163,24 @@ def _planes(image, func, kernel=None):
         raise TypeError(f"{func}: image must be a real (float, integer or bool) array, "
                         f"got dtype {a.dtype}")
     dtype = result_dtype(func, image=a, kernel=kernel)
-    rgb = a.ndim in (3, 4) and a.shape[-1] in _COLOUR_CHANNELS
-    if a.ndim == 2 or (a.ndim == 3 and rgb):
-        out_shape = a.shape[:2]
-    elif a.ndim == 3 or (a.ndim == 4 and rgb):
-        out_shape = a.shape[:3]
-    else:
-        raise ValueError(f"{func}: expected image of shape (H, W), (H, W, 3) RGB, (H, W, 4) "
-                         f"RGBA, (N, H, W), (N, H, W, 3) or (N, H, W, 4), got shape "
-                         f"{a.shape}")
+    rgb, out_shape = _image_layout(a.shape, func)
     gray = _luminance(a, dtype) if rgb else a
     n_planes = out_shape[0] if len(out_shape) == 3 else 1
     planes = as_kernel_input(gray, dtype).reshape((n_planes,) + out_shape[-2:])
     return planes, out_shape, a.dtype
+
+
+def _image_layout(shape, func):
+    """(whether an image of this shape is colour, the shape of its result): (H, W) and
+    (N, H, W) planes, or colour images with a last axis of 3 (RGB) or 4 (RGBA)."""
+    rgb = len(shape) in (3, 4) and shape[-1] in _COLOUR_CHANNELS
+    if len(shape) == 2 or (len(shape) == 3 and rgb):
+        return rgb, tuple(shape[:2])
+    if len(shape) == 3 or (len(shape) == 4 and rgb):
+        return rgb, tuple(shape[:3])
+    raise ValueError(f"{func}: expected image of shape (H, W), (H, W, 3) RGB, (H, W, 4) "
+                     f"RGBA, (N, H, W), (N, H, W, 3) or (N, H, W, 4), got shape "
+                     f"{tuple(shape)}")
 
 
 def _luminance(rgb, dtype):
