@@ -239,7 +239,7 @@ def test_bench_progress_goes_to_stderr_and_the_report_alone_to_stdout(capsys, mo
             self.ceiling = 100.0
             self.add("GEMM", "made up", 1e-3, work=1e6)
         conv = thread_scaling = lambda self, names: None
-        pooling = lenet = networks = sobel = lambda self: None
+        pooling = lenet = networks = sobel = sobel_magnitude = lambda self: None
     monkeypatch.setattr(bench, "Runner", OneRow)
     threads = fastconv.get_num_threads()
     try:

@@ -497,6 +497,38 @@ class Runner:
                  note=note)
 
 
+    # -- edge filter: the Sobel magnitude beside OpenCV's (cv2.Sobel along each axis into
+    #    float32, then cv2.magnitude), of float32 and uint8 images
+    def sobel_magnitude(self):
+        try:
+            import cv2
+            cv2.setNumThreads(self.threads)
+        except ImportError:
+            cv2 = None
+        rng = np.random.default_rng(0)
+        for side in (1024, 4096):
+            for kind in ("float32", "uint8"):
+                img = (rng.random((side, side), dtype=np.float32) if kind == "float32"
+                       else rng.integers(0, 256, (side, side), dtype=np.uint8))
+
+                def fc(img=img):
+                    # fastconv gives float64 for an integer image (NumPy's promotion), and
+                    # OpenCV float32 as asked: from a float32 image both give float32
+                    return fastconv.filters.sobel(img.astype(np.float32, copy=False))
+                if cv2 is None:
+                    t_fc, note = median_time(fc, self.budget), ""
+                else:
+                    def opencv(img=img):
+                        return cv2.magnitude(cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3),
+                                             cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=3))
+                    t_fc, t_cv = median_times([fc, opencv], self.budget)
+                    note = f"OpenCV {t_cv * 1e3:.3f} ms: fastconv {t_cv / t_fc:.2f}x OpenCV"
+                if kind == "uint8":
+                    note = "converted to float32 first; " + note
+                self.add("edge filter", f"Sobel magnitude {side}x{side} {kind}", t_fc,
+                         work=2 * 2 * 9 * side * side, note=note)
+
+
 def fmt(value, spec, suffix=""):
     """A table cell: the value formatted, or "-" when there is none."""
     return "-" if value is None else format(value, spec) + suffix
@@ -598,6 +630,7 @@ def run(args):
     runner.lenet()
     runner.networks()
     runner.sobel()
+    runner.sobel_magnitude()
     meta = dict(date=datetime.date.today().isoformat(), cpu=cpu_model(), threads=args.threads,
                 version=fastconv.__version__, simd=fastconv.get_simd(), numpy=np.__version__,
                 torch=runner.torch.__version__ if runner.torch else "not installed",
