@@ -248,6 +248,39 @@ static inline int pool_block_tiles_plane(const fc_pool_problem *pb, const pool_b
            && 2 * pb->Q == pb->W;
 }
 
+/* Input elements of a plane stacked from smaller ones: it stays in a core's L2 cache. */
+#define POOL_STACK_ELEMENTS 65536
+
+/* The same problem on fewer, taller planes. 2x2 stride-2 windows without padding or
+ * dilation that end exactly at the bottom of each plane (H = 2P) see g planes lying on top
+ * of each other as one plane of g*H rows with the same windows and the same output rows, so
+ * small planes (LeNet-5's 10x10) are walked without the per-plane work. g is the largest
+ * divisor of the plane count whose stack stays in cache and leaves at least two stacks to
+ * each thread. A window's tap (argmax) is the same in the stack; a position in the plane
+ * (indices) is not, so passes with indices keep the planes as they are. */
+static fc_pool_problem pool_stacked(const fc_pool_problem *pb)
+{
+    fc_pool_problem st = *pb;
+    if (pb->R != 2 || pb->S != 2 || pb->stride_h != 2 || pb->stride_w != 2 || pb->pad_h != 0
+        || pb->pad_w != 0 || pb->dil_h != 1 || pb->dil_w != 1 || pb->H != 2 * pb->P) {
+        return st;
+    }
+    const int64_t planes = pb->N * pb->C;
+    const int64_t per_thread = planes / (2 * (int64_t)fc_get_num_threads());
+    int64_t g = POOL_STACK_ELEMENTS / (pb->H * pb->W);
+    g = g < per_thread ? g : per_thread;
+    while (g > 1 && planes % g != 0) {
+        g--;
+    }
+    if (g > 1) {
+        st.N = 1;
+        st.C = planes / g;
+        st.H = g * pb->H;
+        st.P = g * pb->P;
+    }
+    return st;
+}
+
 static inline int pool_problem_ok(const fc_pool_problem *pb)
 {
     return pb->N >= 0 && pb->C >= 0 && pb->H > 0 && pb->W > 0 && pb->R > 0 && pb->S > 0

@@ -429,8 +429,10 @@ POOL_SPECIALISED void FN(forward_plane)(const int average, const FN(pool_micro) 
 
 /* y (N, C, P, Q) <- forward_plane of every plane of x (N, C, H, W). */
 static fc_status FN(pool_forward)(int average, REAL *y, uint8_t *argmax, int64_t *indices,
-                                  const REAL *x, const fc_pool_problem *pb)
+                                  const REAL *x, const fc_pool_problem *problem)
 {
+    const fc_pool_problem stacked = indices ? *problem : pool_stacked(problem);
+    const fc_pool_problem *pb = &stacked;
     const FN(pool_micro) mk = FN(pool_micro_select)();
     const pool_block blk = pool_block_of(pb, pool_fast_window(pb));
     const int64_t H = pb->H, W = pb->W, P = pb->P, Q = pb->Q, planes = pb->N * pb->C;
@@ -630,11 +632,13 @@ POOL_SPECIALISED void FN(backward_plane)(const pool_grad kind, const FN(pool_mic
 /* The three backward passes through the windows (pool_grad): dx (N, C, H, W) from
  * dy (N, C, P, Q) and x or argmax as kind says (the other may be NULL), plane by plane. */
 static fc_status FN(pool_backward)(pool_grad kind, REAL *dx, const REAL *dy, const REAL *x,
-                                   const uint8_t *argmax, const fc_pool_problem *pb)
+                                   const uint8_t *argmax, const fc_pool_problem *problem)
 {
-    if (!pool_problem_ok(pb)) {
+    if (!pool_problem_ok(problem)) {
         return FC_ERR_INVALID;
     }
+    const fc_pool_problem stacked = pool_stacked(problem);
+    const fc_pool_problem *pb = &stacked;
     const FN(pool_micro) mk = FN(pool_micro_select)();
     const pool_block blk = pool_block_of(pb, pool_fast_window(pb));
     const int64_t H = pb->H, W = pb->W, P = pb->P, Q = pb->Q, planes = pb->N * pb->C;

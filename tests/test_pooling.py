@@ -192,6 +192,38 @@ def test_fast_paths_match_reference_across_row_lengths(simd, kernel, padding, ce
                                        **tol)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("N, C", [(8, 16), (3, 5), (7, 1)])
+def test_2x2_windows_on_many_small_planes_match_reference(simd, threads, N, C):
+    """2x2 stride-2 windows that end at each plane's bottom run on planes stacked on top
+    of each other (as many as the plane count's divisors and the threads allow): every
+    result and gradient, argmax and indices included, stays the plane-by-plane one."""
+    rng = np.random.default_rng(N * 100 + C)
+    for (H, W), ceil_mode in itertools.product([(2, 2), (4, 9), (10, 10), (10, 11), (5, 6)],
+                                               (False, True)):
+        x = _input(rng, (N, C, H, W), np.float64, ties=True)
+        ref_args = ((2, 2), (2, 2), (0, 0), (1, 1), ceil_mode)
+        y_ref, i_ref = ref.max_pool2d(x, *ref_args, return_indices=True)
+        dy = rng.standard_normal(y_ref.shape)
+        where = f"{(N, C, H, W)} ceil_mode={ceil_mode}"
+        with thread_count(threads):
+            y, indices, argmax = fastconv.max_pool2d(x, 2, ceil_mode=ceil_mode,
+                                                     return_indices=True, return_argmax=True)
+            np.testing.assert_array_equal(y, y_ref, err_msg=where)
+            np.testing.assert_array_equal(indices, i_ref, err_msg=where)
+            np.testing.assert_array_equal(fastconv.max_pool2d(x, 2, ceil_mode=ceil_mode), y)
+            dx_ref = ref.max_pool2d_backward(dy, x, *ref_args)
+            for how in (dict(), dict(argmax=argmax), dict(indices=indices)):
+                dx = fastconv.max_pool2d_backward(dy, x, 2, ceil_mode=ceil_mode, **how)
+                np.testing.assert_allclose(dx, dx_ref, rtol=1e-12, err_msg=f"{where} {how}")
+            avg_args = ref_args[:3] + (ceil_mode,)
+            np.testing.assert_allclose(fastconv.avg_pool2d(x, 2, ceil_mode=ceil_mode),
+                                       ref.avg_pool2d(x, *avg_args), rtol=1e-12, err_msg=where)
+            np.testing.assert_allclose(
+                fastconv.avg_pool2d_backward(dy, x, 2, ceil_mode=ceil_mode),
+                ref.avg_pool2d_backward(dy, x, *avg_args), rtol=1e-12, err_msg=where)
+
+
 @pytest.mark.parametrize("kernel, stride", [(2, 2), (3, 2), (3, 1), (2, 1)])
 def test_max_pool_propagates_nan(simd, kernel, stride):
     """A NaN anywhere in a window is the window's maximum, and its index is the last NaN of the
