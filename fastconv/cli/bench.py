@@ -371,6 +371,10 @@ class Runner:
             for kind in ("max", "avg"):
                 fwd = getattr(fastconv, f"{kind}_pool2d")
                 bwd = getattr(fastconv, f"{kind}_pool2d_backward")
+                # each backward uses what its forward saved, as training does: PyTorch's
+                # max pooling its indices, fastconv's its compact argmax
+                saved = ({"argmax": fwd(x, 2, return_argmax=True)[1]} if kind == "max"
+                         else {})
                 y = fwd(x, 2)
                 dy = np.ones_like(y)
                 torch_f = torch_b = None
@@ -388,7 +392,7 @@ class Runner:
                         xg.grad = None
                         self.torch.autograd.backward(yg, dyt, retain_graph=True)
                 t_f, tt_f = self.versus(lambda: fwd(x, 2), torch_f)
-                t_b, tt_b = self.versus(lambda: bwd(dy, x, 2), torch_b)
+                t_b, tt_b = self.versus(lambda: bwd(dy, x, 2, **saved), torch_b)
                 case = f"{kind} 2x2 {'x'.join(map(str, shape))}"
                 self.add("pool forward", case, t_f, tt_f, work=moved, unit="GB/s",
                          note=f"NumPy copy {t_copy * 1e3:.3f} ms")
