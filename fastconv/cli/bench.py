@@ -396,7 +396,8 @@ class Runner:
                 case = f"{kind} 2x2 {'x'.join(map(str, shape))}"
                 self.add("pool forward", case, t_f, tt_f, work=moved, unit="GB/s",
                          note=f"NumPy copy {t_copy * 1e3:.3f} ms")
-                self.add("pool backward", case, t_b, tt_b, work=moved * 2, unit="GB/s")
+                self.add("pool backward", case, t_b, tt_b, work=moved * 2, unit="GB/s",
+                         note="from the saved argmax (PyTorch: its indices)" if saved else "")
 
     # -- a LeNet-5 training step (forward, backward, SGD update), batch 64
     def lenet(self):
