@@ -7,41 +7,48 @@
  *     FC_TEMPLATE_FMADD      its unaligned load and store, zero, broadcast and a*b + c
  */
 
-/* y[j] = sum over r, s of k[r*S + s] * rows[r][j + s] for j in [0, n): two vectors of
- * outputs per step in two accumulators, then one vector, then single pixels. Taps
- * accumulate in the order r, s, as in the portable twin (which does not fuse the
- * multiply-add, so the two differ in rounding). */
+/* y[j .. j + V*L) of the row below: V vectors of outputs, each in its own accumulator, so
+ * that V multiply-add chains are in flight at once (one chain waits out the FMA latency at
+ * every tap). V is a constant at each call, so the loops over it unroll into registers. */
+__attribute__((target("avx2,fma"), always_inline))
+static inline void FN(filter_vectors_avx2)(REAL *y, const REAL *const *rows, const REAL *k,
+                                           int64_t R, int64_t S, int64_t j, const int V)
+{
+    const int64_t L = FC_TEMPLATE_LANES;
+    FC_TEMPLATE_VEC acc[8];
+    for (int v = 0; v < V; v++) {
+        acc[v] = FC_TEMPLATE_SETZERO();
+    }
+    for (int64_t r = 0; r < R; r++) {
+        const REAL *x = rows[r] + j;
+        const REAL *kr = k + r * S;
+        for (int64_t s = 0; s < S; s++) {
+            const FC_TEMPLATE_VEC wv = FC_TEMPLATE_BROADCAST(kr + s);
+            for (int v = 0; v < V; v++) {
+                acc[v] = FC_TEMPLATE_FMADD(wv, FC_TEMPLATE_LOADU(x + s + v * L), acc[v]);
+            }
+        }
+    }
+    for (int v = 0; v < V; v++) {
+        FC_TEMPLATE_STOREU(y + j + v * L, acc[v]);
+    }
+}
+
+/* y[j] = sum over r, s of k[r*S + s] * rows[r][j + s] for j in [0, n): eight vectors of
+ * outputs per step, then one vector, then single pixels. Taps accumulate in the order r, s,
+ * as in the portable twin (which does not fuse the multiply-add, so the two differ in
+ * rounding); a pixel's value does not depend on which of these steps computes it. */
 __attribute__((target("avx2,fma")))
 static void FN(filter_row_avx2)(REAL *y, const REAL *const *rows, const REAL *k, int64_t R,
                                 int64_t S, int64_t n)
 {
     const int64_t L = FC_TEMPLATE_LANES;
     int64_t j = 0;
-    for (; j + 2 * L <= n; j += 2 * L) {
-        FC_TEMPLATE_VEC acc0 = FC_TEMPLATE_SETZERO();
-        FC_TEMPLATE_VEC acc1 = FC_TEMPLATE_SETZERO();
-        for (int64_t r = 0; r < R; r++) {
-            const REAL *x = rows[r] + j;
-            const REAL *kr = k + r * S;
-            for (int64_t s = 0; s < S; s++) {
-                const FC_TEMPLATE_VEC wv = FC_TEMPLATE_BROADCAST(kr + s);
-                acc0 = FC_TEMPLATE_FMADD(wv, FC_TEMPLATE_LOADU(x + s), acc0);
-                acc1 = FC_TEMPLATE_FMADD(wv, FC_TEMPLATE_LOADU(x + s + L), acc1);
-            }
-        }
-        FC_TEMPLATE_STOREU(y + j, acc0);
-        FC_TEMPLATE_STOREU(y + j + L, acc1);
+    for (; j + 8 * L <= n; j += 8 * L) {
+        FN(filter_vectors_avx2)(y, rows, k, R, S, j, 8);
     }
     for (; j + L <= n; j += L) {
-        FC_TEMPLATE_VEC acc = FC_TEMPLATE_SETZERO();
-        for (int64_t r = 0; r < R; r++) {
-            const REAL *x = rows[r] + j;
-            for (int64_t s = 0; s < S; s++) {
-                acc = FC_TEMPLATE_FMADD(FC_TEMPLATE_BROADCAST(k + r * S + s),
-                                        FC_TEMPLATE_LOADU(x + s), acc);
-            }
-        }
-        FC_TEMPLATE_STOREU(y + j, acc);
+        FN(filter_vectors_avx2)(y, rows, k, R, S, j, 1);
     }
     for (; j < n; j++) {
         REAL acc = 0;
