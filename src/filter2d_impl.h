@@ -65,14 +65,37 @@ static void FN(filter_row)(REAL *y_row, const REAL *const *row_ptrs, const REAL 
     }
 }
 
+typedef void (*FN(magnitude_kernel_fn))(REAL *, const REAL *const *, const REAL *,
+                                        const REAL *, int64_t, int64_t, int64_t);
+
 /* What every row of a call needs: the row-pointer table, the interior column range and the
- * micro-kernel. */
+ * micro-kernels. */
 typedef struct {
     const REAL **rows;          /* rows[n * (H + R - 1) + i + r]: input row r of output row i */
     REAL *zero_row;             /* W zeros, the rows outside the plane in constant mode */
     int64_t lo, hi;             /* columns [lo, hi) read only inside the row */
     FN(row_kernel_fn) row_kernel;
+    FN(magnitude_kernel_fn) magnitude_kernel;   /* both kernels at once, or NULL */
 } FN(filter_plan);
+
+/* One output row y_row (W) of the gradient magnitude of kx and ky with the plan's fused
+ * micro-kernel: the interior columns from one pass over the input rows, the others
+ * through the border map, summed as the micro-kernel sums them. */
+static void FN(magnitude_row)(REAL *y_row, const REAL *const *row_ptrs, const REAL *kx,
+                              const REAL *ky, const FN(filter_plan) *fp,
+                              const fc_filter_problem *pb)
+{
+    if (fp->hi > fp->lo) {
+        fp->magnitude_kernel(y_row + fp->lo, row_ptrs, kx, ky, pb->R, pb->S, fp->hi - fp->lo);
+    }
+    for (int64_t q = 0; q < pb->W; q = q + 1 == fp->lo ? fp->hi : q + 1) {
+        if (q >= fp->lo && q < fp->hi) {
+            continue;
+        }
+        y_row[q] = FN(fc_magnitude)(FN(filter_border_pixel)(row_ptrs, kx, q, 1, pb),
+                                    FN(filter_border_pixel)(row_ptrs, ky, q, 1, pb));
+    }
+}
 
 /* Checks, then fills the plan of one call of x (N, H, W). On FC_OK the caller releases it
  * with filter_plan_free. */
@@ -106,9 +129,11 @@ static fc_status FN(filter_plan_of)(FN(filter_plan) *fp, const REAL *x,
     fp->lo = aw < W ? aw : W;
     fp->hi = W - (S - 1 - aw) > fp->lo ? W - (S - 1 - aw) : fp->lo;
     fp->row_kernel = FN(filter_row_generic);
+    fp->magnitude_kernel = NULL;
 #if FC_FILTER_AVX2
     if (fc_simd_avx2()) {
         fp->row_kernel = FN(filter_row_avx2);
+        fp->magnitude_kernel = FN(magnitude_row_avx2);
     }
 #endif
     return FC_OK;
@@ -121,8 +146,8 @@ static void FN(filter_plan_free)(FN(filter_plan) *fp)
 }
 
 /* y (N, H, W) = x (N, H, W) correlated with kx (R, S) or, when ky is not NULL, the
- * magnitude sqrt(gx^2 + gy^2) of x correlated with kx and with ky: one pass, gy's row in a
- * per-thread buffer. */
+ * magnitude sqrt(gx^2 + gy^2) of x correlated with kx and with ky: one pass, by the fused
+ * micro-kernel when there is one, else with gy's row in a per-thread buffer. */
 static fc_status FN(filter_planes)(REAL *y, const REAL *x, const REAL *kx, const REAL *ky,
                                    const fc_filter_problem *pb)
 {
@@ -135,8 +160,9 @@ static fc_status FN(filter_planes)(REAL *y, const REAL *x, const REAL *kx, const
         return st;
     }
     const int64_t H = pb->H, W = pb->W, n_rows = pb->N * H, padded_rows = H + pb->R - 1;
+    const int fused_magnitude = ky != NULL && fp.magnitude_kernel != NULL;
     REAL *gy_rows = NULL;
-    if (ky != NULL) {
+    if (ky != NULL && !fused_magnitude) {
         gy_rows = malloc((size_t)(fc_filter_threads() * W) * sizeof(REAL));
         if (gy_rows == NULL) {
             FN(filter_plan_free)(&fp);
@@ -151,12 +177,16 @@ static fc_status FN(filter_planes)(REAL *y, const REAL *x, const REAL *kx, const
     for (int64_t nh = 0; nh < n_rows; nh++) {
         const REAL *const *row_ptrs = fp.rows + (nh / H) * padded_rows + nh % H;
         REAL *gx = y + nh * W;
+        if (fused_magnitude) {
+            FN(magnitude_row)(gx, row_ptrs, kx, ky, &fp, pb);
+            continue;
+        }
         FN(filter_row)(gx, row_ptrs, kx, fp.lo, fp.hi, fp.row_kernel, pb);
         if (ky != NULL) {
             REAL *gy = gy_rows + fc_filter_thread() * W;
             FN(filter_row)(gy, row_ptrs, ky, fp.lo, fp.hi, fp.row_kernel, pb);
             for (int64_t q = 0; q < W; q++) {
-                gx[q] = FN(fc_sqrt)(gx[q] * gx[q] + gy[q] * gy[q]);
+                gx[q] = FN(fc_magnitude)(gx[q], gy[q]);
             }
         }
     }

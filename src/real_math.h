@@ -1,6 +1,6 @@
 /* real_math.h: the scalar math a template needs on REAL, under names with the type's
  * suffix, so that a template calls FN(fc_sqrt)(x) (template.h) and its includer passes
- * nothing. Each name is the C library's function of that type itself. */
+ * nothing. Most names are the C library's function of that type itself. */
 #ifndef FASTCONV_REAL_MATH_H
 #define FASTCONV_REAL_MATH_H
 
@@ -13,5 +13,22 @@
 /* a * b + c rounded once (fused multiply-add). */
 #define fc_fma_f32 fmaf
 #define fc_fma_f64 fma
+
+/* sqrt(a^2 + b^2), each square rounded on its own: separate statements, so that no
+ * compiler fuses one into a multiply-add, and the vector magnitudes (mul, mul, add, sqrt)
+ * give the same values. */
+static inline float fc_magnitude_f32(float a, float b)
+{
+    const float a2 = a * a;
+    const float b2 = b * b;
+    return sqrtf(a2 + b2);
+}
+
+static inline double fc_magnitude_f64(double a, double b)
+{
+    const double a2 = a * a;
+    const double b2 = b * b;
+    return sqrt(a2 + b2);
+}
 
 #endif /* FASTCONV_REAL_MATH_H */

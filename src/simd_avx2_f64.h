@@ -9,3 +9,6 @@
 #define FC_TEMPLATE_BROADCAST _mm256_broadcast_sd
 #define FC_TEMPLATE_SET1 _mm256_set1_pd
 #define FC_TEMPLATE_FMADD _mm256_fmadd_pd
+#define FC_TEMPLATE_MUL _mm256_mul_pd
+#define FC_TEMPLATE_ADD _mm256_add_pd
+#define FC_TEMPLATE_SQRT _mm256_sqrt_pd
