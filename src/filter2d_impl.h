@@ -78,9 +78,18 @@ typedef struct {
     FN(magnitude_kernel_fn) magnitude_kernel;   /* both kernels at once, or NULL */
 } FN(filter_plan);
 
+/* The gradient magnitude of border pixel q, its taps summed as the fused micro-kernel sums
+ * them. */
+static REAL FN(border_magnitude)(const REAL *const *row_ptrs, const REAL *kx, const REAL *ky,
+                                 int64_t q, const fc_filter_problem *pb)
+{
+    return FN(fc_magnitude)(FN(filter_border_pixel)(row_ptrs, kx, q, 1, pb),
+                            FN(filter_border_pixel)(row_ptrs, ky, q, 1, pb));
+}
+
 /* One output row y_row (W) of the gradient magnitude of kx and ky with the plan's fused
- * micro-kernel: the interior columns from one pass over the input rows, the others
- * through the border map, summed as the micro-kernel sums them. */
+ * micro-kernel: the interior columns [lo, hi) from one pass over the input rows, the others
+ * through the border map. */
 static void FN(magnitude_row)(REAL *y_row, const REAL *const *row_ptrs, const REAL *kx,
                               const REAL *ky, const FN(filter_plan) *fp,
                               const fc_filter_problem *pb)
@@ -88,12 +97,11 @@ static void FN(magnitude_row)(REAL *y_row, const REAL *const *row_ptrs, const RE
     if (fp->hi > fp->lo) {
         fp->magnitude_kernel(y_row + fp->lo, row_ptrs, kx, ky, pb->R, pb->S, fp->hi - fp->lo);
     }
-    for (int64_t q = 0; q < pb->W; q = q + 1 == fp->lo ? fp->hi : q + 1) {
-        if (q >= fp->lo && q < fp->hi) {
-            continue;
-        }
-        y_row[q] = FN(fc_magnitude)(FN(filter_border_pixel)(row_ptrs, kx, q, 1, pb),
-                                    FN(filter_border_pixel)(row_ptrs, ky, q, 1, pb));
+    for (int64_t q = 0; q < fp->lo; q++) {
+        y_row[q] = FN(border_magnitude)(row_ptrs, kx, ky, q, pb);
+    }
+    for (int64_t q = fp->hi; q < pb->W; q++) {
+        y_row[q] = FN(border_magnitude)(row_ptrs, kx, ky, q, pb);
     }
 }
 
