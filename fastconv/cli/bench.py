@@ -501,7 +501,6 @@ class Runner:
         self.add("edge filter", "Sobel 1024x1024 float32", t_fc, t_t, work=2 * 9 * 1024 * 1024,
                  note=note)
 
-
     # -- edge filter: the Sobel magnitude beside OpenCV's (cv2.Sobel along each axis into
     #    float32, then cv2.magnitude), of float32 and uint8 images
     def sobel_magnitude(self):
