@@ -109,16 +109,8 @@ class ImageClassifier(Sequential):
                          axis=1)
 
     def _logits(self, images, batch_size, func):
-        # Raw images are prepared one batch at a time: preparing them all first would hold
-        # a float copy of the whole set (800 MB for 200,000 digits), and fresh memory costs
-        # more than the network's first layers.
-        images = as_array(images, "images", func)
-        batch_size = as_count(batch_size, "batch_size", func)
-        batches = ([images] if images.ndim == 0 else     # not images: prepare says why
-                   [images[start:start + batch_size]
-                    for start in range(0, max(len(images), 1), batch_size)])
-        return np.concatenate([predict_logits(self, self.prepare(batch), batch_size, func)
-                               for batch in batches])
+        return predict_logits(self, as_array(images, "images", func), batch_size, func,
+                              prepare=self.prepare)
 
     # -- PyTorch interop --------------------------------------------------------------------
     def torch_name(self, name):

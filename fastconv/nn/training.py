@@ -58,7 +58,8 @@ def evaluate(model, images, labels, batch_size=500):
     (loss, accuracy) : (float, float)
     """
     labels = np.asarray(labels, dtype=np.int64)
-    logits = predict_logits(model, _prepare(model, images), batch_size, "evaluate")
+    logits = predict_logits(model, images, batch_size, "evaluate",
+                            prepare=getattr(model, "prepare", None))
     loss, _ = softmax_cross_entropy(logits, labels)
     return loss, float(np.mean(logits.argmax(axis=1) == labels))
 
