@@ -180,6 +180,7 @@ cdef extern from "fastconv.h" nogil:
         int weight_reads_x_in_place
         int weight_rows_flat
         int64_t data_gather_phases
+        int threads
     fc_status fc_conv_direct_plan_f32(fc_direct_plan *plan, const fc_conv_problem *pb,
                                       int nthreads)
     fc_status fc_conv_direct_plan_f64(fc_direct_plan *plan, const fc_conv_problem *pb,

@@ -40,12 +40,11 @@ fc_status FN(fc_conv_direct_plan)(fc_direct_plan *plan, const fc_conv_problem *p
 }
 
 /* The plan of one kernel call on the library's threads (at least one, so the plan cannot
- * be refused); returns their number. */
+ * be refused); returns the number its passes run on. */
 static int FN(plan_call)(fc_direct_plan *plan, const fc_conv_problem *pb)
 {
-    const int nthreads = fc_get_num_threads();
-    (void)FN(fc_conv_direct_plan)(plan, pb, nthreads);
-    return nthreads;
+    (void)FN(fc_conv_direct_plan)(plan, pb, fc_get_num_threads());
+    return plan->threads;
 }
 
 /* ---- forward: y = x correlated with w, + bias ---- */

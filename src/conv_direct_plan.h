@@ -10,6 +10,13 @@
 
 #include "conv_direct_band.h"
 
+/* ---- threads ---- */
+
+/* Waking a second thread costs about what one thread does in this many multiply-adds of a
+ * small problem: below it, a pass runs on fewer threads than it may (a batch-1 LeNet-5
+ * layer runs faster alone). */
+#define FC_DIRECT_MIN_MACS_PER_THREAD 131072.0
+
 /* ---- forward: by pixels (tile) or by filters (tilek) ---- */
 
 /* By filters runs only if the share of its lanes that are results beats the pixel form's
@@ -137,6 +144,16 @@ static int weight_by_filters_suits(const fc_conv_problem *pb, const fc_band_geom
     return by_filters > by_pixels;
 }
 
+/* The threads a pass of pb shares out: at most one per FC_DIRECT_MIN_MACS_PER_THREAD
+ * multiply-adds (of one pass), at least one. */
+static int team_for(const fc_conv_problem *pb, int nthreads)
+{
+    const double macs = (double)(pb->N * pb->K * pb->P * pb->Q) * (double)(pb->C / pb->groups)
+                        * (double)(pb->R * pb->S);
+    const double most = macs / FC_DIRECT_MIN_MACS_PER_THREAD;
+    return most < 2 ? 1 : most < nthreads ? (int)most : nthreads;
+}
+
 /* The plan of a forward-style correlation (the forward, or one stride phase of the data
  * gradient's gather form) whose output columns lie out_col apart: its bands and forward
  * variant. */
@@ -158,6 +175,8 @@ static void plan_correlation(fc_direct_plan *plan, const fc_conv_problem *pb, in
 static void plan_problem(fc_direct_plan *plan, const fc_conv_problem *pb, int nthreads,
                          const fc_vector_shape *vs)
 {
+    nthreads = team_for(pb, nthreads);
+    plan->threads = nthreads;
     plan_correlation(plan, pb, nthreads, vs, 1);
     fc_band_geom gm;
     band_geom(&gm, pb, plan->band_rows);

@@ -160,6 +160,8 @@ typedef struct {
     int weight_rows_flat;             /* by pixels: a band whose values are all finite is
                                        * summed as one run of pixels (rows < 128 wide) */
     int64_t data_gather_phases;       /* correlations the gather form runs: stride_h*stride_w */
+    int threads;                      /* the team each pass runs on: the threads given, fewer
+                                       * when the problem is too small to share */
 } fc_direct_plan;
 
 /* The plan of pb on nthreads threads (>= 1) with the kernels of the current SIMD level.

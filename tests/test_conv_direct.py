@@ -308,11 +308,22 @@ def test_lenet5_conv2_forward_reads_input_in_place(simd, one_thread):
 
 
 @needs_openmp
-def test_two_threads_cut_two_lenet5_conv1_images_into_four_bands_each(threads):
-    """4 work items per thread: 2 images x 4 bands of 7 of the 28 output rows."""
+def test_two_threads_cut_four_lenet5_conv1_images_into_two_bands_each(threads):
+    """4 work items per thread: 4 images x 2 bands of 14 of the 28 output rows."""
     threads(2)
-    plan = plan_of(LENET5_CONV1, np.float64)
-    assert plan["bands"] == 4 and plan["band_rows"] == 7
+    plan = plan_of((4,) + LENET5_CONV1[1:], np.float64)
+    assert plan["threads"] == 2 and plan["bands"] == 2 and plan["band_rows"] == 14
+
+
+@needs_openmp
+@pytest.mark.parametrize("images, team", [(1, 1), (2, 1), (3, 2)])
+def test_lenet5_conv1_shares_threads_only_past_131072_multiply_adds_each(images, team,
+                                                                        threads):
+    """Waking a thread costs more than it saves on a small problem: an image of LeNet-5's
+    conv1 is 117,600 multiply-adds, so 1 and 2 images run on one of the 2 threads."""
+    threads(2)
+    plan = plan_of((images,) + LENET5_CONV1[1:], np.float32)
+    assert plan["threads"] == team
 
 
 @BOTH_DTYPES
