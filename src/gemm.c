@@ -19,9 +19,16 @@
 #include "gemm_kernels.h"
 #include "template.h"
 
+#if FC_GEMM_HAVE_AVX2 || FC_GEMM_HAVE_AVX512
+#include <immintrin.h>
+#endif
+
 
 /* Below this many flops per thread, waking another thread costs more than it saves. */
 #define MIN_FLOPS_PER_THREAD 200000.0
+
+/* GEMMs of at most this many rows of A skip the tiled algorithm (gemm_few_rows) ... */
+#define FEW_ROWS_MAX 4
 
 /* How the macro-kernel gets B's panels: already packed, packed on first use, or read in place. */
 enum { B_PACKED, B_PACK_NOW, B_IN_PLACE };
@@ -131,6 +138,7 @@ static void gemm_grid(int64_t M, int64_t N, int64_t K, int mr, int nr, int nthre
 #define TYPE_SUFFIX f32
 #define ISA_SUFFIX generic
 #include "gemm_tile.h"
+#define FC_TEMPLATE_TARGET
 #define FC_TEMPLATE_MC GEMM_MC_6X16_F32
 #define FC_TEMPLATE_KC GEMM_KC
 #define FC_TEMPLATE_NC GEMM_NC_6X16_F32
@@ -142,6 +150,8 @@ static void gemm_grid(int64_t M, int64_t N, int64_t K, int mr, int nr, int nthre
 #define TYPE_SUFFIX f32
 #define ISA_SUFFIX avx2
 #include "gemm_tile.h"
+#define FC_TEMPLATE_TARGET __attribute__((target("avx2,fma")))
+#include "simd_avx2_f32.h"
 #define FC_TEMPLATE_MC GEMM_MC_6X16_F32
 #define FC_TEMPLATE_KC GEMM_KC
 #define FC_TEMPLATE_NC GEMM_NC_6X16_F32
@@ -154,6 +164,8 @@ static void gemm_grid(int64_t M, int64_t N, int64_t K, int mr, int nr, int nthre
 #define TYPE_SUFFIX f32
 #define ISA_SUFFIX avx512
 #include "gemm_tile.h"
+#define FC_TEMPLATE_TARGET __attribute__((target("avx512f,avx2,fma")))
+#include "simd_avx512_f32.h"
 #define FC_TEMPLATE_MC GEMM_MC_AVX512_F32
 #define FC_TEMPLATE_KC GEMM_KC
 #define FC_TEMPLATE_NC GEMM_NC_AVX512_F32
@@ -171,6 +183,7 @@ static void gemm_grid(int64_t M, int64_t N, int64_t K, int mr, int nr, int nthre
 #define TYPE_SUFFIX f64
 #define ISA_SUFFIX generic
 #include "gemm_tile.h"
+#define FC_TEMPLATE_TARGET
 #define FC_TEMPLATE_MC GEMM_MC_6X8_F64
 #define FC_TEMPLATE_KC GEMM_KC
 #define FC_TEMPLATE_NC GEMM_NC_6X8_F64
@@ -182,6 +195,8 @@ static void gemm_grid(int64_t M, int64_t N, int64_t K, int mr, int nr, int nthre
 #define TYPE_SUFFIX f64
 #define ISA_SUFFIX avx2
 #include "gemm_tile.h"
+#define FC_TEMPLATE_TARGET __attribute__((target("avx2,fma")))
+#include "simd_avx2_f64.h"
 #define FC_TEMPLATE_MC GEMM_MC_6X8_F64
 #define FC_TEMPLATE_KC GEMM_KC
 #define FC_TEMPLATE_NC GEMM_NC_6X8_F64
@@ -194,6 +209,8 @@ static void gemm_grid(int64_t M, int64_t N, int64_t K, int mr, int nr, int nthre
 #define TYPE_SUFFIX f64
 #define ISA_SUFFIX avx512
 #include "gemm_tile.h"
+#define FC_TEMPLATE_TARGET __attribute__((target("avx512f,avx2,fma")))
+#include "simd_avx512_f64.h"
 #define FC_TEMPLATE_MC GEMM_MC_AVX512_F64
 #define FC_TEMPLATE_KC GEMM_KC
 #define FC_TEMPLATE_NC GEMM_NC_AVX512_F64

@@ -6,6 +6,11 @@
  *     FC_TEMPLATE_MC, FC_TEMPLATE_KC, FC_TEMPLATE_NC   the cache blocks of A's rows, the
  *                                        depth and B's columns
  *     FC_TEMPLATE_KERNEL                 the micro-kernel (gemm_kernels.h)
+ *     FC_TEMPLATE_TARGET                 the instruction set's function attribute (empty
+ *                                        for the portable one): gemm_few_rows' loops are
+ *                                        vectorised by the compiler for it
+ *     FC_TEMPLATE_LANES, _VEC, _SETZERO, _LOADU, _STOREU, _FMADD   the instruction set's
+ *                                        vectors (simd_*.h), absent for the portable one
  * It defines FN(ISA(gemm)) (gemm_avx2_f32, ...); the allocator, b_in_place() and
  * gemm_grid() come from gemm.c. MR, NR, MC, KC and NC below are short names for the
  * parameters, undefined at the end of the file.
@@ -118,6 +123,126 @@ static void FN(ISA(gemm_serial))(REAL *c, int64_t ldc, const REAL *a, int64_t rs
     }
 }
 
+/* The dot products of gemm_few_rows run FEW_ROWS_PARTS interleaved partial sums: 4 vectors
+ * where the instance has them (independent chains hide the FMA latency), else 16 scalars.
+ * The vectors add up into FEW_ROWS_SUMS lanes (one vector). */
+#ifdef FC_TEMPLATE_LANES
+#define FEW_ROWS_PARTS (4 * FC_TEMPLATE_LANES)
+#define FEW_ROWS_SUMS FC_TEMPLATE_LANES
+#else
+#define FEW_ROWS_PARTS 16
+#define FEW_ROWS_SUMS 16
+#endif
+
+/* C[i, j] = sum over p of A[i, p] B[p, j] + beta C[i, j], for i < M, j in [j0, j1), with
+ * B's columns contiguous (rsb == 1): dot products of A's rows and B's columns, each summed
+ * in FEW_ROWS_PARTS interleaved partial sums, then those added pairwise. */
+FC_TEMPLATE_TARGET static void FN(ISA(dot_columns))(int64_t M, int64_t j0, int64_t j1,
+                                                    int64_t K, const REAL *A, int64_t rsa,
+                                                    int64_t csa, const REAL *B, int64_t csb,
+                                                    REAL beta, REAL *C, int64_t ldc)
+{
+    for (int64_t i = 0; i < M; i++) {
+        const REAL *a = A + i * rsa;
+        for (int64_t j = j0; j < j1; j++) {
+            const REAL *b = B + j * csb;
+            REAL part[FEW_ROWS_SUMS] = {0};
+            int64_t p = 0;
+            if (csa == 1) {
+#ifdef FC_TEMPLATE_LANES
+                enum { VL = FC_TEMPLATE_LANES, NV = FEW_ROWS_PARTS / FC_TEMPLATE_LANES };
+                FC_TEMPLATE_VEC acc[NV];
+                for (int v = 0; v < NV; v++) {
+                    acc[v] = FC_TEMPLATE_SETZERO();
+                }
+                for (; p + FEW_ROWS_PARTS <= K; p += FEW_ROWS_PARTS) {
+                    for (int v = 0; v < NV; v++) {
+                        acc[v] = FC_TEMPLATE_FMADD(FC_TEMPLATE_LOADU(a + p + v * VL),
+                                                   FC_TEMPLATE_LOADU(b + p + v * VL), acc[v]);
+                    }
+                }
+                for (; p + VL <= K; p += VL) {
+                    acc[0] = FC_TEMPLATE_FMADD(FC_TEMPLATE_LOADU(a + p),
+                                               FC_TEMPLATE_LOADU(b + p), acc[0]);
+                }
+                acc[0] = FC_TEMPLATE_ADD(FC_TEMPLATE_ADD(acc[0], acc[1]),
+                                         FC_TEMPLATE_ADD(acc[2], acc[3]));
+                FC_TEMPLATE_STOREU(part, acc[0]);
+#else
+                for (; p + FEW_ROWS_PARTS <= K; p += FEW_ROWS_PARTS) {
+                    for (int l = 0; l < FEW_ROWS_PARTS; l++) {
+                        part[l] += a[p + l] * b[p + l];
+                    }
+                }
+#endif
+            }
+            for (; p < K; p++) {
+                part[p % FEW_ROWS_SUMS] += a[p * csa] * b[p];
+            }
+            for (int half = FEW_ROWS_SUMS / 2; half > 0; half /= 2) {
+                for (int l = 0; l < half; l++) {            /* a tree: short chains */
+                    part[l] += part[l + half];
+                }
+            }
+            C[i * ldc + j] = beta == 0 ? part[0] : part[0] + beta * C[i * ldc + j];
+        }
+    }
+}
+
+/* The same product for any B: each row of C gathers B's rows scaled by A's row, p in order. */
+FC_TEMPLATE_TARGET static void FN(ISA(add_rows))(int64_t M, int64_t j0, int64_t j1,
+                                                 int64_t K, const REAL *A, int64_t rsa,
+                                                 int64_t csa, const REAL *B, int64_t rsb,
+                                                 int64_t csb, REAL beta, REAL *C, int64_t ldc)
+{
+    for (int64_t i = 0; i < M; i++) {
+        REAL *c = C + i * ldc;
+        for (int64_t j = j0; j < j1; j++) {
+            c[j] = beta == 0 ? 0 : beta * c[j];
+        }
+        for (int64_t p = 0; p < K; p++) {
+            const REAL a = A[i * rsa + p * csa];
+            const REAL *b = B + p * rsb;
+            if (csb == 1) {
+                for (int64_t j = j0; j < j1; j++) {
+                    c[j] += a * b[j];
+                }
+            } else {
+                for (int64_t j = j0; j < j1; j++) {
+                    c[j] += a * b[j * csb];
+                }
+            }
+        }
+    }
+}
+
+/* A GEMM of at most FEW_ROWS_MAX rows of A: each element of B is used that few times, so
+ * packing B (and computing whole tiles of mostly absent rows) costs more than it saves.
+ * Threads split C's columns; each element is summed by one thread in a fixed order. */
+static fc_status FN(ISA(gemm_few_rows))(int64_t M, int64_t N, int64_t K, const REAL *A,
+                                        int64_t rsa, int64_t csa, const REAL *B, int64_t rsb,
+                                        int64_t csb, REAL beta, REAL *C, int64_t ldc,
+                                        int nthreads)
+{
+    const double flops = 2.0 * (double)M * (double)N * (double)K;
+    int nt = nthreads;
+    while (nt > 1 && (flops < MIN_FLOPS_PER_THREAD * nt || N < nt)) {
+        nt--;
+    }
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+#endif
+    for (int t = 0; t < nt; t++) {
+        const int64_t j0 = N * t / nt, j1 = N * (t + 1) / nt;
+        if (rsb == 1) {
+            FN(ISA(dot_columns))(M, j0, j1, K, A, rsa, csa, B, csb, beta, C, ldc);
+        } else {
+            FN(ISA(add_rows))(M, j0, j1, K, A, rsa, csa, B, rsb, csb, beta, C, ldc);
+        }
+    }
+    return FC_OK;
+}
+
 /* C (M x N, row stride ldc) = A (M x K, strides rsa, csa) B (K x N, strides rsb, csb) + beta C
  * with the MR x NR micro-kernel */
 static fc_status FN(ISA(gemm))(int64_t M, int64_t N, int64_t K, const REAL *A, int64_t rsa,
@@ -129,6 +254,10 @@ static fc_status FN(ISA(gemm))(int64_t M, int64_t N, int64_t K, const REAL *A, i
     }
     if (M == 0 || N == 0) {
         return FC_OK;
+    }
+    if (M <= FEW_ROWS_MAX && K > 0) {
+        return FN(ISA(gemm_few_rows))(M, N, K, A, rsa, csa, B, rsb, csb, beta, C, ldc,
+                                      nthreads);
     }
     if (K == 0) {
         for (int64_t i = 0; i < M; i++) {
@@ -183,6 +312,8 @@ static fc_status FN(ISA(gemm))(int64_t M, int64_t N, int64_t K, const REAL *A, i
     return FC_OK;
 }
 
+#undef FEW_ROWS_PARTS
+#undef FEW_ROWS_SUMS
 #undef MR
 #undef NR
 #undef MC

@@ -5,7 +5,7 @@
  *     FC_TEMPLATE_LANES      doubles per vector
  *     FC_TEMPLATE_VEC        the vector type
  *     FC_TEMPLATE_LOADU, FC_TEMPLATE_STOREU, FC_TEMPLATE_SETZERO, FC_TEMPLATE_SET1 (from a
- *     value), FC_TEMPLATE_FMADD (a*b + c, fused) */
+ *     value), FC_TEMPLATE_FMADD (a*b + c, fused), FC_TEMPLATE_ADD */
 #define FC_TEMPLATE_LANES 8
 #define FC_TEMPLATE_VEC __m512d
 #define FC_TEMPLATE_LOADU _mm512_loadu_pd
@@ -13,3 +13,4 @@
 #define FC_TEMPLATE_SETZERO _mm512_setzero_pd
 #define FC_TEMPLATE_SET1 _mm512_set1_pd
 #define FC_TEMPLATE_FMADD _mm512_fmadd_pd
+#define FC_TEMPLATE_ADD _mm512_add_pd

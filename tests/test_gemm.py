@@ -2,7 +2,9 @@
 
 The `simd` fixture runs the portable, AVX2 (6-row tiles) and AVX-512 (12 x 32 float32,
 12 x 16 float64 tiles, KC 384, MC 240/120) paths; the sizes below cut tiles and blocks of
-both geometries: partial tiles, several K and M blocks, N beyond NC, single rows/columns."""
+both geometries: partial tiles, several K and M blocks, N beyond NC, single rows/columns.
+Products of at most 4 rows of A skip the tiles: dot products with B's columns when those
+are contiguous, else B's rows added up, in the order of the depth."""
 import numpy as np
 import pytest
 
@@ -68,6 +70,40 @@ def test_bitwise_identical_for_any_thread_count(dtype, threads, simd):
     b = rng.standard_normal((500, 400)).astype(dtype)
     results = []
     for n in (1, 2, 3, 4, 2):
+        threads(n)
+        results.append(fastconv.matmul(a, b))
+    for r in results[1:]:
+        assert np.array_equal(r, results[0])
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 4])
+@pytest.mark.parametrize("dtype, tol", DTYPES)
+def test_few_rows_every_layout_and_accumulate(m, dtype, tol, simd):
+    """A batch of 1 to 4 through a Linear layer: x @ W.T (B's columns contiguous) and the
+    other layouts, depths with and without whole vectors, accumulate, NaN in out ignored."""
+    rng = np.random.default_rng(m)
+    for n, k in ((120, 400), (10, 84), (37, 1), (5, 131)):
+        a = rng.standard_normal((m, k)).astype(dtype)
+        w = rng.standard_normal((n, k)).astype(dtype)
+        a_strided = rng.standard_normal((m, 2 * k)).astype(dtype)[:, ::2]
+        for a_view in (a, np.asfortranarray(a), a_strided):
+            for b_view in (w.T, np.ascontiguousarray(w.T), w.T[:, ::-1]):
+                want = a_view.astype(np.float64) @ b_view.astype(np.float64)
+                out = np.full((m, n), np.nan, dtype)
+                fastconv.matmul(a_view, b_view, out=out)
+                assert rel_err(out, want) < tol * max(1, k) ** 0.5
+                fastconv.matmul(a_view, b_view, out=out, accumulate=True)
+                assert rel_err(out, 2 * want) < tol * max(1, k) ** 0.5
+
+
+@pytest.mark.parametrize("b_layout", ["columns", "rows"])
+def test_few_rows_bitwise_identical_for_any_thread_count(b_layout, threads, simd):
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((2, 700)).astype(np.float32)
+    w = rng.standard_normal((3000, 700)).astype(np.float32)
+    b = w.T if b_layout == "columns" else np.ascontiguousarray(w.T)
+    results = []
+    for n in (1, 2, 3, 2):
         threads(n)
         results.append(fastconv.matmul(a, b))
     for r in results[1:]:
