@@ -12,7 +12,8 @@ import numpy as np
 from . import _ext
 from ._checks import (as_array, as_bool, as_kernel_input, check_out, conv_geometry, out_arrays,
                       result_dtype)
-from .plan import check_algorithm, plan_for, plan_for_values, windows_geometry
+from .plan import (EXACT_ALGORITHMS, check_algorithm, plan_for, plan_for_values,
+                   windows_geometry)
 
 __all__ = ["conv2d", "conv2d_backward"]
 
@@ -147,9 +148,27 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     if y.size == 0 or x.size == 0:
         y[...] = 0 if bias is None else bias.astype(dtype)[:, None, None]
         return y
-    _ext.conv_forward(y, as_kernel_input(run_x, dtype), as_kernel_input(weight, dtype),
-                      None if bias is None else as_kernel_input(bias, dtype), run_geom,
+    _forward(y, run_x, weight, bias, run_geom, plan)
+    return y
+
+
+def _forward(y, x, weight, bias, geom, plan):
+    """y <- the forward pass of a checked problem (geom: the problem the kernels run)."""
+    dtype = y.dtype
+    _ext.conv_forward(y, as_kernel_input(x, dtype), as_kernel_input(weight, dtype),
+                      None if bias is None else as_kernel_input(bias, dtype), geom,
                       plan.forward)
+
+
+def conv2d_planned(x, weight, bias, geom, plan):
+    """conv2d of arrays of the plan's dtype for a problem already checked, with auto's plan
+    for it: what a layer runs in eval mode once it has checked an input shape. geom must be
+    a problem the kernels run as it is (windows_geometry(geom) is geom), with no empty
+    axis; the plan turns to direct for values that need it (plan_for_values)."""
+    if plan.forward not in EXACT_ALGORITHMS:
+        plan = plan_for_values(plan, "auto", x, weight, bias)
+    y = np.empty(geom.output_shape, dtype=plan.dtype)
+    _forward(y, x, weight, bias, geom, plan)
     return y
 
 

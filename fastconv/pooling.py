@@ -151,6 +151,17 @@ def _average(source, geom, dtype, result=None, backward=False):
     return result
 
 
+def pool_planned(kind, x, geom):
+    """Max ("max") or average ("avg") pooling of a C-contiguous, aligned float32 or float64
+    array for a geometry already checked, with no empty axis: what a pooling layer runs in
+    eval mode once it has checked an input shape."""
+    if kind == "avg":
+        return _average(x, geom, x.dtype)
+    y = np.empty(geom.output_shape, dtype=x.dtype)
+    _ext.max_pool_forward(y, None, None, x, geom)
+    return y
+
+
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False, *, return_argmax=False, out=None):
     """2-D max pooling: the largest value of each window, channel by channel.

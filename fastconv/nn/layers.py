@@ -45,10 +45,11 @@ import numpy as np
 from .. import _ext
 from .._checks import (as_bool, as_count, as_int_tuple, as_kernel_input, as_real_input,
                        as_real_number, conv_geometry, normalize_padding)
-from ..conv import conv2d, conv2d_backward
+from ..conv import conv2d, conv2d_backward, conv2d_planned
+from ..plan import plan_for, windows_geometry
 from ..pooling import (avg_pool2d, avg_pool2d_backward, global_avg_pool2d,
                        global_avg_pool2d_backward, max_pool2d, max_pool2d_backward,
-                       pool_geometry)
+                       pool_geometry, pool_planned)
 
 __all__ = ["Layer", "Conv2D", "MaxPool2D", "AvgPool2D", "ReLU", "Tanh", "Flatten", "Linear",
            "BatchNorm1D", "BatchNorm2D", "Identity", "Dropout", "GlobalAvgPool2D", "Sequential",
@@ -56,6 +57,8 @@ __all__ = ["Layer", "Conv2D", "MaxPool2D", "AvgPool2D", "ReLU", "Tanh", "Flatten
 
 ACTIVATIONS = (None, "relu", "tanh")
 INITS = ("he", "glorot")
+# Input shapes a layer keeps the plan of for eval mode (a dataset's batch and its last one).
+INPUT_PLANS_KEPT = 4
 
 
 def as_rng(seed):
@@ -115,6 +118,27 @@ class Layer:
         input_grad=False the caller does not need dL/dx (a network's first layer): a layer
         with parameters then skips computing it and returns None."""
         return grad_out
+
+    # -- eval mode's quick way: containers call _infer on an ndarray --------------------
+    def _infer(self, x):
+        """forward(x) in eval mode for an ndarray x. A layer whose forward checks its
+        arguments on every call overrides it: it checks an input shape once
+        (:meth:`_plan_input`) and then runs its kernel directly, which at batch 1 is most
+        of the difference between milliseconds and microseconds per network."""
+        return self.forward(x)
+
+    def _plan_input(self, x):
+        """What :meth:`_infer` needs to run x, made by ``self._new_input_plan(shape,
+        dtype)`` (which runs forward's checks and raises its errors) on the first input of
+        each shape and dtype and kept (a few, the last ones seen); None where forward
+        should run instead."""
+        plans = self.__dict__.setdefault("_input_plans", {})
+        key = (x.shape, x.dtype)
+        if key not in plans:
+            if len(plans) >= INPUT_PLANS_KEPT:
+                plans.clear()
+            plans[key] = self._new_input_plan(x.shape, x.dtype)
+        return plans[key]
 
     def output_shape(self, input_shape):
         """The output shape for an input of `input_shape` (no computation)."""
@@ -411,6 +435,27 @@ class Conv2D(Layer):
         self._x, self._y = (x, y) if self.training else (None, None)
         return y
 
+    def _new_input_plan(self, shape, dtype):
+        """The geometry of an input of the layer's dtype that the kernels run as it is
+        (no empty axis, no rows or columns skipped by the stride), else None."""
+        self.output_shape(shape)
+        geom = conv_geometry(shape, self._params["weight"].shape, self.stride, self.padding,
+                             self.dilation, self.groups, self.signature())
+        if dtype != self.dtype or 0 in shape + geom.output_shape \
+                or windows_geometry(geom, self.signature())[0] is not geom:
+            return None
+        return geom
+
+    def _infer(self, x):
+        geom = None if self.training else self._plan_input(x)
+        if geom is None:
+            return self.forward(x)
+        # planned per call: the plan follows set_autotune and, autotuned, the threads
+        plan = plan_for(geom, x.dtype, "auto", "Conv2D")
+        y = conv2d_planned(as_kernel_input(x, x.dtype), self._params["weight"],
+                           self._params.get("bias"), geom, plan)
+        return _activation_forward(y, self.activation)
+
     def backward(self, grad_out, input_grad=True):
         x, y = self._saved(self._x), self._y
         grad_out = np.asarray(grad_out, dtype=self.dtype)
@@ -506,13 +551,27 @@ class Linear(Layer):
         x = as_kernel_input(as_real_input(x, "x", f"{self.describe()}.forward", self.dtype),
                             self.dtype)                       # aligned, C-contiguous
         self.output_shape(x.shape)
-        y = self._out("y", (x.shape[0], self.out_features), self.dtype, (x,))
+        y = self._affine(x, self._out("y", (x.shape[0], self.out_features), self.dtype, (x,)))
+        self._x = x if self.training else None
+        return y
+
+    def _affine(self, x, y=None):
+        """y (new when None) <- x @ W^T + b, for a checked kernel input x."""
         if y is None:
             y = np.empty((x.shape[0], self.out_features), dtype=self.dtype)
         _ext.gemm(y, x, self._params["weight"].T, False)      # (N, in) @ (in, out)
         y += self._params["bias"]
-        self._x = x if self.training else None
         return y
+
+    def _new_input_plan(self, shape, dtype):
+        """True for an input of the layer's dtype (the shape checked), else None."""
+        self.output_shape(shape)
+        return True if dtype == self.dtype else None
+
+    def _infer(self, x):
+        if self.training or self._plan_input(x) is None:
+            return self.forward(x)
+        return self._affine(as_kernel_input(x, x.dtype))
 
     def backward(self, grad_out, input_grad=True):
         x = self._saved(self._x)
@@ -582,9 +641,27 @@ class _Pool2D(Layer):
         return text + (f", padding={self.padding}" if self.padding != 0 else "")
 
 
+    def _new_input_plan(self, shape, dtype):
+        """The geometry of a float32 or float64 input with no empty axis, else None."""
+        self._check_ndim(shape, 4, "(N, C, H, W)")
+        geom = pool_geometry(self.signature(), shape, self.kernel_size, self.stride,
+                             self.padding)
+        if dtype not in (np.float32, np.float64) or 0 in shape:
+            return None
+        return geom
+
+    def _infer(self, x):
+        geom = None if self.training else self._plan_input(x)
+        if geom is None:
+            return self.forward(x)
+        return pool_planned(self.KIND, as_kernel_input(x, x.dtype), geom)
+
+
 class MaxPool2D(_Pool2D):
     """Max pooling: the largest value of each window; backward routes each gradient to
     the position that won (the compact uint8 argmax saved by forward; none in eval mode)."""
+
+    KIND = "max"
 
     def forward(self, x):
         shape = self.output_shape(np.shape(x))
@@ -607,6 +684,8 @@ class MaxPool2D(_Pool2D):
 class AvgPool2D(_Pool2D):
     """Average pooling: the mean of each window; backward shares each gradient equally
     among the window's inputs."""
+
+    KIND = "avg"
 
     def forward(self, x):
         shape = self.output_shape(np.shape(x))
@@ -667,9 +746,17 @@ class Flatten(Layer):
         self._shape = None
 
     def forward(self, x):
-        self.output_shape(np.shape(x))
+        shape = self.output_shape(np.shape(x))
         self._shape = x.shape if self.training else None
-        return x.reshape(x.shape[0], -1)
+        return x.reshape(shape)
+
+    def _new_input_plan(self, shape, dtype):
+        return self.output_shape(shape)
+
+    def _infer(self, x):
+        if self.training:
+            return self.forward(x)
+        return x.reshape(self._plan_input(x))
 
     def backward(self, grad_out, input_grad=True):
         return grad_out.reshape(self._saved(self._shape))
@@ -1081,9 +1168,18 @@ class Sequential(_Container):
         return result
 
     def forward(self, x):
+        if not self.training and type(x) is np.ndarray:
+            return self._infer(x)
         for layer in self.layers:
             x = layer.forward(x)
         return self._escaping(x)
+
+    def _infer(self, x):
+        if self.training:
+            return self.forward(x)
+        for layer in self.layers:
+            x = layer._infer(x)
+        return x
 
     def backward(self, grad_out, input_grad=True):
         for i in range(len(self.layers) - 1, -1, -1):
@@ -1165,8 +1261,15 @@ class Residual(_Container):
         return [("body", self.body), ("shortcut", self.shortcut)]
 
     def forward(self, x):
-        main = self.body.forward(x)
-        side = self.shortcut.forward(x)
+        return self._add(x, self.body.forward(x), self.shortcut.forward(x))
+
+    def _infer(self, x):
+        if self.training:
+            return self.forward(x)
+        return self._add(x, self.body._infer(x), self.shortcut._infer(x))
+
+    def _add(self, x, main, side):
+        """The block's output from its input x and what the two branches made of it."""
         if np.shape(main) != np.shape(side):
             raise ValueError(f"{self.signature()}: the body gives shape {np.shape(main)} and "
                              f"the shortcut {np.shape(side)} for an input of shape "
