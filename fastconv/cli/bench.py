@@ -118,6 +118,33 @@ def inference_calls(name, batch, torch, threads, seed=0):
     return call, torch_call, onnx_runtime_call(theirs, x, threads, torch)
 
 
+def inference_note(batch, t_fc, t_ort):
+    """The note of an inference row: images/s, and ONNX Runtime's time when it ran."""
+    note = f"{batch / t_fc:,.0f} images/s"
+    if t_ort:
+        note += f"; ONNX Runtime {t_ort * 1e3:.3f} ms, fastconv {t_ort / t_fc:.2f}x"
+    return note
+
+
+def lenet_twins(torch, seed=0):
+    """fastconv's LeNet-5 and PyTorch's (an nn.Sequential, None without PyTorch) with the
+    same weights."""
+    from fastconv.nn.models import LeNet5
+    ours = LeNet5(seed=seed)
+    if torch is None:
+        return ours, None
+    nn = torch.nn
+    theirs = nn.Sequential(nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5),
+                           nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400, 120),
+                           nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+    params = ours.params()
+    with torch.no_grad():
+        for index, name in ((0, "conv1"), (3, "conv2"), (7, "fc1"), (9, "fc2"), (11, "fc3")):
+            theirs[index].weight.copy_(torch.from_numpy(params[f"{name}.weight"]))
+            theirs[index].bias.copy_(torch.from_numpy(params[f"{name}.bias"]))
+    return ours, theirs
+
+
 def onnx_runtime_call(module, x, threads, torch):
     """A call running PyTorch `module` exported to ONNX on input `x` in ONNX Runtime with
     `threads` intra-op threads, or None when onnxruntime or onnx is not installed."""
@@ -399,15 +426,16 @@ class Runner:
                 self.add("pool backward", case, t_b, tt_b, work=moved * 2, unit="GB/s",
                          note="from the saved argmax (PyTorch: its indices)" if saved else "")
 
-    # -- a LeNet-5 training step (forward, backward, SGD update), batch 64
+    # -- LeNet-5: a training step (forward, backward, SGD update), batch 64, and eval-mode
+    # inference at batch 1 (latency) and 256 (throughput) against PyTorch and ONNX Runtime
     def lenet(self):
-        from fastconv.nn.models import LeNet5
         from fastconv.nn.losses import softmax_cross_entropy
         from fastconv.nn.optim import SGD
         rng = np.random.default_rng(0)
         x = rng.standard_normal((64, 1, 32, 32)).astype(np.float32)
         y = rng.integers(0, 10, 64)
-        model = LeNet5(seed=0).reuse_buffers()    # as fastconv.nn.fit trains
+        model, net = lenet_twins(self.torch)
+        model.reuse_buffers()                     # as fastconv.nn.fit trains
         opt = SGD(model, lr=0.01, momentum=0.9)
 
         def step():
@@ -416,12 +444,8 @@ class Runner:
             model.backward(grad, input_grad=False)
             opt.step()
         tstep = None
-        if self.torch is not None:
+        if net is not None:
             nn = self.torch.nn
-            self.torch.manual_seed(0)
-            net = nn.Sequential(nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5),
-                                nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400, 120),
-                                nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
             topt = self.torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
             xt, yt = self.torch.from_numpy(x), self.torch.from_numpy(y)
 
@@ -433,6 +457,24 @@ class Runner:
         t_fc, t_t = self.versus(step, tstep)
         self.add("LeNet-5", "training step, batch 64", t_fc, t_t,
                  note=f"{64 / t_fc:,.0f} images/s" + (f" vs {64 / t_t:,.0f}" if t_t else ""))
+        model, net = lenet_twins(self.torch)
+        model.eval()
+        for batch in INFERENCE_BATCHES:
+            xb = rng.standard_normal((batch, 1, 32, 32)).astype(np.float32)
+            calls = [lambda: model.forward(xb)]
+            if net is not None:
+                net.eval()
+                xt = self.torch.from_numpy(xb)
+
+                def torch_call():
+                    with self.torch.inference_mode():
+                        net(xt)
+                ort_call = onnx_runtime_call(net, xb, self.threads, self.torch)
+                calls += [torch_call] + ([ort_call] if ort_call else [])
+            t_fc, *t_peers = median_times(calls, self.budget)
+            self.add("LeNet-5", f"inference, batch {batch}", t_fc,
+                     t_peers[0] if t_peers else None,
+                     note=inference_note(batch, t_fc, t_peers[1] if len(t_peers) > 1 else None))
 
     # -- ResNet-20 and MobileNetV2: a training step, and inference after fuse() at batch 1
     # (latency) and 256 (throughput) against PyTorch and ONNX Runtime
@@ -458,12 +500,8 @@ class Runner:
                 t_t = t_peers[0] if torch_call else None
                 t_ort = t_peers[-1] if ort_call else None
                 for label, t_fc in (("", t_auto), (" (autotune)", t_tuned)):
-                    note = f"fused; {batch / t_fc:,.0f} images/s"
-                    if t_ort:
-                        note += (f"; ONNX Runtime {t_ort * 1e3:.3f} ms, fastconv "
-                                 f"{t_ort / t_fc:.2f}x")
                     self.add("network", f"{name} inference, batch {batch}{label}", t_fc, t_t,
-                             note=note)
+                             note="fused; " + inference_note(batch, t_fc, t_ort))
 
     # -- edge filter: Sobel along one axis on a 1024x1024 float32 image
     def sobel(self):
