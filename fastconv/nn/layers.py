@@ -122,16 +122,24 @@ class Layer:
     # -- eval mode's quick way: containers call _infer on an ndarray --------------------
     def _infer(self, x):
         """forward(x) in eval mode for an ndarray x. A layer whose forward checks its
-        arguments on every call overrides it: it checks an input shape once
-        (:meth:`_plan_input`) and then runs its kernel directly, which at batch 1 is most
-        of the difference between milliseconds and microseconds per network."""
-        return self.forward(x)
+        arguments on every call defines :meth:`_new_input_plan` and :meth:`_run_planned`:
+        it checks an input shape once and then runs its kernel directly, which at batch 1
+        is most of the difference between milliseconds and microseconds per network."""
+        planned = None if self.training else self._plan_input(x)
+        return self.forward(x) if planned is None else self._run_planned(x, planned)
+
+    def _new_input_plan(self, shape, dtype):
+        """What :meth:`_run_planned` needs for inputs of this shape and dtype, after
+        forward's checks (raising its errors); None: forward runs them."""
+        return None
+
+    def _run_planned(self, x, planned):
+        """forward(x) in eval mode from what :meth:`_new_input_plan` made for x."""
+        raise NotImplementedError
 
     def _plan_input(self, x):
-        """What :meth:`_infer` needs to run x, made by ``self._new_input_plan(shape,
-        dtype)`` (which runs forward's checks and raises its errors) on the first input of
-        each shape and dtype and kept (a few, the last ones seen); None where forward
-        should run instead."""
+        """``_new_input_plan(x.shape, x.dtype)``, made on the first input of each shape
+        and dtype and kept (a few, the last ones seen)."""
         plans = self.__dict__.setdefault("_input_plans", {})
         key = (x.shape, x.dtype)
         if key not in plans:
@@ -446,10 +454,7 @@ class Conv2D(Layer):
             return None
         return geom
 
-    def _infer(self, x):
-        geom = None if self.training else self._plan_input(x)
-        if geom is None:
-            return self.forward(x)
+    def _run_planned(self, x, geom):
         # planned per call: the plan follows set_autotune and, autotuned, the threads
         plan = plan_for(geom, x.dtype, "auto", "Conv2D")
         y = conv2d_planned(as_kernel_input(x, x.dtype), self._params["weight"],
@@ -568,9 +573,7 @@ class Linear(Layer):
         self.output_shape(shape)
         return True if dtype == self.dtype else None
 
-    def _infer(self, x):
-        if self.training or self._plan_input(x) is None:
-            return self.forward(x)
+    def _run_planned(self, x, planned):
         return self._affine(as_kernel_input(x, x.dtype))
 
     def backward(self, grad_out, input_grad=True):
@@ -640,7 +643,6 @@ class _Pool2D(Layer):
             text += f", stride={self.stride}"
         return text + (f", padding={self.padding}" if self.padding != 0 else "")
 
-
     def _new_input_plan(self, shape, dtype):
         """The geometry of a float32 or float64 input with no empty axis, else None."""
         self._check_ndim(shape, 4, "(N, C, H, W)")
@@ -650,10 +652,7 @@ class _Pool2D(Layer):
             return None
         return geom
 
-    def _infer(self, x):
-        geom = None if self.training else self._plan_input(x)
-        if geom is None:
-            return self.forward(x)
+    def _run_planned(self, x, geom):
         return pool_planned(self.KIND, as_kernel_input(x, x.dtype), geom)
 
 
@@ -753,10 +752,8 @@ class Flatten(Layer):
     def _new_input_plan(self, shape, dtype):
         return self.output_shape(shape)
 
-    def _infer(self, x):
-        if self.training:
-            return self.forward(x)
-        return x.reshape(self._plan_input(x))
+    def _run_planned(self, x, shape):
+        return x.reshape(shape)
 
     def backward(self, grad_out, input_grad=True):
         return grad_out.reshape(self._saved(self._shape))
