@@ -166,6 +166,7 @@ static void gemm_grid(int64_t M, int64_t N, int64_t K, int mr, int nr, int nthre
 #include "gemm_tile.h"
 #define FC_TEMPLATE_TARGET __attribute__((target("avx512f,avx2,fma")))
 #include "simd_avx512_f32.h"
+#define FC_TEMPLATE_KERNEL_NARROW fc_gemm_kernel_avx512_narrow_f32
 #define FC_TEMPLATE_MC GEMM_MC_AVX512_F32
 #define FC_TEMPLATE_KC GEMM_KC
 #define FC_TEMPLATE_NC GEMM_NC_AVX512_F32
@@ -211,6 +212,7 @@ static void gemm_grid(int64_t M, int64_t N, int64_t K, int mr, int nr, int nthre
 #include "gemm_tile.h"
 #define FC_TEMPLATE_TARGET __attribute__((target("avx512f,avx2,fma")))
 #include "simd_avx512_f64.h"
+#define FC_TEMPLATE_KERNEL_NARROW fc_gemm_kernel_avx512_narrow_f64
 #define FC_TEMPLATE_MC GEMM_MC_AVX512_F64
 #define FC_TEMPLATE_KC GEMM_KC
 #define FC_TEMPLATE_NC GEMM_NC_AVX512_F64

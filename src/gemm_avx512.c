@@ -33,6 +33,7 @@ static inline void prefetch_c(const char *c, int64_t ldc_bytes)
 #define ISA_SUFFIX avx512
 #include "gemm_tile.h"
 #include "simd_avx512_f32.h"
+#define FC_TEMPLATE_KERNEL_NARROW fc_gemm_kernel_avx512_narrow_f32
 #include "gemm_avx512_impl.h"
 #include "template_end.h"
 
@@ -41,6 +42,7 @@ static inline void prefetch_c(const char *c, int64_t ldc_bytes)
 #define ISA_SUFFIX avx512
 #include "gemm_tile.h"
 #include "simd_avx512_f64.h"
+#define FC_TEMPLATE_KERNEL_NARROW fc_gemm_kernel_avx512_narrow_f64
 #include "gemm_avx512_impl.h"
 #include "template_end.h"
 

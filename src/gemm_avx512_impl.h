@@ -2,6 +2,7 @@
  * element type: MR = FC_GEMM_MR_AVX512 rows of two ZMM vectors. Included by gemm_avx512.c
  * with REAL (template.h) and the vector of REAL:
  *     FC_TEMPLATE_KERNEL     the name to define (gemm_tile.h: fc_gemm_kernel_avx512_f32, ...)
+ *     FC_TEMPLATE_KERNEL_NARROW   the name of its half-width form (one vector per row)
  *     FC_TEMPLATE_LANES      REALs per vector (16 float, 8 double); the tile is 2 vectors wide
  *     FC_TEMPLATE_VEC        the vector type
  *     FC_TEMPLATE_LOADU, FC_TEMPLATE_STOREU, FC_TEMPLATE_SETZERO, FC_TEMPLATE_SET1,
@@ -51,6 +52,44 @@ FC_AVX512 void FC_TEMPLATE_KERNEL(int64_t kc, const REAL *a, const REAL *b, int6
             REAL *ci = c + i * ldc;
             FC_TEMPLATE_STOREU(ci, FC_TEMPLATE_FMADD(vb, FC_TEMPLATE_LOADU(ci), c0[i]));
             FC_TEMPLATE_STOREU(ci + L, FC_TEMPLATE_FMADD(vb, FC_TEMPLATE_LOADU(ci + L), c1[i]));
+        }
+    }
+}
+
+/* c (MR x L, row stride ldc) = a (kc x MR packed) * b (kc x L of a 2L-wide panel, row stride
+ * ldb) + beta c: the kernel above on its first vector of columns only, each sum in the same
+ * order. */
+FC_AVX512 void FC_TEMPLATE_KERNEL_NARROW(int64_t kc, const REAL *a, const REAL *b, int64_t ldb,
+                                         REAL *c, int64_t ldc, REAL beta)
+{
+    FC_TEMPLATE_VEC c0[MR];
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; i++) {
+        c0[i] = FC_TEMPLATE_SETZERO();
+    }
+
+#pragma GCC unroll 2
+    for (int64_t p = 0; p < kc; p++) {
+        FC_TEMPLATE_VEC b0 = FC_TEMPLATE_LOADU(b);
+#pragma GCC unroll 16
+        for (int i = 0; i < MR; i++) {
+            c0[i] = FC_TEMPLATE_FMADD(FC_TEMPLATE_SET1(a[i]), b0, c0[i]);
+        }
+        a += MR;
+        b += ldb;
+    }
+
+    if (beta == 0) {
+#pragma GCC unroll 16
+        for (int i = 0; i < MR; i++) {
+            FC_TEMPLATE_STOREU(c + i * ldc, c0[i]);
+        }
+    } else {
+        FC_TEMPLATE_VEC vb = FC_TEMPLATE_SET1(beta);
+#pragma GCC unroll 16
+        for (int i = 0; i < MR; i++) {
+            REAL *ci = c + i * ldc;
+            FC_TEMPLATE_STOREU(ci, FC_TEMPLATE_FMADD(vb, FC_TEMPLATE_LOADU(ci), c0[i]));
         }
     }
 }

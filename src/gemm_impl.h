@@ -6,6 +6,7 @@
  *     FC_TEMPLATE_MC, FC_TEMPLATE_KC, FC_TEMPLATE_NC   the cache blocks of A's rows, the
  *                                        depth and B's columns
  *     FC_TEMPLATE_KERNEL                 the micro-kernel (gemm_kernels.h)
+ *     FC_TEMPLATE_KERNEL_NARROW          its half-width form, where the instance has one
  *     FC_TEMPLATE_TARGET                 the instruction set's function attribute (empty
  *                                        for the portable one): gemm_few_rows' loops are
  *                                        vectorised by the compiler for it
@@ -84,9 +85,18 @@ static void FN(ISA(macro_kernel))(REAL *c, int64_t ldc, const REAL *ap, REAL *bp
             if (mr == MR && nr == NR) {
                 FC_TEMPLATE_KERNEL(kc, ap + ir * kc, bk, ldbk, cij, ldc, beta);
             } else {
-                /* Edge tile: compute the full tile aside, then write only what is inside C. */
+                /* Edge tile: compute the full tile aside (its first half where the rest
+                 * is padding and the instance has a half-width kernel), then write only
+                 * what is inside C. */
                 REAL tile[MR * NR];
-                FC_TEMPLATE_KERNEL(kc, ap + ir * kc, bk, ldbk, tile, NR, 0);
+#ifdef FC_TEMPLATE_KERNEL_NARROW
+                if (nr <= NR / 2) {
+                    FC_TEMPLATE_KERNEL_NARROW(kc, ap + ir * kc, bk, ldbk, tile, NR, 0);
+                } else
+#endif
+                {
+                    FC_TEMPLATE_KERNEL(kc, ap + ir * kc, bk, ldbk, tile, NR, 0);
+                }
                 for (int64_t i = 0; i < mr; i++) {
                     for (int64_t j = 0; j < nr; j++) {
                         REAL t = tile[i * NR + j];

@@ -52,6 +52,10 @@ fc_gemm_kernel_f64 fc_gemm_kernel_avx2_6x8_f64;
 #define FC_GEMM_HAVE_AVX512 1
 fc_gemm_kernel_f32 fc_gemm_kernel_avx512_f32;
 fc_gemm_kernel_f64 fc_gemm_kernel_avx512_f64;
+/* Their half-width forms (MR rows of one ZMM vector), for a last tile of at most that many
+ * columns: the same sums, half the multiplications of padding. */
+fc_gemm_kernel_f32 fc_gemm_kernel_avx512_narrow_f32;
+fc_gemm_kernel_f64 fc_gemm_kernel_avx512_narrow_f64;
 #else
 #define FC_GEMM_HAVE_AVX512 0
 #endif

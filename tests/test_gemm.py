@@ -110,6 +110,18 @@ def test_few_rows_bitwise_identical_for_any_thread_count(b_layout, threads, simd
         assert np.array_equal(r, results[0])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_last_columns_equal_bitwise_whatever_the_width(dtype, simd):
+    """A last tile of few columns runs a narrower kernel (AVX-512: one vector instead of
+    two) that sums each element in the same order: the same bits as in a wider product."""
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((30, 300)).astype(dtype)
+    b = rng.standard_normal((300, 64)).astype(dtype)
+    wide = fastconv.matmul(a, b)
+    for width in (33, 40, 48, 49, 56):
+        assert np.array_equal(fastconv.matmul(a, b[:, :width]), wide[:, :width])
+
+
 def test_bad_shapes_and_out():
     with pytest.raises(ValueError, match=r"a's columns \(3\) to equal b's rows \(4\)"):
         fastconv.matmul(np.zeros((2, 3)), np.zeros((4, 5)))
