@@ -159,8 +159,8 @@ class Layer:
 
     def fuse(self):
         """An eval-mode copy of this layer for inference, with each BatchNorm2D folded into
-        the Conv2D before it (weights and bias) and a ReLU after them fused into the
-        convolution's kernel. The outputs equal this layer's in eval mode within float
+        the Conv2D before it (weights and bias) and a ReLU after them made that
+        convolution's activation (applied in place to its output). The outputs equal this layer's in eval mode within float
         rounding; this layer is left as it is."""
         fused = copy.deepcopy(self).eval()
         fused._fuse_in_place()
