@@ -143,8 +143,10 @@ static void run_item(const fc_item_loop *loop, int64_t it, void *const *ws)
 static fc_status run_items(const fc_item_loop *loop)
 {
     int failed = 0;
+    /* A thread with no item would only allocate its workspace and wait. */
+    const int team = loop->items < loop->team ? (int)loop->items : loop->team;
 
-#pragma omp parallel num_threads(loop->team) reduction(|| : failed)
+#pragma omp parallel num_threads(team > 0 ? team : 1) reduction(|| : failed)
     {
         void *ws[FC_DIRECT_WS_BUFFERS];
         failed = !ws_alloc(ws, &loop->ws);

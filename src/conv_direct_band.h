@@ -22,6 +22,10 @@
 /* With fewer (image, group) pairs than this many per thread, images are cut into more
  * bands so that every thread gets work. */
 #define FC_DIRECT_ITEMS_PER_THREAD 4
+/* ... but never into bands of fewer pixels (rows x pitch) than this: a band of one short
+ * row fills a fraction of each vector and copies the rows above and below it for itself
+ * (an 8 x 8 image in bands of one row ran slower on two threads than whole on one). */
+#define FC_DIRECT_MIN_BAND_PIXELS 64
 
 /* Elements after the last phase plane: a strip of up to FC_TILE_VW_MAX pixels that starts
  * in the band's last row reads up to that far past it. */
@@ -91,6 +95,11 @@ static int64_t min64(int64_t a, int64_t b)
     return a < b ? a : b;
 }
 
+static int64_t max64(int64_t a, int64_t b)
+{
+    return a > b ? a : b;
+}
+
 static int64_t round_up(int64_t a, int64_t b)
 {
     return fc_ceil_div(a, b) * b;
@@ -123,7 +132,8 @@ static fc_band_item band_item(int64_t it, int64_t groups, int64_t P, const fc_ba
 }
 
 /* Output rows per band: the buffer fits FC_DIRECT_BAND_BYTES, and with fewer than
- * FC_DIRECT_ITEMS_PER_THREAD (image, group) pairs per thread the images are cut further. */
+ * FC_DIRECT_ITEMS_PER_THREAD (image, group) pairs per thread the images are cut further,
+ * down to FC_DIRECT_MIN_BAND_PIXELS pixels per band. */
 static int64_t band_rows(const fc_conv_problem *pb, int nthreads, int64_t elem_size)
 {
     const int64_t sh = pb->stride_h, sw = pb->stride_w;
@@ -135,9 +145,11 @@ static int64_t band_rows(const fc_conv_problem *pb, int nthreads, int64_t elem_s
     const int64_t wanted = FC_DIRECT_ITEMS_PER_THREAD * (int64_t)nthreads;
     if (nthreads > 1 && pairs < wanted) {
         const int64_t bands_per_pair = fc_ceil_div(wanted, pairs);
-        band = min64(band, fc_ceil_div(pb->P, bands_per_pair));
+        const int64_t fewest_rows = fc_ceil_div(FC_DIRECT_MIN_BAND_PIXELS, pitch);
+        band = min64(band, max64(fc_ceil_div(pb->P, bands_per_pair), fewest_rows));
     }
-    return band < 1 ? 1 : min64(band, pb->P);
+    band = band < 1 ? 1 : min64(band, pb->P);
+    return fc_ceil_div(pb->P, fc_ceil_div(pb->P, band));    /* bands as equal as can be */
 }
 
 /* The band buffer's geometry for bands of `band` output rows. */

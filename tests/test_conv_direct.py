@@ -316,6 +316,19 @@ def test_two_threads_cut_four_lenet5_conv1_images_into_two_bands_each(threads):
 
 
 @needs_openmp
+@pytest.mark.parametrize("size, band_rows", [(8, 6), (10, 4), (16, 4), (32, 4)])
+def test_one_image_is_cut_into_equal_bands_of_at_least_64_pixels(size, band_rows, threads):
+    """Two threads want 8 items; one image is cut into bands for them, but not into bands
+    of fewer than 64 pixels (rows x (output width + 2)), and the bands come out equal:
+    8 x 8 in gives 6 rows of 8 (one band), 10 x 10 gives 8 rows of 10 (two of 4)."""
+    threads(2)
+    plan = plan_of((1, 64, size, size, 64, 3, 3, 1), np.float32)
+    rows = size - 2
+    assert plan["band_rows"] == band_rows
+    assert plan["bands"] * band_rows >= rows > (plan["bands"] - 1) * band_rows
+
+
+@needs_openmp
 @pytest.mark.parametrize("images, team", [(1, 1), (2, 1), (3, 2)])
 def test_lenet5_conv1_shares_threads_only_past_131072_multiply_adds_each(images, team,
                                                                         threads):
