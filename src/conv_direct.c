@@ -143,10 +143,12 @@ static void run_item(const fc_item_loop *loop, int64_t it, void *const *ws)
 static fc_status run_items(const fc_item_loop *loop)
 {
     int failed = 0;
+
+#ifdef _OPENMP
     /* A thread with no item would only allocate its workspace and wait. */
     const int team = loop->items < loop->team ? (int)loop->items : loop->team;
-
 #pragma omp parallel num_threads(team > 0 ? team : 1) reduction(|| : failed)
+#endif
     {
         void *ws[FC_DIRECT_WS_BUFFERS];
         failed = !ws_alloc(ws, &loop->ws);
