@@ -15,6 +15,7 @@ import datetime
 import io
 import json
 import os
+import subprocess
 import sys
 import time
 import warnings
@@ -206,6 +207,21 @@ def median_times(fns, budget, turns=8, warm_s=0.005):
                     if time.perf_counter() - start >= seconds:
                         break
     return [float(np.median(ts)) for ts in times]
+
+
+@contextlib.contextmanager
+def busy_neighbour(threads):
+    """A CPU-bound neighbour for the duration of the block: `threads` processes, each one
+    thread spinning in Python, as another program busy on the same cores would be."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                for _ in range(threads)]
+    try:
+        time.sleep(0.2)                   # running, not starting up
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
 
 
 def median_time(fn, budget, min_reps=5, max_reps=200):
@@ -457,6 +473,12 @@ class Runner:
         t_fc, t_t = self.versus(step, tstep)
         self.add("LeNet-5", "training step, batch 64", t_fc, t_t,
                  note=f"{64 / t_fc:,.0f} images/s" + (f" vs {64 / t_t:,.0f}" if t_t else ""))
+        t_alone = median_time(step, self.budget)
+        with busy_neighbour(2):
+            t_beside = median_time(step, 2 * self.budget)
+        self.add("LeNet-5", "training step beside a busy program", t_beside,
+                 note=f"2 busy threads in other processes; alone {t_alone * 1e3:.3f} ms: "
+                      f"{t_beside / t_alone:.2f}x its time alone")
         model, net = lenet_twins(self.torch)
         model.eval()
         for batch in INFERENCE_BATCHES:
