@@ -9,6 +9,26 @@
  *     FC_TEMPLATE_FMADD      its operations
  */
 
+/* c (MR rows of one vector, row stride ldc) = acc + beta c: the last step of both kernels
+ * below. With beta 0, C is overwritten without being read (it may hold NaN). */
+static inline __attribute__((always_inline)) FC_AVX512 void
+FC_PASTE(FC_TEMPLATE_KERNEL, store)(REAL *c, int64_t ldc, const FC_TEMPLATE_VEC *acc, REAL beta)
+{
+    if (beta == 0) {
+#pragma GCC unroll 16
+        for (int i = 0; i < MR; i++) {
+            FC_TEMPLATE_STOREU(c + i * ldc, acc[i]);
+        }
+    } else {
+        FC_TEMPLATE_VEC vb = FC_TEMPLATE_SET1(beta);
+#pragma GCC unroll 16
+        for (int i = 0; i < MR; i++) {
+            REAL *ci = c + i * ldc;
+            FC_TEMPLATE_STOREU(ci, FC_TEMPLATE_FMADD(vb, FC_TEMPLATE_LOADU(ci), acc[i]));
+        }
+    }
+}
+
 /* c (MR x 2L, row stride ldc) = a (kc x MR packed) * b (kc x 2L, row stride ldb) + beta c,
  * L = FC_TEMPLATE_LANES */
 FC_AVX512 void FC_TEMPLATE_KERNEL(int64_t kc, const REAL *a, const REAL *b, int64_t ldb,
@@ -38,22 +58,8 @@ FC_AVX512 void FC_TEMPLATE_KERNEL(int64_t kc, const REAL *a, const REAL *b, int6
         b += ldb;
     }
 
-    if (beta == 0) {
-        /* Overwrite without reading C: it may hold NaN. */
-#pragma GCC unroll 16
-        for (int i = 0; i < MR; i++) {
-            FC_TEMPLATE_STOREU(c + i * ldc, c0[i]);
-            FC_TEMPLATE_STOREU(c + i * ldc + L, c1[i]);
-        }
-    } else {
-        FC_TEMPLATE_VEC vb = FC_TEMPLATE_SET1(beta);
-#pragma GCC unroll 16
-        for (int i = 0; i < MR; i++) {
-            REAL *ci = c + i * ldc;
-            FC_TEMPLATE_STOREU(ci, FC_TEMPLATE_FMADD(vb, FC_TEMPLATE_LOADU(ci), c0[i]));
-            FC_TEMPLATE_STOREU(ci + L, FC_TEMPLATE_FMADD(vb, FC_TEMPLATE_LOADU(ci + L), c1[i]));
-        }
-    }
+    FC_PASTE(FC_TEMPLATE_KERNEL, store)(c, ldc, c0, beta);
+    FC_PASTE(FC_TEMPLATE_KERNEL, store)(c + L, ldc, c1, beta);
 }
 
 /* c (MR x L, row stride ldc) = a (kc x MR packed) * b (kc x L of a 2L-wide panel, row stride
@@ -79,17 +85,5 @@ FC_AVX512 void FC_TEMPLATE_KERNEL_NARROW(int64_t kc, const REAL *a, const REAL *
         b += ldb;
     }
 
-    if (beta == 0) {
-#pragma GCC unroll 16
-        for (int i = 0; i < MR; i++) {
-            FC_TEMPLATE_STOREU(c + i * ldc, c0[i]);
-        }
-    } else {
-        FC_TEMPLATE_VEC vb = FC_TEMPLATE_SET1(beta);
-#pragma GCC unroll 16
-        for (int i = 0; i < MR; i++) {
-            REAL *ci = c + i * ldc;
-            FC_TEMPLATE_STOREU(ci, FC_TEMPLATE_FMADD(vb, FC_TEMPLATE_LOADU(ci), c0[i]));
-        }
-    }
+    FC_PASTE(FC_TEMPLATE_KERNEL, store)(c, ldc, c0, beta);
 }
