@@ -226,3 +226,44 @@ cdef extern from "fastconv.h" nogil:
     enum: FC_DEPTHWISE_CHANNELS_LAST_MAX_PIXELS
     int fc_depthwise_supports(const fc_conv_problem *pb)
     int64_t fc_depthwise_workspace_bytes(const fc_conv_problem *pb, int64_t itemsize)
+
+
+# Eval-mode programs (src/fastconv.h, "eval-mode programs").
+cdef extern from "fastconv.h" nogil:
+    ctypedef enum fc_step_kind:
+        FC_STEP_CONV
+        FC_STEP_MAX_POOL
+        FC_STEP_AVG_POOL
+        FC_STEP_ADAPTIVE_AVG_POOL
+        FC_STEP_LINEAR
+        FC_STEP_RELU
+        FC_STEP_ADD
+        FC_STEP_ZERO_PAD_SUBSAMPLE
+
+    ctypedef enum fc_buffer:
+        FC_BUFFER_INPUT
+        FC_BUFFER_OUTPUT
+        FC_BUFFER_WORKSPACE
+
+    ctypedef struct fc_value:
+        fc_buffer buffer
+        int64_t offset
+
+    ctypedef struct fc_step:
+        fc_step_kind kind
+        fc_value input, side, output
+        const void *weight
+        const void *bias
+        fc_conv_problem conv
+        fc_conv_algorithm algorithm
+        fc_pool_problem pool
+        int64_t rows, in_features, out_features
+        int64_t count
+        int64_t shape[4]
+        int64_t out_channels, before, stride
+        int relu
+
+    fc_status fc_program_run_f32(const fc_step *steps, int64_t count, const float *input,
+                                 float *output, float *workspace, int64_t *failed)
+    fc_status fc_program_run_f64(const fc_step *steps, int64_t count, const double *input,
+                                 double *output, double *workspace, int64_t *failed)

@@ -7,9 +7,6 @@
 #include "fastconv.h"
 #include "template.h"
 
-/* Below this many elements one thread is faster than waking the others. */
-#define ACT_PARALLEL_MIN ((int64_t)1 << 16)
-
 #define REAL float
 #define TYPE_SUFFIX f32
 #include "activation_impl.h"

@@ -4,7 +4,7 @@
 /* y <- max(y, 0) element-wise; NaN stays NaN (as np.maximum). */
 void FN(fc_relu_forward)(REAL *y, int64_t n)
 {
-#pragma omp parallel for schedule(static) if (n >= ACT_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) if (n >= FC_ELEMENTWISE_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) {
         const REAL v = y[i];
         y[i] = v < 0 ? (REAL)0 : v;
@@ -14,7 +14,7 @@ void FN(fc_relu_forward)(REAL *y, int64_t n)
 /* dx <- dy where y > 0, else 0 (y: the ReLU's output; NaN in y gives 0, as y > 0). */
 void FN(fc_relu_backward)(REAL *dx, const REAL *dy, const REAL *y, int64_t n)
 {
-#pragma omp parallel for schedule(static) if (n >= ACT_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) if (n >= FC_ELEMENTWISE_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) {
         const REAL g = dy[i];   /* read unconditionally: the select becomes a blend */
         dx[i] = y[i] > 0 ? g : (REAL)0;

@@ -335,6 +335,9 @@ fc_status fc_adaptive_avg_pool_backward_f64(double *dx, const double *dy,
                                             const fc_pool_problem *pb);
 
 /* ---- ReLU (activation.c): y in place; dx may not overlap dy or y. n elements each. ---- */
+/* Below this many elements an element-wise loop runs on one thread: waking the others
+ * costs more than the loop. */
+#define FC_ELEMENTWISE_PARALLEL_MIN ((int64_t)1 << 16)
 void fc_relu_forward_f32(float *y, int64_t n);
 void fc_relu_forward_f64(double *y, int64_t n);
 void fc_relu_backward_f32(float *dx, const float *dy, const float *y, int64_t n);
@@ -424,5 +427,48 @@ fc_conv_data_fn_f32 fc_conv_depthwise_backward_data_f32;
 fc_conv_data_fn_f64 fc_conv_depthwise_backward_data_f64;
 fc_conv_weight_fn_f32 fc_conv_depthwise_backward_weight_f32;
 fc_conv_weight_fn_f64 fc_conv_depthwise_backward_weight_f64;
+
+/* ---- eval-mode programs (program.c): a network's forward pass as one call ----
+ * A program is an array of steps run in order. Each step reads one value (two for ADD)
+ * and writes one; a value is an offset in elements into one of three buffers: the
+ * network's input, its output, or a workspace the caller sizes from the offsets. The
+ * steps call the kernels the layers call, in the same way, so a program's output has the
+ * bits of the layer-by-layer forward pass. */
+typedef enum {
+    FC_STEP_CONV = 0,              /* conv: fc_conv_forward(algorithm), weight, bias, relu */
+    FC_STEP_MAX_POOL = 1,          /* pool: fc_max_pool_forward, no argmax */
+    FC_STEP_AVG_POOL = 2,          /* pool: fc_avg_pool_forward */
+    FC_STEP_ADAPTIVE_AVG_POOL = 3, /* pool: fc_adaptive_avg_pool_forward */
+    FC_STEP_LINEAR = 4,            /* (rows, in_features) @ weight^T + bias, weight
+                                    * (out_features, in_features) C-contiguous */
+    FC_STEP_RELU = 5,              /* count values: output = max(input, 0) */
+    FC_STEP_ADD = 6,               /* count values: output = input + side, then ReLU if relu */
+    FC_STEP_ZERO_PAD_SUBSAMPLE = 7 /* shape (N, C, H, W) -> (N, out_channels, ceil(H/stride),
+                                    * ceil(W/stride)): input[:, :, ::stride, ::stride] at
+                                    * channels before .. before + C, zeros elsewhere */
+} fc_step_kind;
+typedef enum { FC_BUFFER_INPUT = 0, FC_BUFFER_OUTPUT = 1, FC_BUFFER_WORKSPACE = 2 } fc_buffer;
+typedef struct {
+    fc_buffer buffer;
+    int64_t offset;                /* elements from the buffer's start */
+} fc_value;
+typedef struct {
+    fc_step_kind kind;
+    fc_value input, side, output;  /* side: ADD's second operand */
+    const void *weight, *bias;     /* CONV, LINEAR: of the program's type; bias may be NULL */
+    fc_conv_problem conv;          /* CONV */
+    fc_conv_algorithm algorithm;   /* CONV */
+    fc_pool_problem pool;          /* the pools */
+    int64_t rows, in_features, out_features;          /* LINEAR */
+    int64_t count;                                    /* RELU, ADD */
+    int64_t shape[4], out_channels, before, stride;   /* ZERO_PAD_SUBSAMPLE */
+    int relu;                      /* CONV, ADD: ReLU on the output, in place */
+} fc_step;
+/* Runs steps[0 .. count - 1]; on a failure returns its status with *failed the index of the
+ * step that failed (else *failed = -1). */
+fc_status fc_program_run_f32(const fc_step *steps, int64_t count, const float *input,
+                             float *output, float *workspace, int64_t *failed);
+fc_status fc_program_run_f64(const fc_step *steps, int64_t count, const double *input,
+                             double *output, double *workspace, int64_t *failed);
 
 #endif /* FASTCONV_H */

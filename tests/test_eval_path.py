@@ -1,7 +1,9 @@
 """Eval mode's quick way through a network (Layer._infer): a Sequential given an ndarray
-in eval mode lets each layer check an input shape once and then call its kernel directly.
-It must give forward's results bitwise, forward's errors, and follow the layer's dtype,
-set_autotune and copies of the model."""
+in eval mode runs an eval-mode program (fastconv.nn.program: the whole network in one C
+call) where its layers have steps, else lets each layer check an input shape once and then
+call its kernel directly. Both must give forward's results bitwise, forward's errors, and
+follow the layers' parameters, dtype, structure, set_autotune, the thread count and copies
+of the model."""
 import copy
 import pickle
 import threading
@@ -10,8 +12,13 @@ import numpy as np
 import pytest
 
 import fastconv
-from fastconv.nn import (Conv2D, LeNet5, Linear, MaxPool2D, MobileNetV2, ResNet, Residual,
-                         Sequential)
+from fastconv import _ext
+from fastconv.nn import (AvgPool2D, Conv2D, Dropout, Flatten, GlobalAvgPool2D, Identity,
+                         LeNet5, Linear, MaxPool2D, MobileNetV2, ReLU, ResNet, Residual,
+                         Sequential, Tanh)
+from fastconv.nn import program as program_module
+from fastconv.nn.layers import ZeroPadShortcut
+from fastconv.nn.program import InferenceProgram
 
 RNG = np.random.default_rng(0)
 
@@ -162,3 +169,123 @@ def test_linear_alone_and_batch_one():
     x = RNG.standard_normal((1, 400)).astype(np.float32)
     want = x.astype(np.float64) @ layer.params()["weight"].T.astype(np.float64)
     assert np.abs(layer._infer(x) - want).max() <= 1e-5 * np.abs(want).max()
+
+
+def program_of(model, x):
+    """The eval-mode program the model keeps for inputs like x (None: none)."""
+    return model.__dict__.get("_input_plans", {}).get((x.shape, x.dtype))
+
+
+def small_residual_net(dtype=np.float32):
+    """Every layer kind a program holds, with convolutions auto runs directly."""
+    body = Sequential(Conv2D(4, 8, 3, stride=2, padding=1, activation="relu", seed=1),
+                      Conv2D(8, 8, 3, padding=1, seed=2))
+    return Sequential(
+        Conv2D(3, 4, 3, padding=1, activation="relu", seed=0), MaxPool2D(2),
+        Residual(body, ZeroPadShortcut(4, 8, 2), activation="relu"),
+        Residual(Sequential(Conv2D(8, 8, 3, padding=1, seed=3), ReLU()), Identity()),
+        Dropout(0.5, seed=4), AvgPool2D(2), GlobalAvgPool2D(), Linear(8, 6, seed=5), ReLU(),
+        Flatten(), Linear(6, 3, seed=6), name="net").astype(dtype).eval()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("make, shape", [
+    (lambda: LeNet5(seed=1), (1, 1, 32, 32)),
+    (lambda: LeNet5(seed=1), (5, 1, 32, 32)),
+    (small_residual_net, (2, 3, 16, 16)),
+], ids=["lenet5-batch1", "lenet5-batch5", "residual"])
+def test_a_program_runs_the_network_with_forwards_bits(make, shape, dtype):
+    model = make().astype(dtype).eval()
+    x = RNG.standard_normal(shape).astype(dtype)
+    x[0, 0, 0, :3] = (np.nan, np.inf, -np.inf)     # propagate as the kernels do
+    want = checked_forward(model, x)
+    for _ in range(2):
+        got = model.forward(x)
+        assert got.dtype == want.dtype and np.array_equal(got, want, equal_nan=True)
+    assert isinstance(program_of(model, x), InferenceProgram)
+
+
+def test_a_program_follows_what_it_was_made_from():
+    model = small_residual_net()
+    x = RNG.standard_normal((1, 3, 16, 16)).astype(np.float32)
+    model.forward(x)
+    first = program_of(model, x)
+
+    def check():
+        assert np.array_equal(model.forward(x), checked_forward(model, x))
+
+    model.layers[0].params()["weight"][...] *= -1        # in place: the same program
+    check()
+    assert program_of(model, x) is first
+    model.load_state_dict(small_residual_net().state_dict())
+    check()
+    model.layers[0].activation = None                    # a layer's own settings
+    check()
+    model.layers[2].activation = None
+    check()
+    model.layers[3].body.layers.pop()                    # the structure
+    check()
+    model.layers.append(ReLU())
+    check()
+    old = fastconv.get_num_threads()
+    try:
+        fastconv.set_num_threads(1)                      # a setting the plans read
+        check()
+    finally:
+        fastconv.set_num_threads(old)
+    check()
+    assert program_of(model, x) is not first
+
+
+def test_layers_without_steps_run_layer_by_layer():
+    model = Sequential(Conv2D(1, 2, 3, seed=0), Tanh(), MaxPool2D(2), name="net").eval()
+    x = RNG.standard_normal((1, 1, 8, 8)).astype(np.float32)
+    assert np.array_equal(model.forward(x), checked_forward(model, x))
+    assert program_of(model, x) is None
+    only_views = Sequential(Flatten(), Identity(), name="views").eval()
+    assert np.array_equal(only_views.forward(x), x.reshape(1, -1))
+
+
+def test_a_large_workspace_runs_layer_by_layer(monkeypatch):
+    monkeypatch.setattr(program_module, "PROGRAM_MAX_WORKSPACE_BYTES", 1024)
+    model = LeNet5(seed=0).eval()
+    x = lenet_batch(2)
+    assert np.array_equal(model.forward(x), checked_forward(model, x))
+    assert program_of(model, x) is None
+
+
+def test_workspace_values_alive_together_never_overlap():
+    builder = program_module.ProgramBuilder((2, 3, 16, 16), np.float32)
+    model = small_residual_net()
+    out = builder.emit(model, builder.input)
+    places = builder._place(out.root)
+    for a in range(1, len(builder.root_sizes)):
+        for b in range(a + 1, len(builder.root_sizes)):
+            if places[a][0] != "workspace" or places[b][0] != "workspace":
+                continue
+            alive_together = (builder.root_defined[b] <= builder.root_last_use[a]
+                              and builder.root_defined[a] <= builder.root_last_use[b])
+            (_, start_a), (_, start_b) = places[a], places[b]
+            apart = (start_a + builder.root_sizes[a] <= start_b
+                     or start_b + builder.root_sizes[b] <= start_a)
+            assert apart or not alive_together, (a, b)
+
+
+def test_the_kernel_program_refuses_wrong_buffers():
+    model = Sequential(Linear(4, 3, seed=0), name="net").eval()
+    x = RNG.standard_normal((2, 4)).astype(np.float32)
+    model.forward(x)
+    kernel = program_of(model, x)._kernel
+    y, workspace = np.empty((2, 3), np.float32), np.empty(0, np.float32)
+    kernel.run(x, y, workspace)
+    assert np.array_equal(y, checked_forward(model, x))
+    for bad in ((x.astype(np.float64), y, workspace), (x[:1], y, workspace),
+                (x, np.empty((2, 2), np.float32), workspace)):
+        with pytest.raises(ValueError, match="program: .* must hold"):
+            kernel.run(*bad)
+    with pytest.raises(ValueError, match="not C-contiguous"):
+        kernel.run(np.ones((2, 8), np.float32)[:, ::2], y, workspace)   # not contiguous
+    with pytest.raises(ValueError, match="must hold 12 values"):
+        _ext.Program([dict(kind="linear", input=("input", 0), output=("output", 0),
+                           sizes=(2, 4, 3), weight=np.zeros(11, np.float32))],
+                     "float32", 8, 6, 0)

@@ -46,10 +46,11 @@ from .. import _ext
 from .._checks import (as_bool, as_count, as_int_tuple, as_kernel_input, as_real_input,
                        as_real_number, conv_geometry, normalize_padding)
 from ..conv import conv2d, conv2d_backward, conv2d_planned
-from ..plan import plan_for, windows_geometry
-from ..pooling import (avg_pool2d, avg_pool2d_backward, global_avg_pool2d,
+from ..plan import EXACT_ALGORITHMS, plan_for, windows_geometry
+from ..pooling import (adaptive_geometry, avg_pool2d, avg_pool2d_backward, global_avg_pool2d,
                        global_avg_pool2d_backward, max_pool2d, max_pool2d_backward,
                        pool_geometry, pool_planned)
+from .program import Unsupported, build_program
 
 __all__ = ["Layer", "Conv2D", "MaxPool2D", "AvgPool2D", "ReLU", "Tanh", "Flatten", "Linear",
            "BatchNorm1D", "BatchNorm2D", "Identity", "Dropout", "GlobalAvgPool2D", "Sequential",
@@ -136,6 +137,24 @@ class Layer:
     def _run_planned(self, x, planned):
         """forward(x) in eval mode from what :meth:`_new_input_plan` made for x."""
         raise NotImplementedError
+
+    def _emit(self, program, x):
+        """The value this layer makes of value x in an eval-mode program
+        (:mod:`fastconv.nn.program`), its steps appended through `program`; raises
+        forward's errors for x's shape, and program.Unsupported where the layer has no
+        steps for it."""
+        raise Unsupported
+
+    def _program_state(self):
+        """What a program made from this layer depends on besides its parameter arrays and
+        training flag: when it changes, the program is made again."""
+        return ()
+
+    def __getstate__(self):
+        # Input plans are made again on the next call; a program holds raw addresses.
+        state = self.__dict__.copy()
+        state.pop("_input_plans", None)
+        return state
 
     def _plan_input(self, x):
         """``_new_input_plan(x.shape, x.dtype)``, made on the first input of each shape
@@ -454,6 +473,20 @@ class Conv2D(Layer):
             return None
         return geom
 
+    def _emit(self, program, x):
+        geom = self._new_input_plan(x.shape, program.dtype)
+        plan = None if geom is None else plan_for(geom, program.dtype, "auto", "Conv2D")
+        # Winograd and im2col plans turn to direct for some values (plan_for_values)
+        if plan is None or plan.forward not in EXACT_ALGORITHMS \
+                or self.activation not in (None, "relu"):
+            raise Unsupported
+        return program.step("conv", [x], geom.output_shape, geometry=geom,
+                            algorithm=plan.forward, weight=program.param(self, "weight"),
+                            bias=program.param(self, "bias"), relu=self.activation == "relu")
+
+    def _program_state(self):
+        return (self.activation,)
+
     def _run_planned(self, x, geom):
         # planned per call: the plan follows set_autotune and, autotuned, the threads
         plan = plan_for(geom, x.dtype, "auto", "Conv2D")
@@ -576,6 +609,14 @@ class Linear(Layer):
     def _run_planned(self, x, planned):
         return self._affine(as_kernel_input(x, x.dtype))
 
+    def _emit(self, program, x):
+        if self._new_input_plan(x.shape, program.dtype) is None:
+            raise Unsupported
+        return program.step("linear", [x], self.output_shape(x.shape),
+                            sizes=(x.shape[0], self.in_features, self.out_features),
+                            weight=program.param(self, "weight"),
+                            bias=program.param(self, "bias"))
+
     def backward(self, grad_out, input_grad=True):
         x = self._saved(self._x)
         g = as_kernel_input(grad_out, self.dtype)             # (N, out)
@@ -655,6 +696,12 @@ class _Pool2D(Layer):
     def _run_planned(self, x, geom):
         return pool_planned(self.KIND, as_kernel_input(x, x.dtype), geom)
 
+    def _emit(self, program, x):
+        geom = self._new_input_plan(x.shape, program.dtype)
+        if geom is None:
+            raise Unsupported
+        return program.step(f"{self.KIND}_pool", [x], geom.output_shape, geometry=geom)
+
 
 class MaxPool2D(_Pool2D):
     """Max pooling: the largest value of each window; backward routes each gradient to
@@ -711,6 +758,9 @@ class ReLU(Layer):
         self._y = y if self.training else None
         return y
 
+    def _emit(self, program, x):
+        return program.step("relu", [x], x.shape, count=x.size)
+
     def backward(self, grad_out, input_grad=True):
         y = self._saved(self._y)
         out = self._elementwise_out("grad_x", y, grad_out)
@@ -754,6 +804,9 @@ class Flatten(Layer):
 
     def _run_planned(self, x, shape):
         return x.reshape(shape)
+
+    def _emit(self, program, x):
+        return program.view(x, self.output_shape(x.shape))
 
     def backward(self, grad_out, input_grad=True):
         return grad_out.reshape(self._saved(self._shape))
@@ -937,6 +990,9 @@ class Identity(Layer):
     """Returns its input unchanged (and the gradient likewise): a placeholder, e.g. the
     shortcut of a residual block whose shapes already match."""
 
+    def _emit(self, program, x):
+        return x
+
 
 class Dropout(Layer):
     """Inverted dropout: in training each value is zeroed with probability p and the rest
@@ -964,6 +1020,9 @@ class Dropout(Layer):
 
     def generators(self):
         return {"rng": self._rng}
+
+    def _emit(self, program, x):
+        return x          # the identity in eval mode
 
     def backward(self, grad_out, input_grad=True):
         if not self.training:
@@ -1006,6 +1065,14 @@ class GlobalAvgPool2D(Layer):
     def output_shape(self, input_shape):
         self._check_ndim(input_shape, 4, "(N, C, H, W)")
         return tuple(input_shape[:2])
+
+    def _emit(self, program, x):
+        self._check_ndim(x.shape, 4, "(N, C, H, W)")
+        if 0 in x.shape:
+            raise Unsupported
+        geom = adaptive_geometry("global_avg_pool2d", x.shape, 1)
+        y = program.step("adaptive_avg_pool", [x], geom.output_shape, geometry=geom)
+        return program.view(y, self.output_shape(x.shape))
 
 
 class ZeroPadShortcut(Layer):
@@ -1054,6 +1121,11 @@ class ZeroPadShortcut(Layer):
                              f"channels, got {input_shape[1]}")
         n, _, h, w = input_shape
         return (n, self.out_channels, -(-h // self.stride), -(-w // self.stride))
+
+    def _emit(self, program, x):
+        return program.step("zero_pad_subsample", [x], self.output_shape(x.shape),
+                            input_shape=x.shape, out_channels=self.out_channels,
+                            before=self.before, stride=self.stride)
 
     def extra_repr(self):
         return (f"in_channels={self.in_channels}, out_channels={self.out_channels}, "
@@ -1174,9 +1246,29 @@ class Sequential(_Container):
     def _infer(self, x):
         if self.training:
             return self.forward(x)
+        program = self._plan_input(x)
+        if program is not None and program.status() == "stale":
+            self._input_plans.pop((x.shape, x.dtype))
+            program = self._plan_input(x)
+        if program is not None and program.status() == "ready":
+            return program.run(as_kernel_input(x, x.dtype))
         for layer in self.layers:
             x = layer._infer(x)
         return x
+
+    def _new_input_plan(self, shape, dtype):
+        """The eval-mode program for inputs of this shape and dtype (None: not one)."""
+        if dtype not in (np.float32, np.float64):
+            return None
+        return build_program(self, shape, dtype)
+
+    def _emit(self, program, x):
+        for layer in self.layers:
+            x = program.emit(layer, x)
+        return x
+
+    def _program_state(self):
+        return tuple(self.layers)
 
     def backward(self, grad_out, input_grad=True):
         for i in range(len(self.layers) - 1, -1, -1):
@@ -1264,6 +1356,17 @@ class Residual(_Container):
         if self.training:
             return self.forward(x)
         return self._add(x, self.body._infer(x), self.shortcut._infer(x))
+
+    def _emit(self, program, x):
+        if self.activation not in (None, "relu"):
+            raise Unsupported
+        main, side = program.emit(self.body, x), program.emit(self.shortcut, x)
+        self.output_shape(x.shape)            # the branches' shapes must match
+        return program.step("add", [main, side], main.shape, count=main.size,
+                            relu=self.activation == "relu")
+
+    def _program_state(self):
+        return (self.activation, self.body, self.shortcut)
 
     def _add(self, x, main, side):
         """The block's output from its input x and what the two branches made of it."""

@@ -1,0 +1,144 @@
+# Eval-mode programs (src/program.c): the steps of fastconv/nn/program.py in C structs,
+# run in one call without the GIL.
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS, \
+    PyBUF_FORMAT, PyBUF_WRITABLE
+from libc.stdlib cimport calloc, free
+
+_STEP_KINDS = {"conv": FC_STEP_CONV, "max_pool": FC_STEP_MAX_POOL,
+               "avg_pool": FC_STEP_AVG_POOL, "adaptive_avg_pool": FC_STEP_ADAPTIVE_AVG_POOL,
+               "linear": FC_STEP_LINEAR, "relu": FC_STEP_RELU, "add": FC_STEP_ADD,
+               "zero_pad_subsample": FC_STEP_ZERO_PAD_SUBSAMPLE}
+_BUFFERS = {"input": FC_BUFFER_INPUT, "output": FC_BUFFER_OUTPUT,
+            "workspace": FC_BUFFER_WORKSPACE}
+
+
+cdef fc_value _value(ref):
+    cdef fc_value v
+    v.buffer = _BUFFERS[ref[0]]
+    v.offset = ref[1]
+    return v
+
+
+cdef const void *_address(array, Py_ssize_t size, str format, str what) except? NULL:
+    """The first element of a C-contiguous array of `size` elements of `format` (checked;
+    a program reads that many)."""
+    cdef Py_buffer view
+    PyObject_GetBuffer(array, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+    try:
+        if view.format.decode() != format or view.len != size * view.itemsize:
+            raise ValueError(f"program: {what} must hold {size} values of format {format!r}, "
+                             f"got {view.len} bytes of format {view.format.decode()!r}")
+        return view.buf
+    finally:
+        PyBuffer_Release(&view)      # the program keeps the array itself alive
+
+
+cdef class Program:
+    """An eval-mode program's steps (src/fastconv.h, "eval-mode programs").
+
+    Built from a list of dicts (fastconv/nn/program.py: ``kind``, the ``input``,
+    ``output`` and ``side`` values as (buffer name, offset), and each kind's fields) and
+    the sizes in elements of the input, the output and the workspace. It keeps the
+    arrays its steps point to (weights and biases) alive."""
+    cdef fc_step *steps
+    cdef Py_ssize_t count, input_size, output_size, workspace_size
+    cdef str format
+    cdef char code          # format's one character
+    cdef bint double
+    cdef list kept
+    cdef list kinds
+
+    def __cinit__(self, list steps, str dtype, Py_ssize_t input_size, Py_ssize_t output_size,
+                  Py_ssize_t workspace_size):
+        if dtype not in ("float32", "float64"):
+            raise ValueError(f"program: dtype must be float32 or float64, got {dtype}")
+        self.double = dtype == "float64"
+        self.format = "d" if self.double else "f"
+        self.code = ord(self.format)
+        self.input_size, self.output_size = input_size, output_size
+        self.workspace_size = workspace_size
+        self.steps = <fc_step *>calloc(max(len(steps), 1), sizeof(fc_step))
+        if self.steps == NULL:
+            raise MemoryError("program: could not allocate its steps")
+        self.kept, self.kinds = [], []
+        for step in steps:
+            self._fill(&self.steps[self.count], step)
+            self.count += 1
+
+    def __dealloc__(self):
+        free(self.steps)
+
+    cdef int _fill(self, fc_step *s, dict step) except -1:
+        kind = step["kind"]
+        s.kind = _STEP_KINDS[kind]
+        s.input = _value(step["input"])
+        s.output = _value(step["output"])
+        s.side = _value(step.get("side", ("input", 0)))
+        if kind == "conv":
+            s.conv = _conv_problem(step["geometry"])
+            s.algorithm = _algorithm_code(step["algorithm"])
+            s.weight = self._keep(step["weight"], s.conv.K * (s.conv.C // s.conv.groups)
+                                  * s.conv.R * s.conv.S, "a convolution's weight")
+            s.relu = step["relu"]
+        elif kind.endswith("pool"):
+            s.pool = _pool_problem(step["geometry"])
+        elif kind == "linear":
+            s.rows, s.in_features, s.out_features = step["sizes"]
+            s.weight = self._keep(step["weight"], s.in_features * s.out_features,
+                                  "a linear layer's weight")
+        elif kind in ("relu", "add"):
+            s.count = step["count"]
+            s.relu = step.get("relu", True)
+        elif kind == "zero_pad_subsample":
+            s.shape[0], s.shape[1], s.shape[2], s.shape[3] = step["input_shape"]
+            s.out_channels, s.before, s.stride = step["out_channels"], step["before"], step["stride"]
+        if step.get("bias") is not None:
+            s.bias = self._keep(step["bias"], s.conv.K if kind == "conv" else s.out_features,
+                                "a bias")
+        self.kinds.append(kind)
+        return 0
+
+    cdef const void *_keep(self, array, Py_ssize_t size, str what) except? NULL:
+        self.kept.append(array)
+        return _address(array, size, self.format, what)
+
+    def run(self, x, y, workspace):
+        """y <- the program's output for input x; workspace: its scratch memory. All three
+        C-contiguous of the program's dtype and sizes (checked)."""
+        cdef Py_buffer xb, yb, wb
+        cdef fc_status st
+        cdef int64_t failed = -1
+        cdef int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT
+        PyObject_GetBuffer(x, &xb, flags)
+        try:
+            PyObject_GetBuffer(y, &yb, flags | PyBUF_WRITABLE)
+            try:
+                PyObject_GetBuffer(workspace, &wb, flags | PyBUF_WRITABLE)
+                try:
+                    self._check_buffer(&xb, self.input_size, "x")
+                    self._check_buffer(&yb, self.output_size, "y")
+                    self._check_buffer(&wb, self.workspace_size, "workspace")
+                    fc_sync_num_threads()      # set_num_threads applies to every thread
+                    with nogil:
+                        if not self.double:
+                            st = fc_program_run_f32(self.steps, self.count, <float *>xb.buf,
+                                                    <float *>yb.buf, <float *>wb.buf, &failed)
+                        else:
+                            st = fc_program_run_f64(self.steps, self.count, <double *>xb.buf,
+                                                    <double *>yb.buf, <double *>wb.buf, &failed)
+                finally:
+                    PyBuffer_Release(&wb)
+            finally:
+                PyBuffer_Release(&yb)
+        finally:
+            PyBuffer_Release(&xb)
+        if st != FC_OK:
+            _check(st, f"eval-mode program, step {failed} ({self.kinds[failed]})")
+
+    cdef int _check_buffer(self, Py_buffer *view, Py_ssize_t size, str what) except -1:
+        if view.format[0] != self.code or view.format[1] != 0 \
+                or view.len != size * view.itemsize:
+            raise ValueError(f"program: {what} must hold {size} values of format "
+                             f"{self.format!r}, got {view.len} bytes of format "
+                             f"{view.format.decode()!r}")
+        return 0

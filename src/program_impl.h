@@ -1,0 +1,105 @@
+/* program_impl.h: an eval-mode program's steps for one element type (template.h: REAL,
+ * FN). Included by program.c. */
+
+/* out = max(in, 0), as fc_relu_forward (in may be out). */
+static void FN(relu_into)(REAL *out, const REAL *in, int64_t n)
+{
+#pragma omp parallel for schedule(static) if (n >= FC_ELEMENTWISE_PARALLEL_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        const REAL v = in[i];
+        out[i] = v < 0 ? (REAL)0 : v;
+    }
+}
+
+/* out = a + b, then max(., 0) when relu (as np.add, then fc_relu_forward). */
+static void FN(add_into)(REAL *out, const REAL *a, const REAL *b, int64_t n, int relu)
+{
+#pragma omp parallel for schedule(static) if (n >= FC_ELEMENTWISE_PARALLEL_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        const REAL v = a[i] + b[i];
+        out[i] = relu && v < 0 ? (REAL)0 : v;
+    }
+}
+
+/* y (rows, out) = x (rows, in) @ w^T + bias: the GEMM, then the bias added to each row
+ * (as Linear: the product, then += bias). */
+static fc_status FN(linear)(REAL *y, const REAL *x, const fc_step *s)
+{
+    const int64_t in = s->in_features, out = s->out_features;
+    const REAL *bias = (const REAL *)s->bias;
+    fc_status st = FN(fc_gemm)(s->rows, out, in, x, in, 1, (const REAL *)s->weight, 1, in,
+                               0, y, out, fc_get_num_threads());
+    if (st != FC_OK || bias == NULL)
+        return st;
+    for (int64_t i = 0; i < s->rows; i++)
+        for (int64_t j = 0; j < out; j++)
+            y[i * out + j] += bias[j];
+    return FC_OK;
+}
+
+/* ResNet's option-A shortcut: y[:, before + c] = x[:, c, ::stride, ::stride], other
+ * channels zero. */
+static void FN(zero_pad_subsample)(REAL *y, const REAL *x, const fc_step *s)
+{
+    const int64_t N = s->shape[0], C = s->shape[1], H = s->shape[2], W = s->shape[3];
+    const int64_t K = s->out_channels, st = s->stride;
+    const int64_t P = (H + st - 1) / st, Q = (W + st - 1) / st;
+    memset(y, 0, (size_t)(N * K * P * Q) * sizeof(REAL));
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t c = 0; c < C; c++) {
+            const REAL *plane = x + (n * C + c) * H * W;
+            REAL *target = y + (n * K + s->before + c) * P * Q;
+            for (int64_t p = 0; p < P; p++)
+                for (int64_t q = 0; q < Q; q++)
+                    target[p * Q + q] = plane[p * st * W + q * st];
+        }
+}
+
+static fc_status FN(run_step)(const fc_step *s, REAL *const buffers[3])
+{
+    const REAL *in = buffers[s->input.buffer] + s->input.offset;
+    REAL *out = buffers[s->output.buffer] + s->output.offset;
+    fc_status st = FC_OK;
+    switch (s->kind) {
+    case FC_STEP_CONV:
+        st = FN(fc_conv_forward)(out, in, (const REAL *)s->weight, (const REAL *)s->bias,
+                                 &s->conv, s->algorithm);
+        if (st == FC_OK && s->relu)
+            FN(fc_relu_forward)(out, s->conv.N * s->conv.K * s->conv.P * s->conv.Q);
+        return st;
+    case FC_STEP_MAX_POOL:
+        return FN(fc_max_pool_forward)(out, NULL, NULL, in, &s->pool);
+    case FC_STEP_AVG_POOL:
+        return FN(fc_avg_pool_forward)(out, in, &s->pool);
+    case FC_STEP_ADAPTIVE_AVG_POOL:
+        return FN(fc_adaptive_avg_pool_forward)(out, in, &s->pool);
+    case FC_STEP_LINEAR:
+        return FN(linear)(out, in, s);
+    case FC_STEP_RELU:
+        FN(relu_into)(out, in, s->count);
+        return FC_OK;
+    case FC_STEP_ADD:
+        FN(add_into)(out, in, buffers[s->side.buffer] + s->side.offset, s->count, s->relu);
+        return FC_OK;
+    case FC_STEP_ZERO_PAD_SUBSAMPLE:
+        FN(zero_pad_subsample)(out, in, s);
+        return FC_OK;
+    }
+    return FC_ERR_INVALID;
+}
+
+fc_status FN(fc_program_run)(const fc_step *steps, int64_t count, const REAL *input,
+                             REAL *output, REAL *workspace, int64_t *failed)
+{
+    /* the input is only read: no step writes to FC_BUFFER_INPUT (program.py) */
+    REAL *const buffers[3] = {(REAL *)input, output, workspace};
+    for (int64_t i = 0; i < count; i++) {
+        const fc_status st = FN(run_step)(&steps[i], buffers);
+        if (st != FC_OK) {
+            *failed = i;
+            return st;
+        }
+    }
+    *failed = -1;
+    return FC_OK;
+}
