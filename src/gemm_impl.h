@@ -10,8 +10,9 @@
  *     FC_TEMPLATE_TARGET                 the instruction set's function attribute (empty
  *                                        for the portable one): gemm_few_rows' loops are
  *                                        vectorised by the compiler for it
- *     FC_TEMPLATE_LANES, _VEC, _SETZERO, _LOADU, _STOREU, _FMADD   the instruction set's
- *                                        vectors (simd_*.h), absent for the portable one
+ *     FC_TEMPLATE_LANES, _VEC, _SETZERO, _LOADU, _FMADD, _ADD, _REDUCE_ADD   the
+ *                                        instruction set's vectors (simd_*.h), absent for
+ *                                        the portable one
  * It defines FN(ISA(gemm)) (gemm_avx2_f32, ...); the allocator, b_in_place() and
  * gemm_grid() come from gemm.c. MR, NR, MC, KC and NC below are short names for the
  * parameters, undefined at the end of the file.
@@ -133,63 +134,93 @@ static void FN(ISA(gemm_serial))(REAL *c, int64_t ldc, const REAL *a, int64_t rs
     }
 }
 
-/* The dot products of gemm_few_rows run FEW_ROWS_PARTS interleaved partial sums: 4 vectors
- * where the instance has them (independent chains hide the FMA latency), else 16 scalars.
- * The vectors add up into FEW_ROWS_SUMS lanes (one vector). */
 #ifdef FC_TEMPLATE_LANES
-#define FEW_ROWS_PARTS (4 * FC_TEMPLATE_LANES)
-#define FEW_ROWS_SUMS FC_TEMPLATE_LANES
-#else
-#define FEW_ROWS_PARTS 16
-#define FEW_ROWS_SUMS 16
-#endif
+/* dot_columns computes DOT_COLUMNS columns of C at a time: they share each load of A's
+ * row, and two vector sums per column (even and odd vectors of the depth) make 8
+ * independent chains of FMAs, enough to hide their latency. */
+#define DOT_COLUMNS 4
 
 /* C[i, j] = sum over p of A[i, p] B[p, j] + beta C[i, j], for i < M, j in [j0, j1), with
- * B's columns contiguous (rsb == 1): dot products of A's rows and B's columns, each summed
- * in FEW_ROWS_PARTS interleaved partial sums, then those added pairwise. */
+ * B's columns contiguous (rsb == 1): dot products of A's rows and B's columns. Each sums
+ * the whole vectors of its depth in two vector sums (even and odd vectors), adds them and
+ * then the lanes (FC_TEMPLATE_REDUCE_ADD), then the last K % lanes products in order. The
+ * order depends on K alone, so a column's bits do not depend on j0 or on the threads. */
 FC_TEMPLATE_TARGET static void FN(ISA(dot_columns))(int64_t M, int64_t j0, int64_t j1,
                                                     int64_t K, const REAL *A, int64_t rsa,
                                                     int64_t csa, const REAL *B, int64_t csb,
                                                     REAL beta, REAL *C, int64_t ldc)
 {
+    enum { VL = FC_TEMPLATE_LANES };
+    for (int64_t i = 0; i < M; i++) {
+        const REAL *a = A + i * rsa;
+        for (int64_t j = j0; j < j1; j += DOT_COLUMNS) {
+            const REAL *b[DOT_COLUMNS];
+            REAL sum[DOT_COLUMNS];
+            for (int c = 0; c < DOT_COLUMNS; c++) {    /* past j1: column j1 - 1 again */
+                b[c] = B + (j + c < j1 ? j + c : j1 - 1) * csb;
+            }
+            int64_t p = 0;
+            if (csa == 1) {
+                FC_TEMPLATE_VEC even[DOT_COLUMNS], odd[DOT_COLUMNS];
+                for (int c = 0; c < DOT_COLUMNS; c++) {
+                    even[c] = odd[c] = FC_TEMPLATE_SETZERO();
+                }
+                for (; p + 2 * VL <= K; p += 2 * VL) {
+                    const FC_TEMPLATE_VEC a0 = FC_TEMPLATE_LOADU(a + p);
+                    const FC_TEMPLATE_VEC a1 = FC_TEMPLATE_LOADU(a + p + VL);
+                    for (int c = 0; c < DOT_COLUMNS; c++) {
+                        even[c] = FC_TEMPLATE_FMADD(a0, FC_TEMPLATE_LOADU(b[c] + p), even[c]);
+                        odd[c] = FC_TEMPLATE_FMADD(a1, FC_TEMPLATE_LOADU(b[c] + p + VL), odd[c]);
+                    }
+                }
+                if (p + VL <= K) {
+                    const FC_TEMPLATE_VEC a0 = FC_TEMPLATE_LOADU(a + p);
+                    for (int c = 0; c < DOT_COLUMNS; c++) {
+                        even[c] = FC_TEMPLATE_FMADD(a0, FC_TEMPLATE_LOADU(b[c] + p), even[c]);
+                    }
+                    p += VL;
+                }
+                for (int c = 0; c < DOT_COLUMNS; c++) {
+                    sum[c] = FC_TEMPLATE_REDUCE_ADD(FC_TEMPLATE_ADD(even[c], odd[c]));
+                }
+            } else {
+                for (int c = 0; c < DOT_COLUMNS; c++) {
+                    sum[c] = 0;
+                }
+            }
+            for (; p < K; p++) {
+                for (int c = 0; c < DOT_COLUMNS; c++) {
+                    sum[c] += a[p * csa] * b[c][p];
+                }
+            }
+            for (int c = 0; c < DOT_COLUMNS && j + c < j1; c++) {
+                REAL *out = C + i * ldc + j + c;
+                *out = beta == 0 ? sum[c] : sum[c] + beta * *out;
+            }
+        }
+    }
+}
+#undef DOT_COLUMNS
+#else
+/* The portable path's dot products run DOT_PARTS interleaved partial sums (independent
+ * chains), added pairwise at the end. */
+#define DOT_PARTS 16
+
+/* C[i, j] = sum over p of A[i, p] B[p, j] + beta C[i, j], for i < M, j in [j0, j1), with
+ * B's columns contiguous (rsb == 1): dot products of A's rows and B's columns. */
+static void FN(ISA(dot_columns))(int64_t M, int64_t j0, int64_t j1, int64_t K, const REAL *A,
+                                 int64_t rsa, int64_t csa, const REAL *B, int64_t csb,
+                                 REAL beta, REAL *C, int64_t ldc)
+{
     for (int64_t i = 0; i < M; i++) {
         const REAL *a = A + i * rsa;
         for (int64_t j = j0; j < j1; j++) {
             const REAL *b = B + j * csb;
-            REAL part[FEW_ROWS_SUMS] = {0};
-            int64_t p = 0;
-            if (csa == 1) {
-#ifdef FC_TEMPLATE_LANES
-                enum { VL = FC_TEMPLATE_LANES, NV = FEW_ROWS_PARTS / FC_TEMPLATE_LANES };
-                FC_TEMPLATE_VEC acc[NV];
-                for (int v = 0; v < NV; v++) {
-                    acc[v] = FC_TEMPLATE_SETZERO();
-                }
-                for (; p + FEW_ROWS_PARTS <= K; p += FEW_ROWS_PARTS) {
-                    for (int v = 0; v < NV; v++) {
-                        acc[v] = FC_TEMPLATE_FMADD(FC_TEMPLATE_LOADU(a + p + v * VL),
-                                                   FC_TEMPLATE_LOADU(b + p + v * VL), acc[v]);
-                    }
-                }
-                for (; p + VL <= K; p += VL) {
-                    acc[0] = FC_TEMPLATE_FMADD(FC_TEMPLATE_LOADU(a + p),
-                                               FC_TEMPLATE_LOADU(b + p), acc[0]);
-                }
-                acc[0] = FC_TEMPLATE_ADD(FC_TEMPLATE_ADD(acc[0], acc[1]),
-                                         FC_TEMPLATE_ADD(acc[2], acc[3]));
-                FC_TEMPLATE_STOREU(part, acc[0]);
-#else
-                for (; p + FEW_ROWS_PARTS <= K; p += FEW_ROWS_PARTS) {
-                    for (int l = 0; l < FEW_ROWS_PARTS; l++) {
-                        part[l] += a[p + l] * b[p + l];
-                    }
-                }
-#endif
+            REAL part[DOT_PARTS] = {0};
+            for (int64_t p = 0; p < K; p++) {
+                part[p % DOT_PARTS] += a[p * csa] * b[p];
             }
-            for (; p < K; p++) {
-                part[p % FEW_ROWS_SUMS] += a[p * csa] * b[p];
-            }
-            for (int half = FEW_ROWS_SUMS / 2; half > 0; half /= 2) {
+            for (int half = DOT_PARTS / 2; half > 0; half /= 2) {
                 for (int l = 0; l < half; l++) {            /* a tree: short chains */
                     part[l] += part[l + half];
                 }
@@ -198,6 +229,8 @@ FC_TEMPLATE_TARGET static void FN(ISA(dot_columns))(int64_t M, int64_t j0, int64
         }
     }
 }
+#undef DOT_PARTS
+#endif
 
 /* The same product for any B: each row of C gathers B's rows scaled by A's row, p in order. */
 FC_TEMPLATE_TARGET static void FN(ISA(add_rows))(int64_t M, int64_t j0, int64_t j1,
@@ -322,8 +355,6 @@ static fc_status FN(ISA(gemm))(int64_t M, int64_t N, int64_t K, const REAL *A, i
     return FC_OK;
 }
 
-#undef FEW_ROWS_PARTS
-#undef FEW_ROWS_SUMS
 #undef MR
 #undef NR
 #undef MC

@@ -6,7 +6,10 @@
  *     FC_TEMPLATE_VEC        the vector type
  *     FC_TEMPLATE_LOADU, FC_TEMPLATE_STOREU, FC_TEMPLATE_SETZERO, FC_TEMPLATE_BROADCAST
  *     (from memory), FC_TEMPLATE_SET1 (from a value), FC_TEMPLATE_FMADD (a*b + c, fused)
- *     FC_TEMPLATE_MUL, FC_TEMPLATE_ADD, FC_TEMPLATE_SQRT   a*b, a + b and the square root */
+ *     FC_TEMPLATE_MUL, FC_TEMPLATE_ADD, FC_TEMPLATE_SQRT   a*b, a + b and the square root
+ *     FC_TEMPLATE_REDUCE_ADD   the sum of a vector's lanes, halves first (simd_reduce.h) */
+#include "simd_reduce.h"
+
 #define FC_TEMPLATE_LANES 8
 #define FC_TEMPLATE_VEC __m256
 #define FC_TEMPLATE_LOADU _mm256_loadu_ps
@@ -17,4 +20,5 @@
 #define FC_TEMPLATE_FMADD _mm256_fmadd_ps
 #define FC_TEMPLATE_MUL _mm256_mul_ps
 #define FC_TEMPLATE_ADD _mm256_add_ps
+#define FC_TEMPLATE_REDUCE_ADD fc_reduce_add_avx2_f32
 #define FC_TEMPLATE_SQRT _mm256_sqrt_ps

@@ -1,6 +1,8 @@
 /* simd_avx2_f64.h: the template parameters (template.h) of AVX2 vectors of float64, as
  * simd_avx2_f32.h names them for float32. Included, once per instantiation, by a .c file
  * that has included <immintrin.h> and defined REAL double; template_end.h undefines them. */
+#include "simd_reduce.h"
+
 #define FC_TEMPLATE_LANES 4
 #define FC_TEMPLATE_VEC __m256d
 #define FC_TEMPLATE_LOADU _mm256_loadu_pd
@@ -11,4 +13,5 @@
 #define FC_TEMPLATE_FMADD _mm256_fmadd_pd
 #define FC_TEMPLATE_MUL _mm256_mul_pd
 #define FC_TEMPLATE_ADD _mm256_add_pd
+#define FC_TEMPLATE_REDUCE_ADD fc_reduce_add_avx2_f64
 #define FC_TEMPLATE_SQRT _mm256_sqrt_pd

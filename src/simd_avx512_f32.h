@@ -5,7 +5,8 @@
  *     FC_TEMPLATE_LANES      floats per vector
  *     FC_TEMPLATE_VEC        the vector type
  *     FC_TEMPLATE_LOADU, FC_TEMPLATE_STOREU, FC_TEMPLATE_SETZERO, FC_TEMPLATE_SET1 (from a
- *     value), FC_TEMPLATE_FMADD (a*b + c, fused), FC_TEMPLATE_ADD */
+ *     value), FC_TEMPLATE_FMADD (a*b + c, fused), FC_TEMPLATE_ADD,
+ *     FC_TEMPLATE_REDUCE_ADD (the sum of a vector's lanes, halves first) */
 #define FC_TEMPLATE_LANES 16
 #define FC_TEMPLATE_VEC __m512
 #define FC_TEMPLATE_LOADU _mm512_loadu_ps
@@ -14,3 +15,4 @@
 #define FC_TEMPLATE_SET1 _mm512_set1_ps
 #define FC_TEMPLATE_FMADD _mm512_fmadd_ps
 #define FC_TEMPLATE_ADD _mm512_add_ps
+#define FC_TEMPLATE_REDUCE_ADD _mm512_reduce_add_ps

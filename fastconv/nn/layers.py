@@ -1247,10 +1247,12 @@ class Sequential(_Container):
         if self.training:
             return self.forward(x)
         program = self._plan_input(x)
-        if program is not None and program.status() == "stale":
+        status = None if program is None else program.status()
+        if status == "stale":
             self._input_plans.pop((x.shape, x.dtype))
             program = self._plan_input(x)
-        if program is not None and program.status() == "ready":
+            status = None if program is None else program.status()
+        if status == "ready":
             return program.run(as_kernel_input(x, x.dtype))
         for layer in self.layers:
             x = layer._infer(x)

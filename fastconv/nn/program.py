@@ -54,13 +54,17 @@ class ProgramBuilder:
         self.root_sizes = [int(np.prod(shape))]    # root 0: the input
         self.root_defined = [-1]                    # the step writing each root
         self.root_last_use = [-1]                   # the last step reading it
-        self.guards = []           # (layer, its _program_state())
+        self.layers = []           # every layer, for its training flag
+        self.guards = []           # (layer, its _program_state()) where that is not ()
         self.params = []           # (params dict, name, array)
         self.input = _Value(shape, 0)
 
     def emit(self, layer, x):
         """The value layer makes of value x (its steps appended)."""
-        self.guards.append((layer, layer._program_state()))
+        self.layers.append(layer)
+        state = layer._program_state()
+        if state:
+            self.guards.append((layer, state))
         return layer._emit(self, x)
 
     def param(self, layer, name):
@@ -114,8 +118,8 @@ class ProgramBuilder:
             steps.append(step)
         kernel = _ext.Program(steps, self.dtype.name, self.root_sizes[0],
                               self.root_sizes[result.root], workspace)
-        return InferenceProgram(kernel, result.shape, self.dtype, workspace, self.guards,
-                                self.params)
+        return InferenceProgram(kernel, result.shape, self.dtype, workspace, self.layers,
+                                self.guards, self.params)
 
     def _place(self, output_root):
         """{root: (buffer, offset)}: the input and output roots in their own buffers, the
@@ -156,11 +160,11 @@ class InferenceProgram:
     reads and the settings that chose its algorithms. The workspace is kept between calls
     and used by one call at a time (another thread's concurrent call makes its own)."""
 
-    def __init__(self, kernel, output_shape, dtype, workspace_size, guards, params):
+    def __init__(self, kernel, output_shape, dtype, workspace_size, layers, guards, params):
         self._kernel = kernel
         self.output_shape, self.dtype = output_shape, dtype
         self._workspace = np.empty(workspace_size, dtype)
-        self._guards, self._params = guards, params
+        self._layers, self._guards, self._params = layers, guards, params
         self._settings = _settings()
         self._lock = threading.Lock()
 
@@ -171,14 +175,15 @@ class InferenceProgram:
         for params, name, array in self._params:
             if params.get(name) is not array:
                 return "stale"
-        training = False
         for layer, state in self._guards:
             if layer._program_state() != state:
                 return "stale"
-            training = training or layer.training
         if self._settings != _settings():
             return "stale"
-        return "training" if training else "ready"
+        for layer in self._layers:
+            if layer.training:
+                return "training"
+        return "ready"
 
     def run(self, x):
         """The output for x, a C-contiguous array of the program's input shape and dtype."""
