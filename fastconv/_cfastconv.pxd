@@ -139,6 +139,7 @@ cdef extern from "fastconv.h" nogil:
 
     fc_status fc_max_abs_f32(float *result, const float *x, int64_t n)
     fc_status fc_max_abs_f64(double *result, const double *x, int64_t n)
+    int fc_values_fit(double max_a, double max_b, double max_c, double scale, double limit)
 
     void fc_relu_forward_f32(float *y, int64_t n)
     void fc_relu_forward_f64(double *y, int64_t n)
@@ -262,6 +263,7 @@ cdef extern from "fastconv.h" nogil:
         int64_t shape[4]
         int64_t out_channels, before, stride
         int relu
+        double value_scale, value_limit
 
     fc_status fc_program_run_f32(const fc_step *steps, int64_t count, const float *input,
                                  float *output, float *workspace, int64_t *failed)

@@ -80,6 +80,7 @@ cdef class Program:
             s.weight = self._keep(step["weight"], s.conv.K * (s.conv.C // s.conv.groups)
                                   * s.conv.R * s.conv.S, "a convolution's weight")
             s.relu = step["relu"]
+            s.value_scale, s.value_limit = step["value_test"] or (0.0, 0.0)
         elif kind.endswith("pool"):
             s.pool = _pool_problem(step["geometry"])
         elif kind == "linear":

@@ -16,3 +16,8 @@ def max_abs(const floating[::1] x):
             st = fc_max_abs_f64(&r64, &x[0], x.shape[0])
     _check(st, "max_abs")
     return float(r32) if floating is float else r64
+
+
+def values_fit(double max_a, double max_b, double max_c, double scale, double limit):
+    """max_a x max_b x scale + max_c <= limit (False for NaN): fc_values_fit."""
+    return bool(fc_values_fit(max_a, max_b, max_c, scale, limit))

@@ -348,14 +348,12 @@ def plan_for_values(plan, algorithm, x, weight, bias=None, grad_out=None, input_
     if algorithm not in ("auto", "autotune"):
         return plan
     g = plan.geometry
-    taps = g.R * g.S
     if grad_out is None:
-        checks = {"forward": (x, weight, bias, g.C // g.groups * taps)}
+        checks = {"forward": (x, weight, bias, _forward_terms(g))}
     else:
         checks = {"backward_weight": (grad_out, x, None, g.N * g.P * g.Q)}
         if input_grad:
-            checks["backward_data"] = (grad_out, weight, None, g.K // g.groups * taps)
-    limit = VALUE_HEADROOM * float(np.finfo(plan.dtype).max)
+            checks["backward_data"] = (grad_out, weight, None, g.K // g.groups * g.R * g.S)
     scanned = {}
 
     def largest(a):
@@ -369,10 +367,31 @@ def plan_for_values(plan, algorithm, x, weight, bias=None, grad_out=None, input_
     for name, (a, b, c, terms) in checks.items():
         if getattr(plan, name) in EXACT_ALGORITHMS:
             continue
-        bound = largest(a) * largest(b) * terms * WINOGRAD_GAIN + largest(c)
-        if not bound <= limit:         # also NaN: an input holds NaN, or inf x 0
+        # also refused for NaN: an input holds NaN, or inf x 0
+        if not _ext.values_fit(largest(a), largest(b), largest(c),
+                               *_value_test(terms, plan.dtype)):
             changes[name] = "direct"
     return replace(plan, **changes) if changes else plan
+
+
+def forward_value_test(plan):
+    """plan_for_values' test of the forward pass, for an eval-mode program to run in C:
+    (scale, limit) for ``_ext.values_fit``, or None where the forward's algorithm is exact
+    and runs as planned for any values."""
+    if plan.forward in EXACT_ALGORITHMS:
+        return None
+    return _value_test(_forward_terms(plan.geometry), plan.dtype)
+
+
+def _forward_terms(geom):
+    """The products each output of the forward pass sums."""
+    return geom.C // geom.groups * geom.R * geom.S
+
+
+def _value_test(terms, dtype):
+    """(scale, limit) of plan_for_values' test for a pass whose outputs sum `terms`
+    products, in dtype."""
+    return terms * WINOGRAD_GAIN, VALUE_HEADROOM * float(np.finfo(dtype).max)
 
 
 def _max_abs(a, dtype):

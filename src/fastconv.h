@@ -368,6 +368,10 @@ void fc_sgd_update_f64(double *param, double *velocity, const double *grad, int6
  * infinite, NaN when one is NaN. FC_ERR_INVALID for n < 0. */
 fc_status fc_max_abs_f32(float *result, const float *x, int64_t n);
 fc_status fc_max_abs_f64(double *result, const double *x, int64_t n);
+/* 1 when max_a x max_b x scale + max_c <= limit, 0 otherwise (also for NaN): the test by
+ * which a pass's values let it run an algorithm that sums in another order than direct
+ * (fastconv.plan.plan_for_values says why; eval-mode programs run it here). */
+int fc_values_fit(double max_a, double max_b, double max_c, double scale, double limit);
 
 /* ---- batch normalisation (batchnorm.c): x, y, dy, dx (N, C, HW) C-contiguous, channel c
  * the N planes of HW values at (n * C + c) * HW; per-channel arrays of C values. ---- */
@@ -463,6 +467,9 @@ typedef struct {
     int64_t count;                                    /* RELU, ADD */
     int64_t shape[4], out_channels, before, stride;   /* ZERO_PAD_SUBSAMPLE */
     int relu;                      /* CONV, ADD: ReLU on the output, in place */
+    double value_scale, value_limit; /* CONV: scale > 0 runs direct unless the input's,
+                                      * weight's and bias's largest magnitudes pass
+                                      * fc_values_fit with these */
 } fc_step;
 /* Runs steps[0 .. count - 1]; on a failure returns its status with *failed the index of the
  * step that failed (else *failed = -1). */

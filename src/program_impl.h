@@ -55,6 +55,25 @@ static void FN(zero_pad_subsample)(REAL *y, const REAL *x, const fc_step *s)
         }
 }
 
+/* The algorithm a CONV step runs for input `in`: its own, or direct where the values fail
+ * the step's test (fc_values_fit). */
+static fc_conv_algorithm FN(conv_algorithm)(const fc_step *s, const REAL *in)
+{
+    if (s->value_scale <= 0) {
+        return s->algorithm;
+    }
+    const fc_conv_problem *pb = &s->conv;
+    REAL most_in = 0, most_weight = 0, most_bias = 0;
+    FN(fc_max_abs)(&most_in, in, pb->N * pb->C * pb->H * pb->W);
+    FN(fc_max_abs)(&most_weight, (const REAL *)s->weight,
+                   pb->K * (pb->C / pb->groups) * pb->R * pb->S);
+    if (s->bias != NULL) {
+        FN(fc_max_abs)(&most_bias, (const REAL *)s->bias, pb->K);
+    }
+    return fc_values_fit(most_in, most_weight, most_bias, s->value_scale, s->value_limit)
+               ? s->algorithm : FC_CONV_DIRECT;
+}
+
 static fc_status FN(run_step)(const fc_step *s, REAL *const buffers[3])
 {
     const REAL *in = buffers[s->input.buffer] + s->input.offset;
@@ -63,7 +82,7 @@ static fc_status FN(run_step)(const fc_step *s, REAL *const buffers[3])
     switch (s->kind) {
     case FC_STEP_CONV:
         st = FN(fc_conv_forward)(out, in, (const REAL *)s->weight, (const REAL *)s->bias,
-                                 &s->conv, s->algorithm);
+                                 &s->conv, FN(conv_algorithm)(s, in));
         if (st == FC_OK && s->relu)
             FN(fc_relu_forward)(out, s->conv.N * s->conv.K * s->conv.P * s->conv.Q);
         return st;

@@ -15,9 +15,6 @@
 #define SCAN_HAVE_AVX2 0
 #endif
 
-/* Below this many elements one thread is faster than waking the others. */
-#define SCAN_PARALLEL_MIN ((int64_t)1 << 16)
-
 #define REAL float
 #define TYPE_SUFFIX f32
 #define FC_TEMPLATE_UINT uint32_t
@@ -29,3 +26,8 @@
 #define FC_TEMPLATE_UINT uint64_t
 #include "scan_impl.h"
 #include "template_end.h"
+
+int fc_values_fit(double max_a, double max_b, double max_c, double scale, double limit)
+{
+    return max_a * max_b * scale + max_c <= limit;       /* 0 for NaN */
+}

@@ -49,7 +49,7 @@ fc_status FN(fc_max_abs)(REAL *result, const REAL *x, int64_t n)
         return FC_ERR_INVALID;
     }
     /* Each thread scans one contiguous share; the shares' maxima are combined. */
-    _Pragma("omp parallel reduction(max: largest) if (n >= SCAN_PARALLEL_MIN)")
+    _Pragma("omp parallel reduction(max: largest) if (n >= FC_ELEMENTWISE_PARALLEL_MIN)")
     {
         int64_t lo = 0, hi = n;
 #ifdef _OPENMP

@@ -289,3 +289,26 @@ def test_the_kernel_program_refuses_wrong_buffers():
         _ext.Program([dict(kind="linear", input=("input", 0), output=("output", 0),
                            sizes=(2, 4, 3), weight=np.zeros(11, np.float32))],
                      "float32", 8, 6, 0)
+
+
+@pytest.mark.parametrize("algorithm", ["im2col", "winograd"])
+def test_a_program_tests_the_values_as_auto_does(algorithm, monkeypatch):
+    """A step whose plan sums in another order than direct runs direct for the values that
+    need it (plan_for_values): an inf weight, where the padding's zeros would make NaN, and
+    sums near the overflow threshold."""
+    monkeypatch.setattr(fastconv.plan, "auto_algorithm", lambda *args, **kw: algorithm)
+    fastconv.plan._plan.cache_clear()
+    try:
+        model = Sequential(Conv2D(8, 8, 3, padding=1, seed=0), ReLU(), name="net").eval()
+        x = RNG.standard_normal((1, 8, 6, 6)).astype(np.float32)
+        assert fastconv.conv_plan(x.shape, (8, 8, 3, 3), padding=1).forward == algorithm
+        weight = model.layers[0].params()["weight"]
+        for weight_value in (np.inf, 1.0, np.inf):
+            weight[0, 0, 0, 0] = weight_value              # in place: the same program
+            for scale in (1.0, 1e37):
+                xs = (x * scale).astype(np.float32)
+                assert np.array_equal(model.forward(xs), checked_forward(model, xs),
+                                      equal_nan=True)
+        assert isinstance(program_of(model, x), InferenceProgram)
+    finally:
+        fastconv.plan._plan.cache_clear()

@@ -46,7 +46,7 @@ from .. import _ext
 from .._checks import (as_bool, as_count, as_int_tuple, as_kernel_input, as_real_input,
                        as_real_number, conv_geometry, normalize_padding)
 from ..conv import conv2d, conv2d_backward, conv2d_planned
-from ..plan import EXACT_ALGORITHMS, plan_for, windows_geometry
+from ..plan import forward_value_test, plan_for, windows_geometry
 from ..pooling import (adaptive_geometry, avg_pool2d, avg_pool2d_backward, global_avg_pool2d,
                        global_avg_pool2d_backward, max_pool2d, max_pool2d_backward,
                        pool_geometry, pool_planned)
@@ -475,13 +475,14 @@ class Conv2D(Layer):
 
     def _emit(self, program, x):
         geom = self._new_input_plan(x.shape, program.dtype)
-        plan = None if geom is None else plan_for(geom, program.dtype, "auto", "Conv2D")
-        # Winograd and im2col plans turn to direct for some values (plan_for_values)
-        if plan is None or plan.forward not in EXACT_ALGORITHMS \
-                or self.activation not in (None, "relu"):
+        if geom is None or self.activation not in (None, "relu"):
             raise Unsupported
+        plan = plan_for(geom, program.dtype, "auto", "Conv2D")
+        # where the plan's algorithm is not exact, the step tests the values as
+        # plan_for_values does, on each run
         return program.step("conv", [x], geom.output_shape, geometry=geom,
-                            algorithm=plan.forward, weight=program.param(self, "weight"),
+                            algorithm=plan.forward, value_test=forward_value_test(plan),
+                            weight=program.param(self, "weight"),
                             bias=program.param(self, "bias"), relu=self.activation == "relu")
 
     def _program_state(self):
