@@ -240,6 +240,7 @@ cdef extern from "fastconv.h" nogil:
         FC_STEP_RELU
         FC_STEP_ADD
         FC_STEP_ZERO_PAD_SUBSAMPLE
+        FC_STEP_BATCH_NORM
 
     ctypedef enum fc_buffer:
         FC_BUFFER_INPUT
@@ -262,6 +263,9 @@ cdef extern from "fastconv.h" nogil:
         int64_t count
         int64_t shape[4]
         int64_t out_channels, before, stride
+        const void *mean
+        const void *var
+        fc_batch_norm_problem batch_norm
         int relu
         double value_scale, value_limit
 

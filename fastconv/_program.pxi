@@ -7,7 +7,8 @@ from libc.stdlib cimport calloc, free
 _STEP_KINDS = {"conv": FC_STEP_CONV, "max_pool": FC_STEP_MAX_POOL,
                "avg_pool": FC_STEP_AVG_POOL, "adaptive_avg_pool": FC_STEP_ADAPTIVE_AVG_POOL,
                "linear": FC_STEP_LINEAR, "relu": FC_STEP_RELU, "add": FC_STEP_ADD,
-               "zero_pad_subsample": FC_STEP_ZERO_PAD_SUBSAMPLE}
+               "zero_pad_subsample": FC_STEP_ZERO_PAD_SUBSAMPLE,
+               "batch_norm": FC_STEP_BATCH_NORM}
 _BUFFERS = {"input": FC_BUFFER_INPUT, "output": FC_BUFFER_OUTPUT,
             "workspace": FC_BUFFER_WORKSPACE}
 
@@ -93,8 +94,16 @@ cdef class Program:
         elif kind == "zero_pad_subsample":
             s.shape[0], s.shape[1], s.shape[2], s.shape[3] = step["input_shape"]
             s.out_channels, s.before, s.stride = step["out_channels"], step["before"], step["stride"]
+        elif kind == "batch_norm":
+            s.batch_norm.N, s.batch_norm.C, s.batch_norm.HW = step["sizes"]
+            s.batch_norm.eps, s.batch_norm.momentum = step["eps"], 0.0
+            s.mean = self._keep(step["mean"], s.batch_norm.C, "a running mean")
+            s.var = self._keep(step["var"], s.batch_norm.C, "a running variance")
+            if step["weight"] is not None:
+                s.weight = self._keep(step["weight"], s.batch_norm.C, "a batch norm's weight")
         if step.get("bias") is not None:
-            s.bias = self._keep(step["bias"], s.conv.K if kind == "conv" else s.out_features,
+            s.bias = self._keep(step["bias"], s.conv.K if kind == "conv" else
+                                s.batch_norm.C if kind == "batch_norm" else s.out_features,
                                 "a bias")
         self.kinds.append(kind)
         return 0

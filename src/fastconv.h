@@ -447,9 +447,11 @@ typedef enum {
                                     * (out_features, in_features) C-contiguous */
     FC_STEP_RELU = 5,              /* count values: output = max(input, 0) */
     FC_STEP_ADD = 6,               /* count values: output = input + side, then ReLU if relu */
-    FC_STEP_ZERO_PAD_SUBSAMPLE = 7 /* shape (N, C, H, W) -> (N, out_channels, ceil(H/stride),
-                                    * ceil(W/stride)): input[:, :, ::stride, ::stride] at
-                                    * channels before .. before + C, zeros elsewhere */
+    FC_STEP_ZERO_PAD_SUBSAMPLE = 7, /* shape (N, C, H, W) -> (N, out_channels, ceil(H/stride),
+                                     * ceil(W/stride)): input[:, :, ::stride, ::stride] at
+                                     * channels before .. before + C, zeros elsewhere */
+    FC_STEP_BATCH_NORM = 8         /* batch_norm: fc_batch_norm_forward_eval with mean, var,
+                                    * weight, bias (weight, bias may be NULL) */
 } fc_step_kind;
 typedef enum { FC_BUFFER_INPUT = 0, FC_BUFFER_OUTPUT = 1, FC_BUFFER_WORKSPACE = 2 } fc_buffer;
 typedef struct {
@@ -466,6 +468,8 @@ typedef struct {
     int64_t rows, in_features, out_features;          /* LINEAR */
     int64_t count;                                    /* RELU, ADD */
     int64_t shape[4], out_channels, before, stride;   /* ZERO_PAD_SUBSAMPLE */
+    const void *mean, *var;                           /* BATCH_NORM */
+    fc_batch_norm_problem batch_norm;                 /* BATCH_NORM */
     int relu;                      /* CONV, ADD: ReLU on the output, in place */
     double value_scale, value_limit; /* CONV: scale > 0 runs direct unless the input's,
                                       * weight's and bias's largest magnitudes pass

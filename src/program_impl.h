@@ -103,6 +103,10 @@ static fc_status FN(run_step)(const fc_step *s, REAL *const buffers[3])
     case FC_STEP_ZERO_PAD_SUBSAMPLE:
         FN(zero_pad_subsample)(out, in, s);
         return FC_OK;
+    case FC_STEP_BATCH_NORM:
+        return FN(fc_batch_norm_forward_eval)(out, in, (const REAL *)s->mean,
+                                              (const REAL *)s->var, (const REAL *)s->weight,
+                                              (const REAL *)s->bias, &s->batch_norm);
     }
     return FC_ERR_INVALID;
 }

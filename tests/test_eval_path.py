@@ -13,7 +13,7 @@ import pytest
 
 import fastconv
 from fastconv import _ext
-from fastconv.nn import (AvgPool2D, Conv2D, Dropout, Flatten, GlobalAvgPool2D, Identity,
+from fastconv.nn import (AvgPool2D, BatchNorm2D, Conv2D, Dropout, Flatten, GlobalAvgPool2D, Identity,
                          LeNet5, Linear, MaxPool2D, MobileNetV2, ReLU, ResNet, Residual,
                          Sequential, Tanh)
 from fastconv.nn import program as program_module
@@ -180,8 +180,11 @@ def small_residual_net(dtype=np.float32):
     """Every layer kind a program holds, with convolutions auto runs directly."""
     body = Sequential(Conv2D(4, 8, 3, stride=2, padding=1, activation="relu", seed=1),
                       Conv2D(8, 8, 3, padding=1, seed=2))
+    norm = BatchNorm2D(4)
+    for name in ("running_mean", "running_var"):
+        norm.buffers()[name][...] = RNG.uniform(0.5, 1.5, 4)
     return Sequential(
-        Conv2D(3, 4, 3, padding=1, activation="relu", seed=0), MaxPool2D(2),
+        Conv2D(3, 4, 3, padding=1, activation="relu", seed=0), norm, MaxPool2D(2),
         Residual(body, ZeroPadShortcut(4, 8, 2), activation="relu"),
         Residual(Sequential(Conv2D(8, 8, 3, padding=1, seed=3), ReLU()), Identity()),
         Dropout(0.5, seed=4), AvgPool2D(2), GlobalAvgPool2D(), Linear(8, 6, seed=5), ReLU(),
@@ -221,9 +224,11 @@ def test_a_program_follows_what_it_was_made_from():
     check()
     model.layers[0].activation = None                    # a layer's own settings
     check()
-    model.layers[2].activation = None
+    model.layers[3].activation = None
     check()
-    model.layers[3].body.layers.pop()                    # the structure
+    model.layers[1].buffers()["running_var"][...] *= 2   # in place
+    check()
+    model.layers[4].body.layers.pop()                    # the structure
     check()
     model.layers.append(ReLU())
     check()

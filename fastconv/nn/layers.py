@@ -918,6 +918,16 @@ class _BatchNorm(Layer):
                                          self._buffers["running_var"], weight, bias, self.eps)
         return y
 
+    def _emit(self, program, x):
+        self.output_shape(x.shape)
+        if not self.track_running_stats:
+            raise Unsupported
+        return program.step("batch_norm", [x], x.shape, sizes=_as_3d(x.shape), eps=self.eps,
+                            mean=program.param(self, "running_mean", "_buffers"),
+                            var=program.param(self, "running_var", "_buffers"),
+                            weight=program.param(self, "weight"),
+                            bias=program.param(self, "bias"))
+
     def backward(self, grad_out, input_grad=True):
         x = self._saved(self._x)
         g = as_kernel_input(np.asarray(grad_out), self.dtype)

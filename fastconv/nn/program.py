@@ -56,7 +56,7 @@ class ProgramBuilder:
         self.root_last_use = [-1]                   # the last step reading it
         self.layers = []           # every layer, for its training flag
         self.guards = []           # (layer, its _program_state()) where that is not ()
-        self.params = []           # (params dict, name, array)
+        self.params = []           # (params or buffers dict, name, array)
         self.input = _Value(shape, 0)
 
     def emit(self, layer, x):
@@ -67,10 +67,12 @@ class ProgramBuilder:
             self.guards.append((layer, state))
         return layer._emit(self, x)
 
-    def param(self, layer, name):
-        """layer's parameter `name` (None when it has none), watched by the program."""
-        array = layer._params.get(name)
-        self.params.append((layer._params, name, array))
+    def param(self, layer, name, group="_params"):
+        """layer's parameter `name` (None when it has none), watched by the program; with
+        group="_buffers", a buffer (BatchNorm's running statistics)."""
+        arrays = getattr(layer, group)
+        array = arrays.get(name)
+        self.params.append((arrays, name, array))
         if array is not None and (array.dtype != self.dtype
                                   or not array.flags.c_contiguous):
             raise Unsupported
