@@ -173,7 +173,8 @@ def test_linear_alone_and_batch_one():
 
 def program_of(model, x):
     """The eval-mode program the model keeps for inputs like x (None: none)."""
-    return model.__dict__.get("_input_plans", {}).get((x.shape, x.dtype))
+    key = (x.shape, x.dtype, program_module.program_settings())
+    return model.__dict__.get("_input_plans", {}).get(key)
 
 
 def small_residual_net(dtype=np.float32):
@@ -317,3 +318,22 @@ def test_a_program_tests_the_values_as_auto_does(algorithm, monkeypatch):
         assert isinstance(program_of(model, x), InferenceProgram)
     finally:
         fastconv.plan._plan.cache_clear()
+
+
+def test_alternating_settings_keep_a_program_for_each(monkeypatch):
+    built = []
+
+    def counting(*args):
+        built.append(args)
+        return program_module.build_program(*args)
+    monkeypatch.setattr(fastconv.nn.layers, "build_program", counting)
+    model = LeNet5(seed=0).eval()
+    x = lenet_batch(1)
+    want = checked_forward(model, x)
+    try:
+        for turn in range(6):
+            fastconv.set_autotune(turn % 2 == 1)
+            assert np.abs(model.forward(x) - want).max() <= 1e-5 * np.abs(want).max()
+    finally:
+        fastconv.set_autotune(False)
+    assert len(built) == 2

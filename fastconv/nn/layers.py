@@ -50,7 +50,7 @@ from ..plan import forward_value_test, plan_for, windows_geometry
 from ..pooling import (adaptive_geometry, avg_pool2d, avg_pool2d_backward, global_avg_pool2d,
                        global_avg_pool2d_backward, max_pool2d, max_pool2d_backward,
                        pool_geometry, pool_planned)
-from .program import Unsupported, build_program
+from .program import Unsupported, build_program, program_settings
 
 __all__ = ["Layer", "Conv2D", "MaxPool2D", "AvgPool2D", "ReLU", "Tanh", "Flatten", "Linear",
            "BatchNorm1D", "BatchNorm2D", "Identity", "Dropout", "GlobalAvgPool2D", "Sequential",
@@ -156,11 +156,12 @@ class Layer:
         state.pop("_input_plans", None)
         return state
 
-    def _plan_input(self, x):
-        """``_new_input_plan(x.shape, x.dtype)``, made on the first input of each shape
-        and dtype and kept (a few, the last ones seen)."""
+    def _plan_input(self, x, settings=()):
+        """``_new_input_plan(x.shape, x.dtype)``, made on the first input of each shape,
+        dtype and `settings` (what else the plan depends on) and kept (a few, the last
+        ones seen)."""
         plans = self.__dict__.setdefault("_input_plans", {})
-        key = (x.shape, x.dtype)
+        key = (x.shape, x.dtype, settings)
         if key not in plans:
             if len(plans) >= INPUT_PLANS_KEPT:
                 plans.clear()
@@ -1257,11 +1258,12 @@ class Sequential(_Container):
     def _infer(self, x):
         if self.training:
             return self.forward(x)
-        program = self._plan_input(x)
+        settings = program_settings()       # a program for each: autotune may alternate
+        program = self._plan_input(x, settings)
         status = None if program is None else program.status()
         if status == "stale":
-            self._input_plans.pop((x.shape, x.dtype))
-            program = self._plan_input(x)
+            self._input_plans.pop((x.shape, x.dtype, settings))
+            program = self._plan_input(x, settings)
             status = None if program is None else program.status()
         if status == "ready":
             return program.run(as_kernel_input(x, x.dtype))

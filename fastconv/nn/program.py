@@ -5,8 +5,9 @@ Layer by layer, each kernel call from Python costs microseconds of argument hand
 batch 1 as much as LeNet-5's kernels themselves. A :class:`Sequential` in eval mode makes a
 program the first time it sees an input shape: each layer emits its steps
 (``Layer._emit``), the steps call the kernels the layers call, in the same way, so the
-output has the bits of the layer-by-layer forward pass. Before each run the program checks
-that what it was made from still holds (:meth:`InferenceProgram.status`).
+output has the bits of the layer-by-layer forward pass. A program is kept per input shape,
+dtype and settings (program_settings); before each run it checks that the layers it was
+made from still hold (:meth:`InferenceProgram.status`).
 """
 import threading
 
@@ -16,7 +17,7 @@ from .. import _ext
 from ..autotune import get_autotune
 from ..config import get_num_threads
 
-__all__ = ["InferenceProgram", "build_program"]
+__all__ = ["InferenceProgram", "build_program", "program_settings"]
 
 # A program runs when its workspace is at most this size. Above it each call is long
 # enough that the layer-by-layer way's overhead does not show, and a program would hold
@@ -167,21 +168,19 @@ class InferenceProgram:
         self.output_shape, self.dtype = output_shape, dtype
         self._workspace = np.empty(workspace_size, dtype)
         self._layers, self._guards, self._params = layers, guards, params
-        self._settings = _settings()
         self._lock = threading.Lock()
 
     def status(self):
         """"ready"; "training" when a layer is in training mode (the layer-by-layer way runs
-        this call); "stale" when a parameter array, a layer's structure or a setting that
-        chose an algorithm changed since (the program must be made again)."""
+        this call); "stale" when a parameter array or a layer's structure changed since (the
+        program must be made again). The settings that chose its algorithms
+        (program_settings) are part of its key in the layer's cache."""
         for params, name, array in self._params:
             if params.get(name) is not array:
                 return "stale"
         for layer, state in self._guards:
             if layer._program_state() != state:
                 return "stale"
-        if self._settings != _settings():
-            return "stale"
         for layer in self._layers:
             if layer.training:
                 return "training"
@@ -200,6 +199,6 @@ class InferenceProgram:
         return y
 
 
-def _settings():
+def program_settings():
     """What plan_for's choice depends on besides the problem."""
     return get_autotune(), get_num_threads(), _ext.simd_name()
