@@ -88,9 +88,10 @@ cdef class Program:
             s.rows, s.in_features, s.out_features = step["sizes"]
             s.weight = self._keep(step["weight"], s.in_features * s.out_features,
                                   "a linear layer's weight")
-        elif kind in ("relu", "add"):
+        elif kind == "relu":
             s.count = step["count"]
-            s.relu = step.get("relu", True)
+        elif kind == "add":
+            s.count, s.relu = step["count"], step["relu"]
         elif kind == "zero_pad_subsample":
             s.shape[0], s.shape[1], s.shape[2], s.shape[3] = step["input_shape"]
             s.out_channels, s.before, s.stride = step["out_channels"], step["before"], step["stride"]

@@ -24,7 +24,8 @@ __all__ = ["InferenceProgram", "build_program", "program_settings"]
 # its workspace between calls.
 PROGRAM_MAX_WORKSPACE_BYTES = 16 << 20
 
-# Workspace values start on 64-byte boundaries (a cache line, an AVX-512 vector).
+# Workspace values start a multiple of this many bytes apart (a cache line, an AVX-512
+# vector): two values never share a cache line.
 VALUE_ALIGN_BYTES = 64
 
 
@@ -159,9 +160,9 @@ def build_program(layer, shape, dtype):
 
 
 class InferenceProgram:
-    """A program and what it was made from: the layers' states, the parameter arrays it
-    reads and the settings that chose its algorithms. The workspace is kept between calls
-    and used by one call at a time (another thread's concurrent call makes its own)."""
+    """A program and what it was made from: the layers, their states and the parameter
+    arrays it reads. The workspace is kept between calls and used by one call at a time
+    (another thread's concurrent call makes its own)."""
 
     def __init__(self, kernel, output_shape, dtype, workspace_size, layers, guards, params):
         self._kernel = kernel
