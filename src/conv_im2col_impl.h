@@ -7,11 +7,16 @@
  * col is built for a band of output rows at a time (bounded workspace). Work is split
  * over (n, g) pairs when there are enough of them, else inside the GEMM (im2col_plan). */
 
-/* col (Cg*R*S, (p1-p0)*Q) <- the taps of output rows [p0, p1) of x_group (Cg, H, W). */
+/* col (Cg*R*S, (p1-p0)*Q) <- the taps of output rows [p0, p1) of x_group (Cg, H, W), on
+ * nthreads threads (a share of channels each; 1: no parallel region, as inside one). */
 static void FN(im2col)(REAL *col, const REAL *x_group, int64_t Cg, int64_t p0, int64_t p1,
-                       const fc_conv_problem *pb)
+                       const fc_conv_problem *pb, int nthreads)
 {
     const int64_t Q = pb->Q, H = pb->H, W = pb->W, cols = (p1 - p0) * Q;
+    (void)nthreads;            /* used by the pragma only */
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (nthreads > 1)
+#endif
     for (int64_t c = 0; c < Cg; c++) {
         for (int64_t r = 0; r < pb->R; r++) {
             for (int64_t s = 0; s < pb->S; s++) {
@@ -84,17 +89,19 @@ static REAL *FN(column_buffer)(const im2col_plan *pl, const fc_conv_problem *pb,
     return col;
 }
 
-/* The column matrix of output rows [p0, p1) of x_group: built into col, or, for a
- * pointwise filter, x_group itself (each column of x is already a tap). Its leading
+/* The column matrix of output rows [p0, p1) of x_group: built into col (by the threads
+ * of the GEMMs, pl->gemm_threads: more than one only outside a parallel region), or, for
+ * a pointwise filter, x_group itself (each column of x is already a tap). Its leading
  * dimension goes to *ld. */
-static const REAL *FN(band_columns)(REAL *col, int64_t *ld, const REAL *x_group, int64_t Cg,
-                                    int64_t p0, int64_t p1, const fc_conv_problem *pb)
+static const REAL *FN(band_columns)(REAL *col, int64_t *ld, const REAL *x_group, int64_t p0,
+                                    int64_t p1, const im2col_plan *pl,
+                                    const fc_conv_problem *pb)
 {
     if (col == NULL) {
         *ld = pb->P * pb->Q;
         return x_group + p0 * pb->Q;
     }
-    FN(im2col)(col, x_group, Cg, p0, p1, pb);
+    FN(im2col)(col, x_group, pl->Cg, p0, p1, pb, pl->gemm_threads);
     *ld = (p1 - p0) * pb->Q;
     return col;
 }
@@ -109,7 +116,7 @@ static fc_status FN(forward_pair)(REAL *y_group, const REAL *x_group, const REAL
         const int64_t p1 = p0 + pl->band < pb->P ? p0 + pl->band : pb->P;
         const int64_t cols = (p1 - p0) * pb->Q;
         int64_t ldb;
-        const REAL *b_mat = FN(band_columns)(col, &ldb, x_group, pl->Cg, p0, p1, pb);
+        const REAL *b_mat = FN(band_columns)(col, &ldb, x_group, p0, p1, pl, pb);
         if (FN(fc_gemm)(pl->Kg, cols, pl->crs, w_group, pl->crs, 1, b_mat, ldb, 1, 0,
                         y_group + p0 * pb->Q, pl->PQ, pl->gemm_threads) != FC_OK) {
             return FC_ERR_NOMEM;
@@ -160,7 +167,7 @@ static fc_status FN(backward_weight_pair)(REAL *dw_group, const REAL *dy_group,
         const int64_t p1 = p0 + pl->band < pb->P ? p0 + pl->band : pb->P;
         const int64_t cols = (p1 - p0) * pb->Q;
         int64_t ldb;
-        const REAL *b_mat = FN(band_columns)(col, &ldb, x_group, pl->Cg, p0, p1, pb);
+        const REAL *b_mat = FN(band_columns)(col, &ldb, x_group, p0, p1, pl, pb);
         /* dw_group (Kg x crs) += dy band (Kg x cols) @ col^T (cols x crs) */
         if (FN(fc_gemm)(pl->Kg, pl->crs, cols, dy_group + p0 * pb->Q, pl->PQ, 1, b_mat, 1,
                         ldb, 1, dw_group, pl->crs, pl->gemm_threads) != FC_OK) {
