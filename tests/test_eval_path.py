@@ -337,3 +337,20 @@ def test_alternating_settings_keep_a_program_for_each(monkeypatch):
     finally:
         fastconv.set_autotune(False)
     assert len(built) == 2
+
+
+def test_option_b_shortcuts_run_in_the_program():
+    """A 1x1 convolution at stride 2 reads every other row and column: the program
+    subsamples, then convolves at stride 1, with forward's bits."""
+    model = ResNet(depth=20, shortcut="B", seed=4).eval()
+    x = RNG.standard_normal((2, 3, 32, 32)).astype(np.float32)
+    for net in (model, model.fuse()):
+        assert np.array_equal(net.forward(x), checked_forward(net, x))
+        assert isinstance(program_of(net, x), InferenceProgram)
+    odd = Sequential(Conv2D(3, 4, 1, stride=3, seed=0), name="net").eval()
+    x = RNG.standard_normal((1, 3, 10, 11)).astype(np.float32)
+    assert np.array_equal(odd.forward(x), checked_forward(odd, x))
+    assert isinstance(program_of(odd, x), InferenceProgram)
+    padded = Sequential(Conv2D(3, 4, 1, stride=3, padding=1, seed=0), name="net").eval()
+    assert np.array_equal(padded.forward(x), checked_forward(padded, x))
+    assert program_of(padded, x) is None               # layer by layer

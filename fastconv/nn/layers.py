@@ -476,8 +476,10 @@ class Conv2D(Layer):
 
     def _emit(self, program, x):
         geom = self._new_input_plan(x.shape, program.dtype)
-        if geom is None or self.activation not in (None, "relu"):
+        if self.activation not in (None, "relu") or program.dtype != self.dtype:
             raise Unsupported
+        if geom is None:
+            x, geom = self._emit_subsample(program, x)
         plan = plan_for(geom, program.dtype, "auto", "Conv2D")
         # where the plan's algorithm is not exact, the step tests the values as
         # plan_for_values does, on each run
@@ -485,6 +487,25 @@ class Conv2D(Layer):
                             algorithm=plan.forward, value_test=forward_value_test(plan),
                             weight=program.param(self, "weight"),
                             bias=program.param(self, "bias"), relu=self.activation == "relu")
+
+    def _emit_subsample(self, program, x):
+        """(value, geometry) for a 1x1 unpadded filter at equal strides s > 1 (ResNet's
+        option-B shortcut): its windows read x[:, :, ::s, ::s] (windows_geometry), a
+        subsample step, then this convolution at stride 1 runs on it. Unsupported for
+        any other problem the kernels do not run as it is."""
+        geom = conv_geometry(x.shape, self._params["weight"].shape, self.stride, self.padding,
+                             self.dilation, self.groups, self.signature())
+        run, _, _ = windows_geometry(geom, self.signature())
+        stride = geom.stride[0]
+        if (geom.R, geom.S) != (1, 1) or any(geom.padding) or geom.stride[1] != stride \
+                or 0 in x.shape + geom.output_shape:
+            raise Unsupported
+        shape = (geom.N, geom.C, -(-geom.H // stride), -(-geom.W // stride))
+        if run.input_shape != shape:
+            raise Unsupported
+        sub = program.step("zero_pad_subsample", [x], shape, input_shape=x.shape,
+                           out_channels=geom.C, before=0, stride=stride)
+        return sub, run
 
     def _program_state(self):
         return (self.activation,)
