@@ -7,9 +7,9 @@ def relu_forward(floating[::1] y):
         return
     with nogil:
         if floating is float:
-            fc_relu_forward_f32(&y[0], y.shape[0])
+            fc_relu_forward_f32(&y[0], &y[0], y.shape[0])
         else:
-            fc_relu_forward_f64(&y[0], y.shape[0])
+            fc_relu_forward_f64(&y[0], &y[0], y.shape[0])
 
 
 def relu_backward(const floating[::1] dy, const floating[::1] y, floating[::1] dx):

@@ -141,8 +141,8 @@ cdef extern from "fastconv.h" nogil:
     fc_status fc_max_abs_f64(double *result, const double *x, int64_t n)
     int fc_values_fit(double max_a, double max_b, double max_c, double scale, double limit)
 
-    void fc_relu_forward_f32(float *y, int64_t n)
-    void fc_relu_forward_f64(double *y, int64_t n)
+    void fc_relu_forward_f32(float *y, const float *x, int64_t n)
+    void fc_relu_forward_f64(double *y, const double *x, int64_t n)
     void fc_relu_backward_f32(float *dx, const float *dy, const float *y, int64_t n)
     void fc_relu_backward_f64(double *dx, const double *dy, const double *y, int64_t n)
 

@@ -20,15 +20,22 @@ cdef fc_value _value(ref):
     return v
 
 
+cdef int _check_view(Py_buffer *view, Py_ssize_t size, str format, str what) except -1:
+    """ValueError unless the buffer holds exactly `size` values of `format` (a program
+    reads and writes that many)."""
+    if view.format[0] != ord(format) or view.format[1] != 0 \
+            or view.len != size * view.itemsize:
+        raise ValueError(f"program: {what} must hold {size} values of format {format!r}, "
+                         f"got {view.len} bytes of format {view.format.decode()!r}")
+    return 0
+
+
 cdef const void *_address(array, Py_ssize_t size, str format, str what) except? NULL:
-    """The first element of a C-contiguous array of `size` elements of `format` (checked;
-    a program reads that many)."""
+    """The first element of a C-contiguous array of `size` elements of `format`."""
     cdef Py_buffer view
     PyObject_GetBuffer(array, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
     try:
-        if view.format.decode() != format or view.len != size * view.itemsize:
-            raise ValueError(f"program: {what} must hold {size} values of format {format!r}, "
-                             f"got {view.len} bytes of format {view.format.decode()!r}")
+        _check_view(&view, size, format, what)
         return view.buf
     finally:
         PyBuffer_Release(&view)      # the program keeps the array itself alive
@@ -44,7 +51,6 @@ cdef class Program:
     cdef fc_step *steps
     cdef Py_ssize_t count, input_size, output_size, workspace_size
     cdef str format
-    cdef char code          # format's one character
     cdef bint double
     cdef list kept
     cdef list kinds
@@ -55,7 +61,6 @@ cdef class Program:
             raise ValueError(f"program: dtype must be float32 or float64, got {dtype}")
         self.double = dtype == "float64"
         self.format = "d" if self.double else "f"
-        self.code = ord(self.format)
         self.input_size, self.output_size = input_size, output_size
         self.workspace_size = workspace_size
         self.steps = <fc_step *>calloc(max(len(steps), 1), sizeof(fc_step))
@@ -126,9 +131,9 @@ cdef class Program:
             try:
                 PyObject_GetBuffer(workspace, &wb, flags | PyBUF_WRITABLE)
                 try:
-                    self._check_buffer(&xb, self.input_size, "x")
-                    self._check_buffer(&yb, self.output_size, "y")
-                    self._check_buffer(&wb, self.workspace_size, "workspace")
+                    _check_view(&xb, self.input_size, self.format, "x")
+                    _check_view(&yb, self.output_size, self.format, "y")
+                    _check_view(&wb, self.workspace_size, self.format, "workspace")
                     fc_sync_num_threads()      # set_num_threads applies to every thread
                     with nogil:
                         if not self.double:
@@ -145,11 +150,3 @@ cdef class Program:
             PyBuffer_Release(&xb)
         if st != FC_OK:
             _check(st, f"eval-mode program, step {failed} ({self.kinds[failed]})")
-
-    cdef int _check_buffer(self, Py_buffer *view, Py_ssize_t size, str what) except -1:
-        if view.format[0] != self.code or view.format[1] != 0 \
-                or view.len != size * view.itemsize:
-            raise ValueError(f"program: {what} must hold {size} values of format "
-                             f"{self.format!r}, got {view.len} bytes of format "
-                             f"{view.format.decode()!r}")
-        return 0

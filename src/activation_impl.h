@@ -1,12 +1,12 @@
 /* activation_impl.h: ReLU forward and backward for one element type (template.h: REAL,
  * FN). Included by activation.c. */
 
-/* y <- max(y, 0) element-wise; NaN stays NaN (as np.maximum). */
-void FN(fc_relu_forward)(REAL *y, int64_t n)
+/* y <- max(x, 0) element-wise (y may be x); NaN stays NaN (as np.maximum). */
+void FN(fc_relu_forward)(REAL *y, const REAL *x, int64_t n)
 {
 #pragma omp parallel for schedule(static) if (n >= FC_ELEMENTWISE_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) {
-        const REAL v = y[i];
+        const REAL v = x[i];
         y[i] = v < 0 ? (REAL)0 : v;
     }
 }

@@ -334,12 +334,13 @@ fc_status fc_adaptive_avg_pool_backward_f32(float *dx, const float *dy,
 fc_status fc_adaptive_avg_pool_backward_f64(double *dx, const double *dy,
                                             const fc_pool_problem *pb);
 
-/* ---- ReLU (activation.c): y in place; dx may not overlap dy or y. n elements each. ---- */
+/* ---- ReLU (activation.c): y = max(x, 0), in place when y is x; dx may not overlap dy or
+ * y. n elements each. ---- */
 /* Below this many elements an element-wise loop runs on one thread: waking the others
  * costs more than the loop. */
 #define FC_ELEMENTWISE_PARALLEL_MIN ((int64_t)1 << 16)
-void fc_relu_forward_f32(float *y, int64_t n);
-void fc_relu_forward_f64(double *y, int64_t n);
+void fc_relu_forward_f32(float *y, const float *x, int64_t n);
+void fc_relu_forward_f64(double *y, const double *x, int64_t n);
 void fc_relu_backward_f32(float *dx, const float *dy, const float *y, int64_t n);
 void fc_relu_backward_f64(double *dx, const double *dy, const double *y, int64_t n);
 

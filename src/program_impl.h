@@ -1,23 +1,12 @@
 /* program_impl.h: an eval-mode program's steps for one element type (template.h: REAL,
  * FN). Included by program.c. */
 
-/* out = max(in, 0), as fc_relu_forward (in may be out). */
-static void FN(relu_into)(REAL *out, const REAL *in, int64_t n)
+/* out = a + b (as np.add). */
+static void FN(add_into)(REAL *out, const REAL *a, const REAL *b, int64_t n)
 {
 #pragma omp parallel for schedule(static) if (n >= FC_ELEMENTWISE_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) {
-        const REAL v = in[i];
-        out[i] = v < 0 ? (REAL)0 : v;
-    }
-}
-
-/* out = a + b, then max(., 0) when relu (as np.add, then fc_relu_forward). */
-static void FN(add_into)(REAL *out, const REAL *a, const REAL *b, int64_t n, int relu)
-{
-#pragma omp parallel for schedule(static) if (n >= FC_ELEMENTWISE_PARALLEL_MIN)
-    for (int64_t i = 0; i < n; i++) {
-        const REAL v = a[i] + b[i];
-        out[i] = relu && v < 0 ? (REAL)0 : v;
+        out[i] = a[i] + b[i];
     }
 }
 
@@ -84,7 +73,7 @@ static fc_status FN(run_step)(const fc_step *s, REAL *const buffers[3])
         st = FN(fc_conv_forward)(out, in, (const REAL *)s->weight, (const REAL *)s->bias,
                                  &s->conv, FN(conv_algorithm)(s, in));
         if (st == FC_OK && s->relu)
-            FN(fc_relu_forward)(out, s->conv.N * s->conv.K * s->conv.P * s->conv.Q);
+            FN(fc_relu_forward)(out, out, s->conv.N * s->conv.K * s->conv.P * s->conv.Q);
         return st;
     case FC_STEP_MAX_POOL:
         return FN(fc_max_pool_forward)(out, NULL, NULL, in, &s->pool);
@@ -95,10 +84,12 @@ static fc_status FN(run_step)(const fc_step *s, REAL *const buffers[3])
     case FC_STEP_LINEAR:
         return FN(linear)(out, in, s);
     case FC_STEP_RELU:
-        FN(relu_into)(out, in, s->count);
+        FN(fc_relu_forward)(out, in, s->count);
         return FC_OK;
     case FC_STEP_ADD:
-        FN(add_into)(out, in, buffers[s->side.buffer] + s->side.offset, s->count, s->relu);
+        FN(add_into)(out, in, buffers[s->side.buffer] + s->side.offset, s->count);
+        if (s->relu)
+            FN(fc_relu_forward)(out, out, s->count);
         return FC_OK;
     case FC_STEP_ZERO_PAD_SUBSAMPLE:
         FN(zero_pad_subsample)(out, in, s);
