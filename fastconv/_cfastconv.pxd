@@ -269,7 +269,13 @@ cdef extern from "fastconv.h" nogil:
         int relu
         double value_scale, value_limit
 
-    fc_status fc_program_run_f32(const fc_step *steps, int64_t count, const float *input,
-                                 float *output, float *workspace, int64_t *failed)
-    fc_status fc_program_run_f64(const fc_step *steps, int64_t count, const double *input,
-                                 double *output, double *workspace, int64_t *failed)
+    fc_status fc_program_run_chunks_f32(const fc_step *steps, int64_t count,
+                                        const float *input, float *output, float *workspace,
+                                        int64_t chunks, int64_t input_size,
+                                        int64_t output_size, int64_t workspace_size,
+                                        int nthreads, int64_t *failed)
+    fc_status fc_program_run_chunks_f64(const fc_step *steps, int64_t count,
+                                        const double *input, double *output,
+                                        double *workspace, int64_t chunks, int64_t input_size,
+                                        int64_t output_size, int64_t workspace_size,
+                                        int nthreads, int64_t *failed)

@@ -118,30 +118,41 @@ cdef class Program:
         self.kept.append(array)
         return _address(array, size, self.format, what)
 
-    def run(self, x, y, workspace):
-        """y <- the program's output for input x; workspace: its scratch memory. All three
-        C-contiguous of the program's dtype and sizes (checked)."""
+    def run(self, x, y, workspace, Py_ssize_t chunks=1, int threads=1):
+        """y <- the program's output for input x; workspace: its scratch memory. With
+        chunks > 1, x and y hold that many of the program's inputs and outputs, one after
+        the other, shared among `threads` threads, each with its own workspace
+        (fc_program_run_chunks). All three C-contiguous of the program's dtype; x and y
+        hold `chunks` times the program's sizes, the workspace `threads` times its
+        (checked)."""
         cdef Py_buffer xb, yb, wb
         cdef fc_status st
         cdef int64_t failed = -1
         cdef int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT
+        if chunks < 1 or threads < 1:
+            raise ValueError(f"program: chunks and threads must be at least 1, got "
+                             f"{chunks} and {threads}")
         PyObject_GetBuffer(x, &xb, flags)
         try:
             PyObject_GetBuffer(y, &yb, flags | PyBUF_WRITABLE)
             try:
                 PyObject_GetBuffer(workspace, &wb, flags | PyBUF_WRITABLE)
                 try:
-                    _check_view(&xb, self.input_size, self.format, "x")
-                    _check_view(&yb, self.output_size, self.format, "y")
-                    _check_view(&wb, self.workspace_size, self.format, "workspace")
+                    _check_view(&xb, chunks * self.input_size, self.format, "x")
+                    _check_view(&yb, chunks * self.output_size, self.format, "y")
+                    _check_view(&wb, threads * self.workspace_size, self.format, "workspace")
                     fc_sync_num_threads()      # set_num_threads applies to every thread
                     with nogil:
                         if not self.double:
-                            st = fc_program_run_f32(self.steps, self.count, <float *>xb.buf,
-                                                    <float *>yb.buf, <float *>wb.buf, &failed)
+                            st = fc_program_run_chunks_f32(
+                                self.steps, self.count, <float *>xb.buf, <float *>yb.buf,
+                                <float *>wb.buf, chunks, self.input_size, self.output_size,
+                                self.workspace_size, threads, &failed)
                         else:
-                            st = fc_program_run_f64(self.steps, self.count, <double *>xb.buf,
-                                                    <double *>yb.buf, <double *>wb.buf, &failed)
+                            st = fc_program_run_chunks_f64(
+                                self.steps, self.count, <double *>xb.buf, <double *>yb.buf,
+                                <double *>wb.buf, chunks, self.input_size, self.output_size,
+                                self.workspace_size, threads, &failed)
                 finally:
                     PyBuffer_Release(&wb)
             finally:

@@ -482,5 +482,17 @@ fc_status fc_program_run_f32(const fc_step *steps, int64_t count, const float *i
                              float *output, float *workspace, int64_t *failed);
 fc_status fc_program_run_f64(const fc_step *steps, int64_t count, const double *input,
                              double *output, double *workspace, int64_t *failed);
+/* Runs the steps on `chunks` consecutive parts of input and output (input_size and
+ * output_size values each: a program made for a part of the batch), shared among nthreads
+ * threads; each thread uses its own workspace_size values of workspace (nthreads of them)
+ * and runs its kernels on itself alone. On a failure: as fc_program_run (the first found). */
+fc_status fc_program_run_chunks_f32(const fc_step *steps, int64_t count, const float *input,
+                                    float *output, float *workspace, int64_t chunks,
+                                    int64_t input_size, int64_t output_size,
+                                    int64_t workspace_size, int nthreads, int64_t *failed);
+fc_status fc_program_run_chunks_f64(const fc_step *steps, int64_t count, const double *input,
+                                    double *output, double *workspace, int64_t chunks,
+                                    int64_t input_size, int64_t output_size,
+                                    int64_t workspace_size, int nthreads, int64_t *failed);
 
 #endif /* FASTCONV_H */

@@ -7,8 +7,21 @@
  * pays that cost once. Written once in program_impl.h for float and double. */
 #include <string.h>
 
+#include "conv_threads.h"
 #include "fastconv.h"
 #include "template.h"
+
+/* In a team of several threads, each sharing out chunks of a batch: the calling thread's
+ * kernels run on that thread alone. The setting belongs to the parallel region's task
+ * (OpenMP's nthreads-var) and ends with it. */
+static void run_kernels_alone(void)
+{
+#ifdef _OPENMP
+    if (omp_get_num_threads() > 1) {
+        omp_set_num_threads(1);
+    }
+#endif
+}
 
 #define REAL float
 #define TYPE_SUFFIX f32

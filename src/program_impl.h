@@ -117,3 +117,45 @@ fc_status FN(fc_program_run)(const fc_step *steps, int64_t count, const REAL *in
     *failed = -1;
     return FC_OK;
 }
+
+fc_status FN(fc_program_run_chunks)(const fc_step *steps, int64_t count, const REAL *input,
+                                    REAL *output, REAL *workspace, int64_t chunks,
+                                    int64_t input_size, int64_t output_size,
+                                    int64_t workspace_size, int nthreads, int64_t *failed)
+{
+    if (nthreads <= 1 || chunks <= 1) {
+        for (int64_t c = 0; c < chunks; c++) {
+            const fc_status st = FN(fc_program_run)(steps, count, input + c * input_size,
+                                                   output + c * output_size, workspace,
+                                                   failed);
+            if (st != FC_OK)
+                return st;
+        }
+        return FC_OK;
+    }
+    fc_status result = FC_OK;
+    *failed = -1;
+#pragma omp parallel num_threads(nthreads)
+    {
+        run_kernels_alone();
+        REAL *own = workspace + (int64_t)fc_thread_num() * workspace_size;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t c = 0; c < chunks; c++) {
+            int64_t step = -1;
+            fc_status st = FC_OK;
+            /* a team of one of its own: a kernel's work-sharing outside a parallel region
+             * of its own binds to it, not to this team */
+#pragma omp parallel num_threads(1)
+            st = FN(fc_program_run)(steps, count, input + c * input_size,
+                                    output + c * output_size, own, &step);
+            if (st != FC_OK) {
+#pragma omp critical(fc_program_chunks)
+                if (result == FC_OK) {
+                    result = st;
+                    *failed = step;
+                }
+            }
+        }
+    }
+    return result;
+}

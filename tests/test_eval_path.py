@@ -1,9 +1,9 @@
 """Eval mode's quick way through a network (Layer._infer): a Sequential given an ndarray
 in eval mode runs an eval-mode program (fastconv.nn.program: the whole network in one C
 call) where its layers have steps, else lets each layer check an input shape once and then
-call its kernel directly. Both must give forward's results bitwise, forward's errors, and
-follow the layers' parameters, dtype, structure, set_autotune, the thread count and copies
-of the model."""
+call its kernel directly. Both must give forward's results bitwise (a large batch run in
+chunks: within float rounding), forward's errors, and follow the layers' parameters,
+dtype, structure, set_autotune, the thread count and copies of the model."""
 import copy
 import pickle
 import threading
@@ -281,7 +281,7 @@ def test_the_kernel_program_refuses_wrong_buffers():
     model = Sequential(Linear(4, 3, seed=0), name="net").eval()
     x = RNG.standard_normal((2, 4)).astype(np.float32)
     model.forward(x)
-    kernel = program_of(model, x)._kernel
+    kernel = program_of(model, x)._kernel.program
     y, workspace = np.empty((2, 3), np.float32), np.empty(0, np.float32)
     kernel.run(x, y, workspace)
     assert np.array_equal(y, checked_forward(model, x))
@@ -291,6 +291,10 @@ def test_the_kernel_program_refuses_wrong_buffers():
             kernel.run(*bad)
     with pytest.raises(ValueError, match="not C-contiguous"):
         kernel.run(np.ones((2, 8), np.float32)[:, ::2], y, workspace)   # not contiguous
+    with pytest.raises(ValueError, match="x must hold 16 values"):
+        kernel.run(x, y, workspace, chunks=2)                # chunks: x holds one input
+    with pytest.raises(ValueError, match="chunks and threads must be at least 1"):
+        kernel.run(x, y, workspace, chunks=0)
     with pytest.raises(ValueError, match="must hold 12 values"):
         _ext.Program([dict(kind="linear", input=("input", 0), output=("output", 0),
                            sizes=(2, 4, 3), weight=np.zeros(11, np.float32))],
@@ -354,3 +358,83 @@ def test_option_b_shortcuts_run_in_the_program():
     padded = Sequential(Conv2D(3, 4, 1, stride=3, padding=1, seed=0), name="net").eval()
     assert np.array_equal(padded.forward(x), checked_forward(padded, x))
     assert program_of(padded, x) is None               # layer by layer
+
+
+def chunked_program(model, x):
+    """model's program for x, checked to run in chunks, and its output."""
+    y = model.forward(x)
+    program = program_of(model, x)
+    assert isinstance(program, InferenceProgram)
+    kernel = program._kernel
+    assert kernel.chunks > 1 and len(x) <= kernel.images < len(x) + kernel.chunks
+    return program, y
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("make, batch", [
+    (lambda: LeNet5(seed=1), 9), (small_residual_net, 7),
+    (lambda: ResNet(depth=20, seed=2).eval().fuse(), 5)], ids=["lenet5", "residual", "resnet20"])
+def test_a_large_batch_runs_in_chunks_within_rounding(make, batch, dtype, threads, monkeypatch):
+    """Each chunk's kernels run at the chunk's batch size on one thread, with choices of
+    their own: the output equals the whole batch's layer-by-layer pass within rounding, and
+    a NaN stays in its own image."""
+    monkeypatch.setattr(program_module, "PROGRAM_CHUNK_BYTES", 1 << 14)
+    model = make().astype(dtype).eval()
+    shape = (batch,) + ((1, 32, 32) if isinstance(model, LeNet5) else
+                        (3, 16, 16) if model.name == "net" else (3, 32, 32))
+    x = RNG.standard_normal(shape).astype(dtype)
+    x[1, 0, 2, 2] = np.nan
+    before = x.copy()
+    old = fastconv.get_num_threads()
+    try:
+        fastconv.set_num_threads(threads)
+        want = checked_forward(model, x)
+        program, got = chunked_program(model, x)
+        assert program._kernel.threads == min(threads, program._kernel.chunks)
+        assert fastconv.get_num_threads() == threads          # the caller's setting holds
+    finally:
+        fastconv.set_num_threads(old)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    assert np.array_equal(np.isnan(got), np.isnan(want)) and np.isnan(got[1]).all()
+    finite = ~np.isnan(want)
+    tolerance = 1e-5 if dtype == np.float32 else 1e-13
+    assert np.abs(got - want)[finite].max() <= tolerance * np.abs(want[finite]).max()
+    assert np.array_equal(x, before, equal_nan=True)
+
+
+def test_chunks_of_equal_size_the_last_padded_with_zero_images(monkeypatch):
+    monkeypatch.setattr(program_module, "PROGRAM_CHUNK_BYTES", 1 << 14)
+    model = small_residual_net()
+    x = RNG.standard_normal((7, 3, 16, 16)).astype(np.float32)
+    program, got = chunked_program(model, x)
+    kernel = program._kernel
+    assert kernel.images % kernel.chunks == 0 and kernel.images > len(x)   # padded
+    assert kernel.chunks % kernel.threads == 0
+    assert kernel.workspace.nbytes <= kernel.threads * (1 << 14)
+    assert got.shape == (7, 3) and np.isfinite(got).all()
+    for i in range(len(x)):                                 # image by image, unchunked
+        alone = checked_forward(model, x[i:i + 1])
+        assert np.allclose(got[i:i + 1], alone, rtol=1e-5, atol=1e-6)
+
+
+def test_threads_share_one_chunked_program(monkeypatch):
+    monkeypatch.setattr(program_module, "PROGRAM_CHUNK_BYTES", 1 << 14)
+    model = LeNet5(seed=4).eval()
+    x = lenet_batch(12)
+    _, want = chunked_program(model, x)
+    results, errors = [], []
+
+    def call():
+        try:
+            for _ in range(20):
+                results.append(model.forward(x))
+        except Exception as error:          # noqa: BLE001 (reported below)
+            errors.append(error)
+    threads = [threading.Thread(target=call) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and len(results) == 60
+    assert all(np.array_equal(result, want) for result in results)
