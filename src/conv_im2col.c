@@ -34,12 +34,19 @@ static int row_too_large(const fc_conv_problem *pb, size_t elem_size)
     return !is_pointwise(pb) && row > (double)FC_IM2COL_MAX_ROW_BYTES;
 }
 
-/* Split: with at least as many (n, g) pairs as threads, each thread takes whole pairs and
- * runs single-threaded GEMMs; otherwise pairs go one by one with a parallel GEMM. */
-static int pairs_in_parallel(const fc_conv_problem *pb, int nthreads)
+/* Split: with at least as many units of work (pairs, or blocks of images) as threads,
+ * each thread takes whole units and runs single-threaded GEMMs; otherwise units go one by
+ * one with a parallel GEMM. */
+static int units_in_parallel(int64_t units, int nthreads)
 {
-    return nthreads > 1 && pb->N * pb->groups >= nthreads;
+    return nthreads > 1 && units >= nthreads;
 }
+
+/* The forward pass of a pointwise filter (groups 1) on small planes multiplies the weights
+ * by the columns of several images side by side, about this many columns in all: one
+ * product per image would pack the weights again for a few columns each, and fill only
+ * part of the GEMM's column panels. */
+#define FC_IM2COL_BATCH_COLUMNS 256
 
 /* What the three kernels of one call share: the GEMM sizes of an (n, g) pair, the band of
  * output rows whose columns are built at a time, and how the threads split the work. */
@@ -47,10 +54,12 @@ typedef struct {
     int64_t Cg, Kg;         /* input channels and filters per group */
     int64_t PQ;             /* output pixels per plane */
     int64_t crs;            /* rows of the column matrix: Cg * R * S */
-    int64_t pairs;          /* (n, g) pairs, N * groups */
+    int64_t images;         /* images per unit: > 1 only for a pointwise forward pass
+                             * (FC_IM2COL_BATCH_COLUMNS) */
+    int64_t pairs;          /* units of work: (n, g) pairs, N * groups, or blocks of images */
     int64_t band;           /* output rows per band of columns */
     int pointwise;          /* the columns are x itself (is_pointwise) */
-    int team;               /* threads sharing out the pairs */
+    int team;               /* threads sharing out the units */
     int gemm_threads;       /* threads inside each GEMM */
 } im2col_plan;
 
@@ -66,29 +75,36 @@ static int64_t band_rows(const fc_conv_problem *pb, size_t elem_size)
     return rows < pb->P ? rows : pb->P;
 }
 
-/* pl <- the plan of one call on elements of elem_size bytes; FC_ERR_TOO_LARGE when one
+/* The product one pass over the (n, g) pairs computes. */
+typedef enum { IM2COL_FORWARD, IM2COL_BACKWARD_DATA, IM2COL_BACKWARD_WEIGHT } im2col_pass;
+
+/* pl <- the plan of one pass on elements of elem_size bytes; FC_ERR_TOO_LARGE when one
  * output row's columns exceed their limit. */
-static fc_status im2col_plan_of(im2col_plan *pl, const fc_conv_problem *pb, size_t elem_size)
+static fc_status im2col_plan_of(im2col_plan *pl, im2col_pass pass, const fc_conv_problem *pb,
+                                size_t elem_size)
 {
     if (row_too_large(pb, elem_size)) {
         return FC_ERR_TOO_LARGE;
     }
     const int nthreads = fc_get_num_threads();
-    const int outer = pairs_in_parallel(pb, nthreads);
     pl->Cg = pb->C / pb->groups;
     pl->Kg = pb->K / pb->groups;
     pl->PQ = pb->P * pb->Q;
     pl->crs = pl->Cg * pb->R * pb->S;
-    pl->pairs = pb->N * pb->groups;
-    pl->band = band_rows(pb, elem_size);
     pl->pointwise = is_pointwise(pb);
+    pl->images = 1;
+    if (pass == IM2COL_FORWARD && pl->pointwise && pb->groups == 1
+        && pl->PQ <= FC_IM2COL_BATCH_COLUMNS / 2) {
+        pl->images = FC_IM2COL_BATCH_COLUMNS / pl->PQ < pb->N
+                         ? FC_IM2COL_BATCH_COLUMNS / pl->PQ : pb->N;
+    }
+    pl->pairs = (pb->N + pl->images - 1) / pl->images * pb->groups;
+    pl->band = band_rows(pb, elem_size);
+    const int outer = units_in_parallel(pl->pairs, nthreads);
     pl->team = outer ? nthreads : 1;
     pl->gemm_threads = outer ? 1 : nthreads;
     return FC_OK;
 }
-
-/* The product one pass over the (n, g) pairs computes. */
-typedef enum { IM2COL_FORWARD, IM2COL_BACKWARD_DATA, IM2COL_BACKWARD_WEIGHT } im2col_pass;
 
 #define REAL float
 #define TYPE_SUFFIX f32

@@ -75,14 +75,17 @@ static void FN(col2im)(REAL *dx_group, const REAL *col, int64_t Cg, int64_t p0, 
     }
 }
 
-/* This thread's column buffer (crs x band*Q elements), or NULL for a pointwise filter,
+/* This thread's column buffer (crs x band*Q elements; for blocks of images, their
+ * columns and products side by side), or NULL for a pointwise filter one image at a time,
  * which needs none; *failed is set when the buffer cannot be allocated. */
 static REAL *FN(column_buffer)(const im2col_plan *pl, const fc_conv_problem *pb, int *failed)
 {
-    if (pl->pointwise) {
+    if (pl->pointwise && pl->images == 1) {
         return NULL;
     }
-    REAL *col = malloc((size_t)(pl->crs * pl->band * pb->Q) * sizeof(REAL));
+    const int64_t size = pl->images > 1 ? (pl->crs + pl->Kg) * pl->images * pl->PQ
+                                        : pl->crs * pl->band * pb->Q;
+    REAL *col = malloc((size_t)size * sizeof(REAL));
     if (col == NULL) {
         *failed = 1;
     }
@@ -130,6 +133,34 @@ static fc_status FN(forward_pair)(REAL *y_group, const REAL *x_group, const REAL
             }
         }
     }
+    return FC_OK;
+}
+
+/* y of images [n0, n1) (pointwise, groups 1): their planes side by side in col
+ * (C x (n1-n0)*PQ), one product into the rest of col (K x (n1-n0)*PQ), then each image's
+ * part to y, + bias (K) or NULL. */
+static fc_status FN(forward_images)(REAL *y, const REAL *x, const REAL *w, const REAL *bias,
+                                    REAL *col, int64_t n0, int64_t n1, const im2col_plan *pl)
+{
+    const int64_t C = pl->crs, K = pl->Kg, PQ = pl->PQ, cols = (n1 - n0) * PQ;
+    REAL *product = col + C * cols;
+    for (int64_t n = n0; n < n1; n++)
+        for (int64_t c = 0; c < C; c++)
+            memcpy(col + c * cols + (n - n0) * PQ, x + (n * C + c) * PQ,
+                   (size_t)PQ * sizeof(REAL));
+    if (FN(fc_gemm)(K, cols, C, w, C, 1, col, cols, 1, 0, product, cols,
+                    pl->gemm_threads) != FC_OK) {
+        return FC_ERR_NOMEM;
+    }
+    for (int64_t n = n0; n < n1; n++)
+        for (int64_t k = 0; k < K; k++) {
+            const REAL *from = product + k * cols + (n - n0) * PQ;
+            REAL *to = y + (n * K + k) * PQ;
+            const REAL b = bias != NULL ? bias[k] : 0;
+            for (int64_t i = 0; i < PQ; i++) {
+                to[i] = bias != NULL ? from[i] + b : from[i];
+            }
+        }
     return FC_OK;
 }
 
@@ -183,6 +214,11 @@ static fc_status FN(pair)(im2col_pass pass, REAL *out, const REAL *a, const REAL
                           const REAL *bias, REAL *col, int64_t ng, const im2col_plan *pl,
                           const fc_conv_problem *pb)
 {
+    if (pl->images > 1) {      /* a block of images (forward, pointwise, groups 1) */
+        const int64_t n0 = ng * pl->images;
+        return FN(forward_images)(out, a, b, bias, col, n0,
+                                  n0 + pl->images < pb->N ? n0 + pl->images : pb->N, pl);
+    }
     const int64_t n = ng / pb->groups, g = ng % pb->groups;
     const int64_t x_off = (n * pb->C + g * pl->Cg) * pb->H * pb->W;   /* x, dx of the pair */
     const int64_t y_off = (n * pb->K + g * pl->Kg) * pl->PQ;          /* y, dy of the pair */
@@ -246,7 +282,7 @@ static fc_status FN(im2col_call)(im2col_pass pass, REAL *out, const REAL *a, con
                                  const REAL *bias, const fc_conv_problem *pb)
 {
     im2col_plan pl;
-    const fc_status st = im2col_plan_of(&pl, pb, sizeof(REAL));
+    const fc_status st = im2col_plan_of(&pl, pass, pb, sizeof(REAL));
     return st != FC_OK ? st : FN(run_pairs)(pass, out, NULL, a, b, bias, &pl, pb);
 }
 
@@ -265,7 +301,7 @@ fc_status FN(fc_conv_im2col_backward_weight)(REAL *dw, const REAL *dy, const REA
 {
     /* dw (K, C/g, R, S) = sum over n of dy (N, K, P, Q) @ im2col(x (N, C, H, W))^T */
     im2col_plan pl;
-    fc_status st = im2col_plan_of(&pl, pb, sizeof(REAL));
+    fc_status st = im2col_plan_of(&pl, IM2COL_BACKWARD_WEIGHT, pb, sizeof(REAL));
     if (st != FC_OK) {
         return st;
     }

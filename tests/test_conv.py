@@ -197,6 +197,29 @@ def test_direct_and_im2col_agree(dtype, simd):
         assert rel_err(g1, g2) < tol
 
 
+@pytest.mark.parametrize("dtype, tol", [(np.float32, 1e-5), (np.float64, 1e-13)])
+@pytest.mark.parametrize("plane, batch", [((4, 4), 37), ((8, 8), 5), ((11, 11), 3)])
+def test_pointwise_im2col_on_small_planes_equals_one_image_at_a_time(dtype, tol, plane, batch,
+                                                                     simd, threads):
+    """On small planes the pointwise forward pass multiplies several images' columns at
+    once (the last block ragged): each image's output has the bits of that image alone,
+    with and without a bias, on one and two threads, and equals the float64 reference."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((batch, 24, *plane)).astype(dtype)
+    w = rng.standard_normal((40, 24, 1, 1)).astype(dtype)
+    b = rng.standard_normal(40).astype(dtype)
+    want = reference.conv2d(x.astype(np.float64), w.astype(np.float64),
+                             b.astype(np.float64))
+    for n in (1, 2):
+        threads(n)
+        for bias in (b, None):
+            y = fastconv.conv2d(x, w, bias, algorithm="im2col")
+            alone = [fastconv.conv2d(x[i:i + 1], w, bias, algorithm="im2col")
+                     for i in range(batch)]
+            assert np.array_equal(y, np.concatenate(alone))
+        assert rel_err(fastconv.conv2d(x, w, b, algorithm="im2col"), want) < tol
+
+
 def test_generic_and_avx2_paths_agree():
     if not fastconv._ext.cpu_has_avx2_fma():
         pytest.skip("this CPU has no AVX2/FMA")
