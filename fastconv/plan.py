@@ -57,6 +57,10 @@ IM2COL_MIN_FILTERS = 32
 IM2COL_POINTWISE_TAPS = 1
 # Outputs of at most this many pixels per image: im2col (direct's bands hold little work).
 IM2COL_MAX_OUTPUT_PIXELS = 64
+# The forward pass of a pointwise filter runs im2col, whose GEMM then reads x itself, from
+# this many filters when there are IM2COL_MIN_TAPS channels or one image (direct's bands
+# then share out too little work) even with fewer than IM2COL_MIN_FILTERS filters.
+IM2COL_POINTWISE_MIN_FILTERS = 16
 # Backward passes with at least this many taps per output pixel: im2col.
 IM2COL_BACKWARD_MIN_TAPS = 2048
 # Backward passes of filters with at least this many taps per channel (7x7): im2col.
@@ -481,12 +485,18 @@ def direct_or_im2col(geom, backward):
     Direct, unless im2col's GEMM is large enough to pay for the copy (at least
     IM2COL_MIN_TAPS taps and IM2COL_MIN_FILTERS filters per group) and there is little to
     copy or little for direct to do: 1x1 filters, or outputs of at most
-    IM2COL_MAX_OUTPUT_PIXELS pixels. The backward passes, whose direct kernels reduce over
+    IM2COL_MAX_OUTPUT_PIXELS pixels. A pointwise forward pass, which copies nothing, runs
+    im2col from IM2COL_POINTWISE_MIN_FILTERS filters with IM2COL_MIN_TAPS taps or on one
+    image. The backward passes, whose direct kernels reduce over
     more data per output, also run im2col from IM2COL_BACKWARD_MIN_TAPS taps or for filters
     of IM2COL_BACKWARD_MIN_FILTER_TAPS taps (7x7).
     """
     taps = (geom.C // geom.groups) * geom.R * geom.S
     filters = geom.K // geom.groups
+    if not backward and geom.R * geom.S == IM2COL_POINTWISE_TAPS \
+            and filters >= IM2COL_POINTWISE_MIN_FILTERS \
+            and (taps >= IM2COL_MIN_TAPS or geom.N == 1):
+        return "im2col"
     if taps < IM2COL_MIN_TAPS or filters < IM2COL_MIN_FILTERS:
         return "direct"
     if geom.R * geom.S == IM2COL_POINTWISE_TAPS or geom.P * geom.Q <= IM2COL_MAX_OUTPUT_PIXELS:

@@ -95,7 +95,20 @@ def test_im2col_needs_min_taps():
 def test_im2col_needs_min_filters():
     m, f = plan.IM2COL_MIN_TAPS, plan.IM2COL_MIN_FILTERS
     assert passes(conv_plan(2, m, 16, 16, f, R=1, padding=0)) == ("im2col",) * 3
-    assert passes(conv_plan(2, m, 16, 16, f - 1, R=1, padding=0)) == ("direct",) * 3
+    assert passes(conv_plan(2, m, 16, 16, f - 1, R=2, padding=0)) == ("direct",) * 3
+
+
+def test_pointwise_forward_runs_im2col_from_fewer_filters_with_many_taps_or_one_image():
+    """A pointwise forward pass copies nothing: im2col from IM2COL_POINTWISE_MIN_FILTERS
+    filters when there are IM2COL_MIN_TAPS channels or one image; the backward passes keep
+    the general rule."""
+    m, f = plan.IM2COL_MIN_TAPS, plan.IM2COL_POINTWISE_MIN_FILTERS
+    assert f < plan.IM2COL_MIN_FILTERS
+    assert passes(conv_plan(2, m, 16, 16, f, R=1, padding=0)) == ("im2col", "direct", "direct")
+    assert passes(conv_plan(1, m // 4, 16, 16, f, R=1, padding=0)) == (
+        "im2col", "direct", "direct")
+    assert conv_plan(2, m // 4, 16, 16, f, R=1, padding=0).forward == "direct"
+    assert conv_plan(1, m, 16, 16, f - 1, R=1, padding=0).forward == "direct"
 
 
 def test_im2col_for_pointwise_filters_only_among_shapes():
