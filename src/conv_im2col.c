@@ -42,10 +42,10 @@ static int units_in_parallel(int64_t units, int nthreads)
     return nthreads > 1 && units >= nthreads;
 }
 
-/* The forward pass of a pointwise filter (groups 1) on small planes multiplies the weights
- * by the columns of several images side by side, about this many columns in all: one
- * product per image would pack the weights again for a few columns each, and fill only
- * part of the GEMM's column panels. */
+/* A pointwise filter (groups 1) on small planes runs each pass on blocks of images whose
+ * planes stand side by side, about this many columns in all: one product per image would
+ * pack the weights again for a few columns each, fill only part of the GEMM's column
+ * panels, and (weight gradient) read and write all of dw for a few products each. */
 #define FC_IM2COL_BATCH_COLUMNS 256
 
 /* What the three kernels of one call share: the GEMM sizes of an (n, g) pair, the band of
@@ -54,8 +54,8 @@ typedef struct {
     int64_t Cg, Kg;         /* input channels and filters per group */
     int64_t PQ;             /* output pixels per plane */
     int64_t crs;            /* rows of the column matrix: Cg * R * S */
-    int64_t images;         /* images per unit: > 1 only for a pointwise forward pass
-                             * (FC_IM2COL_BATCH_COLUMNS) */
+    int64_t images;         /* images per unit: > 1 only for a pointwise filter on small
+                             * planes (FC_IM2COL_BATCH_COLUMNS) */
     int64_t pairs;          /* units of work: (n, g) pairs, N * groups, or blocks of images */
     int64_t band;           /* output rows per band of columns */
     int pointwise;          /* the columns are x itself (is_pointwise) */
@@ -75,13 +75,9 @@ static int64_t band_rows(const fc_conv_problem *pb, size_t elem_size)
     return rows < pb->P ? rows : pb->P;
 }
 
-/* The product one pass over the (n, g) pairs computes. */
-typedef enum { IM2COL_FORWARD, IM2COL_BACKWARD_DATA, IM2COL_BACKWARD_WEIGHT } im2col_pass;
-
 /* pl <- the plan of one pass on elements of elem_size bytes; FC_ERR_TOO_LARGE when one
  * output row's columns exceed their limit. */
-static fc_status im2col_plan_of(im2col_plan *pl, im2col_pass pass, const fc_conv_problem *pb,
-                                size_t elem_size)
+static fc_status im2col_plan_of(im2col_plan *pl, const fc_conv_problem *pb, size_t elem_size)
 {
     if (row_too_large(pb, elem_size)) {
         return FC_ERR_TOO_LARGE;
@@ -93,10 +89,11 @@ static fc_status im2col_plan_of(im2col_plan *pl, im2col_pass pass, const fc_conv
     pl->crs = pl->Cg * pb->R * pb->S;
     pl->pointwise = is_pointwise(pb);
     pl->images = 1;
-    if (pass == IM2COL_FORWARD && pl->pointwise && pb->groups == 1
-        && pl->PQ <= FC_IM2COL_BATCH_COLUMNS / 2) {
-        pl->images = FC_IM2COL_BATCH_COLUMNS / pl->PQ < pb->N
-                         ? FC_IM2COL_BATCH_COLUMNS / pl->PQ : pb->N;
+    if (pl->pointwise && pb->groups == 1 && pl->PQ <= FC_IM2COL_BATCH_COLUMNS / 2) {
+        /* and a block for each thread at least: a parallel GEMM shares out less well */
+        const int64_t per_thread = (pb->N + nthreads - 1) / nthreads;
+        pl->images = FC_IM2COL_BATCH_COLUMNS / pl->PQ < per_thread
+                         ? FC_IM2COL_BATCH_COLUMNS / pl->PQ : per_thread;
     }
     pl->pairs = (pb->N + pl->images - 1) / pl->images * pb->groups;
     pl->band = band_rows(pb, elem_size);
@@ -105,6 +102,9 @@ static fc_status im2col_plan_of(im2col_plan *pl, im2col_pass pass, const fc_conv
     pl->gemm_threads = outer ? 1 : nthreads;
     return FC_OK;
 }
+
+/* The product one pass over the (n, g) pairs computes. */
+typedef enum { IM2COL_FORWARD, IM2COL_BACKWARD_DATA, IM2COL_BACKWARD_WEIGHT } im2col_pass;
 
 #define REAL float
 #define TYPE_SUFFIX f32

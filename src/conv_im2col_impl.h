@@ -136,32 +136,71 @@ static fc_status FN(forward_pair)(REAL *y_group, const REAL *x_group, const REAL
     return FC_OK;
 }
 
-/* y of images [n0, n1) (pointwise, groups 1): their planes side by side in col
- * (C x (n1-n0)*PQ), one product into the rest of col (K x (n1-n0)*PQ), then each image's
- * part to y, + bias (K) or NULL. */
-static fc_status FN(forward_images)(REAL *y, const REAL *x, const REAL *w, const REAL *bias,
-                                    REAL *col, int64_t n0, int64_t n1, const im2col_plan *pl)
+/* Blocks of images (a pointwise filter, groups 1, on small planes: pl->images). A block's
+ * planes of one tensor stand side by side as the columns of one matrix. */
+
+/* to (channels x (n1-n0)*PQ) <- the planes of images [n0, n1) of t (N, channels, PQ). */
+static void FN(gather_planes)(REAL *to, const REAL *t, int64_t channels, int64_t n0,
+                              int64_t n1, int64_t PQ)
 {
-    const int64_t C = pl->crs, K = pl->Kg, PQ = pl->PQ, cols = (n1 - n0) * PQ;
-    REAL *product = col + C * cols;
+    const int64_t cols = (n1 - n0) * PQ;
     for (int64_t n = n0; n < n1; n++)
-        for (int64_t c = 0; c < C; c++)
-            memcpy(col + c * cols + (n - n0) * PQ, x + (n * C + c) * PQ,
+        for (int64_t c = 0; c < channels; c++)
+            memcpy(to + c * cols + (n - n0) * PQ, t + (n * channels + c) * PQ,
                    (size_t)PQ * sizeof(REAL));
-    if (FN(fc_gemm)(K, cols, C, w, C, 1, col, cols, 1, 0, product, cols,
-                    pl->gemm_threads) != FC_OK) {
-        return FC_ERR_NOMEM;
-    }
+}
+
+/* The planes of images [n0, n1) of t (N, channels, PQ) <- from (channels x (n1-n0)*PQ),
+ * + bias (channels) or NULL. */
+static void FN(scatter_planes)(REAL *t, const REAL *from, const REAL *bias, int64_t channels,
+                               int64_t n0, int64_t n1, int64_t PQ)
+{
+    const int64_t cols = (n1 - n0) * PQ;
     for (int64_t n = n0; n < n1; n++)
-        for (int64_t k = 0; k < K; k++) {
-            const REAL *from = product + k * cols + (n - n0) * PQ;
-            REAL *to = y + (n * K + k) * PQ;
-            const REAL b = bias != NULL ? bias[k] : 0;
+        for (int64_t c = 0; c < channels; c++) {
+            const REAL *in = from + c * cols + (n - n0) * PQ;
+            REAL *out = t + (n * channels + c) * PQ;
+            if (bias == NULL) {
+                memcpy(out, in, (size_t)PQ * sizeof(REAL));
+                continue;
+            }
+            const REAL b = bias[c];
             for (int64_t i = 0; i < PQ; i++) {
-                to[i] = bias != NULL ? from[i] + b : from[i];
+                out[i] = in[i] + b;
             }
         }
-    return FC_OK;
+}
+
+/* The pass on images [n0, n1): out is y, dx or this thread's dw, a and b as FN(pair) has
+ * them. col holds the gathered operand (crs or Kg rows) and then the product or the
+ * second operand, (crs + Kg) x (n1-n0)*PQ in all. */
+static fc_status FN(block)(im2col_pass pass, REAL *out, const REAL *a, const REAL *b,
+                           const REAL *bias, REAL *col, int64_t n0, int64_t n1,
+                           const im2col_plan *pl)
+{
+    const int64_t C = pl->crs, K = pl->Kg, PQ = pl->PQ, cols = (n1 - n0) * PQ;
+    fc_status st;
+    switch (pass) {
+    case IM2COL_FORWARD:       /* y (K x cols) = w (K x C) @ x (C x cols) + bias */
+        FN(gather_planes)(col, a, C, n0, n1, PQ);
+        st = FN(fc_gemm)(K, cols, C, b, C, 1, col, cols, 1, 0, col + C * cols, cols,
+                         pl->gemm_threads);
+        if (st == FC_OK)
+            FN(scatter_planes)(out, col + C * cols, bias, K, n0, n1, PQ);
+        return st;
+    case IM2COL_BACKWARD_DATA: /* dx (C x cols) = w^T (C x K) @ dy (K x cols) */
+        FN(gather_planes)(col, a, K, n0, n1, PQ);
+        st = FN(fc_gemm)(C, cols, K, b, 1, C, col, cols, 1, 0, col + K * cols, cols,
+                         pl->gemm_threads);
+        if (st == FC_OK)
+            FN(scatter_planes)(out, col + K * cols, NULL, C, n0, n1, PQ);
+        return st;
+    default:                   /* dw (K x C) += dy (K x cols) @ x (C x cols)^T */
+        FN(gather_planes)(col, a, K, n0, n1, PQ);
+        FN(gather_planes)(col + K * cols, b, C, n0, n1, PQ);
+        return FN(fc_gemm)(K, C, cols, col, cols, 1, col + K * cols, 1, cols, 1, out, C,
+                           pl->gemm_threads);
+    }
 }
 
 /* dx_group (Cg, H, W) = col2im(w_group^T (crs x Kg) @ dy_group (Kg, P, Q)), band by band;
@@ -214,10 +253,11 @@ static fc_status FN(pair)(im2col_pass pass, REAL *out, const REAL *a, const REAL
                           const REAL *bias, REAL *col, int64_t ng, const im2col_plan *pl,
                           const fc_conv_problem *pb)
 {
-    if (pl->images > 1) {      /* a block of images (forward, pointwise, groups 1) */
+    if (pl->images > 1) {
         const int64_t n0 = ng * pl->images;
-        return FN(forward_images)(out, a, b, bias, col, n0,
-                                  n0 + pl->images < pb->N ? n0 + pl->images : pb->N, pl);
+        const fc_status st = FN(block)(pass, out, a, b, bias, col, n0,
+                                       n0 + pl->images < pb->N ? n0 + pl->images : pb->N, pl);
+        return st != FC_OK ? FC_ERR_NOMEM : FC_OK;
     }
     const int64_t n = ng / pb->groups, g = ng % pb->groups;
     const int64_t x_off = (n * pb->C + g * pl->Cg) * pb->H * pb->W;   /* x, dx of the pair */
@@ -282,7 +322,7 @@ static fc_status FN(im2col_call)(im2col_pass pass, REAL *out, const REAL *a, con
                                  const REAL *bias, const fc_conv_problem *pb)
 {
     im2col_plan pl;
-    const fc_status st = im2col_plan_of(&pl, pass, pb, sizeof(REAL));
+    const fc_status st = im2col_plan_of(&pl, pb, sizeof(REAL));
     return st != FC_OK ? st : FN(run_pairs)(pass, out, NULL, a, b, bias, &pl, pb);
 }
 
@@ -301,7 +341,7 @@ fc_status FN(fc_conv_im2col_backward_weight)(REAL *dw, const REAL *dy, const REA
 {
     /* dw (K, C/g, R, S) = sum over n of dy (N, K, P, Q) @ im2col(x (N, C, H, W))^T */
     im2col_plan pl;
-    fc_status st = im2col_plan_of(&pl, IM2COL_BACKWARD_WEIGHT, pb, sizeof(REAL));
+    fc_status st = im2col_plan_of(&pl, pb, sizeof(REAL));
     if (st != FC_OK) {
         return st;
     }

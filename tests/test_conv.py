@@ -201,15 +201,18 @@ def test_direct_and_im2col_agree(dtype, simd):
 @pytest.mark.parametrize("plane, batch", [((4, 4), 37), ((8, 8), 5), ((11, 11), 3)])
 def test_pointwise_im2col_on_small_planes_equals_one_image_at_a_time(dtype, tol, plane, batch,
                                                                      simd, threads):
-    """On small planes the pointwise forward pass multiplies several images' columns at
-    once (the last block ragged): each image's output has the bits of that image alone,
-    with and without a bias, on one and two threads, and equals the float64 reference."""
+    """On small planes a pointwise filter's passes multiply several images' columns at
+    once (the last block ragged). Each image's output and input gradient have the bits of
+    that image alone, with and without a bias, on one and two threads; the weight
+    gradient, summed over the blocks, equals the sum of the images' alone within rounding;
+    all three equal the float64 reference."""
     rng = np.random.default_rng(11)
     x = rng.standard_normal((batch, 24, *plane)).astype(dtype)
     w = rng.standard_normal((40, 24, 1, 1)).astype(dtype)
     b = rng.standard_normal(40).astype(dtype)
-    want = reference.conv2d(x.astype(np.float64), w.astype(np.float64),
-                             b.astype(np.float64))
+    dy = rng.standard_normal((batch, 40, *plane)).astype(dtype)
+    wide = [a.astype(np.float64) for a in (x, w, b, dy)]
+    want = (reference.conv2d(*wide[:3]),) + reference.conv2d_backward(wide[3], *wide[:2])
     for n in (1, 2):
         threads(n)
         for bias in (b, None):
@@ -217,7 +220,14 @@ def test_pointwise_im2col_on_small_planes_equals_one_image_at_a_time(dtype, tol,
             alone = [fastconv.conv2d(x[i:i + 1], w, bias, algorithm="im2col")
                      for i in range(batch)]
             assert np.array_equal(y, np.concatenate(alone))
-        assert rel_err(fastconv.conv2d(x, w, b, algorithm="im2col"), want) < tol
+        dx, dw, _ = fastconv.conv2d_backward(dy, x, w, algorithm="im2col")
+        alone = [fastconv.conv2d_backward(dy[i:i + 1], x[i:i + 1], w, algorithm="im2col")
+                 for i in range(batch)]
+        assert np.array_equal(dx, np.concatenate([grads[0] for grads in alone]))
+        assert rel_err(dw, sum(grads[1].astype(np.float64) for grads in alone)) < tol
+        got = (fastconv.conv2d(x, w, b, algorithm="im2col"), dx, dw)
+        for value, expected in zip(got, want):
+            assert rel_err(value, expected) < tol
 
 
 def test_generic_and_avx2_paths_agree():
