@@ -247,17 +247,17 @@ static fc_status FN(backward_weight_pair)(REAL *dw_group, const REAL *dy_group,
     return FC_OK;
 }
 
-/* The work of pair (n, g) = (ng / groups, ng % groups) in one pass: out is y, dx or this
- * thread's dw; a and b are (x, w), (dy, w) or (dy, x), as the entry points below pass them. */
+/* The work of pair (n, g) = (ng / groups, ng % groups), or of block ng, in one pass: out is
+ * y, dx or this thread's dw; a and b are (x, w), (dy, w) or (dy, x), as the entry points
+ * below pass them. */
 static fc_status FN(pair)(im2col_pass pass, REAL *out, const REAL *a, const REAL *b,
                           const REAL *bias, REAL *col, int64_t ng, const im2col_plan *pl,
                           const fc_conv_problem *pb)
 {
-    if (pl->images > 1) {
+    if (pl->images > 1) {      /* unit ng is a block of images */
         const int64_t n0 = ng * pl->images;
-        const fc_status st = FN(block)(pass, out, a, b, bias, col, n0,
-                                       n0 + pl->images < pb->N ? n0 + pl->images : pb->N, pl);
-        return st != FC_OK ? FC_ERR_NOMEM : FC_OK;
+        return FN(block)(pass, out, a, b, bias, col, n0,
+                         n0 + pl->images < pb->N ? n0 + pl->images : pb->N, pl);
     }
     const int64_t n = ng / pb->groups, g = ng % pb->groups;
     const int64_t x_off = (n * pb->C + g * pl->Cg) * pb->H * pb->W;   /* x, dx of the pair */
