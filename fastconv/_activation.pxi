@@ -1,15 +1,16 @@
-# ReLU for the layers' fused conv + ReLU (src/activation.c). Arrays arrive C-contiguous.
+# ReLU for the ReLU layer and the layers' fused conv + ReLU (src/activation.c). Arrays
+# arrive C-contiguous, of one shape.
 
-def relu_forward(floating[::1] y):
-    """y <- max(y, 0) in place."""
+def relu_forward(const floating[::1] x, floating[::1] y):
+    """y <- max(x, 0) (y may be x; x first: Cython picks the type from it)."""
     fc_sync_num_threads()      # set_num_threads applies to every thread
-    if y.shape[0] == 0:
+    if x.shape[0] == 0:
         return
     with nogil:
         if floating is float:
-            fc_relu_forward_f32(&y[0], &y[0], y.shape[0])
+            fc_relu_forward_f32(&y[0], &x[0], x.shape[0])
         else:
-            fc_relu_forward_f64(&y[0], &y[0], y.shape[0])
+            fc_relu_forward_f64(&y[0], &x[0], x.shape[0])
 
 
 def relu_backward(const floating[::1] dy, const floating[::1] y, floating[::1] dx):

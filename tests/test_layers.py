@@ -98,6 +98,34 @@ def test_elementwise_and_flatten_layers_match_torch(Layer, torch_fn):
     np.testing.assert_allclose(layer.backward(upstream), gx, rtol=1e-12)
 
 
+@needs_torch
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_layer_matches_torch_with_non_finite_values(dtype):
+    """The ReLU layer's C kernel: NaN stays NaN forward; backward passes the gradient
+    where the output is positive and gives 0 elsewhere, even for an inf or NaN gradient,
+    as PyTorch does (where the output is NaN too, which PyTorch passes: as the fused
+    conv + ReLU's). A strided input and another gradient dtype work as NumPy's would."""
+    x = rand(2, 3, 5, 7, dtype=dtype)
+    x[0, 0, 0, :4] = (np.nan, np.inf, -np.inf, 0.0)
+    upstream = rand(2, 3, 5, 7, seed=1, dtype=dtype)
+    upstream[1, 1, 1, :] = np.nan
+    upstream[0, 0, 0, 2] = np.inf                       # where the output is 0
+    tx = torch.tensor(x, requires_grad=True)
+    ty = tx.relu()
+    ty.backward(torch.tensor(upstream))
+    layer = ReLU()
+    y = layer.forward(x)
+    assert y.dtype == dtype and np.array_equal(y, ty.detach().numpy(), equal_nan=True)
+    gx = layer.backward(upstream)
+    want = tx.grad.numpy().copy()
+    want[0, 0, 0, 0] = 0                                # the NaN output
+    assert gx.dtype == dtype and np.array_equal(gx, want, equal_nan=True)
+    strided = np.asfortranarray(x)[:, :, ::-1]
+    assert np.array_equal(layer.forward(strided), np.maximum(strided, 0), equal_nan=True)
+    wide = layer.backward(upstream.astype(np.float64))
+    assert wide.dtype == np.float64
+
+
 def test_backward_without_training_forward_raises_clear_error():
     layer = Conv2D(1, 2, 3, seed=0)
     with pytest.raises(RuntimeError, match="forward pass in training mode"):

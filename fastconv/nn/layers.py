@@ -361,7 +361,7 @@ class Layer:
 def _activation_forward(y, activation):
     """Apply the activation in place (y is a fresh C-contiguous array we own)."""
     if activation == "relu":
-        _ext.relu_forward(y.reshape(-1))
+        _ext.relu_forward(y.reshape(-1), y.reshape(-1))
     elif activation == "tanh":
         np.tanh(y, out=y)
     return y
@@ -777,7 +777,13 @@ class ReLU(Layer):
         self._y = None
 
     def forward(self, x):
-        y = np.maximum(x, 0, out=self._elementwise_out("y", x))
+        out = self._elementwise_out("y", x)
+        if not isinstance(x, np.ndarray) or x.dtype not in (np.float32, np.float64):
+            y = np.maximum(x, 0, out=out)
+        else:        # the C kernel: one pass on the threads (NaN stays NaN, as np.maximum)
+            x = as_kernel_input(x, x.dtype)
+            y = np.empty(x.shape, x.dtype) if out is None else out
+            _ext.relu_forward(x.reshape(-1), y.reshape(-1))
         self._y = y if self.training else None
         return y
 
@@ -786,11 +792,13 @@ class ReLU(Layer):
 
     def backward(self, grad_out, input_grad=True):
         y = self._saved(self._y)
-        out = self._elementwise_out("grad_x", y, grad_out)
-        if out is None:
-            return grad_out * (y > 0)
-        return np.multiply(grad_out, np.greater(y, 0, out=self._out("mask", y.shape, bool)),
-                           out=out)
+        if not (isinstance(grad_out, np.ndarray) and grad_out.dtype == y.dtype
+                and y.dtype in (np.float32, np.float64)):
+            return grad_out * (y > 0)          # NumPy's promotion and broadcasting
+        # the C kernel: the gradient where y > 0, else 0, as PyTorch's (an inf or NaN
+        # gradient where y <= 0 gives 0)
+        return _activation_backward(grad_out, y, "relu",
+                                    self._elementwise_out("grad_x", y, grad_out))
 
 
 class Tanh(Layer):
