@@ -20,6 +20,8 @@ from fastconv.nn import program as program_module
 from fastconv.nn.layers import ZeroPadShortcut
 from fastconv.nn.program import InferenceProgram
 
+from conftest import threads_in_effect
+
 RNG = np.random.default_rng(0)
 
 
@@ -370,15 +372,16 @@ def chunked_program(model, x):
     return program, y
 
 
-@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("count", [1, 2])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("make, batch", [
     (lambda: LeNet5(seed=1), 9), (small_residual_net, 7),
     (lambda: ResNet(depth=20, seed=2).eval().fuse(), 5)], ids=["lenet5", "residual", "resnet20"])
-def test_a_large_batch_runs_in_chunks_within_rounding(make, batch, dtype, threads, monkeypatch):
+def test_a_large_batch_runs_in_chunks_within_rounding(make, batch, dtype, count, threads,
+                                                      monkeypatch):
     """Each chunk's kernels run at the chunk's batch size on one thread, with choices of
     their own: the output equals the whole batch's layer-by-layer pass within rounding, and
-    a NaN stays in its own image."""
+    a NaN stays in its own image. The caller's thread count holds after the run."""
     monkeypatch.setattr(program_module, "PROGRAM_CHUNK_BYTES", 1 << 14)
     model = make().astype(dtype).eval()
     shape = (batch,) + ((1, 32, 32) if isinstance(model, LeNet5) else
@@ -386,15 +389,12 @@ def test_a_large_batch_runs_in_chunks_within_rounding(make, batch, dtype, thread
     x = RNG.standard_normal(shape).astype(dtype)
     x[1, 0, 2, 2] = np.nan
     before = x.copy()
-    old = fastconv.get_num_threads()
-    try:
-        fastconv.set_num_threads(threads)
-        want = checked_forward(model, x)
-        program, got = chunked_program(model, x)
-        assert program._kernel.threads == min(threads, program._kernel.chunks)
-        assert fastconv.get_num_threads() == threads          # the caller's setting holds
-    finally:
-        fastconv.set_num_threads(old)
+    threads(count)
+    want = checked_forward(model, x)
+    program, got = chunked_program(model, x)
+    in_effect = threads_in_effect(count)
+    assert program._kernel.threads == min(in_effect, program._kernel.chunks)
+    assert fastconv.get_num_threads() == in_effect
     assert got.dtype == want.dtype and got.shape == want.shape
     assert np.array_equal(np.isnan(got), np.isnan(want)) and np.isnan(got[1]).all()
     finite = ~np.isnan(want)
