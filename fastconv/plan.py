@@ -100,8 +100,6 @@ VALUE_HEADROOM = 0.5
 # -- Winograd F(2x2, 3x3): weight gradient -------------------------------------------------
 # Fewer channels or filters than this: the backward pass's algorithm (GEMMs too small).
 WINOGRAD_WEIGHT_MIN_CHANNELS = 64
-# The larger of channels and filters must reach this (at 64 and 64 direct is as fast).
-WINOGRAD_WEIGHT_MIN_WIDER = 128
 # Side of F(2x2, 3x3)'s output tile.
 WINOGRAD_WEIGHT_TILE = 2
 # Fewer output tiles than this in the batch: the backward pass's algorithm.
@@ -511,8 +509,7 @@ def winograd_weight_pays(geom):
     """Where auto computes the weight gradient by Winograd F(2x2, 3x3).
 
     On layers Winograd applies to, with at least WINOGRAD_WEIGHT_MIN_CHANNELS channels and
-    filters, WINOGRAD_WEIGHT_MIN_WIDER of one of them and WINOGRAD_WEIGHT_MIN_TILES output
-    tiles in the batch: its GEMMs over tiles, transforms and per-thread sums pay off only
+    filters and WINOGRAD_WEIGHT_MIN_TILES output tiles in the batch: its GEMMs over tiles, transforms and per-thread sums pay off only
     when the GEMMs are large. The per-thread sums (WINOGRAD_WEIGHT_SUMS_PER_PAIR per channel
     and filter) must also fit ``_ext.WINOGRAD_MAX_SUMS_BYTES``, above which the kernel
     refuses. Everywhere else the weight gradient runs the backward pass's algorithm.
@@ -521,7 +518,6 @@ def winograd_weight_pays(geom):
              * -(-geom.Q // WINOGRAD_WEIGHT_TILE))
     return (winograd_supports(geom)
             and min(geom.C, geom.K) >= WINOGRAD_WEIGHT_MIN_CHANNELS
-            and max(geom.C, geom.K) >= WINOGRAD_WEIGHT_MIN_WIDER
             and tiles >= WINOGRAD_WEIGHT_MIN_TILES
             and winograd_weight_sums_fit(geom))
 

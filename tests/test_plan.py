@@ -156,18 +156,10 @@ def test_im2col_above_its_workspace_bound_runs_direct():
 
 # -- Winograd F(2x2, 3x3): weight gradient ---------------------------------------------------
 def test_weight_winograd_needs_min_channels_and_filters():
-    m, wide = plan.WINOGRAD_WEIGHT_MIN_CHANNELS, plan.WINOGRAD_WEIGHT_MIN_WIDER
-    assert conv_plan(8, m, 28, 28, wide).backward_weight == "winograd"
-    assert conv_plan(8, m - 1, 28, 28, wide).backward_weight != "winograd"
-    assert conv_plan(8, wide, 28, 28, m).backward_weight == "winograd"
-    assert conv_plan(8, wide, 28, 28, m - 1).backward_weight != "winograd"
-
-
-def test_weight_winograd_needs_one_count_at_min_wider():
-    m, wide = plan.WINOGRAD_WEIGHT_MIN_CHANNELS, plan.WINOGRAD_WEIGHT_MIN_WIDER
-    assert conv_plan(8, m, 28, 28, wide).backward_weight == "winograd"
-    assert conv_plan(8, m, 28, 28, wide - 1).backward_weight != "winograd"
-    assert conv_plan(8, wide - 1, 28, 28, wide - 1).backward_weight != "winograd"
+    m = plan.WINOGRAD_WEIGHT_MIN_CHANNELS
+    assert conv_plan(8, m, 28, 28, m).backward_weight == "winograd"
+    assert conv_plan(8, m - 1, 28, 28, 2 * m).backward_weight != "winograd"
+    assert conv_plan(8, 2 * m, 28, 28, m - 1).backward_weight != "winograd"
 
 
 def test_weight_winograd_needs_min_output_tiles():
@@ -196,7 +188,7 @@ def test_weight_winograd_only_for_3x3_stride_1_ungrouped_layers(kwargs):
 def test_weight_gradient_otherwise_runs_the_backward_algorithm():
     """Where F(2x2, 3x3) does not pay, grad_w runs grad_x's algorithm, or direct/im2col
     where grad_x runs Winograd F(4x4, 3x3), which has no weight gradient."""
-    assert passes(conv_plan(8, 64, 28, 28, 64)) == ("winograd", "winograd", "direct")
+    assert passes(conv_plan(8, 64, 28, 28, 48)) == ("winograd", "winograd", "direct")
     # 256 channels: 2,304 taps, so the backward passes' general choice is im2col
     assert passes(conv_plan(4, 256, 16, 16, 32)) == ("winograd", "winograd", "im2col")
     assert passes(conv_plan(2, 128, 7, 7, 128)) == ("im2col", "im2col", "im2col")
@@ -230,13 +222,13 @@ def test_conv_plan_matches_the_plan_of_conv_geometry():
 
 
 def test_conv_plan_is_frozen_and_readable():
-    p = fastconv.conv_plan((8, 64, 56, 56), (64, 64, 3, 3), padding=1, dtype=np.float64)
+    p = fastconv.conv_plan((8, 64, 56, 56), (48, 64, 3, 3), padding=1, dtype=np.float64)
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.forward = "direct"
     assert repr(p) == ("ConvPlan(forward='winograd', backward_data='winograd', "
                        f"backward_weight='direct ({p.variant('backward_weight')})')")
     text = str(p)
-    assert "x (8, 64, 56, 56), weight (64, 64, 3, 3)" in text and "float64" in text
+    assert "x (8, 64, 56, 56), weight (48, 64, 3, 3)" in text and "float64" in text
     for name in plan.PASSES:
         assert f"{name} " in text and getattr(p, name) in text
 
@@ -355,7 +347,7 @@ def test_conv_plan_names_the_direct_variant_each_pass_runs(x_shape, w_shape, str
 
 
 def test_conv_plan_names_no_variant_for_passes_that_do_not_run_direct():
-    p = fastconv.conv_plan((8, 64, 56, 56), (64, 64, 3, 3), padding=1)
+    p = fastconv.conv_plan((8, 64, 56, 56), (48, 64, 3, 3), padding=1)
     assert (p.forward, p.backward_data) == ("winograd", "winograd")
     assert p.variant("forward") is None and p.variant("backward_data") is None
     assert p.backward_weight == "direct"
