@@ -191,9 +191,10 @@ def _emitted(layer, shape, dtype):
 
 
 def _chunked(layer, shape, dtype, image_bytes):
-    """The program of a batch of images run in chunks of equal size: as many as threads, or
-    a multiple, each of at most PROGRAM_CHUNK_BYTES of workspace (or one image). The last
-    chunk may be padded with zero images."""
+    """The program of a batch of images run in chunks of equal size, each of at most
+    PROGRAM_CHUNK_BYTES of workspace (or one image): the fewest that fit, rounded up to a
+    multiple of the threads, then made even (which may drop a few). The last chunk may be
+    padded with zero images."""
     threads = get_num_threads()
     batch = shape[0]
     chunks = -(-batch // max(1, PROGRAM_CHUNK_BYTES // image_bytes))
