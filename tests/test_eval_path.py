@@ -417,6 +417,17 @@ def test_chunks_of_equal_size_the_last_padded_with_zero_images(monkeypatch):
         assert np.allclose(got[i:i + 1], alone, rtol=1e-5, atol=1e-6)
 
 
+def test_a_chunk_over_the_workspace_limit_runs_layer_by_layer(monkeypatch):
+    """One image's values over PROGRAM_MAX_WORKSPACE_BYTES: no chunk fits, the layers run
+    one by one (bitwise as forward)."""
+    monkeypatch.setattr(program_module, "PROGRAM_CHUNK_BYTES", 1 << 14)
+    monkeypatch.setattr(program_module, "PROGRAM_MAX_WORKSPACE_BYTES", 1024)
+    model = LeNet5(seed=5).eval()
+    x = lenet_batch(9)
+    assert np.array_equal(model.forward(x), checked_forward(model, x))
+    assert program_of(model, x) is None
+
+
 def test_threads_share_one_chunked_program(monkeypatch):
     monkeypatch.setattr(program_module, "PROGRAM_CHUNK_BYTES", 1 << 14)
     model = LeNet5(seed=4).eval()
