@@ -95,6 +95,14 @@ cdef extern from "fastconv.h" nogil:
                                         const float *ky, const fc_filter_problem *pb)
     fc_status fc_filter2d_magnitude_f64(double *y, const double *x, const double *kx,
                                         const double *ky, const fc_filter_problem *pb)
+    fc_status fc_filter2d_u8_f32(float *y, const uint8_t *x, const float *k,
+                                 const fc_filter_problem *pb)
+    fc_status fc_filter2d_u8_f64(double *y, const uint8_t *x, const double *k,
+                                 const fc_filter_problem *pb)
+    fc_status fc_filter2d_magnitude_u8_f32(float *y, const uint8_t *x, const float *kx,
+                                           const float *ky, const fc_filter_problem *pb)
+    fc_status fc_filter2d_magnitude_u8_f64(double *y, const uint8_t *x, const double *kx,
+                                           const double *ky, const fc_filter_problem *pb)
     fc_status fc_canny_nms_f32(uint8_t *classes, const float *gx, const float *gy,
                                const float *mag, int64_t N, int64_t H, int64_t W,
                                double low, double high)

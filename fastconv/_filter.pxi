@@ -4,45 +4,74 @@
 BORDER_MODES = ("constant", "reflect", "replicate", "mirror", "wrap")
 
 
-cdef fc_filter_problem _filter_problem(x_shape, k_shape, int border):
+cdef fc_filter_problem _filter_problem(y_shape, x_shape, k_shape, int border) except *:
     cdef fc_filter_problem pb
+    if tuple(y_shape[:3]) != tuple(x_shape):
+        raise ValueError(f"filter2d: y has shape {tuple(y_shape[:3])}, x {tuple(x_shape)}")
     pb.N, pb.H, pb.W = x_shape[0], x_shape[1], x_shape[2]
     pb.R, pb.S = k_shape[0], k_shape[1]
     pb.border = <fc_border>border
     return pb
 
 
-def filter2d(floating[:, :, ::1] y, const floating[:, :, ::1] x, const floating[:, ::1] k,
-             int border):
-    """y (N, H, W) = x (N, H, W) correlated with k (R, S), borders by BORDER_MODES[border]."""
+def filter2d(floating[:, :, ::1] y, x, const floating[:, ::1] k, int border):
+    """y (N, H, W) = x (N, H, W) correlated with k (R, S), borders by BORDER_MODES[border];
+    x of y's type, or uint8."""
     fc_sync_num_threads()      # set_num_threads applies to every thread
-    cdef fc_filter_problem pb = _filter_problem(x.shape, k.shape, border)
+    cdef fc_filter_problem pb = _filter_problem(y.shape, x.shape, k.shape, border)
     cdef fc_status st = FC_OK
+    cdef const uint8_t[:, :, ::1] x8
+    cdef const floating[:, :, ::1] xf
     if pb.N == 0 or pb.H == 0 or pb.W == 0:
         return
-    with nogil:
-        if floating is float:
-            st = fc_filter2d_f32(&y[0, 0, 0], &x[0, 0, 0], &k[0, 0], &pb)
-        else:
-            st = fc_filter2d_f64(&y[0, 0, 0], &x[0, 0, 0], &k[0, 0], &pb)
+    if x.dtype.name == "uint8":
+        x8 = x
+        with nogil:
+            if floating is float:
+                st = fc_filter2d_u8_f32(&y[0, 0, 0], &x8[0, 0, 0], &k[0, 0], &pb)
+            else:
+                st = fc_filter2d_u8_f64(&y[0, 0, 0], &x8[0, 0, 0], &k[0, 0], &pb)
+    else:
+        xf = x
+        with nogil:
+            if floating is float:
+                st = fc_filter2d_f32(&y[0, 0, 0], &xf[0, 0, 0], &k[0, 0], &pb)
+            else:
+                st = fc_filter2d_f64(&y[0, 0, 0], &xf[0, 0, 0], &k[0, 0], &pb)
     _check(st, "filter2d")
 
 
-def filter2d_magnitude(floating[:, :, ::1] y, const floating[:, :, ::1] x,
-                       const floating[:, ::1] kx, const floating[:, ::1] ky, int border):
-    """y (N, H, W) = sqrt((x * kx)^2 + (x * ky)^2), kx and ky (R, S) of the same size."""
+def filter2d_magnitude(floating[:, :, ::1] y, x, const floating[:, ::1] kx,
+                       const floating[:, ::1] ky, int border):
+    """y (N, H, W) = sqrt((x * kx)^2 + (x * ky)^2), kx and ky (R, S) of the same size; x of
+    y's type, or uint8."""
     fc_sync_num_threads()      # set_num_threads applies to every thread
-    cdef fc_filter_problem pb = _filter_problem(x.shape, kx.shape, border)
+    cdef fc_filter_problem pb = _filter_problem(y.shape, x.shape, kx.shape, border)
     cdef fc_status st = FC_OK
+    cdef const uint8_t[:, :, ::1] x8
+    cdef const floating[:, :, ::1] xf
     if ky.shape[0] != kx.shape[0] or ky.shape[1] != kx.shape[1]:
         raise ValueError("filter2d_magnitude: kx and ky must have the same shape")
     if pb.N == 0 or pb.H == 0 or pb.W == 0:
         return
-    with nogil:
-        if floating is float:
-            st = fc_filter2d_magnitude_f32(&y[0, 0, 0], &x[0, 0, 0], &kx[0, 0], &ky[0, 0], &pb)
-        else:
-            st = fc_filter2d_magnitude_f64(&y[0, 0, 0], &x[0, 0, 0], &kx[0, 0], &ky[0, 0], &pb)
+    if x.dtype.name == "uint8":
+        x8 = x
+        with nogil:
+            if floating is float:
+                st = fc_filter2d_magnitude_u8_f32(&y[0, 0, 0], &x8[0, 0, 0], &kx[0, 0],
+                                                  &ky[0, 0], &pb)
+            else:
+                st = fc_filter2d_magnitude_u8_f64(&y[0, 0, 0], &x8[0, 0, 0], &kx[0, 0],
+                                                  &ky[0, 0], &pb)
+    else:
+        xf = x
+        with nogil:
+            if floating is float:
+                st = fc_filter2d_magnitude_f32(&y[0, 0, 0], &xf[0, 0, 0], &kx[0, 0], &ky[0, 0],
+                                               &pb)
+            else:
+                st = fc_filter2d_magnitude_f64(&y[0, 0, 0], &xf[0, 0, 0], &kx[0, 0], &ky[0, 0],
+                                               &pb)
     _check(st, "filter2d (gradient magnitude)")
 
 

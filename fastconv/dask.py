@@ -399,13 +399,17 @@ def _filter_tile(region, pads, filter_func, **kwargs):
     return filter_func(region, **kwargs)
 
 
-def _same_size(name, image, filter_func, halo, mode, threads, kernel=None, **kwargs):
-    """A same-size filter over the image's chunks: filter_func(region, mode=mode, **kwargs)
-    on regions read `halo` = ((top, bottom), (left, right)) pixels beyond each chunk, the
-    border mode applied at the image border."""
+def _same_size(name, image, filter_func, halo, mode, threads, kernel=None, dtype=None,
+               **kwargs):
+    """A same-size filter over the image's chunks: filter_func(region, mode=mode,
+    dtype=dtype, **kwargs) on regions read `halo` = ((top, bottom), (left, right)) pixels
+    beyond each chunk, the border mode applied at the image border."""
     func = f"fastconv.dask.{name}"
     extra = {} if kernel is None else {"kernel": kernel}
-    image = _image_input(image, func, lambda a: result_dtype(func, image=a, **extra))
+    image = _image_input(image, func,
+                         lambda a: filters._compute_dtype(dtype, func, image=a, **extra))
+    if dtype is not None:
+        extra["dtype"] = dtype
     # the in-memory call on one pixel checks the arguments and gives the result's dtype
     probe = filter_func(np.zeros((1, 1), image.dtype), **extra, mode=mode, **kwargs)
     border = filters._border(mode, func)
@@ -418,50 +422,51 @@ def _same_size(name, image, filter_func, halo, mode, threads, kernel=None, **kwa
                     image.chunks[:-2], threads)
 
 
-def _edge_filter(name, image, axis, mode, normalize, threads):
+def _edge_filter(name, image, axis, mode, normalize, dtype, threads):
     return _same_size(name, image, getattr(filters, name), ((1, 1), (1, 1)), mode, threads,
-                      axis=axis, normalize=normalize)
+                      dtype=dtype, axis=axis, normalize=normalize)
 
 
-def sobel(image, axis=None, *, mode="reflect", normalize=False, threads=None):
+def sobel(image, axis=None, *, mode="reflect", normalize=False, dtype=None, threads=None):
     """:func:`fastconv.filters.sobel` of a dask array (H, W), (N, H, W) or colour."""
-    return _edge_filter("sobel", image, axis, mode, normalize, threads)
+    return _edge_filter("sobel", image, axis, mode, normalize, dtype, threads)
 
 
-def scharr(image, axis=None, *, mode="reflect", normalize=False, threads=None):
+def scharr(image, axis=None, *, mode="reflect", normalize=False, dtype=None, threads=None):
     """:func:`fastconv.filters.scharr` of a dask array (H, W), (N, H, W) or colour."""
-    return _edge_filter("scharr", image, axis, mode, normalize, threads)
+    return _edge_filter("scharr", image, axis, mode, normalize, dtype, threads)
 
 
-def prewitt(image, axis=None, *, mode="reflect", normalize=False, threads=None):
+def prewitt(image, axis=None, *, mode="reflect", normalize=False, dtype=None, threads=None):
     """:func:`fastconv.filters.prewitt` of a dask array (H, W), (N, H, W) or colour."""
-    return _edge_filter("prewitt", image, axis, mode, normalize, threads)
+    return _edge_filter("prewitt", image, axis, mode, normalize, dtype, threads)
 
 
-def gradient(image, operator="sobel", *, mode="reflect", normalize=False, threads=None):
+def gradient(image, operator="sobel", *, mode="reflect", normalize=False, dtype=None,
+             threads=None):
     """:func:`fastconv.filters.gradient` of a dask array: (magnitude, direction), two dask
     arrays computed from the same two derivatives."""
     operator = filters._operator(operator, "fastconv.dask.gradient")
-    gy, gx = (_edge_filter(operator, image, axis, mode, normalize, threads)
+    gy, gx = (_edge_filter(operator, image, axis, mode, normalize, dtype, threads)
               for axis in (0, 1))
     return da.sqrt(gx * gx + gy * gy), da.arctan2(gy, gx)
 
 
-def filter2d(image, kernel, *, mode="reflect", flip=False, threads=None):
+def filter2d(image, kernel, *, mode="reflect", flip=False, dtype=None, threads=None):
     """:func:`fastconv.filters.filter2d` of a dask array; kernel is an in-memory array."""
     kernel = np.asarray(kernel)
     R, S = kernel.shape if kernel.ndim == 2 else (1, 1)   # filter2d refuses other ranks
     halo = ((R // 2, R - 1 - R // 2), (S // 2, S - 1 - S // 2))   # anchored at the centre
     return _same_size("filter2d", image, filters.filter2d, halo, mode, threads, kernel=kernel,
-                      flip=flip)
+                      dtype=dtype, flip=flip)
 
 
-def gaussian(image, sigma=1.0, *, mode="reflect", truncate=4.0, threads=None):
+def gaussian(image, sigma=1.0, *, mode="reflect", truncate=4.0, dtype=None, threads=None):
     """:func:`fastconv.filters.gaussian` of a dask array (H, W), (N, H, W) or colour."""
     filters.gaussian(np.zeros((1, 1)), sigma, mode=mode, truncate=truncate)   # checks
     radius = filters.gaussian_radius(sigma, truncate)
     return _same_size("gaussian", image, filters.gaussian, ((radius,) * 2,) * 2, mode,
-                      threads, sigma=sigma, truncate=truncate)
+                      threads, dtype=dtype, sigma=sigma, truncate=truncate)
 
 
 # ---- Canny ------------------------------------------------------------------------------

@@ -11,8 +11,10 @@ Input
     array whose last axis has length 3 or 4 is one colour image (a batch of grayscale
     images 3 or 4 pixels wide would read as one; filter such images one at a time). Values
     are used as given: a uint8 image is *not* rescaled to [0, 1]. float16 and float32
-    compute in float32; float64, integer and bool in float64. The input is never
-    modified.
+    compute in float32; float64, integer and bool in float64, unless ``dtype`` asks for
+    float32 or float64. A uint8 (or bool) grayscale image is read as it is, each row
+    converted as the filter reaches it: no float copy of the image is made. The input is
+    never modified.
 Axes
     ``axis=0`` is the derivative down the rows (y, it finds *horizontal* edges);
     ``axis=1`` along the columns (x, it finds *vertical* edges). In a batch the axes are
@@ -155,19 +157,42 @@ def _real(value, name, func, minimum=None):
     return value
 
 
-def _planes(image, func, kernel=None):
-    """The image as C-contiguous planes (N, H, W) in the compute dtype (that of image and
-    kernel together), the output shape (H, W) or (N, H, W), and the input dtype."""
+def _compute_dtype(dtype, func, **arrays):
+    """The dtype a filter computes in and returns: `dtype` when given (float32 or float64),
+    else that of the arrays together (result_dtype, which also checks their dtypes)."""
+    default = result_dtype(func, **arrays)
+    if dtype is None:
+        return default
+    try:
+        chosen = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{func}: dtype must be float32, float64 or None, got {dtype!r}") \
+            from None
+    if chosen not in (np.float32, np.float64):
+        raise ValueError(f"{func}: dtype must be float32, float64 or None, got {dtype!r}")
+    return chosen
+
+
+def _planes(image, func, kernel=None, dtype=None):
+    """(planes, compute dtype, output shape, input dtype): the image as C-contiguous planes
+    (N, H, W), uint8 and bool grayscale images as uint8 (the filters read them as they
+    are) and any other in the compute dtype (`dtype`, or that of image and kernel
+    together); the output shape is (H, W) or (N, H, W)."""
     a = as_array(image, "image", func)
     if a.dtype.kind not in "biuf":
         raise TypeError(f"{func}: image must be a real (float, integer or bool) array, "
                         f"got dtype {a.dtype}")
-    dtype = result_dtype(func, image=a, kernel=kernel)
+    dtype = _compute_dtype(dtype, func, image=a, kernel=kernel)
     rgb, out_shape = _image_layout(a.shape, func)
-    gray = _luminance(a, dtype) if rgb else a
+    if rgb:
+        gray, read_as = _luminance(a, dtype), dtype
+    elif a.dtype in (np.uint8, np.bool_):
+        gray, read_as = a.view(np.uint8), np.uint8
+    else:
+        gray, read_as = a, dtype
     n_planes = out_shape[0] if len(out_shape) == 3 else 1
-    planes = as_kernel_input(gray, dtype).reshape((n_planes,) + out_shape[-2:])
-    return planes, out_shape, a.dtype
+    planes = as_kernel_input(gray, read_as).reshape((n_planes,) + out_shape[-2:])
+    return planes, dtype, out_shape, a.dtype
 
 
 def _image_layout(shape, func):
@@ -194,10 +219,21 @@ def _value_range(dtype):
     return float(np.iinfo(dtype).max) if dtype.kind in "iu" else 1.0
 
 
-def _correlate(planes, kernel, border):
-    """planes (N, H, W) correlated with a 2-D kernel, in the planes' dtype."""
-    out = np.empty_like(planes)
-    _ext.filter2d(out, planes, as_kernel_input(kernel, planes.dtype), border)
+def _filter_input(planes, kernel_rows, dtype):
+    """planes as the C filters read them: uint8 planes as they are, each thread converting
+    the input rows of its band of output rows into a buffer of about kernel_rows rows, when
+    the kernel is no taller than a plane (so that buffer holds at most about a plane);
+    otherwise, and for any other type, in dtype."""
+    if planes.dtype == np.uint8 and kernel_rows <= planes.shape[1]:
+        return planes
+    return as_kernel_input(planes, dtype)
+
+
+def _correlate(planes, kernel, border, dtype):
+    """planes (N, H, W) correlated with a 2-D kernel, in dtype."""
+    out = np.empty(planes.shape, dtype)
+    _ext.filter2d(out, _filter_input(planes, len(kernel), dtype),
+                  as_kernel_input(kernel, dtype), border)
     return out
 
 
@@ -240,7 +276,7 @@ def edge_kernel(operator="sobel", axis=1, *, normalize=False):
 
 # ---- filters ----------------------------------------------------------------------------
 
-def filter2d(image, kernel, *, mode="reflect", flip=False):
+def filter2d(image, kernel, *, mode="reflect", flip=False, dtype=None):
     """Correlate an image (or each image of a batch) with a small 2-D kernel.
 
     Parameters
@@ -253,12 +289,15 @@ def filter2d(image, kernel, *, mode="reflect", flip=False):
         Border mode, one of :data:`BORDER_MODES`.
     flip : bool
         True convolution (the kernel flipped in both axes).
+    dtype : {None, float32, float64}
+        The type it computes in and returns. None: float32 when image and kernel are
+        float32 (or float16), float64 otherwise.
 
     Returns
     -------
     ndarray, shape (H, W) or (N, H, W)
         Same size as the input: ``out[i, j] = sum k[r, s] * image[i + r - R//2,
-        j + s - S//2]``. float32 when image and kernel are float32, float64 otherwise.
+        j + s - S//2]``.
     """
     func = "filter2d"
     k = as_array(kernel, "kernel", func)
@@ -266,10 +305,10 @@ def filter2d(image, kernel, *, mode="reflect", flip=False):
         raise ValueError(f"{func}: expected kernel to be a non-empty 2-D array, got shape "
                          f"{k.shape}")
     border = _border(mode, func)
-    planes, out_shape, _ = _planes(image, func, kernel=k)
+    planes, dtype, out_shape, _ = _planes(image, func, kernel=k, dtype=dtype)
     if as_bool(flip, "flip", func):
         k = k[::-1, ::-1]
-    return _correlate(planes, k, border).reshape(out_shape)
+    return _correlate(planes, k, border, dtype).reshape(out_shape)
 
 
 def _gaussian_kernel1d(sigma, truncate):
@@ -279,19 +318,21 @@ def _gaussian_kernel1d(sigma, truncate):
     return weights / weights.sum()
 
 
-def _smooth(planes, sigma, truncate, border):
+def _smooth(planes, sigma, truncate, border, dtype):
     if sigma == 0:
-        return planes.copy()
+        return planes.astype(dtype)
     g = _gaussian_kernel1d(sigma, truncate)
-    return _correlate(_correlate(planes, g[:, None], border), g[None, :], border)
+    return _correlate(_correlate(planes, g[:, None], border, dtype), g[None, :], border,
+                      dtype)
 
 
-def gaussian(image, sigma=1.0, *, mode="reflect", truncate=4.0):
+def gaussian(image, sigma=1.0, *, mode="reflect", truncate=4.0, dtype=None):
     """Gaussian blur: two 1-D passes (rows, then columns) of the sampled Gaussian.
 
     The kernel has radius ``int(truncate * sigma + 0.5)`` and sums to 1, as in
     ``scipy.ndimage.gaussian_filter``. sigma = 0 returns a copy (as floats). truncate x
-    sigma must be at most MAX_GAUSSIAN_RADIUS (2**20) pixels.
+    sigma must be at most MAX_GAUSSIAN_RADIUS (2**20) pixels. dtype (None, float32 or
+    float64) is the type it computes in and returns, as in :func:`filter2d`.
     """
     func = "gaussian"
     sigma = _real(sigma, "sigma", func, minimum=0)
@@ -301,8 +342,8 @@ def gaussian(image, sigma=1.0, *, mode="reflect", truncate=4.0):
                          f"radius of {truncate * sigma:.3g} pixels; expected truncate x sigma "
                          f"<= {MAX_GAUSSIAN_RADIUS}")
     border = _border(mode, func)
-    planes, out_shape, _ = _planes(image, func)
-    return _smooth(planes, sigma, truncate, border).reshape(out_shape)
+    planes, dtype, out_shape, _ = _planes(image, func, dtype=dtype)
+    return _smooth(planes, sigma, truncate, border, dtype).reshape(out_shape)
 
 
 def rgb_to_gray(image):
@@ -326,26 +367,26 @@ def _magnitude(gx, gy):
     return np.sqrt(gx, out=gx)
 
 
-def _derivatives(planes, operator, axes, border, normalize):
-    return [_correlate(planes, edge_kernel(operator, ax, normalize=normalize), border)
+def _derivatives(planes, operator, axes, border, normalize, dtype):
+    return [_correlate(planes, edge_kernel(operator, ax, normalize=normalize), border, dtype)
             for ax in axes]
 
 
-def _edge_filter(image, operator, axis, mode, normalize, func):
+def _edge_filter(image, operator, axis, mode, normalize, dtype, func):
     axis = _axis(axis, func)
     border = _border(mode, func)
-    planes, out_shape, _ = _planes(image, func)
+    planes, dtype, out_shape, _ = _planes(image, func, dtype=dtype)
     if axis is not None:
-        (out,) = _derivatives(planes, operator, (axis,), border, normalize)
+        (out,) = _derivatives(planes, operator, (axis,), border, normalize, dtype)
     else:
-        out = np.empty_like(planes)
-        kx, ky = (edge_kernel(operator, ax, normalize=normalize).astype(planes.dtype)
+        out = np.empty(planes.shape, dtype)
+        kx, ky = (edge_kernel(operator, ax, normalize=normalize).astype(dtype)
                   for ax in (1, 0))
-        _ext.filter2d_magnitude(out, planes, kx, ky, border)
+        _ext.filter2d_magnitude(out, _filter_input(planes, 3, dtype), kx, ky, border)
     return out.reshape(out_shape)
 
 
-def sobel(image, axis=None, *, mode="reflect", normalize=False):
+def sobel(image, axis=None, *, mode="reflect", normalize=False, dtype=None):
     """Sobel derivative along one axis, or the gradient magnitude.
 
     Parameters
@@ -361,12 +402,16 @@ def sobel(image, axis=None, *, mode="reflect", normalize=False):
     normalize : bool
         False: the integer kernel [1, 2, 1] x [-1, 0, 1] (OpenCV); True: divided by 4
         (scikit-image).
+    dtype : {None, float32, float64}
+        The type it computes in and returns (OpenCV's ``ddepth``). None: float32 for
+        float16 and float32 images, float64 otherwise. ``sobel(img_uint8,
+        dtype=np.float32)`` reads the uint8 image as it is.
 
     Returns
     -------
     ndarray, shape (H, W) or (N, H, W)
-        float32 for float32 input, float64 otherwise. Positive where the image gets
-        brighter towards higher indices (see the module's conventions).
+        Positive where the image gets brighter towards higher indices (see the module's
+        conventions).
 
     Examples
     --------
@@ -374,22 +419,22 @@ def sobel(image, axis=None, *, mode="reflect", normalize=False):
     >>> sobel(img, axis=1, mode="replicate")[0]
     array([ 0.,  0., 40., 40.,  0.,  0.])
     """
-    return _edge_filter(image, "sobel", axis, mode, normalize, "sobel")
+    return _edge_filter(image, "sobel", axis, mode, normalize, dtype, "sobel")
 
 
-def scharr(image, axis=None, *, mode="reflect", normalize=False):
+def scharr(image, axis=None, *, mode="reflect", normalize=False, dtype=None):
     """Scharr derivative ([3, 10, 3] x [-1, 0, 1], or divided by 16 when normalize) along
     one axis, or the gradient magnitude. Arguments and conventions as :func:`sobel`."""
-    return _edge_filter(image, "scharr", axis, mode, normalize, "scharr")
+    return _edge_filter(image, "scharr", axis, mode, normalize, dtype, "scharr")
 
 
-def prewitt(image, axis=None, *, mode="reflect", normalize=False):
+def prewitt(image, axis=None, *, mode="reflect", normalize=False, dtype=None):
     """Prewitt derivative ([1, 1, 1] x [-1, 0, 1], or divided by 3 when normalize) along
     one axis, or the gradient magnitude. Arguments and conventions as :func:`sobel`."""
-    return _edge_filter(image, "prewitt", axis, mode, normalize, "prewitt")
+    return _edge_filter(image, "prewitt", axis, mode, normalize, dtype, "prewitt")
 
 
-def gradient(image, operator="sobel", *, mode="reflect", normalize=False):
+def gradient(image, operator="sobel", *, mode="reflect", normalize=False, dtype=None):
     """Gradient magnitude and direction.
 
     Parameters
@@ -397,7 +442,7 @@ def gradient(image, operator="sobel", *, mode="reflect", normalize=False):
     image : array_like
         As :func:`sobel`.
     operator : {"sobel", "scharr", "prewitt"}
-    mode, normalize
+    mode, normalize, dtype
         As :func:`sobel`.
 
     Returns
@@ -413,8 +458,8 @@ def gradient(image, operator="sobel", *, mode="reflect", normalize=False):
     func = "gradient"
     operator = _operator(operator, func)
     border = _border(mode, func)
-    planes, out_shape, _ = _planes(image, func)
-    gy, gx = _derivatives(planes, operator, (0, 1), border, normalize)
+    planes, dtype, out_shape, _ = _planes(image, func, dtype=dtype)
+    gy, gx = _derivatives(planes, operator, (0, 1), border, normalize, dtype)
     direction = np.arctan2(gy, gx)
     magnitude = _magnitude(gx, gy)
     return magnitude.reshape(out_shape), direction.reshape(out_shape)
@@ -477,10 +522,10 @@ def canny_classes(image, sigma=1.0, low_threshold=None, high_threshold=None, *,
     func = "canny"
     sigma = _real(sigma, "sigma", func, minimum=0)
     border = _border(mode, func)
-    planes, out_shape, in_dtype = _planes(image, func)
+    planes, dtype, out_shape, in_dtype = _planes(image, func)
     low, high = canny_thresholds(in_dtype, low_threshold, high_threshold, func)
-    smoothed = _smooth(planes, sigma, 4.0, border)
-    gy, gx = _derivatives(smoothed, "sobel", (0, 1), border, False)
+    smoothed = _smooth(planes, sigma, 4.0, border, dtype)
+    gy, gx = _derivatives(smoothed, "sobel", (0, 1), border, False, dtype)
     magnitude = _magnitude(gx.copy(), gy.copy())
     classes = np.empty(planes.shape, dtype=np.uint8)
     _ext.canny_nms(classes, gx, gy, magnitude, low, high)

@@ -270,12 +270,21 @@ typedef struct {
  * j + s - S/2], pixels outside the plane read as the border mode says. */
 fc_status fc_filter2d_f32(float *y, const float *x, const float *k, const fc_filter_problem *pb);
 fc_status fc_filter2d_f64(double *y, const double *x, const double *k, const fc_filter_problem *pb);
+/* The same of a uint8 image, read as it is (each thread converts the rows it reads). */
+fc_status fc_filter2d_u8_f32(float *y, const uint8_t *x, const float *k,
+                             const fc_filter_problem *pb);
+fc_status fc_filter2d_u8_f64(double *y, const uint8_t *x, const double *k,
+                             const fc_filter_problem *pb);
 /* y (N, H, W) = sqrt(gx^2 + gy^2) where gx and gy are x filtered as above with kx and ky
  * (both R x S): a gradient magnitude in one pass. */
 fc_status fc_filter2d_magnitude_f32(float *y, const float *x, const float *kx, const float *ky,
                                     const fc_filter_problem *pb);
 fc_status fc_filter2d_magnitude_f64(double *y, const double *x, const double *kx,
                                     const double *ky, const fc_filter_problem *pb);
+fc_status fc_filter2d_magnitude_u8_f32(float *y, const uint8_t *x, const float *kx,
+                                       const float *ky, const fc_filter_problem *pb);
+fc_status fc_filter2d_magnitude_u8_f64(double *y, const uint8_t *x, const double *kx,
+                                       const double *ky, const fc_filter_problem *pb);
 
 /* Canny's non-maximum suppression and thresholds on N planes of H x W: classes[i] is
  * 2 (strong: mag >= high), 1 (weak: low <= mag < high, mag > 0) or 0 (not an edge, or not

@@ -3,9 +3,11 @@
  * An edge filter is one channel and one 3x3 kernel over a large image: nothing like a deep
  * layer, whose kernels vectorise over output channels. Here each output row is computed
  * from R input rows with the accumulators for 16 neighbouring pixels held in registers,
- * so every output pixel is written exactly once. Border rows are handled by a table of row
- * pointers (the zero row for constant mode); border columns, only S - 1 per row, by a
- * scalar loop that maps each column index. Written once in filter2d_impl.h and
+ * so every output pixel is written exactly once. A thread computes a band of output rows at a
+ * time from pointers to the input rows the band reads: rows of the image, the zero row of
+ * constant mode outside it, or, for a uint8 image, the rows converted into the thread's
+ * buffer (so no float copy of the image is made). Border columns, only S - 1 per row, go
+ * through a scalar loop that maps each column index. Written once in filter2d_impl.h and
  * instantiated for float and double; the AVX2 micro-kernel of filter2d_avx2_impl.h,
  * instantiated for both types below, is the only SIMD. */
 #include <stdlib.h>
@@ -27,6 +29,10 @@
 
 /* Below this many multiply-adds a call runs on one thread: fork/join would cost more. */
 #define FC_FILTER_MIN_WORK ((int64_t)1 << 16)
+
+/* Output rows per band: a uint8 image's rows are converted once per band they are read in,
+ * (FC_FILTER_BAND + R - 1) / FC_FILTER_BAND times each. */
+#define FC_FILTER_BAND 8
 
 /* Threads a parallel loop may use, and the calling thread's number among them: they index
  * the per-thread row buffers. */

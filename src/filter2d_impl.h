@@ -68,14 +68,16 @@ static void FN(filter_row)(REAL *y_row, const REAL *const *row_ptrs, const REAL 
 typedef void (*FN(magnitude_kernel_fn))(REAL *, const REAL *const *, const REAL *,
                                         const REAL *, int64_t, int64_t, int64_t);
 
-/* What every row of a call needs: the row-pointer table, the interior column range and the
- * micro-kernels. */
+/* What every band of a call needs: the interior column range, the micro-kernels and each
+ * thread's band of input rows. */
 typedef struct {
-    const REAL **rows;          /* rows[n * (H + R - 1) + i + r]: input row r of output row i */
     REAL *zero_row;             /* W zeros, the rows outside the plane in constant mode */
     int64_t lo, hi;             /* columns [lo, hi) read only inside the row */
     FN(row_kernel_fn) row_kernel;
     FN(magnitude_kernel_fn) magnitude_kernel;   /* both kernels at once, or NULL */
+    int64_t band_rows;          /* FC_FILTER_BAND + R - 1: the input rows a band reads */
+    const REAL **row_ptrs;      /* band_rows pointers per thread */
+    REAL *converted;            /* band_rows x W per thread, for a uint8 image, or NULL */
 } FN(filter_plan);
 
 /* The gradient magnitude of border pixel q, its taps summed as the fused micro-kernel sums
@@ -105,9 +107,9 @@ static void FN(magnitude_row)(REAL *y_row, const REAL *const *row_ptrs, const RE
     }
 }
 
-/* Checks, then fills the plan of one call of x (N, H, W). On FC_OK the caller releases it
- * with filter_plan_free. */
-static fc_status FN(filter_plan_of)(FN(filter_plan) *fp, const REAL *x,
+/* Checks, then fills the plan of one call; x8 is not NULL for a uint8 image. On FC_OK the
+ * caller releases it with filter_plan_free. */
+static fc_status FN(filter_plan_of)(FN(filter_plan) *fp, const uint8_t *x8,
                                     const fc_filter_problem *pb)
 {
     const int64_t N = pb->N, H = pb->H, W = pb->W, R = pb->R, S = pb->S;
@@ -115,25 +117,21 @@ static fc_status FN(filter_plan_of)(FN(filter_plan) *fp, const REAL *x,
         || pb->border < FC_BORDER_CONSTANT || pb->border > FC_BORDER_WRAP) {
         return FC_ERR_INVALID;
     }
-    const int64_t ah = R / 2, aw = S / 2;
-    const int64_t padded_rows = H + R - 1;   /* input rows i - ah .. i - ah + R - 1, all i */
-
-    /* rows[n * padded_rows + i + r] points at the input row that output row i of plane n
-     * reads with kernel row r: the zero row in constant mode outside the plane. */
-    fp->rows = malloc((size_t)(N * padded_rows) * sizeof(*fp->rows));
+    const int64_t threads = fc_filter_threads();
+    fp->band_rows = FC_FILTER_BAND + R - 1;
     fp->zero_row = pb->border == FC_BORDER_CONSTANT ? calloc((size_t)W, sizeof(REAL)) : NULL;
-    if (fp->rows == NULL || (pb->border == FC_BORDER_CONSTANT && fp->zero_row == NULL)) {
-        free(fp->rows);
+    fp->row_ptrs = malloc((size_t)(threads * fp->band_rows) * sizeof(*fp->row_ptrs));
+    fp->converted = x8 != NULL
+        ? malloc((size_t)(threads * fp->band_rows * W) * sizeof(REAL)) : NULL;
+    if (fp->row_ptrs == NULL || (pb->border == FC_BORDER_CONSTANT && fp->zero_row == NULL)
+        || (x8 != NULL && fp->converted == NULL)) {
         free(fp->zero_row);
+        free(fp->row_ptrs);
+        free(fp->converted);
         return FC_ERR_NOMEM;
     }
-    for (int64_t n = 0; n < N; n++) {
-        for (int64_t i = 0; i < padded_rows; i++) {
-            const int64_t src = fc_border_index(i - ah, H, pb->border);
-            fp->rows[n * padded_rows + i] = src >= 0 ? x + (n * H + src) * W : fp->zero_row;
-        }
-    }
     /* Columns [lo, hi) read only inside the row; the rest go through the border map. */
+    const int64_t aw = S / 2;
     fp->lo = aw < W ? aw : W;
     fp->hi = W - (S - 1 - aw) > fp->lo ? W - (S - 1 - aw) : fp->lo;
     fp->row_kernel = FN(filter_row_generic);
@@ -149,25 +147,56 @@ static fc_status FN(filter_plan_of)(FN(filter_plan) *fp, const REAL *x,
 
 static void FN(filter_plan_free)(FN(filter_plan) *fp)
 {
-    free(fp->rows);
     free(fp->zero_row);
+    free(fp->row_ptrs);
+    free(fp->converted);
 }
 
-/* y (N, H, W) = x (N, H, W) correlated with kx (R, S) or, when ky is not NULL, the
- * magnitude sqrt(gx^2 + gy^2) of x correlated with kx and with ky: one pass, by the fused
- * micro-kernel when there is one, else with gy's row in a per-thread buffer. */
-static fc_status FN(filter_planes)(REAL *y, const REAL *x, const REAL *kx, const REAL *ky,
-                                   const fc_filter_problem *pb)
+/* Points ptrs[i] at the input row that row i of the band read by output rows h0 .. h0 +
+ * count - 1 of plane n: ptrs[i + r] is kernel row r's input for output row h0 + i. A row
+ * of x, or of the uint8 image x8 converted into `converted` (W REALs a row), or the zero
+ * row of constant mode outside the plane. */
+static void FN(band_input_rows)(const REAL **ptrs, REAL *converted, const REAL *x,
+                                const uint8_t *x8, int64_t n, int64_t h0, int64_t count,
+                                const FN(filter_plan) *fp, const fc_filter_problem *pb)
+{
+    const int64_t H = pb->H, W = pb->W;
+    for (int64_t i = 0; i < count + pb->R - 1; i++) {
+        const int64_t src = fc_border_index(h0 + i - pb->R / 2, H, pb->border);
+        if (src < 0) {
+            ptrs[i] = fp->zero_row;
+        } else if (x8 == NULL) {
+            ptrs[i] = x + (n * H + src) * W;
+        } else {
+            REAL *row = converted + i * W;
+            const uint8_t *in = x8 + (n * H + src) * W;
+            for (int64_t q = 0; q < W; q++) {
+                row[q] = (REAL)in[q];
+            }
+            ptrs[i] = row;
+        }
+    }
+}
+
+/* y (N, H, W) = the image correlated with kx (R, S) or, when ky is not NULL, the magnitude
+ * sqrt(gx^2 + gy^2) of the image correlated with kx and with ky: one pass, by the fused
+ * micro-kernel when there is one, else with gy's row in a per-thread buffer. The image is
+ * x, or the uint8 x8 when x is NULL, whose rows each band converts as it reads them (no
+ * float copy of the image is made). */
+static fc_status FN(filter_planes)(REAL *y, const REAL *x, const uint8_t *x8, const REAL *kx,
+                                   const REAL *ky, const fc_filter_problem *pb)
 {
     FN(filter_plan) fp;
     if (pb->N == 0) {
         return FC_OK;
     }
-    fc_status st = FN(filter_plan_of)(&fp, x, pb);
+    fc_status st = FN(filter_plan_of)(&fp, x8, pb);
     if (st != FC_OK) {
         return st;
     }
-    const int64_t H = pb->H, W = pb->W, n_rows = pb->N * H, padded_rows = H + pb->R - 1;
+    const int64_t H = pb->H, W = pb->W;
+    const int64_t plane_bands = (H + FC_FILTER_BAND - 1) / FC_FILTER_BAND;
+    const int64_t bands = pb->N * plane_bands;
     const int fused_magnitude = ky != NULL && fp.magnitude_kernel != NULL;
     REAL *gy_rows = NULL;
     if (ky != NULL && !fused_magnitude) {
@@ -179,22 +208,30 @@ static fc_status FN(filter_planes)(REAL *y, const REAL *x, const REAL *kx, const
     }
 
     /* Each thread owns whole output rows, so results do not depend on the thread count.
-     * Rows are handed out in small chunks: a call lasts well under a millisecond, so a
-     * thread that wakes up late must not hold up a fixed share of the image. */
-#pragma omp parallel for schedule(dynamic, 8) if (n_rows * W * pb->R * pb->S >= FC_FILTER_MIN_WORK)
-    for (int64_t nh = 0; nh < n_rows; nh++) {
-        const REAL *const *row_ptrs = fp.rows + (nh / H) * padded_rows + nh % H;
-        REAL *gx = y + nh * W;
-        if (fused_magnitude) {
-            FN(magnitude_row)(gx, row_ptrs, kx, ky, &fp, pb);
-            continue;
-        }
-        FN(filter_row)(gx, row_ptrs, kx, fp.lo, fp.hi, fp.row_kernel, pb);
-        if (ky != NULL) {
-            REAL *gy = gy_rows + fc_filter_thread() * W;
-            FN(filter_row)(gy, row_ptrs, ky, fp.lo, fp.hi, fp.row_kernel, pb);
-            for (int64_t q = 0; q < W; q++) {
-                gx[q] = FN(fc_magnitude)(gx[q], gy[q]);
+     * Bands are small and handed out one at a time: a call lasts well under a millisecond,
+     * so a thread that wakes up late must not hold up a fixed share of the image. */
+#pragma omp parallel for schedule(dynamic, 1) if (pb->N * H * W * pb->R * pb->S >= FC_FILTER_MIN_WORK)
+    for (int64_t band = 0; band < bands; band++) {
+        const int thread = fc_filter_thread();
+        const int64_t n = band / plane_bands, h0 = band % plane_bands * FC_FILTER_BAND;
+        const int64_t count = H - h0 < FC_FILTER_BAND ? H - h0 : FC_FILTER_BAND;
+        const REAL **ptrs = fp.row_ptrs + thread * fp.band_rows;
+        FN(band_input_rows)(ptrs, fp.converted + (x8 != NULL ? thread * fp.band_rows * W : 0),
+                            x, x8, n, h0, count, &fp, pb);
+        for (int64_t i = 0; i < count; i++) {
+            const REAL *const *row_ptrs = ptrs + i;
+            REAL *gx = y + (n * H + h0 + i) * W;
+            if (fused_magnitude) {
+                FN(magnitude_row)(gx, row_ptrs, kx, ky, &fp, pb);
+                continue;
+            }
+            FN(filter_row)(gx, row_ptrs, kx, fp.lo, fp.hi, fp.row_kernel, pb);
+            if (ky != NULL) {
+                REAL *gy = gy_rows + thread * W;
+                FN(filter_row)(gy, row_ptrs, ky, fp.lo, fp.hi, fp.row_kernel, pb);
+                for (int64_t q = 0; q < W; q++) {
+                    gx[q] = FN(fc_magnitude)(gx[q], gy[q]);
+                }
             }
         }
     }
@@ -206,7 +243,13 @@ static fc_status FN(filter_planes)(REAL *y, const REAL *x, const REAL *kx, const
 fc_status FN(fc_filter2d)(REAL *y, const REAL *x, const REAL *k, const fc_filter_problem *pb)
 {
     /* y (N, H, W) = x (N, H, W) correlated with k (R, S) anchored at (R/2, S/2) */
-    return FN(filter_planes)(y, x, k, NULL, pb);
+    return FN(filter_planes)(y, x, NULL, k, NULL, pb);
+}
+
+fc_status FN(fc_filter2d_u8)(REAL *y, const uint8_t *x, const REAL *k,
+                             const fc_filter_problem *pb)
+{
+    return FN(filter_planes)(y, NULL, x, k, NULL, pb);
 }
 
 fc_status FN(fc_filter2d_magnitude)(REAL *y, const REAL *x, const REAL *kx, const REAL *ky,
@@ -214,5 +257,11 @@ fc_status FN(fc_filter2d_magnitude)(REAL *y, const REAL *x, const REAL *kx, cons
 {
     /* y (N, H, W) = sqrt(gx^2 + gy^2), gx and gy = x (N, H, W) correlated with kx and ky
      * (R, S) */
-    return FN(filter_planes)(y, x, kx, ky, pb);
+    return FN(filter_planes)(y, x, NULL, kx, ky, pb);
+}
+
+fc_status FN(fc_filter2d_magnitude_u8)(REAL *y, const uint8_t *x, const REAL *kx,
+                                       const REAL *ky, const fc_filter_problem *pb)
+{
+    return FN(filter_planes)(y, NULL, x, kx, ky, pb);
 }

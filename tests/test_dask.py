@@ -146,6 +146,24 @@ def test_gaussian_wider_than_the_image_and_its_chunks():
         assert np.array_equal(got, filters.gaussian(image, 3.0, mode=mode))
 
 
+def test_dtype_is_passed_to_every_chunk():
+    image = (RNG.random((2, 23, 19)) * 255).astype(np.uint8)
+    kernel = RNG.standard_normal((3, 4))
+    for spatial in SPATIAL_CHUNKS:
+        x = chunked(image, spatial, lead=1)
+        for got, want in [(fd.sobel(x, dtype=np.float32), filters.sobel(image, dtype=np.float32)),
+                          (fd.gaussian(x, 2.0, dtype="float32"),
+                           filters.gaussian(image, 2.0, dtype="float32")),
+                          (fd.filter2d(x, kernel, dtype=np.float32),
+                           filters.filter2d(image, kernel, dtype=np.float32)),
+                          (fd.gradient(x, dtype=np.float32)[0],
+                           filters.gradient(image, dtype=np.float32)[0])]:
+            assert got.dtype == want.dtype == np.float32
+            assert np.array_equal(got.compute(scheduler="sync"), want), spatial
+    with pytest.raises(ValueError, match="dtype"):
+        fd.sobel(chunked(image, (7, 7), lead=1), dtype=np.int16)
+
+
 def test_colour_images_filter_their_luminance():
     rgb = (RNG.random((30, 20, 3)) * 255).astype(np.uint8)
     x = da.from_array(rgb, chunks=(7, 6, 1))

@@ -159,6 +159,43 @@ def test_simds_agree_and_threads_do_not_change_results():
         np.testing.assert_allclose(results[path, 1], results["generic", 1], atol=1e-5)
 
 
+@pytest.mark.parametrize("mode", filters.BORDER_MODES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_uint8_and_bool_images_read_as_they_are_equal_their_float_copies(simd, mode, dtype):
+    """A uint8 or bool image's rows are converted as each band of output rows reads them:
+    the result equals that of the image converted first, bitwise, for every band split
+    (planes of 1 to 20 rows against bands of 8), kernels taller than the plane (converted
+    first) and 1 or 2 threads."""
+    rng = np.random.default_rng(3)
+    calls = [lambda x, **kw: filters.sobel(x, mode=mode, **kw),
+             lambda x, **kw: filters.sobel(x, 0, mode=mode, **kw),
+             lambda x, **kw: filters.prewitt(x, 1, mode=mode, **kw),
+             lambda x, **kw: filters.filter2d(x, np.arange(15.0).reshape(5, 3) - 7, mode=mode,
+                                              **kw),
+             lambda x, **kw: filters.gaussian(x, 3.0, mode=mode, **kw),     # 25 rows
+             lambda x, **kw: filters.gradient(x, "scharr", mode=mode, **kw)[1]]
+    for shape in [(1, 1), (3, 5), (8, 17), (9, 40), (2, 20, 33), (3, 7, 70)]:
+        images = [rng.integers(0, 256, shape, dtype=np.uint8), rng.random(shape) > 0.5]
+        for image, call, threads in itertools.product(images, calls, (1, 2)):
+            with thread_count(threads):
+                got = call(image, dtype=dtype)
+                want = call(image.astype(dtype), dtype=dtype)
+            assert got.dtype == dtype
+            np.testing.assert_array_equal(got, want, err_msg=f"{shape} {image.dtype}")
+
+
+def test_dtype_chooses_the_type_a_filter_computes_and_returns():
+    x = noisy_scene(40)
+    for func in (filters.sobel, filters.scharr, filters.prewitt, filters.gaussian,
+                 lambda a, **kw: filters.filter2d(a, np.ones((3, 3)), **kw),
+                 lambda a, **kw: filters.gradient(a, **kw)[0]):
+        got = func(x, dtype=np.float32)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, func(x.astype(np.float32), dtype=np.float32))
+        assert func(x.astype(np.float32), dtype="float64").dtype == np.float64
+        assert func(x.astype(np.uint8)).dtype == np.float64
+
+
 def test_gaussian_sums_to_one_and_keeps_a_constant_image():
     flat = np.full((20, 30), 3.0)
     for mode in ("reflect", "replicate", "mirror", "wrap"):
@@ -368,6 +405,10 @@ def test_lists_and_empty_images():
     (lambda: filters.filter2d(np.zeros((4, 4)), np.ones((0, 3))), ValueError, "kernel"),
     (lambda: filters.gaussian(np.zeros((4, 4)), truncate=float("nan")), ValueError, "truncate"),
     (lambda: filters.rgb_to_gray(np.zeros((4, 5))), ValueError, "image"),
+    (lambda: filters.sobel(np.zeros((4, 4)), dtype=np.int32), ValueError, "dtype"),
+    (lambda: filters.gaussian(np.zeros((4, 4)), dtype="bogus"), TypeError, "dtype"),
+    (lambda: filters.filter2d(np.zeros((4, 4)), np.ones((3, 3)), dtype=np.float16),
+     ValueError, "dtype"),
     (lambda: filters.synthetic_image(4), ValueError, "size"),
 ])
 def test_bad_arguments_raise_naming_the_argument(call, error, word):
