@@ -16,7 +16,7 @@ cdef int _check(fc_status status, str what) except -1:
 # Bytes of one output row's im2col columns above which im2col refuses (src/fastconv.h).
 IM2COL_MAX_ROW_BYTES = FC_IM2COL_MAX_ROW_BYTES
 
-# Bytes of the Winograd weight gradient's per-thread sums (16*C*K elements) above which it
+# Bytes of the Winograd weight gradient's per-thread sums (36*C*K elements) above which it
 # refuses (src/fastconv.h).
 WINOGRAD_MAX_SUMS_BYTES = FC_WINOGRAD_MAX_SUMS_BYTES
 

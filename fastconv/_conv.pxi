@@ -64,7 +64,7 @@ def conv_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] 
                   floating[:, :, :, ::1] dw, floating[::1] db, geom, str algorithm,
                   str weight_algorithm):
     """dx (N, C, H, W), dw (K, C/g, R, S), db (K) from dy (N, K, P, Q); None skips one.
-    algorithm runs dx; weight_algorithm runs dw ("winograd": the F(2x2, 3x3) weight
+    algorithm runs dx; weight_algorithm runs dw ("winograd": the F(4x4, 3x3) weight
     gradient of conv_winograd_weight.c).
     (dy comes first: Cython picks float or double from the first fused argument.)"""
     fc_sync_num_threads()      # set_num_threads applies to every thread

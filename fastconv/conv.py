@@ -183,7 +183,7 @@ def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups
     x, weight, stride, padding, dilation, groups, algorithm, flip
         As given to :func:`conv2d`. algorithm="winograd" computes grad_x by Winograd and
         the weight gradient by direct or im2col, as "auto" would without Winograd.
-        With algorithm="auto", grad_weight may come from Winograd F(2x2, 3x3)
+        With algorithm="auto", grad_weight may come from Winograd F(4x4, 3x3)
         (:func:`fastconv.conv_plan` shows each pass's algorithm).
     input_grad : bool
         False skips grad_x (returned as None): a network's first layer needs only the

@@ -13,8 +13,8 @@ weight gradient (``conv2d_backward``). Three algorithms compute them:
   ``_ext.IM2COL_MAX_ROW_BYTES``), so where one row's columns exceed the bound, ``auto``
   runs direct instead.
 * **winograd** computes 3x3, stride-1, undilated, ungrouped convolutions with fewer
-  multiplications: F(4x4, 3x3) for the forward pass and the input gradient (a quarter of
-  the multiplications) and F(2x2, 3x3) for the weight gradient (2.25x fewer). It
+  multiplications: F(4x4, 3x3) for the forward pass, the input gradient and the weight
+  gradient (a quarter of the multiplications). It
   transforms every input tile (work ~ C per tile), every output tile (~ K) and the filters
   (~ C x K per call), so it pays only where the channel and filter counts are large and
   many tiles share the transformed filters.
@@ -89,23 +89,25 @@ WINOGRAD_MAX_FILTER_BANK_BYTES = 64 << 20
 # input transform B^T 10 (row 4, 0, -5, 0, 1, 0), the filter transform G 1 (its last row
 # picks g[2]; the others sum to at most 1/2) and the output transform A^T 19 (row
 # 0, 1, -1, 8, -8, 1). One output and every intermediate of its computation is at most
-# WINOGRAD_GAIN x channels x max|input| x max|filter| in magnitude. The weight gradient's
-# F(2x2, 3x3) grows a value at most 2 (x), 2 (grad_out) and 2 (its G^T) per axis, 64 in
-# 2-D, so the same gain bounds it with its sums over the tiles (at most N x P x Q terms).
-WINOGRAD_GAIN = 10**2 * 1**2 * 19**2
+# WINOGRAD_GAIN x channels x max|input| x max|filter| in magnitude. The weight gradient
+# transforms x by B^T (10), grad_out by A (15, row 1, 2, 4, 8) and its sums by G^T (5/3,
+# row 0, -1/6, -1/6, 1/6, 1/6, 1), more than the forward pass: the gain is the larger of
+# the two, and bounds the weight gradient with its sums over the tiles (at most N x P x Q
+# terms).
+WINOGRAD_GAIN = max(10**2 * 1**2 * 19**2, 10**2 * 15**2 * (5 / 3)**2)
 # The part of the dtype's largest finite value the bound must stay under: the rest absorbs
 # the rounding of the bound's own product.
 VALUE_HEADROOM = 0.5
 
-# -- Winograd F(2x2, 3x3): weight gradient -------------------------------------------------
+# -- Winograd F(4x4, 3x3): weight gradient -------------------------------------------------
 # Fewer channels or filters than this: the backward pass's algorithm (GEMMs too small).
-WINOGRAD_WEIGHT_MIN_CHANNELS = 64
-# Side of F(2x2, 3x3)'s output tile.
-WINOGRAD_WEIGHT_TILE = 2
+WINOGRAD_WEIGHT_MIN_CHANNELS = 32
+# Side of F(4x4, 3x3)'s output tile.
+WINOGRAD_WEIGHT_TILE = 4
 # Fewer output tiles than this in the batch: the backward pass's algorithm.
-WINOGRAD_WEIGHT_MIN_TILES = 128
-# Per-thread sums per channel-filter pair (a 4x4 tile).
-WINOGRAD_WEIGHT_SUMS_PER_PAIR = 16
+WINOGRAD_WEIGHT_MIN_TILES = 32
+# Sums per channel-filter pair (a 6x6 tile), per thread where the threads share the tiles.
+WINOGRAD_WEIGHT_SUMS_PER_PAIR = 36
 # Bytes per sum the workspace rule counts: float64's, so one rule serves both dtypes.
 WINOGRAD_WEIGHT_SUM_ITEM_BYTES = 8
 
@@ -250,7 +252,7 @@ def _tuned_plan(geom, dtype):
 def tuning_candidates(geom, dtype):
     """{pass: the algorithms autotuning times for it}: direct always; im2col where its
     workspace bound allows; Winograd F(4x4, 3x3) (forward, input gradient) where it applies
-    and its transformed filter bank fits WINOGRAD_MAX_FILTER_BANK_BYTES, F(2x2, 3x3) (weight
+    and its transformed filter bank fits WINOGRAD_MAX_FILTER_BANK_BYTES, F(4x4, 3x3) (weight
     gradient) where its sums fit ``_ext.WINOGRAD_MAX_SUMS_BYTES``; depthwise where it
     applies and its workspace fits (:func:`depthwise_pays`' limits)."""
     general = ["direct"] + (["im2col"] if _runnable("im2col", geom, dtype) == "im2col" else [])
@@ -506,13 +508,14 @@ def direct_or_im2col(geom, backward):
 
 
 def winograd_weight_pays(geom):
-    """Where auto computes the weight gradient by Winograd F(2x2, 3x3).
+    """Where auto computes the weight gradient by Winograd F(4x4, 3x3).
 
     On layers Winograd applies to, with at least WINOGRAD_WEIGHT_MIN_CHANNELS channels and
-    filters and WINOGRAD_WEIGHT_MIN_TILES output tiles in the batch: its GEMMs over tiles, transforms and per-thread sums pay off only
-    when the GEMMs are large. The per-thread sums (WINOGRAD_WEIGHT_SUMS_PER_PAIR per channel
-    and filter) must also fit ``_ext.WINOGRAD_MAX_SUMS_BYTES``, above which the kernel
-    refuses. Everywhere else the weight gradient runs the backward pass's algorithm.
+    filters and WINOGRAD_WEIGHT_MIN_TILES output tiles in the batch: its GEMMs over tiles,
+    transforms and per-thread sums pay off only when the GEMMs are large. The sums
+    (WINOGRAD_WEIGHT_SUMS_PER_PAIR per channel and filter) must also fit
+    ``_ext.WINOGRAD_MAX_SUMS_BYTES``, above which the kernel refuses. Everywhere else the
+    weight gradient runs the backward pass's algorithm.
     """
     tiles = (geom.N * -(-geom.P // WINOGRAD_WEIGHT_TILE)
              * -(-geom.Q // WINOGRAD_WEIGHT_TILE))
@@ -523,7 +526,7 @@ def winograd_weight_pays(geom):
 
 
 def winograd_weight_sums_fit(geom):
-    """True where the F(2x2, 3x3) weight gradient's per-thread sums
+    """True where the F(4x4, 3x3) weight gradient's per-thread sums
     (WINOGRAD_WEIGHT_SUMS_PER_PAIR per channel and filter) fit
     ``_ext.WINOGRAD_MAX_SUMS_BYTES``, above which the kernel refuses."""
     return (WINOGRAD_WEIGHT_SUMS_PER_PAIR * geom.C * geom.K * WINOGRAD_WEIGHT_SUM_ITEM_BYTES

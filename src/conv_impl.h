@@ -4,8 +4,7 @@
  * the kernels check the problem themselves, so a dispatcher only routes the call. */
 
 /* Each pass's kernel per algorithm (signatures in fastconv.h), indexed by
- * fc_conv_algorithm. FC_CONV_WINOGRAD runs F(4x4, 3x3) forward and for the data gradient,
- * F(2x2, 3x3) for the weight gradient. */
+ * fc_conv_algorithm. FC_CONV_WINOGRAD runs F(4x4, 3x3) in every pass. */
 static FN(fc_conv_forward_fn) *const FN(forward_kernels)[FC_CONV_ALGORITHM_COUNT] = {
     [FC_CONV_DIRECT] = FN(fc_conv_direct_forward),
     [FC_CONV_IM2COL] = FN(fc_conv_im2col_forward),

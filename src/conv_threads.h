@@ -22,6 +22,17 @@ static inline int fc_thread_num(void)
 #endif
 }
 
+/* The number of threads in the calling thread's team (1 outside a parallel region or
+ * without OpenMP): the runtime may start fewer than num_threads asks for. */
+static inline int fc_team_size(void)
+{
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
 /* dw (size values, thread 0's sum) += partials of threads 1 .. team-1, stored one after
  * the other, in thread order: a fixed order, so the same thread count gives the same bits. */
 #define FC_DEFINE_ADD_PARTIALS(SUFFIX, T)                                                    \

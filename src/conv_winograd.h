@@ -62,6 +62,27 @@
         (y)[3] = ((m)[1] - (m)[2]) + 8 * ((m)[3] - (m)[4]) + (m)[5];      \
     } while (0)
 
+/* The weight gradient's two transforms (conv_winograd_weight.c), the transposes of the
+ * output and filter transforms above. */
+/* v = A f: f[] holds m values (a column or row of an output-gradient tile), v[] ALPHA */
+#define WG_GRAD_1D(v, f)                                         \
+    do {                                                         \
+        (v)[0] = (f)[0];                                         \
+        (v)[1] = ((f)[0] + (f)[2]) + ((f)[1] + (f)[3]);          \
+        (v)[2] = ((f)[0] + (f)[2]) - ((f)[1] + (f)[3]);          \
+        (v)[3] = ((f)[0] + 4 * (f)[2]) + 2 * ((f)[1] + 4 * (f)[3]); \
+        (v)[4] = ((f)[0] + 4 * (f)[2]) - 2 * ((f)[1] + 4 * (f)[3]); \
+        (v)[5] = (f)[3];                                         \
+    } while (0)
+/* g = G^T m: m[] holds ALPHA sums, g[] 3 (in double, as WG_FILTER_1D) */
+#define WG_FILTER_GRAD_1D(g, m)                                                     \
+    do {                                                                            \
+        (g)[0] = (m)[0] * 0.25 - ((m)[1] + (m)[2]) * (1.0 / 6)                      \
+                 + ((m)[3] + (m)[4]) * (1.0 / 24);                                  \
+        (g)[1] = ((m)[2] - (m)[1]) * (1.0 / 6) + ((m)[3] - (m)[4]) * (1.0 / 12);    \
+        (g)[2] = (((m)[3] + (m)[4]) - ((m)[1] + (m)[2])) * (1.0 / 6) + (m)[5];      \
+    } while (0)
+
 /* One stride-1 3 x 3 correlation as the tile blocks see it: the forward pass, or the input
  * gradient (dy correlated with the filters rotated 180 degrees, K and C swapped). */
 typedef struct {

@@ -188,13 +188,13 @@ fc_conv_weight_fn_f64 fc_conv_direct_backward_weight_f64, fc_conv_im2col_backwar
 fc_status fc_conv_backward_bias_f32(float *db, const float *dy, const fc_conv_problem *pb);
 fc_status fc_conv_backward_bias_f64(double *db, const double *dy, const fc_conv_problem *pb);
 
-/* ---- Winograd F(2x2, 3x3) weight gradient (conv_winograd_weight.c) ----
+/* ---- Winograd F(4x4, 3x3) weight gradient (conv_winograd_weight.c) ----
  * For 3x3 filters, stride 1, dilation 1, one group, any padding (fc_winograd_supports,
  * below); other problems return FC_ERR_INVALID. Workspace per thread: the transformed
- * gradient's sums, 16*C*K elements (16/9 of dw; above FC_WINOGRAD_MAX_SUMS_BYTES the
- * kernels refuse with FC_ERR_TOO_LARGE), one chunk's transformed tiles, 16*128*(C + K)
- * elements (more only if one row of 2x2 output tiles is wider than 128 tiles), their
- * source rows, about 1/3 of that, and the GEMM's packing buffers. */
+ * gradient's sums, 36*C*K elements (4x dw; above FC_WINOGRAD_MAX_SUMS_BYTES the kernels
+ * refuse with FC_ERR_TOO_LARGE), one chunk's transformed tiles, 36*64*(C + K) elements
+ * (more only if one row of 4x4 output tiles is wider than 64 tiles), their source rows,
+ * about 1/4 of that, and the GEMM's packing buffers. */
 #define FC_WINOGRAD_MAX_SUMS_BYTES ((int64_t)64 << 20)
 fc_conv_weight_fn_f32 fc_conv_winograd_backward_weight_f32;
 fc_conv_weight_fn_f64 fc_conv_winograd_backward_weight_f64;
@@ -226,7 +226,7 @@ fc_conv_data_fn_f64 fc_conv_winograd_backward_data_f64;
 typedef enum {
     FC_CONV_DIRECT = 0,   /* conv_direct.c */
     FC_CONV_IM2COL = 1,   /* conv_im2col.c */
-    FC_CONV_WINOGRAD = 2, /* F(4x4, 3x3) forward and data gradient; F(2x2, 3x3) weight */
+    FC_CONV_WINOGRAD = 2, /* F(4x4, 3x3) forward, data and weight gradients */
     FC_CONV_DEPTHWISE = 3 /* conv_depthwise.c */
 } fc_conv_algorithm;
 fc_status fc_conv_forward_f32(float *y, const float *x, const float *w, const float *bias,

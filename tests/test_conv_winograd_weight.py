@@ -1,4 +1,4 @@
-"""The Winograd F(2x2, 3x3) weight gradient (src/conv_winograd_weight.c) against the reference
+"""The Winograd F(4x4, 3x3) weight gradient (src/conv_winograd_weight.c) against the reference
 loops, the direct kernel, PyTorch and finite differences, on every SIMD path and in both
 dtypes; its determinism; and conv2d_backward(auto) running it where the plan says
 (tests/test_plan.py tests where that is)."""
@@ -53,6 +53,7 @@ LARGER_SHAPES = [
     (2, 64, 20, 20, 70, 1),       # several chunks and M blocks of the GEMM
     (1, 20, 3, 600, 24, 1),       # one tile row wider than a chunk (300 tiles)
     (3, 40, 31, 9, 100, 0),       # odd output, tile rows spanning images within a chunk
+    (2, 160, 9, 10, 200, 1),      # sums too large for one per thread: threads share filters
 ]
 
 
@@ -107,8 +108,10 @@ def test_repeated_runs_are_bitwise_identical():
         assert np.array_equal(winograd_grad_w(dy, x, w), first)
 
 
-def test_thread_counts_agree(threads):
-    x, w, dy, _ = case(np.random.default_rng(5), 5, 6, 13, 13, 9, 1)
+@pytest.mark.parametrize("shape", [(5, 6, 13, 13, 9), (2, 160, 9, 10, 200)],
+                         ids=["threads share tiles", "threads share filters"])
+def test_thread_counts_agree(threads, shape):
+    x, w, dy, _ = case(np.random.default_rng(5), *shape, 1)
     results = []
     for n in (1, 2, 3, 4):
         threads(n)

@@ -351,7 +351,7 @@ class Runner:
                     self.torch.autograd.backward(yg, dyt, retain_graph=True)
             # auto (the fastconv column) is timed in turn with PyTorch; every other algorithm
             # that applies goes in the note, so the table shows whether the choice was right.
-            # (auto may take grad_w from Winograd F(2x2, 3x3): then every explicit algorithm
+            # (auto may take grad_w from Winograd F(4x4, 3x3): then every explicit algorithm
             # goes in the backward note.)
             t_f, tt_f = self.versus(lambda: fastconv.conv2d(x, w, b, s, p), torch_f)
             t_b, tt_b = self.versus(lambda: fastconv.conv2d_backward(dy, x, w, s, p), torch_b)
@@ -378,7 +378,7 @@ class Runner:
                      + ("; naive: 1 image x N" if naive_f else ""))
             self.add("conv backward", name, t_b, tt_b, work=2 * geom.flops(),
                      note=f"grad_x + grad_w + grad_b; auto -> {algo_b}"
-                     + (" (grad_w winograd F(2x2))" if winograd_w else "")
+                     + (" (grad_w winograd)" if winograd_w else "")
                      + f", autotune -> {tuned.backward_data} (grad_w {tuned.backward_weight}); "
                      + other_times(bwd, None if winograd_w else algo_b))
 
