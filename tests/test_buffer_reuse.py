@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import fastconv
-from fastconv.nn.layers import AvgPool2D, Conv2D, Linear, MaxPool2D, ReLU, Sequential, Tanh
+from fastconv.nn.layers import (AvgPool2D, BatchNorm2D, Conv2D, GlobalAvgPool2D, Linear,
+                                MaxPool2D, ReLU, Residual, Sequential, Tanh)
 from fastconv.nn.losses import softmax_cross_entropy
 from fastconv.nn.models import LeNet5
 from fastconv.nn import optim
@@ -188,6 +189,32 @@ def test_sequential_with_reuse_returns_fresh_arrays():
     assert logits2 is not logits1 and same_bits(logits1, kept)
     assert same_bits(gx1, kept_gx)
     assert model.reusing_buffers and model["conv1"].reusing_buffers
+
+
+def test_nested_sequential_with_reuse_hands_its_arrays_to_its_container():
+    """Inside a container a Sequential returns its layers' kept arrays (the container uses
+    them at once); the outermost still copies. Training stays bitwise the same."""
+    def block(seed):
+        body = Sequential(Conv2D(3, 3, 3, padding=1, seed=seed), BatchNorm2D(3), ReLU(),
+                          Conv2D(3, 3, 3, padding=1, seed=seed + 1), BatchNorm2D(3))
+        return Sequential(Residual(body, activation="relu"), Residual(
+            Sequential(Conv2D(3, 3, 3, padding=1, seed=seed + 2), BatchNorm2D(3)),
+            activation="relu"), GlobalAvgPool2D(), Linear(3, 10, seed=seed + 3))
+
+    plain, reused = block(0), block(0).reuse_buffers()
+    for step in range(3):
+        x = rand(4, 3, 8, 8, seed=step)
+        ya, yb = plain.forward(x), reused.forward(x)
+        assert same_bits(ya, yb)
+        g = rand(*ya.shape, seed=20 + step)
+        assert same_bits(plain.backward(g), reused.backward(g))
+        assert all(same_bits(a, b) for a, b in zip(plain.grads().values(),
+                                                   reused.grads().values()))
+    body = reused.layers[0].body
+    first = body.forward(rand(4, 3, 8, 8, seed=7))
+    assert body.forward(rand(4, 3, 8, 8, seed=8)) is first    # its last layer's array
+    first = reused.forward(rand(4, 3, 8, 8, seed=7))
+    assert reused.forward(rand(4, 3, 8, 8, seed=8)) is not first     # a copy
 
 
 def test_layer_with_reuse_overwrites_its_previous_output_as_documented():

@@ -29,7 +29,10 @@ changes). The results are bitwise the same; what changes is aliasing:
 - ``grads()`` arrays are updated in place by every backward (as PyTorch's ``.grad``);
 - a :class:`Sequential` still returns new arrays from forward and backward (it copies
   its last layer's output and first layer's input gradient, which are small), so for a
-  model only the parameter gradients change behaviour.
+  model only the parameter gradients change behaviour. A Sequential inside another
+  container (a residual block's body, a stage of a network) returns its layers' arrays
+  as they are: its container uses them before any of its layers runs again, and copies
+  of whole activation maps would cost as much as the layers that made them.
 
 :func:`fastconv.nn.fit` and the benchmarks turn it on for the steps they run.
 
@@ -106,6 +109,7 @@ class Layer:
         self._grads = {}
         self._buffers = {}
         self._reuse = False
+        self._inside = False  # reuse_buffers came from a container this layer is part of
         self._kept = {}       # arrays kept between calls under reuse_buffers, by role
 
     def __call__(self, x):
@@ -238,7 +242,12 @@ class Layer:
         """Keep output and gradient arrays between training-mode calls (see the module
         docstring for what that changes); ``reuse_buffers(False)`` goes back to new arrays
         every call and drops the kept ones. Returns self."""
+        return self._set_reuse(mode, inside=False)
+
+    def _set_reuse(self, mode, inside):
+        """reuse_buffers(mode); `inside`: asked by a container this layer belongs to."""
         self._reuse = as_bool(mode, "mode", f"{self.describe()}.reuse_buffers")
+        self._inside = inside
         if not self._reuse:
             self._kept = {}
         return self
@@ -1189,8 +1198,11 @@ class _Container(Layer):
             getattr(layer, method)(*args)
         return self
 
-    def reuse_buffers(self, mode=True):
-        return self._on_all("reuse_buffers", mode)
+    def _set_reuse(self, mode, inside):
+        super()._set_reuse(mode, inside)
+        for _, layer in self.named_layers():
+            layer._set_reuse(mode, inside=True)
+        return self
 
     def _fuse_in_place(self):
         for _, layer in self.named_layers():
@@ -1272,8 +1284,10 @@ class Sequential(_Container):
 
     def _escaping(self, result):
         """What forward/backward return: under buffer reuse a copy, since the layer that
-        made it would overwrite it on its next call (the caller keeps new arrays)."""
-        if self._reuse and self.training and isinstance(result, np.ndarray):
+        made it would overwrite it on its next call (the caller keeps new arrays); inside
+        a container, the array itself (the container uses it before that call)."""
+        if self._reuse and self.training and not self._inside \
+                and isinstance(result, np.ndarray):
             return result.copy()
         return result
 
