@@ -22,7 +22,8 @@
  * thread transforms every chunk's input (the only duplicated work) and its filters'
  * gradients, and sums its rows of the one M. Either way bitwise reproducible at a given
  * thread count.
- * Workspace per thread: M (36*C*K elements), the chunk's U and V (36*tiles*(C + K)
+ * Workspace per thread: M (36*C*K elements; one M in all where the threads share the
+ * filters), the chunk's U and V (36*tiles*(C + K)
  * elements, tiles <= FC_WINOGRAD_CHUNK_TILES or one tile row), the input and gradient rows
  * they come from, and fc_gemm's packing buffers.
  */
@@ -36,7 +37,8 @@
 
 /* Tiles per chunk: the depth of each chunk's 36 matrix products (deep enough that updating
  * M, 36*C*K elements, is cheap beside them) and the size of U and V, which the GEMMs read
- * back right after the transforms wrote them, so they should stay in L2. */
+ * back right after the transforms wrote them, so they should stay in L2: 64 ran faster
+ * than 32 and 128 over 64- to 256-channel layers (docs/PERFORMANCE.md). */
 #define FC_WINOGRAD_CHUNK_TILES 64
 
 /* Sums M of more elements than this (per thread, were the chunks shared) share the

@@ -70,9 +70,8 @@ static void FN(winograd_filter_gradient)(REAL *dw, REAL *m, int team, int64_t k0
 }
 
 typedef void FN(chunk_tiles_fn)(REAL *u, REAL *v, REAL *xband, REAL *dband, REAL *tmp,
-                                const REAL *x,
-                                const REAL *dy, int64_t row0, int64_t row1, int64_t k0,
-                                int64_t k1, const wg_weight_plan *wp,
+                                const REAL *x, const REAL *dy, int64_t row0, int64_t row1,
+                                int64_t k0, int64_t k1, const wg_weight_plan *wp,
                                 const fc_conv_problem *pb);
 
 /* The transforms of a chunk for the SIMD level of the call. */

@@ -3,9 +3,9 @@
  * conv_winograd_weight.c once per element type and instruction set (template.h: REAL, FN,
  * ISA; FC_TEMPLATE_TARGET, a target attribute or nothing, and optionally
  * FC_TEMPLATE_TRANSPOSE16(out, ldo, in, ldi), a 16 x 16 block transpose). Only adds,
- * subtracts, multiples by small powers of two and copies, each channel on its own: every
- * instruction set gives the same bits; the wider ones only vectorise the channel loops
- * better. */
+ * subtracts, small integer multiples and copies, each channel on its own: the wider
+ * instruction sets only vectorise the channel loops better (where the compiler fuses a
+ * multiple and an add, they round it once). */
 
 /* band (rows, width, planes) <- rows [row, row + rows) and columns [col, col + width) of
  * every one of `planes` (H x W) planes starting at src (plane stride H*W); zero outside the
