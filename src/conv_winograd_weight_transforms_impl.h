@@ -58,105 +58,73 @@ static FC_TEMPLATE_TARGET void FN(ISA(winograd_band))(REAL *restrict band, const
     }
 }
 
-/* u (36 positions u_position apart, tiles, C) at tiles [tile0, tile0 + tiles_w) <- B^T d B
- * of one tile row, from band (6, 4*tiles_w + 2, C): the tile row's input patches,
- * channel-minor; tmp: scratch of 36*C. Each pass is a loop along the channels whose body
- * is one 1-D transform written out, which the compiler vectorises (a loop inside the body
- * would stop it). */
-static FC_TEMPLATE_TARGET void FN(ISA(winograd_input_row))(REAL *restrict u,
-                                                           int64_t u_position, int64_t tile0,
-                                                           const REAL *restrict band,
-                                                           int64_t tiles_w, int64_t C,
-                                                           REAL *restrict tmp)
+/* e = the 1-D transform of d: A d (d holds m values) for an output gradient, else B^T d
+ * (ALPHA values). A macro, not a function: the arrays must stay values the vectoriser
+ * can keep in registers, which it does not once their address is passed. */
+#ifndef WG_WEIGHT_1D
+#define WG_WEIGHT_1D(grad, e, d)    \
+    do {                            \
+        if (grad) {                 \
+            WG_GRAD_1D(e, d);       \
+        } else {                    \
+            WG_INPUT_1D(e, d);      \
+        }                           \
+    } while (0)
+#endif
+
+/* out (36 positions `position` apart, tiles, channels) at tiles [tile0, tile0 + tiles_w)
+ * <- the 2-D transform of each tile of one tile row, from band, channel-minor: B^T d B of
+ * the 6x6 input patches (grad 0; band (6, 4*tiles_w + 2, channels)), or A dy A^T of the 4x4
+ * output-gradient tiles (grad 1; band (4, 4*tiles_w, channels)). First along the tile's
+ * columns into tmp (36*channels), then along its rows. Each pass is a loop along the
+ * channels whose body is one 1-D transform written out, which the compiler vectorises (a
+ * loop inside the body would stop it). */
+static inline FC_TEMPLATE_TARGET __attribute__((always_inline))
+void FN(ISA(weight_tile_row))(const int grad, REAL *restrict out, int64_t position,
+                              int64_t tile0, const REAL *restrict band, int64_t tiles_w,
+                              int64_t channels, REAL *restrict tmp)
 {
-    const int64_t rs = (WG_M * tiles_w + 2) * C;      /* from one patch row to the next */
+    const int n = grad ? WG_M : WG_ALPHA;                       /* the tile's side */
+    const int64_t C = channels, rs = (WG_M * tiles_w + (grad ? 0 : 2)) * C;
     for (int64_t tw = 0; tw < tiles_w; tw++) {
-        const REAL *restrict patch = band + WG_M * tw * C;
-        REAL *restrict o = u + (tile0 + tw) * C;
-        /* tmp[a][b] = (B^T d)[a][b]: column b of the patch */
-        for (int b = 0; b < WG_ALPHA; b++) {
-            const REAL *restrict col = patch + b * C;
+        const REAL *restrict tile = band + WG_M * tw * C;
+        REAL *restrict o = out + (tile0 + tw) * C;
+        /* tmp[a][b] = the transform of column b of the tile */
+        for (int b = 0; b < n; b++) {
+            const REAL *restrict col = tile + b * C;
             REAL *restrict t = tmp + b * C;
 #pragma omp simd
             for (int64_t c = 0; c < C; c++) {
-                const REAL d[WG_ALPHA] = {col[c], col[rs + c], col[2 * rs + c],
-                                          col[3 * rs + c], col[4 * rs + c], col[5 * rs + c]};
+                const REAL d[WG_ALPHA] = {col[c], col[rs + c], col[2 * rs + c], col[3 * rs + c],
+                                          grad ? 0 : col[4 * rs + c],
+                                          grad ? 0 : col[5 * rs + c]};
                 REAL e[WG_ALPHA];
-                WG_INPUT_1D(e, d);
+                WG_WEIGHT_1D(grad, e, d);
                 t[c] = e[0];
-                t[WG_ALPHA * C + c] = e[1];
-                t[2 * WG_ALPHA * C + c] = e[2];
-                t[3 * WG_ALPHA * C + c] = e[3];
-                t[4 * WG_ALPHA * C + c] = e[4];
-                t[5 * WG_ALPHA * C + c] = e[5];
+                t[n * C + c] = e[1];
+                t[2 * n * C + c] = e[2];
+                t[3 * n * C + c] = e[3];
+                t[4 * n * C + c] = e[4];
+                t[5 * n * C + c] = e[5];
             }
         }
-        /* position (a, b) = ((B^T d) B)[a][b]: row a of tmp */
+        /* position (a, b) = the transform of row a of tmp */
         for (int a = 0; a < WG_ALPHA; a++) {
-            const REAL *restrict row = tmp + WG_ALPHA * a * C;
-            REAL *restrict out = o + WG_ALPHA * a * u_position;
+            const REAL *restrict row = tmp + n * a * C;
+            REAL *restrict dst = o + WG_ALPHA * a * position;
 #pragma omp simd
             for (int64_t c = 0; c < C; c++) {
                 const REAL d[WG_ALPHA] = {row[c], row[C + c], row[2 * C + c], row[3 * C + c],
-                                          row[4 * C + c], row[5 * C + c]};
+                                          grad ? 0 : row[4 * C + c],
+                                          grad ? 0 : row[5 * C + c]};
                 REAL e[WG_ALPHA];
-                WG_INPUT_1D(e, d);
-                out[c] = e[0];
-                out[u_position + c] = e[1];
-                out[2 * u_position + c] = e[2];
-                out[3 * u_position + c] = e[3];
-                out[4 * u_position + c] = e[4];
-                out[5 * u_position + c] = e[5];
-            }
-        }
-    }
-}
-
-/* v (36 positions v_position apart, tiles, K) at tiles [tile0, tile0 + tiles_w) <-
- * A dy A^T of one tile row, from band (4, 4*tiles_w, K): the tile row's output gradients,
- * channel-minor; tmp: scratch of 24*K. Loops as winograd_input_row's. */
-static FC_TEMPLATE_TARGET void FN(ISA(winograd_grad_row))(REAL *restrict v,
-                                                          int64_t v_position, int64_t tile0,
-                                                          const REAL *restrict band,
-                                                          int64_t tiles_w, int64_t K,
-                                                          REAL *restrict tmp)
-{
-    const int64_t rs = WG_M * tiles_w * K;            /* from one tile row to the next */
-    for (int64_t tw = 0; tw < tiles_w; tw++) {
-        const REAL *restrict tile = band + WG_M * tw * K;
-        REAL *restrict o = v + (tile0 + tw) * K;
-        /* tmp[a][b] = (A dy)[a][b]: column b of the tile */
-        for (int b = 0; b < WG_M; b++) {
-            const REAL *restrict col = tile + b * K;
-            REAL *restrict t = tmp + b * K;
-#pragma omp simd
-            for (int64_t k = 0; k < K; k++) {
-                const REAL f[WG_M] = {col[k], col[rs + k], col[2 * rs + k], col[3 * rs + k]};
-                REAL e[WG_ALPHA];
-                WG_GRAD_1D(e, f);
-                t[k] = e[0];
-                t[WG_M * K + k] = e[1];
-                t[2 * WG_M * K + k] = e[2];
-                t[3 * WG_M * K + k] = e[3];
-                t[4 * WG_M * K + k] = e[4];
-                t[5 * WG_M * K + k] = e[5];
-            }
-        }
-        /* position (a, b) = ((A dy) A^T)[a][b]: row a of tmp */
-        for (int a = 0; a < WG_ALPHA; a++) {
-            const REAL *restrict row = tmp + WG_M * a * K;
-            REAL *restrict out = o + WG_ALPHA * a * v_position;
-#pragma omp simd
-            for (int64_t k = 0; k < K; k++) {
-                const REAL f[WG_M] = {row[k], row[K + k], row[2 * K + k], row[3 * K + k]};
-                REAL e[WG_ALPHA];
-                WG_GRAD_1D(e, f);
-                out[k] = e[0];
-                out[v_position + k] = e[1];
-                out[2 * v_position + k] = e[2];
-                out[3 * v_position + k] = e[3];
-                out[4 * v_position + k] = e[4];
-                out[5 * v_position + k] = e[5];
+                WG_WEIGHT_1D(grad, e, d);
+                dst[c] = e[0];
+                dst[position + c] = e[1];
+                dst[2 * position + c] = e[2];
+                dst[3 * position + c] = e[3];
+                dst[4 * position + c] = e[4];
+                dst[5 * position + c] = e[5];
             }
         }
     }
@@ -187,10 +155,10 @@ static FC_TEMPLATE_TARGET void FN(ISA(winograd_chunk_tiles))(REAL *u, REAL *v, R
                               WG_M * run, 0, dwidth);
         for (int64_t i = 0; i < run; i++) {
             const int64_t tile0 = (row - row0 + i) * tiles_w;
-            FN(ISA(winograd_input_row))(u, wp->u_position, tile0,
-                                        xband + WG_M * i * xwidth * C, tiles_w, C, tmp);
-            FN(ISA(winograd_grad_row))(v, wp->v_position, tile0,
-                                       dband + WG_M * i * dwidth * kk, tiles_w, kk, tmp);
+            FN(ISA(weight_tile_row))(0, u, wp->u_position, tile0,
+                                     xband + WG_M * i * xwidth * C, tiles_w, C, tmp);
+            FN(ISA(weight_tile_row))(1, v, wp->v_position, tile0,
+                                     dband + WG_M * i * dwidth * kk, tiles_w, kk, tmp);
         }
         row += run;
     }
