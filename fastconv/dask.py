@@ -612,11 +612,30 @@ def _keep_regions(classes, tables, block_info=None):
 
 # ---- inference --------------------------------------------------------------------------
 
-def _block_logits(images, model, batch_size, threads):
+def _block_outputs(images, model, method, batch_size, threads):
     # a copy per task: tasks on threads of one worker share the model object, and
     # inference switches its mode
     with _task_threads(threads):
-        return copy.deepcopy(model).logits(images, batch_size)
+        return getattr(copy.deepcopy(model), method)(images, batch_size)
+
+
+def _inference(method, model, images, batch_size, threads):
+    """``model.<method>(images, batch_size)`` ("logits" or "predict") over a dask array of
+    images chunked along N, one task per block; the model is one node of the graph."""
+    func = f"fastconv.dask.{method}"
+    if not hasattr(model, "logits") or not hasattr(model, "input_shape"):
+        raise TypeError(f"{func}: model must be a fastconv image classifier (LeNet5, ResNet, "
+                        f"MobileNetV2, ...), got {type(model).__name__}")
+    batch_size = as_count(batch_size, "batch_size", func)
+    images = _dask_input(images, "images", func, (3, 4))
+    images = _one_chunk(images, range(1, images.ndim))
+    probe = getattr(model, method)(np.zeros((0,) + images.shape[1:], images.dtype),
+                                   batch_size)
+    return da.map_blocks(_block_outputs, images, dask.delayed(model), method, batch_size,
+                         threads, dtype=probe.dtype,
+                         chunks=(images.chunks[0],) + tuple((n,) for n in probe.shape[1:]),
+                         drop_axis=list(range(probe.ndim, images.ndim)),
+                         meta=np.empty((0,) * probe.ndim, probe.dtype))
 
 
 def logits(model, images, batch_size=500, *, threads=None):
@@ -624,21 +643,11 @@ def logits(model, images, batch_size=500, *, threads=None):
     pixels (N, H, W) or (N, C, H, W), or prepared float images, as the model takes them.
     The model is one node of the graph, sent once to each worker that needs it. Returns a
     dask array (N, classes) equal to the in-memory call."""
-    func = "fastconv.dask.logits"
-    if not hasattr(model, "logits") or not hasattr(model, "input_shape"):
-        raise TypeError(f"{func}: model must be a fastconv image classifier (LeNet5, ResNet, "
-                        f"MobileNetV2, ...), got {type(model).__name__}")
-    batch_size = as_count(batch_size, "batch_size", func)
-    images = _dask_input(images, "images", func, (3, 4))
-    images = _one_chunk(images, range(1, images.ndim))
-    probe = model.logits(np.zeros((0,) + images.shape[1:], images.dtype), batch_size)
-    return da.map_blocks(_block_logits, images, dask.delayed(model), batch_size, threads,
-                         dtype=probe.dtype, chunks=(images.chunks[0], probe.shape[1:]),
-                         drop_axis=list(range(2, images.ndim)),
-                         meta=np.empty((0, 0), probe.dtype))
+    return _inference("logits", model, images, batch_size, threads)
 
 
 def predict(model, images, batch_size=500, *, threads=None):
     """``model.predict(images)`` over a dask array of images chunked along N (as
-    :func:`logits`): a dask array (N,) of int64 labels."""
-    return logits(model, images, batch_size, threads=threads).argmax(axis=1)
+    :func:`logits`): a dask array (N,) of int64 labels, each block's computed in the task
+    that runs the model (only labels travel back)."""
+    return _inference("predict", model, images, batch_size, threads)

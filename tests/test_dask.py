@@ -219,9 +219,20 @@ def test_predict_and_logits_equal_the_in_memory_model():
 def test_the_model_is_one_node_of_the_graph():
     model = nn.LeNet5(seed=0)
     images = da.from_array(np.zeros((400, 28, 28), np.uint8), chunks=(50, 28, 28))
-    graph = dict(fd.logits(model, images).__dask_graph__())
-    holders = [key for key, value in graph.items() if _holds(value, model)]
-    assert len(holders) == 1
+    for method in (fd.logits, fd.predict):
+        graph = dict(method(model, images).__dask_graph__())
+        holders = [key for key, value in graph.items() if _holds(value, model)]
+        assert len(holders) == 1
+
+
+def test_predict_runs_one_task_per_block_that_returns_labels():
+    model = nn.LeNet5(seed=0)
+    digits = (RNG.random((400, 28, 28)) * 255).astype(np.uint8)
+    labels = fd.predict(model, da.from_array(digits, chunks=(50, 28, 28)))
+    layers = labels.__dask_graph__().layers
+    own = layers[labels.name]
+    assert len(own) == 8 and labels.dtype == np.int64 and labels.chunks == ((50,) * 8,)
+    assert np.array_equal(labels.compute(scheduler="sync"), model.predict(digits))
 
 
 def _holds(value, model):
