@@ -153,6 +153,9 @@ cdef extern from "fastconv.h" nogil:
     void fc_relu_forward_f64(double *y, const double *x, int64_t n)
     void fc_relu_backward_f32(float *dx, const float *dy, const float *y, int64_t n)
     void fc_relu_backward_f64(double *dx, const double *dy, const double *y, int64_t n)
+    void fc_add_forward_f32(float *y, const float *a, const float *b, int64_t n, int relu)
+    void fc_add_forward_f64(double *y, const double *a, const double *b, int64_t n,
+                            int relu)
 
     ctypedef struct fc_adam_scalars_f32:
         float beta1, one_minus_beta1, beta2, one_minus_beta2, correction1, correction2, lr, eps

@@ -352,6 +352,9 @@ void fc_relu_forward_f32(float *y, const float *x, int64_t n);
 void fc_relu_forward_f64(double *y, const double *x, int64_t n);
 void fc_relu_backward_f32(float *dx, const float *dy, const float *y, int64_t n);
 void fc_relu_backward_f64(double *dx, const double *dy, const double *y, int64_t n);
+/* y <- a + b, then max(., 0) if relu: a residual block's sum (y may be a or b). */
+void fc_add_forward_f32(float *y, const float *a, const float *b, int64_t n, int relu);
+void fc_add_forward_f64(double *y, const double *a, const double *b, int64_t n, int relu);
 
 /* ---- Adam (optim.c): one parameter's update; the scalars as the NumPy expression rounds
  * them to T: correction_k = 1 - beta_k ** step. No array may overlap another. ---- */

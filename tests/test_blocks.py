@@ -322,6 +322,30 @@ def test_residual_activation_is_applied_after_the_sum_and_masks_the_gradient():
     assert fused.kind() == "Residual+relu"
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_residual_sum_equals_numpys_add_and_relu_bitwise(threads, dtype):
+    """The one-pass C sum (and ReLU) of a block: NumPy's bits on 1 and 2 threads, NaN and
+    inf kept where NumPy keeps them; branches of another dtype take NumPy's promotion."""
+    rng = np.random.default_rng(4)
+    main = rng.standard_normal((3, 4, 33, 35)).astype(dtype)
+    side = rng.standard_normal((3, 4, 33, 35)).astype(dtype)
+    main.flat[::97] = np.nan
+    side.flat[5::89] = np.inf
+    side.flat[7::89] = -np.inf
+    block = Residual(Identity(), activation="relu")
+    for n in (1, 2):
+        threads(n)
+        for activation, want in ((None, main + side), ("relu", np.maximum(main + side, 0))):
+            block.activation = activation
+            got = block._add(main, main, side)
+            assert got.dtype == dtype
+            np.testing.assert_array_equal(got, want)
+    block.activation = None
+    mixed = block._add(main, main, side.astype(np.float16))
+    assert mixed.dtype == dtype
+    np.testing.assert_array_equal(mixed, main + side.astype(np.float16))
+
+
 # -- ZeroPadShortcut (ResNet's option A) ----------------------------------------------------
 @needs_torch
 def test_zero_pad_shortcut_subsamples_and_pads_channels_as_torch():

@@ -376,6 +376,21 @@ def _activation_forward(y, activation):
     return y
 
 
+def _sum(a, b, out, activation=None):
+    """a + b, then the activation, into out (None: a new array): one threaded pass in C for
+    float arrays of one dtype and shape under no activation or ReLU (the same bits as the
+    NumPy passes), else NumPy's add (broadcasting and promoting) and the activation."""
+    if (type(a) is np.ndarray and type(b) is np.ndarray and a.shape == b.shape
+            and a.dtype == b.dtype and a.dtype in (np.float32, np.float64)
+            and activation in (None, "relu") and (out is None or out.dtype == a.dtype)):
+        y = np.empty(a.shape, a.dtype) if out is None else out
+        _ext.add_forward(as_kernel_input(a, a.dtype).reshape(-1),
+                         as_kernel_input(b, b.dtype).reshape(-1), y.reshape(-1),
+                         activation == "relu")
+        return y
+    return _activation_forward(np.add(a, b, out=out), activation)
+
+
 def _activation_backward(grad_out, y, activation, out=None):
     """dL/d(pre-activation) from dL/dy and the activation's output y, into `out` (an array
     like y, or None for a new one) unless there is no activation."""
@@ -1438,7 +1453,7 @@ class Residual(_Container):
         if out is None and self.activation:      # a new array the activation may overwrite
             out = np.empty(np.broadcast_shapes(np.shape(main), np.shape(side)),
                            np.result_type(main, side))
-        y = _activation_forward(np.add(main, side, out=out), self.activation)
+        y = _sum(main, side, out, self.activation)
         self._y = y if self.training and self.activation else None
         return y
 
@@ -1451,8 +1466,8 @@ class Residual(_Container):
         grad_short = self.shortcut.backward(grad_out, input_grad=input_grad)
         if not input_grad:
             return None
-        return np.add(grad_body, grad_short,
-                      out=self._elementwise_out("grad_x", grad_body, grad_short))
+        return _sum(grad_body, grad_short,
+                    self._elementwise_out("grad_x", grad_body, grad_short))
 
     def output_shape(self, input_shape):
         main = tuple(self.body.output_shape(input_shape))
