@@ -112,11 +112,22 @@ def _chunk_bounds(chunks):
 
 def _border_axis(chunks, n, before, after, border):
     """A same-size filter reading `before` and `after` pixels beyond each output pixel,
-    with the border mode (an index into filters.BORDER_MODES) at the image border."""
+    with the border mode (an index into filters.BORDER_MODES) at the image border.
+
+    A chunk at the image border reads nothing beyond it: the filter applies the mode at
+    the region's edge itself, as the in-memory call does at the image's, and no copy of
+    the reflected edge is gathered. Not under wrap, which reads the far side of the image
+    (unless the chunk spans the axis), nor where the halo is not shorter than the chunk
+    (the mode would reflect past the region)."""
     bounds = _chunk_bounds(chunks)
-    sources = [_ext.border_indices(int(a) - before, int(b - a) + before + after, n, border)
-               for a, b in zip(bounds[:-1], bounds[1:])]
-    keep = [(before, before + int(b - a)) for a, b in zip(bounds[:-1], bounds[1:])]
+    wrap = filters.BORDER_MODES[border] == "wrap"
+    sources, keep = [], []
+    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        own_edge = (a == 0 and b == n) or (not wrap and max(before, after) < b - a)
+        start = a if a == 0 and own_edge else a - before
+        stop = b if b == n and own_edge else b + after
+        sources.append(_ext.border_indices(start, stop - start, n, border))
+        keep.append((a - start, b - start))
     return _Axis(tuple(chunks), sources, keep, [(0, 0)] * len(chunks))
 
 
