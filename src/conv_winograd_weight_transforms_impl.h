@@ -72,13 +72,34 @@ static FC_TEMPLATE_TARGET void FN(ISA(winograd_band))(REAL *restrict band, const
     } while (0)
 #endif
 
+/* One pass of a 2-D transform, along the channels c < C: dst[i * ds + c] (i < ALPHA) <- the
+ * 1-D transform of src[j * ss + c] (j < m for an output gradient, else j < ALPHA). The loop
+ * body is one 1-D transform written out, which the compiler vectorises (a loop inside the
+ * body would stop it). */
+static inline FC_TEMPLATE_TARGET __attribute__((always_inline))
+void FN(ISA(weight_pass))(const int grad, REAL *restrict dst, int64_t ds,
+                          const REAL *restrict src, int64_t ss, int64_t C)
+{
+#pragma omp simd
+    for (int64_t c = 0; c < C; c++) {
+        const REAL d[WG_ALPHA] = {src[c], src[ss + c], src[2 * ss + c], src[3 * ss + c],
+                                  grad ? 0 : src[4 * ss + c], grad ? 0 : src[5 * ss + c]};
+        REAL e[WG_ALPHA];
+        WG_WEIGHT_1D(grad, e, d);
+        dst[c] = e[0];
+        dst[ds + c] = e[1];
+        dst[2 * ds + c] = e[2];
+        dst[3 * ds + c] = e[3];
+        dst[4 * ds + c] = e[4];
+        dst[5 * ds + c] = e[5];
+    }
+}
+
 /* out (36 positions `position` apart, tiles, channels) at tiles [tile0, tile0 + tiles_w)
  * <- the 2-D transform of each tile of one tile row, from band, channel-minor: B^T d B of
  * the 6x6 input patches (grad 0; band (6, 4*tiles_w + 2, channels)), or A dy A^T of the 4x4
  * output-gradient tiles (grad 1; band (4, 4*tiles_w, channels)). First along the tile's
- * columns into tmp (36*channels), then along its rows. Each pass is a loop along the
- * channels whose body is one 1-D transform written out, which the compiler vectorises (a
- * loop inside the body would stop it). */
+ * columns into tmp (36*channels), then along its rows. */
 static inline FC_TEMPLATE_TARGET __attribute__((always_inline))
 void FN(ISA(weight_tile_row))(const int grad, REAL *restrict out, int64_t position,
                               int64_t tile0, const REAL *restrict band, int64_t tiles_w,
@@ -88,44 +109,14 @@ void FN(ISA(weight_tile_row))(const int grad, REAL *restrict out, int64_t positi
     const int64_t C = channels, rs = (WG_M * tiles_w + (grad ? 0 : 2)) * C;
     for (int64_t tw = 0; tw < tiles_w; tw++) {
         const REAL *restrict tile = band + WG_M * tw * C;
-        REAL *restrict o = out + (tile0 + tw) * C;
         /* tmp[a][b] = the transform of column b of the tile */
         for (int b = 0; b < n; b++) {
-            const REAL *restrict col = tile + b * C;
-            REAL *restrict t = tmp + b * C;
-#pragma omp simd
-            for (int64_t c = 0; c < C; c++) {
-                const REAL d[WG_ALPHA] = {col[c], col[rs + c], col[2 * rs + c], col[3 * rs + c],
-                                          grad ? 0 : col[4 * rs + c],
-                                          grad ? 0 : col[5 * rs + c]};
-                REAL e[WG_ALPHA];
-                WG_WEIGHT_1D(grad, e, d);
-                t[c] = e[0];
-                t[n * C + c] = e[1];
-                t[2 * n * C + c] = e[2];
-                t[3 * n * C + c] = e[3];
-                t[4 * n * C + c] = e[4];
-                t[5 * n * C + c] = e[5];
-            }
+            FN(ISA(weight_pass))(grad, tmp + b * C, n * C, tile + b * C, rs, C);
         }
         /* position (a, b) = the transform of row a of tmp */
         for (int a = 0; a < WG_ALPHA; a++) {
-            const REAL *restrict row = tmp + n * a * C;
-            REAL *restrict dst = o + WG_ALPHA * a * position;
-#pragma omp simd
-            for (int64_t c = 0; c < C; c++) {
-                const REAL d[WG_ALPHA] = {row[c], row[C + c], row[2 * C + c], row[3 * C + c],
-                                          grad ? 0 : row[4 * C + c],
-                                          grad ? 0 : row[5 * C + c]};
-                REAL e[WG_ALPHA];
-                WG_WEIGHT_1D(grad, e, d);
-                dst[c] = e[0];
-                dst[position + c] = e[1];
-                dst[2 * position + c] = e[2];
-                dst[3 * position + c] = e[3];
-                dst[4 * position + c] = e[4];
-                dst[5 * position + c] = e[5];
-            }
+            FN(ISA(weight_pass))(grad, out + WG_ALPHA * a * position + (tile0 + tw) * C,
+                                 position, tmp + n * a * C, C, C);
         }
     }
 }
