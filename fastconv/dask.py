@@ -416,11 +416,10 @@ def _same_size(name, image, filter_func, halo, mode, threads, kernel=None, dtype
     dtype=dtype, **kwargs) on regions read `halo` = ((top, bottom), (left, right)) pixels
     beyond each chunk, the border mode applied at the image border."""
     func = f"fastconv.dask.{name}"
-    extra = {} if kernel is None else {"kernel": kernel}
+    arrays = {} if kernel is None else {"kernel": kernel}
     image = _image_input(image, func,
-                         lambda a: filters._compute_dtype(dtype, func, image=a, **extra))
-    if dtype is not None:
-        extra["dtype"] = dtype
+                         lambda a: filters._compute_dtype(dtype, func, image=a, **arrays))
+    extra = arrays if dtype is None else {**arrays, "dtype": dtype}
     # the in-memory call on one pixel checks the arguments and gives the result's dtype
     probe = filter_func(np.zeros((1, 1), image.dtype), **extra, mode=mode, **kwargs)
     border = filters._border(mode, func)

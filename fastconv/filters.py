@@ -382,7 +382,7 @@ def _edge_filter(image, operator, axis, mode, normalize, dtype, func):
         out = np.empty(planes.shape, dtype)
         kx, ky = (edge_kernel(operator, ax, normalize=normalize).astype(dtype)
                   for ax in (1, 0))
-        _ext.filter2d_magnitude(out, _filter_input(planes, 3, dtype), kx, ky, border)
+        _ext.filter2d_magnitude(out, _filter_input(planes, len(kx), dtype), kx, ky, border)
     return out.reshape(out_shape)
 
 
