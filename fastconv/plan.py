@@ -68,9 +68,11 @@ IM2COL_BACKWARD_MIN_FILTER_TAPS = 49
 
 # -- Winograd F(4x4, 3x3): forward pass and input gradient --------------------------------
 # Fewer channels or filters than this: direct or im2col (the tile transforms dominate).
-WINOGRAD_MIN_CHANNELS = 32
-# Channels x filters below this: direct or im2col (the GEMMs over tiles are too small).
-WINOGRAD_MIN_CHANNEL_PRODUCT = 2048
+WINOGRAD_MIN_CHANNELS = 16
+# Output tiles x min(channels, filters) per thread below this: direct or im2col (each
+# thread's GEMMs over tiles are too small to pay for the transforms and the calls' fixed
+# costs).
+WINOGRAD_MIN_TILE_CHANNELS_PER_THREAD = 2048
 # Side of F(4x4, 3x3)'s output tile.
 WINOGRAD_TILE = 4
 # Fewer output tiles than this in the batch: direct or im2col (too few tiles share the
@@ -233,7 +235,7 @@ def plan_for(geom, dtype, algorithm, func):
                          f"{geom.C} channels, groups {geom.groups}, {geom.K} filters")
     if algorithm == "autotune" or (algorithm == "auto" and autotune.get_autotune()):
         return _tuned_plan(geom, dtype)
-    return _plan(geom, dtype, algorithm)
+    return _plan(geom, dtype, algorithm, get_num_threads())
 
 
 def _tuned_plan(geom, dtype):
@@ -241,7 +243,7 @@ def _tuned_plan(geom, dtype):
     current thread count and SIMD level (:mod:`fastconv.autotune`), measured on its first
     call. An empty problem has nothing to time: auto's plan."""
     if 0 in geom.input_shape + geom.weight_shape + geom.output_shape:
-        return _plan(geom, dtype, "auto")
+        return _plan(geom, dtype, "auto", get_num_threads())
     key = (geom, dtype.name, get_num_threads(), _ext.simd_name())
     candidates = tuning_candidates(geom, dtype)
     passes = autotune.remembered(
@@ -266,16 +268,17 @@ def tuning_candidates(geom, dtype):
 
 
 @functools.lru_cache(maxsize=256)
-def _plan(geom, dtype, algorithm):
-    """plan_for's decision. The rules read only the problem and fixed limits, so a plan is
-    kept per problem: a layer plans once, not once per call."""
+def _plan(geom, dtype, algorithm, threads):
+    """plan_for's decision on `threads` threads. The rules read only the problem, the
+    thread count and fixed limits, so a plan is kept per problem and thread count: a layer
+    plans once, not once per call."""
     if algorithm == "auto" and depthwise_pays(geom, dtype):
         forward = ("depthwise" if depthwise_forward_pays(geom)
                    else _runnable(direct_or_im2col(geom, backward=False), geom, dtype))
         return ConvPlan(forward, "depthwise", "depthwise", geom, dtype.name)
     if algorithm == "auto":
-        forward = auto_algorithm(geom, dtype, backward=False)
-        backward_data = auto_algorithm(geom, dtype, backward=True)
+        forward = auto_algorithm(geom, dtype, threads, backward=False)
+        backward_data = auto_algorithm(geom, dtype, threads, backward=True)
     else:
         forward = backward_data = algorithm
     backward_weight = backward_data
@@ -408,11 +411,12 @@ def _max_abs(a, dtype):
                                         np.float32).reshape(-1))
 
 
-def auto_algorithm(geom, dtype, backward):
-    """What auto runs for the forward pass (backward=False) or the input gradient: Winograd
-    F(4x4, 3x3) where it applies and pays (:func:`winograd_pays`), else direct or im2col
-    (:func:`direct_or_im2col`), direct where im2col's workspace would exceed its bound."""
-    if winograd_supports(geom) and winograd_pays(geom, backward):
+def auto_algorithm(geom, dtype, threads, backward):
+    """What auto runs for the forward pass (backward=False) or the input gradient on
+    `threads` threads: Winograd F(4x4, 3x3) where it applies and pays
+    (:func:`winograd_pays`), else direct or im2col (:func:`direct_or_im2col`), direct where
+    im2col's workspace would exceed its bound."""
+    if winograd_supports(geom) and winograd_pays(geom, threads, backward):
         return "winograd"
     return _runnable(direct_or_im2col(geom, backward), geom, dtype)
 
@@ -423,21 +427,23 @@ def winograd_supports(geom):
             and tuple(geom.dilation) == (1, 1) and geom.groups == 1)
 
 
-def winograd_pays(geom, backward=False):
-    """Where auto runs Winograd F(4x4, 3x3) on a layer it applies to.
+def winograd_pays(geom, threads, backward=False):
+    """Where auto runs Winograd F(4x4, 3x3) on a layer it applies to, on `threads` threads.
 
-    Both the channel and filter counts reach WINOGRAD_MIN_CHANNELS and their product
-    WINOGRAD_MIN_CHANNEL_PRODUCT (below, the tile transforms cost more than the saved
-    multiplications), the batch has at least WINOGRAD_MIN_TILES output tiles (below, too
-    few tiles share the transformed filters), and the transformed filter bank fits
-    WINOGRAD_MAX_FILTER_BANK_BYTES. The input gradient is a Winograd convolution of
-    grad_out (K channels) into C channels of H x W, so its tiles cover H x W.
+    Both the channel and filter counts reach WINOGRAD_MIN_CHANNELS (below, the tile
+    transforms cost more than the saved multiplications), the batch has at least
+    WINOGRAD_MIN_TILES output tiles (below, too few tiles share the transformed filters)
+    and WINOGRAD_MIN_TILE_CHANNELS_PER_THREAD tiles x min(C, K) per thread (below, each
+    thread's share is too small for the call's fixed costs), and the transformed filter
+    bank fits WINOGRAD_MAX_FILTER_BANK_BYTES. The input gradient is a Winograd convolution
+    of grad_out (K channels) into C channels of H x W, so its tiles cover H x W.
     """
     height, width = (geom.H, geom.W) if backward else (geom.P, geom.Q)
     tiles = geom.N * -(-height // WINOGRAD_TILE) * -(-width // WINOGRAD_TILE)
-    return (min(geom.C, geom.K) >= WINOGRAD_MIN_CHANNELS
-            and geom.C * geom.K >= WINOGRAD_MIN_CHANNEL_PRODUCT
+    channels = min(geom.C, geom.K)
+    return (channels >= WINOGRAD_MIN_CHANNELS
             and tiles >= WINOGRAD_MIN_TILES
+            and tiles * channels >= WINOGRAD_MIN_TILE_CHANNELS_PER_THREAD * threads
             and winograd_filter_bank_fits(geom))
 
 

@@ -11,6 +11,8 @@ import fastconv
 from fastconv import _ext, plan
 from fastconv._checks import conv_geometry
 
+from conftest import thread_count, threads_in_effect
+
 
 def conv_plan(N, C, H, W, K, R=3, S=None, stride=1, padding=1, groups=1, **kwargs):
     return fastconv.conv_plan((N, C, H, W), (K, C // groups, R, R if S is None else S),
@@ -28,20 +30,11 @@ def passes(p):
 # -- Winograd F(4x4, 3x3): forward pass and input gradient -----------------------------------
 def test_winograd_needs_min_channels_and_filters():
     m = plan.WINOGRAD_MIN_CHANNELS
-    wide = 2 * plan.WINOGRAD_MIN_CHANNEL_PRODUCT // m     # keeps C x K above its own bound
-    assert (m - 1) * wide >= plan.WINOGRAD_MIN_CHANNEL_PRODUCT
+    wide = 4 * m
     assert conv_plan(8, m, 28, 28, wide).forward == "winograd"
     assert conv_plan(8, m - 1, 28, 28, wide).forward != "winograd"
     assert conv_plan(8, wide, 28, 28, m).forward == "winograd"
     assert conv_plan(8, wide, 28, 28, m - 1).forward != "winograd"
-
-
-def test_winograd_needs_min_channel_product():
-    C = plan.WINOGRAD_MIN_CHANNELS
-    K = plan.WINOGRAD_MIN_CHANNEL_PRODUCT // C
-    assert K - 1 >= plan.WINOGRAD_MIN_CHANNELS
-    assert conv_plan(8, C, 28, 28, K).forward == "winograd"
-    assert conv_plan(8, C, 28, 28, K - 1).forward != "winograd"
 
 
 def test_winograd_needs_min_output_tiles():
@@ -50,6 +43,18 @@ def test_winograd_needs_min_output_tiles():
     # 8 x 8 tiles of 4x4 (the last row and column of tiles partly filled) vs 9 x 7
     assert conv_plan(1, 64, 8 * t - 1, 8 * t - 3, 64).forward == "winograd"
     assert conv_plan(1, 64, 9 * t, 7 * t, 64).forward != "winograd"
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_winograd_needs_tiles_times_channels_per_thread(threads):
+    """C = K = 16 on 32x32 outputs (64 tiles per image): the fewest images that reach the
+    bound on the threads in effect run Winograd, one image fewer does not."""
+    per_image = 8 * 8 * 16
+    with thread_count(threads):
+        bound = plan.WINOGRAD_MIN_TILE_CHANNELS_PER_THREAD * threads_in_effect(threads)
+        images = -(-bound // per_image)
+        assert conv_plan(images, 16, 32, 32, 16).forward == "winograd"
+        assert conv_plan(images - 1, 16, 32, 32, 16).forward != "winograd"
 
 
 def test_winograd_input_gradient_counts_the_input_tiles():
@@ -224,13 +229,13 @@ def test_conv_plan_matches_the_plan_of_conv_geometry():
 
 
 def test_conv_plan_is_frozen_and_readable():
-    p = fastconv.conv_plan((8, 64, 56, 56), (24, 64, 3, 3), padding=1, dtype=np.float64)
+    p = fastconv.conv_plan((8, 64, 56, 56), (8, 64, 3, 3), padding=1, dtype=np.float64)
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.forward = "direct"
     assert repr(p) == ("ConvPlan(" + ", ".join(f"{name}='direct ({p.variant(name)})'"
                                                for name in plan.PASSES) + ")")
     text = str(p)
-    assert "x (8, 64, 56, 56), weight (24, 64, 3, 3)" in text and "float64" in text
+    assert "x (8, 64, 56, 56), weight (8, 64, 3, 3)" in text and "float64" in text
     for name in plan.PASSES:
         assert f"{name} " in text and getattr(p, name) in text
 
