@@ -205,6 +205,7 @@ cdef extern from "fastconv.h" nogil:
     ctypedef struct fc_batch_norm_problem:
         int64_t N, C, HW
         double eps, momentum
+        int relu
 
     fc_status fc_batch_norm_forward_train_f32(float *y, double *mean, double *invstd,
                                              float *running_mean, float *running_var,
@@ -221,13 +222,13 @@ cdef extern from "fastconv.h" nogil:
                                             const double *var, const double *weight,
                                             const double *bias, const fc_batch_norm_problem *pb)
     fc_status fc_batch_norm_backward_f32(float *dx, float *dweight, float *dbias,
-                                        const float *dy, const float *x, const double *mean,
-                                        const double *invstd, const float *weight,
-                                        const fc_batch_norm_problem *pb)
+                                        const float *dy, const float *x, const float *y,
+                                        const double *mean, const double *invstd,
+                                        const float *weight, const fc_batch_norm_problem *pb)
     fc_status fc_batch_norm_backward_f64(double *dx, double *dweight, double *dbias,
-                                        const double *dy, const double *x, const double *mean,
-                                        const double *invstd, const double *weight,
-                                        const fc_batch_norm_problem *pb)
+                                        const double *dy, const double *x, const double *y,
+                                        const double *mean, const double *invstd,
+                                        const double *weight, const fc_batch_norm_problem *pb)
 
 
 # The depthwise convolution (src/fastconv.h, "depthwise convolution"); its kernels run

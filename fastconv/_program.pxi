@@ -103,6 +103,7 @@ cdef class Program:
         elif kind == "batch_norm":
             s.batch_norm.N, s.batch_norm.C, s.batch_norm.HW = step["sizes"]
             s.batch_norm.eps, s.batch_norm.momentum = step["eps"], 0.0
+            s.batch_norm.relu = 0
             s.mean = self._keep(step["mean"], s.batch_norm.C, "a running mean")
             s.var = self._keep(step["var"], s.batch_norm.C, "a running variance")
             if step["weight"] is not None:

@@ -46,6 +46,39 @@
 #define BN_TARGET_AVX512 __attribute__((target("avx512f,prefer-vector-width=512")))
 #endif
 
+/* A ReLU after the normalisation (fc_batch_norm_problem.relu), as fc_relu_forward and
+ * fc_relu_backward compute it: v, or 0 where v < 0 (NaN stays NaN); dy[i] where the ReLU's
+ * output y[i] > 0, else 0 (y NULL: no ReLU, dy[i]). bn_grad_at_<type> gives the latter in
+ * the element type (dy[i] read either way, so the select vectorises as a blend),
+ * bn_grad_sum_at_<type> in float64 for the sums, by masking the bits (GCC does not
+ * vectorise a select of a converted float32, whose conversion may trap), and
+ * BN_KEEP_WHERE_POSITIVE on vectors of doubles (GCC's and Clang's vector comparisons give
+ * lanes of all ones or zeros). All three give dy's bits or +0. */
+#define BN_RELU(v, relu) ((relu) && (v) < 0 ? 0 : (v))
+#define BN_GRAD_AT(T, SUFFIX)                                                     \
+    static inline T bn_grad_at_##SUFFIX(const T *dy, const T *y, int64_t i)      \
+    {                                                                             \
+        const T g = dy[i];                                                        \
+        return y != NULL && !(y[i] > 0) ? (T)0 : g;                               \
+    }                                                                             \
+    static inline double bn_grad_sum_at_##SUFFIX(const T *dy, const T *y,        \
+                                                 int64_t i)                       \
+    {                                                                             \
+        const double g = (double)dy[i];                                           \
+        uint64_t bits;                                                            \
+        memcpy(&bits, &g, sizeof bits);                                           \
+        bits &= y != NULL ? -(uint64_t)(y[i] > 0) : ~(uint64_t)0;                 \
+        double kept;                                                              \
+        memcpy(&kept, &bits, sizeof kept);                                        \
+        return kept;                                                              \
+    }
+BN_GRAD_AT(float, f32)
+BN_GRAD_AT(double, f64)
+#define BN_KEEP_WHERE_POSITIVE(g, y, zero) \
+    ((__typeof__(g))((__typeof__((y) > (zero)))(g) & ((y) > (zero))))
+/* p + offset, or NULL for a NULL p. */
+#define BN_AT(p, offset) ((p) != NULL ? (p) + (offset) : NULL)
+
 /* Planes smaller than this run as rows (batchnorm_impl.h). */
 #define BN_ROWS_BELOW_HW 32
 
@@ -57,16 +90,17 @@
 #define BN_KERNELS(T)                                                                       \
     struct {                                                                                \
         void (*sums)(const T *x, int64_t n, double shift, double *ta, double *tb);          \
-        void (*normalize)(T *y, const T *x, int64_t n, T mean, T scale, T shift);           \
-        void (*grad_sums)(const T *dy, const T *x, int64_t n, double mean, double *ta,      \
-                          double *tb);                                                      \
-        void (*grad_input)(T *dx, const T *dy, const T *x, int64_t n, T mean, T k,          \
-                           T mean_dy, T scale);                                             \
+        void (*normalize)(T *y, const T *x, int64_t n, T mean, T scale, T shift, int relu); \
+        void (*grad_sums)(const T *dy, const T *y, const T *x, int64_t n, double mean,      \
+                          double *ta, double *tb);                                          \
+        void (*grad_input)(T *dx, const T *dy, const T *y, const T *x, int64_t n, T mean,   \
+                           T k, T mean_dy, T scale);                                        \
         void (*row_sums)(double *a, double *b, const T *x, int64_t n, const double *shift); \
-        void (*row_grad_sums)(double *a, double *b, const T *dy, const T *x, int64_t n,     \
-                              const double *mean);                                          \
-        void (*row_normalize)(T *y, const T *x, int64_t n, const T *coef);                  \
-        void (*row_grad_input)(T *dx, const T *dy, const T *x, int64_t n, const T *coef);   \
+        void (*row_grad_sums)(double *a, double *b, const T *dy, const T *y, const T *x,    \
+                              int64_t n, const double *mean);                               \
+        void (*row_normalize)(T *y, const T *x, int64_t n, const T *coef, int relu);        \
+        void (*row_grad_input)(T *dx, const T *dy, const T *y, const T *x, int64_t n,       \
+                               const T *coef);                                              \
     }
 typedef BN_KERNELS(float) bn_kernels_f32;
 typedef BN_KERNELS(double) bn_kernels_f64;

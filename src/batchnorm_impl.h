@@ -131,7 +131,8 @@ static fc_status FN(bn_forward_train_planes)(REAL *y, double *mean, double *invs
         for (int64_t p = 0; p < planes; p++) {
             const int64_t c = p % C;
             k->normalize(y + p * HW, x + p * HW, HW, (REAL)mean[c],
-                         FN(bn_scale)(weight, c, invstd[c]), bias != NULL ? bias[c] : (REAL)0);
+                         FN(bn_scale)(weight, c, invstd[c]), bias != NULL ? bias[c] : (REAL)0,
+                         pb->relu);
         }
     }
     free(part);
@@ -153,10 +154,11 @@ static void FN(bn_fill_columns)(REAL *coef, int64_t J, int64_t HW, int64_t c, RE
 /* Rows layout, inside a parallel region: this thread's share of the J = C * HW columns
  * sums over the N rows into a and b, about ref[j] = channel_ref[channel] (channel_ref NULL:
  * the channel's first value, as the planes' shift): x's sums (dy NULL), else the gradient
- * sums. Ends with a barrier, so every column's sums are ready. */
+ * sums (dy taken where the ReLU's output y > 0; y NULL: everywhere). Ends with a barrier,
+ * so every column's sums are ready. */
 static void FN(bn_column_sums)(double *a, double *b, double *ref, const double *channel_ref,
-                               const REAL *dy, const REAL *x, int64_t N, int64_t J,
-                               int64_t HW, const FN(bn_kernels) *k)
+                               const REAL *dy, const REAL *y, const REAL *x, int64_t N,
+                               int64_t J, int64_t HW, const FN(bn_kernels) *k)
 {
     int64_t lo, hi;
     bn_share(J, &lo, &hi);
@@ -168,8 +170,8 @@ static void FN(bn_column_sums)(double *a, double *b, double *ref, const double *
         if (dy == NULL) {
             k->row_sums(a + lo, b + lo, x + n * J + lo, hi - lo, ref + lo);
         } else {
-            k->row_grad_sums(a + lo, b + lo, dy + n * J + lo, x + n * J + lo, hi - lo,
-                             ref + lo);
+            k->row_grad_sums(a + lo, b + lo, dy + n * J + lo, BN_AT(y, n * J + lo),
+                             x + n * J + lo, hi - lo, ref + lo);
         }
     }
 #ifdef _OPENMP
@@ -195,7 +197,7 @@ static fc_status FN(bn_forward_train_rows)(REAL *y, double *mean, double *invstd
 #pragma omp parallel if (N * J >= BN_PARALLEL_MIN)
 #endif
     {
-        FN(bn_column_sums)(a, b, shift, NULL, NULL, x, N, J, HW, k);
+        FN(bn_column_sums)(a, b, shift, NULL, NULL, NULL, x, N, J, HW, k);
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
@@ -212,7 +214,7 @@ static fc_status FN(bn_forward_train_rows)(REAL *y, double *mean, double *invstd
 #pragma omp for schedule(static)
 #endif
         for (int64_t n = 0; n < N; n++) {
-            k->row_normalize(y + n * J, x + n * J, J, coef);
+            k->row_normalize(y + n * J, x + n * J, J, coef, pb->relu);
         }
     }
     free(sums);
@@ -271,12 +273,12 @@ fc_status FN(fc_batch_norm_forward_eval)(REAL *y, const REAL *x, const REAL *mea
 #endif
     for (int64_t i = 0; i < items; i++) {
         if (rows) {
-            k->row_normalize(y + i * J, x + i * J, J, coef);
+            k->row_normalize(y + i * J, x + i * J, J, coef, pb->relu);
         } else {
             const int64_t c = i % C;
             k->normalize(y + i * HW, x + i * HW, HW, mean[c],
                          FN(bn_scale)(weight, c, 1 / sqrt((double)var[c] + pb->eps)),
-                         bias != NULL ? bias[c] : (REAL)0);
+                         bias != NULL ? bias[c] : (REAL)0, pb->relu);
         }
     }
     free(unused);
@@ -285,7 +287,7 @@ fc_status FN(fc_batch_norm_forward_eval)(REAL *y, const REAL *x, const REAL *mea
 }
 
 static fc_status FN(bn_backward_planes)(REAL *dx, REAL *dweight, REAL *dbias, const REAL *dy,
-                                        const REAL *x, const double *mean,
+                                        const REAL *y, const REAL *x, const double *mean,
                                         const double *invstd, const REAL *weight,
                                         const fc_batch_norm_problem *pb)
 {
@@ -305,8 +307,8 @@ static fc_status FN(bn_backward_planes)(REAL *dx, REAL *dweight, REAL *dbias, co
 #pragma omp for schedule(static)
 #endif
         for (int64_t p = 0; p < planes; p++) {
-            k->grad_sums(dy + p * HW, x + p * HW, HW, mean[p % C], &part[2 * p],
-                         &part[2 * p + 1]);
+            k->grad_sums(dy + p * HW, BN_AT(y, p * HW), x + p * HW, HW, mean[p % C],
+                         &part[2 * p], &part[2 * p + 1]);
         }
 #ifdef _OPENMP
 #pragma omp for schedule(static)
@@ -323,8 +325,8 @@ static fc_status FN(bn_backward_planes)(REAL *dx, REAL *dweight, REAL *dbias, co
 #endif
             for (int64_t p = 0; p < planes; p++) {
                 const REAL *cf = &coef[3 * (p % C)];
-                k->grad_input(dx + p * HW, dy + p * HW, x + p * HW, HW, (REAL)mean[p % C],
-                              cf[1], cf[0], cf[2]);
+                k->grad_input(dx + p * HW, dy + p * HW, BN_AT(y, p * HW), x + p * HW, HW,
+                              (REAL)mean[p % C], cf[1], cf[0], cf[2]);
             }
         }
     }
@@ -334,7 +336,8 @@ static fc_status FN(bn_backward_planes)(REAL *dx, REAL *dweight, REAL *dbias, co
 }
 
 static fc_status FN(bn_backward_rows)(REAL *dx, REAL *dweight, REAL *dbias, const REAL *dy,
-                                      const REAL *x, const double *mean, const double *invstd,
+                                      const REAL *y, const REAL *x, const double *mean,
+                                      const double *invstd,
                                       const REAL *weight, const fc_batch_norm_problem *pb)
 {
     const int64_t N = pb->N, C = pb->C, HW = pb->HW, J = C * HW;
@@ -350,7 +353,7 @@ static fc_status FN(bn_backward_rows)(REAL *dx, REAL *dweight, REAL *dbias, cons
 #pragma omp parallel if (N * J >= BN_PARALLEL_MIN)
 #endif
     {
-        FN(bn_column_sums)(a, b, mean_col, mean, dy, x, N, J, HW, k);
+        FN(bn_column_sums)(a, b, mean_col, mean, dy, y, x, N, J, HW, k);
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
@@ -372,7 +375,8 @@ static fc_status FN(bn_backward_rows)(REAL *dx, REAL *dweight, REAL *dbias, cons
 #pragma omp for schedule(static)
 #endif
             for (int64_t n = 0; n < N; n++) {
-                k->row_grad_input(dx + n * J, dy + n * J, x + n * J, J, coef);
+                k->row_grad_input(dx + n * J, dy + n * J, BN_AT(y, n * J), x + n * J, J,
+                                  coef);
             }
         }
     }
@@ -384,13 +388,19 @@ static fc_status FN(bn_backward_rows)(REAL *dx, REAL *dweight, REAL *dbias, cons
 /* Two passes: the sums of dy and dy * (x - mean), then dx from their channel totals,
  * dx = weight * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)) with
  * xhat = (x - mean) * invstd recomputed from x (no saved xhat: one array less to write
- * and read). dx NULL: the input gradient is not needed. */
+ * and read). With a ReLU after (pb->relu) both passes take dy where the forward's output
+ * y > 0 and 0 elsewhere: the ReLU's backward, without its own pass. dx NULL: the input
+ * gradient is not needed. */
 fc_status FN(fc_batch_norm_backward)(REAL *dx, REAL *dweight, REAL *dbias, const REAL *dy,
-                                     const REAL *x, const double *mean, const double *invstd,
-                                     const REAL *weight, const fc_batch_norm_problem *pb)
+                                     const REAL *x, const REAL *y, const double *mean,
+                                     const double *invstd, const REAL *weight,
+                                     const fc_batch_norm_problem *pb)
 {
-    if (!bn_problem_valid(pb)) {
+    if (!bn_problem_valid(pb) || (pb->relu && y == NULL)) {
         return FC_ERR_INVALID;
+    }
+    if (!pb->relu) {
+        y = NULL;
     }
     if (pb->N * pb->HW == 0) {
         for (int64_t c = 0; c < pb->C; c++) {
@@ -404,7 +414,7 @@ fc_status FN(fc_batch_norm_backward)(REAL *dx, REAL *dweight, REAL *dbias, const
         return FC_OK;
     }
     if (pb->HW >= BN_ROWS_BELOW_HW) {
-        return FN(bn_backward_planes)(dx, dweight, dbias, dy, x, mean, invstd, weight, pb);
+        return FN(bn_backward_planes)(dx, dweight, dbias, dy, y, x, mean, invstd, weight, pb);
     }
-    return FN(bn_backward_rows)(dx, dweight, dbias, dy, x, mean, invstd, weight, pb);
+    return FN(bn_backward_rows)(dx, dweight, dbias, dy, y, x, mean, invstd, weight, pb);
 }

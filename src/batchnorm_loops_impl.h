@@ -21,13 +21,15 @@
 
 /* Adds the n (< BN_LANES) values left after the vectors to lanes 0 .. n-1 of a and b, then
  * totals the lanes in order: a's and b's totals to *ta and *tb. `g` NULL: x's sums
- * (x - shift, its square); else the gradient sums (g, g * (x - shift)). */
-static inline void FN(bn_lanes_finish)(double *a, double *b, const REAL *g, const REAL *x,
-                                       int64_t n, double shift, double *ta, double *tb)
+ * (x - shift, its square); else the gradient sums (g, g * (x - shift)), g taken where the
+ * ReLU's output y > 0 (y NULL: everywhere). */
+static inline void FN(bn_lanes_finish)(double *a, double *b, const REAL *g, const REAL *y,
+                                       const REAL *x, int64_t n, double shift, double *ta,
+                                       double *tb)
 {
     for (int64_t l = 0; l < n; l++) {
         const double d = (double)x[l] - shift;
-        const double e = g != NULL ? (double)g[l] : d;
+        const double e = g != NULL ? FN(bn_grad_sum_at)(g, y, l) : d;
         a[l] += e;
         b[l] += e * d;
     }
@@ -41,22 +43,24 @@ static inline void FN(bn_lanes_finish)(double *a, double *b, const REAL *g, cons
 }
 
 /* The plane sums, one body for both: dy NULL gives x's sums (*ta of x - ref, *tb of
- * (x - ref)^2), else the gradient sums (*ta of dy, *tb of dy * (x - ref)); always inlined
- * into the two below, so each gets its own loop. */
+ * (x - ref)^2), else the gradient sums (*ta of dy, *tb of dy * (x - ref)), dy taken where
+ * the ReLU's output y > 0 (y NULL: everywhere); always inlined into the two below, so each
+ * gets its own loop. */
 static inline __attribute__((always_inline)) void FN(ISA(bn_plane_sums_body))(
-    const REAL *dy, const REAL *x, int64_t n, double ref, double *ta, double *tb)
+    const REAL *dy, const REAL *y, const REAL *x, int64_t n, double ref, double *ta,
+    double *tb)
 {
     double a[BN_LANES] = {0}, b[BN_LANES] = {0};
     int64_t i = 0;
     for (; i + BN_LANES <= n; i += BN_LANES) {
         for (int l = 0; l < BN_LANES; l++) {
             const double d = (double)x[i + l] - ref;
-            const double e = dy != NULL ? (double)dy[i + l] : d;
+            const double e = dy != NULL ? FN(bn_grad_sum_at)(dy, y, i + l) : d;
             a[l] += e;
             b[l] += e * d;
         }
     }
-    FN(bn_lanes_finish)(a, b, dy != NULL ? dy + i : NULL, x + i, n - i, ref, ta, tb);
+    FN(bn_lanes_finish)(a, b, BN_AT(dy, i), BN_AT(y, i), x + i, n - i, ref, ta, tb);
 }
 
 #else
@@ -68,10 +72,10 @@ static inline __attribute__((always_inline)) void FN(ISA(bn_plane_sums_body))(
 #define BN_VECS (BN_LANES / FC_TEMPLATE_LANES)
 
 static inline __attribute__((always_inline)) FC_TEMPLATE_TARGET
-void FN(ISA(bn_plane_sums_body))(const REAL *dy, const REAL *x, int64_t n, double ref,
-                                 double *ta, double *tb)
+void FN(ISA(bn_plane_sums_body))(const REAL *dy, const REAL *y, const REAL *x, int64_t n,
+                                 double ref, double *ta, double *tb)
 {
-    const FC_TEMPLATE_VEC r = FC_TEMPLATE_SET1(ref);
+    const FC_TEMPLATE_VEC r = FC_TEMPLATE_SET1(ref), zero = FC_TEMPLATE_SET1(0.0);
     FC_TEMPLATE_VEC a[BN_VECS], b[BN_VECS];
     for (int v = 0; v < BN_VECS; v++) {
         a[v] = b[v] = FC_TEMPLATE_SET1(0.0);
@@ -81,7 +85,13 @@ void FN(ISA(bn_plane_sums_body))(const REAL *dy, const REAL *x, int64_t n, doubl
         for (int v = 0; v < BN_VECS; v++) {
             const int64_t at = i + v * FC_TEMPLATE_LANES;
             const FC_TEMPLATE_VEC d = FC_TEMPLATE_LOADU(x + at) - r;
-            const FC_TEMPLATE_VEC e = dy != NULL ? FC_TEMPLATE_LOADU(dy + at) : d;
+            FC_TEMPLATE_VEC e = d;
+            if (dy != NULL) {
+                e = FC_TEMPLATE_LOADU(dy + at);
+                if (y != NULL) {
+                    e = BN_KEEP_WHERE_POSITIVE(e, FC_TEMPLATE_LOADU(y + at), zero);
+                }
+            }
             a[v] += e;
             b[v] += e * d;
         }
@@ -89,7 +99,7 @@ void FN(ISA(bn_plane_sums_body))(const REAL *dy, const REAL *x, int64_t n, doubl
     double la[BN_LANES], lb[BN_LANES];
     memcpy(la, a, sizeof la);
     memcpy(lb, b, sizeof lb);
-    FN(bn_lanes_finish)(la, lb, dy != NULL ? dy + i : NULL, x + i, n - i, ref, ta, tb);
+    FN(bn_lanes_finish)(la, lb, BN_AT(dy, i), BN_AT(y, i), x + i, n - i, ref, ta, tb);
 }
 
 #undef BN_VECS
@@ -100,35 +110,41 @@ void FN(ISA(bn_plane_sums_body))(const REAL *dy, const REAL *x, int64_t n, doubl
 static FC_TEMPLATE_TARGET void FN(ISA(bn_plane_sums))(const REAL *x, int64_t n, double shift,
                                                       double *ta, double *tb)
 {
-    FN(ISA(bn_plane_sums_body))(NULL, x, n, shift, ta, tb);
+    FN(ISA(bn_plane_sums_body))(NULL, NULL, x, n, shift, ta, tb);
 }
 
-/* *ta = the sum of dy, *tb = that of dy * (x - mean), in float64. */
-static FC_TEMPLATE_TARGET void FN(ISA(bn_plane_grad_sums))(const REAL *dy, const REAL *x,
-                                                           int64_t n, double mean, double *ta,
+/* *ta = the sum of dy, *tb = that of dy * (x - mean), in float64, dy taken where the
+ * ReLU's output y > 0 (y NULL: everywhere). */
+static FC_TEMPLATE_TARGET void FN(ISA(bn_plane_grad_sums))(const REAL *dy, const REAL *y,
+                                                           const REAL *x, int64_t n,
+                                                           double mean, double *ta,
                                                            double *tb)
 {
-    FN(ISA(bn_plane_sums_body))(dy, x, n, mean, ta, tb);
+    FN(ISA(bn_plane_sums_body))(dy, y, x, n, mean, ta, tb);
 }
 
-/* y = (x - mean) * scale + shift: subtracting the mean first keeps y accurate when the
- * mean is large beside the spread (x * scale + (shift - mean * scale) would cancel). */
+/* y = (x - mean) * scale + shift, then the ReLU where relu: subtracting the mean first
+ * keeps y accurate when the mean is large beside the spread (x * scale + (shift - mean *
+ * scale) would cancel). */
 static FC_TEMPLATE_TARGET void FN(ISA(bn_plane_normalize))(REAL *y, const REAL *x, int64_t n,
-                                                           REAL mean, REAL scale, REAL shift)
+                                                           REAL mean, REAL scale, REAL shift,
+                                                           int relu)
 {
     for (int64_t i = 0; i < n; i++) {
-        y[i] = (x[i] - mean) * scale + shift;
+        const REAL v = (x[i] - mean) * scale + shift;
+        y[i] = BN_RELU(v, relu);
     }
 }
 
-/* dx = (dy - mean_dy - (x - mean) * k) * scale. */
+/* dx = (dy - mean_dy - (x - mean) * k) * scale, dy taken where the ReLU's output y > 0
+ * (y NULL: everywhere). */
 static FC_TEMPLATE_TARGET void FN(ISA(bn_plane_grad_input))(REAL *dx, const REAL *dy,
-                                                            const REAL *x, int64_t n,
-                                                            REAL mean, REAL k, REAL mean_dy,
-                                                            REAL scale)
+                                                            const REAL *y, const REAL *x,
+                                                            int64_t n, REAL mean, REAL k,
+                                                            REAL mean_dy, REAL scale)
 {
     for (int64_t i = 0; i < n; i++) {
-        dx[i] = (dy[i] - mean_dy - (x[i] - mean) * k) * scale;
+        dx[i] = (FN(bn_grad_at)(dy, y, i) - mean_dy - (x[i] - mean) * k) * scale;
     }
 }
 
@@ -146,38 +162,41 @@ static FC_TEMPLATE_TARGET void FN(ISA(bn_row_sums))(double *a, double *b, const 
     }
 }
 
-/* a[j] += dy[j], b[j] += dy[j] * (x[j] - mean[j]). */
+/* a[j] += dy[j], b[j] += dy[j] * (x[j] - mean[j]), dy taken where the ReLU's output
+ * y > 0 (y NULL: everywhere). */
 static FC_TEMPLATE_TARGET void FN(ISA(bn_row_grad_sums))(double *a, double *b, const REAL *dy,
-                                                         const REAL *x, int64_t n,
-                                                         const double *mean)
+                                                         const REAL *y, const REAL *x,
+                                                         int64_t n, const double *mean)
 {
     for (int64_t j = 0; j < n; j++) {
-        const double g = (double)dy[j];
+        const double g = FN(bn_grad_sum_at)(dy, y, j);
         a[j] += g;
         b[j] += g * ((double)x[j] - mean[j]);
     }
 }
 
-/* y = (x - mean) * scale + shift, column by column; coef holds n means, then n scales,
- * then n shifts. */
+/* y = (x - mean) * scale + shift, then the ReLU where relu, column by column; coef holds
+ * n means, then n scales, then n shifts. */
 static FC_TEMPLATE_TARGET void FN(ISA(bn_row_normalize))(REAL *y, const REAL *x, int64_t n,
-                                                         const REAL *coef)
+                                                         const REAL *coef, int relu)
 {
     const REAL *mean = coef, *scale = coef + n, *shift = coef + 2 * n;
     for (int64_t j = 0; j < n; j++) {
-        y[j] = (x[j] - mean[j]) * scale[j] + shift[j];
+        const REAL v = (x[j] - mean[j]) * scale[j] + shift[j];
+        y[j] = BN_RELU(v, relu);
     }
 }
 
-/* dx = (dy - mean_dy - (x - mean) * k) * scale, column by column; coef holds n each of
- * mean, k, mean_dy and scale. */
+/* dx = (dy - mean_dy - (x - mean) * k) * scale, column by column, dy taken where the
+ * ReLU's output y > 0 (y NULL: everywhere); coef holds n each of mean, k, mean_dy and
+ * scale. */
 static FC_TEMPLATE_TARGET void FN(ISA(bn_row_grad_input))(REAL *dx, const REAL *dy,
-                                                          const REAL *x, int64_t n,
-                                                          const REAL *coef)
+                                                          const REAL *y, const REAL *x,
+                                                          int64_t n, const REAL *coef)
 {
     const REAL *mean = coef, *k = coef + n, *mean_dy = coef + 2 * n, *scale = coef + 3 * n;
     for (int64_t j = 0; j < n; j++) {
-        dx[j] = (dy[j] - mean_dy[j] - (x[j] - mean[j]) * k[j]) * scale[j];
+        dx[j] = (FN(bn_grad_at)(dy, y, j) - mean_dy[j] - (x[j] - mean[j]) * k[j]) * scale[j];
     }
 }
 

@@ -392,6 +392,9 @@ typedef struct {
     int64_t N, C, HW;
     double eps;        /* added to the variance before the square root; > 0 */
     double momentum;   /* weight of the batch's statistics in the running ones */
+    int relu;          /* a ReLU follows, in the same passes: the forward writes max(y, 0)
+                        * (NaN stays NaN), the backward takes dy only where that output
+                        * y > 0 (0 elsewhere), as the two layers would */
 } fc_batch_norm_problem;
 /* Training: y from the batch's mean and biased variance; mean and invstd (float64) kept for
  * the backward; running_mean/var (NULL: none) <- momentum * batch + (1 - momentum) * running,
@@ -413,14 +416,16 @@ fc_status fc_batch_norm_forward_eval_f64(double *y, const double *x, const doubl
                                         const double *var, const double *weight,
                                         const double *bias, const fc_batch_norm_problem *pb);
 /* Backward of the training forward, from its mean and invstd: dx (NULL: not needed),
- * dweight and dbias (NULL: not needed), overwritten. No output may overlap an input. */
+ * dweight and dbias (NULL: not needed), overwritten. y is that forward's output, read
+ * where pb->relu (else it may be NULL). No output may overlap an input. */
 fc_status fc_batch_norm_backward_f32(float *dx, float *dweight, float *dbias, const float *dy,
-                                    const float *x, const double *mean, const double *invstd,
-                                    const float *weight, const fc_batch_norm_problem *pb);
-fc_status fc_batch_norm_backward_f64(double *dx, double *dweight, double *dbias,
-                                    const double *dy, const double *x, const double *mean,
-                                    const double *invstd, const double *weight,
+                                    const float *x, const float *y, const double *mean,
+                                    const double *invstd, const float *weight,
                                     const fc_batch_norm_problem *pb);
+fc_status fc_batch_norm_backward_f64(double *dx, double *dweight, double *dbias,
+                                    const double *dy, const double *x, const double *y,
+                                    const double *mean, const double *invstd,
+                                    const double *weight, const fc_batch_norm_problem *pb);
 
 /* ---- depthwise convolution (conv_depthwise.c) ----
  * groups == C and K = C x multiplier filters of one channel each (filter k reads channel

@@ -403,3 +403,71 @@ def test_batch_norm_in_a_sequential_model():
     assert "1.running_var" in net.state_dict() and "1.weight" in net.grads()
     with thread_count(1):
         assert net.eval().forward(x).shape == y.shape
+
+
+# -- a ReLU after the batch norm, inside its passes ----------------------------------------
+def _apart(layers, x, dy):
+    """The layers' forward and backward one by one (no fusion), and the parameter
+    gradients and running statistics after."""
+    y = x
+    for layer in layers:
+        y = layer.forward(y)
+    g = dy
+    for layer in reversed(layers):
+        g = layer.backward(g)
+    return (y, g, *layers[0].grads().values(), *layers[0].buffers().values())
+
+
+def _together(net, x, dy):
+    y = net.forward(x).copy()
+    g = net.backward(dy)
+    return (y, g, *net.layers[0].grads().values(), *net.layers[0].buffers().values())
+
+
+@pytest.mark.parametrize("Layer, shape", [(BatchNorm2D, (3, 4, 13, 29)),   # planes, tail 9
+                                          (BatchNorm2D, (5, 3, 4, 5)),     # rows
+                                          (BatchNorm1D, (7, 5))])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_inside_batch_norm_gives_the_bits_of_the_two_layers(Layer, shape, dtype, simd):
+    """Sequential(batch norm, ReLU) runs the ReLU inside the batch norm's passes, forward
+    and backward: the output, input gradient, parameter gradients and running statistics
+    have the bits of the two layers run one after the other, on every SIMD path, with
+    NaN, inf and -0.0 in the input and the gradient; the ReLU layer's own backward is
+    skipped."""
+    x, dy = rand(*shape, dtype=dtype, loc=0.1), rand(*shape, seed=1, dtype=dtype)
+    x.flat[[0, 7]] = np.nan, -0.0                  # a NaN channel, and a value of -0.0
+    dy.flat[[3, 11, 12]] = np.inf, np.nan, -np.inf
+    net = Sequential(Layer(shape[1], dtype=dtype), ReLU())
+    together = _together(net, x, dy)
+    apart = _apart([Layer(shape[1], dtype=dtype), ReLU()], x, dy)
+    for a, b in zip(together, apart):
+        np.testing.assert_array_equal(a, b)
+    assert net.layers[1]._y is None
+    with pytest.raises(RuntimeError):
+        net.layers[1].backward(dy)                 # its gradient went through the batch norm
+
+
+def test_relu_inside_batch_norm_in_eval_mode_and_with_buffer_reuse():
+    x, dy = rand(4, 3, 6, 6, dtype=np.float32), rand(4, 3, 6, 6, seed=1, dtype=np.float32)
+    net = Sequential(BatchNorm2D(3), ReLU(), Conv2D(3, 2, 3, seed=0)).reuse_buffers()
+    plain = [BatchNorm2D(3), ReLU(), Conv2D(3, 2, 3, seed=0)]
+    g = rand(4, 2, 4, 4, seed=2, dtype=np.float32)
+    for _ in range(2):                             # the second step reuses the buffers
+        got = _together(net, x, g)
+    for _ in range(2):
+        want = _apart(plain, x, g)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+    y_eval = net.eval().forward(list(x))           # not an ndarray: the layer-by-layer way
+    with thread_count(1):
+        np.testing.assert_array_equal(y_eval, net.forward(x))   # the eval program
+    np.testing.assert_array_equal(
+        y_eval, plain[2].eval().forward(plain[1].forward(plain[0].eval().forward(x))))
+
+
+def test_batch_norm_glue_refuses_a_relu_output_of_another_shape():
+    x = rand(2, 3, 4, dtype=np.float32)
+    mean, invstd = np.zeros(3), np.ones(3)
+    with pytest.raises(ValueError, match="relu_y must have the shape of x"):
+        _ext.batch_norm_backward(x, x, mean, invstd, None, None, None, None,
+                                 np.zeros((2, 3, 5), np.float32))

@@ -925,7 +925,7 @@ class _BatchNorm(Layer):
             self._buffers["running_mean"] = np.zeros(C, dtype=self._dtype)
             self._buffers["running_var"] = np.ones(C, dtype=self._dtype)
             self._buffers["num_batches_tracked"] = np.zeros((), dtype=np.int64)
-        self._x = self._mean = self._invstd = None
+        self._x = self._mean = self._invstd = self._relu_y = None
 
     def multiply_adds(self, input_shape):
         """One per value: normalising, scaling and shifting fold into x * a + b."""
@@ -939,6 +939,11 @@ class _BatchNorm(Layer):
         return self
 
     def forward(self, x):
+        return self._normalize(x, relu=False)
+
+    def _normalize(self, x, relu):
+        """forward(x), then a ReLU where relu, in the same pass; backward then applies the
+        ReLU's gradient in its own passes (the Sequential that holds both calls this)."""
         x = as_real_input(x, "x", f"{self.describe()}.forward", self.dtype)
         self.output_shape(x.shape)                 # an input that does not fit fails here
         x = as_kernel_input(x, self.dtype)
@@ -949,7 +954,7 @@ class _BatchNorm(Layer):
             y = np.empty_like(x)
         y3 = y.reshape(x3.shape)
         weight, bias = self._params.get("weight"), self._params.get("bias")
-        self._x = self._mean = self._invstd = None
+        self._x = self._mean = self._invstd = self._relu_y = None
         if self.training or not self.track_running_stats:
             if N * x3.shape[2] == 1:
                 raise ValueError(f"{self.signature()}: expected more than 1 value per channel "
@@ -964,12 +969,14 @@ class _BatchNorm(Layer):
                 tracked += 1
                 momentum = 1.0 / int(tracked) if self.momentum is None else self.momentum
             _ext.batch_norm_forward_train(x3, y3, mean, invstd, running_mean, running_var,
-                                          weight, bias, self.eps, momentum)
+                                          weight, bias, self.eps, momentum, relu)
             if self.training:
                 self._x, self._mean, self._invstd = x, mean, invstd
+                self._relu_y = y3 if relu else None
         else:
             _ext.batch_norm_forward_eval(x3, y3, self._buffers["running_mean"],
-                                         self._buffers["running_var"], weight, bias, self.eps)
+                                         self._buffers["running_var"], weight, bias, self.eps,
+                                         relu)
         return y
 
     def _emit(self, program, x):
@@ -1003,7 +1010,8 @@ class _BatchNorm(Layer):
                                                                             self.dtype)
         _ext.batch_norm_backward(g.reshape(x3.shape), x3, self._mean, self._invstd,
                                  self._params.get("weight"),
-                                 None if dx is None else dx.reshape(x3.shape), dweight, dbias)
+                                 None if dx is None else dx.reshape(x3.shape), dweight, dbias,
+                                 self._relu_y)
         if self.affine:
             self._grads["weight"], self._grads["bias"] = dweight, dbias
         return dx
@@ -1306,11 +1314,26 @@ class Sequential(_Container):
             return result.copy()
         return result
 
+    def _relu_inside(self, i):
+        """True where layer i is a batch norm and a ReLU follows it: forward and backward
+        run the ReLU inside the batch norm's passes (one pass over the values fewer each
+        way, with the same bits), and skip the ReLU layer."""
+        layers = self.layers
+        return (isinstance(layers[i], _BatchNorm) and i + 1 < len(layers)
+                and type(layers[i + 1]) is ReLU)
+
     def forward(self, x):
         if not self.training and type(x) is np.ndarray:
             return self._infer(x)
-        for layer in self.layers:
-            x = layer.forward(x)
+        i = 0
+        while i < len(self.layers):
+            if self._relu_inside(i):
+                x = self.layers[i]._normalize(x, relu=True)
+                self.layers[i + 1]._y = None      # its backward runs inside the batch norm's
+                i += 2
+            else:
+                x = self.layers[i].forward(x)
+                i += 1
         return self._escaping(x)
 
     def _infer(self, x):
@@ -1344,8 +1367,12 @@ class Sequential(_Container):
         return tuple(self.layers)
 
     def backward(self, grad_out, input_grad=True):
-        for i in range(len(self.layers) - 1, -1, -1):
+        i = len(self.layers) - 1
+        while i >= 0:
+            if i > 0 and self._relu_inside(i - 1):
+                i -= 1                     # the ReLU's backward runs inside the batch norm's
             grad_out = self.layers[i].backward(grad_out, input_grad=input_grad or i > 0)
+            i -= 1
         return self._escaping(grad_out) if input_grad else None
 
     def output_shape(self, input_shape):
