@@ -173,7 +173,7 @@ def conv2d_planned(x, weight, bias, geom, plan):
 
 
 def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups=1, *,
-                    algorithm="auto", flip=False, input_grad=True, out=None):
+                    algorithm="auto", flip=False, input_grad=True, bias_grad=True, out=None):
     """Gradients of :func:`conv2d` with respect to its input, weight and bias.
 
     Parameters
@@ -188,9 +188,13 @@ def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups
     input_grad : bool
         False skips grad_x (returned as None): a network's first layer needs only the
         weight and bias gradients, and grad_x is often the larger part of the work.
+    bias_grad : bool
+        False skips grad_bias (returned as None): a layer without a bias needs none, and
+        the sum is a pass over grad_out.
     out : (grad_x, grad_weight, grad_bias), optional
         Arrays to write the gradients into, as NumPy's ``out=`` (None entries are
-        allocated; grad_x's must be None when input_grad is False). Each must have its
+        allocated; grad_x's must be None when input_grad is False, grad_bias's when
+        bias_grad is False). Each must have its
         gradient's shape and dtype, be C-contiguous, writeable and overlap neither the
         inputs nor the other outputs (ValueError/TypeError otherwise). A training loop
         passes the same arrays every step, e.g. a layer's own gradient arrays.
@@ -198,13 +202,14 @@ def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups
     Returns
     -------
     (grad_x, grad_weight, grad_bias) : ndarrays of shapes (N, C, H, W), (K, C/groups, R, S)
-        and (K,), in the dtype conv2d would compute in.
+        and (K,), in the dtype conv2d would compute in (None for a skipped one).
     """
     func = "conv2d_backward"
     grad_out = as_array(grad_out, "grad_out", func, ndim=4)
     x = as_array(x, "x", func, ndim=4)
     weight = as_array(weight, "weight", func, ndim=4)
     input_grad = as_bool(input_grad, "input_grad", func)
+    bias_grad = as_bool(bias_grad, "bias_grad", func)
     geom, dtype, plan, w_used, (run_x, run_geom, rows, cols) = _prepare(
         func, x, weight, stride, padding, dilation, groups, algorithm, flip, input_grad,
         grad_out=grad_out)
@@ -215,6 +220,8 @@ def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups
     grad_x, grad_w, grad_b = out_arrays(out, 3, func)
     if grad_x is not None and not input_grad:
         raise ValueError(f"{func}: out[0] (grad_x) must be None when input_grad is False")
+    if grad_b is not None and not bias_grad:
+        raise ValueError(f"{func}: out[2] (grad_bias) must be None when bias_grad is False")
     inputs = (("grad_out", grad_out), ("x", x), ("weight", weight))
     grad_x = check_out(grad_x, "out[0] (grad_x)", geom.input_shape, dtype, func, inputs)
     inputs += (("out[0] (grad_x)", grad_x),)
@@ -225,7 +232,7 @@ def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups
         grad_x = np.empty(geom.input_shape, dtype=dtype)
     if grad_w is None:
         grad_w = np.empty(geom.weight_shape, dtype=dtype)
-    if grad_b is None:
+    if grad_b is None and bias_grad:
         grad_b = np.empty((geom.K,), dtype=dtype)
     if grad_out.size == 0 or x.size == 0 or weight.size == 0:
         # Some sum is empty: grad_x sums grad_out x weight, grad_weight grad_out x x, and
@@ -234,7 +241,8 @@ def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups
         if input_grad:
             grad_x[...] = 0
         grad_w[...] = 0
-        np.sum(grad_out, axis=(0, 2, 3), dtype=dtype, out=grad_b)
+        if bias_grad:
+            np.sum(grad_out, axis=(0, 2, 3), dtype=dtype, out=grad_b)
         return grad_x, grad_w, grad_b
     # flip: the kernels' weight gradient is of the flipped filters; flip it back after.
     grad_w_used = np.empty_like(grad_w) if flip else grad_w

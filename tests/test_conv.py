@@ -386,3 +386,24 @@ def test_backward_without_input_grad_gives_the_same_weight_and_bias_gradients(al
     assert gx is None and np.all(gw == 0)
     with pytest.raises(TypeError, match="input_grad must be a bool"):
         fastconv.conv2d_backward(dy, x, w, stride=2, padding=1, input_grad="no")
+
+
+@pytest.mark.parametrize("algorithm", ["direct", "im2col", "winograd"])
+def test_backward_without_bias_grad_gives_the_same_input_and_weight_gradients(algorithm):
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 4, 9, 8))
+    w = rng.standard_normal((6, 4, 3, 3))
+    dy = rng.standard_normal((2, 6, 9, 8))
+    full = fastconv.conv2d_backward(dy, x, w, padding=1, algorithm=algorithm)
+    gx, gw, gb = fastconv.conv2d_backward(dy, x, w, padding=1, algorithm=algorithm,
+                                          bias_grad=False)
+    assert gb is None
+    np.testing.assert_array_equal(gx, full[0])
+    np.testing.assert_array_equal(gw, full[1])
+    assert fastconv.conv2d_backward(dy[:0], x[:0], w, padding=1, bias_grad=False)[2] is None
+    with pytest.raises(ValueError, match=r"out\[2\] \(grad_bias\) must be None when "
+                                         r"bias_grad is False"):
+        fastconv.conv2d_backward(dy, x, w, padding=1, bias_grad=False,
+                                 out=(None, None, np.empty(6)))
+    with pytest.raises(TypeError, match="bias_grad must be a bool"):
+        fastconv.conv2d_backward(dy, x, w, padding=1, bias_grad="no")

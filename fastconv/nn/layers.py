@@ -552,7 +552,7 @@ class Conv2D(Layer):
                self._grad_out("weight"), self._grad_out("bias") if has_bias else None)
         grad_x, self._grads["weight"], grad_bias = conv2d_backward(
             grad_pre, x, self._params["weight"], self.stride, self.padding, self.dilation,
-            self.groups, input_grad=input_grad, out=out)
+            self.groups, input_grad=input_grad, bias_grad=has_bias, out=out)
         if has_bias:
             self._grads["bias"] = grad_bias
         return grad_x
