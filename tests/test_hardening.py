@@ -69,6 +69,13 @@ def _assert_same_pattern(a, b):
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.fixture
+def winograd_threads(threads):
+    """Two threads (one in a serial build), on which auto runs WINOGRAD_X by Winograd
+    whatever the machine's cores (the rule counts the work per thread)."""
+    threads(2)
+
+
 def _winograd_problem(seed=0):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(WINOGRAD_X).astype(np.float32)
@@ -95,6 +102,7 @@ def _poison(a, kind):
 POISONS = ["nan", "inf", "3e38", "1e38"]
 
 
+@pytest.mark.usefixtures("winograd_threads")
 @pytest.mark.parametrize("kind", POISONS)
 @pytest.mark.parametrize("where", ["x", "weight"])
 def test_auto_forward_gives_directs_nan_inf_and_finite_outputs(kind, where):
@@ -108,6 +116,7 @@ def test_auto_forward_gives_directs_nan_inf_and_finite_outputs(kind, where):
     _assert_same_pattern(auto, direct)
 
 
+@pytest.mark.usefixtures("winograd_threads")
 @pytest.mark.parametrize("kind", POISONS)
 def test_auto_input_gradient_gives_directs_nan_inf_and_finite_outputs(kind):
     x, w = _winograd_problem()
@@ -119,6 +128,7 @@ def test_auto_input_gradient_gives_directs_nan_inf_and_finite_outputs(kind):
         _assert_same_pattern(got, want)
 
 
+@pytest.mark.usefixtures("winograd_threads")
 def test_one_nan_pixel_gives_exactly_the_nan_outputs_direct_gives():
     x, w = _winograd_problem()
     x[0, 3, 5, 5] = np.nan
@@ -127,6 +137,7 @@ def test_one_nan_pixel_gives_exactly_the_nan_outputs_direct_gives():
     assert np.isnan(y[0, :, 4:7, 4:7]).all()
 
 
+@pytest.mark.usefixtures("winograd_threads")
 def test_an_inf_pixel_gives_inf_where_direct_does():
     x, w = _winograd_problem()
     x[0, 3, 5, 5] = np.inf
@@ -134,6 +145,7 @@ def test_an_inf_pixel_gives_inf_where_direct_does():
     assert np.isinf(y).sum() == 64 * 9 and not np.isnan(y).any()
 
 
+@pytest.mark.usefixtures("winograd_threads")
 def test_explicit_winograd_keeps_its_behaviour_on_a_nan_pixel():
     x, w = _winograd_problem()
     x[0, 3, 5, 5] = np.nan
@@ -141,6 +153,7 @@ def test_explicit_winograd_keeps_its_behaviour_on_a_nan_pixel():
     assert np.isnan(y).sum() > 64 * 9                  # the whole tiles it reads
 
 
+@pytest.mark.usefixtures("winograd_threads")
 def test_auto_keeps_winograd_for_ordinary_values():
     from fastconv.plan import plan_for_values
     x, w = _winograd_problem()

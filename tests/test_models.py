@@ -101,7 +101,8 @@ def no_winograd_forward(monkeypatch):
 @needs_torch
 @pytest.mark.parametrize("option", ["A", "B"])
 @pytest.mark.parametrize("dtype, tolerance", [(np.float64, 1e-9), (np.float32, 1e-2)])
-def test_resnet20_training_step_gradients_match_pytorch(option, dtype, tolerance, request):
+def test_resnet20_training_step_gradients_match_pytorch(option, dtype, tolerance, request,
+                                                        threads):
     """Every parameter gradient of one training step, and the running statistics after it.
 
     In float64 every gradient agrees to rounding, with auto's algorithms (Winograd on the
@@ -111,7 +112,9 @@ def test_resnet20_training_step_gradients_match_pytorch(option, dtype, tolerance
     output's products one by one as PyTorch does, one of 131,072 values of a block's output
     switches on this batch under option B and moves them by 1e-3, hence the 1e-2 allowed.
     Winograd's forward outputs round about 8 times as far from the exact sums, which
-    switches more of them, so the float32 run computes the forward pass by direct."""
+    switches more of them, so the float32 run computes the forward pass by direct. Two
+    threads (auto's Winograd rule counts the work per thread)."""
+    threads(2)
     if dtype == np.float32:
         request.getfixturevalue("no_winograd_forward")
     else:

@@ -14,6 +14,13 @@ from fastconv._checks import conv_geometry
 from conftest import thread_count, threads_in_effect
 
 
+@pytest.fixture(autouse=True)
+def two_threads(threads):
+    """Two threads (one in a serial build), whatever the machine's cores: some rules
+    (WINOGRAD_MIN_TILE_CHANNELS_PER_THREAD) count the work per thread."""
+    threads(2)
+
+
 def conv_plan(N, C, H, W, K, R=3, S=None, stride=1, padding=1, groups=1, **kwargs):
     return fastconv.conv_plan((N, C, H, W), (K, C // groups, R, R if S is None else S),
                               stride, padding, 1, groups, **kwargs)
@@ -45,13 +52,13 @@ def test_winograd_needs_min_output_tiles():
     assert conv_plan(1, 64, 9 * t, 7 * t, 64).forward != "winograd"
 
 
-@pytest.mark.parametrize("threads", [1, 2, 3])
-def test_winograd_needs_tiles_times_channels_per_thread(threads):
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_winograd_needs_tiles_times_channels_per_thread(count):
     """C = K = 16 on 32x32 outputs (64 tiles per image): the fewest images that reach the
-    bound on the threads in effect run Winograd, one image fewer does not."""
+    bound on `count` threads (those in effect) run Winograd, one image fewer does not."""
     per_image = 8 * 8 * 16
-    with thread_count(threads):
-        bound = plan.WINOGRAD_MIN_TILE_CHANNELS_PER_THREAD * threads_in_effect(threads)
+    with thread_count(count):
+        bound = plan.WINOGRAD_MIN_TILE_CHANNELS_PER_THREAD * threads_in_effect(count)
         images = -(-bound // per_image)
         assert conv_plan(images, 16, 32, 32, 16).forward == "winograd"
         assert conv_plan(images - 1, 16, 32, 32, 16).forward != "winograd"
