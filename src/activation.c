@@ -5,6 +5,7 @@
  * pass over memory the convolution just wrote is several times faster on LeNet-5's
  * activations (1.2 MB). The loops are simple enough for the compiler to vectorise. */
 #include "fastconv.h"
+#include "real_math.h"
 #include "template.h"
 
 #define REAL float

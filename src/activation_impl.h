@@ -6,8 +6,7 @@ void FN(fc_relu_forward)(REAL *y, const REAL *x, int64_t n)
 {
 #pragma omp parallel for schedule(static) if (n >= FC_ELEMENTWISE_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) {
-        const REAL v = x[i];
-        y[i] = v < 0 ? (REAL)0 : v;
+        y[i] = FN(fc_relu)(x[i]);
     }
 }
 
@@ -16,8 +15,7 @@ void FN(fc_relu_backward)(REAL *dx, const REAL *dy, const REAL *y, int64_t n)
 {
 #pragma omp parallel for schedule(static) if (n >= FC_ELEMENTWISE_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) {
-        const REAL g = dy[i];   /* read unconditionally: the select becomes a blend */
-        dx[i] = y[i] > 0 ? g : (REAL)0;
+        dx[i] = FN(fc_relu_grad)(dy[i], y[i]);
     }
 }
 
@@ -28,6 +26,6 @@ void FN(fc_add_forward)(REAL *y, const REAL *a, const REAL *b, int64_t n, int re
 #pragma omp parallel for schedule(static) if (n >= FC_ELEMENTWISE_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) {
         const REAL v = a[i] + b[i];
-        y[i] = relu && v < 0 ? (REAL)0 : v;
+        y[i] = relu ? FN(fc_relu)(v) : v;
     }
 }

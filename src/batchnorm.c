@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "fastconv.h"
+#include "real_math.h"
 #include "template.h"
 
 #ifdef _OPENMP
@@ -46,20 +47,18 @@
 #define BN_TARGET_AVX512 __attribute__((target("avx512f,prefer-vector-width=512")))
 #endif
 
-/* A ReLU after the normalisation (fc_batch_norm_problem.relu), as fc_relu_forward and
- * fc_relu_backward compute it: v, or 0 where v < 0 (NaN stays NaN); dy[i] where the ReLU's
- * output y[i] > 0, else 0 (y NULL: no ReLU, dy[i]). bn_grad_at_<type> gives the latter in
- * the element type (dy[i] read either way, so the select vectorises as a blend),
- * bn_grad_sum_at_<type> in float64 for the sums, by masking the bits (GCC does not
- * vectorise a select of a converted float32, whose conversion may trap), and
- * BN_KEEP_WHERE_POSITIVE on vectors of doubles (GCC's and Clang's vector comparisons give
- * lanes of all ones or zeros). All three give dy's bits or +0. */
-#define BN_RELU(v, relu) ((relu) && (v) < 0 ? 0 : (v))
+/* A ReLU after the normalisation (fc_batch_norm_problem.relu), by real_math.h's fc_relu
+ * and fc_relu_grad: the forward passes write fc_relu of each value; the backward takes
+ * dy[i] where the ReLU's output y[i] > 0, else 0 (y NULL: no ReLU, dy[i]).
+ * bn_grad_at_<type> gives that in the element type, bn_grad_sum_at_<type> in float64 for
+ * the sums, by masking the bits (GCC does not vectorise a select of a converted float32,
+ * whose conversion may trap), and BN_KEEP_WHERE_POSITIVE on vectors of doubles (GCC's and
+ * Clang's vector comparisons give lanes of all ones or zeros). All three give dy's bits or
+ * +0, as fc_relu_grad does. */
 #define BN_GRAD_AT(T, SUFFIX)                                                     \
     static inline T bn_grad_at_##SUFFIX(const T *dy, const T *y, int64_t i)      \
     {                                                                             \
-        const T g = dy[i];                                                        \
-        return y != NULL && !(y[i] > 0) ? (T)0 : g;                               \
+        return y != NULL ? fc_relu_grad_##SUFFIX(dy[i], y[i]) : dy[i];            \
     }                                                                             \
     static inline double bn_grad_sum_at_##SUFFIX(const T *dy, const T *y,        \
                                                  int64_t i)                       \

@@ -132,7 +132,7 @@ static FC_TEMPLATE_TARGET void FN(ISA(bn_plane_normalize))(REAL *y, const REAL *
 {
     for (int64_t i = 0; i < n; i++) {
         const REAL v = (x[i] - mean) * scale + shift;
-        y[i] = BN_RELU(v, relu);
+        y[i] = relu ? FN(fc_relu)(v) : v;
     }
 }
 
@@ -183,7 +183,7 @@ static FC_TEMPLATE_TARGET void FN(ISA(bn_row_normalize))(REAL *y, const REAL *x,
     const REAL *mean = coef, *scale = coef + n, *shift = coef + 2 * n;
     for (int64_t j = 0; j < n; j++) {
         const REAL v = (x[j] - mean[j]) * scale[j] + shift[j];
-        y[j] = BN_RELU(v, relu);
+        y[j] = relu ? FN(fc_relu)(v) : v;
     }
 }
 

@@ -31,4 +31,29 @@ static inline double fc_magnitude_f64(double a, double b)
     return sqrt(a2 + b2);
 }
 
+/* The ReLU of one value, and its gradient: v, or 0 where v < 0 (NaN and -0.0 stay as they
+ * are, as np.maximum keeps NaN); g where the ReLU's output y > 0, else 0 (NaN in y gives
+ * 0, and an inf or NaN g where y <= 0 gives 0, as PyTorch's). Every pass with a ReLU
+ * (activation.c, batchnorm.c) computes it by these; g is taken as an argument, read
+ * whatever y is, so a loop's select vectorises as a blend. */
+static inline float fc_relu_f32(float v)
+{
+    return v < 0 ? 0.0f : v;
+}
+
+static inline double fc_relu_f64(double v)
+{
+    return v < 0 ? 0.0 : v;
+}
+
+static inline float fc_relu_grad_f32(float g, float y)
+{
+    return y > 0 ? g : 0.0f;
+}
+
+static inline double fc_relu_grad_f64(double g, double y)
+{
+    return y > 0 ? g : 0.0;
+}
+
 #endif /* FASTCONV_REAL_MATH_H */
