@@ -103,6 +103,13 @@ def threads():
     fastconv.set_num_threads(before)
 
 
+@pytest.fixture
+def two_threads(threads):
+    """Two threads (one in a serial build) whatever the machine's cores, for tests of
+    auto's rules that count the work per thread (WINOGRAD_MIN_TILE_CHANNELS_PER_THREAD)."""
+    threads(2)
+
+
 # -- reliability: run modes shared by the fuzz, thread and sanitizer runs -----------------
 import os
 import sys

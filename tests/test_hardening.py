@@ -55,7 +55,7 @@ def test_cli_threads_option_refuses_a_count_above_the_bound():
 
 # -- non-finite and huge values: auto gives direct's NaN / inf / finite pattern ----------
 
-# A deep 3x3 layer auto runs by Winograd in every pass.
+# A deep 3x3 layer auto runs by Winograd in every pass, on two threads (two_threads).
 WINOGRAD_X = (4, 64, 16, 16)
 WINOGRAD_W = (64, 64, 3, 3)
 
@@ -67,13 +67,6 @@ def _pattern(a):
 def _assert_same_pattern(a, b):
     for got, want in zip(_pattern(a), _pattern(b)):
         np.testing.assert_array_equal(got, want)
-
-
-@pytest.fixture
-def winograd_threads(threads):
-    """Two threads (one in a serial build), on which auto runs WINOGRAD_X by Winograd
-    whatever the machine's cores (the rule counts the work per thread)."""
-    threads(2)
 
 
 def _winograd_problem(seed=0):
@@ -102,7 +95,7 @@ def _poison(a, kind):
 POISONS = ["nan", "inf", "3e38", "1e38"]
 
 
-@pytest.mark.usefixtures("winograd_threads")
+@pytest.mark.usefixtures("two_threads")
 @pytest.mark.parametrize("kind", POISONS)
 @pytest.mark.parametrize("where", ["x", "weight"])
 def test_auto_forward_gives_directs_nan_inf_and_finite_outputs(kind, where):
@@ -116,7 +109,7 @@ def test_auto_forward_gives_directs_nan_inf_and_finite_outputs(kind, where):
     _assert_same_pattern(auto, direct)
 
 
-@pytest.mark.usefixtures("winograd_threads")
+@pytest.mark.usefixtures("two_threads")
 @pytest.mark.parametrize("kind", POISONS)
 def test_auto_input_gradient_gives_directs_nan_inf_and_finite_outputs(kind):
     x, w = _winograd_problem()
@@ -128,7 +121,7 @@ def test_auto_input_gradient_gives_directs_nan_inf_and_finite_outputs(kind):
         _assert_same_pattern(got, want)
 
 
-@pytest.mark.usefixtures("winograd_threads")
+@pytest.mark.usefixtures("two_threads")
 def test_one_nan_pixel_gives_exactly_the_nan_outputs_direct_gives():
     x, w = _winograd_problem()
     x[0, 3, 5, 5] = np.nan
@@ -137,7 +130,7 @@ def test_one_nan_pixel_gives_exactly_the_nan_outputs_direct_gives():
     assert np.isnan(y[0, :, 4:7, 4:7]).all()
 
 
-@pytest.mark.usefixtures("winograd_threads")
+@pytest.mark.usefixtures("two_threads")
 def test_an_inf_pixel_gives_inf_where_direct_does():
     x, w = _winograd_problem()
     x[0, 3, 5, 5] = np.inf
@@ -145,7 +138,7 @@ def test_an_inf_pixel_gives_inf_where_direct_does():
     assert np.isinf(y).sum() == 64 * 9 and not np.isnan(y).any()
 
 
-@pytest.mark.usefixtures("winograd_threads")
+@pytest.mark.usefixtures("two_threads")
 def test_explicit_winograd_keeps_its_behaviour_on_a_nan_pixel():
     x, w = _winograd_problem()
     x[0, 3, 5, 5] = np.nan
@@ -153,7 +146,7 @@ def test_explicit_winograd_keeps_its_behaviour_on_a_nan_pixel():
     assert np.isnan(y).sum() > 64 * 9                  # the whole tiles it reads
 
 
-@pytest.mark.usefixtures("winograd_threads")
+@pytest.mark.usefixtures("two_threads")
 def test_auto_keeps_winograd_for_ordinary_values():
     from fastconv.plan import plan_for_values
     x, w = _winograd_problem()

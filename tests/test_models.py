@@ -99,10 +99,10 @@ def no_winograd_forward(monkeypatch):
 
 
 @needs_torch
+@pytest.mark.usefixtures("two_threads")
 @pytest.mark.parametrize("option", ["A", "B"])
 @pytest.mark.parametrize("dtype, tolerance", [(np.float64, 1e-9), (np.float32, 1e-2)])
-def test_resnet20_training_step_gradients_match_pytorch(option, dtype, tolerance, request,
-                                                        threads):
+def test_resnet20_training_step_gradients_match_pytorch(option, dtype, tolerance, request):
     """Every parameter gradient of one training step, and the running statistics after it.
 
     In float64 every gradient agrees to rounding, with auto's algorithms (Winograd on the
@@ -114,7 +114,6 @@ def test_resnet20_training_step_gradients_match_pytorch(option, dtype, tolerance
     Winograd's forward outputs round about 8 times as far from the exact sums, which
     switches more of them, so the float32 run computes the forward pass by direct. Two
     threads (auto's Winograd rule counts the work per thread)."""
-    threads(2)
     if dtype == np.float32:
         request.getfixturevalue("no_winograd_forward")
     else:

@@ -14,11 +14,8 @@ from fastconv._checks import conv_geometry
 from conftest import thread_count, threads_in_effect
 
 
-@pytest.fixture(autouse=True)
-def two_threads(threads):
-    """Two threads (one in a serial build), whatever the machine's cores: some rules
-    (WINOGRAD_MIN_TILE_CHANNELS_PER_THREAD) count the work per thread."""
-    threads(2)
+# Some rules count the work per thread: every test runs on two (conftest.two_threads).
+pytestmark = pytest.mark.usefixtures("two_threads")
 
 
 def conv_plan(N, C, H, W, K, R=3, S=None, stride=1, padding=1, groups=1, **kwargs):
