@@ -19,6 +19,7 @@ cdef extern from "fastconv.h" nogil:
         int64_t dil_h, dil_w
         int64_t groups
         int64_t P, Q
+        int relu
 
     ctypedef struct fc_pool_problem:
         int64_t N, C, H, W

@@ -3,7 +3,9 @@
 # its dtype, with the algorithm fastconv/plan.py chose. Nothing here checks the problem
 # again: the kernels refuse what they cannot run, and _check_conv says why.
 
-cdef fc_conv_problem _conv_problem(geom):
+cdef fc_conv_problem _conv_problem(geom, bint relu=False):
+    """The problem of geom; relu: the forward pass's outputs go through a ReLU as the
+    kernel writes them."""
     cdef fc_conv_problem pb
     pb.N, pb.C, pb.H, pb.W = geom.N, geom.C, geom.H, geom.W
     pb.K, pb.R, pb.S = geom.K, geom.R, geom.S
@@ -12,6 +14,7 @@ cdef fc_conv_problem _conv_problem(geom):
     pb.dil_h, pb.dil_w = geom.dilation
     pb.groups = geom.groups
     pb.P, pb.Q = geom.P, geom.Q
+    pb.relu = relu
     return pb
 
 
@@ -43,11 +46,13 @@ cdef int _check_conv(fc_status status, str what, str algorithm,
 
 
 def conv_forward(floating[:, :, :, ::1] y, const floating[:, :, :, ::1] x,
-                 const floating[:, :, :, ::1] w, const floating[::1] bias, geom, str algorithm):
+                 const floating[:, :, :, ::1] w, const floating[::1] bias, geom, str algorithm,
+                 bint relu=False):
     """y (N, K, P, Q) = conv(x (N, C, H, W), w (K, C/g, R, S)) + bias (K or None), by
-    algorithm ("direct", "im2col" or "winograd")."""
+    algorithm ("direct", "im2col", "winograd" or "depthwise"); relu: then max(y, 0) (NaN
+    and -0.0 kept, as relu_forward), in the same pass."""
     fc_sync_num_threads()      # set_num_threads applies to every thread
-    cdef fc_conv_problem pb = _conv_problem(geom)
+    cdef fc_conv_problem pb = _conv_problem(geom, relu)
     cdef const floating *b = &bias[0] if bias is not None else NULL
     cdef fc_conv_algorithm code = _algorithm_code(algorithm)
     cdef fc_status st

@@ -81,11 +81,10 @@ cdef class Program:
         s.output = _value(step["output"])
         s.side = _value(step.get("side", ("input", 0)))
         if kind == "conv":
-            s.conv = _conv_problem(step["geometry"])
+            s.conv = _conv_problem(step["geometry"], step["relu"])
             s.algorithm = _algorithm_code(step["algorithm"])
             s.weight = self._keep(step["weight"], s.conv.K * (s.conv.C // s.conv.groups)
                                   * s.conv.R * s.conv.S, "a convolution's weight")
-            s.relu = step["relu"]
             s.value_scale, s.value_limit = step["value_test"] or (0.0, 0.0)
         elif kind.endswith("pool"):
             s.pool = _pool_problem(step["geometry"])

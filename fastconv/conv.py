@@ -152,23 +152,25 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     return y
 
 
-def _forward(y, x, weight, bias, geom, plan):
-    """y <- the forward pass of a checked problem (geom: the problem the kernels run)."""
+def _forward(y, x, weight, bias, geom, plan, relu=False):
+    """y <- the forward pass of a checked problem (geom: the problem the kernels run),
+    then the ReLU in the same pass where relu is set."""
     dtype = y.dtype
     _ext.conv_forward(y, as_kernel_input(x, dtype), as_kernel_input(weight, dtype),
                       None if bias is None else as_kernel_input(bias, dtype), geom,
-                      plan.forward)
+                      plan.forward, relu)
 
 
-def conv2d_planned(x, weight, bias, geom, plan):
+def conv2d_planned(x, weight, bias, geom, plan, relu=False):
     """conv2d of arrays of the plan's dtype for a problem already checked, with auto's plan
     for it: what a layer runs in eval mode once it has checked an input shape. geom must be
     a problem the kernels run as it is (windows_geometry(geom) is geom), with no empty
-    axis; the plan turns to direct for values that need it (plan_for_values)."""
+    axis; the plan turns to direct for values that need it (plan_for_values). relu: the
+    output goes through a ReLU as the kernel writes it (a Conv2D's activation)."""
     if plan.forward not in EXACT_ALGORITHMS:
         plan = plan_for_values(plan, "auto", x, weight, bias)
     y = np.empty(geom.output_shape, dtype=plan.dtype)
-    _forward(y, x, weight, bias, geom, plan)
+    _forward(y, x, weight, bias, geom, plan, relu)
     return y
 
 

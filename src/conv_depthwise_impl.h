@@ -262,8 +262,11 @@ static fc_status FN(dw_cl_forward_pass)(REAL *y, const REAL *x, const REAL *w,
             kern->fill(xb, x + (n * pb->C + c0) * pb->H * pb->W, lanes, pb->H * pb->W, pos,
                        pb->H * pb->W);
             kern->forward(yb, xb, wcl + c0 * taps, g);
-            kern->unfill(y + (n * pb->K + c0) * pb->P * pb->Q, yb, lanes, pb->P * pb->Q,
-                         bias == NULL ? NULL : bias + c0);
+            REAL *yc = y + (n * pb->K + c0) * pb->P * pb->Q;
+            kern->unfill(yc, yb, lanes, pb->P * pb->Q, bias == NULL ? NULL : bias + c0);
+            if (pb->relu) {
+                FN(fc_relu_span)(yc, lanes * pb->P * pb->Q);
+            }
         }
         free(xb);
         free(yb);
@@ -467,7 +470,8 @@ static fc_status FN(dw_cl_weight_pass)(REAL *dw, const REAL *dy, const REAL *x,
 fc_status FN(fc_conv_depthwise_forward)(REAL *y, const REAL *x, const REAL *w,
                                         const REAL *bias, const fc_conv_problem *pb)
 {
-    /* y (N, K, P, Q) = x (N, C, H, W) correlated plane by plane with w (K, 1, R, S) + bias */
+    /* y (N, K, P, Q) = x (N, C, H, W) correlated plane by plane with w (K, 1, R, S) + bias,
+     * then the ReLU where pb->relu is set */
     fc_dw_cl_geom clg;
     if (fc_depthwise_supports(pb) && FN(dw_cl_applies)(&clg, pb)) {
         return FN(dw_cl_forward_pass)(y, x, w, bias, pb, &clg);
@@ -517,6 +521,9 @@ fc_status FN(fc_conv_depthwise_forward)(REAL *y, const REAL *x, const REAL *w,
                             out[q] = row[q] + bk;
                         }
                     }
+                }
+                if (pb->relu) {
+                    FN(fc_relu_span)(yk, pb->P * pb->Q);
                 }
             }
         }

@@ -45,6 +45,7 @@
 
 #include "fastconv.h"
 #include "template.h"
+#include "real_math.h"
 #include "conv_index.h"
 #include "conv_threads.h"
 #include "conv_direct_kernels.h"

@@ -7,6 +7,7 @@
 #include "conv_index.h"
 #include "conv_threads.h"
 #include "template.h"
+#include "real_math.h"
 
 #ifdef _OPENMP
 #include <omp.h>

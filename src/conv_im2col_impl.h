@@ -110,7 +110,7 @@ static const REAL *FN(band_columns)(REAL *col, int64_t *ld, const REAL *x_group,
 }
 
 /* y_group (Kg, P, Q) = w_group (Kg x crs) @ the columns of x_group (Cg, H, W), band by
- * band, + bias_group (Kg) or NULL. */
+ * band, + bias_group (Kg) or NULL, then the ReLU where pb->relu is set. */
 static fc_status FN(forward_pair)(REAL *y_group, const REAL *x_group, const REAL *w_group,
                                   const REAL *bias_group, REAL *col, const im2col_plan *pl,
                                   const fc_conv_problem *pb)
@@ -125,12 +125,16 @@ static fc_status FN(forward_pair)(REAL *y_group, const REAL *x_group, const REAL
             return FC_ERR_NOMEM;
         }
     }
-    if (bias_group != NULL) {
-        for (int64_t k = 0; k < pl->Kg; k++) {
+    for (int64_t k = 0; k < pl->Kg; k++) {
+        REAL *yk = y_group + k * pl->PQ;
+        if (bias_group != NULL) {
             const REAL b = bias_group[k];
             for (int64_t i = 0; i < pl->PQ; i++) {
-                y_group[k * pl->PQ + i] += b;
+                yk[i] += b;
             }
+        }
+        if (pb->relu) {
+            FN(fc_relu_span)(yk, pl->PQ);
         }
     }
     return FC_OK;
@@ -151,9 +155,9 @@ static void FN(gather_planes)(REAL *to, const REAL *t, int64_t channels, int64_t
 }
 
 /* The planes of images [n0, n1) of t (N, channels, PQ) <- from (channels x (n1-n0)*PQ),
- * + bias (channels) or NULL. */
-static void FN(scatter_planes)(REAL *t, const REAL *from, const REAL *bias, int64_t channels,
-                               int64_t n0, int64_t n1, int64_t PQ)
+ * + bias (channels) or NULL, then the ReLU where relu is set. */
+static void FN(scatter_planes)(REAL *t, const REAL *from, const REAL *bias, int relu,
+                               int64_t channels, int64_t n0, int64_t n1, int64_t PQ)
 {
     const int64_t cols = (n1 - n0) * PQ;
     for (int64_t n = n0; n < n1; n++)
@@ -162,20 +166,23 @@ static void FN(scatter_planes)(REAL *t, const REAL *from, const REAL *bias, int6
             REAL *out = t + (n * channels + c) * PQ;
             if (bias == NULL) {
                 memcpy(out, in, (size_t)PQ * sizeof(REAL));
-                continue;
+            } else {
+                const REAL b = bias[c];
+                for (int64_t i = 0; i < PQ; i++) {
+                    out[i] = in[i] + b;
+                }
             }
-            const REAL b = bias[c];
-            for (int64_t i = 0; i < PQ; i++) {
-                out[i] = in[i] + b;
+            if (relu) {
+                FN(fc_relu_span)(out, PQ);
             }
         }
 }
 
 /* The pass on images [n0, n1): out is y, dx or this thread's dw, a and b as FN(pair) has
- * them. col holds the gathered operand (crs or Kg rows) and then the product or the
+ * them; relu: the forward's fused ReLU. col holds the gathered operand (crs or Kg rows) and then the product or the
  * second operand, (crs + Kg) x (n1-n0)*PQ in all. */
 static fc_status FN(block)(im2col_pass pass, REAL *out, const REAL *a, const REAL *b,
-                           const REAL *bias, REAL *col, int64_t n0, int64_t n1,
+                           const REAL *bias, int relu, REAL *col, int64_t n0, int64_t n1,
                            const im2col_plan *pl)
 {
     const int64_t C = pl->crs, K = pl->Kg, PQ = pl->PQ, cols = (n1 - n0) * PQ;
@@ -186,14 +193,14 @@ static fc_status FN(block)(im2col_pass pass, REAL *out, const REAL *a, const REA
         st = FN(fc_gemm)(K, cols, C, b, C, 1, col, cols, 1, 0, col + C * cols, cols,
                          pl->gemm_threads);
         if (st == FC_OK)
-            FN(scatter_planes)(out, col + C * cols, bias, K, n0, n1, PQ);
+            FN(scatter_planes)(out, col + C * cols, bias, relu, K, n0, n1, PQ);
         return st;
     case IM2COL_BACKWARD_DATA: /* dx (C x cols) = w^T (C x K) @ dy (K x cols) */
         FN(gather_planes)(col, a, K, n0, n1, PQ);
         st = FN(fc_gemm)(C, cols, K, b, 1, C, col, cols, 1, 0, col + K * cols, cols,
                          pl->gemm_threads);
         if (st == FC_OK)
-            FN(scatter_planes)(out, col + K * cols, NULL, C, n0, n1, PQ);
+            FN(scatter_planes)(out, col + K * cols, NULL, 0, C, n0, n1, PQ);
         return st;
     default:                   /* dw (K x C) += dy (K x cols) @ x (C x cols)^T */
         FN(gather_planes)(col, a, K, n0, n1, PQ);
@@ -256,7 +263,7 @@ static fc_status FN(pair)(im2col_pass pass, REAL *out, const REAL *a, const REAL
 {
     if (pl->images > 1) {      /* unit ng is a block of images */
         const int64_t n0 = ng * pl->images;
-        return FN(block)(pass, out, a, b, bias, col, n0,
+        return FN(block)(pass, out, a, b, bias, pb->relu, col, n0,
                          n0 + pl->images < pb->N ? n0 + pl->images : pb->N, pl);
     }
     const int64_t n = ng / pb->groups, g = ng % pb->groups;

@@ -32,6 +32,7 @@
 #include "gemm_kernels.h"
 #include "conv_winograd.h"
 #include "template.h"
+#include "real_math.h"
 
 
 /* Input channels per GEMM pass (more are summed over passes into M) and filters per pass
@@ -204,6 +205,7 @@ static void wg_plan_problem(wg_plan *pl, int64_t N, int64_t C, int64_t H, int64_
     pl->tiles_h = (P + WG_M - 1) / WG_M;
     pl->tiles_w = (Q + WG_M - 1) / WG_M;
     pl->tiles = N * pl->tiles_h * pl->tiles_w;
+    pl->relu = 0;
 }
 
 /* Pass and block sizes once mr and nr are known. */

@@ -98,6 +98,7 @@ typedef struct {
     int64_t kc;                /* input channels per GEMM pass */
     int64_t kb;                /* output channels per pass, a multiple of mr */
     int64_t u_position;        /* elements from one position xi of U to the next */
+    int relu;                  /* the forward's fused ReLU (fc_conv_problem.relu) */
 } wg_plan;
 
 /* Elements added to the stride between the positions xi of U, V and M. Each transform

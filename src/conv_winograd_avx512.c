@@ -5,6 +5,7 @@
 #include "gemm_kernels.h"
 #include "conv_winograd.h"
 #include "template.h"
+#include "real_math.h"
 
 #if FC_GEMM_HAVE_AVX512
 

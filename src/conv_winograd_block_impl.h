@@ -185,11 +185,11 @@ void FN(ISA(output_2d))(REAL *restrict y, const REAL *restrict m, int64_t ms,
  * plane y (rows of Q), cut to the image on its bottom and right edges. */
 static inline FC_TEMPLATE_TARGET
 void FN(ISA(store))(REAL *y, const REAL *out, const FN(ISA(panel_geometry)) *g, REAL bk,
-                    int64_t Q)
+                    int relu, int64_t Q)
 {
 #if FC_TEMPLATE_SHUFFLES
     for (int j0 = 0; j0 < NR; j0 += 8) {
-        FN(ISA(store8))(y, out, g, j0, bk, Q);
+        FN(ISA(store8))(y, out, g, j0, bk, relu, Q);
     }
 #else
     for (int j = 0; j < NR; j++) {
@@ -206,6 +206,9 @@ void FN(ISA(store))(REAL *y, const REAL *out, const FN(ISA(panel_geometry)) *g, 
                     dst[i * Q + i2] = out[(i * WG_M + i2) * NR + j] + bk;
                 }
             }
+        }
+        for (int i = 0; relu && i < g->rows[j]; i++) {
+            FN(fc_relu_span)(dst + i * Q, g->cols[j]);
         }
     }
 #endif
@@ -325,7 +328,7 @@ FC_TEMPLATE_TARGET void FN(ISA(wg_block))(REAL *y, const REAL *x, const REAL *u,
             for (int64_t k = k0; k < k_end; k++) {
                 const REAL bk = bias ? bias[k] : 0;
                 FN(ISA(output_2d))(patch, m + (k - k0) * T + p * NR, m_position, tmp);
-                FN(ISA(store))(y + k * plane, patch, &g, bk, Q);
+                FN(ISA(store))(y + k * plane, patch, &g, bk, pl->relu, Q);
             }
         }
     }

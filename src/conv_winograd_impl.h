@@ -83,6 +83,7 @@ fc_status FN(fc_conv_winograd_forward)(REAL *y, const REAL *x, const REAL *w, co
     wg_plan pl;
     wg_plan_problem(&pl, pb->N, pb->C, pb->H, pb->W, pb->K, pb->P, pb->Q, pb->pad_top,
                     pb->pad_left);
+    pl.relu = pb->relu;
     /* g[r][s] of filter k, channel c: w[k][c][r][s] */
     return FN(winograd)(y, x, w, pb->C * 9, 9, 0, bias, &pl);
 }

@@ -108,15 +108,22 @@ void FN(ISA(gather8))(float *restrict d, const FN(ISA(patches8)) *r, int64_t cha
  * edges; tiles with no rows (past the last) are skipped. */
 static inline FC_TEMPLATE_TARGET
 void FN(ISA(store8))(float *y, const float *out, const FN(ISA(panel_geometry)) *g, int j0,
-                     float bk, int64_t Q)
+                     float bk, int relu, int64_t Q)
 {
     const __m256 b = _mm256_set1_ps(bk);
     for (int i = 0; i < WG_M; i++) {
         const float *o = out + i * WG_M * NR + j0;
-        const __m256 r0 = _mm256_add_ps(_mm256_loadu_ps(o + 0 * NR), b);
-        const __m256 r1 = _mm256_add_ps(_mm256_loadu_ps(o + 1 * NR), b);
-        const __m256 r2 = _mm256_add_ps(_mm256_loadu_ps(o + 2 * NR), b);
-        const __m256 r3 = _mm256_add_ps(_mm256_loadu_ps(o + 3 * NR), b);
+        __m256 r0 = _mm256_add_ps(_mm256_loadu_ps(o + 0 * NR), b);
+        __m256 r1 = _mm256_add_ps(_mm256_loadu_ps(o + 1 * NR), b);
+        __m256 r2 = _mm256_add_ps(_mm256_loadu_ps(o + 2 * NR), b);
+        __m256 r3 = _mm256_add_ps(_mm256_loadu_ps(o + 3 * NR), b);
+        if (relu) {   /* fc_relu: max with 0 first keeps NaN and -0.0 (the second operand) */
+            const __m256 zero = _mm256_setzero_ps();
+            r0 = _mm256_max_ps(zero, r0);
+            r1 = _mm256_max_ps(zero, r1);
+            r2 = _mm256_max_ps(zero, r2);
+            r3 = _mm256_max_ps(zero, r3);
+        }
         /* 4 x 8 transpose: u[j % 4] holds tile j's row in its lane half j / 4 */
         const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
         const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);

@@ -41,6 +41,9 @@ typedef struct {
     int64_t dil_h, dil_w;
     int64_t groups;
     int64_t P, Q;                 /* output height, width */
+    int relu;                     /* forward only: each output y becomes fc_relu(y), after
+                                   * the bias, as the kernel writes it (conv + bias + ReLU
+                                   * in one pass); the gradient passes ignore it */
 } fc_conv_problem;
 
 /* The three passes of a convolution, one signature each, shared by every algorithm's
@@ -457,7 +460,8 @@ fc_conv_weight_fn_f64 fc_conv_depthwise_backward_weight_f64;
  * steps call the kernels the layers call, in the same way, so a program's output has the
  * bits of the layer-by-layer forward pass. */
 typedef enum {
-    FC_STEP_CONV = 0,              /* conv: fc_conv_forward(algorithm), weight, bias, relu */
+    FC_STEP_CONV = 0,              /* conv: fc_conv_forward(algorithm), weight, bias (the
+                                    * ReLU, if any, in conv.relu) */
     FC_STEP_MAX_POOL = 1,          /* pool: fc_max_pool_forward, no argmax */
     FC_STEP_AVG_POOL = 2,          /* pool: fc_avg_pool_forward */
     FC_STEP_ADAPTIVE_AVG_POOL = 3, /* pool: fc_adaptive_avg_pool_forward */
@@ -488,7 +492,7 @@ typedef struct {
     int64_t shape[4], out_channels, before, stride;   /* ZERO_PAD_SUBSAMPLE */
     const void *mean, *var;                           /* BATCH_NORM */
     fc_batch_norm_problem batch_norm;                 /* BATCH_NORM */
-    int relu;                      /* CONV, ADD: ReLU on the output, in place */
+    int relu;                      /* ADD: ReLU on the output, in place */
     double value_scale, value_limit; /* CONV: scale > 0 runs direct unless the input's,
                                       * weight's and bias's largest magnitudes pass
                                       * fc_values_fit with these */

@@ -67,14 +67,10 @@ static fc_status FN(run_step)(const fc_step *s, REAL *const buffers[3])
 {
     const REAL *in = buffers[s->input.buffer] + s->input.offset;
     REAL *out = buffers[s->output.buffer] + s->output.offset;
-    fc_status st = FC_OK;
     switch (s->kind) {
     case FC_STEP_CONV:
-        st = FN(fc_conv_forward)(out, in, (const REAL *)s->weight, (const REAL *)s->bias,
-                                 &s->conv, FN(conv_algorithm)(s, in));
-        if (st == FC_OK && s->relu)
-            FN(fc_relu_forward)(out, out, s->conv.N * s->conv.K * s->conv.P * s->conv.Q);
-        return st;
+        return FN(fc_conv_forward)(out, in, (const REAL *)s->weight, (const REAL *)s->bias,
+                                   &s->conv, FN(conv_algorithm)(s, in));
     case FC_STEP_MAX_POOL:
         return FN(fc_max_pool_forward)(out, NULL, NULL, in, &s->pool);
     case FC_STEP_AVG_POOL:

@@ -5,6 +5,7 @@
 #define FASTCONV_REAL_MATH_H
 
 #include <math.h>
+#include <stdint.h>
 
 /* The correctly rounded square root. */
 #define fc_sqrt_f32 sqrtf
@@ -34,8 +35,8 @@ static inline double fc_magnitude_f64(double a, double b)
 /* The ReLU of one value, and its gradient: v, or 0 where v < 0 (NaN and -0.0 stay as they
  * are, as np.maximum keeps NaN); g where the ReLU's output y > 0, else 0 (NaN in y gives
  * 0, and an inf or NaN g where y <= 0 gives 0, as PyTorch's). Every pass with a ReLU
- * (activation.c, batchnorm.c) computes it by these; g is taken as an argument, read
- * whatever y is, so a loop's select vectorises as a blend. */
+ * (activation.c, batchnorm.c, the convolutions' fused ReLU) computes it by these; g is
+ * taken as an argument, read whatever y is, so a loop's select vectorises as a blend. */
 static inline float fc_relu_f32(float v)
 {
     return v < 0 ? 0.0f : v;
@@ -54,6 +55,22 @@ static inline float fc_relu_grad_f32(float g, float y)
 static inline double fc_relu_grad_f64(double g, double y)
 {
     return y > 0 ? g : 0.0;
+}
+
+/* y[i] = fc_relu(y[i]) for i < n: a convolution's fused ReLU (fc_conv_problem.relu) on
+ * outputs it has just written, while they are in cache. */
+static inline void fc_relu_span_f32(float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        y[i] = fc_relu_f32(y[i]);
+    }
+}
+
+static inline void fc_relu_span_f64(double *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        y[i] = fc_relu_f64(y[i]);
+    }
 }
 
 #endif /* FASTCONV_REAL_MATH_H */

@@ -407,3 +407,41 @@ def test_backward_without_bias_grad_gives_the_same_input_and_weight_gradients(al
                                  out=(None, None, np.empty(6)))
     with pytest.raises(TypeError, match="bias_grad must be a bool"):
         fastconv.conv2d_backward(dy, x, w, padding=1, bias_grad="no")
+
+
+# One problem per kernel path the fused ReLU touches: (x shape, weight shape, stride,
+# padding, groups, algorithms). Direct by pixels and by filters, im2col banded, pointwise
+# one image and pointwise blocks of images, Winograd (shuffled float stores, scalar double
+# ones), depthwise channels-last and plane by plane (stride 2, a channel multiplier).
+FUSED_RELU_CASES = [
+    ((2, 3, 13, 11), (5, 3, 3, 3), 1, 1, 1, ("direct", "im2col")),
+    ((2, 64, 8, 8), (64, 64, 3, 3), 1, 1, 1, ("direct", "im2col", "winograd")),
+    ((2, 16, 14, 13), (24, 16, 3, 3), 1, 1, 1, ("winograd",)),
+    ((1, 24, 9, 9), (40, 24, 1, 1), 1, 0, 1, ("im2col", "direct")),
+    ((7, 24, 4, 4), (40, 24, 1, 1), 1, 0, 1, ("im2col", "direct")),
+    ((3, 8, 9, 9), (16, 4, 3, 3), 2, 1, 2, ("direct", "im2col")),
+    ((3, 40, 9, 9), (40, 1, 3, 3), 1, 1, 40, ("depthwise",)),
+    ((3, 6, 10, 10), (12, 1, 3, 3), 2, 1, 6, ("depthwise",)),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", FUSED_RELU_CASES, ids=lambda c: "x".join(map(str, c[0])))
+def test_fused_relu_equals_the_convolution_then_relu_bitwise(case, dtype, simd):
+    """conv_forward(relu=True): the kernel's outputs through fc_relu as it writes them, the
+    same bits as the convolution followed by the ReLU pass, NaN and inf included."""
+    xs, ws, stride, padding, groups, algorithms = case
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal(xs).astype(dtype)
+    x[0, 0, 1, 1], x[-1, -1, 2, 3] = np.nan, np.inf     # NaN and inf outputs around them
+    w = rng.standard_normal(ws).astype(dtype)
+    geom = conv_geometry(xs, ws, stride, padding, 1, groups, "t")
+    for algorithm in algorithms:
+        for bias in (rng.standard_normal(ws[0]).astype(dtype), None):
+            plain = np.empty(geom.output_shape, dtype)
+            fastconv._ext.conv_forward(plain, x, w, bias, geom, algorithm)
+            expected = np.where(plain < 0, dtype(0), plain)
+            fused = np.full(geom.output_shape, 7, dtype)
+            fastconv._ext.conv_forward(fused, x, w, bias, geom, algorithm, True)
+            assert np.isnan(expected).any() and (expected == 0).any() and (expected > 0).any()
+            np.testing.assert_array_equal(fused, expected, err_msg=algorithm)

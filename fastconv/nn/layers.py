@@ -420,8 +420,9 @@ class Conv2D(Layer):
     """A convolutional layer: conv2d + a bias per filter (+ an optional activation).
 
     The lecture's conv layer is "convolution + bias + nonlinearity"; with
-    ``activation="relu"`` the three happen in one layer (the bias inside the conv kernel,
-    the ReLU in place on its output), and backward masks the gradient with the output.
+    ``activation="relu"`` the three happen in one layer (the bias inside the conv kernel;
+    the ReLU too in eval mode, applied to the outputs as the kernel writes them, and in
+    place on the output in training), and backward masks the gradient with the output.
 
     Parameters
     ----------
@@ -537,9 +538,10 @@ class Conv2D(Layer):
     def _run_planned(self, x, geom):
         # planned per call: the plan follows set_autotune and, autotuned, the threads
         plan = plan_for(geom, x.dtype, "auto", "Conv2D")
+        relu = self.activation == "relu"
         y = conv2d_planned(as_kernel_input(x, x.dtype), self._params["weight"],
-                           self._params.get("bias"), geom, plan)
-        return _activation_forward(y, self.activation)
+                           self._params.get("bias"), geom, plan, relu)
+        return y if relu else _activation_forward(y, self.activation)
 
     def backward(self, grad_out, input_grad=True):
         x, y = self._saved(self._x), self._y
