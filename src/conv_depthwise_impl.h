@@ -82,6 +82,11 @@ static void FN(dw_move_phases)(REAL *restrict plane, REAL *restrict phases,
                     } else {
                         FN(dw_copy)(run, row, n);
                     }
+                } else if (into_phases && sw == 2) {
+                    /* the common stride, a constant: the loop vectorises as shuffles */
+                    for (int64_t v = 0; v < n; v++) {
+                        row[v] = run[2 * v];
+                    }
                 } else if (into_phases) {
                     for (int64_t v = 0; v < n; v++) {
                         row[v] = run[v * sw];
