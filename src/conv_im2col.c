@@ -91,10 +91,14 @@ static fc_status im2col_plan_of(im2col_plan *pl, const fc_conv_problem *pb, size
     pl->pointwise = is_pointwise(pb);
     pl->images = 1;
     if (pl->pointwise && pb->groups == 1 && pl->PQ <= FC_IM2COL_BATCH_COLUMNS / 2) {
-        /* and a block for each thread at least: a parallel GEMM shares out less well */
+        /* The nearest whole number of blocks of FC_IM2COL_BATCH_COLUMNS, the images shared
+         * evenly among them (5 images of 64 pixels: one block of 5, not 4 and then 1), and
+         * a block for each thread at least: a parallel GEMM shares out less well. */
+        const int64_t fit = FC_IM2COL_BATCH_COLUMNS / pl->PQ;
+        const int64_t blocks = (pb->N + fit / 2) / fit > 1 ? (pb->N + fit / 2) / fit : 1;
+        const int64_t per_block = (pb->N + blocks - 1) / blocks;
         const int64_t per_thread = (pb->N + nthreads - 1) / nthreads;
-        pl->images = FC_IM2COL_BATCH_COLUMNS / pl->PQ < per_thread
-                         ? FC_IM2COL_BATCH_COLUMNS / pl->PQ : per_thread;
+        pl->images = per_block < per_thread ? per_block : per_thread;
     }
     pl->pairs = (pb->N + pl->images - 1) / pl->images * pb->groups;
     pl->band = band_rows(pb, elem_size);
