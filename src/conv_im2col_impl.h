@@ -179,8 +179,8 @@ static void FN(scatter_planes)(REAL *t, const REAL *from, const REAL *bias, int 
 }
 
 /* The pass on images [n0, n1): out is y, dx or this thread's dw, a and b as FN(pair) has
- * them; relu: the forward's fused ReLU. col holds the gathered operand (crs or Kg rows) and then the product or the
- * second operand, (crs + Kg) x (n1-n0)*PQ in all. */
+ * them; relu: the forward's fused ReLU. col holds the gathered operand (crs or Kg rows)
+ * and then the product or the second operand, (crs + Kg) x (n1-n0)*PQ in all. */
 static fc_status FN(block)(im2col_pass pass, REAL *out, const REAL *a, const REAL *b,
                            const REAL *bias, int relu, REAL *col, int64_t n0, int64_t n1,
                            const im2col_plan *pl)
