@@ -428,6 +428,26 @@ def test_a_chunk_over_the_workspace_limit_runs_layer_by_layer(monkeypatch):
     assert program_of(model, x) is None
 
 
+def test_chunks_hold_enough_images_for_wide_pointwise_products(monkeypatch):
+    """A pointwise convolution on 4x4 planes multiplies PROGRAM_MIN_POINTWISE_COLUMNS (128)
+    columns at once: chunks of at least 8 images, where PROGRAM_CHUNK_BYTES alone would
+    hold fewer, and as many as fit PROGRAM_MAX_WORKSPACE_BYTES where 8 do not."""
+    monkeypatch.setattr(program_module, "PROGRAM_CHUNK_BYTES", 1 << 14)
+    model = Sequential(Conv2D(3, 16, 3, stride=2, padding=1, activation="relu", seed=1),
+                       Conv2D(16, 32, 1, activation="relu", seed=2), GlobalAvgPool2D(),
+                       Linear(32, 5, seed=3)).eval()
+    x = RNG.standard_normal((48, 3, 8, 8)).astype(np.float32)
+    program, got = chunked_program(model, x)
+    assert (program._kernel.images, program._kernel.chunks) == (48, 6)
+    assert np.abs(got - checked_forward(model, x)).max() <= 1e-5 * np.abs(got).max()
+    image_bytes = 4 * (16 * 16 + 32 * 16 + 32)    # the values of one image in the workspace
+    assert 1 << 14 < 6 * image_bytes
+    monkeypatch.setattr(program_module, "PROGRAM_MAX_WORKSPACE_BYTES", 6 * image_bytes)
+    model = copy.deepcopy(model)                  # no program kept from before
+    program, _ = chunked_program(model, x)
+    assert (program._kernel.images, program._kernel.chunks) == (48, 8)
+
+
 def test_threads_share_one_chunked_program(monkeypatch):
     monkeypatch.setattr(program_module, "PROGRAM_CHUNK_BYTES", 1 << 14)
     model = LeNet5(seed=4).eval()
