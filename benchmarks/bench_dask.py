@@ -83,15 +83,13 @@ def record(benchmark, sizes, **extra):
         benchmark.extra_info["Mpixel_per_s"] = side * side / 1e6 / stats.stats.median
 
 
-PEAK_MEMORY = textwrap.dedent("""
+PEAK_MEMORY = textwrap.dedent(f"""
     import resource, sys
     import dask, dask.array as da
     import fastconv, fastconv.dask as fd
     fastconv.set_num_threads(int(sys.argv[3]))
     with dask.config.set(num_workers=int(sys.argv[3])):
-        fd.sobel(da.from_zarr(sys.argv[1])).to_zarr(sys.argv[2], overwrite=True,
-                                                    compressors=None,
-                                                    config={"write_empty_chunks": True})
+        fd.sobel(da.from_zarr(sys.argv[1])).to_zarr(sys.argv[2], **{OUTPUT_STORE!r})
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """)
 
