@@ -87,23 +87,23 @@ cdef extern from "fastconv.h" nogil:
         int64_t N, H, W
         int64_t R, S
         fc_border border
+        int64_t top, left, out_H, out_W
 
-    fc_status fc_filter2d_f32(float *y, const float *x, const float *k,
+    ctypedef struct fc_filter_input:
+        const char *const *rows
+        const int64_t *plane_steps
+        const int64_t *widths
+        int64_t pieces
+        int u8
+
+    fc_status fc_filter2d_f32(float *y, const fc_filter_input *x, const float *k,
                               const fc_filter_problem *pb)
-    fc_status fc_filter2d_f64(double *y, const double *x, const double *k,
+    fc_status fc_filter2d_f64(double *y, const fc_filter_input *x, const double *k,
                               const fc_filter_problem *pb)
-    fc_status fc_filter2d_magnitude_f32(float *y, const float *x, const float *kx,
+    fc_status fc_filter2d_magnitude_f32(float *y, const fc_filter_input *x, const float *kx,
                                         const float *ky, const fc_filter_problem *pb)
-    fc_status fc_filter2d_magnitude_f64(double *y, const double *x, const double *kx,
+    fc_status fc_filter2d_magnitude_f64(double *y, const fc_filter_input *x, const double *kx,
                                         const double *ky, const fc_filter_problem *pb)
-    fc_status fc_filter2d_u8_f32(float *y, const uint8_t *x, const float *k,
-                                 const fc_filter_problem *pb)
-    fc_status fc_filter2d_u8_f64(double *y, const uint8_t *x, const double *k,
-                                 const fc_filter_problem *pb)
-    fc_status fc_filter2d_magnitude_u8_f32(float *y, const uint8_t *x, const float *kx,
-                                           const float *ky, const fc_filter_problem *pb)
-    fc_status fc_filter2d_magnitude_u8_f64(double *y, const uint8_t *x, const double *kx,
-                                           const double *ky, const fc_filter_problem *pb)
     fc_status fc_canny_nms_f32(uint8_t *classes, const float *gx, const float *gy,
                                const float *mag, int64_t N, int64_t H, int64_t W,
                                double low, double high)

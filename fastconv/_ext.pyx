@@ -6,7 +6,7 @@ only fills the C problem structs, releases the GIL around each kernel and turns 
 code into a Python exception. No algorithm lives here.
 """
 from cython cimport floating
-from libc.stdint cimport int32_t, int64_t, uint8_t
+from libc.stdint cimport int32_t, int64_t, intptr_t, uint8_t
 
 from fastconv._cfastconv cimport *
 

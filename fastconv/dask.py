@@ -205,24 +205,38 @@ def _cut(block, slices):
 
 
 def _run_tile(func, pieces, rows, cols, keep_rows, keep_cols, pads, threads):
-    """One output chunk: the region from its input pieces ([block, None] for a whole block,
-    [cuts, k] for the k-th cut of one), func(region, pads), cut to the chunk."""
-    blocks = [[value if k is None else value[k] for value, k in row] for row in pieces]
-    region = blocks[0][0] if len(blocks) == 1 and len(blocks[0]) == 1 else np.block(blocks)
-    region = _conv.gather(region, rows, cols)
+    """One output chunk: func(grid, window, pads) on the grid of its input pieces ([block,
+    None] for a whole block, [cuts, k] for the k-th cut of one), or on the region they make
+    gathered at rows and cols (None: all, in order) when it must be; window: the chunk's
+    ((top, bottom), (left, right)) in the op's output on the region."""
+    grid = [[value if k is None else value[k] for value, k in row] for row in pieces]
+    if rows is not None or cols is not None:
+        grid = [[_conv.gather(_joined(grid), rows, cols)]]
     with _task_threads(threads):
-        out = func(region, pads)
-    kept = out[..., keep_rows[0]:keep_rows[1], keep_cols[0]:keep_cols[1]]
-    # A view when it is most of out (a copy would cost a fresh allocation of the chunk's
-    # size); a copy when holding on to out would waste more than the chunk.
+        return func(grid, (keep_rows, keep_cols), pads)
+
+
+def _joined(grid):
+    """The region a grid of pieces makes."""
+    return grid[0][0] if len(grid) == len(grid[0]) == 1 else np.block(grid)
+
+
+def _on_region(tile, grid, window, pads):
+    """tile(region, pads) on the region the grid makes, cut to the window: a view when it is
+    most of the output (a copy would cost a fresh allocation of the chunk's size), a copy
+    when holding on to the output would waste more than the chunk."""
+    out = tile(_joined(grid), pads)
+    (top, bottom), (left, right) = window
+    kept = out[..., top:bottom, left:right]
     return kept if 2 * kept.size >= out.size else np.array(kept)
 
 
 def _stencil(name, x, rows, cols, func, dtype, lead_chunks, threads):
     """A dask array whose chunk (lead..., i, j) is func applied to the region of x that
     rows.sources[i] and cols.sources[j] select from the same leading block, cut to
-    rows.keep[i] and cols.keep[j]. func(region, (top, bottom, left, right)) gets the
-    padding the region needs. lead_chunks: the output's leading chunks, one block for
+    rows.keep[i] and cols.keep[j]: func(grid, window, (top, bottom, left, right)) computes
+    it from the grid of pieces that make the region (see _run_tile), with the padding the
+    region needs. lead_chunks: the output's leading chunks, one block for
     each of x's leading blocks. Each input block has at most one task cutting the parts
     its neighbours read."""
     token = dask.base.tokenize(name, x, rows.sources, cols.sources, rows.keep, cols.keep,
@@ -339,6 +353,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     tile = functools.partial(_conv_tile, weight=weight, bias=bias, stride=geom.stride,
                              dilation=geom.dilation, groups=groups, algorithm=algorithm,
                              flip=flip)
+    tile = functools.partial(_on_region, tile)
     return _stencil("fastconv-conv2d", _one_chunk(x, (1,)), rows, cols, tile, dtype,
                     (x.chunks[0], (geom.K,)), threads)
 
@@ -365,7 +380,7 @@ def _pool(func, pool, x, kernel_size, stride, padding, dilation, ceil_mode, thre
     extents = [d * (k - 1) + 1 for d, k in zip(geom.dilation, geom.kernel)]
     rows = _pool_axis(x.chunks[2], geom.H, extents[0], geom.stride[0], geom.padding[0], geom.P)
     cols = _pool_axis(x.chunks[3], geom.W, extents[1], geom.stride[1], geom.padding[1], geom.Q)
-    tile = functools.partial(_pool_tile, pool=pool, **kwargs)
+    tile = functools.partial(_on_region, functools.partial(_pool_tile, pool=pool, **kwargs))
     return _stencil(f"fastconv-{pool.__name__}", x, rows, cols, tile,
                     result_dtype(func, x=x), x.chunks[:2], threads)
 
@@ -410,11 +425,22 @@ def _filter_tile(region, pads, filter_func, **kwargs):
     return filter_func(region, **kwargs)
 
 
+def _planes_tile(grid, window, pads, planes):
+    """planes(pieces, window=window) on a grid of (h, w) or (N, h, w) pieces, in their
+    rank."""
+    if grid[0][0].ndim == 3:
+        return planes(grid, window=window)
+    return planes([[piece[None] for piece in row] for row in grid], window=window)[0]
+
+
 def _same_size(name, image, filter_func, halo, mode, threads, kernel=None, dtype=None,
-               **kwargs):
-    """A same-size filter over the image's chunks: filter_func(region, mode=mode,
-    dtype=dtype, **kwargs) on regions read `halo` = ((top, bottom), (left, right)) pixels
-    beyond each chunk, the border mode applied at the image border."""
+               planes=None, **kwargs):
+    """A same-size filter over the image's chunks, each reading `halo` = ((top, bottom),
+    (left, right)) pixels beyond it, the border mode applied at the image border. With
+    planes, the filter's form on a grid of pieces (see filters._filter_input), each chunk
+    is planes(pieces, window=, border=, dtype=) on its own block and its neighbours' edges
+    where they lie, computing only the chunk; else filter_func(region, mode=mode,
+    dtype=dtype, **kwargs) on the region they make, cut to the chunk."""
     func = f"fastconv.dask.{name}"
     arrays = {} if kernel is None else {"kernel": kernel}
     image = _image_input(image, func,
@@ -426,15 +452,22 @@ def _same_size(name, image, filter_func, halo, mode, threads, kernel=None, dtype
     (top, bottom), (left, right) = halo
     rows = _border_axis(image.chunks[-2], image.shape[-2], top, bottom, border)
     cols = _border_axis(image.chunks[-1], image.shape[-1], left, right, border)
-    tile = functools.partial(_filter_tile, filter_func=filter_func, mode=mode, **extra,
-                             **kwargs)
+    if planes is None:
+        tile = functools.partial(_on_region, functools.partial(
+            _filter_tile, filter_func=filter_func, mode=mode, **extra, **kwargs))
+    else:
+        tile = functools.partial(_planes_tile, planes=functools.partial(
+            planes, border=border, dtype=probe.dtype))
     return _stencil(f"fastconv-{name}", image, rows, cols, tile, probe.dtype,
                     image.chunks[:-2], threads)
 
 
 def _edge_filter(name, image, axis, mode, normalize, dtype, threads):
+    planes = functools.partial(filters._edge_planes, operator=name,
+                               axis=filters._axis(axis, f"fastconv.dask.{name}"),
+                               normalize=normalize)
     return _same_size(name, image, getattr(filters, name), ((1, 1), (1, 1)), mode, threads,
-                      dtype=dtype, axis=axis, normalize=normalize)
+                      dtype=dtype, planes=planes, axis=axis, normalize=normalize)
 
 
 def sobel(image, axis=None, *, mode="reflect", normalize=False, dtype=None, threads=None):
@@ -465,10 +498,12 @@ def gradient(image, operator="sobel", *, mode="reflect", normalize=False, dtype=
 def filter2d(image, kernel, *, mode="reflect", flip=False, dtype=None, threads=None):
     """:func:`fastconv.filters.filter2d` of a dask array; kernel is an in-memory array."""
     kernel = np.asarray(kernel)
-    R, S = kernel.shape if kernel.ndim == 2 else (1, 1)   # filter2d refuses other ranks
+    filters.filter2d(np.zeros((1, 1)), kernel, mode=mode, flip=flip)     # checks
+    R, S = kernel.shape
     halo = ((R // 2, R - 1 - R // 2), (S // 2, S - 1 - S // 2))   # anchored at the centre
+    planes = functools.partial(filters._correlate, kernel=kernel[::-1, ::-1] if flip else kernel)
     return _same_size("filter2d", image, filters.filter2d, halo, mode, threads, kernel=kernel,
-                      dtype=dtype, flip=flip)
+                      dtype=dtype, planes=planes, flip=flip)
 
 
 def gaussian(image, sigma=1.0, *, mode="reflect", truncate=4.0, dtype=None, threads=None):

@@ -219,21 +219,43 @@ def _value_range(dtype):
     return float(np.iinfo(dtype).max) if dtype.kind in "iu" else 1.0
 
 
-def _filter_input(planes, kernel_rows, dtype):
-    """planes as the C filters read them: uint8 planes as they are, each thread converting
-    the input rows of its band of output rows into a buffer of about kernel_rows rows, when
-    the kernel is no taller than a plane (so that buffer holds at most about a plane);
-    otherwise, and for any other type, in dtype."""
-    if planes.dtype == np.uint8 and kernel_rows <= planes.shape[1]:
-        return planes
-    return as_kernel_input(planes, dtype)
+def _filter_input(pieces, kernel_rows, dtype):
+    """pieces as the C filters read them: planes (N, H, W), or the grid of (N, h, w) arrays
+    that make them (a list of rows of pieces side by side, as np.block takes them). Rows of
+    several pieces side by side, and those of uint8 and bool pieces, are assembled and
+    converted into a buffer of about kernel_rows rows per thread as each band of output rows
+    reads them (no float copy of the image is made); uint8 pieces are kept as they are and
+    the others made dtype. When the kernel is taller than the planes that buffer would be
+    larger than they are, so the pieces are joined into planes of dtype instead."""
+    if isinstance(pieces, np.ndarray):
+        pieces = [[pieces]]
+    pieces = [[p.view(np.uint8) if p.dtype == np.bool_ else p for p in row] for row in pieces]
+    if kernel_rows > sum(row[0].shape[1] for row in pieces):
+        planes = pieces[0][0] if len(pieces) == len(pieces[0]) == 1 else np.block(pieces)
+        return [[as_kernel_input(planes, dtype)]]
+    if all(p.dtype == np.uint8 for row in pieces for p in row):
+        return pieces
+    return [[as_kernel_input(p, dtype) for p in row] for row in pieces]
 
 
-def _correlate(planes, kernel, border, dtype):
-    """planes (N, H, W) correlated with a 2-D kernel, in dtype."""
-    out = np.empty(planes.shape, dtype)
-    _ext.filter2d(out, _filter_input(planes, len(kernel), dtype),
-                  as_kernel_input(kernel, dtype), border)
+def _filter_output(pieces, window, dtype):
+    """(an output array, its corner (top, left)) for the window ((top, bottom), (left,
+    right)) of a filter's same-size result on the planes that the grid `pieces` makes, or
+    for all of it when window is None."""
+    N = pieces[0][0].shape[0]
+    if window is None:
+        window = ((0, sum(row[0].shape[1] for row in pieces)),
+                  (0, sum(p.shape[2] for p in pieces[0])))
+    (top, bottom), (left, right) = window
+    return np.empty((N, bottom - top, right - left), dtype), (top, left)
+
+
+def _correlate(pieces, kernel, border, dtype, window=None):
+    """The planes that pieces make (see _filter_input) correlated with a 2-D kernel, in
+    dtype: the window ((top, bottom), (left, right)) of the result, or all of it."""
+    pieces = _filter_input(pieces, len(kernel), dtype)
+    out, corner = _filter_output(pieces, window, dtype)
+    _ext.filter2d(out, pieces, as_kernel_input(kernel, dtype), border, corner)
     return out
 
 
@@ -368,22 +390,28 @@ def _magnitude(gx, gy):
 
 
 def _derivatives(planes, operator, axes, border, normalize, dtype):
-    return [_correlate(planes, edge_kernel(operator, ax, normalize=normalize), border, dtype)
-            for ax in axes]
+    return [_edge_planes(planes, operator, ax, border, normalize, dtype) for ax in axes]
 
 
 def _edge_filter(image, operator, axis, mode, normalize, dtype, func):
     axis = _axis(axis, func)
     border = _border(mode, func)
     planes, dtype, out_shape, _ = _planes(image, func, dtype=dtype)
+    return _edge_planes(planes, operator, axis, border, normalize, dtype).reshape(out_shape)
+
+
+def _edge_planes(pieces, operator, axis, border, normalize, dtype, window=None):
+    """The derivative along axis (0 or 1), or the gradient magnitude (axis None), of the
+    planes that pieces make (see _filter_input), in dtype: the window ((top, bottom),
+    (left, right)) of the result, or all of it. border: an index into BORDER_MODES."""
     if axis is not None:
-        (out,) = _derivatives(planes, operator, (axis,), border, normalize, dtype)
-    else:
-        out = np.empty(planes.shape, dtype)
-        kx, ky = (edge_kernel(operator, ax, normalize=normalize).astype(dtype)
-                  for ax in (1, 0))
-        _ext.filter2d_magnitude(out, _filter_input(planes, len(kx), dtype), kx, ky, border)
-    return out.reshape(out_shape)
+        return _correlate(pieces, edge_kernel(operator, axis, normalize=normalize), border,
+                          dtype, window)
+    kx, ky = (edge_kernel(operator, ax, normalize=normalize).astype(dtype) for ax in (1, 0))
+    pieces = _filter_input(pieces, len(kx), dtype)
+    out, corner = _filter_output(pieces, window, dtype)
+    _ext.filter2d_magnitude(out, pieces, kx, ky, border, corner)
+    return out
 
 
 def sobel(image, axis=None, *, mode="reflect", normalize=False, dtype=None):

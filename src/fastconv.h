@@ -262,32 +262,41 @@ typedef enum {
 } fc_border;
 
 /* N independent planes of H x W, each correlated with one R x S kernel anchored at
- * (R / 2, S / 2); the output has the input's size. */
+ * (R / 2, S / 2). The output is the window of out_H x out_W pixels at row top, column left
+ * of the same-size result: all of it when top = left = 0, out_H = H and out_W = W. */
 typedef struct {
     int64_t N, H, W;
     int64_t R, S;
     fc_border border;
+    int64_t top, left, out_H, out_W;
 } fc_filter_problem;
 
-/* y (N, H, W)[n, i, j] = sum over r, s of k (R, S)[r, s] * x (N, H, W)[n, i + r - R/2,
- * j + s - S/2], pixels outside the plane read as the border mode says. */
-fc_status fc_filter2d_f32(float *y, const float *x, const float *k, const fc_filter_problem *pb);
-fc_status fc_filter2d_f64(double *y, const double *x, const double *k, const fc_filter_problem *pb);
-/* The same of a uint8 image, read as it is (each thread converts the rows it reads). */
-fc_status fc_filter2d_u8_f32(float *y, const uint8_t *x, const float *k,
-                             const fc_filter_problem *pb);
-fc_status fc_filter2d_u8_f64(double *y, const uint8_t *x, const double *k,
-                             const fc_filter_problem *pb);
-/* y (N, H, W) = sqrt(gx^2 + gy^2) where gx and gy are x filtered as above with kx and ky
- * (both R x S): a gradient magnitude in one pass. */
-fc_status fc_filter2d_magnitude_f32(float *y, const float *x, const float *kx, const float *ky,
-                                    const fc_filter_problem *pb);
-fc_status fc_filter2d_magnitude_f64(double *y, const double *x, const double *kx,
+/* The planes a filter reads, as rows of segments: row i of plane n is `pieces` segments
+ * side by side, segment j being widths[j] elements from rows[i * pieces + j] + n *
+ * plane_steps[i * pieces + j] bytes. So a plane may be one array or the tiles of an image
+ * (a chunk and its neighbours' edges), read in place. The elements are uint8 when u8 is
+ * not 0, else of the output's type. */
+typedef struct {
+    const char *const *rows;        /* H x pieces: each segment's start in plane 0 */
+    const int64_t *plane_steps;     /* H x pieces: bytes from a segment to the next plane's */
+    const int64_t *widths;          /* pieces: elements per segment, summing to W */
+    int64_t pieces;
+    int u8;
+} fc_filter_input;
+
+/* y (N, out_H, out_W)[n, i, j] = sum over r, s of k (R, S)[r, s] * x[n, top + i + r - R/2,
+ * left + j + s - S/2], pixels outside the planes read as the border mode says. A uint8
+ * input is converted row by row as it is read (no float copy of the image is made). */
+fc_status fc_filter2d_f32(float *y, const fc_filter_input *x, const float *k,
+                          const fc_filter_problem *pb);
+fc_status fc_filter2d_f64(double *y, const fc_filter_input *x, const double *k,
+                          const fc_filter_problem *pb);
+/* y = sqrt(gx^2 + gy^2) where gx and gy are x filtered as above with kx and ky (both
+ * R x S): a gradient magnitude in one pass. */
+fc_status fc_filter2d_magnitude_f32(float *y, const fc_filter_input *x, const float *kx,
+                                    const float *ky, const fc_filter_problem *pb);
+fc_status fc_filter2d_magnitude_f64(double *y, const fc_filter_input *x, const double *kx,
                                     const double *ky, const fc_filter_problem *pb);
-fc_status fc_filter2d_magnitude_u8_f32(float *y, const uint8_t *x, const float *kx,
-                                       const float *ky, const fc_filter_problem *pb);
-fc_status fc_filter2d_magnitude_u8_f64(double *y, const uint8_t *x, const double *kx,
-                                       const double *ky, const fc_filter_problem *pb);
 
 /* Canny's non-maximum suppression and thresholds on N planes of H x W: classes[i] is
  * 2 (strong: mag >= high), 1 (weak: low <= mag < high, mag > 0) or 0 (not an edge, or not

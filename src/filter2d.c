@@ -5,12 +5,15 @@
  * from R input rows with the accumulators for 16 neighbouring pixels held in registers,
  * so every output pixel is written exactly once. A thread computes a band of output rows at a
  * time from pointers to the input rows the band reads: rows of the image, the zero row of
- * constant mode outside it, or, for a uint8 image, the rows converted into the thread's
- * buffer (so no float copy of the image is made). Border columns, only S - 1 per row, go
- * through a scalar loop that maps each column index. Written once in filter2d_impl.h and
- * instantiated for float and double; the AVX2 micro-kernel of filter2d_avx2_impl.h,
- * instantiated for both types below, is the only SIMD. */
+ * constant mode outside it, or rows assembled in the thread's buffer: those of a uint8
+ * image, converted (so no float copy of the image is made), and those of an image given as
+ * tiles side by side (a Dask chunk and its neighbours' edges, read where they lie). Border
+ * columns, only S - 1 per row, go through a scalar loop that maps each column index. A call
+ * may compute a window of the result only (a chunk without its halo). Written once in
+ * filter2d_impl.h and instantiated for float and double; the AVX2 micro-kernel of
+ * filter2d_avx2_impl.h, instantiated for both types below, is the only SIMD. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "fastconv.h"
 #include "real_math.h"

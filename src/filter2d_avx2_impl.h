@@ -56,29 +56,29 @@ static inline REAL FN(tap_sum_pixel_avx2)(const REAL *const *rows, const REAL *k
     return acc;
 }
 
-/* y[j] = sum over r, s of k[r*S + s] * rows[r][j + s] for j in [0, n): eight vectors of
+/* y[j] = sum over r, s of k[r*S + s] * rows[r][c0 + j + s] for j in [0, n): eight vectors of
  * outputs per step, then one vector, then single pixels. The portable twin sums the taps in
  * the same order without fusing the multiply-add, so the two differ in rounding; here a
  * pixel's value does not depend on which step computes it. */
 __attribute__((target("avx2,fma")))
 static void FN(filter_row_avx2)(REAL *y, const REAL *const *rows, const REAL *k, int64_t R,
-                                int64_t S, int64_t n)
+                                int64_t S, int64_t c0, int64_t n)
 {
     const int64_t L = FC_TEMPLATE_LANES;
     FC_TEMPLATE_VEC acc[8];
     int64_t j = 0;
     for (; j + 8 * L <= n; j += 8 * L) {
-        FN(tap_sums_avx2)(acc, NULL, rows, k, NULL, R, S, j, 8, 0);
+        FN(tap_sums_avx2)(acc, NULL, rows, k, NULL, R, S, c0 + j, 8, 0);
         for (int v = 0; v < 8; v++) {
             FC_TEMPLATE_STOREU(y + j + v * L, acc[v]);
         }
     }
     for (; j + L <= n; j += L) {
-        FN(tap_sums_avx2)(acc, NULL, rows, k, NULL, R, S, j, 1, 0);
+        FN(tap_sums_avx2)(acc, NULL, rows, k, NULL, R, S, c0 + j, 1, 0);
         FC_TEMPLATE_STOREU(y + j, acc[0]);
     }
     for (; j < n; j++) {
-        y[j] = FN(tap_sum_pixel_avx2)(rows, k, R, S, j);
+        y[j] = FN(tap_sum_pixel_avx2)(rows, k, R, S, c0 + j);
     }
 }
 
@@ -90,28 +90,30 @@ static inline FC_TEMPLATE_VEC FN(magnitude_avx2)(FC_TEMPLATE_VEC gx, FC_TEMPLATE
     return FC_TEMPLATE_SQRT(FC_TEMPLATE_ADD(FC_TEMPLATE_MUL(gx, gx), FC_TEMPLATE_MUL(gy, gy)));
 }
 
-/* y[j] = sqrt(gx^2 + gy^2) for j in [0, n), gx and gy the tap sums of kx and ky as
- * filter_row_avx2 computes them: both from the same loads, with no row of gy in memory. */
+/* y[j] = sqrt(gx^2 + gy^2) for j in [0, n), gx and gy the tap sums of kx and ky at column
+ * c0 + j as filter_row_avx2 computes them: both from the same loads, with no row of gy in
+ * memory. */
 __attribute__((target("avx2,fma")))
 static void FN(magnitude_row_avx2)(REAL *y, const REAL *const *rows, const REAL *kx,
-                                   const REAL *ky, int64_t R, int64_t S, int64_t n)
+                                   const REAL *ky, int64_t R, int64_t S, int64_t c0,
+                                   int64_t n)
 {
     const int64_t L = FC_TEMPLATE_LANES;
     FC_TEMPLATE_VEC ax[4], ay[4];
     int64_t j = 0;
     for (; j + 4 * L <= n; j += 4 * L) {
-        FN(tap_sums_avx2)(ax, ay, rows, kx, ky, R, S, j, 4, 1);
+        FN(tap_sums_avx2)(ax, ay, rows, kx, ky, R, S, c0 + j, 4, 1);
         for (int v = 0; v < 4; v++) {
             FC_TEMPLATE_STOREU(y + j + v * L, FN(magnitude_avx2)(ax[v], ay[v]));
         }
     }
     for (; j + L <= n; j += L) {
-        FN(tap_sums_avx2)(ax, ay, rows, kx, ky, R, S, j, 1, 1);
+        FN(tap_sums_avx2)(ax, ay, rows, kx, ky, R, S, c0 + j, 1, 1);
         FC_TEMPLATE_STOREU(y + j, FN(magnitude_avx2)(ax[0], ay[0]));
     }
     for (; j < n; j++) {
-        const REAL gx = FN(tap_sum_pixel_avx2)(rows, kx, R, S, j);
-        const REAL gy = FN(tap_sum_pixel_avx2)(rows, ky, R, S, j);
+        const REAL gx = FN(tap_sum_pixel_avx2)(rows, kx, R, S, c0 + j);
+        const REAL gy = FN(tap_sum_pixel_avx2)(rows, ky, R, S, c0 + j);
         y[j] = FN(fc_magnitude)(gx, gy);
     }
 }

@@ -184,6 +184,42 @@ def test_uint8_and_bool_images_read_as_they_are_equal_their_float_copies(simd, m
             np.testing.assert_array_equal(got, want, err_msg=f"{shape} {image.dtype}")
 
 
+@pytest.mark.parametrize("mode", filters.BORDER_MODES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
+def test_tiles_read_in_place_and_windows_equal_the_whole_image_cut_bitwise(simd, mode, dtype):
+    """fastconv.dask's form of the filters: the planes given as a grid of tiles (read where
+    they lie; rows of several tiles, or of uint8, assembled as they are read) and only a
+    window of the result computed. It equals the filter of the whole image cut to the
+    window, bitwise, for grids of one to four tiles a side (tiles one pixel wide among
+    them), windows at the image border and inside it, kernels wider than a tile, and the
+    derivative, the one-pass magnitude and a 5x4 kernel."""
+    rng = np.random.default_rng(11)
+    compute = np.float64 if dtype == np.float64 else np.float32
+    kernel = rng.standard_normal((5, 4))
+    calls = [lambda p, w: filters._edge_planes(p, "sobel", 1, border, False, compute, w),
+             lambda p, w: filters._edge_planes(p, "scharr", None, border, False, compute, w),
+             lambda p, w: filters._correlate(p, kernel, border, compute, w)]
+    border = filters.BORDER_MODES.index(mode)
+    for N, H, W in [(1, 9, 12), (2, 20, 33), (1, 3, 40)]:
+        image = (rng.integers(0, 256, (N, H, W), dtype=np.uint8) if dtype == np.uint8
+                 else rng.standard_normal((N, H, W)).astype(dtype))
+        for trial in range(4):
+            row_cuts = sorted(set(rng.integers(1, H, trial).tolist()))
+            col_cuts = sorted(set(rng.integers(1, W, trial).tolist() + [1] * (trial == 3)))
+            grid = [[image[:, r0:r1, c0:c1].copy() for c0, c1 in
+                     zip([0] + col_cuts, col_cuts + [W])] for r0, r1 in
+                    zip([0] + row_cuts, row_cuts + [H])]
+            top, left = int(rng.integers(0, H)), int(rng.integers(0, W))
+            window = ((top, int(rng.integers(top + 1, H + 1))),
+                      (left, int(rng.integers(left + 1, W + 1))))
+            for call in calls:
+                whole = call(image, None)
+                got = call(grid, window)
+                np.testing.assert_array_equal(
+                    got, whole[:, slice(*window[0]), slice(*window[1])],
+                    err_msg=f"{(N, H, W)} cuts {row_cuts} {col_cuts} window {window}")
+
+
 def test_dtype_chooses_the_type_a_filter_computes_and_returns():
     x = noisy_scene(40)
     for func in (filters.sobel, filters.scharr, filters.prewitt, filters.gaussian,
