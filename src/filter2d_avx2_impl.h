@@ -32,7 +32,10 @@ static inline void FN(tap_sums_avx2)(FC_TEMPLATE_VEC *ax, FC_TEMPLATE_VEC *ay,
             const FC_TEMPLATE_VEC wx = FC_TEMPLATE_BROADCAST(kx + r * S + s);
             const FC_TEMPLATE_VEC wy = both ? FC_TEMPLATE_BROADCAST(ky + r * S + s) : wx;
             for (int v = 0; v < V; v++) {
-                const FC_TEMPLATE_VEC xv = FC_TEMPLATE_LOADU(x + s + v * L);
+                FC_TEMPLATE_VEC xv = FC_TEMPLATE_LOADU(x + s + v * L);
+                /* Holds xv in a register: compilers otherwise fold the load into both
+                 * multiply-adds, loading it twice, and the loads bound the loop. */
+                __asm__("" : "+x"(xv));
                 ax[v] = FC_TEMPLATE_FMADD(wx, xv, ax[v]);
                 if (both) {
                     ay[v] = FC_TEMPLATE_FMADD(wy, xv, ay[v]);
