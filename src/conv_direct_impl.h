@@ -229,15 +229,23 @@ static fc_status FN(forward_by_filters)(FN(correlation) *cr, const REAL *w, cons
     const int64_t G = pb->groups, Kg = pb->K / G, T = cr->gm->taps, VL = cr->ks->lanes;
     const int64_t ldv = fc_ceil_div(Kg, VL) * VL;
     int64_t *off = tap_offsets(cr->gm, pb, 0);
-    REAL *wk = calloc_aligned((size_t)(G * T * ldv) * sizeof(REAL));
+    REAL *wk = malloc_aligned((size_t)(G * T * ldv) * sizeof(REAL));
     REAL *bk = calloc_aligned((size_t)(G * ldv) * sizeof(REAL));
     fc_status status = FC_ERR_NOMEM;
     if (off != NULL && wk != NULL && bk != NULL) {
         for (int64_t g = 0; g < G; g++) {
-            for (int64_t k = 0; k < Kg; k++) {
-                for (int64_t t = 0; t < T; t++) {
-                    wk[(g * T + t) * ldv + k] = w[(g * Kg + k) * T + t];
+            /* tap by tap: wk's rows are written in order (the Kg rows of w being read
+             * stay in L1), where filter by filter each write would touch a new line */
+            for (int64_t t = 0; t < T; t++) {
+                REAL *row = wk + (g * T + t) * ldv;
+                for (int64_t k = 0; k < Kg; k++) {
+                    row[k] = w[(g * Kg + k) * T + t];
                 }
+                for (int64_t k = Kg; k < ldv; k++) {
+                    row[k] = 0;
+                }
+            }
+            for (int64_t k = 0; k < Kg; k++) {
                 bk[g * ldv + k] = bias != NULL ? bias[g * Kg + k] : (REAL)0;
             }
         }
