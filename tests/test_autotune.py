@@ -176,7 +176,8 @@ def tune_one():
 
 
 def cache_file():
-    return json.loads(open(autotune.cache_path()).read())
+    with open(autotune.cache_path(), encoding="utf-8") as f:
+        return json.load(f)
 
 
 def test_choices_reach_the_cache_file_and_a_new_process_starts_from_it(timed, tmp_path):
