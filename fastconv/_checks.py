@@ -203,8 +203,47 @@ def normalize_padding(padding, kernel, dilation, stride, func):
     return (ph, ph, pw, pw)
 
 
+# conv_geometry's results by their arguments, for arguments of plain types (see
+# _geometry_key): a layer calls it with the same ones at every step, and the checks cost
+# as much as a small convolution. Emptied when it reaches GEOMETRY_CACHE_SIZE entries.
+GEOMETRY_CACHE_SIZE = 4096
+_geometries = {}
+
+
+def _geometry_key(*arguments):
+    """conv_geometry's arguments as a key, lists made tuples, or None where one is not an
+    int, a str, or a tuple or list of ints (exactly those types: a bool or a float equal to
+    a valid int must still meet the checks that refuse it)."""
+    key = []
+    for value in arguments:
+        kind = type(value)
+        if kind is tuple or kind is list:
+            for item in value:
+                if type(item) is not int:
+                    return None
+            key.append(tuple(value))
+        elif kind is int or kind is str:
+            key.append(value)
+        else:
+            return None
+    return tuple(key)
+
+
 def conv_geometry(x_shape, w_shape, stride, padding, dilation, groups, func):
-    """Check a conv2d call's shapes and hyper-parameters; return its ConvGeometry."""
+    """Check a conv2d call's shapes and hyper-parameters; return its ConvGeometry (the one
+    made before for the same arguments)."""
+    key = _geometry_key(x_shape, w_shape, stride, padding, dilation, groups)
+    geom = _geometries.get(key) if key is not None else None
+    if geom is None:
+        geom = _checked_geometry(x_shape, w_shape, stride, padding, dilation, groups, func)
+        if key is not None:
+            if len(_geometries) >= GEOMETRY_CACHE_SIZE:
+                _geometries.clear()
+            _geometries[key] = geom
+    return geom
+
+
+def _checked_geometry(x_shape, w_shape, stride, padding, dilation, groups, func):
     N, C, H, W = x_shape
     K, Cg, R, S = w_shape
     stride = as_int_tuple(stride, "stride", 2, func, 1)

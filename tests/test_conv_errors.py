@@ -42,6 +42,28 @@ def test_conv2d_bad_input(kwargs, exc, words):
         assert word in message, (word, message)
 
 
+
+@pytest.mark.parametrize("kwargs", [dict(stride=True), dict(stride=1.0), dict(padding=True),
+                                    dict(padding=(1.0, 1)), dict(dilation=np.float64(1)),
+                                    dict(groups=True)])
+def test_values_equal_to_valid_ones_are_refused_after_those_ran(kwargs):
+    """conv2d keeps the geometry of arguments it has checked; an argument equal to one of
+    them in a dict (True == 1 == 1.0) but refused by the checks is still refused."""
+    name, bad = next(iter(kwargs.items()))
+    good = {"padding": 1} if name == "padding" else {name: 1}
+    fastconv.conv2d(X, W, **good)
+    with pytest.raises(TypeError, match=f"conv2d: {name}"):
+        fastconv.conv2d(X, W, **{name: bad})
+
+
+def test_kept_geometries_equal_checked_ones():
+    from fastconv import _checks
+    args = ((2, 4, 8, 8), (6, 2, 3, 3), [1, 2], (1, 0, 2, 1), 1, 2)
+    first = _checks.conv_geometry(*args, "conv2d")
+    assert _checks.conv_geometry(*args, "conv2d") is first
+    assert first == _checks._checked_geometry(*args, "conv2d")
+    assert _checks.conv_geometry(*args[:2], (1, 2), *args[3:], "conv2d") == first
+
 def test_backward_rejects_grad_out_of_wrong_shape():
     with pytest.raises(ValueError, match=r"grad_out of shape \(2, 6, 6, 6\).*\(2, 6, 5, 6\)"):
         fastconv.conv2d_backward(np.zeros((2, 6, 5, 6)), X, W)
