@@ -209,9 +209,15 @@ def _image_layout(shape, func):
 
 
 def _luminance(rgb, dtype):
-    """Luminance of (..., 3) RGB or (..., 4) RGBA values (alpha dropped)."""
+    """Luminance of (..., 3) RGB or (..., 4) RGBA values (alpha dropped), summed channel
+    by channel: each pixel's value depends on that pixel alone (a product with the weight
+    vector may round differently with the array's shape, and a Dask chunk must get the
+    whole image's bits)."""
     weights = np.asarray(_LUMA, dtype=dtype)
-    return rgb[..., :3].astype(dtype, copy=False) @ weights
+    gray = rgb[..., 0].astype(dtype) * weights[0]
+    gray += rgb[..., 1].astype(dtype, copy=False) * weights[1]
+    gray += rgb[..., 2].astype(dtype, copy=False) * weights[2]
+    return gray
 
 
 def _value_range(dtype):
@@ -234,7 +240,7 @@ def _filter_input(pieces, kernel_rows, dtype):
         planes = pieces[0][0] if len(pieces) == len(pieces[0]) == 1 else np.block(pieces)
         return [[as_kernel_input(planes, dtype)]]
     if all(p.dtype == np.uint8 for row in pieces for p in row):
-        return pieces
+        return [[np.ascontiguousarray(p) for p in row] for row in pieces]
     return [[as_kernel_input(p, dtype) for p in row] for row in pieces]
 
 

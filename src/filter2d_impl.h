@@ -156,14 +156,16 @@ static void FN(filter_plan_free)(FN(filter_plan) *fp)
 }
 
 /* Row src of plane n as one run of W REALs: the segment itself when it is one of REALs,
- * else its segments copied (and converted from uint8) side by side into `buffer`. */
-static const REAL *FN(input_row)(REAL *buffer, const fc_filter_input *x, int64_t n,
-                                 int64_t src)
+ * else its segments copied (and converted from uint8) side by side into row `slot` of
+ * `rows` (W REALs each; NULL where no row is ever assembled). */
+static const REAL *FN(input_row)(REAL *rows, int64_t slot, const fc_filter_input *x,
+                                 int64_t n, int64_t src, int64_t W)
 {
     const int64_t first = src * x->pieces;
     if (!x->u8 && x->pieces == 1) {
         return (const REAL *)(x->rows[first] + n * x->plane_steps[first]);
     }
+    REAL *const buffer = rows + slot * W;
     REAL *out = buffer;
     for (int64_t j = 0; j < x->pieces; j++) {
         const char *segment = x->rows[first + j] + n * x->plane_steps[first + j];
@@ -190,8 +192,7 @@ static void FN(band_input_rows)(const REAL **ptrs, REAL *assembled, const fc_fil
 {
     for (int64_t i = 0; i < count + pb->R - 1; i++) {
         const int64_t src = fc_border_index(h0 + i - pb->R / 2, pb->H, pb->border);
-        ptrs[i] = src < 0 ? fp->zero_row
-                          : FN(input_row)(assembled + i * pb->W, x, n, src);
+        ptrs[i] = src < 0 ? fp->zero_row : FN(input_row)(assembled, i, x, n, src, pb->W);
     }
 }
 
@@ -231,8 +232,9 @@ static fc_status FN(filter_planes)(REAL *y, const fc_filter_input *x, const REAL
         const int64_t n = band / plane_bands, h0 = band % plane_bands * FC_FILTER_BAND;
         const int64_t count = OH - h0 < FC_FILTER_BAND ? OH - h0 : FC_FILTER_BAND;
         const REAL **ptrs = fp.row_ptrs + thread * fp.band_rows;
-        FN(band_input_rows)(ptrs, fp.assembled + (fp.assembled ? thread * fp.band_rows * W : 0),
-                            x, n, pb->top + h0, count, &fp, pb);
+        REAL *assembled = fp.assembled != NULL ? fp.assembled + thread * fp.band_rows * W
+                                               : NULL;
+        FN(band_input_rows)(ptrs, assembled, x, n, pb->top + h0, count, &fp, pb);
         for (int64_t i = 0; i < count; i++) {
             const REAL *const *row_ptrs = ptrs + i;
             REAL *gx = y + (n * OH + h0 + i) * OW;

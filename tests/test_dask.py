@@ -1,6 +1,7 @@
 """fastconv.dask: lazy operations on dask arrays equal the in-memory calls for every
 chunking, on the synchronous and threaded schedulers and on a local cluster of two worker
 processes (127.0.0.1 only), including one whose worker is killed mid-computation."""
+import functools
 import os
 import pickle
 import signal
@@ -169,6 +170,25 @@ def test_colour_images_filter_their_luminance():
     x = da.from_array(rgb, chunks=(7, 6, 1))
     assert np.array_equal(fd.sobel(x).compute(), filters.sobel(rgb))
     assert np.array_equal(fd.canny(x).compute(), filters.canny(rgb))
+    # float64 colour in ragged chunks: each pixel's luminance does not depend on its chunk
+    for _ in range(5):
+        rgb = RNG.random((6, 8, 3))
+        x = da.from_array(rgb, chunks=(3, (4, 1, 2, 1), 3))
+        assert np.array_equal(fd.sobel(x).compute(), filters.sobel(rgb))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.bool_, np.float32])
+def test_chunks_that_are_views_with_strided_rows(dtype):
+    """Chunks of a transposed array are views whose rows are not contiguous: the filters
+    copy what they cannot read in place."""
+    image = (RNG.random((40, 50)) * 255).astype(dtype)
+    x = da.from_array(image, chunks=16).T
+    for call in (fd.sobel, functools.partial(fd.prewitt, axis=0),
+                 functools.partial(fd.filter2d, kernel=np.ones((3, 5)))):
+        want = getattr(filters, call.func.__name__ if isinstance(call, functools.partial)
+                       else call.__name__)
+        kwargs = call.keywords if isinstance(call, functools.partial) else {}
+        assert np.array_equal(call(x).compute(scheduler="sync"), want(image.T, **kwargs))
 
 
 # ---- Canny ------------------------------------------------------------------------------
