@@ -90,16 +90,14 @@ static void FN(filter_row)(REAL *y_row, const REAL *const *row_ptrs, const REAL 
                                  fp->hi - fp->lo);
         }
     }
+    /* the border columns: [left, lo) and [hi, end), as left <= lo <= hi <= end */
     const int fused = fp->row_kernel != FN(filter_row_generic);
-    for (int64_t c = left; c < end; c++) {
-        if (c == fp->lo) {
-            c = fp->hi;
-            if (c == end) {
-                break;
-            }
+    const int64_t from[2] = {left, fp->hi}, to[2] = {fp->lo, end};
+    for (int part = 0; part < 2; part++) {
+        for (int64_t c = from[part]; c < to[part]; c++) {
+            y_row[c - left] = ky == NULL ? FN(filter_border_pixel)(row_ptrs, kx, c, fused, pb)
+                                         : FN(border_magnitude)(row_ptrs, kx, ky, c, pb);
         }
-        y_row[c - left] = ky == NULL ? FN(filter_border_pixel)(row_ptrs, kx, c, fused, pb)
-                                     : FN(border_magnitude)(row_ptrs, kx, ky, c, pb);
     }
 }
 
