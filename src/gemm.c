@@ -22,6 +22,9 @@
 #if FC_GEMM_HAVE_AVX2 || FC_GEMM_HAVE_AVX512
 #include <immintrin.h>
 #endif
+#if FC_GEMM_HAVE_AVX512
+#include "transpose_avx512.h"
+#endif
 
 
 /* Below this many flops per thread, waking another thread costs more than it saves. */
@@ -167,6 +170,9 @@ static void gemm_grid(int64_t M, int64_t N, int64_t K, int mr, int nr, int nthre
 #define FC_TEMPLATE_TARGET __attribute__((target("avx512f,avx2,fma")))
 #include "simd_avx512_f32.h"
 #define FC_TEMPLATE_KERNEL_NARROW fc_gemm_kernel_avx512_narrow_f32
+#define FC_TEMPLATE_TRANSPOSE fc_transpose16_f32_avx512
+#define FC_TEMPLATE_MASKZ_LOADU _mm512_maskz_loadu_ps
+#define FC_TEMPLATE_MASK_STOREU _mm512_mask_storeu_ps
 #define FC_TEMPLATE_MC GEMM_MC_AVX512_F32
 #define FC_TEMPLATE_KC GEMM_KC
 #define FC_TEMPLATE_NC GEMM_NC_AVX512_F32
@@ -213,6 +219,9 @@ static void gemm_grid(int64_t M, int64_t N, int64_t K, int mr, int nr, int nthre
 #define FC_TEMPLATE_TARGET __attribute__((target("avx512f,avx2,fma")))
 #include "simd_avx512_f64.h"
 #define FC_TEMPLATE_KERNEL_NARROW fc_gemm_kernel_avx512_narrow_f64
+#define FC_TEMPLATE_TRANSPOSE fc_transpose8_f64_avx512
+#define FC_TEMPLATE_MASKZ_LOADU _mm512_maskz_loadu_pd
+#define FC_TEMPLATE_MASK_STOREU _mm512_mask_storeu_pd
 #define FC_TEMPLATE_MC GEMM_MC_AVX512_F64
 #define FC_TEMPLATE_KC GEMM_KC
 #define FC_TEMPLATE_NC GEMM_NC_AVX512_F64

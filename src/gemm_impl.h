@@ -13,6 +13,9 @@
  *     FC_TEMPLATE_LANES, _VEC, _SETZERO, _LOADU, _FMADD, _ADD, _REDUCE_ADD   the
  *                                        instruction set's vectors (simd_*.h), absent for
  *                                        the portable one
+ *     FC_TEMPLATE_TRANSPOSE, _MASKZ_LOADU, _MASK_STOREU   where the instruction set has
+ *                                        them: a LANES x LANES transpose in registers and
+ *                                        masked loads and stores (pack_transposed)
  * It defines FN(ISA(gemm)) (gemm_avx2_f32, ...); the allocator, b_in_place() and
  * gemm_grid() come from gemm.c. MR, NR, MC, KC and NC below are short names for the
  * parameters, undefined at the end of the file.
@@ -25,6 +28,39 @@
 
 _Static_assert(MC % MR == 0 && NC % NR == 0, "blocks hold whole micro-panels");
 
+#ifdef FC_TEMPLATE_TRANSPOSE
+/* pack_panels where the depth is contiguous (s_depth == 1: a row-major A, a column-major
+ * B): each panel in groups of LANES of its rows (zeros past the edge), LANES depth values
+ * of each loaded as one vector, the square transposed in registers, and each of its
+ * columns stored as a row of the panel. The scalar form reads one value per load. */
+FC_TEMPLATE_TARGET static void FN(ISA(pack_transposed))(REAL *restrict dst, const REAL *src,
+                                                        int64_t s_width, int64_t width,
+                                                        int64_t depth, const int panel)
+{
+    enum { VL = FC_TEMPLATE_LANES };
+    for (int64_t i0 = 0; i0 < width; i0 += panel, dst += depth * panel) {
+        for (int g = 0; g < panel; g += VL) {
+            const int64_t in_group = width - i0 - g;     /* the group's rows that exist */
+            const int rows = in_group < 0 ? 0 : in_group < VL ? (int)in_group : VL;
+            const unsigned lanes_kept = (1u << (panel - g < VL ? panel - g : VL)) - 1;
+            for (int64_t p0 = 0; p0 < depth; p0 += VL) {
+                const int n = depth - p0 < VL ? (int)(depth - p0) : VL;
+                FC_TEMPLATE_VEC r[VL];
+                for (int i = 0; i < VL; i++) {
+                    r[i] = i < rows ? FC_TEMPLATE_MASKZ_LOADU((1u << n) - 1,
+                                                              src + (i0 + g + i) * s_width + p0)
+                                    : FC_TEMPLATE_SETZERO();
+                }
+                FC_TEMPLATE_TRANSPOSE(r);
+                for (int p = 0; p < n; p++) {
+                    FC_TEMPLATE_MASK_STOREU(dst + (p0 + p) * panel + g, lanes_kept, r[p]);
+                }
+            }
+        }
+    }
+}
+#endif
+
 /* dst (ceil(width/panel) panels, each depth x panel) <- the width x depth matrix at src,
  * element (i, p) at src[i*s_width + p*s_depth]: A's rows in MR-row panels (s_width = rsa)
  * or B's columns in NR-column panels (s_width = csb). Inlined, so panel is a constant. */
@@ -32,6 +68,12 @@ static inline void FN(ISA(pack_panels))(REAL *restrict dst, const REAL *src, int
                                         int64_t s_depth, int64_t width, int64_t depth,
                                         const int panel)
 {
+#ifdef FC_TEMPLATE_TRANSPOSE
+    if (s_depth == 1 && s_width != 1) {
+        FN(ISA(pack_transposed))(dst, src, s_width, width, depth, panel);
+        return;
+    }
+#endif
     for (int64_t i0 = 0; i0 < width; i0 += panel) {
         const REAL *s = src + i0 * s_width;
         const int64_t w = width - i0 < panel ? width - i0 : panel;

@@ -33,6 +33,21 @@ def test_matches_numpy_all_transposes(m, n, k, dtype, tol, simd):
             assert rel_err(got, want) < tol * max(1, k) ** 0.5
 
 
+@pytest.mark.parametrize("m, n, k", [s for s in SIZES if min(s) > 4])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_layout_gives_the_same_bits(m, n, k, dtype, simd):
+    """Packing only moves values: a row-major A (its rows transposed into panels) and a
+    column-major one (copied), a column-major B (transposed) and a row-major one (copied or
+    read in place) give the same products, summed in the same order."""
+    rng = np.random.default_rng(m + n + k)
+    a = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((k, n)).astype(dtype)
+    want = fastconv.matmul(a, b)
+    for a_view in (a, np.asfortranarray(a)):
+        for b_view in (b, np.asfortranarray(b)):
+            assert np.array_equal(fastconv.matmul(a_view, b_view), want)
+
+
 @pytest.mark.parametrize("m, n, k", [(40, 50, 30), (25, 70, 400), (250, 33, 390), (4, 3, 0)])
 @pytest.mark.parametrize("dtype, tol", DTYPES)
 def test_accumulate_adds_and_overwrite_ignores_nan(m, n, k, dtype, tol, simd):
