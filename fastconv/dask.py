@@ -211,21 +211,16 @@ def _run_tile(func, pieces, rows, cols, keep_rows, keep_cols, pads, threads):
     ((top, bottom), (left, right)) in the op's output on the region."""
     grid = [[value if k is None else value[k] for value, k in row] for row in pieces]
     if rows is not None or cols is not None:
-        grid = [[_conv.gather(_joined(grid), rows, cols)]]
+        grid = [[_conv.gather(filters._joined(grid), rows, cols)]]
     with _task_threads(threads):
         return func(grid, (keep_rows, keep_cols), pads)
-
-
-def _joined(grid):
-    """The region a grid of pieces makes."""
-    return grid[0][0] if len(grid) == len(grid[0]) == 1 else np.block(grid)
 
 
 def _on_region(tile, grid, window, pads):
     """tile(region, pads) on the region the grid makes, cut to the window: a view when it is
     most of the output (a copy would cost a fresh allocation of the chunk's size), a copy
     when holding on to the output would waste more than the chunk."""
-    out = tile(_joined(grid), pads)
+    out = tile(filters._joined(grid), pads)
     (top, bottom), (left, right) = window
     kept = out[..., top:bottom, left:right]
     return kept if 2 * kept.size >= out.size else np.array(kept)

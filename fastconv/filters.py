@@ -227,21 +227,25 @@ def _value_range(dtype):
 
 def _filter_input(pieces, kernel_rows, dtype):
     """pieces as the C filters read them: planes (N, H, W), or the grid of (N, h, w) arrays
-    that make them (a list of rows of pieces side by side, as np.block takes them). Rows of
-    several pieces side by side, and those of uint8 and bool pieces, are assembled and
-    converted into a buffer of about kernel_rows rows per thread as each band of output rows
-    reads them (no float copy of the image is made); uint8 pieces are kept as they are and
-    the others made dtype. When the kernel is taller than the planes that buffer would be
-    larger than they are, so the pieces are joined into planes of dtype instead."""
+    that make them (a list of rows of pieces side by side, as np.block takes them), read
+    where they lie. uint8 pieces are kept as they are: the filter converts each row into a
+    buffer of about kernel_rows rows per thread as each band of output rows reads it (no
+    float copy of the image is made); when the kernel is taller than the planes that buffer
+    would be larger than they are, so the pieces are joined into planes of dtype instead.
+    Pieces of other dtypes (bool among them) are made dtype."""
     if isinstance(pieces, np.ndarray):
         pieces = [[pieces]]
     pieces = [[p.view(np.uint8) if p.dtype == np.bool_ else p for p in row] for row in pieces]
-    if kernel_rows > sum(row[0].shape[1] for row in pieces):
-        planes = pieces[0][0] if len(pieces) == len(pieces[0]) == 1 else np.block(pieces)
-        return [[as_kernel_input(planes, dtype)]]
     if all(p.dtype == np.uint8 for row in pieces for p in row):
-        return [[np.ascontiguousarray(p) for p in row] for row in pieces]
+        if kernel_rows <= sum(row[0].shape[1] for row in pieces):
+            return [[np.ascontiguousarray(p) for p in row] for row in pieces]
+        pieces = [[_joined(pieces)]]
     return [[as_kernel_input(p, dtype) for p in row] for row in pieces]
+
+
+def _joined(pieces):
+    """The planes a grid of pieces makes."""
+    return pieces[0][0] if len(pieces) == len(pieces[0]) == 1 else np.block(pieces)
 
 
 def _filter_output(pieces, window, dtype):

@@ -4,14 +4,15 @@
  * layer, whose kernels vectorise over output channels. Here each output row is computed
  * from R input rows with the accumulators for 16 neighbouring pixels held in registers,
  * so every output pixel is written exactly once. A thread computes a band of output rows at a
- * time from pointers to the input rows the band reads: rows of the image, the zero row of
- * constant mode outside it, or rows assembled in the thread's buffer: those of a uint8
- * image, converted (so no float copy of the image is made), and those of an image given as
- * tiles side by side (a Dask chunk and its neighbours' edges, read where they lie). Border
- * columns, only S - 1 per row, go through a scalar loop that maps each column index. A call
- * may compute a window of the result only (a chunk without its halo). Written once in
- * filter2d_impl.h and instantiated for float and double; the AVX2 micro-kernel of
- * filter2d_avx2_impl.h, instantiated for both types below, is the only SIMD. */
+ * time from pointers to the input rows the band reads: rows of the image, or of an image
+ * given as tiles side by side (a Dask chunk and its neighbours' edges), read where they
+ * lie; the zero row of constant mode outside it; or the rows of a uint8 image, converted
+ * in the thread's buffer (so no float copy of the image is made). The columns whose taps
+ * cross the image border or a join of tiles, S - 1 per border and join, go through a
+ * scalar loop that maps each column index. A call may compute a window of the result only
+ * (a chunk without its halo). Written once in filter2d_impl.h and instantiated for float
+ * and double; the AVX2 micro-kernel of filter2d_avx2_impl.h, instantiated for both types
+ * below, is the only SIMD. */
 #include <stdlib.h>
 #include <string.h>
 

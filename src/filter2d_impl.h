@@ -22,11 +22,31 @@ static void FN(filter_row_generic)(REAL *y, const REAL *const *rows, const REAL 
     }
 }
 
-/* One border pixel: column q of the row whose R input rows are `rows`, every column index
- * mapped through the border mode. The taps are summed as the row's micro-kernel sums them
- * (fused multiply-adds or not), so a pixel's value does not depend on its column: a tile
- * of the image (fastconv.dask) gets the same values as the whole. */
-static REAL FN(filter_border_pixel)(const REAL *const *rows, const REAL *k, int64_t q,
+/* The R input rows of an output row as segments side by side: segment j of kernel row r
+ * starts at seg[j * seg_stride + r] and holds columns [starts[j], starts[j + 1]). */
+typedef struct {
+    const REAL *const *seg;
+    int64_t seg_stride;
+    const int64_t *starts;
+    int64_t pieces;
+} FN(band_rows);
+
+/* Column c (inside the row) of kernel row r. */
+static inline REAL FN(row_value)(const FN(band_rows) *rows, int64_t r, int64_t c)
+{
+    int64_t j = 0;
+    while (c >= rows->starts[j + 1]) {
+        j++;
+    }
+    return rows->seg[j * rows->seg_stride + r][c - rows->starts[j]];
+}
+
+/* One pixel the micro-kernel does not compute: column q of the output row, every column
+ * index mapped through the border mode. The taps are summed as the row's micro-kernel sums
+ * them (fused multiply-adds or not), so a pixel's value does not depend on its column or
+ * on where the row's segments meet: a tile of the image (fastconv.dask) gets the same
+ * values as the whole. */
+static REAL FN(filter_border_pixel)(const FN(band_rows) *rows, const REAL *k, int64_t q,
                                     int fused, const fc_filter_problem *pb)
 {
     const int64_t aw = pb->S / 2;
@@ -35,8 +55,9 @@ static REAL FN(filter_border_pixel)(const REAL *const *rows, const REAL *k, int6
         for (int64_t s = 0; s < pb->S; s++) {
             const int64_t c = fc_border_index(q + s - aw, pb->W, pb->border);
             if (c >= 0) {
-                acc = fused ? FN(fc_fma)(k[r * pb->S + s], rows[r][c], acc)
-                            : acc + k[r * pb->S + s] * rows[r][c];
+                const REAL v = FN(row_value)(rows, r, c);
+                acc = fused ? FN(fc_fma)(k[r * pb->S + s], v, acc)
+                            : acc + k[r * pb->S + s] * v;
             }
         }
     }
@@ -57,48 +78,72 @@ typedef struct {
     FN(row_kernel_fn) row_kernel;
     FN(magnitude_kernel_fn) magnitude_kernel;   /* both kernels at once, or NULL */
     int64_t band_rows;          /* FC_FILTER_BAND + R - 1: the input rows a band reads */
-    const REAL **row_ptrs;      /* band_rows pointers per thread */
-    REAL *assembled;            /* band_rows x W per thread, for rows of several segments
-                                   or of uint8, or NULL */
+    int64_t pieces;             /* segments per row: the input's, 1 for uint8 */
+    int64_t *starts;            /* pieces + 1: the column each segment starts at, then W */
+    const REAL **row_ptrs;      /* pieces x band_rows segment pointers per thread */
+    REAL *assembled;            /* band_rows x W per thread, for uint8 rows, or NULL */
 } FN(filter_plan);
 
 /* The gradient magnitude of border pixel q, its taps summed as the fused micro-kernel sums
  * them. */
-static REAL FN(border_magnitude)(const REAL *const *row_ptrs, const REAL *kx, const REAL *ky,
+static REAL FN(border_magnitude)(const FN(band_rows) *rows, const REAL *kx, const REAL *ky,
                                  int64_t q, const fc_filter_problem *pb)
 {
-    return FN(fc_magnitude)(FN(filter_border_pixel)(row_ptrs, kx, q, 1, pb),
-                            FN(filter_border_pixel)(row_ptrs, ky, q, 1, pb));
+    return FN(fc_magnitude)(FN(filter_border_pixel)(rows, kx, q, 1, pb),
+                            FN(filter_border_pixel)(rows, ky, q, 1, pb));
+}
+
+/* Output columns [c, to) through the border map. Output column q is input column
+ * left + q. */
+static void FN(border_pixels)(REAL *y_row, const FN(band_rows) *rows, const REAL *kx,
+                              const REAL *ky, int fused, int64_t c, int64_t to,
+                              const fc_filter_problem *pb)
+{
+    for (; c < to; c++) {
+        y_row[c - pb->left] = ky == NULL ? FN(filter_border_pixel)(rows, kx, c, fused, pb)
+                                         : FN(border_magnitude)(rows, kx, ky, c, pb);
+    }
 }
 
 /* One output row y_row (out_W) of kernel k, or of the gradient magnitude of kx and ky when
- * ky is not NULL, from the R input rows row_ptrs: the columns [lo, hi) by the micro-kernel,
- * the others through the border map. Output column q is input column left + q. */
-static void FN(filter_row)(REAL *y_row, const REAL *const *row_ptrs, const REAL *kx,
+ * ky is not NULL, from its R input rows: in each segment, the columns of [lo, hi) whose
+ * taps all lie in it by the micro-kernel, reading the segment in place; the others (the
+ * image border, S - 1 where two segments meet) through the border map. */
+static void FN(filter_row)(REAL *y_row, const FN(band_rows) *rows, const REAL *kx,
                            const REAL *ky, const FN(filter_plan) *fp,
                            const fc_filter_problem *pb)
 {
-    const int64_t left = pb->left, end = pb->left + pb->out_W;
-    if (fp->hi > fp->lo) {
-        /* input column c reads columns c - S/2 .. c - S/2 + S - 1 */
-        const int64_t c0 = fp->lo - pb->S / 2;
-        if (ky == NULL) {
-            fp->row_kernel(y_row + fp->lo - left, row_ptrs, kx, pb->R, pb->S, c0,
-                           fp->hi - fp->lo);
-        } else {
-            fp->magnitude_kernel(y_row + fp->lo - left, row_ptrs, kx, ky, pb->R, pb->S, c0,
-                                 fp->hi - fp->lo);
-        }
-    }
-    /* the border columns: [left, lo) and [hi, end), as left <= lo <= hi <= end */
+    const int64_t aw = pb->S / 2;      /* input column c reads columns c - aw .. c - aw + S - 1 */
     const int fused = fp->row_kernel != FN(filter_row_generic);
-    const int64_t from[2] = {left, fp->hi}, to[2] = {fp->lo, end};
-    for (int part = 0; part < 2; part++) {
-        for (int64_t c = from[part]; c < to[part]; c++) {
-            y_row[c - left] = ky == NULL ? FN(filter_border_pixel)(row_ptrs, kx, c, fused, pb)
-                                         : FN(border_magnitude)(row_ptrs, kx, ky, c, pb);
+    int64_t done = pb->left;           /* output columns [left, done) are written */
+    for (int64_t j = 0; j < rows->pieces; j++) {
+        const int64_t first = rows->starts[j] + aw;
+        const int64_t last = rows->starts[j + 1] - (pb->S - 1 - aw);
+        const int64_t lo = first > fp->lo ? first : fp->lo;
+        const int64_t hi = last < fp->hi ? last : fp->hi;
+        if (hi <= lo) {
+            continue;
         }
+        FN(border_pixels)(y_row, rows, kx, ky, fused, done, lo, pb);
+        const REAL *const *seg = rows->seg + j * rows->seg_stride;
+        const int64_t c0 = lo - aw - rows->starts[j];
+        if (ky == NULL) {
+            fp->row_kernel(y_row + lo - pb->left, seg, kx, pb->R, pb->S, c0, hi - lo);
+        } else {
+            fp->magnitude_kernel(y_row + lo - pb->left, seg, kx, ky, pb->R, pb->S, c0,
+                                 hi - lo);
+        }
+        done = hi;
     }
+    FN(border_pixels)(y_row, rows, kx, ky, fused, done, pb->left + pb->out_W, pb);
+}
+
+static void FN(filter_plan_free)(FN(filter_plan) *fp)
+{
+    free(fp->zero_row);
+    free(fp->starts);
+    free(fp->row_ptrs);
+    free(fp->assembled);
 }
 
 /* Checks, then fills the plan of one call. On FC_OK the caller releases it with
@@ -114,18 +159,23 @@ static fc_status FN(filter_plan_of)(FN(filter_plan) *fp, const fc_filter_input *
         return FC_ERR_INVALID;
     }
     const int64_t threads = fc_filter_threads();
-    const int assemble = x->u8 || x->pieces > 1;
     fp->band_rows = FC_FILTER_BAND + R - 1;
+    fp->pieces = x->u8 ? 1 : x->pieces;
     fp->zero_row = pb->border == FC_BORDER_CONSTANT ? calloc((size_t)W, sizeof(REAL)) : NULL;
-    fp->row_ptrs = malloc((size_t)(threads * fp->band_rows) * sizeof(*fp->row_ptrs));
-    fp->assembled = assemble
+    fp->starts = malloc((size_t)(fp->pieces + 1) * sizeof(*fp->starts));
+    fp->row_ptrs = malloc((size_t)(threads * fp->pieces * fp->band_rows)
+                          * sizeof(*fp->row_ptrs));
+    fp->assembled = x->u8
         ? malloc((size_t)(threads * fp->band_rows * W) * sizeof(REAL)) : NULL;
-    if (fp->row_ptrs == NULL || (pb->border == FC_BORDER_CONSTANT && fp->zero_row == NULL)
-        || (assemble && fp->assembled == NULL)) {
-        free(fp->zero_row);
-        free(fp->row_ptrs);
-        free(fp->assembled);
+    if (fp->starts == NULL || fp->row_ptrs == NULL
+        || (pb->border == FC_BORDER_CONSTANT && fp->zero_row == NULL)
+        || (x->u8 && fp->assembled == NULL)) {
+        FN(filter_plan_free)(fp);
         return FC_ERR_NOMEM;
+    }
+    fp->starts[0] = 0;
+    for (int64_t j = 0; j < fp->pieces; j++) {
+        fp->starts[j + 1] = fp->starts[j] + (x->u8 ? W : x->widths[j]);
     }
     /* Input columns [lo, hi) read only inside the row, cut to the window's; the rest go
      * through the border map. */
@@ -146,51 +196,44 @@ static fc_status FN(filter_plan_of)(FN(filter_plan) *fp, const fc_filter_input *
     return FC_OK;
 }
 
-static void FN(filter_plan_free)(FN(filter_plan) *fp)
+/* Row src of plane n of a uint8 input, its segments converted side by side into `out`. */
+static void FN(convert_row)(REAL *out, const fc_filter_input *x, int64_t n, int64_t src)
 {
-    free(fp->zero_row);
-    free(fp->row_ptrs);
-    free(fp->assembled);
-}
-
-/* Row src of plane n as one run of W REALs: the segment itself when it is one of REALs,
- * else its segments copied (and converted from uint8) side by side into row `slot` of
- * `rows` (W REALs each; NULL where no row is ever assembled). */
-static const REAL *FN(input_row)(REAL *rows, int64_t slot, const fc_filter_input *x,
-                                 int64_t n, int64_t src, int64_t W)
-{
-    const int64_t first = src * x->pieces;
-    if (!x->u8 && x->pieces == 1) {
-        return (const REAL *)(x->rows[first] + n * x->plane_steps[first]);
-    }
-    REAL *const buffer = rows + slot * W;
-    REAL *out = buffer;
     for (int64_t j = 0; j < x->pieces; j++) {
-        const char *segment = x->rows[first + j] + n * x->plane_steps[first + j];
-        const int64_t width = x->widths[j];
-        if (x->u8) {
-            for (int64_t q = 0; q < width; q++) {
-                out[q] = (REAL)((const uint8_t *)segment)[q];
-            }
-        } else {
-            memcpy(out, segment, (size_t)width * sizeof(REAL));
+        const int64_t at = src * x->pieces + j;
+        const uint8_t *segment = (const uint8_t *)(x->rows[at] + n * x->plane_steps[at]);
+        for (int64_t q = 0; q < x->widths[j]; q++) {
+            out[q] = (REAL)segment[q];
         }
-        out += width;
+        out += x->widths[j];
     }
-    return buffer;
 }
 
-/* Points ptrs[i] at the input row that row i of the band read by (whole-image) output rows
- * h0 .. h0 + count - 1 of plane n: ptrs[i + r] is kernel row r's input for output row
- * h0 + i. A row of x (assembled into the thread's `assembled` rows, W REALs each, when it
- * must be), or the zero row of constant mode outside the plane. */
+/* Points ptrs[j * band_rows + i] (j < fp->pieces) at segment j of the input row that row
+ * i of the band read by (whole-image) output rows h0 .. h0 + count - 1 of plane n: row
+ * i + r is kernel row r's input for output row h0 + i. The segments of x, read in place;
+ * a uint8 row, converted into row i of the thread's `assembled` rows (W REALs each); or
+ * the zero row of constant mode outside the plane. */
 static void FN(band_input_rows)(const REAL **ptrs, REAL *assembled, const fc_filter_input *x,
                                 int64_t n, int64_t h0, int64_t count,
                                 const FN(filter_plan) *fp, const fc_filter_problem *pb)
 {
     for (int64_t i = 0; i < count + pb->R - 1; i++) {
         const int64_t src = fc_border_index(h0 + i - pb->R / 2, pb->H, pb->border);
-        ptrs[i] = src < 0 ? fp->zero_row : FN(input_row)(assembled, i, x, n, src, pb->W);
+        if (src < 0) {
+            for (int64_t j = 0; j < fp->pieces; j++) {
+                ptrs[j * fp->band_rows + i] = fp->zero_row + fp->starts[j];
+            }
+        } else if (x->u8) {
+            FN(convert_row)(assembled + i * pb->W, x, n, src);
+            ptrs[i] = assembled + i * pb->W;
+        } else {
+            for (int64_t j = 0; j < fp->pieces; j++) {
+                const int64_t at = src * x->pieces + j;
+                ptrs[j * fp->band_rows + i] = (const REAL *)(x->rows[at]
+                                                             + n * x->plane_steps[at]);
+            }
+        }
     }
 }
 
@@ -229,20 +272,20 @@ static fc_status FN(filter_planes)(REAL *y, const fc_filter_input *x, const REAL
         const int thread = fc_filter_thread();
         const int64_t n = band / plane_bands, h0 = band % plane_bands * FC_FILTER_BAND;
         const int64_t count = OH - h0 < FC_FILTER_BAND ? OH - h0 : FC_FILTER_BAND;
-        const REAL **ptrs = fp.row_ptrs + thread * fp.band_rows;
+        const REAL **ptrs = fp.row_ptrs + thread * fp.pieces * fp.band_rows;
         REAL *assembled = fp.assembled != NULL ? fp.assembled + thread * fp.band_rows * W
                                                : NULL;
         FN(band_input_rows)(ptrs, assembled, x, n, pb->top + h0, count, &fp, pb);
         for (int64_t i = 0; i < count; i++) {
-            const REAL *const *row_ptrs = ptrs + i;
+            const FN(band_rows) rows = {ptrs + i, fp.band_rows, fp.starts, fp.pieces};
             REAL *gx = y + (n * OH + h0 + i) * OW;
             if (fused_magnitude || ky == NULL) {
-                FN(filter_row)(gx, row_ptrs, kx, ky, &fp, pb);
+                FN(filter_row)(gx, &rows, kx, ky, &fp, pb);
                 continue;
             }
             REAL *gy = gy_rows + thread * OW;
-            FN(filter_row)(gx, row_ptrs, kx, NULL, &fp, pb);
-            FN(filter_row)(gy, row_ptrs, ky, NULL, &fp, pb);
+            FN(filter_row)(gx, &rows, kx, NULL, &fp, pb);
+            FN(filter_row)(gy, &rows, ky, NULL, &fp, pb);
             for (int64_t q = 0; q < OW; q++) {
                 gx[q] = FN(fc_magnitude)(gx[q], gy[q]);
             }

@@ -188,11 +188,11 @@ def test_uint8_and_bool_images_read_as_they_are_equal_their_float_copies(simd, m
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
 def test_tiles_read_in_place_and_windows_equal_the_whole_image_cut_bitwise(simd, mode, dtype):
     """fastconv.dask's form of the filters: the planes given as a grid of tiles (read where
-    they lie; rows of several tiles, or of uint8, assembled as they are read) and only a
-    window of the result computed. It equals the filter of the whole image cut to the
-    window, bitwise, for grids of one to four tiles a side (tiles one pixel wide among
-    them), windows at the image border and inside it, kernels wider than a tile, and the
-    derivative, the one-pass magnitude and a 5x4 kernel."""
+    they lie; rows of uint8 converted as they are read) and only a window of the result
+    computed. It equals the filter of the whole image cut to the window, bitwise, for grids
+    of one to four tiles a side (tiles one pixel wide among them), windows at the image
+    border and inside it, kernels wider than a tile, and the derivative, the one-pass
+    magnitude and a 5x4 kernel."""
     rng = np.random.default_rng(11)
     compute = np.float64 if dtype == np.float64 else np.float32
     kernel = rng.standard_normal((5, 4))
