@@ -99,14 +99,14 @@ static void FN(pack_filters)(REAL *wp, const REAL *w, int64_t Kg, int64_t groups
     }
 }
 
-/* The fused ReLU (pb->relu, a forward pass) on the outputs an item has just written: its
- * group's filters, its band of rows. */
-static void FN(relu_item)(const FN(correlation) *cr, fc_band_item t)
+/* The fused ReLU (pb->relu, a forward pass) on the outputs a block of an item has just
+ * written, while they are in L1: filters [k0, k1) of its group, its band of rows. */
+static void FN(relu_block)(const FN(correlation) *cr, fc_band_item t, int64_t k0, int64_t k1)
 {
     const fc_conv_problem *pb = cr->pb;
     const fc_out_layout *yl = cr->yl;
     const int64_t Kg = pb->K / pb->groups;
-    for (int64_t k = 0; k < Kg; k++) {
+    for (int64_t k = k0; k < k1; k++) {
         REAL *yk = cr->y + t.n * yl->image + (t.g * Kg + k) * yl->channel + t.p0 * yl->row;
         for (int64_t i = 0; i < t.rows; i++) {
             FN(fc_relu_span)(yk + i * yl->row, pb->Q);
@@ -153,9 +153,9 @@ static void FN(forward_by_pixels_item)(const void *pass, fc_band_item t, void *c
                 pl++;
             }
         }
-    }
-    if (pb->relu) {
-        FN(relu_item)(cr, t);
+        if (pb->relu) {
+            FN(relu_block)(cr, t, k0, k0 + kb);
+        }
     }
 }
 
@@ -214,9 +214,9 @@ static void FN(forward_by_filters_item)(const void *pass, fc_band_item t, void *
                                            band + i * pitch + q0, cr->off, T, wb, ldv, bb);
             }
         }
-    }
-    if (pb->relu) {
-        FN(relu_item)(cr, t);
+        if (pb->relu) {
+            FN(relu_block)(cr, t, v0 * VL, v0 * VL + nk);
+        }
     }
 }
 
