@@ -3,7 +3,9 @@
  *
  * Loops, from outside in: NC columns of B, KC deep slices, pack B into NR-column panels,
  * MC rows of A, pack A into MR-row panels, then the micro-kernel over MR x NR tiles of C.
- * Packing reads A and B through their strides, so transposes cost nothing extra.
+ * Packing reads A and B through their strides, so transposes cost nothing extra. Where few
+ * panels of the other operand reuse them, a row-major B and (on AVX-512) a row-major A are
+ * read in place instead: the copy would cost more than it saves.
  * The algorithm lives once in gemm_impl.h, included below for float and double around each
  * micro-kernel: the portable one (gemm_generic_impl.h) and the AVX2 one, both with 6-row
  * tiles, and the AVX-512 one with larger tiles; fc_gemm_f32/f64 (gemm_entry_impl.h) pick
@@ -60,6 +62,21 @@ static void fc_aligned_free(void *p)
 #define B_IN_PLACE_MAX_PANELS_UNALIASED 16
 /* Row strides (bytes) that are multiples of this map every B row onto a few L1 sets. */
 #define B_ALIASING_STRIDE 2048
+
+#if FC_GEMM_HAVE_AVX512
+/* A row-major A is read in place, unpacked, by kernels that have that form, when at most
+ * this many B panels use it and its row stride is not a multiple of B_ALIASING_STRIDE. */
+#define A_IN_PLACE_MAX_PANELS 8
+
+/* (columns of B, tile columns, A's strides, element size) -> 1 when the kernel should read
+ * a row-major A in place: the transposing copy into panels pays for itself only through
+ * reuse by many B panels. */
+static int a_in_place(int64_t N, int nr, int64_t rsa, int64_t csa, size_t size)
+{
+    return csa == 1 && N <= A_IN_PLACE_MAX_PANELS * nr
+           && (rsa * (int64_t)size) % B_ALIASING_STRIDE != 0;
+}
+#endif
 
 /* (rows of A, tile rows, B's strides, element size) -> 1 when the kernel should read a
  * row-major B in place. Packing B pays for itself through reuse by many A panels; with few
@@ -170,6 +187,8 @@ static void gemm_grid(int64_t M, int64_t N, int64_t K, int mr, int nr, int nthre
 #define FC_TEMPLATE_TARGET __attribute__((target("avx512f,avx2,fma")))
 #include "simd_avx512_f32.h"
 #define FC_TEMPLATE_KERNEL_NARROW fc_gemm_kernel_avx512_narrow_f32
+#define FC_TEMPLATE_KERNEL_ROWS fc_gemm_kernel_avx512_rows_f32
+#define FC_TEMPLATE_KERNEL_NARROW_ROWS fc_gemm_kernel_avx512_narrow_rows_f32
 #define FC_TEMPLATE_TRANSPOSE fc_transpose16_f32_avx512
 #define FC_TEMPLATE_MASKZ_LOADU _mm512_maskz_loadu_ps
 #define FC_TEMPLATE_MASK_STOREU _mm512_mask_storeu_ps
@@ -219,6 +238,8 @@ static void gemm_grid(int64_t M, int64_t N, int64_t K, int mr, int nr, int nthre
 #define FC_TEMPLATE_TARGET __attribute__((target("avx512f,avx2,fma")))
 #include "simd_avx512_f64.h"
 #define FC_TEMPLATE_KERNEL_NARROW fc_gemm_kernel_avx512_narrow_f64
+#define FC_TEMPLATE_KERNEL_ROWS fc_gemm_kernel_avx512_rows_f64
+#define FC_TEMPLATE_KERNEL_NARROW_ROWS fc_gemm_kernel_avx512_narrow_rows_f64
 #define FC_TEMPLATE_TRANSPOSE fc_transpose8_f64_avx512
 #define FC_TEMPLATE_MASKZ_LOADU _mm512_maskz_loadu_pd
 #define FC_TEMPLATE_MASK_STOREU _mm512_mask_storeu_pd

@@ -34,6 +34,8 @@ static inline void prefetch_c(const char *c, int64_t ldc_bytes)
 #include "gemm_tile.h"
 #include "simd_avx512_f32.h"
 #define FC_TEMPLATE_KERNEL_NARROW fc_gemm_kernel_avx512_narrow_f32
+#define FC_TEMPLATE_KERNEL_ROWS fc_gemm_kernel_avx512_rows_f32
+#define FC_TEMPLATE_KERNEL_NARROW_ROWS fc_gemm_kernel_avx512_narrow_rows_f32
 #include "gemm_avx512_impl.h"
 #include "template_end.h"
 
@@ -43,6 +45,8 @@ static inline void prefetch_c(const char *c, int64_t ldc_bytes)
 #include "gemm_tile.h"
 #include "simd_avx512_f64.h"
 #define FC_TEMPLATE_KERNEL_NARROW fc_gemm_kernel_avx512_narrow_f64
+#define FC_TEMPLATE_KERNEL_ROWS fc_gemm_kernel_avx512_rows_f64
+#define FC_TEMPLATE_KERNEL_NARROW_ROWS fc_gemm_kernel_avx512_narrow_rows_f64
 #include "gemm_avx512_impl.h"
 #include "template_end.h"
 

@@ -7,6 +7,8 @@
  *                                        depth and B's columns
  *     FC_TEMPLATE_KERNEL                 the micro-kernel (gemm_kernels.h)
  *     FC_TEMPLATE_KERNEL_NARROW          its half-width form, where the instance has one
+ *     FC_TEMPLATE_KERNEL_ROWS, FC_TEMPLATE_KERNEL_NARROW_ROWS   both forms reading a
+ *                                        row-major A in place, where the instance has them
  *     FC_TEMPLATE_TARGET                 the instruction set's function attribute (empty
  *                                        for the portable one): gemm_few_rows' loops are
  *                                        vectorised by the compiler for it
@@ -16,7 +18,7 @@
  *     FC_TEMPLATE_TRANSPOSE, _MASKZ_LOADU, _MASK_STOREU   where the instruction set has
  *                                        them: a LANES x LANES transpose in registers and
  *                                        masked loads and stores (pack_transposed)
- * It defines FN(ISA(gemm)) (gemm_avx2_f32, ...); the allocator, b_in_place() and
+ * It defines FN(ISA(gemm)) (gemm_avx2_f32, ...); the allocator, b_in_place(), a_in_place() and
  * gemm_grid() come from gemm.c. MR, NR, MC, KC and NC below are short names for the
  * parameters, undefined at the end of the file.
  */
@@ -103,9 +105,41 @@ static inline void FN(ISA(pack_panels))(REAL *restrict dst, const REAL *src, int
     }
 }
 
-/* C (mc x nc, row stride ldc) = Ap (packed mc x kc) * B (kc x nc, element (p, j) at
- * b[p*rsb + j*csb]) + beta C; bp holds B's packed panels, filled here unless bmode == B_PACKED */
-static void FN(ISA(macro_kernel))(REAL *c, int64_t ldc, const REAL *ap, REAL *bp, const REAL *b,
+/* One tile of C (MR x NR, or its first half where narrow) from kc steps of an A panel:
+ * packed (lda 0) or MR rows read in place, row stride lda (where the instance has kernels
+ * for that). */
+static inline void FN(ISA(tile))(int narrow, int64_t kc, const REAL *a, int64_t lda,
+                                 const REAL *b, int64_t ldb, REAL *c, int64_t ldc, REAL beta)
+{
+#ifdef FC_TEMPLATE_KERNEL_ROWS
+    if (lda > 0) {
+        if (narrow) {
+            FC_TEMPLATE_KERNEL_NARROW_ROWS(kc, a, lda, b, ldb, c, ldc, beta);
+        } else {
+            FC_TEMPLATE_KERNEL_ROWS(kc, a, lda, b, ldb, c, ldc, beta);
+        }
+        return;
+    }
+#else
+    (void)lda;
+#endif
+#ifdef FC_TEMPLATE_KERNEL_NARROW
+    if (narrow) {
+        FC_TEMPLATE_KERNEL_NARROW(kc, a, b, ldb, c, ldc, beta);
+        return;
+    }
+#else
+    (void)narrow;
+#endif
+    FC_TEMPLATE_KERNEL(kc, a, b, ldb, c, ldc, beta);
+}
+
+/* C (mc x nc, row stride ldc) = A (mc x kc) * B (kc x nc, element (p, j) at b[p*rsb + j*csb])
+ * + beta C. A's rows [0, a_rows) are read in place at a + i*lda, the others from ap (its
+ * packed panels from row a_rows on); bp holds B's packed panels, filled here unless
+ * bmode == B_PACKED. */
+static void FN(ISA(macro_kernel))(REAL *c, int64_t ldc, const REAL *a, int64_t lda,
+                                  int64_t a_rows, const REAL *ap, REAL *bp, const REAL *b,
                                   int64_t rsb, int64_t csb, int bmode, int64_t mc, int64_t nc,
                                   int64_t kc, REAL beta)
 {
@@ -125,21 +159,17 @@ static void FN(ISA(macro_kernel))(REAL *c, int64_t ldc, const REAL *ap, REAL *bp
         for (int64_t ir = 0; ir < mc; ir += MR) {
             int64_t mr = mc - ir < MR ? mc - ir : MR;
             REAL *cij = c + ir * ldc + jr;
+            const int in_place = ir < a_rows;
+            const REAL *ai = in_place ? a + ir * lda : ap + (ir - a_rows) * kc;
+            const int64_t ldai = in_place ? lda : 0;
             if (mr == MR && nr == NR) {
-                FC_TEMPLATE_KERNEL(kc, ap + ir * kc, bk, ldbk, cij, ldc, beta);
+                FN(ISA(tile))(0, kc, ai, ldai, bk, ldbk, cij, ldc, beta);
             } else {
                 /* Edge tile: compute the full tile aside (its first half where the rest
                  * is padding and the instance has a half-width kernel), then write only
                  * what is inside C. */
                 REAL tile[MR * NR];
-#ifdef FC_TEMPLATE_KERNEL_NARROW
-                if (nr <= NR / 2) {
-                    FC_TEMPLATE_KERNEL_NARROW(kc, ap + ir * kc, bk, ldbk, tile, NR, 0);
-                } else
-#endif
-                {
-                    FC_TEMPLATE_KERNEL(kc, ap + ir * kc, bk, ldbk, tile, NR, 0);
-                }
+                FN(ISA(tile))(nr <= NR / 2, kc, ai, ldai, bk, ldbk, tile, NR, 0);
                 for (int64_t i = 0; i < mr; i++) {
                     for (int64_t j = 0; j < nr; j++) {
                         REAL t = tile[i * NR + j];
@@ -160,6 +190,11 @@ static void FN(ISA(gemm_serial))(REAL *c, int64_t ldc, const REAL *a, int64_t rs
     int in_place = b_in_place(M, MR, rsb, csb, sizeof(REAL));
     for (int64_t jc = 0; jc < N; jc += NC) {
         int64_t nc = N - jc < NC ? N - jc : NC;
+#ifdef FC_TEMPLATE_KERNEL_ROWS
+        const int a_read_in_place = a_in_place(nc, NR, rsa, csa, sizeof(REAL));
+#else
+        const int a_read_in_place = 0;
+#endif
         for (int64_t pc = 0; pc < K; pc += KC) {
             int64_t kc = K - pc < KC ? K - pc : KC;
             /* Later K blocks add to the partial sums of the earlier ones. */
@@ -167,8 +202,15 @@ static void FN(ISA(gemm_serial))(REAL *c, int64_t ldc, const REAL *a, int64_t rs
             for (int64_t ic = 0; ic < M; ic += MC) {
                 int64_t mc = M - ic < MC ? M - ic : MC;
                 int bmode = in_place ? B_IN_PLACE : ic == 0 ? B_PACK_NOW : B_PACKED;
-                FN(ISA(pack_panels))(abuf, a + ic * rsa + pc * csa, rsa, csa, mc, kc, MR);
-                FN(ISA(macro_kernel))(c + ic * ldc + jc, ldc, abuf, bbuf,
+                /* A read in place: whole panels only; a last partial one is packed with
+                 * its padding */
+                const int64_t a_rows = a_read_in_place ? mc / MR * MR : 0;
+                const REAL *ablock = a + ic * rsa + pc * csa;
+                if (a_rows < mc) {
+                    FN(ISA(pack_panels))(abuf, ablock + a_rows * rsa, rsa, csa, mc - a_rows,
+                                         kc, MR);
+                }
+                FN(ISA(macro_kernel))(c + ic * ldc + jc, ldc, ablock, rsa, a_rows, abuf, bbuf,
                                       b + pc * rsb + jc * csb, rsb, csb, bmode, mc, nc, kc,
                                       beta_pc);
             }

@@ -56,6 +56,16 @@ fc_gemm_kernel_f64 fc_gemm_kernel_avx512_f64;
  * columns: the same sums, half the multiplications of padding. */
 fc_gemm_kernel_f32 fc_gemm_kernel_avx512_narrow_f32;
 fc_gemm_kernel_f64 fc_gemm_kernel_avx512_narrow_f64;
+/* Both forms reading A in place: its MR rows at a + i*lda, each contiguous along the depth
+ * (a row-major A), a[i*lda + p] in place of a[p*MR + i]; the same sums. */
+typedef void fc_gemm_kernel_rows_f32(int64_t kc, const float *a, int64_t lda, const float *b,
+                                     int64_t ldb, float *c, int64_t ldc, float beta);
+typedef void fc_gemm_kernel_rows_f64(int64_t kc, const double *a, int64_t lda, const double *b,
+                                     int64_t ldb, double *c, int64_t ldc, double beta);
+fc_gemm_kernel_rows_f32 fc_gemm_kernel_avx512_rows_f32;
+fc_gemm_kernel_rows_f64 fc_gemm_kernel_avx512_rows_f64;
+fc_gemm_kernel_rows_f32 fc_gemm_kernel_avx512_narrow_rows_f32;
+fc_gemm_kernel_rows_f64 fc_gemm_kernel_avx512_narrow_rows_f64;
 #else
 #define FC_GEMM_HAVE_AVX512 0
 #endif

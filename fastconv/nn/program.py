@@ -38,9 +38,9 @@ PROGRAM_MAX_WORKSPACE_BYTES = 16 << 20
 PROGRAM_CHUNK_BYTES = 8 << 20
 
 # A chunk holds at least enough images for each pointwise convolution on small planes to
-# multiply this many columns at once (4 column panels of the AVX-512 GEMM): the GEMM packs
-# the weights again for each product, and over fewer columns that copy is a larger part of
-# it (MobileNetV2, whose last planes are 4x4: chunks of 8 images, not 5, ran 3-8% faster).
+# multiply this many columns at once (4 column panels of the AVX-512 GEMM): each product
+# reads all the weights, and over fewer columns that read is a larger part of it
+# (MobileNetV2, whose last planes are 4x4, runs faster in chunks of 8 images than of 5).
 PROGRAM_MIN_POINTWISE_COLUMNS = 128
 
 # Workspace values start a multiple of this many bytes apart (a cache line, an AVX-512
