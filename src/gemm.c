@@ -74,7 +74,7 @@ static void fc_aligned_free(void *p)
 static int a_in_place(int64_t N, int nr, int64_t rsa, int64_t csa, size_t size)
 {
     return csa == 1 && N <= A_IN_PLACE_MAX_PANELS * nr
-           && (rsa * (int64_t)size) % B_ALIASING_STRIDE != 0;
+           && (rsa * (int64_t)size) % B_ALIASING_STRIDE != 0;   /* never a row stride of 0 */
 }
 #endif
 

@@ -106,13 +106,13 @@ static inline void FN(ISA(pack_panels))(REAL *restrict dst, const REAL *src, int
 }
 
 /* One tile of C (MR x NR, or its first half where narrow) from kc steps of an A panel:
- * packed (lda 0) or MR rows read in place, row stride lda (where the instance has kernels
- * for that). */
+ * packed (lda 0) or MR rows read in place, row stride lda (any other value, negative
+ * too; where the instance has kernels for that). */
 static inline void FN(ISA(tile))(int narrow, int64_t kc, const REAL *a, int64_t lda,
                                  const REAL *b, int64_t ldb, REAL *c, int64_t ldc, REAL beta)
 {
 #ifdef FC_TEMPLATE_KERNEL_ROWS
-    if (lda > 0) {
+    if (lda != 0) {
         if (narrow) {
             FC_TEMPLATE_KERNEL_NARROW_ROWS(kc, a, lda, b, ldb, c, ldc, beta);
         } else {

@@ -36,16 +36,21 @@ def test_matches_numpy_all_transposes(m, n, k, dtype, tol, simd):
 @pytest.mark.parametrize("m, n, k", [s for s in SIZES if min(s) > 4])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_every_layout_gives_the_same_bits(m, n, k, dtype, simd):
-    """Packing only moves values: a row-major A (its rows transposed into panels) and a
-    column-major one (copied), a column-major B (transposed) and a row-major one (copied or
-    read in place) give the same products, summed in the same order."""
+    """Packing only moves values: a row-major A (its rows transposed into panels or read in
+    place) and a column-major one (copied), a column-major B (transposed) and a row-major
+    one (copied or read in place) give the same products, summed in the same order; so do
+    views with rows further apart or in reverse order."""
     rng = np.random.default_rng(m + n + k)
     a = rng.standard_normal((m, k)).astype(dtype)
     b = rng.standard_normal((k, n)).astype(dtype)
     want = fastconv.matmul(a, b)
-    for a_view in (a, np.asfortranarray(a)):
+    wide = np.zeros((m, k + 5), dtype)
+    wide[:, 2:k + 2] = a
+    for a_view in (a, np.asfortranarray(a), wide[:, 2:k + 2], a[::-1].copy()[::-1]):
         for b_view in (b, np.asfortranarray(b)):
             assert np.array_equal(fastconv.matmul(a_view, b_view), want)
+    repeated = np.broadcast_to(a[:1], (m, k))                  # a row stride of 0
+    assert np.array_equal(fastconv.matmul(repeated, b), fastconv.matmul(repeated.copy(), b))
 
 
 @pytest.mark.parametrize("m, n, k", [(40, 50, 30), (25, 70, 400), (250, 33, 390), (4, 3, 0)])
