@@ -228,11 +228,11 @@ def _value_range(dtype):
 def _filter_input(pieces, kernel_rows, dtype):
     """pieces as the C filters read them: planes (N, H, W), or the grid of (N, h, w) arrays
     that make them (a list of rows of pieces side by side, as np.block takes them), read
-    where they lie. uint8 pieces are kept as they are: the filter converts each row into a
-    buffer of about kernel_rows rows per thread as each band of output rows reads it (no
-    float copy of the image is made); when the kernel is taller than the planes that buffer
-    would be larger than they are, so the pieces are joined into planes of dtype instead.
-    Pieces of other dtypes (bool among them) are made dtype."""
+    where they lie. When every piece is uint8 or bool (seen as uint8) they are kept as they
+    are: the filter converts each row into a buffer of about kernel_rows rows per thread as
+    each band of output rows reads it (no float copy of the image is made); when the kernel
+    is taller than the planes that buffer would be larger than they are, so the pieces are
+    joined into planes of dtype instead. Otherwise every piece is made dtype."""
     if isinstance(pieces, np.ndarray):
         pieces = [[pieces]]
     pieces = [[p.view(np.uint8) if p.dtype == np.bool_ else p for p in row] for row in pieces]
@@ -244,7 +244,7 @@ def _filter_input(pieces, kernel_rows, dtype):
 
 
 def _joined(pieces):
-    """The planes a grid of pieces makes."""
+    """The array a grid of pieces makes (np.block of it; the piece itself for one)."""
     return pieces[0][0] if len(pieces) == len(pieces[0]) == 1 else np.block(pieces)
 
 

@@ -31,7 +31,8 @@ typedef struct {
     int64_t pieces;
 } FN(band_rows);
 
-/* Column c (inside the row) of kernel row r. */
+/* Column c (inside the row) of kernel row r: the segments are few (a chunk and its
+ * neighbours' edges), so a scan finds c's. */
 static inline REAL FN(row_value)(const FN(band_rows) *rows, int64_t r, int64_t c)
 {
     int64_t j = 0;
@@ -156,6 +157,16 @@ static fc_status FN(filter_plan_of)(FN(filter_plan) *fp, const fc_filter_input *
         || pb->border < FC_BORDER_CONSTANT || pb->border > FC_BORDER_WRAP
         || pb->top < 0 || pb->left < 0 || pb->out_H < 1 || pb->out_W < 1
         || pb->top + pb->out_H > H || pb->left + pb->out_W > W || x->pieces < 1) {
+        return FC_ERR_INVALID;
+    }
+    int64_t width = 0;              /* the segments must make rows of W */
+    for (int64_t j = 0; j < x->pieces; j++) {
+        if (x->widths[j] < 0) {
+            return FC_ERR_INVALID;
+        }
+        width += x->widths[j];
+    }
+    if (width != W) {
         return FC_ERR_INVALID;
     }
     const int64_t threads = fc_filter_threads();

@@ -42,9 +42,10 @@ FC_TEMPLATE_TARGET static void FN(ISA(pack_transposed))(REAL *restrict dst, cons
     enum { VL = FC_TEMPLATE_LANES };
     for (int64_t i0 = 0; i0 < width; i0 += panel, dst += depth * panel) {
         for (int g = 0; g < panel; g += VL) {
-            const int64_t in_group = width - i0 - g;     /* the group's rows that exist */
-            const int rows = in_group < 0 ? 0 : in_group < VL ? (int)in_group : VL;
-            const unsigned lanes_kept = (1u << (panel - g < VL ? panel - g : VL)) - 1;
+            const int group = panel - g < VL ? panel - g : VL;   /* the panel's rows here */
+            const int64_t in_group = width - i0 - g;     /* ... and of them, those that exist */
+            const int rows = in_group < 0 ? 0 : in_group < group ? (int)in_group : group;
+            const unsigned lanes_kept = (1u << group) - 1;
             for (int64_t p0 = 0; p0 < depth; p0 += VL) {
                 const int n = depth - p0 < VL ? (int)(depth - p0) : VL;
                 FC_TEMPLATE_VEC r[VL];
@@ -107,7 +108,7 @@ static inline void FN(ISA(pack_panels))(REAL *restrict dst, const REAL *src, int
 
 /* One tile of C (MR x NR, or its first half where narrow) from kc steps of an A panel:
  * packed (lda 0) or MR rows read in place, row stride lda (any other value, negative
- * too; where the instance has kernels for that). */
+ * too; where the instance has kernels for that; a_in_place never picks a stride of 0). */
 static inline void FN(ISA(tile))(int narrow, int64_t kc, const REAL *a, int64_t lda,
                                  const REAL *b, int64_t ldb, REAL *c, int64_t ldc, REAL beta)
 {
