@@ -207,12 +207,18 @@ static fc_status FN(filter_plan_of)(FN(filter_plan) *fp, const fc_filter_input *
     return FC_OK;
 }
 
+/* Segment j of row src of plane n: where its first element lies. */
+static const char *FN(segment)(const fc_filter_input *x, int64_t n, int64_t src, int64_t j)
+{
+    const int64_t at = src * x->pieces + j;
+    return x->rows[at] + n * x->plane_steps[at];
+}
+
 /* Row src of plane n of a uint8 input, its segments converted side by side into `out`. */
 static void FN(convert_row)(REAL *out, const fc_filter_input *x, int64_t n, int64_t src)
 {
     for (int64_t j = 0; j < x->pieces; j++) {
-        const int64_t at = src * x->pieces + j;
-        const uint8_t *segment = (const uint8_t *)(x->rows[at] + n * x->plane_steps[at]);
+        const uint8_t *segment = (const uint8_t *)FN(segment)(x, n, src, j);
         for (int64_t q = 0; q < x->widths[j]; q++) {
             out[q] = (REAL)segment[q];
         }
@@ -240,9 +246,7 @@ static void FN(band_input_rows)(const REAL **ptrs, REAL *assembled, const fc_fil
             ptrs[i] = assembled + i * pb->W;
         } else {
             for (int64_t j = 0; j < fp->pieces; j++) {
-                const int64_t at = src * x->pieces + j;
-                ptrs[j * fp->band_rows + i] = (const REAL *)(x->rows[at]
-                                                             + n * x->plane_steps[at]);
+                ptrs[j * fp->band_rows + i] = (const REAL *)FN(segment)(x, n, src, j);
             }
         }
     }
