@@ -9,10 +9,10 @@
  * lie; the zero row of constant mode outside it; or the rows of a uint8 image, converted
  * in the thread's buffer (so no float copy of the image is made). The columns whose taps
  * cross the image border (S - 1 for the two sides) or a join of tiles (S - 1 per join) go
- * through a scalar loop that maps each column index. A call may compute a window of the result only
- * (a chunk without its halo). Written once in filter2d_impl.h and instantiated for float
- * and double; the AVX2 micro-kernel of filter2d_avx2_impl.h, instantiated for both types
- * below, is the only SIMD. */
+ * through a scalar loop that maps each column index. A call may compute a window of the
+ * result only (a chunk without its halo). Written once in filter2d_impl.h and instantiated
+ * for float and double; the AVX2 micro-kernel of filter2d_avx2_impl.h, instantiated for
+ * both types below, is the only SIMD. */
 #include <stdlib.h>
 #include <string.h>
 

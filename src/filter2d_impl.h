@@ -114,7 +114,8 @@ static void FN(filter_row)(REAL *y_row, const FN(band_rows) *rows, const REAL *k
                            const REAL *ky, const FN(filter_plan) *fp,
                            const fc_filter_problem *pb)
 {
-    const int64_t aw = pb->S / 2;      /* input column c reads columns c - aw .. c - aw + S - 1 */
+    /* input column c reads columns c - aw .. c - aw + S - 1 */
+    const int64_t aw = pb->S / 2;
     const int fused = fp->row_kernel != FN(filter_row_generic);
     int64_t done = pb->left;           /* output columns [left, done) are written */
     for (int64_t j = 0; j < rows->pieces; j++) {

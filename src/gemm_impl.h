@@ -18,8 +18,8 @@
  *     FC_TEMPLATE_TRANSPOSE, _MASKZ_LOADU, _MASK_STOREU   where the instruction set has
  *                                        them: a LANES x LANES transpose in registers and
  *                                        masked loads and stores (pack_transposed)
- * It defines FN(ISA(gemm)) (gemm_avx2_f32, ...); the allocator, b_in_place(), a_in_place() and
- * gemm_grid() come from gemm.c. MR, NR, MC, KC and NC below are short names for the
+ * It defines FN(ISA(gemm)) (gemm_avx2_f32, ...); the allocator, b_in_place(), a_in_place()
+ * and gemm_grid() come from gemm.c. MR, NR, MC, KC and NC below are short names for the
  * parameters, undefined at the end of the file.
  */
 #define MR FC_TEMPLATE_MR

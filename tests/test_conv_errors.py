@@ -42,7 +42,6 @@ def test_conv2d_bad_input(kwargs, exc, words):
         assert word in message, (word, message)
 
 
-
 @pytest.mark.parametrize("kwargs", [dict(stride=True), dict(stride=1.0), dict(padding=True),
                                     dict(padding=(1.0, 1)), dict(dilation=np.float64(1)),
                                     dict(groups=True)])
@@ -63,6 +62,7 @@ def test_kept_geometries_equal_checked_ones():
     assert _checks.conv_geometry(*args, "conv2d") is first
     assert first == _checks._checked_geometry(*args, "conv2d")
     assert _checks.conv_geometry(*args[:2], (1, 2), *args[3:], "conv2d") == first
+
 
 def test_backward_rejects_grad_out_of_wrong_shape():
     with pytest.raises(ValueError, match=r"grad_out of shape \(2, 6, 6, 6\).*\(2, 6, 5, 6\)"):
