@@ -190,6 +190,7 @@ cdef extern from "fastconv.h" nogil:
         int64_t band_rows
         int64_t bands
         int forward_reads_x_in_place
+        int64_t filter_parts
         int weight_reads_x_in_place
         int weight_rows_flat
         int64_t data_gather_phases

@@ -15,7 +15,8 @@ def conv_direct_plan(geom, str dtype, int nthreads):
     variant of each pass ("forward", "backward_data", "backward_weight"), the bands of
     output rows ("band_rows" per band, "bands" per image and group), whether the forward
     and the weight gradient read x in place ("reads_input_in_place",
-    "weight_reads_input_in_place"), whether the weight gradient by pixels sums a band as
+    "weight_reads_input_in_place"), the parts a forward by filters cuts its filters into,
+    one per thread's run of items ("filter_parts", 1 for none), whether the weight gradient by pixels sums a band as
     one run ("weight_rows_flat"), the gather form's stride phases ("gather_phases"), and
     the data gradient's variant for weights holding an inf or NaN
     ("backward_data_nonfinite_weights": always "loops") and the threads each pass runs on
@@ -39,6 +40,7 @@ def conv_direct_plan(geom, str dtype, int nthreads):
         "band_rows": plan.band_rows,
         "bands": plan.bands,
         "reads_input_in_place": bool(plan.forward_reads_x_in_place),
+        "filter_parts": plan.filter_parts,
         "weight_reads_input_in_place": bool(plan.weight_reads_x_in_place),
         "weight_rows_flat": bool(plan.weight_rows_flat),
         "gather_phases": plan.data_gather_phases,

@@ -55,7 +55,9 @@ IM2COL_MIN_TAPS = 64
 IM2COL_MIN_FILTERS = 32
 # Filters of this many taps per channel (1x1): im2col, whose columns are x itself.
 IM2COL_POINTWISE_TAPS = 1
-# Outputs of at most this many pixels per image: im2col (direct's bands hold little work).
+# Backward passes with outputs of at most this many pixels per image: im2col (direct's
+# bands hold little work). The forward runs direct there: its threads share out the
+# filters of small images (fc_direct_plan.filter_parts).
 IM2COL_MAX_OUTPUT_PIXELS = 64
 # The forward pass of a pointwise filter runs im2col, whose GEMM then reads x itself, from
 # this many filters when there are IM2COL_MIN_TAPS channels or one image (direct's bands
@@ -490,8 +492,8 @@ def direct_or_im2col(geom, backward):
 
     Direct, unless im2col's GEMM is large enough to pay for the copy (at least
     IM2COL_MIN_TAPS taps and IM2COL_MIN_FILTERS filters per group) and there is little to
-    copy or little for direct to do: 1x1 filters, or outputs of at most
-    IM2COL_MAX_OUTPUT_PIXELS pixels. A pointwise forward pass, which copies nothing, runs
+    copy or little for direct to do: 1x1 filters, or backward passes with outputs of at
+    most IM2COL_MAX_OUTPUT_PIXELS pixels. A pointwise forward pass, which copies nothing, runs
     im2col from IM2COL_POINTWISE_MIN_FILTERS filters with IM2COL_MIN_TAPS taps or on one
     image. The backward passes, whose direct kernels reduce over
     more data per output, also run im2col from IM2COL_BACKWARD_MIN_TAPS taps or for filters
@@ -505,7 +507,8 @@ def direct_or_im2col(geom, backward):
         return "im2col"
     if taps < IM2COL_MIN_TAPS or filters < IM2COL_MIN_FILTERS:
         return "direct"
-    if geom.R * geom.S == IM2COL_POINTWISE_TAPS or geom.P * geom.Q <= IM2COL_MAX_OUTPUT_PIXELS:
+    if geom.R * geom.S == IM2COL_POINTWISE_TAPS \
+            or (backward and geom.P * geom.Q <= IM2COL_MAX_OUTPUT_PIXELS):
         return "im2col"
     if backward and (taps >= IM2COL_BACKWARD_MIN_TAPS
                      or geom.R * geom.S >= IM2COL_BACKWARD_MIN_FILTER_TAPS):

@@ -12,9 +12,11 @@
  *                forward_by_filters (conv_direct_impl.h), backward_data_scatter / _gather /
  *                _loops and backward_weight_by_pixels / _by_filters
  *                (conv_direct_backward_impl.h).
- *   3. items     the pass packs its weights once, then hands run_items (below) one function
- *                per work item: each thread allocates its workspace and runs its share of
- *                the items (image, group, band of output rows).
+ *   3. items     the pass packs its weights once (a forward by filters in parts: each
+ *                thread its part's, on its first item of the part), then hands run_items
+ *                (below) one function per work item: each thread allocates its workspace
+ *                and runs its share of the items (image, group, band of output rows, and
+ *                filter part).
  *   4. kernel    each item fills its band buffer (conv_direct_band_impl.h) and calls a
  *                micro-kernel from the table of the current SIMD level
  *                (conv_direct_kernels.h: tile, tile_add, tilek, wgrad, wgradk).
@@ -119,14 +121,16 @@ static void ws_free(void **ws)
  * its number in the team. */
 typedef void (*fc_item_fn)(const void *pass, fc_band_item item, void *const *ws, int thread);
 
-/* A pass's loop over its work items: items = N * groups * gm->nbands, numbered as in
- * band_item, on `team` threads. With fixed_split each thread runs the same items on every
- * call (the weight gradient sums per thread, so the sums stay bitwise reproducible);
- * otherwise items go to whichever thread is free (each writes its own outputs, so results
- * do not depend on the thread, and a thread the OS pauses does not hold up the call). */
+/* A pass's loop over its work items: items = N * groups * gm->nbands (times the filter
+ * parts of a forward by filters), numbered as in band_item, on `team` threads. With
+ * fixed_split each thread runs the same run of items on every call (the weight gradient
+ * sums per thread, so the sums stay bitwise reproducible; a forward cut into filter parts
+ * packs each part's weights once per thread); otherwise items go to whichever thread is
+ * free (each writes its own outputs, so results do not depend on the thread, and a thread
+ * the OS pauses does not hold up the call). */
 typedef struct {
     const fc_band_geom *gm;
-    int64_t items, groups, P;
+    int64_t items, N, groups, P;
     int team;
     int fixed_split;
     fc_thread_ws ws;
@@ -136,7 +140,8 @@ typedef struct {
 
 static void run_item(const fc_item_loop *loop, int64_t it, void *const *ws)
 {
-    loop->run(loop->pass, band_item(it, loop->groups, loop->P, loop->gm), ws, fc_thread_num());
+    loop->run(loop->pass, band_item(it, loop->N, loop->groups, loop->P, loop->gm), ws,
+              fc_thread_num());
 }
 
 /* Every item of the loop, each thread with its own workspace. FC_ERR_NOMEM if a thread's

@@ -11,6 +11,8 @@
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 
+#include "transpose_avx512.h"
+
 #define FC_TARGET __attribute__((target("avx512f")))
 #define FC_TARGET_INLINE static inline __attribute__((always_inline, target("avx512f")))
 /* Makes the compiler load a vector once into a register: without it, GCC folds the load
@@ -79,6 +81,7 @@ enum { lanes_f32 = 16 };
 #define v_add_f32 _mm512_add_ps
 #define v_zero_f32 _mm512_setzero_ps
 #define v_hsum_f32 _mm512_reduce_add_ps
+#define v_transpose_f32 fc_transpose16_f32_avx512
 
 typedef __m512d vec_f64;
 typedef __mmask8 mask_f64;
@@ -91,6 +94,7 @@ enum { lanes_f64 = 8 };
 #define v_add_f64 _mm512_add_pd
 #define v_zero_f64 _mm512_setzero_pd
 #define v_hsum_f64 _mm512_reduce_add_pd
+#define v_transpose_f64 fc_transpose8_f64_avx512
 
 #define REAL float
 #define TYPE_SUFFIX f32

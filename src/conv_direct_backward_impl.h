@@ -110,7 +110,7 @@ static fc_status FN(backward_data_scatter)(REAL *dx, const REAL *dy, const REAL 
         sp.dy_off = dy_off;
         sp.wt = wt;
         const fc_item_loop loop = {
-            .gm = &gm, .items = pb->N * G, .groups = G, .P = P,
+            .gm = &gm, .items = pb->N * G, .N = pb->N, .groups = G, .P = P,
             .team = nthreads, .fixed_split = 0,
             .ws = {.bytes = {(size_t)gm.size * sizeof(REAL),
                              (size_t)(Kg * sp.ldd) * sizeof(REAL)},
@@ -376,7 +376,7 @@ static fc_status FN(sum_weight_items)(FN(weight_pass) *wp, fc_item_fn run,
     wp->off = off;
     wp->partials = partials;
     const fc_item_loop loop = {
-        .gm = wp->gm, .items = items, .groups = pb->groups, .P = pb->P,
+        .gm = wp->gm, .items = items, .N = pb->N, .groups = pb->groups, .P = pb->P,
         .team = team, .fixed_split = 1, .ws = *ws, .run = run, .pass = wp,
     };
     const fc_status status = run_items(&loop);
@@ -426,11 +426,7 @@ static fc_status FN(backward_weight_by_filters)(REAL *dw, FN(weight_pass) *wp, i
     const fc_status status = FN(sum_weight_items)(wp, FN(backward_weight_by_filters_item),
                                                   &ws, nthreads);
     for (int64_t g = 0; g < G; g++) {
-        for (int64_t k = 0; k < Kg; k++) {
-            for (int64_t t = 0; t < T; t++) {
-                dw[(g * Kg + k) * T + t] = wp->first[(g * T + t) * ldv + k];
-            }
-        }
+        wp->ks->transpose(dw + g * Kg * T, T, wp->first + g * T * ldv, ldv, T, Kg);
     }
     free(wp->first);
     return status;

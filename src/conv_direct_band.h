@@ -115,15 +115,20 @@ static int64_t gcd64(int64_t a, int64_t b)
     return a;
 }
 
-/* Work item `it` of the loops over bands: image n, group g, and the output rows
- * p0 .. p0 + rows - 1 of one band (items run band-fastest, then group, then image). */
+/* Work item `it` of the loops over bands: image n, group g, the output rows
+ * p0 .. p0 + rows - 1 of one band and, for a forward by filters cut into parts, part
+ * `part` of the filters (items run band-fastest, then group, then image, then part). */
 typedef struct {
-    int64_t n, g, p0, rows;
+    int64_t n, g, p0, rows, part;
 } fc_band_item;
 
-static fc_band_item band_item(int64_t it, int64_t groups, int64_t P, const fc_band_geom *gm)
+static fc_band_item band_item(int64_t it, int64_t N, int64_t groups, int64_t P,
+                              const fc_band_geom *gm)
 {
+    const int64_t per_part = N * groups * gm->nbands;
     fc_band_item t;
+    t.part = it / per_part;
+    it %= per_part;
     t.n = it / (groups * gm->nbands);
     t.g = it / gm->nbands % groups;
     t.p0 = it % gm->nbands * gm->band;

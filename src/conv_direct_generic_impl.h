@@ -204,6 +204,24 @@ FC_WGRAD_SHAPES(FC_GENERIC_WGRAD)
 FC_TILEK_ALL
 #undef FC_TILEK
 
+/* transpose in squares of 8 x 8: each square's rows and columns stay in L1. */
+static void FN(transpose)(REAL *dst, int64_t ldd, const REAL *src, int64_t lds, int64_t rows,
+                          int64_t cols)
+{
+    enum { B = 8 };
+    for (int64_t i0 = 0; i0 < rows; i0 += B) {
+        const int64_t i1 = i0 + B < rows ? i0 + B : rows;
+        for (int64_t j0 = 0; j0 < cols; j0 += B) {
+            const int64_t j1 = j0 + B < cols ? j0 + B : cols;
+            for (int64_t i = i0; i < i1; i++) {
+                for (int64_t j = j0; j < j1; j++) {
+                    dst[j * ldd + i] = src[i * lds + j];
+                }
+            }
+        }
+    }
+}
+
 /* The portable kernels mirror AVX2: 32-byte vectors and 16 vector registers. */
 const FN(fc_direct_kernels) FC_PASTE(FN(fc_direct_kernels), generic) = {
     .lanes = FN(VL),

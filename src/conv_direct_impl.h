@@ -61,26 +61,32 @@ typedef struct {
     const FN(fc_direct_kernels) *ks;
     int in_place;           /* by filters: the kernels read x itself (band_is_image) */
     const int64_t *off;     /* tap offsets into the band buffer */
-    const REAL *wp, *bp;    /* the weights and the bias as the pass's kernel reads them */
+    const REAL *w;          /* the weights as given, (K, C/groups, R, S) */
+    const REAL *bias;       /* the bias as given, or NULL */
+    const REAL *wp, *bp;    /* the weights and the bias as the pass's kernel reads them
+                             * (by filters in parts: each thread packs its own) */
     int64_t ldv;            /* by filters: filters per tap of wp, a multiple of the lanes */
+    int64_t parts;          /* by filters: filter parts (fc_direct_plan.filter_parts) */
 } FN(correlation);
 
 /* Runs every item of a correlation, each thread with a zeroed band buffer of buf_bytes
- * (none for 0). */
+ * (none for 0) and a zeroed second buffer of part_bytes (none for 0). */
 static fc_status FN(run_correlation)(const FN(correlation) *cr, fc_item_fn run,
-                                     size_t buf_bytes, int nthreads)
+                                     size_t buf_bytes, size_t part_bytes, int nthreads)
 {
     const fc_item_loop loop = {
-        .gm = cr->gm, .items = cr->pb->N * cr->pb->groups * cr->gm->nbands,
-        .groups = cr->pb->groups, .P = cr->pb->P, .team = nthreads, .fixed_split = 0,
-        .ws = {.bytes = {buf_bytes}, .zeroed = {1}}, .run = run, .pass = cr,
+        .gm = cr->gm, .items = cr->parts * cr->pb->N * cr->pb->groups * cr->gm->nbands,
+        .N = cr->pb->N, .groups = cr->pb->groups, .P = cr->pb->P, .team = nthreads,
+        .fixed_split = cr->parts > 1,
+        .ws = {.bytes = {buf_bytes, part_bytes}, .zeroed = {1, 1}}, .run = run, .pass = cr,
     };
     return run_items(&loop);
 }
 
 /* wp (K, T) <- w (K, T) with each filter block's taps interleaved, [t][kb], in the order
  * the tile kernel reads them; block (g, k0) starts at wp + (g*Kg + k0)*T. */
-static void FN(pack_filters)(REAL *wp, const REAL *w, int64_t Kg, int64_t groups, int64_t T)
+static void FN(pack_filters)(REAL *wp, const REAL *w, int64_t Kg, int64_t groups, int64_t T,
+                             const FN(fc_direct_kernels) *ks)
 {
     const int64_t nblocks = tile_blocks(Kg);
     for (int64_t g = 0; g < groups; g++) {
@@ -89,12 +95,7 @@ static void FN(pack_filters)(REAL *wp, const REAL *w, int64_t Kg, int64_t groups
             int kb;
             tile_block(Kg, b, &k0, &kb);
             const REAL *src = w + (g * Kg + k0) * T;
-            REAL *dst = wp + (g * Kg + k0) * T;
-            for (int64_t t = 0; t < T; t++) {
-                for (int k = 0; k < kb; k++) {
-                    dst[t * kb + k] = src[k * T + t];
-                }
-            }
+            ks->transpose(wp + (g * Kg + k0) * T, kb, src, T, kb, T);
         }
     }
 }
@@ -159,8 +160,7 @@ static void FN(forward_by_pixels_item)(const void *pass, fc_band_item t, void *c
     }
 }
 
-static fc_status FN(forward_by_pixels)(FN(correlation) *cr, const REAL *w, const REAL *bias,
-                                       int nthreads)
+static fc_status FN(forward_by_pixels)(FN(correlation) *cr, int nthreads)
 {
     const fc_conv_problem *pb = cr->pb;
     const int64_t G = pb->groups, T = cr->gm->taps;
@@ -169,15 +169,15 @@ static fc_status FN(forward_by_pixels)(FN(correlation) *cr, const REAL *w, const
     REAL *bpack = malloc((size_t)pb->K * sizeof(REAL));
     fc_status status = FC_ERR_NOMEM;
     if (off != NULL && wpack != NULL && bpack != NULL) {
-        FN(pack_filters)(wpack, w, pb->K / G, G, T);
+        FN(pack_filters)(wpack, cr->w, pb->K / G, G, T, cr->ks);
         for (int64_t k = 0; k < pb->K; k++) {
-            bpack[k] = bias != NULL ? bias[k] : (REAL)0;
+            bpack[k] = cr->bias != NULL ? cr->bias[k] : (REAL)0;
         }
         cr->off = off;
         cr->wp = wpack;
         cr->bp = bpack;
         status = FN(run_correlation)(cr, FN(forward_by_pixels_item),
-                                     (size_t)cr->gm->size * sizeof(REAL), nthreads);
+                                     (size_t)cr->gm->size * sizeof(REAL), 0, nthreads);
     }
     free(off);
     free(wpack);
@@ -185,8 +185,41 @@ static fc_status FN(forward_by_pixels)(FN(correlation) *cr, const REAL *w, const
     return status;
 }
 
-/* One band by filters: per block of vectors of filters, each output row in runs of sizes
- * differing by at most one, through tilek. */
+/* Filters [k0, k0 + nk) of group g packed for tilek: wk[t*ld + k] = w[g*Kg + k0 + k][t]
+ * and bk[k] = their bias (or 0), zeros for nk <= k < ld. */
+static void FN(pack_by_filters)(REAL *wk, REAL *bk, int64_t ld, const FN(correlation) *cr,
+                                int64_t g, int64_t k0, int64_t nk)
+{
+    const int64_t Kg = cr->pb->K / cr->pb->groups, T = cr->gm->taps;
+    cr->ks->transpose(wk, ld, cr->w + (g * Kg + k0) * T, T, nk, T);
+    for (int64_t t = 0; t < T; t++) {
+        for (int64_t k = nk; k < ld; k++) {
+            wk[t * ld + k] = 0;
+        }
+    }
+    for (int64_t k = 0; k < ld; k++) {
+        bk[k] = k < nk && cr->bias != NULL ? cr->bias[g * Kg + k0 + k] : (REAL)0;
+    }
+}
+
+/* A thread's copy of one filter part's weights (forward by filters in parts): which
+ * (group, part) it holds, then the bias and the weights as pack_by_filters lays them out,
+ * in the thread's second buffer (zeroed: key 0 holds none). */
+typedef struct {
+    int64_t key;                        /* g * parts + part + 1 */
+    _Alignas(64) REAL bias[];
+} FN(part_copy);
+
+/* The second buffer's bytes for parts of at most ld filters per tap. */
+static size_t FN(part_copy_bytes)(int64_t ld, int64_t T)
+{
+    return sizeof(FN(part_copy)) + (size_t)((1 + T) * ld) * sizeof(REAL);
+}
+
+/* One band by filters: per block of vectors of filters of the item's part, each output
+ * row in runs of sizes differing by at most one, through tilek. Cut into parts, the item
+ * reads its part's weights from its thread's copy, packed on the thread's first item of
+ * the part. */
 static void FN(forward_by_filters_item)(const void *pass, fc_band_item t, void *const *ws,
                                         int thread)
 {
@@ -194,67 +227,73 @@ static void FN(forward_by_filters_item)(const void *pass, fc_band_item t, void *
     const FN(correlation) *cr = pass;
     const fc_conv_problem *pb = cr->pb;
     const int64_t Kg = pb->K / pb->groups, Q = pb->Q, T = cr->gm->taps, pitch = cr->gm->pitch;
-    const int64_t VL = cr->ks->lanes, ldv = cr->ldv;
-    const int64_t nblocks = filter_blocks(ldv / VL, FC_TILEK_NV_MAX);
+    const int64_t VL = cr->ks->lanes, nvec = cr->ldv / VL;
+    const int64_t v_lo = t.part * nvec / cr->parts, v_hi = (t.part + 1) * nvec / cr->parts;
+    const REAL *wp = cr->wp + t.g * T * cr->ldv + v_lo * VL;
+    const REAL *bp = cr->bp + t.g * cr->ldv + v_lo * VL;
+    int64_t ldw = cr->ldv;
+    if (cr->parts > 1) {
+        FN(part_copy) *copy = ws[1];
+        ldw = (v_hi - v_lo) * VL;
+        REAL *wk = copy->bias + ldw;
+        if (copy->key != t.g * cr->parts + t.part + 1) {
+            FN(pack_by_filters)(wk, copy->bias, ldw, cr, t.g, v_lo * VL,
+                                min64(Kg, v_hi * VL) - v_lo * VL);
+            copy->key = t.g * cr->parts + t.part + 1;
+        }
+        wp = wk;
+        bp = copy->bias;
+    }
+    const int64_t nblocks = filter_blocks(v_hi - v_lo, FC_TILEK_NV_MAX);
     const fc_out_layout *yl = cr->yl;
     const REAL *band = FN(item_band)(ws[0], cr->in_place, cr->x, t, cr->gm, pb);
     for (int64_t b = 0; b < nblocks; b++) {
         int64_t v0;
         int nv;
-        filter_block(ldv / VL, nblocks, b, &v0, &nv);
-        const int nk = (int)min64(Kg - v0 * VL, nv * VL);
+        filter_block(v_hi - v_lo, nblocks, b, &v0, &nv);
+        const int64_t k0 = (v_lo + v0) * VL;
+        const int nk = (int)min64(Kg - k0, nv * VL);
         const int64_t runs = fc_ceil_div(Q, cr->ks->tilek_acc / nv);
-        const REAL *wb = cr->wp + t.g * T * ldv + v0 * VL, *bb = cr->bp + t.g * ldv + v0 * VL;
-        REAL *yb = cr->y + t.n * yl->image + (t.g * Kg + v0 * VL) * yl->channel
-                   + t.p0 * yl->row;
+        const REAL *wb = wp + v0 * VL, *bb = bp + v0 * VL;
+        REAL *yb = cr->y + t.n * yl->image + (t.g * Kg + k0) * yl->channel + t.p0 * yl->row;
         for (int64_t i = 0; i < t.rows; i++) {
             for (int64_t r = 0; r < runs; r++) {
                 const int64_t q0 = r * Q / runs, q1 = (r + 1) * Q / runs;
                 cr->ks->tilek[nv][q1 - q0](yb + i * yl->row + q0, yl->channel, nk,
-                                           band + i * pitch + q0, cr->off, T, wb, ldv, bb);
+                                           band + i * pitch + q0, cr->off, T, wb, ldw, bb);
             }
         }
         if (pb->relu) {
-            FN(relu_block)(cr, t, v0 * VL, v0 * VL + nk);
+            FN(relu_block)(cr, t, k0, k0 + nk);
         }
     }
 }
 
 /* The weights packed as wk (G, T, ldv) and the bias as bk (G, ldv): filters contiguous,
- * zero past Kg. */
-static fc_status FN(forward_by_filters)(FN(correlation) *cr, const REAL *w, const REAL *bias,
-                                        int nthreads)
+ * zero past Kg. Cut into parts, each thread packs its parts' own (forward_by_filters_item). */
+static fc_status FN(forward_by_filters)(FN(correlation) *cr, int nthreads)
 {
     const fc_conv_problem *pb = cr->pb;
     const int64_t G = pb->groups, Kg = pb->K / G, T = cr->gm->taps, VL = cr->ks->lanes;
     const int64_t ldv = fc_ceil_div(Kg, VL) * VL;
+    const int64_t shared = cr->parts > 1 ? 0 : G;   /* groups packed before the items */
     int64_t *off = tap_offsets(cr->gm, pb, 0);
-    REAL *wk = malloc_aligned((size_t)(G * T * ldv) * sizeof(REAL));
-    REAL *bk = calloc_aligned((size_t)(G * ldv) * sizeof(REAL));
+    REAL *wk = malloc_aligned((size_t)(shared * T * ldv + 1) * sizeof(REAL));
+    REAL *bk = malloc_aligned((size_t)(shared * ldv + 1) * sizeof(REAL));
     fc_status status = FC_ERR_NOMEM;
     if (off != NULL && wk != NULL && bk != NULL) {
-        for (int64_t g = 0; g < G; g++) {
-            /* tap by tap: wk's rows are written in order (the Kg rows of w being read
-             * stay in L1), where filter by filter each write would touch a new line */
-            for (int64_t t = 0; t < T; t++) {
-                REAL *row = wk + (g * T + t) * ldv;
-                for (int64_t k = 0; k < Kg; k++) {
-                    row[k] = w[(g * Kg + k) * T + t];
-                }
-                for (int64_t k = Kg; k < ldv; k++) {
-                    row[k] = 0;
-                }
-            }
-            for (int64_t k = 0; k < Kg; k++) {
-                bk[g * ldv + k] = bias != NULL ? bias[g * Kg + k] : (REAL)0;
-            }
-        }
         cr->off = off;
         cr->wp = wk;
         cr->bp = bk;
         cr->ldv = ldv;
+        for (int64_t g = 0; g < shared; g++) {
+            FN(pack_by_filters)(wk + g * T * ldv, bk + g * ldv, ldv, cr, g, 0, Kg);
+        }
         const size_t buf_bytes = cr->in_place ? 0 : (size_t)cr->gm->size * sizeof(REAL);
-        status = FN(run_correlation)(cr, FN(forward_by_filters_item), buf_bytes, nthreads);
+        const size_t part_bytes = cr->parts > 1
+            ? FN(part_copy_bytes)(fc_ceil_div(ldv / VL, cr->parts) * VL, T) : 0;
+        status = FN(run_correlation)(cr, FN(forward_by_filters_item), buf_bytes, part_bytes,
+                                     nthreads);
     }
     free(off);
     free_aligned(wk);
@@ -272,12 +311,13 @@ static fc_status FN(correlate)(REAL *y, const fc_out_layout *yl, const REAL *x, 
     band_geom(&gm, pb, plan->band_rows);
     FN(correlation) cr = {
         .y = y, .yl = yl, .x = x, .pb = pb, .gm = &gm, .ks = FN(kernels)(),
-        .in_place = plan->forward_reads_x_in_place,
+        .in_place = plan->forward_reads_x_in_place, .w = w, .bias = bias,
+        .parts = plan->forward == FC_DIRECT_FORWARD_BY_FILTERS ? plan->filter_parts : 1,
     };
     if (plan->forward == FC_DIRECT_FORWARD_BY_FILTERS) {
-        return FN(forward_by_filters)(&cr, w, bias, nthreads);
+        return FN(forward_by_filters)(&cr, nthreads);
     }
-    return FN(forward_by_pixels)(&cr, w, bias, nthreads);
+    return FN(forward_by_pixels)(&cr, nthreads);
 }
 
 fc_status FN(fc_conv_direct_forward)(REAL *y, const REAL *x, const REAL *w, const REAL *bias,

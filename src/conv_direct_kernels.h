@@ -32,6 +32,8 @@
  *     y[k*ldk + j] = bias[k] + sum over t < ntaps of x[off[t] + j] * w[t*ldw + k]
  *     for j < PB, k < nk <= NV * (lanes per vector); w and bias hold NV vectors of filters
  *     per tap (zeros past the block's filters), each pixel's sums one vector per NV.
+ * transpose (the passes' weight packs): dst[j*ldd + i] = src[i*lds + j] for i < rows,
+ *     j < cols, the values copied bit for bit.
  */
 #ifndef FASTCONV_CONV_DIRECT_KERNELS_H
 #define FASTCONV_CONV_DIRECT_KERNELS_H
@@ -93,7 +95,8 @@ static const int fc_wgrad_tb[FC_WGRAD_KB_MAX + 1] = {FC_WGRAD_SHAPES(FC_SHAPE_EN
                  FN(tile_add5), FN(tile_add6)},                                              \
     .wgrad = {NULL, FN(wgrad1), FN(wgrad2), FN(wgrad3)},                                     \
     .wgradk = {NULL, FN(wgradk1), FN(wgradk2), FN(wgradk3)},                                 \
-    .tilek = {FC_TILEK_TABLE}
+    .tilek = {FC_TILEK_TABLE},                                                               \
+    .transpose = FN(transpose)
 
 /* Where a strip's lanes are stored: lanes [lo[i], hi[i]) of filter k go to
  * y[base[i] + k*ldk + lane], one segment per output row the strip touches. */

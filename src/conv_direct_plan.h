@@ -70,20 +70,20 @@ static int band_is_image(const fc_conv_problem *pb, const fc_band_geom *gm)
 }
 
 /* Forward by filters: its useful share is Kg / (vectors of filters x lanes), less for runs
- * of pixels with too few accumulators; by pixels, the share of the numbers the strips of
- * tile_blocks cover that are pixels (a row's last pitch - Q numbers are not). Only for
- * at most FC_TILEK_NV_MAX vectors of filters and contiguous output columns. */
+ * of pixels with too few accumulators (a call takes a block of at most FC_TILEK_NV_MAX
+ * vectors); by pixels, the share of the numbers the strips of tile_blocks cover that are
+ * pixels (a row's last pitch - Q numbers are not). Only for contiguous output columns. */
 static int forward_by_filters_suits(const fc_conv_problem *pb, const fc_band_geom *gm,
                                     const fc_vector_shape *vs, int64_t out_col)
 {
     const int64_t VL = vs->lanes, Kg = pb->K / pb->groups, Q = pb->Q;
-    const int64_t nv = fc_ceil_div(Kg, VL);
-    if (out_col != 1 || nv > FC_TILEK_NV_MAX) {
+    const int64_t nv = fc_ceil_div(Kg, VL), block = min64(nv, FC_TILEK_NV_MAX);
+    if (out_col != 1) {
         return 0;
     }
-    const int64_t runs = fc_ceil_div(Q, vs->tilek_acc / nv);
+    const int64_t runs = fc_ceil_div(Q, vs->tilek_acc / block);
     const double run = (double)Q / (double)runs;
-    const double acc = (double)nv * run;
+    const double acc = (double)block * run;
     const double by_filters = (double)Kg / (double)(nv * VL)
                               * (acc < FC_DIRECT_TILEK_MIN_ACC ? acc / FC_DIRECT_TILEK_MIN_ACC
                                                                : 1);
@@ -98,6 +98,18 @@ static int forward_by_filters_suits(const fc_conv_problem *pb, const fc_band_geo
     }
     const double by_pixels = (double)(Kg * gm->band * Q) / lanes;
     return by_filters > FC_DIRECT_BY_FILTERS_MARGIN * by_pixels;
+}
+
+/* The filter parts of a forward by filters: with more weights than input values, the
+ * threads share out the filters, up to one part per vector of filters, so that each packs
+ * and reads only its part's weights, and copies every band of the input for itself.
+ * Sharing out images or rows instead, each thread would read all the weights, packed by
+ * one thread in its own cache; with fewer weights, copying every band costs more. */
+static int64_t filter_parts(const fc_conv_problem *pb, int nthreads, const fc_vector_shape *vs)
+{
+    const int64_t vectors = fc_ceil_div(pb->K / pb->groups, vs->lanes);
+    const int64_t weights = pb->K * (pb->C / pb->groups) * pb->R * pb->S;
+    return weights > pb->N * pb->C * pb->H * pb->W ? min64(vectors, nthreads) : 1;
 }
 
 /* The data gradient's scatter form computes only dy's P x Q pixels (the gather form all
@@ -168,6 +180,8 @@ static void plan_correlation(fc_direct_plan *plan, const fc_conv_problem *pb, in
                         ? FC_DIRECT_FORWARD_BY_FILTERS : FC_DIRECT_FORWARD_BY_PIXELS;
     plan->forward_reads_x_in_place = plan->forward == FC_DIRECT_FORWARD_BY_FILTERS
                                      && band_is_image(pb, &gm);
+    plan->filter_parts = plan->forward == FC_DIRECT_FORWARD_BY_FILTERS
+                         ? filter_parts(pb, nthreads, vs) : 1;
 }
 
 /* The whole plan of a problem: the forward's, then the two gradients' variants (the weight

@@ -4,7 +4,8 @@
  * for each element type, the vector vocabulary the kernels use through FN(...): the types
  * vec and mask, the lane count `lanes`, the operations v_load, v_loadu, v_store, v_storeu,
  * v_maskload, v_maskstore, v_bcast, v_fma, v_add, v_zero, v_lanes (the mask of lanes
- * [lo, hi)) and v_hsum; the attributes FC_TARGET and FC_TARGET_INLINE, FC_IN_REGISTER and
+ * [lo, hi)), v_hsum and v_transpose (a lanes x lanes square in registers, rows in and
+ * columns out); the attributes FC_TARGET and FC_TARGET_INLINE, FC_IN_REGISTER and
  * FC_UNROLL; and the template parameter FC_TEMPLATE_TILEK_ACC, the accumulators a tilek
  * call may use.
  *
@@ -299,6 +300,37 @@ FC_WGRAD_SHAPES(FC_WGRAD)
     }
 FC_TILEK_ALL
 #undef FC_TILEK
+
+/* transpose in squares of lanes x lanes, each transposed in registers (FN(v_transpose));
+ * partial squares at the edges load and store only their rows' and columns' lanes. */
+static FC_TARGET void FN(transpose)(REAL *dst, int64_t ldd, const REAL *src, int64_t lds,
+                                    int64_t rows, int64_t cols)
+{
+    enum { L = FN(lanes) };
+    for (int64_t i0 = 0; i0 < rows; i0 += L) {
+        const int nr = rows - i0 < L ? (int)(rows - i0) : L;
+        const FN(mask) row_lanes = FN(v_lanes)(0, nr);
+        for (int64_t j0 = 0; j0 < cols; j0 += L) {
+            const int nc = cols - j0 < L ? (int)(cols - j0) : L;
+            const FN(mask) col_lanes = FN(v_lanes)(0, nc);
+            FN(vec) r[L];
+            for (int i = 0; i < L; i++) {
+                const REAL *s = src + (i0 + i) * lds + j0;
+                r[i] = i >= nr ? FN(v_zero)()
+                       : nc == L ? FN(v_loadu)(s) : FN(v_maskload)(s, col_lanes);
+            }
+            FN(v_transpose)(r);
+            for (int j = 0; j < nc; j++) {
+                REAL *d = dst + (j0 + j) * ldd + i0;
+                if (nr == L) {
+                    FN(v_storeu)(d, r[j]);
+                } else {
+                    FN(v_maskstore)(d, row_lanes, r[j]);
+                }
+            }
+        }
+    }
+}
 
 const FN(fc_direct_kernels) ISA(FN(fc_direct_kernels)) = {
     .lanes = FN(lanes),

@@ -159,6 +159,8 @@ typedef struct {
     int64_t band_rows;                /* output rows per band (forward, weight gradient) */
     int64_t bands;                    /* bands per (image, group) */
     int forward_reads_x_in_place;     /* the forward by filters reads x itself, no band copy */
+    int64_t filter_parts;             /* the forward by filters: its filters cut into this many
+                                       * parts, each part's items on one thread (1: none) */
     int weight_reads_x_in_place;      /* the weight gradient by filters reads x itself */
     int weight_rows_flat;             /* by pixels: a band whose values are all finite is
                                        * summed as one run of pixels (rows < 128 wide) */

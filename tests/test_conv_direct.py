@@ -40,6 +40,10 @@ SHAPES = {
     "by_filters_groups": (2, 4, 12, 12, 32, 5, 5, 1, 0, 1, 2),
     "by_filters_32_stride_2_padding": (2, 3, 45, 44, 32, 5, 5, 2, 1, 1, 1),
     "by_filters_9_tiny_image": (1, 1, 7, 7, 9, 3, 3, 1, 0, 1, 1),
+    # one image on 2 threads: the filters cut into parts (an odd number of vectors of
+    # filters, the last padded; stride 2 in one band)
+    "by_filters_parts_40_filters": (1, 6, 10, 9, 40, 3, 3, 1, 1, 1, 1),
+    "by_filters_parts_36_stride_2": (1, 5, 17, 16, 36, 3, 3, 2, 1, 1, 1),
 }
 
 
@@ -326,6 +330,67 @@ def test_one_image_is_cut_into_equal_bands_of_at_least_64_pixels(size, band_rows
     rows = size - 2
     assert plan["band_rows"] == band_rows
     assert plan["bands"] * band_rows >= rows > (plan["bands"] - 1) * band_rows
+
+
+@needs_openmp
+@pytest.mark.parametrize("images, parts", [(1, 2), (2, 2), (5, 2), (6, 1)])
+def test_two_threads_share_the_filters_of_few_images_in_parts(images, parts, threads):
+    """With more weights (36,864) than input values (6,400 per image), the forward by
+    filters gives each thread a part of the filters (which it packs and reads alone)
+    rather than a share of the images or rows."""
+    threads(2)
+    plan = plan_of((images, 64, 10, 10, 64, 3, 3, 1), np.float32)
+    assert plan["forward"] == "by_filters" and plan["filter_parts"] == parts
+
+
+@needs_openmp
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("width, K, stride", [(7, 48, 1), (10, 48, 2), (7, 40, 1)])
+def test_filter_parts_give_the_bits_of_one_thread(width, K, stride, dtype, simd, threads):
+    """The parts' sums are the same sums in the same order: one image on 2 threads, its
+    filters in parts (each thread packing its part on its first item; 40 filters are 3
+    vectors of 16 floats, the last padded), with and without bias and with the fused ReLU,
+    equals 1 thread bit for bit, NaN and inf included."""
+    rng = np.random.default_rng(K)
+    x = rng.standard_normal((1, 16, 9 if stride == 1 else 15, width)).astype(dtype)
+    x[0, 3, 4, 5], x[0, 7, 0, 0] = np.nan, np.inf
+    w = rng.standard_normal((K, 16, 3, 3)).astype(dtype)
+    b = rng.standard_normal(K).astype(dtype)
+    geom = conv_geometry(x.shape, w.shape, stride, 1, 1, 1, "t")
+    results = []
+    for n in (1, 2):
+        threads(n)
+        results.append([fastconv.conv2d(x, w, bias, stride, 1, algorithm="direct")
+                         for bias in (b, None)])
+        fused = np.empty(geom.output_shape, dtype)
+        fastconv._ext.conv_forward(fused, x, w, b, geom, "direct", True)
+        results[-1].append(fused)
+    plan = fastconv._ext.conv_direct_plan(geom, np.dtype(dtype).name, 2)
+    assert plan["threads"] == 2 and plan["filter_parts"] == 2
+    for other in results[1:]:
+        for one, two in zip(results[0], other):
+            np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(results[0][2], np.where(results[0][0] < 0, 0, results[0][0]))
+
+
+@needs_openmp
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_thread_whose_items_span_two_filter_parts_packs_each(dtype, simd, threads):
+    """3 threads, 2 parts of one vector of filters, 3 bands: the 6 items go 2 per thread,
+    so the middle thread runs part 0's last band, then part 1's first, and repacks."""
+    lanes = (64 if simd == "avx512" else 32) // np.dtype(dtype).itemsize
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 48, 30, 3)).astype(dtype)
+    w = rng.standard_normal((2 * lanes, 48, 5, 5)).astype(dtype)
+    b = rng.standard_normal(2 * lanes).astype(dtype)
+    plan = fastconv._ext.conv_direct_plan(conv_geometry(x.shape, w.shape, 1, 2, 1, 1, "t"),
+                                          np.dtype(dtype).name, 3)
+    assert (plan["forward"], plan["filter_parts"], plan["bands"]) == ("by_filters", 2, 3)
+    results = []
+    for n in (1, 3):
+        threads(n)
+        results.append(fastconv.conv2d(x, w, b, 1, 2, algorithm="direct"))
+    np.testing.assert_array_equal(results[0], results[1])
 
 
 @needs_openmp
