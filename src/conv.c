@@ -4,6 +4,7 @@
  * (conv_depthwise.c). Written once in conv_impl.h and instantiated for float and double. */
 #include "fastconv.h"
 #include "template.h"
+#include "conv_index.h"
 
 /* How many algorithms fc_conv_algorithm names (0 .. FC_CONV_ALGORITHM_COUNT - 1). */
 #define FC_CONV_ALGORITHM_COUNT 4

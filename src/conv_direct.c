@@ -13,7 +13,7 @@
  *                _loops and backward_weight_by_pixels / _by_filters
  *                (conv_direct_backward_impl.h).
  *   3. items     the pass packs its weights once (a forward by filters in parts: each
- *                thread its part's, on its first item of the part), then hands run_items
+ *                thread its (group, part)'s, on its first item of it), then hands run_items
  *                (below) one function per work item: each thread allocates its workspace
  *                and runs its share of the items (image, group, band of output rows, and
  *                filter part).
@@ -125,9 +125,9 @@ typedef void (*fc_item_fn)(const void *pass, fc_band_item item, void *const *ws,
  * parts of a forward by filters), numbered as in band_item, on `team` threads. With
  * fixed_split each thread runs the same run of items on every call (the weight gradient
  * sums per thread, so the sums stay bitwise reproducible; a forward cut into filter parts
- * packs each part's weights once per thread); otherwise items go to whichever thread is
- * free (each writes its own outputs, so results do not depend on the thread, and a thread
- * the OS pauses does not hold up the call). */
+ * packs each (group, part)'s weights once per thread); otherwise items go to whichever
+ * thread is free (each writes its own outputs, so results do not depend on the thread, and
+ * a thread the OS pauses does not hold up the call). */
 typedef struct {
     const fc_band_geom *gm;
     int64_t items, N, groups, P;

@@ -117,7 +117,8 @@ static int64_t gcd64(int64_t a, int64_t b)
 
 /* Work item `it` of the loops over bands: image n, group g, the output rows
  * p0 .. p0 + rows - 1 of one band and, for a forward by filters cut into parts, part
- * `part` of the filters (items run band-fastest, then group, then image, then part). */
+ * `part` of the filters. Items run band-fastest, then image, then group, then part: a
+ * thread's run of items holds few (group, part) pairs, each of which it packs once. */
 typedef struct {
     int64_t n, g, p0, rows, part;
 } fc_band_item;
@@ -129,8 +130,8 @@ static fc_band_item band_item(int64_t it, int64_t N, int64_t groups, int64_t P,
     fc_band_item t;
     t.part = it / per_part;
     it %= per_part;
-    t.n = it / (groups * gm->nbands);
-    t.g = it / gm->nbands % groups;
+    t.g = it / (N * gm->nbands);
+    t.n = it / gm->nbands % N;
     t.p0 = it % gm->nbands * gm->band;
     t.rows = min64(gm->band, P - t.p0);
     return t;

@@ -205,8 +205,8 @@ FC_TILEK_ALL
 #undef FC_TILEK
 
 /* transpose in squares of 8 x 8: each square's rows and columns stay in L1. */
-static void FN(transpose)(REAL *dst, int64_t ldd, const REAL *src, int64_t lds, int64_t rows,
-                          int64_t cols)
+static void FN(transpose)(REAL *dst, int64_t ldd, const REAL *src, int64_t lds,
+                          int64_t rows, int64_t cols)
 {
     enum { B = 8 };
     for (int64_t i0 = 0; i0 < rows; i0 += B) {

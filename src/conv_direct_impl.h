@@ -31,7 +31,7 @@ static fc_vector_shape FN(vector_shape)(void)
 
 fc_status FN(fc_conv_direct_plan)(fc_direct_plan *plan, const fc_conv_problem *pb, int nthreads)
 {
-    if (plan == NULL || pb == NULL || nthreads < 1) {
+    if (plan == NULL || pb == NULL || nthreads < 1 || !fc_conv_problem_nonempty(pb)) {
         return FC_ERR_INVALID;
     }
     const fc_vector_shape vs = FN(vector_shape)();
@@ -218,8 +218,8 @@ static size_t FN(part_copy_bytes)(int64_t ld, int64_t T)
 
 /* One band by filters: per block of vectors of filters of the item's part, each output
  * row in runs of sizes differing by at most one, through tilek. Cut into parts, the item
- * reads its part's weights from its thread's copy, packed on the thread's first item of
- * the part. */
+ * reads its (group, part)'s weights from its thread's copy, packed on the thread's first
+ * item of that pair. */
 static void FN(forward_by_filters_item)(const void *pass, fc_band_item t, void *const *ws,
                                         int thread)
 {
@@ -270,7 +270,8 @@ static void FN(forward_by_filters_item)(const void *pass, fc_band_item t, void *
 }
 
 /* The weights packed as wk (G, T, ldv) and the bias as bk (G, ldv): filters contiguous,
- * zero past Kg. Cut into parts, each thread packs its parts' own (forward_by_filters_item). */
+ * zero past Kg. Cut into parts, each thread packs its parts' own instead
+ * (forward_by_filters_item). */
 static fc_status FN(forward_by_filters)(FN(correlation) *cr, int nthreads)
 {
     const fc_conv_problem *pb = cr->pb;

@@ -18,8 +18,8 @@ typedef void (*FN(fc_wgradk_kernel))(REAL *dwt, int64_t ldt, int nt, const REAL 
 typedef void (*FN(fc_tilek_kernel))(REAL *y, int64_t ldk, int nk, const REAL *x,
                                     const int64_t *off, int64_t ntaps, const REAL *w,
                                     int64_t ldw, const REAL *bias);
-typedef void (*FN(fc_transpose_kernel))(REAL *dst, int64_t ldd, const REAL *src, int64_t lds,
-                                        int64_t rows, int64_t cols);
+typedef void (*FN(fc_transpose_kernel))(REAL *dst, int64_t ldd, const REAL *src,
+                                        int64_t lds, int64_t rows, int64_t cols);
 
 /* One instruction set's kernels, each table indexed by its block size (KB, or NV for
  * wgradk; tilek by [NV][PB]); entry 0 is unused. */

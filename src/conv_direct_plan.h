@@ -105,7 +105,8 @@ static int forward_by_filters_suits(const fc_conv_problem *pb, const fc_band_geo
  * and reads only its part's weights, and copies every band of the input for itself.
  * Sharing out images or rows instead, each thread would read all the weights, packed by
  * one thread in its own cache; with fewer weights, copying every band costs more. */
-static int64_t filter_parts(const fc_conv_problem *pb, int nthreads, const fc_vector_shape *vs)
+static int64_t filter_parts(const fc_conv_problem *pb, int nthreads,
+                            const fc_vector_shape *vs)
 {
     const int64_t vectors = fc_ceil_div(pb->K / pb->groups, vs->lanes);
     const int64_t weights = pb->K * (pb->C / pb->groups) * pb->R * pb->S;

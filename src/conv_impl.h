@@ -1,7 +1,8 @@
 /* conv_impl.h: the convolution dispatchers for one element type (template.h): each runs
  * one pass of a convolution with the algorithm the caller names. Included by conv.c,
  * after conv_algorithm_known. The algorithm is chosen in Python (fastconv/plan.py) and
- * the kernels check the problem themselves, so a dispatcher only routes the call. */
+ * the kernels check the problem themselves, so a dispatcher only routes the call (and
+ * refuses an empty problem, FC_ERR_INVALID, which no kernel runs). */
 
 /* Each pass's kernel per algorithm (signatures in fastconv.h), indexed by
  * fc_conv_algorithm. FC_CONV_WINOGRAD runs F(4x4, 3x3) in every pass. */
@@ -27,7 +28,7 @@ static FN(fc_conv_weight_fn) *const FN(backward_weight_kernels)[FC_CONV_ALGORITH
 fc_status FN(fc_conv_forward)(REAL *y, const REAL *x, const REAL *w, const REAL *bias,
                               const fc_conv_problem *pb, fc_conv_algorithm algorithm)
 {
-    if (!conv_algorithm_known(algorithm)) {
+    if (!conv_algorithm_known(algorithm) || !fc_conv_problem_nonempty(pb)) {
         return FC_ERR_INVALID;
     }
     return FN(forward_kernels)[algorithm](y, x, w, bias, pb);
@@ -36,7 +37,7 @@ fc_status FN(fc_conv_forward)(REAL *y, const REAL *x, const REAL *w, const REAL 
 fc_status FN(fc_conv_backward_data)(REAL *dx, const REAL *dy, const REAL *w,
                                     const fc_conv_problem *pb, fc_conv_algorithm algorithm)
 {
-    if (!conv_algorithm_known(algorithm)) {
+    if (!conv_algorithm_known(algorithm) || !fc_conv_problem_nonempty(pb)) {
         return FC_ERR_INVALID;
     }
     return FN(backward_data_kernels)[algorithm](dx, dy, w, pb);
@@ -45,7 +46,7 @@ fc_status FN(fc_conv_backward_data)(REAL *dx, const REAL *dy, const REAL *w,
 fc_status FN(fc_conv_backward_weight)(REAL *dw, const REAL *dy, const REAL *x,
                                       const fc_conv_problem *pb, fc_conv_algorithm algorithm)
 {
-    if (!conv_algorithm_known(algorithm)) {
+    if (!conv_algorithm_known(algorithm) || !fc_conv_problem_nonempty(pb)) {
         return FC_ERR_INVALID;
     }
     return FN(backward_weight_kernels)[algorithm](dw, dy, x, pb);

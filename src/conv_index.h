@@ -10,6 +10,14 @@
 
 #include "fastconv.h"
 
+/* 1 if no dimension of pb is empty: the kernels and their plans run only such problems
+ * (fastconv's Python layer computes empty ones itself: zeros, or the bias). */
+static inline int fc_conv_problem_nonempty(const fc_conv_problem *pb)
+{
+    return pb->N > 0 && pb->C > 0 && pb->H > 0 && pb->W > 0 && pb->K > 0 && pb->R > 0
+           && pb->S > 0 && pb->P > 0 && pb->Q > 0 && pb->groups > 0;
+}
+
 static inline int64_t fc_ceil_div(int64_t a, int64_t b)
 {
     /* b > 0; rounds towards +infinity for negative a too */

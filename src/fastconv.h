@@ -159,8 +159,8 @@ typedef struct {
     int64_t band_rows;                /* output rows per band (forward, weight gradient) */
     int64_t bands;                    /* bands per (image, group) */
     int forward_reads_x_in_place;     /* the forward by filters reads x itself, no band copy */
-    int64_t filter_parts;             /* the forward by filters: its filters cut into this many
-                                       * parts, each part's items on one thread (1: none) */
+    int64_t filter_parts;             /* the forward by filters cuts its filters into this
+                                       * many parts, shared out to the threads (1: none) */
     int weight_reads_x_in_place;      /* the weight gradient by filters reads x itself */
     int weight_rows_flat;             /* by pixels: a band whose values are all finite is
                                        * summed as one run of pixels (rows < 128 wide) */
@@ -170,7 +170,7 @@ typedef struct {
 } fc_direct_plan;
 
 /* The plan of pb on nthreads threads (>= 1) with the kernels of the current SIMD level.
- * FC_ERR_INVALID for nthreads < 1. */
+ * FC_ERR_INVALID for nthreads < 1 or a problem with an empty dimension. */
 fc_status fc_conv_direct_plan_f32(fc_direct_plan *plan, const fc_conv_problem *pb, int nthreads);
 fc_status fc_conv_direct_plan_f64(fc_direct_plan *plan, const fc_conv_problem *pb, int nthreads);
 
@@ -226,7 +226,8 @@ fc_conv_data_fn_f64 fc_conv_winograd_backward_data_f64;
  * One entry point per pass, running the kernel of the algorithm given: the same arrays
  * and results as that kernel (above), whose own checks apply (Winograd: FC_ERR_INVALID
  * outside its geometry; im2col and the Winograd weight gradient: FC_ERR_TOO_LARGE above
- * their workspace limits). An algorithm outside fc_conv_algorithm returns FC_ERR_INVALID.
+ * their workspace limits). An algorithm outside fc_conv_algorithm, or a problem with an
+ * empty dimension, returns FC_ERR_INVALID.
  * fastconv/plan.py chooses the algorithm of each pass. */
 typedef enum {
     FC_CONV_DIRECT = 0,   /* conv_direct.c */

@@ -374,6 +374,46 @@ def test_filter_parts_give_the_bits_of_one_thread(width, K, stride, dtype, simd,
 
 
 @needs_openmp
+@pytest.mark.parametrize("nthreads", [2, 3])
+def test_filter_parts_of_groups_and_images_give_the_bits_of_one_thread(nthreads, simd,
+                                                                       threads):
+    """2 images x 3 groups of 32 filters, more weights than input values: the parts of
+    each group, each thread packing every (group, part) it meets, equal 1 thread."""
+    rng = np.random.default_rng(30)
+    x = rng.standard_normal((2, 24, 9, 7)).astype(np.float32)
+    w = rng.standard_normal((96, 8, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(96).astype(np.float32)
+    geom = conv_geometry(x.shape, w.shape, 1, 1, 1, 3, "t")
+    assert fastconv._ext.conv_direct_plan(geom, "float32", nthreads)["filter_parts"] > 1
+    results = []
+    for n in (1, nthreads):
+        threads(n)
+        results.append(fastconv.conv2d(x, w, b, 1, 1, groups=3, algorithm="direct"))
+    np.testing.assert_array_equal(results[0], results[1])
+    assert rel_err(results[0], reference.conv2d(x.astype(np.float64), w.astype(np.float64),
+                                                b.astype(np.float64), padding=1,
+                                                groups=3)) < 1e-5
+
+
+@pytest.mark.parametrize("shape", [(1, 0, 4, 4, 8), (1, 8, 4, 4, 0), (0, 8, 4, 4, 8)])
+def test_the_kernels_refuse_empty_problems_clearly(shape):
+    """The Python layer computes empty problems itself; the C entry points refuse them
+    (they once divided by zero planning them)."""
+    N, C, H, W, K = shape
+    x, w = np.zeros((N, C, H, W), np.float32), np.zeros((K, C, 3, 3), np.float32)
+    geom = conv_geometry(x.shape, w.shape, 1, 1, 1, 1, "t")
+    y = np.zeros(geom.output_shape, np.float32)
+    for algorithm in ("direct", "im2col"):
+        with pytest.raises(RuntimeError, match="rejected its problem"):
+            fastconv._ext.conv_forward(y, x, w, None, geom, algorithm)
+        with pytest.raises(RuntimeError, match="rejected its problem"):
+            fastconv._ext.conv_backward(y, x, w, np.zeros_like(x), np.zeros_like(w), None,
+                                        geom, algorithm, algorithm)
+    with pytest.raises(RuntimeError, match="rejected its problem"):
+        fastconv._ext.conv_direct_plan(geom, "float32", 2)
+
+
+@needs_openmp
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_thread_whose_items_span_two_filter_parts_packs_each(dtype, simd, threads):
     """3 threads, 2 parts of one vector of filters, 3 bands: the 6 items go 2 per thread,
