@@ -17,8 +17,8 @@ def conv_direct_plan(geom, str dtype, int nthreads):
     and the weight gradient read x in place ("reads_input_in_place",
     "weight_reads_input_in_place"), the parts a forward by filters cuts its filters into,
     which the threads share out ("filter_parts", 1 for none), whether the weight gradient
-    by pixels sums a band as one run ("weight_rows_flat"), the gather form's stride phases ("gather_phases"), and
-    the data gradient's variant for weights holding an inf or NaN
+    by pixels sums a band as one run ("weight_rows_flat"), the gather form's stride phases
+    ("gather_phases"), and the data gradient's variant for weights holding an inf or NaN
     ("backward_data_nonfinite_weights": always "loops") and the threads each pass runs on
     ("threads": nthreads, fewer for a problem too small to share)."""
     cdef fc_conv_problem pb = _conv_problem(geom)

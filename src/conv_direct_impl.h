@@ -229,9 +229,8 @@ static void FN(forward_by_filters_item)(const void *pass, fc_band_item t, void *
     const int64_t Kg = pb->K / pb->groups, Q = pb->Q, T = cr->gm->taps, pitch = cr->gm->pitch;
     const int64_t VL = cr->ks->lanes, nvec = cr->ldv / VL;
     const int64_t v_lo = t.part * nvec / cr->parts, v_hi = (t.part + 1) * nvec / cr->parts;
-    const REAL *wp = cr->wp + t.g * T * cr->ldv + v_lo * VL;
-    const REAL *bp = cr->bp + t.g * cr->ldv + v_lo * VL;
-    int64_t ldw = cr->ldv;
+    const REAL *wp, *bp;    /* the part's weights and bias, ldw filters per tap */
+    int64_t ldw;
     if (cr->parts > 1) {
         FN(part_copy) *copy = ws[1];
         ldw = (v_hi - v_lo) * VL;
@@ -243,6 +242,10 @@ static void FN(forward_by_filters_item)(const void *pass, fc_band_item t, void *
         }
         wp = wk;
         bp = copy->bias;
+    } else {
+        ldw = cr->ldv;
+        wp = cr->wp + t.g * T * ldw;
+        bp = cr->bp + t.g * ldw;
     }
     const int64_t nblocks = filter_blocks(v_hi - v_lo, FC_TILEK_NV_MAX);
     const fc_out_layout *yl = cr->yl;
@@ -279,6 +282,7 @@ static fc_status FN(forward_by_filters)(FN(correlation) *cr, int nthreads)
     const int64_t ldv = fc_ceil_div(Kg, VL) * VL;
     const int64_t shared = cr->parts > 1 ? 0 : G;   /* groups packed before the items */
     int64_t *off = tap_offsets(cr->gm, pb, 0);
+    /* one element more: never a request of 0 bytes, which may return NULL */
     REAL *wk = malloc_aligned((size_t)(shared * T * ldv + 1) * sizeof(REAL));
     REAL *bk = malloc_aligned((size_t)(shared * ldv + 1) * sizeof(REAL));
     fc_status status = FC_ERR_NOMEM;
