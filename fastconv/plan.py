@@ -25,7 +25,7 @@ weight gradient (``conv2d_backward``). Three algorithms compute them:
   filters each), where their tiles and GEMMs hold almost no work.
 
 ``algorithm="auto"`` picks per pass by the rules below (:func:`auto_algorithm`,
-:func:`auto_weight_algorithm`); ``"autotune"`` (and ``"auto"`` after
+:func:`winograd_weight_pays`); ``"autotune"`` (and ``"auto"`` after
 ``fastconv.set_autotune(True)``) times the algorithms that can run each pass and keeps the
 fastest (:mod:`fastconv.autotune`); an explicit algorithm runs every pass, except that
 ``"winograd"`` computes the weight gradient as ``auto`` would without Winograd (direct or
