@@ -17,8 +17,9 @@ results are deterministic once a problem is tuned.
 Choices are also kept on disk, so that later processes start tuned: in the file
 FASTCONV_AUTOTUNE_CACHE names (read when a process first tunes; default
 ``~/.cache/fastconv/autotune.json``, under $XDG_CACHE_HOME when set; an empty value keeps
-them in memory only). The file holds one section per fastconv version and CPU model, so a
-new version or another CPU tunes afresh (a new version drops the old versions' sections).
+them in memory only). The file holds one section per fastconv version and CPU model
+(:func:`fastconv.config.cpu_model`: its name and x86 family and model numbers), so a new
+version or another CPU tunes afresh (a new version drops the old versions' sections).
 It is rewritten atomically under a lock, so processes sharing it keep each other's
 entries; a file that is not such a cache (corrupt, or another program's) is ignored with a
 warning and replaced by the next write.

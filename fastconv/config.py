@@ -102,15 +102,32 @@ def set_simd(path):
 
 
 def cpu_model():
-    """The CPU's model name (Linux's /proc/cpuinfo; else what the platform module says)."""
+    """The CPU's model: Linux's /proc/cpuinfo (:func:`cpu_model_from_cpuinfo`), else what
+    the platform module says."""
     try:
         with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+            model = cpu_model_from_cpuinfo(f.read())
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        model = None
+    return model or platform.processor() or platform.machine()
+
+
+def cpu_model_from_cpuinfo(text):
+    """The first processor's "model name" in /proc/cpuinfo's text, with its x86 family and
+    model numbers where the text has them ("Intel(R) Xeon(R) Processor (family 6, model
+    207)"): a virtual machine often names only the vendor's line of CPUs, and the numbers
+    tell its generations apart. None without a model name."""
+    fields = {}
+    for line in text.split("\n\n", 1)[0].splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name")
+    if not name:
+        return None
+    if fields.get("cpu family") and fields.get("model"):
+        name += f" (family {fields['cpu family']}, model {fields['model']})"
+    return name
 
 
 def get_simd():

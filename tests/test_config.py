@@ -48,3 +48,36 @@ def test_omp_num_threads_sets_the_default():
 def test_fastconv_simd_environment_forces_generic():
     assert run_python("import fastconv; print(fastconv.get_simd())",
                       FASTCONV_SIMD="generic") == "generic"
+
+
+X86_CPUINFO = """processor\t: 0
+vendor_id\t: GenuineIntel
+cpu family\t: 6
+model\t\t: 207
+model name\t: Intel(R) Xeon(R) Processor
+stepping\t: 2
+
+processor\t: 1
+vendor_id\t: GenuineIntel
+cpu family\t: 6
+model\t\t: 143
+model name\t: Another Xeon
+"""
+
+
+def test_cpu_model_names_the_first_processor_with_its_family_and_model():
+    from fastconv.config import cpu_model_from_cpuinfo
+    assert cpu_model_from_cpuinfo(X86_CPUINFO) == \
+        "Intel(R) Xeon(R) Processor (family 6, model 207)"
+
+
+def test_cpu_model_without_x86_numbers_is_the_name_and_without_a_name_none():
+    from fastconv.config import cpu_model_from_cpuinfo
+    assert cpu_model_from_cpuinfo("processor\t: 0\nmodel name\t: Some CPU\n") == "Some CPU"
+    assert cpu_model_from_cpuinfo("processor\t: 0\nBogoMIPS\t: 50.00\nCPU part\t: 0xd0c\n") \
+        is None
+    assert cpu_model_from_cpuinfo("") is None
+
+
+def test_cpu_model_is_never_empty():
+    assert fastconv.config.cpu_model()
