@@ -1,4 +1,4 @@
-"""show_config, threads and the SIMD switch."""
+"""show_config, threads, the SIMD switch and the CPU model."""
 import io
 import subprocess
 import sys
@@ -8,6 +8,7 @@ import warnings
 import pytest
 
 import fastconv
+from fastconv.config import cpu_model, cpu_model_from_cpuinfo
 
 from conftest import OPENMP, subprocess_env, threads_in_effect
 
@@ -66,13 +67,11 @@ model name\t: Another Xeon
 
 
 def test_cpu_model_names_the_first_processor_with_its_family_and_model():
-    from fastconv.config import cpu_model_from_cpuinfo
     assert cpu_model_from_cpuinfo(X86_CPUINFO) == \
         "Intel(R) Xeon(R) Processor (family 6, model 207)"
 
 
 def test_cpu_model_without_x86_numbers_is_the_name_and_without_a_name_none():
-    from fastconv.config import cpu_model_from_cpuinfo
     assert cpu_model_from_cpuinfo("processor\t: 0\nmodel name\t: Some CPU\n") == "Some CPU"
     assert cpu_model_from_cpuinfo("processor\t: 0\nBogoMIPS\t: 50.00\nCPU part\t: 0xd0c\n") \
         is None
@@ -80,4 +79,4 @@ def test_cpu_model_without_x86_numbers_is_the_name_and_without_a_name_none():
 
 
 def test_cpu_model_is_never_empty():
-    assert fastconv.config.cpu_model()
+    assert cpu_model()
