@@ -20,6 +20,9 @@ cdef extern from "fastconv.h" nogil:
         int64_t groups
         int64_t P, Q
         int relu
+        int direct_forward
+        int direct_data
+        int direct_weight
 
     ctypedef struct fc_pool_problem:
         int64_t N, C, H, W
@@ -194,6 +197,7 @@ cdef extern from "fastconv.h" nogil:
         int weight_reads_x_in_place
         int weight_rows_flat
         int64_t data_gather_phases
+        int scatter_fits
         int threads
     fc_status fc_conv_direct_plan_f32(fc_direct_plan *plan, const fc_conv_problem *pb,
                                       int nthreads)

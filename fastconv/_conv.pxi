@@ -15,6 +15,7 @@ cdef fc_conv_problem _conv_problem(geom, bint relu=False):
     pb.groups = geom.groups
     pb.P, pb.Q = geom.P, geom.Q
     pb.relu = relu
+    pb.direct_forward = pb.direct_data = pb.direct_weight = 0     # the plan's variants
     return pb
 
 
@@ -27,6 +28,27 @@ cdef fc_conv_algorithm _algorithm_code(str algorithm):
     """The enum of an algorithm name; -1 (which the C dispatchers refuse) for any other."""
     cdef int code = _ALGORITHM_CODES.get(algorithm, -1)
     return <fc_conv_algorithm>code
+
+
+cdef fc_conv_algorithm _pass_code(str algorithm, fc_conv_problem *pb, str pass_name) except *:
+    """The enum of the algorithm pass pass_name ("forward", "backward_data" or
+    "backward_weight") runs; "direct:VARIANT" (a name of conv_direct_plan's, e.g.
+    "direct:by_filters") also sets the problem's variant for that pass."""
+    name, _, variant = algorithm.partition(":")
+    if variant:
+        names = {"forward": _FORWARD_NAMES, "backward_data": _DATA_NAMES,
+                 "backward_weight": _WEIGHT_NAMES}[pass_name]
+        codes = {v: k for k, v in names.items() if v != "loops"}
+        if name != "direct" or variant not in codes:
+            raise ValueError(f"{pass_name}: unknown direct variant {algorithm!r}; expected "
+                             f"one of {['direct:' + v for v in codes]}")
+        if pass_name == "forward":
+            pb.direct_forward = 1 + codes[variant]
+        elif pass_name == "backward_data":
+            pb.direct_data = 1 + codes[variant]
+        else:
+            pb.direct_weight = 1 + codes[variant]
+    return _algorithm_code(name)
 
 
 cdef int _check_conv(fc_status status, str what, str algorithm,
@@ -49,12 +71,13 @@ def conv_forward(floating[:, :, :, ::1] y, const floating[:, :, :, ::1] x,
                  const floating[:, :, :, ::1] w, const floating[::1] bias, geom, str algorithm,
                  bint relu=False):
     """y (N, K, P, Q) = conv(x (N, C, H, W), w (K, C/g, R, S)) + bias (K or None), by
-    algorithm ("direct", "im2col", "winograd" or "depthwise"); relu: then max(y, 0) (NaN
-    and -0.0 kept, as relu_forward), in the same pass."""
+    algorithm ("direct", "im2col", "winograd" or "depthwise"; "direct:by_pixels" or
+    "direct:by_filters" names the direct variant); relu: then max(y, 0) (NaN and -0.0
+    kept, as relu_forward), in the same pass."""
     fc_sync_num_threads()      # set_num_threads applies to every thread
     cdef fc_conv_problem pb = _conv_problem(geom, relu)
     cdef const floating *b = &bias[0] if bias is not None else NULL
-    cdef fc_conv_algorithm code = _algorithm_code(algorithm)
+    cdef fc_conv_algorithm code = _pass_code(algorithm, &pb, "forward")
     cdef fc_status st
     with nogil:
         if floating is float:
@@ -70,12 +93,13 @@ def conv_backward(const floating[:, :, :, ::1] dy, const floating[:, :, :, ::1] 
                   str weight_algorithm):
     """dx (N, C, H, W), dw (K, C/g, R, S), db (K) from dy (N, K, P, Q); None skips one.
     algorithm runs dx; weight_algorithm runs dw ("winograd": the F(4x4, 3x3) weight
-    gradient of conv_winograd_weight.c).
+    gradient of conv_winograd_weight.c; "direct:scatter" or "direct:gather", and
+    "direct:by_pixels" or "direct:by_filters", name the direct variants).
     (dy comes first: Cython picks float or double from the first fused argument.)"""
     fc_sync_num_threads()      # set_num_threads applies to every thread
     cdef fc_conv_problem pb = _conv_problem(geom)
-    cdef fc_conv_algorithm code = _algorithm_code(algorithm)
-    cdef fc_conv_algorithm weight_code = _algorithm_code(weight_algorithm)
+    cdef fc_conv_algorithm code = _pass_code(algorithm, &pb, "backward_data")
+    cdef fc_conv_algorithm weight_code = _pass_code(weight_algorithm, &pb, "backward_weight")
     cdef fc_status st = FC_OK
     with nogil:
         if dx is not None:

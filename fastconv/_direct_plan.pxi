@@ -18,9 +18,10 @@ def conv_direct_plan(geom, str dtype, int nthreads):
     "weight_reads_input_in_place"), the parts a forward by filters cuts its filters into,
     which the threads share out ("filter_parts", 1 for none), whether the weight gradient
     by pixels sums a band as one run ("weight_rows_flat"), the gather form's stride phases
-    ("gather_phases"), and the data gradient's variant for weights holding an inf or NaN
-    ("backward_data_nonfinite_weights": always "loops") and the threads each pass runs on
-    ("threads": nthreads, fewer for a problem too small to share)."""
+    ("gather_phases"), whether the scatter form can run ("scatter_fits"), the data
+    gradient's variant for weights holding an inf or NaN ("backward_data_nonfinite_weights":
+    always "loops") and the threads each pass runs on ("threads": nthreads, fewer for a
+    problem too small to share)."""
     cdef fc_conv_problem pb = _conv_problem(geom)
     cdef fc_direct_plan plan
     cdef fc_status st
@@ -44,6 +45,7 @@ def conv_direct_plan(geom, str dtype, int nthreads):
         "weight_reads_input_in_place": bool(plan.weight_reads_x_in_place),
         "weight_rows_flat": bool(plan.weight_rows_flat),
         "gather_phases": plan.data_gather_phases,
+        "scatter_fits": bool(plan.scatter_fits),
         "threads": plan.threads,
     }
 

@@ -82,7 +82,7 @@ cdef class Program:
         s.side = _value(step.get("side", ("input", 0)))
         if kind == "conv":
             s.conv = _conv_problem(step["geometry"], step["relu"])
-            s.algorithm = _algorithm_code(step["algorithm"])
+            s.algorithm = _pass_code(step["algorithm"], &s.conv, "forward")
             s.weight = self._keep(step["weight"], s.conv.K * (s.conv.C // s.conv.groups)
                                   * s.conv.R * s.conv.S, "a convolution's weight")
             s.value_scale, s.value_limit = step["value_test"] or (0.0, 0.0)

@@ -3,8 +3,11 @@
 ``auto``'s rules (:mod:`fastconv.plan`) were measured on a few CPUs; where another CPU
 ranks the algorithms differently, autotuning finds out. The first call for a problem (its
 shapes, stride, padding, dilation, groups and dtype, at the current thread count and SIMD
-level) times every algorithm that can run each pass, on random data of the problem's
-shapes, and keeps the fastest. The tuning call takes a few times longer than a plain one;
+level) times every algorithm that can run each pass, and each variant of the direct
+convolution ("direct:by_pixels", "direct:by_filters" for the forward pass and the weight
+gradient; "direct:gather", "direct:scatter" for the input gradient: the variants
+:func:`fastconv.conv_plan` names), on random data of the problem's shapes, and keeps the
+fastest. The tuning call takes a few times longer than a plain one;
 the calls after it cost nothing extra.
 
     fastconv.set_autotune(True)                # "auto" autotunes, in layers and fit too

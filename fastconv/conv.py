@@ -158,7 +158,7 @@ def _forward(y, x, weight, bias, geom, plan, relu=False):
     dtype = y.dtype
     _ext.conv_forward(y, as_kernel_input(x, dtype), as_kernel_input(weight, dtype),
                       None if bias is None else as_kernel_input(bias, dtype), geom,
-                      plan.forward, relu)
+                      plan.run_name("forward"), relu)
 
 
 def conv2d_planned(x, weight, bias, geom, plan, relu=False):
@@ -252,7 +252,8 @@ def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups
     run_grad_x = np.empty(run_geom.input_shape, dtype) if gathered and input_grad else grad_x
     _ext.conv_backward(as_kernel_input(grad_out, dtype), as_kernel_input(run_x, dtype),
                        as_kernel_input(w_used, dtype), run_grad_x, grad_w_used, grad_b,
-                       run_geom, plan.backward_data, plan.backward_weight)
+                       run_geom, plan.run_name("backward_data"),
+                       plan.run_name("backward_weight"))
     if gathered and input_grad:
         _scatter(grad_x, run_grad_x, rows, cols)
     if flip:

@@ -26,12 +26,12 @@ weight gradient (``conv2d_backward``). Three algorithms compute them:
 
 ``algorithm="auto"`` picks per pass by the rules below (:func:`auto_algorithm`,
 :func:`winograd_weight_pays`); ``"autotune"`` (and ``"auto"`` after
-``fastconv.set_autotune(True)``) times the algorithms that can run each pass and keeps the
-fastest (:mod:`fastconv.autotune`); an explicit algorithm runs every pass, except that
-``"winograd"`` computes the weight gradient as ``auto`` would without Winograd (direct or
-im2col). :func:`conv_plan` states the choice for a problem; ``conv2d`` and
-``conv2d_backward`` run what it states. docs/PERFORMANCE.md holds the measurements behind
-the thresholds.
+``fastconv.set_autotune(True)``) times the algorithms that can run each pass, and the
+direct convolution's variants, and keeps the fastest (:mod:`fastconv.autotune`); an
+explicit algorithm runs every pass, except that ``"winograd"`` computes the weight
+gradient as ``auto`` would without Winograd (direct or im2col). :func:`conv_plan` states
+the choice for a problem; ``conv2d`` and ``conv2d_backward`` run what it states.
+docs/PERFORMANCE.md holds the measurements behind the thresholds.
 """
 import functools
 import sys
@@ -145,7 +145,8 @@ class ConvPlan:
     the input gradient "scatter" or "gather" ("loops" at run time when the weights hold an
     inf or NaN), the weight gradient "by_pixels" or "by_filters"; None for a pass that runs
     another algorithm. The direct plan depends on the thread count and the SIMD level, so
-    :func:`conv_plan` fills it for the current ones.
+    :func:`conv_plan` fills it for the current ones. ``forced`` holds the variants
+    autotuning chose for its direct passes (None: the C plan's rules choose).
     """
     forward: str
     backward_data: str
@@ -153,10 +154,17 @@ class ConvPlan:
     geometry: ConvGeometry
     dtype: str
     variants: tuple = (None, None, None)
+    forced: tuple = (None, None, None)
 
     def variant(self, name):
         """The direct variant of pass ``name`` (one of PASSES), or None."""
         return self.variants[PASSES.index(name)]
+
+    def run_name(self, name):
+        """What the kernels are asked to run for pass ``name``: its algorithm, as
+        "direct:VARIANT" where the variant is forced."""
+        forced = self.forced[PASSES.index(name)]
+        return getattr(self, name) + (f":{forced}" if forced else "")
 
     def _pass(self, name):
         variant = self.variant(name)
@@ -206,8 +214,8 @@ def conv_plan(x_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1, 
         return plan
     direct = _ext.conv_direct_plan(windows_geometry(geom, func)[0], plan.dtype,
                                    get_num_threads())
-    variants = tuple(direct[name] if getattr(plan, name) == "direct" else None
-                     for name in PASSES)
+    variants = tuple((forced or direct[name]) if getattr(plan, name) == "direct" else None
+                     for name, forced in zip(PASSES, plan.forced))
     return replace(plan, variants=variants)
 
 
@@ -250,23 +258,29 @@ def _tuned_plan(geom, dtype):
     candidates = tuning_candidates(geom, dtype)
     passes = autotune.remembered(
         key, candidates, lambda: autotune.fastest_passes(geom, dtype, candidates))
-    return ConvPlan(*passes, geom, dtype.name)
+    algorithms, _, forced = zip(*(name.partition(":") for name in passes))
+    return ConvPlan(*algorithms, geom, dtype.name, forced=tuple(v or None for v in forced))
 
 
 def tuning_candidates(geom, dtype):
-    """{pass: the algorithms autotuning times for it}: direct always; im2col where its
-    workspace bound allows; Winograd F(4x4, 3x3) (forward, input gradient) where it applies
-    and its transformed filter bank fits WINOGRAD_MAX_FILTER_BANK_BYTES, F(4x4, 3x3) (weight
+    """{pass: the algorithms autotuning times for it}: each variant of direct (the forward
+    and the weight gradient "direct:by_pixels" and "direct:by_filters", the input gradient
+    "direct:gather" and, where it fits, "direct:scatter"); im2col where its workspace bound
+    allows; Winograd F(4x4, 3x3) (forward, input gradient) where it applies and its
+    transformed filter bank fits WINOGRAD_MAX_FILTER_BANK_BYTES, F(4x4, 3x3) (weight
     gradient) where its sums fit ``_ext.WINOGRAD_MAX_SUMS_BYTES``; depthwise where it
     applies and its workspace fits (:func:`depthwise_pays`' limits)."""
-    general = ["direct"] + (["im2col"] if _runnable("im2col", geom, dtype) == "im2col" else [])
+    others = ["im2col"] if _runnable("im2col", geom, dtype) == "im2col" else []
     if depthwise_supports(geom) and depthwise_workspace_fits(geom, dtype):
-        general.append("depthwise")
+        others.append("depthwise")
+    direct = _ext.conv_direct_plan(geom, np.dtype(dtype).name, get_num_threads())
+    by = ["direct:by_pixels", "direct:by_filters"]
+    data = ["direct:gather"] + (["direct:scatter"] if direct["scatter_fits"] else [])
     supported = winograd_supports(geom)
     winograd = ["winograd"] if supported and winograd_filter_bank_fits(geom) else []
     winograd_weight = ["winograd"] if supported and winograd_weight_sums_fit(geom) else []
-    return {"forward": general + winograd, "backward_data": general + winograd,
-            "backward_weight": general + winograd_weight}
+    return {"forward": by + others + winograd, "backward_data": data + others + winograd,
+            "backward_weight": by + others + winograd_weight}
 
 
 @functools.lru_cache(maxsize=256)

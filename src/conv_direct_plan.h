@@ -117,22 +117,30 @@ static int64_t filter_parts(const fc_conv_problem *pb, int nthreads,
  * H x W of dx, over dy's zero padding) but adds each tile to memory; its band is the whole
  * image, so it needs an (image, group) pair per thread. It runs on strided layers (the
  * gather form's stride phases store pixel by pixel) and on stride-1 layers where it saves
- * enough work, when the whole-image buffers fit FC_DIRECT_IMAGE_BYTES and the image holds
- * at least one strip. */
-static int scatter_suits(const fc_conv_problem *pb, int nthreads, int64_t elem_size)
+ * enough work, where it fits (scatter_fits). */
+static int scatter_suits(const fc_conv_problem *pb, int nthreads)
 {
     const int64_t Kg = pb->K / pb->groups;
     fc_band_geom gm;
     band_geom(&gm, pb, pb->P);
-    const int64_t bytes = (gm.size + Kg * (pb->P * gm.pitch + FC_TILE_VW_MAX)) * elem_size;
     const int strided = pb->stride_h > 1 || pb->stride_w > 1;
     /* pixels x taps computed, relative to the gather form's (stride 1) */
     const double work = (double)(pb->P * gm.pitch)
                         / (double)(pb->H * (pb->W + (pb->S - 1) * pb->dil_w));
     return pb->N * pb->groups >= nthreads
         && (strided || (Kg >= FC_DIRECT_SCATTER_MIN_FILTERS
-                        && work <= FC_DIRECT_SCATTER_MAX_WORK))
-        && pb->stride_h * pb->stride_w * gm.plane >= FC_TILE_VW_MAX
+                        && work <= FC_DIRECT_SCATTER_MAX_WORK));
+}
+
+/* 1 where the scatter form can run: its whole-image buffers fit FC_DIRECT_IMAGE_BYTES and
+ * the image holds at least one strip. */
+static int scatter_fits(const fc_conv_problem *pb, int64_t elem_size)
+{
+    const int64_t Kg = pb->K / pb->groups;
+    fc_band_geom gm;
+    band_geom(&gm, pb, pb->P);
+    const int64_t bytes = (gm.size + Kg * (pb->P * gm.pitch + FC_TILE_VW_MAX)) * elem_size;
+    return pb->stride_h * pb->stride_w * gm.plane >= FC_TILE_VW_MAX
         && bytes <= FC_DIRECT_IMAGE_BYTES;
 }
 
@@ -167,6 +175,19 @@ static int team_for(const fc_conv_problem *pb, int nthreads)
     return most < 2 ? 1 : most < nthreads ? (int)most : nthreads;
 }
 
+/* The forward variant of a plan with what depends on it: by filters reads x in place
+ * where the band is the image, and cuts its filters into parts. */
+static void set_forward(fc_direct_plan *plan, const fc_conv_problem *pb, int nthreads,
+                        const fc_vector_shape *vs, const fc_band_geom *gm,
+                        fc_direct_forward_variant variant)
+{
+    plan->forward = variant;
+    plan->forward_reads_x_in_place = variant == FC_DIRECT_FORWARD_BY_FILTERS
+                                     && band_is_image(pb, gm);
+    plan->filter_parts = variant == FC_DIRECT_FORWARD_BY_FILTERS
+                         ? filter_parts(pb, nthreads, vs) : 1;
+}
+
 /* The plan of a forward-style correlation (the forward, or one stride phase of the data
  * gradient's gather form) whose output columns lie out_col apart: its bands and forward
  * variant. */
@@ -177,16 +198,15 @@ static void plan_correlation(fc_direct_plan *plan, const fc_conv_problem *pb, in
     band_geom(&gm, pb, band_rows(pb, nthreads, vs->elem_size));
     plan->band_rows = gm.band;
     plan->bands = gm.nbands;
-    plan->forward = forward_by_filters_suits(pb, &gm, vs, out_col)
-                        ? FC_DIRECT_FORWARD_BY_FILTERS : FC_DIRECT_FORWARD_BY_PIXELS;
-    plan->forward_reads_x_in_place = plan->forward == FC_DIRECT_FORWARD_BY_FILTERS
-                                     && band_is_image(pb, &gm);
-    plan->filter_parts = plan->forward == FC_DIRECT_FORWARD_BY_FILTERS
-                         ? filter_parts(pb, nthreads, vs) : 1;
+    const int by_filters = forward_by_filters_suits(pb, &gm, vs, out_col);
+    set_forward(plan, pb, nthreads, vs, &gm,
+                by_filters ? FC_DIRECT_FORWARD_BY_FILTERS : FC_DIRECT_FORWARD_BY_PIXELS);
 }
 
 /* The whole plan of a problem: the forward's, then the two gradients' variants (the weight
- * gradient uses the forward's bands). */
+ * gradient uses the forward's bands). A variant the problem names (pb->direct_forward,
+ * _data, _weight: autotuning's) replaces the rules' choice; the scatter form only where it
+ * fits. */
 static void plan_problem(fc_direct_plan *plan, const fc_conv_problem *pb, int nthreads,
                          const fc_vector_shape *vs)
 {
@@ -195,11 +215,25 @@ static void plan_problem(fc_direct_plan *plan, const fc_conv_problem *pb, int nt
     plan_correlation(plan, pb, nthreads, vs, 1);
     fc_band_geom gm;
     band_geom(&gm, pb, plan->band_rows);
-    plan->backward_data = scatter_suits(pb, nthreads, vs->elem_size) ? FC_DIRECT_DATA_SCATTER
-                                                                      : FC_DIRECT_DATA_GATHER;
+    if (pb->direct_forward == 1 + FC_DIRECT_FORWARD_BY_PIXELS
+        || pb->direct_forward == 1 + FC_DIRECT_FORWARD_BY_FILTERS) {
+        set_forward(plan, pb, nthreads, vs, &gm,
+                    (fc_direct_forward_variant)(pb->direct_forward - 1));
+    }
+    plan->scatter_fits = scatter_fits(pb, vs->elem_size);
+    plan->backward_data = plan->scatter_fits && scatter_suits(pb, nthreads)
+                          ? FC_DIRECT_DATA_SCATTER : FC_DIRECT_DATA_GATHER;
+    if (pb->direct_data == 1 + FC_DIRECT_DATA_GATHER
+        || (pb->direct_data == 1 + FC_DIRECT_DATA_SCATTER && plan->scatter_fits)) {
+        plan->backward_data = (fc_direct_data_variant)(pb->direct_data - 1);
+    }
     plan->data_gather_phases = pb->stride_h * pb->stride_w;
     plan->backward_weight = weight_by_filters_suits(pb, &gm, vs) ? FC_DIRECT_WEIGHT_BY_FILTERS
                                                                  : FC_DIRECT_WEIGHT_BY_PIXELS;
+    if (pb->direct_weight == 1 + FC_DIRECT_WEIGHT_BY_PIXELS
+        || pb->direct_weight == 1 + FC_DIRECT_WEIGHT_BY_FILTERS) {
+        plan->backward_weight = (fc_direct_weight_variant)(pb->direct_weight - 1);
+    }
     plan->weight_reads_x_in_place = plan->backward_weight == FC_DIRECT_WEIGHT_BY_FILTERS
                                     && band_is_image(pb, &gm);
     plan->weight_rows_flat = pb->Q < FC_DIRECT_FLAT_ROWS;

@@ -44,6 +44,12 @@ typedef struct {
     int relu;                     /* forward only: each output y becomes fc_relu(y), after
                                    * the bias, as the kernel writes it (conv + bias + ReLU
                                    * in one pass); the gradient passes ignore it */
+    int direct_forward;           /* the direct passes' variants: 0 for the plan's choice,
+                                   * else 1 + an fc_direct_forward_variant, ... */
+    int direct_data;              /* ... 1 + an fc_direct_data_variant (scatter only where
+                                   * it fits, fc_direct_plan.scatter_fits) ... */
+    int direct_weight;            /* ... 1 + an fc_direct_weight_variant (autotuning times
+                                   * each) */
 } fc_conv_problem;
 
 /* The three passes of a convolution, one signature each, shared by every algorithm's
@@ -165,6 +171,9 @@ typedef struct {
     int weight_rows_flat;             /* by pixels: a band whose values are all finite is
                                        * summed as one run of pixels (rows < 128 wide) */
     int64_t data_gather_phases;       /* correlations the gather form runs: stride_h*stride_w */
+    int scatter_fits;                 /* the scatter form can run: its whole-image buffers
+                                       * fit FC_DIRECT_IMAGE_BYTES, the image holds a
+                                       * strip */
     int threads;                      /* the team each pass runs on: the threads given, fewer
                                        * when the problem is too small to share */
 } fc_direct_plan;

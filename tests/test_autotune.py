@@ -70,13 +70,54 @@ def test_autotuned_passes_equal_the_reference(x_shape, w_shape, kwargs, dtype, t
     assert all(rel_err(g, e) < tolerance for g, e in zip(got, want))
 
 
-def test_candidates_are_the_algorithms_that_can_run_each_pass():
+DIRECT_VARIANTS = {"forward": ["direct:by_pixels", "direct:by_filters"],
+                   "backward_data": ["direct:gather", "direct:scatter"],
+                   "backward_weight": ["direct:by_pixels", "direct:by_filters"]}
+
+
+def test_candidates_are_the_algorithms_and_direct_variants_that_can_run_each_pass():
     winograd = tuning_candidates(geometry((2, 32, 12, 12), (32, 32, 3, 3), padding=1),
                                  np.dtype(np.float32))
-    assert winograd == {name: ["direct", "im2col", "winograd"] for name in PASSES}
+    assert winograd == {name: DIRECT_VARIANTS[name] + ["im2col", "winograd"]
+                        for name in PASSES}
     depthwise = tuning_candidates(geometry((2, 8, 11, 11), (8, 1, 3, 3), stride=2, groups=8),
                                   np.dtype(np.float32))
-    assert depthwise == {name: ["direct", "im2col", "depthwise"] for name in PASSES}
+    assert depthwise == {name: DIRECT_VARIANTS[name] + ["im2col", "depthwise"]
+                         for name in PASSES}
+
+
+def test_the_scatter_form_is_a_candidate_only_where_it_fits():
+    """Its whole-image buffers (8 MiB a thread at most) do not fit a 64 x 400 x 400 image."""
+    large = tuning_candidates(geometry((1, 64, 400, 400), (8, 64, 3, 3), padding=1),
+                              np.dtype(np.float32))
+    assert large["backward_data"][:2] == ["direct:gather", "im2col"]
+
+
+@pytest.mark.parametrize("choice", [0, 1])
+def test_a_tuned_direct_variant_is_the_one_that_runs(monkeypatch, choice):
+    """Autotuning picking the first or second direct variant of every pass: the plan
+    forces it (conv_plan shows it), conv2d and conv2d_backward run it (the C counters),
+    and the results equal the reference."""
+    monkeypatch.setattr(autotune, "fastest", lambda candidates, run: candidates[choice])
+    rng = np.random.default_rng(choice)
+    x = rng.standard_normal((2, 24, 10, 10))
+    w = rng.standard_normal((40, 24, 3, 3))
+    plan = fastconv.conv_plan(x.shape, w.shape, stride=2, padding=1, dtype="float64",
+                              algorithm="autotune")
+    names = [DIRECT_VARIANTS[name][choice].split(":")[1] for name in PASSES]
+    assert plan.forced == tuple(names) and plan.variants == tuple(names)
+    assert [plan.run_name(name) for name in PASSES] == [
+        DIRECT_VARIANTS[name][choice] for name in PASSES]
+    before = fastconv._ext.conv_direct_variant_counts()
+    y = fastconv.conv2d(x, w, stride=2, padding=1, algorithm="autotune")
+    dy = rng.standard_normal(y.shape)
+    got = fastconv.conv2d_backward(dy, x, w, stride=2, padding=1, algorithm="autotune")
+    after = fastconv._ext.conv_direct_variant_counts()
+    for name, variant in zip(PASSES, names):
+        assert after[name][variant] == before[name][variant] + 1
+    assert rel_err(y, reference.conv2d(x, w, stride=2, padding=1)) < 1e-12
+    want = reference.conv2d_backward(dy, x, w, stride=2, padding=1)
+    assert all(rel_err(g, e) < 1e-12 for g, e in zip(got, want))
 
 
 def test_a_problem_is_timed_once_then_its_choice_is_kept(timed):
@@ -85,7 +126,7 @@ def test_a_problem_is_timed_once_then_its_choice_is_kept(timed):
     x = np.ones((2, 32, 12, 12), np.float32)
     w = np.ones((32, 32, 3, 3), np.float32)
     fastconv.conv2d(x, w, padding=1, algorithm="autotune")
-    assert timed == [["direct", "im2col", "winograd"]] * 3
+    assert timed == [DIRECT_VARIANTS[name] + ["im2col", "winograd"] for name in PASSES]
     fastconv.conv2d(x, w, padding=1, algorithm="autotune")
     fastconv.conv2d_backward(np.ones((2, 32, 12, 12), np.float32), x, w, padding=1,
                              algorithm="autotune")
@@ -185,17 +226,17 @@ def test_choices_reach_the_cache_file_and_a_new_process_starts_from_it(timed, tm
     assert len(timed) == 3
     content = cache_file()
     section = content["sections"][f"fastconv {fastconv.__version__} on {cpu_model()}"]
-    assert list(section.values()) == [[plan.forward, plan.backward_data, plan.backward_weight]]
+    assert list(section.values()) == [[plan.run_name(name) for name in PASSES]]
     autotune.clear_autotune()                     # as a new process: nothing in memory
     assert tune_one() == plan and len(timed) == 3
     code = ("import fastconv\n"
             "from fastconv import autotune\n"
             "autotune.fastest = None   # tuning would fail: the file must answer\n"
             f"print(fastconv.conv_plan({X_SHAPE}, {W_SHAPE}, padding=1, "
-            "algorithm='autotune').forward)")
+            "algorithm='autotune').run_name('forward'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=subprocess_env(), cwd=tmp_path, check=True)
-    assert out.stdout.strip() == plan.forward
+    assert out.stdout.strip() == plan.run_name("forward")
 
 
 def test_a_new_version_or_cpu_tunes_afresh_and_old_versions_are_dropped(timed, monkeypatch):

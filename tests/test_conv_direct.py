@@ -476,3 +476,70 @@ def test_conv_direct_plan_refuses_an_unknown_dtype_and_zero_threads():
         fastconv._ext.conv_direct_plan(geom, "int8", 1)
     with pytest.raises(RuntimeError):
         fastconv._ext.conv_direct_plan(geom, "float32", 0)
+
+
+# -- variants named by the caller (what autotuning times and keeps) --------------------------
+FORCED = [("forward", "by_pixels"), ("forward", "by_filters"), ("backward_data", "gather"),
+          ("backward_data", "scatter"), ("backward_weight", "by_pixels"),
+          ("backward_weight", "by_filters")]
+
+
+@pytest.mark.parametrize("pass_, variant", FORCED)
+@pytest.mark.parametrize("name", sorted(SHAPES))
+def test_a_named_variant_runs_and_matches_the_reference(name, pass_, variant, threads):
+    """"direct:VARIANT" runs that variant for its pass (the C counters) on every shape,
+    whatever the rules would choose, on 2 threads, with the reference's values; the
+    scatter form where it cannot run falls back to the gather form."""
+    threads(2)
+    x, w, b, dy, y_ref, grads_ref = case(name)
+    g = conv_geometry(x.shape, w.shape, *SHAPES[name][7:], "t")
+    ext, algorithm = fastconv._ext, f"direct:{variant}"
+    if variant == "scatter" and not ext.conv_direct_plan(g, "float64", 2)["scatter_fits"]:
+        variant = "gather"
+    if pass_ == "forward":
+        y = np.empty(g.output_shape)
+        _, runs = runs_during(lambda: ext.conv_forward(y, x, w, b, g, algorithm))
+        got, want = [y], [y_ref]
+    elif pass_ == "backward_data":
+        dx = np.empty(x.shape)
+        _, runs = runs_during(lambda: ext.conv_backward(dy, x, w, dx, None, None, g,
+                                                        algorithm, "direct"))
+        got, want = [dx], grads_ref[:1]
+    else:
+        dw = np.empty(w.shape)
+        _, runs = runs_during(lambda: ext.conv_backward(dy, x, w, None, dw, None, g,
+                                                        "direct", algorithm))
+        got, want = [dw], grads_ref[1:2]
+    assert runs[pass_] == only(pass_, variant, runs)
+    assert all(rel_err(a, e) < 1e-12 for a, e in zip(got, want))
+
+
+def test_the_scatter_form_falls_back_where_its_image_buffers_do_not_fit(threads):
+    threads(1)
+    g = conv_geometry((1, 64, 400, 400), (8, 64, 3, 3), 1, 1, 1, 1, "t")
+    assert not fastconv._ext.conv_direct_plan(g, "float32", 1)["scatter_fits"]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(g.input_shape).astype(np.float32)
+    w = rng.standard_normal(g.weight_shape).astype(np.float32)
+    dy = rng.standard_normal(g.output_shape).astype(np.float32)
+    dx = np.empty_like(x)
+    _, runs = runs_during(lambda: fastconv._ext.conv_backward(
+        dy, x, w, dx, None, None, g, "direct:scatter", "direct"))
+    assert runs["backward_data"] == only("backward_data", "gather", runs)
+
+
+@pytest.mark.parametrize("pass_, algorithm", [
+    ("forward", "direct:scatter"), ("forward", "im2col:by_pixels"),
+    ("backward_data", "direct:by_filters"), ("backward_weight", "direct:loops")])
+def test_an_unknown_variant_is_refused(pass_, algorithm):
+    x, w, b, dy, *_ = case("filters_7_blocks_4_3")
+    g = conv_geometry(x.shape, w.shape, 1, 1, 1, 1, "t")
+    with pytest.raises(ValueError, match=f"{pass_}: unknown direct variant"):
+        if pass_ == "forward":
+            fastconv._ext.conv_forward(np.empty(g.output_shape), x, w, b, g, algorithm)
+        elif pass_ == "backward_data":
+            fastconv._ext.conv_backward(dy, x, w, np.empty(x.shape), None, None, g,
+                                        algorithm, "direct")
+        else:
+            fastconv._ext.conv_backward(dy, x, w, None, np.empty(w.shape), None, g,
+                                        "direct", algorithm)

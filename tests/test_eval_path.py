@@ -129,6 +129,30 @@ def test_autotune_turned_on_and_off_between_calls():
     assert np.array_equal(model.forward(x), want)
 
 
+def test_a_program_runs_the_direct_variant_autotuning_chose(monkeypatch, tmp_path):
+    """Autotuning choosing the direct forward by filters for every convolution: the
+    program's steps run it (the C counter), with the layer-by-layer values."""
+    from fastconv import autotune
+    monkeypatch.setenv("FASTCONV_AUTOTUNE_CACHE", str(tmp_path / "autotune.json"))
+    monkeypatch.setattr(autotune, "fastest", lambda candidates, run: candidates[1])
+    model = LeNet5(seed=0).eval()
+    x = lenet_batch(2)
+    want = checked_forward(model, x)
+    convs = sum(isinstance(layer, Conv2D) for layer in model.layers)
+    autotune.clear_autotune()
+    fastconv.set_autotune(True)
+    try:
+        model.forward(x)                             # tunes, then builds the program
+        before = _ext.conv_direct_variant_counts()["forward"]["by_filters"]
+        got = model.forward(x)
+        after = _ext.conv_direct_variant_counts()["forward"]["by_filters"]
+    finally:
+        fastconv.set_autotune(False)
+        autotune.clear_autotune()
+    assert after - before == convs == 2
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+
+
 def test_copies_and_pickles_after_calls_run_their_own_weights():
     model = LeNet5(seed=0).eval()
     x = lenet_batch(2)

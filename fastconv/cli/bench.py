@@ -373,13 +373,14 @@ class Runner:
                                  max_reps=1)
                 naive_f = t1 * N
             self.add("conv forward", name, t_f, tt_f, naive_f, work=geom.flops(),
-                     note=f"auto -> {algo}, autotune -> {tuned.forward}; "
+                     note=f"auto -> {algo}, autotune -> {tuned.run_name('forward')}; "
                      + other_times(fwd, algo)
                      + ("; naive: 1 image x N" if naive_f else ""))
             self.add("conv backward", name, t_b, tt_b, work=2 * geom.flops(),
                      note=f"grad_x + grad_w + grad_b; auto -> {algo_b}"
                      + (" (grad_w winograd)" if winograd_w else "")
-                     + f", autotune -> {tuned.backward_data} (grad_w {tuned.backward_weight}); "
+                     + f", autotune -> {tuned.run_name('backward_data')} "
+                     + f"(grad_w {tuned.run_name('backward_weight')}); "
                      + other_times(bwd, None if winograd_w else algo_b))
 
     # -- how the large layers scale from one thread to all of them

@@ -509,7 +509,8 @@ class Conv2D(Layer):
         # where the plan's algorithm is not exact, the step tests the values as
         # plan_for_values does, on each run
         return program.step("conv", [x], geom.output_shape, geometry=geom,
-                            algorithm=plan.forward, value_test=forward_value_test(plan),
+                            algorithm=plan.run_name("forward"),
+                            value_test=forward_value_test(plan),
                             weight=program.param(self, "weight"),
                             bias=program.param(self, "bias"), relu=self.activation == "relu")
 
