@@ -20,9 +20,10 @@ results are deterministic once a problem is tuned.
 Choices are also kept on disk, so that later processes start tuned: in the file
 FASTCONV_AUTOTUNE_CACHE names (read when a process first tunes; default
 ``~/.cache/fastconv/autotune.json``, under $XDG_CACHE_HOME when set; an empty value keeps
-them in memory only). The file holds one section per fastconv version and CPU model
-(:func:`fastconv.config.cpu_model`: its name and x86 family and model numbers), so a new
-version or another CPU tunes afresh (a new version drops the old versions' sections).
+them in memory only). The file holds one section per fastconv version (with
+TUNING_REVISION, what is timed) and CPU model (:func:`fastconv.config.cpu_model`: its name
+and x86 family and model numbers), so a new version or another CPU tunes afresh (a new
+version drops the old versions' sections).
 It is rewritten atomically under a lock, so processes sharing it keep each other's
 entries; a file that is not such a cache (corrupt, or another program's) is ignored with a
 warning and replaced by the next write.
@@ -52,6 +53,9 @@ __all__ = ["set_autotune", "get_autotune", "clear_autotune", "tuned", "cache_pat
 TIMED_RUNS = 3
 # What the cache file's "format" entry says.
 CACHE_FORMAT = "fastconv autotune cache"
+# What autotuning times, as a number: choices made under another revision (other
+# candidates) are not used. 2: the direct convolution's variants are timed too.
+TUNING_REVISION = 2
 
 _settings = {"enabled": os.environ.get("FASTCONV_AUTOTUNE", "").strip().lower()
              in ("1", "true", "yes", "on")}
@@ -125,9 +129,9 @@ def key_text(key):
 
 
 def _section():
-    """The cache file's section for this fastconv version and CPU."""
+    """The cache file's section for this fastconv version, TUNING_REVISION and CPU."""
     from . import __version__
-    return f"fastconv {__version__} on {cpu_model()}"
+    return f"fastconv {__version__} tuning {TUNING_REVISION} on {cpu_model()}"
 
 
 def _fits(stored, candidates):

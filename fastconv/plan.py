@@ -209,11 +209,11 @@ def conv_plan(x_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1, 
         raise ValueError(f"{func}: dtype must be float32 or float64 (the dtypes conv2d "
                          f"computes in), got {dtype}")
     geom = conv_geometry(x_shape, weight_shape, stride, padding, dilation, groups, func)
-    plan = plan_for(geom, dtype, algorithm, func)
+    run_geom = windows_geometry(geom, func)[0]       # what conv2d plans for and runs
+    plan = replace(plan_for(run_geom, dtype, algorithm, func), geometry=geom)
     if "direct" not in (plan.forward, plan.backward_data, plan.backward_weight):
         return plan
-    direct = _ext.conv_direct_plan(windows_geometry(geom, func)[0], plan.dtype,
-                                   get_num_threads())
+    direct = _ext.conv_direct_plan(run_geom, plan.dtype, get_num_threads())
     variants = tuple((forced or direct[name]) if getattr(plan, name) == "direct" else None
                      for name, forced in zip(PASSES, plan.forced))
     return replace(plan, variants=variants)

@@ -225,7 +225,8 @@ def test_choices_reach_the_cache_file_and_a_new_process_starts_from_it(timed, tm
     plan = tune_one()
     assert len(timed) == 3
     content = cache_file()
-    section = content["sections"][f"fastconv {fastconv.__version__} on {cpu_model()}"]
+    section = content["sections"][f"fastconv {fastconv.__version__} tuning "
+                                  f"{autotune.TUNING_REVISION} on {cpu_model()}"]
     assert list(section.values()) == [[plan.run_name(name) for name in PASSES]]
     autotune.clear_autotune()                     # as a new process: nothing in memory
     assert tune_one() == plan and len(timed) == 3
@@ -239,20 +240,28 @@ def test_choices_reach_the_cache_file_and_a_new_process_starts_from_it(timed, tm
     assert out.stdout.strip() == plan.run_name("forward")
 
 
-def test_a_new_version_or_cpu_tunes_afresh_and_old_versions_are_dropped(timed, monkeypatch):
+def test_a_new_version_revision_or_cpu_tunes_afresh_and_old_versions_are_dropped(
+        timed, monkeypatch):
     tune_one()
-    old = f"fastconv {fastconv.__version__} on {cpu_model()}"
-    monkeypatch.setattr(autotune, "_section", lambda: f"fastconv {fastconv.__version__} on "
-                                                      f"another CPU")
+    version = f"fastconv {fastconv.__version__} tuning {autotune.TUNING_REVISION}"
+    old = f"{version} on {cpu_model()}"
+    shipped = autotune._section
+    assert shipped() == old
+    monkeypatch.setattr(autotune, "_section", lambda: f"{version} on another CPU")
     autotune.clear_autotune()
     tune_one()
     assert len(timed) == 6
-    assert set(cache_file()["sections"]) == {old, f"fastconv {fastconv.__version__} on "
-                                                  f"another CPU"}
-    monkeypatch.setattr(autotune, "_section", lambda: "fastconv 99.0 on another CPU")
+    assert set(cache_file()["sections"]) == {old, f"{version} on another CPU"}
+    monkeypatch.setattr(autotune, "_section", shipped)     # with the next revision
+    monkeypatch.setattr(autotune, "TUNING_REVISION", autotune.TUNING_REVISION + 1)
     autotune.clear_autotune()
     tune_one()
     assert len(timed) == 9
+    assert set(cache_file()["sections"]) == {autotune._section()}
+    monkeypatch.setattr(autotune, "_section", lambda: "fastconv 99.0 on another CPU")
+    autotune.clear_autotune()
+    tune_one()
+    assert len(timed) == 12
     assert set(cache_file()["sections"]) == {"fastconv 99.0 on another CPU"}
 
 
@@ -317,3 +326,23 @@ def test_processes_tuning_at_once_keep_each_others_choices(tmp_path):
     content = json.loads((tmp_path / "shared.json").read_text())
     (section,) = content["sections"].values()
     assert sorted(int(k.split(", ")[1]) for k in section) == list(range(1, 9))
+
+
+def test_conv_plan_states_what_a_strided_call_runs(monkeypatch, threads):
+    """A 1x1 filter at stride 2 runs on the rows and columns its windows read
+    (windows_geometry): conv_plan tunes that problem, as conv2d does, so one problem is
+    tuned and the variant it states is the one that runs."""
+    threads(1)
+    monkeypatch.setattr(autotune, "fastest", lambda candidates, run: (
+        "direct:scatter" if "direct:scatter" in candidates else candidates[0]))
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((2, 4, 12, 12)), rng.standard_normal((8, 4, 1, 1))
+    plan = fastconv.conv_plan(x.shape, w.shape, stride=2, dtype="float64",
+                              algorithm="autotune")
+    assert plan.geometry.input_shape == x.shape
+    dy = rng.standard_normal((2, 8, 6, 6))
+    before = fastconv._ext.conv_direct_variant_counts()["backward_data"]
+    fastconv.conv2d_backward(dy, x, w, stride=2, algorithm="autotune")
+    after = fastconv._ext.conv_direct_variant_counts()["backward_data"]
+    ran = [name for name in after if after[name] > before[name]]
+    assert ran == [plan.variant("backward_data")] and len(autotune.tuned()) == 1
