@@ -191,7 +191,8 @@ def conv_plan(x_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1, 
     x_shape (N, C, H, W) and weight_shape (K, C/groups, R, S) are the shapes given to
     ``conv2d``; stride, padding, dilation, groups and algorithm are as there; dtype is the
     dtype conv2d computes in (float32 or float64). The variants are those of the current
-    thread count and SIMD level. Errors are conv2d's.
+    thread count and SIMD level (None for a problem with an empty axis, which no kernel
+    runs). Errors are conv2d's.
 
     >>> import fastconv
     >>> fastconv.conv_plan((8, 64, 56, 56), (64, 64, 3, 3), padding=1)  # doctest: +SKIP
@@ -211,7 +212,8 @@ def conv_plan(x_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1, 
     geom = conv_geometry(x_shape, weight_shape, stride, padding, dilation, groups, func)
     run_geom = windows_geometry(geom, func)[0]       # what conv2d plans for and runs
     plan = replace(plan_for(run_geom, dtype, algorithm, func), geometry=geom)
-    if "direct" not in (plan.forward, plan.backward_data, plan.backward_weight):
+    empty = 0 in geom.input_shape + geom.weight_shape + geom.output_shape  # no kernel runs
+    if empty or "direct" not in (plan.forward, plan.backward_data, plan.backward_weight):
         return plan
     direct = _ext.conv_direct_plan(run_geom, plan.dtype, get_num_threads())
     variants = tuple((forced or direct[name]) if getattr(plan, name) == "direct" else None

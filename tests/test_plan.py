@@ -365,3 +365,12 @@ def test_conv_plan_names_no_variant_for_passes_that_do_not_run_direct():
     p = fastconv.conv_plan((8, 64, 56, 56), (24, 64, 3, 3), padding=1)
     assert p.backward_weight == "direct"
     assert p.variant("backward_weight") in ("by_pixels", "by_filters")
+
+
+@pytest.mark.parametrize("x_shape, w_shape", [((0, 8, 4, 4), (8, 8, 3, 3)),
+                                              ((1, 0, 4, 4), (8, 0, 3, 3)),
+                                              ((1, 8, 4, 4), (0, 8, 3, 3))])
+def test_a_problem_with_an_empty_axis_has_a_plan_without_variants(x_shape, w_shape):
+    """conv2d of such a problem runs no kernel (its outputs are zeros or empty)."""
+    p = fastconv.conv_plan(x_shape, w_shape, padding=1)
+    assert p.variants == (None, None, None) and p.geometry.input_shape == x_shape
