@@ -36,9 +36,7 @@ cdef fc_conv_algorithm _pass_code(str algorithm, fc_conv_problem *pb, str pass_n
     "direct:by_filters") also sets the problem's variant for that pass."""
     name, _, variant = algorithm.partition(":")
     if variant:
-        names = {"forward": _FORWARD_NAMES, "backward_data": _DATA_NAMES,
-                 "backward_weight": _WEIGHT_NAMES}[pass_name]
-        codes = {v: k for k, v in names.items() if v != "loops"}
+        codes = _VARIANT_CODES[pass_name]
         if name != "direct" or variant not in codes:
             raise ValueError(f"{pass_name}: unknown direct variant {algorithm!r}; expected "
                              f"one of {['direct:' + v for v in codes]}")

@@ -7,6 +7,12 @@ _DATA_NAMES = {FC_DIRECT_DATA_SCATTER: "scatter", FC_DIRECT_DATA_GATHER: "gather
                FC_DIRECT_DATA_LOOPS: "loops"}
 _WEIGHT_NAMES = {FC_DIRECT_WEIGHT_BY_PIXELS: "by_pixels",
                  FC_DIRECT_WEIGHT_BY_FILTERS: "by_filters"}
+# The variants a caller may name per pass ("direct:NAME", _pass_code): the loops run only
+# for weights holding an inf or NaN, whatever is named.
+_VARIANT_CODES = {pass_name: {name: code for code, name in names.items() if name != "loops"}
+                  for pass_name, names in (("forward", _FORWARD_NAMES),
+                                           ("backward_data", _DATA_NAMES),
+                                           ("backward_weight", _WEIGHT_NAMES))}
 
 
 def conv_direct_plan(geom, str dtype, int nthreads):

@@ -233,12 +233,13 @@ static void FN(forward_by_filters_item)(const void *pass, fc_band_item t, void *
     int64_t ldw;
     if (cr->parts > 1) {
         FN(part_copy) *copy = ws[1];
+        const int64_t key = t.g * cr->parts + t.part + 1;
         ldw = (v_hi - v_lo) * VL;
         REAL *wk = copy->bias + ldw;
-        if (copy->key != t.g * cr->parts + t.part + 1) {
+        if (copy->key != key) {
             FN(pack_by_filters)(wk, copy->bias, ldw, cr, t.g, v_lo * VL,
                                 min64(Kg, v_hi * VL) - v_lo * VL);
-            copy->key = t.g * cr->parts + t.part + 1;
+            copy->key = key;
         }
         wp = wk;
         bp = copy->bias;

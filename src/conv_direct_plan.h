@@ -117,15 +117,13 @@ static int64_t filter_parts(const fc_conv_problem *pb, int nthreads,
  * H x W of dx, over dy's zero padding) but adds each tile to memory; its band is the whole
  * image, so it needs an (image, group) pair per thread. It runs on strided layers (the
  * gather form's stride phases store pixel by pixel) and on stride-1 layers where it saves
- * enough work, where it fits (scatter_fits). */
-static int scatter_suits(const fc_conv_problem *pb, int nthreads)
+ * enough work, where it fits (scatter_fits). image: the band geometry of a whole image. */
+static int scatter_suits(const fc_conv_problem *pb, const fc_band_geom *image, int nthreads)
 {
     const int64_t Kg = pb->K / pb->groups;
-    fc_band_geom gm;
-    band_geom(&gm, pb, pb->P);
     const int strided = pb->stride_h > 1 || pb->stride_w > 1;
     /* pixels x taps computed, relative to the gather form's (stride 1) */
-    const double work = (double)(pb->P * gm.pitch)
+    const double work = (double)(pb->P * image->pitch)
                         / (double)(pb->H * (pb->W + (pb->S - 1) * pb->dil_w));
     return pb->N * pb->groups >= nthreads
         && (strided || (Kg >= FC_DIRECT_SCATTER_MIN_FILTERS
@@ -133,14 +131,14 @@ static int scatter_suits(const fc_conv_problem *pb, int nthreads)
 }
 
 /* 1 where the scatter form can run: its whole-image buffers fit FC_DIRECT_IMAGE_BYTES and
- * the image holds at least one strip. */
-static int scatter_fits(const fc_conv_problem *pb, int64_t elem_size)
+ * the image holds at least one strip. image: the band geometry of a whole image. */
+static int scatter_fits(const fc_conv_problem *pb, const fc_band_geom *image,
+                        int64_t elem_size)
 {
     const int64_t Kg = pb->K / pb->groups;
-    fc_band_geom gm;
-    band_geom(&gm, pb, pb->P);
-    const int64_t bytes = (gm.size + Kg * (pb->P * gm.pitch + FC_TILE_VW_MAX)) * elem_size;
-    return pb->stride_h * pb->stride_w * gm.plane >= FC_TILE_VW_MAX
+    const int64_t bytes = (image->size + Kg * (pb->P * image->pitch + FC_TILE_VW_MAX))
+                          * elem_size;
+    return pb->stride_h * pb->stride_w * image->plane >= FC_TILE_VW_MAX
         && bytes <= FC_DIRECT_IMAGE_BYTES;
 }
 
@@ -220,8 +218,10 @@ static void plan_problem(fc_direct_plan *plan, const fc_conv_problem *pb, int nt
         set_forward(plan, pb, nthreads, vs, &gm,
                     (fc_direct_forward_variant)(pb->direct_forward - 1));
     }
-    plan->scatter_fits = scatter_fits(pb, vs->elem_size);
-    plan->backward_data = plan->scatter_fits && scatter_suits(pb, nthreads)
+    fc_band_geom image;                 /* the scatter form's band: the whole image */
+    band_geom(&image, pb, pb->P);
+    plan->scatter_fits = scatter_fits(pb, &image, vs->elem_size);
+    plan->backward_data = plan->scatter_fits && scatter_suits(pb, &image, nthreads)
                           ? FC_DIRECT_DATA_SCATTER : FC_DIRECT_DATA_GATHER;
     if (pb->direct_data == 1 + FC_DIRECT_DATA_GATHER
         || (pb->direct_data == 1 + FC_DIRECT_DATA_SCATTER && plan->scatter_fits)) {
